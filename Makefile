@@ -1,0 +1,59 @@
+# socialrx — the two commands: `make run` (service on SQLite with the demo configuration) and `make test`.
+GO      ?= go
+PKGS    := ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 10s
+RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+.PHONY: run build test test-postgres vet fmt-check test-race fuzz bench bench-river crash generate clean
+
+run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/socialrx ./cmd/socialrx
+
+test: fmt-check vet ## the whole test suite; PostgreSQL tests skip without a server (fail when CI is set)
+	$(GO) test -count=1 $(PKGS)
+
+test-postgres: ## the store suite on PostgreSQL (SOCIALRX_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test); skips without a server unless CI is set
+	$(GO) test -count=1 ./outbox/postgres/...
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test-race: ## concurrency-heavy packages under the race detector
+	$(GO) test -count=1 -race ./outbox/... ./server/...
+
+fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 8s): decoders, validator, mapping, JSON Patch, webhook verification
+	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseServiceRequest$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseTransaction$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzValidatorAgainstSchema$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./mapping -run='^$$' -fuzz='^FuzzBuild$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./server -run='^$$' -fuzz='^FuzzJSONPatch$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./outbox -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME)
+
+bench: ## intake and delivery benchmarks over real loopback HTTP (see README "Performance")
+	$(GO) test ./outbox/sqlite -run='^$$' -bench=. -benchtime=2s -count=1
+	$(GO) run ./cmd/socialrx-bench
+
+bench-river: ## the same webhook job on riverqueue/river and this machine's PostgreSQL (separate module bench/river)
+	cd bench/river && $(GO) run . -server '$(RIVER_PG)'
+
+CRASH_REFERRALS ?= 1000
+CRASH_KILLS     ?= 10
+CRASH_CLIENTS   ?= 8
+crash: ## kill -9 the real binary during a delivery storm (go test ./... runs a short version)
+	CRASH_REFERRALS=$(CRASH_REFERRALS) CRASH_KILLS=$(CRASH_KILLS) CRASH_CLIENTS=$(CRASH_CLIENTS) \
+		$(GO) test -count=1 -v -timeout 30m -run 'DeliveryStorm' ./cmd/socialrx/crashtest
+
+generate:
+	$(GO) generate ./...
+
+clean:
+	rm -rf bin socialrx.db socialrx.db-wal socialrx.db-shm

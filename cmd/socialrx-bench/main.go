@@ -1,0 +1,271 @@
+// Command socialrx-bench measures socialrx on this machine over real loopback HTTP: intake throughput and
+// latency for N concurrent GP clients posting referrals to a temporary SQLite database, next to the raw
+// single-writer commit rate of a bare SQLite insert loop measured in the same run (the goal: intake at no less
+// than that rate); then delivery: the outbox dispatcher's throughput on a pre-loaded backlog (messages/s to a
+// loopback webhook receiver) and the commit→received latency (p50/p99) at paced intake rates, to compare with
+// riverqueue/river doing the same webhook job (bench/river, `make bench-river`). Run it with `make bench`; it
+// prints tables and exits. -intake=false or -delivery=false runs one part only.
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/sqlite"
+	"github.com/socialrx/socialrx/server"
+)
+
+func main() {
+	dur := flag.Duration("duration", 5*time.Second, "how long each intake run lasts")
+	clients := flag.String("clients", "1,4,16,64", "concurrent GP clients per run")
+	intake := flag.Bool("intake", true, "run the intake benchmark")
+	delivery := flag.Bool("delivery", true, "run the delivery benchmark (throughput and commit→received latency)")
+	messages := flag.Int("delivery-messages", 2000, "delivery throughput: referrals pre-loaded before the dispatcher starts")
+	rates := flag.String("delivery-rates", "50,200", "delivery latency: paced intake rates (referrals/s)")
+	ddur := flag.Duration("delivery-duration", 5*time.Second, "delivery latency: how long each paced run posts")
+	perDest := flag.String("delivery-per-destination", fmt.Sprintf("%d,16", outbox.DefaultPerDestination),
+		"dispatcher PerDestination caps to run (concurrency = max(16, cap)); the first is the shipped default")
+	pgURL := flag.String("delivery-postgres", "", "run the delivery benchmark on this PostgreSQL server (a fresh schema per run) instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	saveEvent := flag.String("save-event", "", "write one received webhook body to this file (bench/river posts the same bytes)")
+	flag.Parse()
+	ctx := context.Background()
+	o := deliveryOptions{messages: *messages, duration: *ddur, saveEvent: *saveEvent, timeout: 5 * time.Minute,
+		log: slog.New(slog.DiscardHandler), out: os.Stdout, ctx: ctx, postgres: *pgURL}
+	var err error
+	if o.rates, err = intList("-delivery-rates", *rates); err == nil {
+		o.perDest, err = intList("-delivery-per-destination", *perDest)
+	}
+	if err == nil && o.messages < 1 {
+		err = errors.New("-delivery-messages must be positive")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+		os.Exit(2)
+	}
+	fmt.Fprintf(os.Stdout, "command: %s\n", strings.Join(os.Args, " "))
+	if *intake {
+		if err := run(ctx, *dur, *clients, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+			os.Exit(1)
+		}
+	} else {
+		fmt.Fprintf(os.Stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	}
+	if *delivery {
+		o.dir, err = os.MkdirTemp("", "socialrx-bench-delivery-")
+		if err == nil {
+			err = runDelivery(o)
+			_ = os.RemoveAll(o.dir)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// intList parses a comma-separated list of positive numbers.
+func intList(name, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", name, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, dur time.Duration, clientList string, out io.Writer) error {
+	dir, err := os.MkdirTemp("", "socialrx-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+
+	raw, err := rawInsertLoop(filepath.Join(dir, "raw.db"), dur)
+	if err != nil {
+		return fmt.Errorf("raw insert loop: %w", err)
+	}
+	fmt.Fprintf(out, "baseline: bare SQLite insert loop (WAL, synchronous=FULL, one commit per row): %.0f commits/s\n\n", raw)
+
+	fmt.Fprintf(out, "%-8s %10s %10s %10s %10s %8s\n", "clients", "ref/s", "p50", "p99", "max", "errors")
+	for i, c := range strings.Split(clientList, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(c), &n); err != nil || n < 1 {
+			return fmt.Errorf("-clients: %q is not a positive number", c)
+		}
+		r, err := intakeRun(ctx, filepath.Join(dir, fmt.Sprintf("intake-%d.db", i)), n, dur)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%-8d %10.0f %10s %10s %10s %8d   (%.2fx baseline)\n", n, r.rate, r.p50, r.p99, r.max, r.errors, r.rate/raw)
+	}
+	return nil
+}
+
+// rawInsertLoop is the baseline: one small row per committed transaction, one writer, same pragmas.
+func rawInsertLoop(path string, dur time.Duration) (float64, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB NOT NULL)`); err != nil {
+		return 0, err
+	}
+	body := bytes.Repeat([]byte("x"), 2048)
+	start := time.Now()
+	n := 0
+	for time.Since(start) < dur {
+		tx, err := db.Begin()
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.Exec(`INSERT INTO t (body) VALUES (?)`, body); err != nil {
+			_ = tx.Rollback()
+			return 0, err
+		}
+		if err := tx.Commit(); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+type result struct {
+	rate          float64
+	p50, p99, max time.Duration
+	errors        int64
+}
+
+// intakeRun starts the real HTTP server on loopback with a fresh SQLite database and the demo directory, and
+// lets n clients post unique referrals (routed to a pull-only service) for dur.
+func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (result, error) {
+	log := slog.New(slog.DiscardHandler)
+	store, err := sqlite.Open(ctx, path, sqlite.Options{Logger: log})
+	if err != nil {
+		return result{}, err
+	}
+	defer store.Close()
+	cfg, err := config.LoadDemo()
+	if err != nil {
+		return result{}, err
+	}
+	srv, err := server.New(server.Options{Config: cfg, Store: store, Logger: log})
+	if err != nil {
+		return result{}, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	url := "http://" + ln.Addr().String() + "/fhir/ServiceRequest"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}, Timeout: 30 * time.Second}
+
+	var seq, errs atomic.Int64
+	lat := make([][]time.Duration, n)
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				body := referral(seq.Add(1))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/fhir+json")
+				req.Header.Set("Authorization", "Bearer demo-gp-token")
+				req.Header.Set("Prefer", "return=minimal")
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					errs.Add(1)
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return result{}, fmt.Errorf("no referral was accepted (%d errors)", errs.Load())
+	}
+	q := func(p float64) time.Duration {
+		return all[min(len(all)-1, int(p*float64(len(all))))].Round(10 * time.Microsecond)
+	}
+	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99), max: all[len(all)-1].Round(10 * time.Microsecond), errors: errs.Load()}, nil
+}
+
+// referral returns a realistic ~3 KB social-prescribing ServiceRequest with a unique identifier, routed by
+// performer to the demo's pull-only museum volunteering service.
+func referral(n int64) []byte {
+	return []byte(fmt.Sprintf(referralTemplate, n))
+}
+
+const referralTemplate = `{
+  "resourceType": "ServiceRequest",
+  "contained": [
+    {"resourceType": "Patient", "id": "pat",
+     "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9912003888"}],
+     "name": [{"use": "official", "family": "Smith", "given": ["Richard"]}],
+     "telecom": [{"system": "phone", "value": "07700 900123", "use": "mobile"}],
+     "gender": "male", "birthDate": "1952-03-14",
+     "address": [{"line": ["12 Market Street"], "city": "Frome", "postalCode": "BA11 1AA"}]},
+    {"resourceType": "Consent", "id": "consent", "status": "active",
+     "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+     "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+     "patient": {"reference": "#pat"}, "dateTime": "2026-11-20T10:00:00Z",
+     "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]}},
+    {"resourceType": "Practitioner", "id": "gp", "name": [{"family": "Patel", "given": ["Asha"], "prefix": ["Dr"]}]}
+  ],
+  "identifier": [{"system": "https://fhir.a81001.example.nhs.uk/Id/referral", "value": "bench-%d"}],
+  "status": "active",
+  "intent": "order",
+  "priority": "routine",
+  "code": {"coding": [{"system": "http://snomed.info/sct", "code": "871731000000106", "display": "Referral to social prescribing service"}]},
+  "subject": {"reference": "#pat"},
+  "authoredOn": "2026-11-20T10:05:00Z",
+  "requester": {"reference": "#gp"},
+  "performer": [{"identifier": {"system": "https://socialrx.dev/Id/community-service", "value": "museum-volunteers"}}],
+  "reasonCode": [{"text": "Lives alone since bereavement; low mood; would like to meet people"}],
+  "supportingInfo": [{"reference": "#consent"}],
+  "patientInstruction": "Prefers mornings; uses a walking stick"
+}`

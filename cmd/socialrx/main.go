@@ -1,0 +1,159 @@
+// Command socialrx is the social-prescribing FHIR adapter: `socialrx serve` runs the service; the other
+// subcommands operate it (migrate, outbox list|show|replay, hash-token, version, demo-receiver).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/socialrx/socialrx/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `socialrx — social-prescribing FHIR R4 adapter
+
+Usage:
+  socialrx serve [flags]                 run the service (FHIR, community, admin APIs; outbox dispatcher)
+  socialrx migrate                       create or upgrade the database schema
+  socialrx outbox list [--state S] [--service ID] [--referral ID] [--json]
+  socialrx outbox show ID [--json]
+  socialrx outbox replay (ID… | --state dead [--service ID]) --reason TEXT [--dry-run] [--json]
+  socialrx hash-token [TOKEN]            print the SHA-256 hex of a client token (reads stdin without TOKEN)
+  socialrx demo-receiver [--addr A]      a webhook receiver for the demo that verifies and prints events
+  socialrx version
+
+Settings (flags override): SOCIALRX_ADDR (127.0.0.1:8080), SOCIALRX_DATABASE_URL (sqlite:socialrx.db or
+postgres://…), SOCIALRX_CONFIG (directory file; unset: embedded demo), SOCIALRX_LOG_LEVEL (info),
+SOCIALRX_LOG_FORMAT (text|json), SOCIALRX_RETRY_BUDGET (72h), SOCIALRX_DELIVERY_TIMEOUT (10s),
+SOCIALRX_DELIVERY_LEASE (derived from the timeout), SOCIALRX_ACK_DEADLINE (72h),
+SOCIALRX_MAX_BODY_BYTES (1048576).
+`
+
+// exitUsage is the exit code for a command-line mistake.
+const exitUsage = 2
+
+// Main runs socialrx with the given arguments and environment; it returns the process exit code. It is the
+// whole program, so tests run it in-process exactly as the binary does.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = runServe(ctx, args[1:], getenv, stderr)
+	case "migrate":
+		err = runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "outbox":
+		err = runOutbox(ctx, args[1:], getenv, stdout, stderr)
+	case "hash-token":
+		err = runHashToken(args[1:], stdin, stdout)
+	case "demo-receiver":
+		err = runDemoReceiver(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "socialrx", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "socialrx: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "socialrx %s: %v\n", args[0], err)
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "socialrx %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a command-line mistake (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// settingsFlags binds the process-setting flags shared by serve, migrate and outbox.
+func settingsFlags(fs *flag.FlagSet) (apply func(getenv func(string) string) (config.Settings, error)) {
+	addr := fs.String("addr", "", "listen address (SOCIALRX_ADDR)")
+	db := fs.String("database-url", "", "sqlite:PATH or postgres://… (SOCIALRX_DATABASE_URL)")
+	cfg := fs.String("config", "", "directory file (SOCIALRX_CONFIG); unset: embedded demo")
+	level := fs.String("log-level", "", "debug|info|warn|error (SOCIALRX_LOG_LEVEL)")
+	format := fs.String("log-format", "", "text|json (SOCIALRX_LOG_FORMAT)")
+	return func(getenv func(string) string) (config.Settings, error) {
+		over := map[string]string{
+			"SOCIALRX_ADDR": *addr, "SOCIALRX_DATABASE_URL": *db, "SOCIALRX_CONFIG": *cfg,
+			"SOCIALRX_LOG_LEVEL": *level, "SOCIALRX_LOG_FORMAT": *format,
+		}
+		return config.FromEnv(config.Defaults(), func(k string) string {
+			if v := over[k]; v != "" {
+				return v
+			}
+			return getenv(k)
+		})
+	}
+}
+
+// newLogger builds the process logger from the settings.
+func newLogger(s config.Settings, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(s.LogLevel)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if s.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parseFlags parses fs, turning flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// runHashToken prints the SHA-256 hex of a token.
+func runHashToken(args []string, stdin io.Reader, stdout io.Writer) error {
+	var token string
+	switch len(args) {
+	case 0:
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return fmt.Errorf("read token: %w", err)
+		}
+		token = string(b)
+		for len(token) > 0 && (token[len(token)-1] == '\n' || token[len(token)-1] == '\r') {
+			token = token[:len(token)-1]
+		}
+	case 1:
+		token = args[0]
+	default:
+		return usageError{"hash-token takes one token (or reads it from stdin)"}
+	}
+	if token == "" {
+		return usageError{"empty token"}
+	}
+	fmt.Fprintln(stdout, config.HashToken(token))
+	return nil
+}

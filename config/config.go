@@ -1,0 +1,431 @@
+// Package config loads socialrx's process settings (flags and SOCIALRX_* environment variables) and its
+// directory file (who may call socialrx, and the community services referrals go to), validating both so that a
+// bad setting stops the process at start with a message naming the setting, never later at 2 a.m.
+package config
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// Role is what a client may do. The zero value is invalid.
+type Role string
+
+// Client roles.
+const (
+	RoleGP        Role = "gp"        // posts referrals for its practices, reads their Tasks
+	RoleCommunity Role = "community" // sees and updates its one service's referrals
+	RoleAdmin     Role = "admin"     // operates the outbox
+)
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool {
+	switch r {
+	case RoleGP, RoleCommunity, RoleAdmin:
+		return true
+	}
+	return false
+}
+
+// Client is one caller of socialrx, identified by a bearer token.
+type Client struct {
+	ID          string
+	Role        Role
+	TokenSHA256 [32]byte
+	Practices   []string // gp: ODS codes it may refer from and read
+	Service     string   // community: its service id
+}
+
+// MayReferFrom reports whether a GP client may act for the practice with ODS code ods.
+func (c Client) MayReferFrom(ods string) bool {
+	return c.Role == RoleGP && slices.ContainsFunc(c.Practices, func(p string) bool { return strings.EqualFold(p, ods) })
+}
+
+// Config is the loaded directory file.
+type Config struct {
+	Clients   []Client
+	Directory mapping.Directory
+	// Demo is true when the embedded demo configuration is in use (no SOCIALRX_CONFIG).
+	Demo bool
+	// Source names where the configuration came from (a path, or "embedded demo").
+	Source string
+}
+
+// Authenticate returns the client whose token this is. It hashes the presented token and compares against every
+// client in constant time, so timing reveals neither which client nor how much of a hash matched.
+func (c *Config) Authenticate(token string) (Client, bool) {
+	if token == "" {
+		return Client{}, false
+	}
+	sum := sha256.Sum256([]byte(token))
+	var found Client
+	ok := false
+	for _, cl := range c.Clients {
+		if subtle.ConstantTimeCompare(sum[:], cl.TokenSHA256[:]) == 1 {
+			found, ok = cl, true
+		}
+	}
+	return found, ok
+}
+
+// HashToken returns the SHA-256 hex of a token, the form the directory file stores (socialrx hash-token).
+func HashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+//go:embed demo.yaml
+var demoYAML []byte
+
+// DemoYAML returns the embedded demo directory file (README documents its tokens).
+func DemoYAML() []byte { return slices.Clone(demoYAML) }
+
+// LoadDemo loads the embedded demo configuration.
+func LoadDemo() (*Config, error) {
+	c, err := Parse(demoYAML, "")
+	if err != nil {
+		return nil, fmt.Errorf("embedded demo configuration: %w", err)
+	}
+	c.Demo, c.Source = true, "embedded demo"
+	return c, nil
+}
+
+// Load reads and validates a directory file. Relative secret_file paths are resolved against its folder.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read directory file: %w", err)
+	}
+	c, err := Parse(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("directory file %s: %w", path, err)
+	}
+	c.Source = path
+	return c, nil
+}
+
+type fileIdentifier struct {
+	System string `yaml:"system"`
+	Value  string `yaml:"value"`
+}
+
+type fileClient struct {
+	ID          string   `yaml:"id"`
+	Role        string   `yaml:"role"`
+	TokenSHA256 string   `yaml:"token_sha256"`
+	Practices   []string `yaml:"practices"`
+	Service     string   `yaml:"service"`
+}
+
+type fileService struct {
+	ID          string           `yaml:"id"`
+	Name        string           `yaml:"name"`
+	Identifiers []fileIdentifier `yaml:"identifiers"`
+	Codes       []string         `yaml:"codes"`
+	Default     bool             `yaml:"default"`
+	Delivery    struct {
+		URL        string `yaml:"url"`
+		Secret     string `yaml:"secret"`
+		SecretFile string `yaml:"secret_file"`
+	} `yaml:"delivery"`
+}
+
+type file struct {
+	Clients  []fileClient  `yaml:"clients"`
+	Services []fileService `yaml:"services"`
+}
+
+var (
+	idPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	odsPattern = regexp.MustCompile(`^[A-Za-z0-9]{3,10}$`)
+	hexPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Parse validates a directory file's bytes. base resolves relative secret_file paths ("" = current folder).
+// Every problem is reported, each naming its place in the file.
+func Parse(b []byte, base string) (*Config, error) {
+	var f file
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	c := &Config{}
+	serviceIDs := map[string]bool{}
+	defaults := 0
+	for i, s := range f.Services {
+		at := fmt.Sprintf("services[%d]", i)
+		if !idPattern.MatchString(s.ID) {
+			bad("%s.id: %q must be 1-64 letters, digits, '.', '_' or '-'", at, s.ID)
+		} else if serviceIDs[s.ID] {
+			bad("%s.id: %q is used twice", at, s.ID)
+		}
+		serviceIDs[s.ID] = true
+		if strings.TrimSpace(s.Name) == "" {
+			bad("%s.name: required", at)
+		}
+		svc := mapping.Service{ID: s.ID, Name: s.Name, Default: s.Default}
+		for j, id := range s.Identifiers {
+			if id.Value == "" {
+				bad("%s.identifiers[%d].value: required", at, j)
+			}
+			svc.Identifiers = append(svc.Identifiers, mapping.Identifier{System: id.System, Value: id.Value})
+		}
+		for j, code := range s.Codes {
+			sys, val, ok := strings.Cut(code, "|")
+			if !ok || sys == "" || val == "" {
+				bad("%s.codes[%d]: %q must be \"system|code\"", at, j, code)
+			}
+			svc.Codes = append(svc.Codes, code)
+		}
+		if s.Default {
+			defaults++
+		}
+		if s.Delivery.URL != "" {
+			u, err := url.Parse(s.Delivery.URL)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				bad("%s.delivery.url: must be an absolute http(s) URL", at)
+			}
+			secret := s.Delivery.Secret
+			switch {
+			case secret != "" && s.Delivery.SecretFile != "":
+				bad("%s.delivery: give secret or secret_file, not both", at)
+			case s.Delivery.SecretFile != "":
+				p := s.Delivery.SecretFile
+				if !filepath.IsAbs(p) && base != "" {
+					p = filepath.Join(base, p)
+				}
+				raw, err := os.ReadFile(p)
+				if err != nil {
+					bad("%s.delivery.secret_file: %w", at, err)
+				}
+				secret = strings.TrimSpace(string(raw))
+			}
+			if err := ValidateSecret(secret); err != nil {
+				bad("%s.delivery.secret: %w", at, err)
+			}
+			svc.Delivery = mapping.Delivery{URL: s.Delivery.URL, Secret: secret}
+		} else if s.Delivery.Secret != "" || s.Delivery.SecretFile != "" {
+			bad("%s.delivery: a secret without a url (pull-only services need neither)", at)
+		}
+		c.Directory.Services = append(c.Directory.Services, svc)
+	}
+	if defaults > 1 {
+		bad("services: %d services have default: true; at most one may", defaults)
+	}
+
+	clientIDs := map[string]bool{}
+	hashes := map[string]string{}
+	for i, fc := range f.Clients {
+		at := fmt.Sprintf("clients[%d]", i)
+		if !idPattern.MatchString(fc.ID) {
+			bad("%s.id: %q must be 1-64 letters, digits, '.', '_' or '-'", at, fc.ID)
+		} else if clientIDs[fc.ID] {
+			bad("%s.id: %q is used twice", at, fc.ID)
+		}
+		clientIDs[fc.ID] = true
+		cl := Client{ID: fc.ID, Role: Role(fc.Role)}
+		if !cl.Role.Valid() {
+			bad("%s.role: %q must be gp, community or admin", at, fc.Role)
+		}
+		h := strings.ToLower(fc.TokenSHA256)
+		if !hexPattern.MatchString(h) {
+			bad("%s.token_sha256: must be 64 hex digits (socialrx hash-token)", at)
+		} else {
+			if other, dup := hashes[h]; dup {
+				bad("%s.token_sha256: same token as client %q", at, other)
+			}
+			hashes[h] = fc.ID
+			raw, _ := hex.DecodeString(h)
+			copy(cl.TokenSHA256[:], raw)
+		}
+		switch cl.Role {
+		case RoleGP:
+			if len(fc.Practices) == 0 {
+				bad("%s.practices: a gp client needs at least one ODS code", at)
+			}
+			for j, p := range fc.Practices {
+				if !odsPattern.MatchString(p) {
+					bad("%s.practices[%d]: %q is not an ODS code", at, j, p)
+				}
+			}
+			if fc.Service != "" {
+				bad("%s.service: only community clients have a service", at)
+			}
+			cl.Practices = fc.Practices
+		case RoleCommunity:
+			if !serviceIDs[fc.Service] {
+				bad("%s.service: %q is not a service in services[]", at, fc.Service)
+			}
+			if len(fc.Practices) > 0 {
+				bad("%s.practices: only gp clients have practices", at)
+			}
+			cl.Service = fc.Service
+		case RoleAdmin:
+			if fc.Service != "" || len(fc.Practices) > 0 {
+				bad("%s: an admin client has neither service nor practices", at)
+			}
+		}
+		c.Clients = append(c.Clients, cl)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// ValidateSecret checks a Standard Webhooks secret: "whsec_" followed by base64 of 24 to 64 bytes.
+func ValidateSecret(secret string) error {
+	rest, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return errors.New(`must start with "whsec_"`)
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil {
+		return errors.New(`the part after "whsec_" must be standard base64`)
+	}
+	if len(key) < 24 || len(key) > 64 {
+		return fmt.Errorf("key is %d bytes; use 24 to 64", len(key))
+	}
+	return nil
+}
+
+// Settings are the process settings (DESIGN.md): flags override SOCIALRX_* environment variables.
+type Settings struct {
+	Addr        string // SOCIALRX_ADDR
+	DatabaseURL string // SOCIALRX_DATABASE_URL: sqlite:PATH or postgres://…
+	ConfigPath  string // SOCIALRX_CONFIG; empty: embedded demo
+	LogLevel    string // SOCIALRX_LOG_LEVEL: debug, info, warn, error
+	LogFormat   string // SOCIALRX_LOG_FORMAT: text, json
+	// RetryBudget is how long a webhook is retried before it is dead-lettered (SOCIALRX_RETRY_BUDGET).
+	RetryBudget time.Duration
+	// DeliveryTimeout bounds one webhook attempt (SOCIALRX_DELIVERY_TIMEOUT).
+	DeliveryTimeout time.Duration
+	// AckDeadline is how long a referral may wait unacknowledged before it is overdue (SOCIALRX_ACK_DEADLINE).
+	AckDeadline time.Duration
+	// MaxBodyBytes limits request bodies (SOCIALRX_MAX_BODY_BYTES).
+	MaxBodyBytes int64
+	// DeliveryLease is how long a claimed outbox message stays with this process before another may take it
+	// (SOCIALRX_DELIVERY_LEASE); after a crash, its in-flight deliveries are retried once it expires. It must
+	// exceed the longest attempt (3 × SOCIALRX_DELIVERY_TIMEOUT + 4s). Zero: the dispatcher's default (60s).
+	DeliveryLease time.Duration
+}
+
+// Defaults returns the settings used when nothing is set.
+func Defaults() Settings {
+	return Settings{
+		Addr:            "127.0.0.1:8080",
+		DatabaseURL:     "sqlite:socialrx.db",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		RetryBudget:     72 * time.Hour,
+		DeliveryTimeout: 10 * time.Second,
+		AckDeadline:     72 * time.Hour,
+		MaxBodyBytes:    1 << 20,
+	}
+}
+
+// FromEnv applies SOCIALRX_* variables (read through getenv) over s and validates the result.
+func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration like 72h or 30s", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	str("SOCIALRX_ADDR", &s.Addr)
+	str("SOCIALRX_DATABASE_URL", &s.DatabaseURL)
+	str("SOCIALRX_CONFIG", &s.ConfigPath)
+	str("SOCIALRX_LOG_LEVEL", &s.LogLevel)
+	str("SOCIALRX_LOG_FORMAT", &s.LogFormat)
+	dur("SOCIALRX_RETRY_BUDGET", &s.RetryBudget)
+	dur("SOCIALRX_DELIVERY_TIMEOUT", &s.DeliveryTimeout)
+	dur("SOCIALRX_ACK_DEADLINE", &s.AckDeadline)
+	dur("SOCIALRX_DELIVERY_LEASE", &s.DeliveryLease)
+	if v := getenv("SOCIALRX_MAX_BODY_BYTES"); v != "" {
+		var n int64
+		if _, err := fmt.Sscan(v, &n); err != nil || n < 1024 {
+			errs = append(errs, fmt.Errorf("SOCIALRX_MAX_BODY_BYTES: %q must be a whole number of bytes, at least 1024", v))
+		} else {
+			s.MaxBodyBytes = n
+		}
+	}
+	if err := s.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return s, errors.Join(errs...)
+}
+
+// Validate checks the settings' values.
+func (s Settings) Validate() error {
+	var errs []error
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("SOCIALRX_LOG_LEVEL: %q must be debug, info, warn or error", s.LogLevel))
+	}
+	switch s.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("SOCIALRX_LOG_FORMAT: %q must be text or json", s.LogFormat))
+	}
+	if _, _, err := ParseDatabaseURL(s.DatabaseURL); err != nil {
+		errs = append(errs, err)
+	}
+	if s.Addr == "" {
+		errs = append(errs, errors.New("SOCIALRX_ADDR: must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// ParseDatabaseURL splits SOCIALRX_DATABASE_URL into a backend ("sqlite" or "postgres") and what it opens.
+func ParseDatabaseURL(u string) (backend, target string, err error) {
+	switch {
+	case strings.HasPrefix(u, "sqlite:"):
+		p := strings.TrimPrefix(u, "sqlite:")
+		if p == "" {
+			return "", "", errors.New("SOCIALRX_DATABASE_URL: sqlite: needs a file path, e.g. sqlite:socialrx.db")
+		}
+		return "sqlite", p, nil
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return "postgres", u, nil
+	}
+	return "", "", fmt.Errorf("SOCIALRX_DATABASE_URL: %q must start with sqlite: or postgres://", redactURL(u))
+}
+
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	return p.Redacted()
+}

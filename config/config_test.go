@@ -1,0 +1,145 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDemoConfigurationLoadsAndAuthenticates(t *testing.T) {
+	t.Parallel()
+	c, err := LoadDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Demo || c.Source != "embedded demo" {
+		t.Errorf("demo flags: %v %q", c.Demo, c.Source)
+	}
+	for token, want := range map[string]Role{
+		"demo-gp-token": RoleGP, "demo-pcn-token": RoleGP, "demo-walks-token": RoleCommunity, "demo-admin-token": RoleAdmin,
+	} {
+		cl, ok := c.Authenticate(token)
+		if !ok || cl.Role != want {
+			t.Errorf("%s: got %+v %v, want role %s", token, cl, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "demo-gp-token ", "DEMO-GP-TOKEN", "nope"} {
+		if _, ok := c.Authenticate(bad); ok {
+			t.Errorf("token %q must not authenticate", bad)
+		}
+	}
+	gp, _ := c.Authenticate("demo-gp-token")
+	if !gp.MayReferFrom("a81001") || gp.MayReferFrom("B82002") {
+		t.Errorf("practice scope of demo-gp-token: %v", gp.Practices)
+	}
+	defaults := 0
+	for _, s := range c.Directory.Services {
+		if s.Default {
+			defaults++
+		}
+	}
+	if defaults != 1 {
+		t.Errorf("demo directory has %d default services", defaults)
+	}
+}
+
+func TestParseReportsEveryProblemWithItsPlace(t *testing.T) {
+	t.Parallel()
+	y := `clients:
+  - {id: a, role: gp, token_sha256: "` + HashToken("x") + `"}
+  - {id: a, role: boss, token_sha256: "abc"}
+  - {id: c, role: community, service: nowhere, token_sha256: "` + HashToken("x") + `"}
+services:
+  - {id: s1, name: "", codes: ["no-bar"], default: true}
+  - {id: s2, name: Two, default: true, delivery: {url: "ftp://x", secret: "nope"}}
+  - {id: s3, name: Three, delivery: {secret: "whsec_AAAA"}}
+`
+	_, err := Parse([]byte(y), "")
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{
+		"clients[0].practices", "clients[1].id", "clients[1].role", "clients[1].token_sha256",
+		"clients[2].token_sha256: same token", "clients[2].service", "services[0].name", "services[0].codes[0]",
+		"services: 2 services have default", "services[1].delivery.url", "services[1].delivery.secret",
+		"services[2].delivery: a secret without a url",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q:\n%v", want, err)
+		}
+	}
+	if _, err := Parse([]byte("clients: []\nsurprise: 1\n"), ""); err == nil || !strings.Contains(err.Error(), "surprise") {
+		t.Errorf("unknown keys must be refused: %v", err)
+	}
+}
+
+func TestLoadReadsSecretFileRelativeToTheDirectoryFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secret := "whsec_c29jaWFscngtZGVtby13ZWJob29rLXNlY3JldC0zMmI="
+	if err := os.WriteFile(filepath.Join(dir, "walks.secret"), []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := `services:
+  - {id: walks, name: Walks, delivery: {url: "https://walks.example/hook", secret_file: walks.secret}}
+`
+	p := filepath.Join(dir, "directory.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := c.Directory.Service("walks"); s.Delivery.Secret != secret {
+		t.Errorf("secret_file not read: %q", s.Delivery.Secret)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("a missing file must fail")
+	}
+}
+
+func TestSettingsFromEnv(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SOCIALRX_ADDR": "0.0.0.0:9000", "SOCIALRX_RETRY_BUDGET": "24h", "SOCIALRX_DATABASE_URL": "sqlite:/tmp/x.db"}
+	s, err := FromEnv(Defaults(), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Addr != "0.0.0.0:9000" || s.RetryBudget != 24*time.Hour || s.DeliveryTimeout != 10*time.Second || s.LogLevel != "info" {
+		t.Errorf("settings: %+v", s)
+	}
+	bad := map[string]string{"SOCIALRX_RETRY_BUDGET": "soon", "SOCIALRX_LOG_FORMAT": "xml", "SOCIALRX_MAX_BODY_BYTES": "12",
+		"SOCIALRX_DATABASE_URL": "postgres://user:hunter2@db/x"}
+	_, err = FromEnv(Defaults(), func(k string) string { return bad[k] })
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{"SOCIALRX_RETRY_BUDGET", "SOCIALRX_LOG_FORMAT", "SOCIALRX_MAX_BODY_BYTES"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	if b, target, err := ParseDatabaseURL("postgres://user:hunter2@db/x"); err != nil || b != "postgres" || target == "" {
+		t.Errorf("postgres URL: %s %v", b, err)
+	}
+	if _, _, err := ParseDatabaseURL("mysql://user:hunter2@db/x"); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad URL error must not leak the password: %v", err)
+	}
+}
+
+func TestValidateSecret(t *testing.T) {
+	t.Parallel()
+	for s, ok := range map[string]bool{
+		"whsec_c29jaWFscngtZGVtby13ZWJob29rLXNlY3JldC0zMmI=": true,
+		"c29jaWFscngtZGVtby13ZWJob29rLXNlY3JldC0zMmI=":       false,
+		"whsec_!!!":  false,
+		"whsec_AAAA": false, // 3 bytes: too short
+	} {
+		if err := ValidateSecret(s); (err == nil) != ok {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+}

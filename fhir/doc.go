@@ -1,0 +1,43 @@
+// Package fhir is socialrx's FHIR R4 wire layer: strict decoding and validation of incoming resources on the
+// raw JSON (so samply's defaulted enums and dropped elements are never trusted), OperationOutcome errors, and
+// the wire types of the resources socialrx returns. It does no I/O.
+//
+// Routes (served by package server):
+//
+//	GET  /fhir/metadata                          CapabilityStatement
+//	GET  /fhir/.well-known/smart-configuration   SMART Backend Services discovery
+//	POST /fhir/ServiceRequest                    create a referral (If-None-Exist; idempotent on identifier)
+//	POST /fhir                                   transaction Bundle: ServiceRequest + Patient [+ Consent, ...]
+//	GET  /fhir/ServiceRequest/{id}               read
+//	PUT  /fhir/ServiceRequest/{id}               GP cancellation: status revoked (If-Match optional)
+//	PATCH /fhir/ServiceRequest/{id}              GP cancellation by JSON Patch on /status
+//	GET  /fhir/ServiceRequest?…                  search
+//	GET  /fhir/Task/{id}                         read
+//	PUT  /fhir/Task/{id}                         status changes (If-Match required): community owner or GP
+//	PATCH /fhir/Task/{id}                        the same as JSON Patch
+//	POST /fhir/Subscription                      GP notifications (R4 backport rest-hook), scoped to a practice
+//	GET  /fhir/Subscription/{id}                 read (owner); DELETE: status off
+//	GET  /fhir/Subscription/{id}/$status         events-since-subscription-start (gap detection)
+//	GET  /fhir/Task?…                            search (_id, focus, patient, requester, owner, status, code,
+//	                                             _lastUpdated, _count; next links)
+//
+// # Validation
+//
+// ParseServiceRequest (POST /fhir/ServiceRequest) and ParseTransaction (POST /fhir) read the body with a strict
+// JSON reader (one value, no trailing data, no duplicate keys, valid UTF-8) and validate it in stages, stopping
+// after the first failing stage and reporting all of its issues in one *Error (Status 400), each with a
+// FHIRPath-like expression such as "Bundle.entry[2].resource.subject" and diagnostics that start with the
+// rule's name ("unknown-element:", "cardinality:", "format:", "dom-3:", "code:", …):
+//
+//  1. structure — resourceType, element names, JSON arrays exactly where R4 says max=*, JSON kinds and formats
+//     of primitives, _element twins, choice elements, empty values, contained resources (validated by their
+//     own type; dom-2 to dom-5), and for POST /fhir the transaction shape (Bundle.type, fullUrl, request).
+//     Issue codes structure, invalid, value, invariant, required, not-supported.
+//  2. required elements and required-binding codes — codes required and code-invalid.
+//
+// Element definitions come from the official R4 JSON schema, turned by `go generate` (internal/schemagen)
+// into the read-only table in elements_gen.go; rules.go adds what the schema cannot express. Business rules
+// (status=active, intent, doNotPerform, subject, NHS number, consent, routing: 422) belong to package mapping.
+// ValidateResource runs the same stages on any resource, e.g. a Task update. Package fhirtest checks output
+// against the official schema with an independent JSON Schema implementation.
+package fhir

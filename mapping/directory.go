@@ -1,0 +1,32 @@
+package mapping
+
+// Service is one community service in the directory (the directory file's services[]).
+type Service struct {
+	ID          string
+	Name        string
+	Identifiers []Identifier // matched against ServiceRequest.performer
+	Codes       []string     // "system|code" referral codes this service takes
+	Default     bool         // takes referrals that name no performer and match no other code
+	Delivery    Delivery
+}
+
+// Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).
+type Delivery struct {
+	URL    string
+	Secret string // Standard Webhooks secret, "whsec_<base64>"
+}
+
+// Directory is the community directory: the services referrals can be routed to.
+type Directory struct {
+	Services []Service
+}
+
+// Service returns the service with the given id.
+func (d Directory) Service(id string) (Service, bool) {
+	for _, s := range d.Services {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Service{}, false
+}

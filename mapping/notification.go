@@ -1,0 +1,236 @@
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/socialrx/socialrx/fhir"
+)
+
+// EventNotification is the type of an outbox message that carries a FHIR Subscription notification to a GP
+// system (destination kind subscription). It is not a community webhook event, so AllEventTypes does not
+// list it.
+const EventNotification EventType = "subscription.notification"
+
+// Subscriptions R5 Backport IG (for R4) canonical URLs socialrx uses.
+const (
+	// BackportStatusProfile is the profile of the SubscriptionStatus Parameters resource in R4.
+	BackportStatusProfile = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"
+	// BackportPayloadContentURL is the extension on Subscription.channel.payload that says how much of the
+	// changed resource a notification carries (id-only | full-resource).
+	BackportPayloadContentURL = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
+)
+
+// PayloadContent is how much of the changed Task a notification carries. The zero value is invalid.
+type PayloadContent string
+
+// Payload contents (backport-content-value-set; "empty" is not offered).
+const (
+	PayloadIDOnly       PayloadContent = "id-only"       // the notification's focus references the Task
+	PayloadFullResource PayloadContent = "full-resource" // and the Bundle carries the Task itself
+)
+
+// AllPayloadContents lists every supported payload content.
+func AllPayloadContents() []PayloadContent {
+	return []PayloadContent{PayloadIDOnly, PayloadFullResource}
+}
+
+// Valid reports whether p is a supported payload content.
+func (p PayloadContent) Valid() bool {
+	switch p {
+	case PayloadIDOnly, PayloadFullResource:
+		return true
+	}
+	return false
+}
+
+// NotificationType is SubscriptionStatus.type. The zero value is invalid.
+type NotificationType string
+
+// Notification types socialrx sends or returns.
+const (
+	NotificationEvent       NotificationType = "event-notification" // a rest-hook notification of a change
+	NotificationQueryStatus NotificationType = "query-status"       // the answer of Subscription/{id}/$status
+)
+
+// Valid reports whether t is a notification type socialrx produces.
+func (t NotificationType) Valid() bool {
+	switch t {
+	case NotificationEvent, NotificationQueryStatus:
+		return true
+	}
+	return false
+}
+
+// SubscriptionInfo is what a notification needs to know about its Subscription.
+type SubscriptionInfo struct {
+	ID               string
+	BaseURL          string // the FHIR base (no trailing slash); empty: references are relative
+	Status           string // Subscription.status (active | off)
+	Payload          PayloadContent
+	EventsSinceStart int64
+}
+
+// NotificationEventInfo is one notification-event of a SubscriptionStatus.
+type NotificationEventInfo struct {
+	Number    int64
+	Timestamp time.Time
+	Focus     string // reference of the changed resource; empty: none
+}
+
+type parameters struct {
+	ResourceType string      `json:"resourceType"`
+	ID           string      `json:"id,omitempty"`
+	Meta         *fhir.Meta  `json:"meta,omitempty"`
+	Parameter    []parameter `json:"parameter"`
+}
+
+type parameter struct {
+	Name           string          `json:"name"`
+	ValueReference *fhir.Reference `json:"valueReference,omitempty"`
+	ValueCode      string          `json:"valueCode,omitempty"`
+	ValueString    string          `json:"valueString,omitempty"`
+	ValueInstant   string          `json:"valueInstant,omitempty"`
+	Part           []parameter     `json:"part,omitempty"`
+}
+
+type historyBundle struct {
+	ResourceType string         `json:"resourceType"`
+	ID           string         `json:"id"`
+	Type         string         `json:"type"`
+	Timestamp    string         `json:"timestamp"`
+	Entry        []historyEntry `json:"entry"`
+}
+
+type historyEntry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Request  historyRequest  `json:"request"`
+	Response historyResponse `json:"response"`
+}
+
+type historyRequest struct {
+	Method string `json:"method"`
+	URL    string `json:"url"`
+}
+
+type historyResponse struct {
+	Status       string `json:"status"`
+	Etag         string `json:"etag,omitempty"`
+	LastModified string `json:"lastModified,omitempty"`
+}
+
+// notificationNS namespaces the deterministic ids of notification Bundles (UUIDv5 of subscription id and
+// event number), so that a re-rendered notification is byte-identical.
+var notificationNS = uuid.MustParse("6c1f0f5e-8a43-4f7e-9d7a-2f3b5c2d9e10")
+
+// ref renders a reference to typ/id under base (relative when base is empty).
+func (s SubscriptionInfo) ref(typ, id string) string {
+	if s.BaseURL == "" {
+		return typ + "/" + id
+	}
+	return s.BaseURL + "/" + typ + "/" + id
+}
+
+// SubscriptionStatus renders the backport SubscriptionStatus (an R4 Parameters resource, profile
+// BackportStatusProfile) with parameters subscription, status, type, events-since-subscription-start and one
+// notification-event per event (event-number, timestamp, focus). id may be empty.
+func SubscriptionStatus(s SubscriptionInfo, typ NotificationType, id string, events []NotificationEventInfo) ([]byte, error) {
+	if s.ID == "" || !typ.Valid() {
+		return nil, fmt.Errorf("%w: subscription status needs a subscription id and a known type", ErrBadInput)
+	}
+	p := parameters{
+		ResourceType: "Parameters",
+		ID:           id,
+		Meta:         &fhir.Meta{Profile: []string{BackportStatusProfile}},
+		Parameter: []parameter{
+			{Name: "subscription", ValueReference: &fhir.Reference{Reference: s.ref("Subscription", s.ID)}},
+			{Name: "status", ValueCode: s.Status},
+			{Name: "type", ValueCode: string(typ)},
+			{Name: "events-since-subscription-start", ValueString: strconv.FormatInt(s.EventsSinceStart, 10)},
+		},
+	}
+	for _, e := range events {
+		ne := parameter{Name: "notification-event", Part: []parameter{
+			{Name: "event-number", ValueString: strconv.FormatInt(e.Number, 10)},
+			{Name: "timestamp", ValueInstant: FHIRInstant(e.Timestamp)},
+		}}
+		if e.Focus != "" {
+			ne.Part = append(ne.Part, parameter{Name: "focus", ValueReference: &fhir.Reference{Reference: e.Focus}})
+		}
+		p.Parameter = append(p.Parameter, ne)
+	}
+	return json.Marshal(p)
+}
+
+// NotificationBundle renders one rest-hook notification (backport style, R4): a Bundle of type history whose
+// first entry is the SubscriptionStatus (type event-notification, events-since-subscription-start =
+// eventNumber, one notification-event numbered eventNumber whose focus is the referral's Task, as an absolute
+// reference under s.BaseURL). With PayloadFullResource the second entry is the Task as TaskFor renders it
+// (request POST Task for version 1, PUT Task/{id} after). The Bundle id is derived from (s.ID, eventNumber),
+// so rendering the same event twice gives the same bytes. It is pure.
+func NotificationBundle(s SubscriptionInfo, r Referral, eventNumber int64, now time.Time) (json.RawMessage, error) {
+	if eventNumber <= 0 {
+		return nil, fmt.Errorf("%w: event numbers start at 1", ErrBadInput)
+	}
+	if !s.Payload.Valid() {
+		return nil, fmt.Errorf("%w: unknown payload content %q", ErrBadInput, s.Payload)
+	}
+	if r.Record.TaskID == "" {
+		return nil, fmt.Errorf("%w: referral without a task id", ErrBadInput)
+	}
+	s.EventsSinceStart = eventNumber
+	id := uuid.NewSHA1(notificationNS, []byte(s.ID+"#"+strconv.FormatInt(eventNumber, 10))).String()
+	taskRef := s.ref("Task", r.Record.TaskID)
+	status, err := SubscriptionStatus(s, NotificationEvent, id, []NotificationEventInfo{
+		{Number: eventNumber, Timestamp: r.Record.UpdatedAt, Focus: taskRef},
+	})
+	if err != nil {
+		return nil, err
+	}
+	statusURL := s.ref("Subscription", s.ID) + "/$status"
+	b := historyBundle{
+		ResourceType: "Bundle",
+		ID:           id,
+		Type:         "history",
+		Timestamp:    FHIRInstant(now),
+		Entry: []historyEntry{{
+			FullURL:  "urn:uuid:" + id,
+			Resource: status,
+			Request:  historyRequest{Method: "GET", URL: statusURL},
+			Response: historyResponse{Status: "200"},
+		}},
+	}
+	switch s.Payload {
+	case PayloadFullResource:
+		task, err := json.Marshal(TaskFor(r))
+		if err != nil {
+			return nil, fmt.Errorf("mapping: encode task: %w", err)
+		}
+		e := historyEntry{
+			Resource: task,
+			Request:  historyRequest{Method: "PUT", URL: "Task/" + r.Record.TaskID},
+			Response: historyResponse{Status: "200", Etag: `W/"` + strconv.Itoa(r.Record.Version) + `"`,
+				LastModified: FHIRInstant(r.Record.UpdatedAt)},
+		}
+		if r.Record.Version <= 1 {
+			e.Request = historyRequest{Method: "POST", URL: "Task"}
+			e.Response.Status = "201"
+		}
+		if strings.Contains(taskRef, "://") {
+			e.FullURL = taskRef
+		}
+		b.Entry = append(b.Entry, e)
+	case PayloadIDOnly:
+	}
+	out, err := json.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("mapping: encode notification: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,508 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// Dispatcher defaults (DispatcherOptions zero values).
+const (
+	DefaultTimeout         = 10 * time.Second
+	DefaultQuickRetries    = 2
+	DefaultQuickRetryWait  = 2 * time.Second
+	DefaultLease           = 60 * time.Second
+	DefaultConcurrency     = 32
+	DefaultPerDestination  = 8
+	DefaultBackoffBase     = 10 * time.Second
+	DefaultBackoffMax      = 4 * time.Hour
+	DefaultRetryBudget     = 72 * time.Hour
+	DefaultMaxRetryAfter   = time.Hour
+	DefaultSafetyPoll      = 2 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// quickRetryWaitMin is the first in-attempt retry wait; it doubles up to QuickRetryWait.
+const quickRetryWaitMin = 100 * time.Millisecond
+
+// storeCallTimeout bounds a store call that must not be cancelled with the dispatcher (recording a finished
+// attempt, releasing leases on shutdown).
+const storeCallTimeout = 30 * time.Second
+
+// DispatcherOptions configure a Dispatcher. Zero fields take the documented defaults; negative durations and
+// counts are invalid (except QuickRetries), and Run reports invalid options before doing anything.
+type DispatcherOptions struct {
+	// Owner is the lease owner id, unique per process. Default: "dispatcher-" + a UUIDv7.
+	Owner string
+	// Clock is the time used for every state decision (claims, leases, schedules, budgets, signatures).
+	// Default time.Now.
+	Clock func() time.Time
+	// Jitter adds a random delay to each backoff. Default DefaultJitter (up to a quarter of the backoff).
+	Jitter JitterFunc
+	// Backoff is the durable retry schedule. Default Exponential(10 s, 4 h).
+	Backoff BackoffFunc
+	// HTTPClient sends the webhooks. Default: a client built from Timeout, QuickRetries and QuickRetryWait
+	// that does not follow redirects, retries quickly inside one attempt only on network errors (not
+	// timeouts), 408 and 5xx, waits at most QuickRetryWait (so a longer Retry-After is left to the durable
+	// schedule), and logs nothing. A client given here is used as is: it should not follow redirects and
+	// should pass the last response through (ErrorHandler retryablehttp.PassthroughErrorHandler).
+	HTTPClient *retryablehttp.Client
+	// Timeout bounds one HTTP request. Default 10 s.
+	Timeout time.Duration
+	// QuickRetries is the number of in-attempt retries. 0: default 2; negative: none.
+	QuickRetries int
+	// QuickRetryWait caps one in-attempt wait, including an honoured Retry-After. Default 2 s.
+	QuickRetryWait time.Duration
+	// Lease is how long a claimed message stays ours; it must exceed the longest attempt
+	// (Timeout × (QuickRetries+1) + QuickRetries × QuickRetryWait). Default 60 s.
+	Lease time.Duration
+	// Concurrency is the total number of messages in flight (delivering or waiting for room). Default 16.
+	Concurrency int
+	// PerDestination caps the messages in flight to one destination, so that a slow or dead service never
+	// takes every worker. Default 4.
+	PerDestination int
+	// RetryBudget is how long a message is retried, from Message.BudgetFrom (creation or last replay),
+	// before it goes dead. Default 72 h.
+	RetryBudget time.Duration
+	// MaxRetryAfter caps an honoured Retry-After in the durable schedule. Default 1 h.
+	MaxRetryAfter time.Duration
+	// SafetyPoll is how often the dispatcher looks for work without being told: other instances' commits
+	// and expired leases. Commits in this process wake it at once (Store.Changes). Default 2 s.
+	SafetyPoll time.Duration
+	// ShutdownTimeout is how long in-flight deliveries may finish after Run's context is cancelled before
+	// they are cancelled and released. Default 10 s.
+	ShutdownTimeout time.Duration
+	// Version goes into the User-Agent header "socialrx/<Version>". Default "dev".
+	Version string
+	// Logger receives one line per attempt (message id, destination, outcome, status, latency; never a
+	// payload). Default slog.Default().
+	Logger *slog.Logger
+	// Observer, if not nil, is told about every attempt (for metrics). It must be safe for concurrent use.
+	Observer Observer
+}
+
+// withDefaults fills zero fields and validates the rest.
+func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
+	var errs []error
+	dur := func(name string, v *time.Duration, def time.Duration) {
+		switch {
+		case *v < 0:
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %s)", name, *v))
+		case *v == 0:
+			*v = def
+		}
+	}
+	count := func(name string, v *int, def int) {
+		switch {
+		case *v < 0:
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", name, *v))
+		case *v == 0:
+			*v = def
+		}
+	}
+	if o.Owner == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("owner id: %w", err))
+		}
+		o.Owner = "dispatcher-" + id.String()
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Jitter == nil {
+		o.Jitter = DefaultJitter
+	}
+	if o.Backoff == nil {
+		o.Backoff = Exponential(DefaultBackoffBase, DefaultBackoffMax)
+	}
+	dur("Timeout", &o.Timeout, DefaultTimeout)
+	switch {
+	case o.QuickRetries == 0:
+		o.QuickRetries = DefaultQuickRetries
+	case o.QuickRetries < 0:
+		o.QuickRetries = 0
+	}
+	dur("QuickRetryWait", &o.QuickRetryWait, DefaultQuickRetryWait)
+	// An unset lease follows the attempt limit, so a longer Timeout alone never makes the options invalid.
+	dur("Lease", &o.Lease, max(DefaultLease, 2*attemptLimit(o)))
+	count("Concurrency", &o.Concurrency, DefaultConcurrency)
+	count("PerDestination", &o.PerDestination, DefaultPerDestination)
+	dur("RetryBudget", &o.RetryBudget, DefaultRetryBudget)
+	dur("MaxRetryAfter", &o.MaxRetryAfter, DefaultMaxRetryAfter)
+	dur("SafetyPoll", &o.SafetyPoll, DefaultSafetyPoll)
+	dur("ShutdownTimeout", &o.ShutdownTimeout, DefaultShutdownTimeout)
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait)
+	}
+	if limit := attemptLimit(o); o.Lease <= limit {
+		errs = append(errs, fmt.Errorf("Lease (%s) must exceed the longest attempt (%s = Timeout × (retries+1) + retries × retry wait)", o.Lease, limit))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return o, fmt.Errorf("outbox: invalid dispatcher options: %w", err)
+	}
+	return o, nil
+}
+
+// Validate applies the defaults and reports what is wrong with the options, so a process can refuse bad
+// settings before it starts serving (Run reports the same errors).
+func (o DispatcherOptions) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}
+
+// attemptLimit is the longest one attempt may take, in-attempt retries included; each attempt's context
+// carries it as a deadline, so that a lease never expires under a running delivery.
+func attemptLimit(o DispatcherOptions) time.Duration {
+	c := o.HTTPClient
+	retries, wait := o.QuickRetries, o.QuickRetryWait
+	if c != nil {
+		retries, wait = max(c.RetryMax, 0), c.RetryWaitMax
+	}
+	return o.Timeout*time.Duration(retries+1) + wait*time.Duration(retries)
+}
+
+// Outcome is what became of one delivery attempt (a metrics label). The zero value is invalid.
+type Outcome string
+
+// Attempt outcomes.
+const (
+	OutcomeDelivered  Outcome = "delivered"   // 2xx: the message is delivered
+	OutcomeRetry      Outcome = "retry"       // retryable failure: pending until NextAttemptAt
+	OutcomeDead       Outcome = "dead"        // permanent failure or retry budget spent: dead letter
+	OutcomeLeaseLost  Outcome = "lease-lost"  // the attempt was recorded but another owner holds the message now
+	OutcomeReleased   Outcome = "released"    // shutdown cancelled the attempt; the message goes back to pending
+	OutcomeStoreError Outcome = "store-error" // the store could not record the attempt; the lease will expire
+)
+
+// AttemptReport describes one finished attempt to an Observer. It carries no payload and no patient data.
+type AttemptReport struct {
+	MessageID     string
+	Destination   mapping.Destination
+	Type          mapping.EventType
+	Attempt       int // 1-based, across replays
+	Outcome       Outcome
+	StatusCode    int // 0: no HTTP response
+	Latency       time.Duration
+	Error         string    // short; empty on success
+	NextAttemptAt time.Time // when Outcome is OutcomeRetry
+}
+
+// Observer is told about every attempt, so that the server can export metrics without outbox importing a
+// metrics library. Implementations must be safe for concurrent use and must not block.
+type Observer interface {
+	ObserveAttempt(r AttemptReport)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(r AttemptReport)
+
+// ObserveAttempt calls f.
+func (f ObserverFunc) ObserveAttempt(r AttemptReport) { f(r) }
+
+// Dispatcher delivers outbox messages as signed webhooks: it claims due messages (leases), POSTs each to
+// its destination's endpoint, and records the attempt, retrying with durable backoff until the message is
+// delivered or dead. Messages of one referral go in order (the store hands out only the oldest undelivered
+// one); different referrals and destinations go in parallel, at most PerDestination at a time per
+// destination. Delivery is at least once: receivers dedupe on webhook-id.
+type Dispatcher struct {
+	store     Store
+	endpoints EndpointResolver
+	opts      DispatcherOptions
+	optsErr   error
+	sched     schedule
+	limit     time.Duration // attemptLimit
+	wake      chan struct{}
+	running   atomic.Bool
+}
+
+// NewDispatcher returns a dispatcher over store that looks destinations up in endpoints. Invalid options
+// are reported by Run.
+func NewDispatcher(store Store, endpoints EndpointResolver, opts DispatcherOptions) *Dispatcher {
+	o, err := opts.withDefaults()
+	if err == nil && store == nil {
+		err = errors.New("outbox: NewDispatcher: nil store")
+	}
+	if err == nil && endpoints == nil {
+		err = errors.New("outbox: NewDispatcher: nil endpoint resolver")
+	}
+	return &Dispatcher{
+		store:     store,
+		endpoints: endpoints,
+		opts:      o,
+		optsErr:   err,
+		sched:     schedule{backoff: o.Backoff, jitter: o.Jitter, maxRetryAfter: o.MaxRetryAfter, budget: o.RetryBudget},
+		limit:     attemptLimit(o),
+		wake:      make(chan struct{}, 1),
+	}
+}
+
+// Owner returns the dispatcher's lease owner id.
+func (d *Dispatcher) Owner() string { return d.opts.Owner }
+
+// Wake makes a running dispatcher look for due messages now (for example after an admin replay in another
+// process, or after a test moved its clock). It never blocks.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finished is a worker's note to the loop that a message is no longer in flight.
+type finished struct {
+	id   string
+	dest mapping.Destination
+}
+
+// loopState is the Run loop's bookkeeping; only the loop goroutine touches it.
+type loopState struct {
+	active  map[string]bool                   // ids of the messages being delivered or held
+	again   map[string]Message                // claimed again while their previous attempt was finishing
+	running int                               // deliveries in progress
+	perDest map[mapping.Destination]int       // deliveries in progress per destination
+	held    map[mapping.Destination][]Message // claimed but waiting for room (stores without FilteredClaimer)
+	nHeld   int                               // len(held queues) + len(again)
+}
+
+// Run delivers messages until ctx is cancelled, then shuts down gracefully: it stops claiming, lets
+// in-flight deliveries finish for up to ShutdownTimeout, cancels the rest and releases every message it
+// still leases back to pending. It returns nil after a clean shutdown, or the options' validation error,
+// or the release error. A dispatcher runs once at a time.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.optsErr != nil {
+		return d.optsErr
+	}
+	if !d.running.CompareAndSwap(false, true) {
+		return errors.New("outbox: Dispatcher.Run is already running")
+	}
+	defer d.running.Store(false)
+
+	log := d.opts.Logger.With("owner", d.opts.Owner)
+	log.Info("outbox dispatcher started", "concurrency", d.opts.Concurrency, "per_destination", d.opts.PerDestination)
+
+	// Deliveries outlive ctx by up to ShutdownTimeout; store writes of finished attempts are never cut short.
+	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliveries()
+	done := make(chan finished, d.opts.Concurrency)
+	st := &loopState{
+		active: map[string]bool{}, again: map[string]Message{},
+		perDest: map[mapping.Destination]int{}, held: map[mapping.Destination][]Message{},
+	}
+
+	safety := time.NewTicker(d.opts.SafetyPoll)
+	defer safety.Stop()
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
+
+	for {
+		if ctx.Err() == nil {
+			d.fill(ctx, dctx, log, st, done, due)
+		}
+		select {
+		case <-ctx.Done():
+			return d.shutdown(ctx, log, st, done, cancelDeliveries)
+		case f := <-done:
+			st.finish(f)
+			// Take every other completion too, so that one claim refills all the freed capacity.
+			for drained := false; !drained; {
+				select {
+				case f := <-done:
+					st.finish(f)
+				default:
+					drained = true
+				}
+			}
+		case <-d.store.Changes():
+		case <-d.wake:
+		case <-safety.C:
+		case <-due.C:
+		}
+	}
+}
+
+func (st *loopState) finish(f finished) {
+	if m, ok := st.again[f.id]; ok {
+		delete(st.again, f.id)
+		st.held[m.Destination] = append(st.held[m.Destination], m) // still active; nHeld unchanged
+	} else {
+		delete(st.active, f.id)
+	}
+	st.running--
+	if st.perDest[f.dest]--; st.perDest[f.dest] <= 0 {
+		delete(st.perDest, f.dest)
+	}
+}
+
+// fill starts held messages that have room, then claims as many messages as there is capacity for, and
+// arms the due timer for the next pending message when capacity is left.
+func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, due *time.Timer) {
+	due.Stop()
+	now := d.opts.Clock()
+	d.startHeld(dctx, log, st, done, now)
+	for {
+		free := d.opts.Concurrency - st.running - st.nHeld
+		if free <= 0 {
+			return
+		}
+		msgs, err := d.claim(ctx, now, free, st)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("outbox: claiming messages failed; retrying at the next poll", "err", err)
+			}
+			return
+		}
+		for _, m := range msgs {
+			if st.active[m.ID] {
+				// Claimed again before the loop saw its previous attempt finish (the attempt was recorded,
+				// and the message became due again), or under a running attempt whose lease ran out (the
+				// clock jumped): start it once that attempt is over, never twice at once.
+				st.again[m.ID] = m
+				st.nHeld++
+				continue
+			}
+			st.active[m.ID] = true
+			if st.perDest[m.Destination] < d.opts.PerDestination {
+				d.start(dctx, log, st, done, m)
+				continue
+			}
+			st.held[m.Destination] = append(st.held[m.Destination], m)
+			st.nHeld++
+		}
+		if len(msgs) < free {
+			break
+		}
+	}
+	// Capacity is left: sleep until the next pending message is due. A due time not after now whose message
+	// the claim did not return is blocked (per-referral order, or no room for its destination): a completion,
+	// a commit or the safety poll will bring the loop back.
+	next, err := d.store.NextDue(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Error("outbox: reading the next due time failed", "err", err)
+		}
+		return
+	}
+	if next.After(now) {
+		due.Reset(next.Sub(now))
+	}
+}
+
+// claim leases up to limit messages, using FilteredClaimer when the store has it.
+func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *loopState) ([]Message, error) {
+	fc, ok := d.store.(FilteredClaimer)
+	if !ok {
+		return d.store.ClaimMessages(ctx, d.opts.Owner, now, d.opts.Lease, limit)
+	}
+	f := ClaimFilter{PerDestination: d.opts.PerDestination, Room: map[mapping.Destination]int{}}
+	for dest, n := range st.perDest {
+		f.Room[dest] = max(d.opts.PerDestination-n-len(st.held[dest]), 0)
+	}
+	for dest, h := range st.held {
+		if _, ok := st.perDest[dest]; !ok {
+			f.Room[dest] = max(d.opts.PerDestination-len(h), 0)
+		}
+	}
+	return fc.ClaimMessagesFiltered(ctx, d.opts.Owner, now, d.opts.Lease, limit, f)
+}
+
+// startHeld starts held messages whose destination has room. A held message whose lease would run out
+// during an attempt is dropped: its lease expires and it is claimed again.
+func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, now time.Time) {
+	for dest, q := range st.held {
+		for len(q) > 0 && st.perDest[dest] < d.opts.PerDestination {
+			m := q[0]
+			q = q[1:]
+			st.nHeld--
+			if !m.LeaseUntil.IsZero() && now.Add(d.limit).After(m.LeaseUntil) {
+				delete(st.active, m.ID)
+				log.Warn("outbox: held message's lease too short to deliver; leaving it to expire", "message_id", m.ID, "destination", dest.String())
+				continue
+			}
+			d.start(dctx, log, st, done, m)
+		}
+		if len(q) == 0 {
+			delete(st.held, dest)
+		} else {
+			st.held[dest] = q
+		}
+	}
+}
+
+func (d *Dispatcher) start(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, m Message) {
+	st.running++
+	st.perDest[m.Destination]++
+	go func() {
+		defer func() { done <- finished{id: m.ID, dest: m.Destination} }()
+		d.deliver(dctx, log, m)
+	}()
+}
+
+// shutdown waits up to ShutdownTimeout for running deliveries, cancels the rest, and releases every
+// message this owner still leases.
+func (d *Dispatcher) shutdown(ctx context.Context, log *slog.Logger, st *loopState, done <-chan finished, cancelDeliveries context.CancelFunc) error {
+	log.Info("outbox dispatcher stopping", "in_flight", st.running, "held", st.nHeld) // held ones are released below
+	grace := time.NewTimer(d.opts.ShutdownTimeout)
+	defer grace.Stop()
+	for st.running > 0 {
+		select {
+		case f := <-done:
+			st.finish(f)
+		case <-grace.C:
+			log.Warn("outbox: shutdown timeout; cancelling in-flight deliveries", "in_flight", st.running)
+			cancelDeliveries()
+		}
+	}
+	cancelDeliveries()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeCallTimeout)
+	defer cancel()
+	n, err := d.store.ReleaseMessages(rctx, d.opts.Owner, d.opts.Clock())
+	if err != nil {
+		return fmt.Errorf("outbox: releasing leased messages on shutdown: %w", err)
+	}
+	log.Info("outbox dispatcher stopped", "released", n)
+	return nil
+}
+
+// MarkDelivered is the ReferralUpdate a successful delivery to a community service applies:
+// businessStatus delivered (ErrNoChange when it already is).
+func MarkDelivered(cur Referral) (mapping.Referral, []mapping.Event, error) {
+	return setBusinessStatus(cur, mapping.BusinessDelivered)
+}
+
+// MarkDeliveryFailed is the ReferralUpdate a dead-lettered delivery to a community service applies:
+// businessStatus delivery-failed (ErrNoChange when it already is).
+func MarkDeliveryFailed(cur Referral) (mapping.Referral, []mapping.Event, error) {
+	return setBusinessStatus(cur, mapping.BusinessDeliveryFailed)
+}
+
+// QueuedAgain is the ReferralUpdate the admin path passes in ReplayRequest.Update when it replays messages
+// to community services: businessStatus back to queued (ErrNoChange when it already is), so that the GP
+// side no longer sees delivery-failed while the replay is pending.
+func QueuedAgain(cur Referral) (mapping.Referral, []mapping.Event, error) {
+	return setBusinessStatus(cur, mapping.BusinessQueued)
+}
+
+func setBusinessStatus(cur Referral, s mapping.BusinessStatus) (mapping.Referral, []mapping.Event, error) {
+	if cur.BusinessStatus == s {
+		return cur.Referral, nil, ErrNoChange
+	}
+	next := cur.Referral
+	next.BusinessStatus = s
+	return next, nil, nil
+}

@@ -1,0 +1,352 @@
+package outbox
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// maxErrorLen bounds the error text recorded with an attempt.
+const maxErrorLen = 200
+
+// maxResponseDrain is how much of a response body is read (and discarded) to reuse the connection.
+const maxResponseDrain = 64 << 10
+
+// class is how one HTTP outcome is treated. The zero value is invalid.
+type class string
+
+const (
+	classDelivered class = "delivered" // 2xx
+	classRetry     class = "retry"     // 408, 429, 5xx, network error, timeout
+	classPermanent class = "permanent" // any other status, including 3xx (redirects are not followed)
+)
+
+// classifyStatus maps an HTTP status code to its class.
+func classifyStatus(code int) class {
+	switch {
+	case code >= 200 && code <= 299:
+		return classDelivered
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500 && code <= 599:
+		return classRetry
+	default:
+		return classPermanent
+	}
+}
+
+// httpOutcome is the result of one attempt's HTTP exchange.
+type httpOutcome struct {
+	class         class
+	statusCode    int // 0: no response
+	err           string
+	retryAfter    time.Duration
+	hasRetryAfter bool
+	latency       time.Duration
+}
+
+// newHTTPClient builds the default webhook client: per-request timeout, no redirects, a few quick
+// in-attempt retries with short waits, the last response passed through, no logging.
+func newHTTPClient(timeout time.Duration, retries int, maxWait time.Duration) *retryablehttp.Client {
+	hc := &http.Client{
+		Transport: cleanhttp.DefaultPooledTransport(),
+		Timeout:   timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	return &retryablehttp.Client{
+		HTTPClient:   hc,
+		RetryWaitMin: min(quickRetryWaitMin, maxWait),
+		RetryWaitMax: maxWait,
+		RetryMax:     retries,
+		CheckRetry:   quickRetryPolicy(maxWait),
+		Backoff:      quickBackoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+}
+
+// quickRetryPolicy retries inside one attempt on connection errors (not timeouts: a receiver that did not
+// answer within the timeout is left to the durable schedule), 408 and 5xx, and on 429 only with a
+// Retry-After of at most maxWait. Anything that asks for a longer wait is left to the durable schedule.
+func quickRetryPolicy(maxWait time.Duration) retryablehttp.CheckRetry {
+	return func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if err != nil {
+			return quickRetryableError(err), nil
+		}
+		if classifyStatus(resp.StatusCode) != classRetry {
+			return false, nil
+		}
+		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return ra <= maxWait, nil
+		}
+		return resp.StatusCode != http.StatusTooManyRequests, nil
+	}
+}
+
+// quickRetryableError says whether a transport error is worth an immediate retry.
+func quickRetryableError(err error) bool {
+	if isTimeout(err) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+	)
+	return !errors.As(err, &verify) && !errors.As(err, &authority) && !errors.As(err, &hostname) && !errors.As(err, &invalid)
+}
+
+// quickBackoff waits min × 2^n up to max, or the response's Retry-After when it is shorter than max.
+func quickBackoff(minWait, maxWait time.Duration, attemptNum int, resp *http.Response) time.Duration {
+	if resp != nil {
+		if ra, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			return min(ra, maxWait)
+		}
+	}
+	return Exponential(minWait, maxWait)(attemptNum + 1)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// shortError renders a transport error without the URL (which may carry credentials) and without any
+// response body, bounded to maxErrorLen.
+func shortError(err error) string {
+	if isTimeout(err) {
+		return "timeout"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	s := err.Error()
+	if len(s) > maxErrorLen {
+		s = s[:maxErrorLen]
+	}
+	return s
+}
+
+func statusError(code int) string {
+	s := "HTTP " + strconv.Itoa(code)
+	if t := http.StatusText(code); t != "" {
+		s += " " + t
+	}
+	if code >= 300 && code <= 399 {
+		s += " (redirects are not followed)"
+	}
+	return s
+}
+
+// post performs one attempt's HTTP exchange, bounded by d.limit from the moment the request is sent, so
+// that a timed-out attempt's latency is never shorter than the limit.
+func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.Time) httpOutcome {
+	u, err := url.Parse(ep.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return httpOutcome{class: classPermanent, err: "endpoint URL is not an absolute http(s) URL"}
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, ep.URL, []byte(m.Payload))
+	if err != nil {
+		return httpOutcome{class: classPermanent, err: "building the request: " + shortError(err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, vs := range ep.Header {
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	req.Header.Set("User-Agent", "socialrx/"+d.opts.Version)
+	req.Header.Set(HeaderWebhookID, m.ID)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	if ep.Secret != "" {
+		sig, err := Sign(ep.Secret, m.ID, ts, m.Payload)
+		if err != nil {
+			return httpOutcome{class: classPermanent, err: "endpoint secret: " + err.Error()}
+		}
+		req.Header.Set(HeaderWebhookSignature, sig)
+	} else {
+		req.Header.Del(HeaderWebhookSignature)
+	}
+
+	start := time.Now() // latency is a real duration, measured on the monotonic clock
+	actx, cancel := context.WithDeadline(ctx, start.Add(d.limit))
+	defer cancel()
+	resp, err := d.opts.HTTPClient.Do(req.WithContext(actx))
+	latency := time.Since(start)
+	if resp == nil {
+		if err == nil {
+			err = errors.New("no response")
+		}
+		return httpOutcome{class: classRetry, err: shortError(err), latency: latency}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseDrain))
+	_ = resp.Body.Close()
+	out := httpOutcome{class: classifyStatus(resp.StatusCode), statusCode: resp.StatusCode, latency: latency}
+	if out.class != classDelivered {
+		out.err = statusError(resp.StatusCode)
+	}
+	if out.class == classRetry {
+		out.retryAfter, out.hasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), d.opts.Clock())
+	}
+	return out
+}
+
+// endpoint looks dest up; a non-nil outcome says why no request can be made: permanent for an unknown or
+// off destination, retry for a failed lookup (ContextEndpointResolver).
+func (d *Dispatcher) endpoint(ctx context.Context, dest mapping.Destination) (Endpoint, *httpOutcome) {
+	cr, ok := d.endpoints.(ContextEndpointResolver)
+	if !ok {
+		ep, ok := d.endpoints.Endpoint(dest)
+		if !ok {
+			return Endpoint{}, &httpOutcome{class: classPermanent, err: "no endpoint for destination " + dest.String()}
+		}
+		return ep, nil
+	}
+	ep, err := cr.EndpointContext(ctx, dest)
+	switch {
+	case err == nil:
+		return ep, nil
+	case errors.Is(err, ErrUnknownDestination), errors.Is(err, ErrDestinationOff):
+		return Endpoint{}, &httpOutcome{class: classPermanent, err: truncateError(err.Error())}
+	}
+	return Endpoint{}, &httpOutcome{class: classRetry, err: truncateError("endpoint lookup failed: " + err.Error())}
+}
+
+// truncateError bounds an error text to maxErrorLen.
+func truncateError(s string) string {
+	if len(s) > maxErrorLen {
+		return s[:maxErrorLen]
+	}
+	return s
+}
+
+// deliver makes one attempt at m and records it.
+func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) {
+	started := d.opts.Clock()
+	n := m.Attempts + 1
+	var out httpOutcome
+	ep, lookupFailed := d.endpoint(dctx, m.Destination)
+	switch {
+	case lookupFailed != nil:
+		out = *lookupFailed
+	case ep.URL == "":
+		out = httpOutcome{class: classPermanent, err: "destination " + m.Destination.String() + " has no delivery URL (pull-only)"}
+	default:
+		out = d.post(dctx, m, ep, started)
+	}
+
+	rep := AttemptReport{
+		MessageID: m.ID, Destination: m.Destination, Type: m.Type, Attempt: n,
+		StatusCode: out.statusCode, Latency: out.latency, Error: out.err,
+	}
+	if out.statusCode == 0 && dctx.Err() != nil {
+		// Shutdown cancelled this attempt before any answer: nothing is recorded; the message is released
+		// to pending. (An answer that did arrive is recorded as usual.)
+		rep.Outcome, rep.Error = OutcomeReleased, "cancelled by shutdown"
+		d.report(log, rep)
+		return
+	}
+
+	now := d.opts.Clock()
+	res := AttemptResult{
+		Attempt: Attempt{MessageID: m.ID, N: n, StartedAt: started, Latency: out.latency, StatusCode: out.statusCode, Error: out.err},
+		Owner:   d.opts.Owner,
+	}
+	switch out.class {
+	case classDelivered:
+		res.State, rep.Outcome = StateDelivered, OutcomeDelivered
+	case classPermanent:
+		res.State, rep.Outcome = StateDead, OutcomeDead
+	case classRetry:
+		budgetFrom := m.BudgetFrom
+		if budgetFrom.IsZero() {
+			budgetFrom = m.CreatedAt
+		}
+		p := d.sched.plan(now, n, out.retryAfter, out.hasRetryAfter, budgetFrom)
+		if p.dead {
+			res.State, rep.Outcome = StateDead, OutcomeDead
+			res.Attempt.Error = fmt.Sprintf("%s; retry budget of %s spent", out.err, d.opts.RetryBudget)
+			rep.Error = res.Attempt.Error
+		} else {
+			res.State, rep.Outcome = StatePending, OutcomeRetry
+			res.NextAttemptAt, rep.NextAttemptAt = p.next, p.next
+		}
+	}
+	if m.Destination.Kind == mapping.DestinationService {
+		switch res.State {
+		case StateDelivered:
+			res.Update = MarkDelivered
+		case StateDead:
+			res.Update = MarkDeliveryFailed
+		case StatePending, StateInflight, StateCancelled:
+		}
+	}
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
+	err := d.store.CompleteAttempt(sctx, m.ID, now, res)
+	if errors.Is(err, ErrNoChange) && res.Update != nil {
+		// A store that aborts on ErrNoChange instead of skipping the update (the contract says skip): the
+		// referral already says what the update would, so record the attempt without it rather than leave
+		// the message to be delivered again when its lease expires.
+		res.Update = nil
+		err = d.store.CompleteAttempt(sctx, m.ID, now, res)
+	}
+	cancel()
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		rep.Outcome = OutcomeLeaseLost
+	case err != nil:
+		rep.Outcome = OutcomeStoreError
+		log.Error("outbox: recording an attempt failed; the message is retried when its lease expires",
+			"message_id", m.ID, "destination", m.Destination.String(), "err", err)
+	}
+	d.report(log, rep)
+}
+
+// report logs an attempt and tells the observer.
+func (d *Dispatcher) report(log *slog.Logger, r AttemptReport) {
+	level := slog.LevelInfo
+	switch r.Outcome {
+	case OutcomeDelivered:
+		level = slog.LevelDebug // every attempt is in the store; successes are not worth a line each at scale
+	case OutcomeRetry, OutcomeLeaseLost, OutcomeReleased:
+		level = slog.LevelWarn
+	case OutcomeDead, OutcomeStoreError:
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("message_id", r.MessageID),
+		slog.String("destination", r.Destination.String()),
+		slog.String("type", string(r.Type)),
+		slog.Int("attempt", r.Attempt),
+		slog.String("outcome", string(r.Outcome)),
+		slog.Int("status", r.StatusCode),
+		slog.Duration("latency", r.Latency),
+	}
+	if r.Error != "" {
+		attrs = append(attrs, slog.String("error", r.Error))
+	}
+	if !r.NextAttemptAt.IsZero() {
+		attrs = append(attrs, slog.Time("next_attempt_at", r.NextAttemptAt))
+	}
+	log.LogAttrs(context.Background(), level, "outbox delivery attempt", attrs...)
+	if d.opts.Observer != nil {
+		d.opts.Observer.ObserveAttempt(r)
+	}
+}

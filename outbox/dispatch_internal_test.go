@@ -1,0 +1,292 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+func TestClassifyStatus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		code int
+		want class
+	}{
+		{200, classDelivered}, {201, classDelivered}, {202, classDelivered}, {204, classDelivered}, {299, classDelivered},
+		{100, classPermanent}, {0, classPermanent},
+		{301, classPermanent}, {302, classPermanent}, {304, classPermanent}, {307, classPermanent}, {308, classPermanent},
+		{400, classPermanent}, {401, classPermanent}, {403, classPermanent}, {404, classPermanent}, {405, classPermanent},
+		{409, classPermanent}, {410, classPermanent}, {413, classPermanent}, {415, classPermanent}, {422, classPermanent},
+		{408, classRetry}, {429, classRetry},
+		{500, classRetry}, {501, classRetry}, {502, classRetry}, {503, classRetry}, {504, classRetry}, {599, classRetry},
+		{600, classPermanent}, {999, classPermanent},
+	}
+	for _, tt := range tests {
+		if got := classifyStatus(tt.code); got != tt.want {
+			t.Errorf("classifyStatus(%d) = %q, want %q", tt.code, got, tt.want)
+		}
+	}
+}
+
+// TestEnumsWalk walks every value of the package's delivery enums.
+func TestEnumsWalk(t *testing.T) {
+	t.Parallel()
+	for _, c := range []class{classDelivered, classRetry, classPermanent} {
+		switch c {
+		case classDelivered, classRetry, classPermanent:
+		}
+		if c == "" {
+			t.Error("empty class")
+		}
+	}
+	seen := map[Outcome]bool{}
+	for _, o := range []Outcome{OutcomeDelivered, OutcomeRetry, OutcomeDead, OutcomeLeaseLost, OutcomeReleased, OutcomeStoreError} {
+		if o == "" || seen[o] {
+			t.Errorf("outcome %q empty or duplicate", o)
+		}
+		seen[o] = true
+		var buf strings.Builder
+		d := NewDispatcher(nopStore{}, DirectoryEndpoints(mapping.Directory{}), DispatcherOptions{Logger: testLogger(&buf)})
+		d.report(d.opts.Logger, AttemptReport{MessageID: "m", Outcome: o})
+		if !strings.Contains(buf.String(), "outcome="+string(o)) {
+			t.Errorf("report(%q) logged %q", o, buf.String())
+		}
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	t.Parallel()
+	o, err := DispatcherOptions{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(o.Owner, "dispatcher-") || o.Clock == nil || o.Jitter == nil || o.Backoff == nil ||
+		o.HTTPClient == nil || o.Logger == nil {
+		t.Errorf("defaults not filled: %+v", o)
+	}
+	checks := []struct {
+		name      string
+		got, want time.Duration
+	}{
+		{"Timeout", o.Timeout, 10 * time.Second},
+		{"QuickRetryWait", o.QuickRetryWait, 2 * time.Second},
+		{"Lease", o.Lease, 68 * time.Second}, // 2 × the attempt limit, at least DefaultLease
+		{"RetryBudget", o.RetryBudget, 72 * time.Hour},
+		{"MaxRetryAfter", o.MaxRetryAfter, time.Hour},
+		{"SafetyPoll", o.SafetyPoll, 2 * time.Second},
+		{"ShutdownTimeout", o.ShutdownTimeout, 10 * time.Second},
+		{"backoff(1)", o.Backoff(1), 10 * time.Second},
+		{"backoff(99)", o.Backoff(99), 4 * time.Hour},
+		{"attempt limit", attemptLimit(o), 34 * time.Second},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %s, want %s", c.name, c.got, c.want)
+		}
+	}
+	if o.QuickRetries != 2 || o.Concurrency != 32 || o.PerDestination != 8 || o.Version != "dev" {
+		t.Errorf("counts: retries %d concurrency %d per destination %d version %q", o.QuickRetries, o.Concurrency, o.PerDestination, o.Version)
+	}
+	if c := o.HTTPClient; c.RetryMax != 2 || c.HTTPClient.Timeout != 10*time.Second || c.Logger != nil || c.HTTPClient.CheckRedirect == nil {
+		t.Errorf("default HTTP client: %+v", c)
+	}
+	a, _ := DispatcherOptions{}.withDefaults()
+	if a.Owner == o.Owner {
+		t.Error("two dispatchers got the same default owner id")
+	}
+	n, err := DispatcherOptions{QuickRetries: -1}.withDefaults()
+	if err != nil || n.QuickRetries != 0 || n.HTTPClient.RetryMax != 0 || attemptLimit(n) != 10*time.Second {
+		t.Errorf("QuickRetries -1: %d, %v", n.QuickRetries, err)
+	}
+}
+
+func TestOptionsInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		opts DispatcherOptions
+		want string
+	}{
+		{"negative timeout", DispatcherOptions{Timeout: -time.Second}, "Timeout must not be negative"},
+		{"negative lease", DispatcherOptions{Lease: -time.Second}, "Lease must not be negative"},
+		{"negative concurrency", DispatcherOptions{Concurrency: -1}, "Concurrency must not be negative"},
+		{"negative per destination", DispatcherOptions{PerDestination: -1}, "PerDestination must not be negative"},
+		{"negative budget", DispatcherOptions{RetryBudget: -1}, "RetryBudget must not be negative"},
+		{"negative retry-after cap", DispatcherOptions{MaxRetryAfter: -1}, "MaxRetryAfter must not be negative"},
+		{"negative poll", DispatcherOptions{SafetyPoll: -1}, "SafetyPoll must not be negative"},
+		{"negative shutdown", DispatcherOptions{ShutdownTimeout: -1}, "ShutdownTimeout must not be negative"},
+		{"negative retry wait", DispatcherOptions{QuickRetryWait: -1}, "QuickRetryWait must not be negative"},
+		{"lease shorter than an attempt", DispatcherOptions{Lease: 30 * time.Second}, "Lease (30s) must exceed the longest attempt (34s"},
+		{"lease equal to an attempt", DispatcherOptions{Lease: 5 * time.Second, Timeout: 5 * time.Second, QuickRetries: -1}, "must exceed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			d := NewDispatcher(nopStore{}, DirectoryEndpoints(mapping.Directory{}), tt.opts)
+			err := d.Run(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Run error = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+	if err := NewDispatcher(nil, DirectoryEndpoints(mapping.Directory{}), DispatcherOptions{}).Run(context.Background()); err == nil {
+		t.Error("nil store accepted")
+	}
+	if err := NewDispatcher(nopStore{}, nil, DispatcherOptions{}).Run(context.Background()); err == nil {
+		t.Error("nil resolver accepted")
+	}
+}
+
+func TestBusinessStatusUpdates(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		fn   ReferralUpdate
+		from mapping.BusinessStatus
+		want mapping.BusinessStatus
+		same bool
+	}{
+		{"delivered from queued", MarkDelivered, mapping.BusinessQueued, mapping.BusinessDelivered, false},
+		{"delivered again", MarkDelivered, mapping.BusinessDelivered, mapping.BusinessDelivered, true},
+		{"failed from queued", MarkDeliveryFailed, mapping.BusinessQueued, mapping.BusinessDeliveryFailed, false},
+		{"failed again", MarkDeliveryFailed, mapping.BusinessDeliveryFailed, mapping.BusinessDeliveryFailed, true},
+		{"failed from none", MarkDeliveryFailed, "", mapping.BusinessDeliveryFailed, false},
+		{"queued after failure", QueuedAgain, mapping.BusinessDeliveryFailed, mapping.BusinessQueued, false},
+		{"queued again", QueuedAgain, mapping.BusinessQueued, mapping.BusinessQueued, true},
+	}
+	for _, tt := range tests {
+		cur := Referral{Referral: mapping.Referral{BusinessStatus: tt.from, Record: mapping.Record{ID: "r1", Version: 3, Status: mapping.StatusAccepted}}}
+		next, events, err := tt.fn(cur)
+		if tt.same != errors.Is(err, ErrNoChange) || (!tt.same && err != nil) {
+			t.Errorf("%s: err = %v", tt.name, err)
+		}
+		if next.BusinessStatus != tt.want || next.Record.Status != mapping.StatusAccepted || next.Record.Version != 3 || len(events) != 0 {
+			t.Errorf("%s: next = %+v, events %v", tt.name, next, events)
+		}
+	}
+}
+
+func TestShortError(t *testing.T) {
+	t.Parallel()
+	long := errors.New(strings.Repeat("x", 500))
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&url.Error{Op: "Post", URL: "https://user:token@svc.example/hook?key=secret", Err: errors.New("connection refused")}, "connection refused"},
+		{fmt.Errorf("giving up: %w", &url.Error{Op: "Post", URL: "https://svc.example/?k=s", Err: context.DeadlineExceeded}), "timeout"},
+		{&net.OpError{Op: "dial", Err: timeoutErr{}}, "timeout"},
+		{long, strings.Repeat("x", maxErrorLen)},
+	}
+	for _, tt := range tests {
+		if got := shortError(tt.err); got != tt.want {
+			t.Errorf("shortError(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+	if s := statusError(302); s != "HTTP 302 Found (redirects are not followed)" {
+		t.Errorf("statusError(302) = %q", s)
+	}
+	if s := statusError(599); s != "HTTP 599" {
+		t.Errorf("statusError(599) = %q", s)
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// TestQuickRetries exercises the default client's in-attempt policy against real loopback receivers.
+func TestQuickRetries(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		responses []func(w http.ResponseWriter)
+		wantCode  int
+		wantCalls int32
+	}{
+		{"500 then 200 inside one attempt", []func(http.ResponseWriter){status(500, ""), status(200, "")}, 200, 2},
+		{"503 three times: last response passed through", []func(http.ResponseWriter){status(503, ""), status(503, ""), status(503, "")}, 503, 3},
+		{"429 with a short Retry-After is retried", []func(http.ResponseWriter){status(429, "0"), status(204, "")}, 204, 2},
+		{"429 without Retry-After is left to the durable schedule", []func(http.ResponseWriter){status(429, ""), status(200, "")}, 429, 1},
+		{"long Retry-After is left to the durable schedule", []func(http.ResponseWriter){status(503, "120"), status(200, "")}, 503, 1},
+		{"400 is not retried", []func(http.ResponseWriter){status(400, ""), status(200, "")}, 400, 1},
+		{"redirect is not followed", []func(http.ResponseWriter){redirect("/elsewhere"), status(200, "")}, 302, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				i := calls.Add(1) - 1
+				tt.responses[min(int(i), len(tt.responses)-1)](w)
+			}))
+			defer srv.Close()
+			c := newHTTPClient(5*time.Second, 2, 5*time.Millisecond)
+			req, err := newTestRequest(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("Do: %v", err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != tt.wantCode || calls.Load() != tt.wantCalls {
+				t.Errorf("status %d after %d calls, want %d after %d", resp.StatusCode, calls.Load(), tt.wantCode, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestQuickRetryableError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{errors.New("connection reset by peer"), true},
+		{&url.Error{Op: "Post", URL: "u", Err: errors.New("EOF")}, true},
+		{&url.Error{Op: "Post", URL: "u", Err: context.DeadlineExceeded}, false},
+		{&url.Error{Op: "Post", URL: "u", Err: timeoutErr{}}, false},
+		{context.Canceled, false},
+	}
+	for _, tt := range tests {
+		if got := quickRetryableError(tt.err); got != tt.want {
+			t.Errorf("quickRetryableError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+	policy := quickRetryPolicy(time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if retry, err := policy(ctx, nil, errors.New("x")); retry || !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: retry %v err %v", retry, err)
+	}
+}
+
+// A longer Timeout alone must not make the options invalid: the unset lease follows the attempt limit. An
+// explicit lease shorter than one attempt is refused.
+func TestLeaseFollowsTimeout(t *testing.T) {
+	t.Parallel()
+	o, err := DispatcherOptions{Timeout: 20 * time.Second}.withDefaults()
+	if err != nil {
+		t.Fatalf("timeout 20s without a lease: %v", err)
+	}
+	if limit := attemptLimit(o); o.Lease != 2*limit || limit != 64*time.Second {
+		t.Errorf("lease %s, attempt limit %s", o.Lease, limit)
+	}
+	if err := (DispatcherOptions{Timeout: 20 * time.Second, Lease: 30 * time.Second}).Validate(); err == nil {
+		t.Error("a 30s lease with a 20s timeout must be refused")
+	}
+}

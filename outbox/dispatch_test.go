@@ -1,0 +1,1121 @@
+package outbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/sqlite"
+)
+
+// The dispatcher tests run against the real SQLite store in t.TempDir() and real loopback receivers. Time is
+// an injected clock that only the test moves; jitter is zero; the safety poll is an hour, so every delivery
+// below is driven by a commit, a completion, a due timer or an explicit Wake, never by polling.
+
+// testSecret is a Standard Webhooks secret (base64 of "socialrx-test-signing-key-32byte").
+const testSecret = "whsec_c29jaWFscngtdGVzdC1zaWduaW5nLWtleS0zMmJ5dGU="
+
+// guard bounds every wait: a failing test fails instead of hanging. Passing tests never wait this long.
+const guard = 20 * time.Second
+
+// patientName appears in every payload; it must never reach a log line.
+const patientName = "Ada Lovelace"
+
+func base() time.Time { return time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC) }
+
+// fakeClock is the injected clock: it moves only when the test says so.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// hit is one request a receiver got.
+type hit struct {
+	ID, Timestamp, Signature string
+	Header                   http.Header
+	Body                     []byte
+	VerifyErr                error
+}
+
+// receiver is a real loopback webhook receiver that verifies signatures with outbox.Verify and answers as
+// its respond function says (204 by default). Every request is reported on hits before it is answered.
+type receiver struct {
+	URL     string
+	hits    chan hit
+	release chan struct{} // closed at cleanup: unblocks handlers that wait
+	mu      sync.Mutex
+	n       int
+}
+
+type respondFunc func(n int, h hit, w http.ResponseWriter, r *http.Request, release <-chan struct{})
+
+func newReceiver(t *testing.T, clock func() time.Time, respond respondFunc) *receiver {
+	t.Helper()
+	rc := &receiver{hits: make(chan hit, 256), release: make(chan struct{})}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		h := hit{
+			ID: r.Header.Get(outbox.HeaderWebhookID), Timestamp: r.Header.Get(outbox.HeaderWebhookTimestamp),
+			Signature: r.Header.Get(outbox.HeaderWebhookSignature), Header: r.Header.Clone(), Body: body,
+			VerifyErr: outbox.Verify(testSecret, r.Header, body, clock(), time.Minute),
+		}
+		rc.mu.Lock()
+		n := rc.n
+		rc.n++
+		rc.mu.Unlock()
+		rc.hits <- h
+		if respond == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		respond(n, h, w, r, rc.release)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(rc.release) }) // runs before srv.Close
+	rc.URL = srv.URL
+	return rc
+}
+
+// next returns the receiver's next request.
+func (rc *receiver) next(t *testing.T) hit {
+	t.Helper()
+	select {
+	case h := <-rc.hits:
+		return h
+	case <-time.After(guard):
+		t.Fatal("timed out waiting for a webhook request")
+		return hit{}
+	}
+}
+
+// answer returns a respondFunc that writes codes[n] (the last one repeatedly) with an optional Retry-After.
+func answer(retryAfter string, codes ...int) respondFunc {
+	return func(n int, _ hit, w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		code := codes[min(n, len(codes)-1)]
+		if retryAfter != "" && code != http.StatusOK && code != http.StatusNoContent {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		w.WriteHeader(code)
+	}
+}
+
+// blockFirst blocks the first request until the client gives up (or cleanup), then answers 204.
+func blockFirst(n int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+	if n == 0 {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-release:
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// blockAll blocks every request until the client gives up (or cleanup).
+func blockAll(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+	select {
+	case <-r.Context().Done():
+	case <-release:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one test's store, clock and endpoint directory.
+type env struct {
+	t     *testing.T
+	path  string
+	store *sqlite.Store
+	clock *fakeClock
+	logs  *syncBuffer
+
+	mu        sync.Mutex
+	endpoints map[mapping.Destination]outbox.Endpoint
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{
+		t: t, path: filepath.Join(t.TempDir(), "outbox.db"), clock: &fakeClock{now: base()}, logs: &syncBuffer{},
+		endpoints: map[mapping.Destination]outbox.Endpoint{},
+	}
+	e.open()
+	t.Cleanup(func() {
+		s := e.logs.String()
+		if strings.Contains(s, patientName) || strings.Contains(s, testSecret) {
+			t.Errorf("patient data or a secret reached the logs:\n%s", s)
+		} else if t.Failed() {
+			t.Logf("dispatcher logs:\n%s", s)
+		}
+	})
+	return e
+}
+
+// open opens (or reopens) the store file.
+func (e *env) open() {
+	e.t.Helper()
+	s, err := sqlite.Open(context.Background(), e.path, sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = s.Close() })
+	e.store = s
+}
+
+func service(id string) mapping.Destination {
+	return mapping.Destination{Kind: mapping.DestinationService, ID: id}
+}
+
+// route points a destination at an endpoint (looked up at delivery time).
+func (e *env) route(d mapping.Destination, ep outbox.Endpoint) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.endpoints[d] = ep
+}
+
+// serve routes service id to rc with the test secret.
+func (e *env) serve(id string, rc *receiver) {
+	e.route(service(id), outbox.Endpoint{URL: rc.URL, Secret: testSecret})
+}
+
+func (e *env) resolver() outbox.EndpointResolver {
+	return outbox.EndpointFunc(func(d mapping.Destination) (outbox.Endpoint, bool) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		ep, ok := e.endpoints[d]
+		return ep, ok
+	})
+}
+
+// ev is one event of a test referral.
+type ev struct {
+	dest mapping.Destination
+	typ  mapping.EventType
+}
+
+func created(service string) ev {
+	return ev{dest: mapping.Destination{Kind: mapping.DestinationService, ID: service}, typ: mapping.EventReferralCreated}
+}
+
+// refer commits a referral created at the clock's now, with its events, and returns the message ids.
+func (e *env) refer(id string, events ...ev) []string {
+	e.t.Helper()
+	return e.referAt(id, e.clock.Now(), events...)
+}
+
+func (e *env) referAt(id string, at time.Time, events ...ev) []string {
+	e.t.Helper()
+	in := mapping.Intake{
+		Referral: mapping.Referral{
+			Record: mapping.Record{
+				ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
+				Priority: "routine", CreatedAt: at, Patient: mapping.Person{Name: patientName, NHSNumber: "9434765919"},
+			},
+			PracticeODS: "A81001", BusinessStatus: mapping.BusinessQueued,
+			Patient: mapping.Reference{Reference: "Patient/p-" + id},
+		},
+		ServiceRequest: json.RawMessage(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
+		Identifiers:    []mapping.Identifier{{System: "https://example.org/referrals", Value: id}},
+		Fingerprint:    "fp-" + id,
+	}
+	var ids []string
+	for i, x := range events {
+		mid := fmt.Sprintf("msg-%s-%d", id, i+1)
+		payload := fmt.Sprintf(`{"type":%q,"timestamp":%q,"data":{"id":%q,"patient":{"name":%q}}}`,
+			x.typ, at.Format(time.RFC3339), id, patientName)
+		in.Events = append(in.Events, mapping.Event{ID: mid, Type: x.typ, Destination: x.dest, Payload: json.RawMessage(payload)})
+		ids = append(ids, mid)
+	}
+	res, err := e.store.CreateReferral(context.Background(), in)
+	if err != nil {
+		e.t.Fatalf("CreateReferral: %v", err)
+	}
+	if !res.Created {
+		e.t.Fatalf("referral %s already existed", id)
+	}
+	return ids
+}
+
+func (e *env) message(id string) outbox.MessageDetail {
+	e.t.Helper()
+	d, err := e.store.GetMessage(context.Background(), id)
+	if err != nil {
+		e.t.Fatalf("GetMessage(%s): %v", id, err)
+	}
+	return d
+}
+
+func (e *env) referral(id string) outbox.Referral {
+	e.t.Helper()
+	r, err := e.store.GetReferral(context.Background(), id)
+	if err != nil {
+		e.t.Fatalf("GetReferral(%s): %v", id, err)
+	}
+	return r
+}
+
+// run is one running dispatcher.
+type run struct {
+	t       *testing.T
+	d       *outbox.Dispatcher
+	reports chan outbox.AttemptReport
+	cancel  context.CancelFunc
+	done    chan error
+	once    sync.Once
+	err     error
+	stash   map[string][]outbox.AttemptReport // reports read but not yet asked for; test goroutine only
+}
+
+// start runs a dispatcher over the env's current store with test options, changed by mod.
+func (e *env) start(mod func(o *outbox.DispatcherOptions)) *run {
+	e.t.Helper()
+	r := &run{t: e.t, reports: make(chan outbox.AttemptReport, 1024), done: make(chan error, 1),
+		stash: map[string][]outbox.AttemptReport{}}
+	opts := outbox.DispatcherOptions{
+		Owner:           "owner-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		Clock:           e.clock.Now,
+		Jitter:          func(time.Duration) time.Duration { return 0 },
+		QuickRetries:    -1, // durable retries only: every retry below is scheduled and made due by the test
+		Timeout:         5 * time.Second,
+		SafetyPoll:      time.Hour,
+		ShutdownTimeout: 200 * time.Millisecond,
+		Version:         "test",
+		Logger:          slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Observer:        outbox.ObserverFunc(func(a outbox.AttemptReport) { r.reports <- a }),
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	r.d = outbox.NewDispatcher(e.store, e.resolver(), opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- r.d.Run(ctx) }()
+	e.t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			e.t.Errorf("dispatcher Run: %v", err)
+		}
+	})
+	return r
+}
+
+// stop cancels the dispatcher and returns what Run returned.
+func (r *run) stop() error {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case r.err = <-r.done:
+		case <-time.After(guard):
+			r.err = errors.New("Run did not return after cancel")
+		}
+	})
+	return r.err
+}
+
+// waitFor returns the next report about message id, in the order the dispatcher made them (reports about
+// other messages are kept for later calls).
+func (r *run) waitFor(id string) outbox.AttemptReport {
+	r.t.Helper()
+	if q := r.stash[id]; len(q) > 0 {
+		r.stash[id] = q[1:]
+		return q[0]
+	}
+	timeout := time.After(guard)
+	for {
+		select {
+		case a := <-r.reports:
+			if a.MessageID == id {
+				return a
+			}
+			r.stash[a.MessageID] = append(r.stash[a.MessageID], a)
+		case <-timeout:
+			r.t.Fatalf("timed out waiting for an attempt on %s", id)
+			return outbox.AttemptReport{}
+		}
+	}
+}
+
+// expect waits for the next report about id and checks its outcome and status code.
+func (r *run) expect(id string, outcome outbox.Outcome, code int) outbox.AttemptReport {
+	r.t.Helper()
+	a := r.waitFor(id)
+	if a.Outcome != outcome || a.StatusCode != code {
+		r.t.Fatalf("attempt %d on %s: outcome %q status %d (error %q), want %q %d", a.Attempt, id, a.Outcome,
+			a.StatusCode, a.Error, outcome, code)
+	}
+	return a
+}
+
+// codes lists the status codes of a message's recorded attempts.
+func codes(d outbox.MessageDetail) []int {
+	var out []int
+	for _, a := range d.Attempts {
+		out = append(out, a.StatusCode)
+	}
+	return out
+}
+
+func equalInts(a, b []int) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func TestDispatchSuccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, nil)
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	r := e.start(nil)
+
+	h := rc.next(t)
+	a := r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	if h.VerifyErr != nil {
+		t.Errorf("receiver could not verify the signature: %v", h.VerifyErr)
+	}
+	want := e.message(ids[0]).Message.Payload
+	if h.ID != ids[0] || h.Timestamp != strconv.FormatInt(base().Unix(), 10) || !bytes.Equal(h.Body, want) {
+		t.Errorf("request: id %q ts %q body %s; want %q %d %s", h.ID, h.Timestamp, h.Body, ids[0], base().Unix(), want)
+	}
+	if ct, ua := h.Header.Get("Content-Type"), h.Header.Get("User-Agent"); ct != "application/json" || ua != "socialrx/test" {
+		t.Errorf("Content-Type %q User-Agent %q", ct, ua)
+	}
+	if a.Attempt != 1 || a.Destination != service("walks") || a.Type != mapping.EventReferralCreated || a.Latency <= 0 {
+		t.Errorf("report %+v", a)
+	}
+	d := e.message(ids[0])
+	if d.Message.State != outbox.StateDelivered || !d.Message.DeliveredAt.Equal(base()) || d.Message.Attempts != 1 ||
+		!equalInts(codes(d), []int{204}) || d.Attempts[0].Error != "" || !d.Attempts[0].StartedAt.Equal(base()) {
+		t.Errorf("message after delivery: %+v attempts %+v", d.Message, d.Attempts)
+	}
+	ref := e.referral("r1")
+	if ref.BusinessStatus != mapping.BusinessDelivered || ref.Record.Version != 2 || ref.Record.Status != mapping.StatusRequested {
+		t.Errorf("referral: businessStatus %q version %d status %q; want delivered, 2, requested",
+			ref.BusinessStatus, ref.Record.Version, ref.Record.Status)
+	}
+}
+
+func TestDispatchRetryThenSuccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, answer("", 500, 200))
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	r := e.start(nil)
+
+	first := rc.next(t)
+	a := r.expect(ids[0], outbox.OutcomeRetry, 500)
+	if !a.NextAttemptAt.Equal(base().Add(10*time.Second)) || a.Error != "HTTP 500 Internal Server Error" {
+		t.Errorf("retry report %+v; want next attempt at +10s", a)
+	}
+	d := e.message(ids[0])
+	if d.Message.State != outbox.StatePending || !d.Message.NextAttemptAt.Equal(base().Add(10*time.Second)) ||
+		d.Message.LastError != "HTTP 500 Internal Server Error" || e.referral("r1").BusinessStatus != mapping.BusinessQueued {
+		t.Errorf("after the 500: %+v", d.Message)
+	}
+
+	e.clock.Advance(10 * time.Second)
+	r.d.Wake()
+	second := rc.next(t)
+	r.expect(ids[0], outbox.OutcomeDelivered, 200)
+	if first.ID != second.ID || second.ID != ids[0] {
+		t.Errorf("webhook-id changed between attempts: %q, %q", first.ID, second.ID)
+	}
+	if second.Timestamp != strconv.FormatInt(base().Add(10*time.Second).Unix(), 10) || second.VerifyErr != nil {
+		t.Errorf("second attempt: timestamp %s, verify %v", second.Timestamp, second.VerifyErr)
+	}
+	d = e.message(ids[0])
+	if d.Message.State != outbox.StateDelivered || !equalInts(codes(d), []int{500, 200}) || d.Attempts[1].N != 2 {
+		t.Errorf("message %+v attempts %+v", d.Message, d.Attempts)
+	}
+}
+
+func TestDispatchRetryAfter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		want       time.Duration
+	}{
+		{"429 seconds honoured", 429, "120", 120 * time.Second},
+		{"429 capped at MaxRetryAfter", 429, "86400", 30 * time.Minute},
+		{"429 HTTP-date", 429, base().Add(5 * time.Minute).UTC().Format(http.TimeFormat), 5 * time.Minute},
+		{"429 shorter than the backoff", 429, "1", 10 * time.Second},
+		{"503 honoured", 503, "600", 10 * time.Minute},
+		{"408 without Retry-After", 408, "", 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rc := newReceiver(t, e.clock.Now, answer(tt.retryAfter, tt.status, 200))
+			e.serve("walks", rc)
+			ids := e.refer("r1", created("walks"))
+			r := e.start(func(o *outbox.DispatcherOptions) { o.MaxRetryAfter = 30 * time.Minute })
+
+			a := r.expect(ids[0], outbox.OutcomeRetry, tt.status)
+			if !a.NextAttemptAt.Equal(base().Add(tt.want)) {
+				t.Fatalf("next attempt at %s, want +%s", a.NextAttemptAt.Sub(base()), tt.want)
+			}
+			e.clock.Set(a.NextAttemptAt.Add(-time.Second))
+			r.d.Wake()
+			if d := e.message(ids[0]); d.Message.State != outbox.StatePending {
+				t.Fatalf("state %s before the retry is due", d.Message.State)
+			}
+			e.clock.Set(a.NextAttemptAt)
+			r.d.Wake()
+			r.expect(ids[0], outbox.OutcomeDelivered, 200)
+			if n := len(rc.hits); n != 2 {
+				t.Errorf("receiver got %d requests, want 2", n)
+			}
+		})
+	}
+}
+
+func TestDispatchPermanentFailure(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		respond respondFunc
+		code    int
+		wantErr string
+	}{
+		{"400", answer("", 400), 400, "HTTP 400 Bad Request"},
+		{"410", answer("", 410), 410, "HTTP 410 Gone"},
+		{"redirect not followed", func(_ int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}, 302, "HTTP 302 Found (redirects are not followed)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rc := newReceiver(t, e.clock.Now, tt.respond)
+			e.serve("walks", rc)
+			ids := e.refer("r1", created("walks"))
+			r := e.start(nil)
+
+			a := r.expect(ids[0], outbox.OutcomeDead, tt.code)
+			if a.Error != tt.wantErr {
+				t.Errorf("error %q, want %q", a.Error, tt.wantErr)
+			}
+			d := e.message(ids[0])
+			if d.Message.State != outbox.StateDead || d.Message.LastError != tt.wantErr || !equalInts(codes(d), []int{tt.code}) {
+				t.Errorf("message %+v attempts %+v", d.Message, d.Attempts)
+			}
+			ref := e.referral("r1")
+			if ref.BusinessStatus != mapping.BusinessDeliveryFailed || ref.Record.Version != 2 {
+				t.Errorf("referral businessStatus %q version %d, want delivery-failed, 2", ref.BusinessStatus, ref.Record.Version)
+			}
+			if n := len(rc.hits); n != 1 {
+				t.Errorf("receiver got %d requests, want 1 (no redirect followed, no retry)", n)
+			}
+		})
+	}
+}
+
+func TestDispatchNoEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.route(service("inbox-only"), outbox.Endpoint{})
+	e.route(service("bad-url"), outbox.Endpoint{URL: "ftp://example.org/hook", Secret: testSecret})
+	e.route(service("bad-secret"), outbox.Endpoint{URL: "http://127.0.0.1:1/hook", Secret: "whsec_"})
+	ghost := e.refer("r-ghost", created("ghost"))
+	pull := e.refer("r-pull", created("inbox-only"))
+	badURL := e.refer("r-url", created("bad-url"))
+	badSecret := e.refer("r-secret", created("bad-secret"))
+	r := e.start(nil)
+
+	for _, c := range []struct{ id, ref, want string }{
+		{ghost[0], "r-ghost", "no endpoint for destination service:ghost"},
+		{pull[0], "r-pull", "destination service:inbox-only has no delivery URL (pull-only)"},
+		{badURL[0], "r-url", "endpoint URL is not an absolute http(s) URL"},
+		{badSecret[0], "r-secret", "endpoint secret: invalid webhook signing secret"},
+	} {
+		a := r.expect(c.id, outbox.OutcomeDead, 0)
+		if a.Error != c.want {
+			t.Errorf("%s: error %q, want %q", c.id, a.Error, c.want)
+		}
+		if d := e.message(c.id); d.Message.State != outbox.StateDead || d.Message.LastError != c.want {
+			t.Errorf("%s: %+v", c.id, d.Message)
+		}
+		if ref := e.referral(c.ref); ref.BusinessStatus != mapping.BusinessDeliveryFailed {
+			t.Errorf("%s: businessStatus %q", c.ref, ref.BusinessStatus)
+		}
+	}
+}
+
+func TestDispatchSlowReceiverTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, blockFirst)
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	const timeout = 150 * time.Millisecond
+	r := e.start(func(o *outbox.DispatcherOptions) { o.Timeout = timeout })
+
+	a := r.expect(ids[0], outbox.OutcomeRetry, 0)
+	if a.Error != "timeout" || a.Latency < timeout || !a.NextAttemptAt.Equal(base().Add(10*time.Second)) {
+		t.Errorf("report %+v; want a timeout after %s, retried at +10s", a, timeout)
+	}
+	if d := e.message(ids[0]); d.Message.State != outbox.StatePending || d.Attempts[0].Error != "timeout" || d.Attempts[0].StatusCode != 0 {
+		t.Errorf("message %+v attempts %+v", d.Message, d.Attempts)
+	}
+	e.clock.Advance(10 * time.Second)
+	r.d.Wake()
+	r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+}
+
+func TestDispatchReceiverVerifiesSignature(t *testing.T) {
+	t.Parallel()
+	verifying := func(_ int, h hit, w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		if h.VerifyErr != nil {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, verifying)
+	e.serve("good", rc)
+	// "stale" signs with a secret the receiver does not know (for example a rotation applied on one side only).
+	e.route(service("stale"), outbox.Endpoint{URL: rc.URL, Secret: "whsec_b3RoZXIta2V5LXRoYXQtdGhlLXJlY2VpdmVyLWRvZXMtbm90LWtub3c="})
+	good := e.refer("r-good", created("good"))
+	stale := e.refer("r-stale", created("stale"))
+	r := e.start(nil)
+
+	r.expect(good[0], outbox.OutcomeDelivered, 200)
+	a := r.expect(stale[0], outbox.OutcomeDead, 401)
+	if a.Error != "HTTP 401 Unauthorized" {
+		t.Errorf("error %q", a.Error)
+	}
+	// A signature checked against a clock far from the sender's is refused as stale.
+	h := http.Header{}
+	body := e.message(good[0]).Message.Payload
+	sig, err := outbox.Sign(testSecret, good[0], base(), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Set(outbox.HeaderWebhookID, good[0])
+	h.Set(outbox.HeaderWebhookTimestamp, strconv.FormatInt(base().Unix(), 10))
+	h.Set(outbox.HeaderWebhookSignature, sig)
+	if err := outbox.Verify(testSecret, h, body, base().Add(time.Hour), 0); !errors.Is(err, outbox.ErrTimestampOutOfTolerance) {
+		t.Errorf("Verify an hour later: %v", err)
+	}
+}
+
+func TestDispatchOrderPerReferral(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var order []string
+	var mu sync.Mutex
+	failedOnce := map[string]bool{}
+	rc := newReceiver(t, e.clock.Now, func(_ int, h hit, w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, h.ID)
+		if h.ID == "msg-r1-1" && !failedOnce[h.ID] {
+			failedOnce[h.ID] = true
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	e.serve("walks", rc)
+	r1 := e.refer("r1", created("walks"), ev{dest: service("walks"), typ: mapping.EventReferralCancelled})
+	r2 := e.refer("r2", created("walks"))
+	r := e.start(nil)
+
+	r.expect(r1[0], outbox.OutcomeRetry, 503)
+	// r2 is another referral: it is not held up by r1's retry.
+	r.expect(r2[0], outbox.OutcomeDelivered, 200)
+	if d := e.message(r1[1]); d.Message.State != outbox.StatePending || len(d.Attempts) != 0 {
+		t.Fatalf("r1's second message was tried before its first was delivered: %+v", d)
+	}
+	e.clock.Advance(10 * time.Second)
+	r.d.Wake()
+	r.expect(r1[0], outbox.OutcomeDelivered, 200)
+	r.expect(r1[1], outbox.OutcomeDelivered, 200)
+
+	mu.Lock()
+	all := fmt.Sprint(order)
+	var ofR1 []string
+	for _, id := range order {
+		if strings.HasPrefix(id, "msg-r1-") {
+			ofR1 = append(ofR1, id)
+		}
+	}
+	mu.Unlock()
+	// r1 and r2 go in parallel (either may arrive first); r1's own messages go strictly in order.
+	if got, want := fmt.Sprint(ofR1), fmt.Sprint([]string{r1[0], r1[0], r1[1]}); got != want {
+		t.Errorf("r1's requests %s, want %s (all requests: %s)", got, want, all)
+	}
+	// Two deliveries of one referral bump the Task version once (the second update is ErrNoChange).
+	if ref := e.referral("r1"); ref.BusinessStatus != mapping.BusinessDelivered || ref.Record.Version != 2 {
+		t.Errorf("r1 businessStatus %q version %d, want delivered, 2", ref.BusinessStatus, ref.Record.Version)
+	}
+}
+
+func TestDispatchFailingServiceDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	slow := newReceiver(t, e.clock.Now, blockAll)
+	fast := newReceiver(t, e.clock.Now, nil)
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // connections to it are refused
+	e.serve("slow", slow)
+	e.serve("fast", fast)
+	e.route(service("down"), outbox.Endpoint{URL: downURL, Secret: testSecret})
+	// Committed first, so they are the oldest due messages.
+	var slowIDs, downIDs []string
+	for i := range 2 {
+		slowIDs = append(slowIDs, e.refer(fmt.Sprintf("slow-%d", i), created("slow"))...)
+		downIDs = append(downIDs, e.refer(fmt.Sprintf("down-%d", i), created("down"))...)
+	}
+	fastIDs := e.refer("fast-0", created("fast"))
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Concurrency = 4
+		o.PerDestination = 2
+		o.Timeout = time.Minute // the slow service never answers within the test
+		o.Lease = 2 * time.Minute
+	})
+
+	for _, id := range downIDs {
+		if a := r.expect(id, outbox.OutcomeRetry, 0); a.Error == "" {
+			t.Errorf("%s: no error recorded", id)
+		}
+	}
+	r.expect(fastIDs[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	for range slowIDs {
+		slow.next(t) // both slow deliveries are still hanging
+	}
+	for _, id := range slowIDs {
+		if d := e.message(id); d.Message.State != outbox.StateInflight {
+			t.Errorf("%s: state %s, want inflight", id, d.Message.State)
+		}
+	}
+}
+
+// TestDispatchSlowBacklogDoesNotStarveOthers: a slow service with more due messages than the dispatcher's
+// whole capacity still leaves room for another service, because claims respect PerDestination.
+func TestDispatchSlowBacklogDoesNotStarveOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if _, ok := any(e.store).(outbox.FilteredClaimer); !ok {
+		t.Fatal("the store does not implement outbox.FilteredClaimer: a slow backlog could fill every claim")
+	}
+	slow := newReceiver(t, e.clock.Now, blockAll)
+	fast := newReceiver(t, e.clock.Now, nil)
+	e.serve("slow", slow)
+	e.serve("fast", fast)
+	for i := range 10 {
+		e.refer(fmt.Sprintf("slow-%d", i), created("slow"))
+	}
+	fastIDs := e.refer("fast-0", created("fast"))
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Concurrency = 4
+		o.PerDestination = 2
+		o.Timeout = time.Minute
+		o.Lease = 2 * time.Minute
+	})
+	r.expect(fastIDs[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	counts, _, err := e.store.CountMessages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[outbox.StateInflight] != 2 || counts[outbox.StatePending] != 8 {
+		t.Errorf("counts %v: want 2 slow messages in flight and 8 left pending", counts)
+	}
+}
+
+func TestDispatchLeaseExpiryAfterCrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, nil)
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	// A dispatcher claims the message and dies (kill -9) before recording anything.
+	claimed, err := e.store.ClaimMessages(context.Background(), "crashed", base(), time.Minute, 10)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %d messages", err, len(claimed))
+	}
+	// Its lease runs out; a new dispatcher (a restarted process) takes the message over.
+	e.clock.Advance(time.Minute + time.Second)
+	r := e.start(nil)
+	h := rc.next(t)
+	r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	if h.ID != ids[0] {
+		t.Errorf("webhook-id %q", h.ID)
+	}
+	d := e.message(ids[0])
+	if d.Message.State != outbox.StateDelivered || len(d.Attempts) != 1 {
+		t.Errorf("message %+v attempts %+v", d.Message, d.Attempts)
+	}
+	// The crashed owner's late report is refused.
+	err = e.store.CompleteAttempt(context.Background(), ids[0], e.clock.Now(), outbox.AttemptResult{
+		Attempt: outbox.Attempt{MessageID: ids[0], StartedAt: base(), StatusCode: 200}, Owner: "crashed", State: outbox.StateDelivered,
+	})
+	if !errors.Is(err, outbox.ErrLeaseLost) {
+		t.Errorf("late CompleteAttempt by the crashed owner: %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestDispatchRestartPicksUpPending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, answer("", 503, 200))
+	e.serve("walks", rc)
+	first := e.refer("r1", created("walks"))
+	r := e.start(nil)
+	r.expect(first[0], outbox.OutcomeRetry, 503)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Accepted while no dispatcher runs.
+	second := e.refer("r2", created("walks"))
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e.open()
+	e.clock.Advance(10 * time.Second)
+	r2 := e.start(nil)
+	r2.expect(first[0], outbox.OutcomeDelivered, 200)
+	r2.expect(second[0], outbox.OutcomeDelivered, 200)
+	if d := e.message(first[0]); !equalInts(codes(d), []int{503, 200}) {
+		t.Errorf("attempts %v", codes(d))
+	}
+}
+
+func TestDispatchRetryBudgetExhausted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, answer("", 503))
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	r := e.start(func(o *outbox.DispatcherOptions) { o.RetryBudget = time.Minute })
+
+	// Attempts at +0s, +10s, +30s, then the last one at the end of the budget (+60s, not +70s).
+	var at []time.Duration
+	for {
+		at = append(at, e.clock.Now().Sub(base()))
+		a := r.waitFor(ids[0])
+		if a.Outcome == outbox.OutcomeDead {
+			if !strings.HasSuffix(a.Error, "retry budget of 1m0s spent") || a.StatusCode != 503 {
+				t.Errorf("dead report %+v", a)
+			}
+			break
+		}
+		if a.Outcome != outbox.OutcomeRetry || len(at) > 10 {
+			t.Fatalf("report %+v", a)
+		}
+		e.clock.Set(a.NextAttemptAt)
+		r.d.Wake()
+	}
+	if want := "[0s 10s 30s 1m0s]"; fmt.Sprint(at) != want {
+		t.Errorf("attempts at %v, want %s", at, want)
+	}
+	d := e.message(ids[0])
+	if d.Message.State != outbox.StateDead || len(d.Attempts) != 4 || !strings.Contains(d.Message.LastError, "retry budget") {
+		t.Errorf("message %+v attempts %d", d.Message, len(d.Attempts))
+	}
+	if ref := e.referral("r1"); ref.BusinessStatus != mapping.BusinessDeliveryFailed || ref.Record.Version != 2 {
+		t.Errorf("businessStatus %q version %d", ref.BusinessStatus, ref.Record.Version)
+	}
+
+	// A replay (the admin path) gives it a new budget and shows it queued again; then it is delivered.
+	e.serve("walks", newReceiver(t, e.clock.Now, nil))
+	replayed, err := e.store.ReplayMessages(context.Background(), e.clock.Now(), outbox.ReplayRequest{
+		IDs: ids, Reason: "receiver fixed", Actor: "ops", Update: outbox.QueuedAgain,
+	})
+	if err != nil || len(replayed) != 1 {
+		t.Fatalf("replay: %v, %d", err, len(replayed))
+	}
+	if ref := e.referral("r1"); ref.BusinessStatus != mapping.BusinessQueued {
+		t.Errorf("after replay businessStatus %q", ref.BusinessStatus)
+	}
+	a := r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	if a.Attempt != 5 {
+		t.Errorf("attempt %d after replay, want 5", a.Attempt)
+	}
+	if ref := e.referral("r1"); ref.BusinessStatus != mapping.BusinessDelivered {
+		t.Errorf("after delivery businessStatus %q", ref.BusinessStatus)
+	}
+}
+
+func TestDispatchGracefulShutdownReleases(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	hang := newReceiver(t, e.clock.Now, blockAll)
+	e.serve("walks", hang)
+	ids := e.refer("r1", created("walks"))
+	r := e.start(func(o *outbox.DispatcherOptions) { o.ShutdownTimeout = 100 * time.Millisecond })
+	hang.next(t)
+
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if a := r.waitFor(ids[0]); a.Outcome != outbox.OutcomeReleased {
+		t.Errorf("report %+v, want released", a)
+	}
+	d := e.message(ids[0])
+	if d.Message.State != outbox.StatePending || d.Message.LeaseOwner != "" || !d.Message.NextAttemptAt.Equal(base()) ||
+		len(d.Attempts) != 0 || d.Message.Attempts != 0 {
+		t.Errorf("after shutdown: %+v attempts %+v; want pending, due now, no attempt recorded", d.Message, d.Attempts)
+	}
+
+	e.serve("walks", newReceiver(t, e.clock.Now, nil))
+	r2 := e.start(nil)
+	r2.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+}
+
+func TestDispatchGracefulShutdownFinishes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	rc := newReceiver(t, e.clock.Now, func(_ int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		select {
+		case <-release:
+			w.WriteHeader(http.StatusOK)
+		case <-r.Context().Done():
+		}
+	})
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	r := e.start(func(o *outbox.DispatcherOptions) { o.ShutdownTimeout = guard })
+	rc.next(t)
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	close(release) // the delivery finishes within the shutdown timeout
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(guard):
+		t.Fatal("Run did not return")
+	}
+	r.expect(ids[0], outbox.OutcomeDelivered, 200)
+	if d := e.message(ids[0]); d.Message.State != outbox.StateDelivered {
+		t.Errorf("state %s", d.Message.State)
+	}
+}
+
+func TestDispatchWakesOnCommit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, nil)
+	e.serve("walks", rc)
+	r := e.start(func(o *outbox.DispatcherOptions) { o.SafetyPoll = time.Hour })
+
+	for i := range 3 {
+		committed := time.Now()
+		ids := e.refer(fmt.Sprintf("r%d", i), created("walks"))
+		rc.next(t)
+		latency := time.Since(committed)
+		r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+		t.Logf("commit → received: %s", latency)
+	}
+}
+
+func TestDispatchWakesWhenDue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, time.Now, nil)
+	e.serve("walks", rc)
+	// A real clock here: the dispatcher must sleep until the message is due (NextDue), with no poll.
+	r := e.start(func(o *outbox.DispatcherOptions) { o.Clock = time.Now })
+	due := time.Now().Add(300 * time.Millisecond)
+	ids := e.referAt("r1", due, created("walks"))
+	rc.next(t)
+	if got := time.Now(); got.Before(due) {
+		t.Errorf("delivered %s before it was due", due.Sub(got))
+	}
+	r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+}
+
+func TestDispatchSubscriptionDestination(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, e.clock.Now, nil)
+	sub := mapping.Destination{Kind: mapping.DestinationSubscription, ID: "sub-1"}
+	e.route(sub, outbox.Endpoint{URL: rc.URL, Header: http.Header{
+		"Authorization":        {"Bearer gp-system"},
+		"Content-Type":         {"application/fhir+json"},
+		outbox.HeaderWebhookID: {"spoofed"},
+	}})
+	ids := e.refer("r1", ev{dest: sub, typ: mapping.EventReferralUpdated})
+	r := e.start(nil)
+
+	h := rc.next(t)
+	r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	if h.Signature != "" || h.Header.Get("Authorization") != "Bearer gp-system" ||
+		h.Header.Get("Content-Type") != "application/fhir+json" || h.ID != ids[0] {
+		t.Errorf("headers %v", h.Header)
+	}
+	// Transport facts in businessStatus are about community services only.
+	if ref := e.referral("r1"); ref.BusinessStatus != mapping.BusinessQueued || ref.Record.Version != 1 {
+		t.Errorf("businessStatus %q version %d, want queued, 1", ref.BusinessStatus, ref.Record.Version)
+	}
+}
+
+func TestDispatchRunTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.serve("walks", newReceiver(t, e.clock.Now, nil))
+	r := e.start(nil)
+	ids := e.refer("r1", created("walks"))
+	r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent) // Run is running
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := r.d.Run(ctx); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Errorf("second Run: %v", err)
+	}
+}
+
+// TestDispatchPerDestinationCap: a destination never has more than PerDestination requests in flight, even
+// when more of its messages are due and the dispatcher has room; another destination goes meanwhile.
+func TestDispatchPerDestinationCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var mu sync.Mutex
+	inFlight, maxInFlight := 0, 0
+	tokens := make(chan struct{})
+	capped := newReceiver(t, e.clock.Now, func(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		mu.Lock()
+		inFlight++
+		maxInFlight = max(maxInFlight, inFlight)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}()
+		select {
+		case <-tokens:
+			w.WriteHeader(http.StatusOK)
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	other := newReceiver(t, e.clock.Now, nil)
+	e.serve("capped", capped)
+	e.serve("other", other)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, e.refer(fmt.Sprintf("c%d", i), created("capped"))...)
+	}
+	otherIDs := e.refer("o1", created("other"))
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Concurrency = 4
+		o.PerDestination = 1
+	})
+
+	capped.next(t)
+	r.expect(otherIDs[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	for range ids {
+		tokens <- struct{}{} // answer the one request in flight; the next may start only now
+		_ = r.waitFor(ids[0])
+		ids = ids[1:]
+		if len(ids) > 0 {
+			capped.next(t)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight != 1 {
+		t.Errorf("%d requests to one destination in flight at once, want at most 1", maxInFlight)
+	}
+}
+
+// TestDispatchLeaseLost: a dispatcher that stalls past its lease (a paused VM, say) loses the message to
+// another; both deliveries happen (at least once), both attempts are recorded, and the late one is told
+// ErrLeaseLost and changes nothing.
+func TestDispatchLeaseLost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	rc := newReceiver(t, e.clock.Now, func(n int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		if n == 0 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	e.serve("walks", rc)
+	ids := e.refer("r1", created("walks"))
+	stalled := &fakeClock{now: base()}
+	a := e.start(func(o *outbox.DispatcherOptions) { o.Clock = stalled.Now })
+	first := rc.next(t)
+
+	e.clock.Advance(2 * time.Minute) // A's lease (1 minute) has run out for everyone else
+	b := e.start(nil)
+	second := rc.next(t)
+	b.expect(ids[0], outbox.OutcomeDelivered, http.StatusOK)
+	close(release)
+	a.expect(ids[0], outbox.OutcomeLeaseLost, http.StatusOK)
+
+	if first.ID != second.ID {
+		t.Errorf("webhook-id %q then %q: a receiver could not dedupe", first.ID, second.ID)
+	}
+	d := e.message(ids[0])
+	if d.Message.State != outbox.StateDelivered || !equalInts(codes(d), []int{200, 200}) {
+		t.Errorf("message %+v attempts %v", d.Message, codes(d))
+	}
+	if ref := e.referral("r1"); ref.Record.Version != 2 {
+		t.Errorf("version %d, want 2", ref.Record.Version)
+	}
+}

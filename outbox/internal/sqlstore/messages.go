@@ -1,0 +1,431 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// MessageCols are the columns ScanMessage reads, in order.
+const MessageCols = `id, seq, referral_id, destination_kind, destination_id, type, payload, state, attempts,
+	created_at, next_attempt_at, lease_owner, lease_until, delivered_at, last_error, budget_from`
+
+// ScanMessage reads the MessageCols of one row.
+func ScanMessage(sc Scanner) (outbox.Message, error) {
+	var (
+		m                                         outbox.Message
+		kind, dest, typ, state                    string
+		payload                                   []byte
+		created, next, leaseUntil, delivered, bud int64
+	)
+	if err := sc.Scan(&m.ID, &m.Seq, &m.ReferralID, &kind, &dest, &typ, &payload, &state, &m.Attempts,
+		&created, &next, &m.LeaseOwner, &leaseUntil, &delivered, &m.LastError, &bud); err != nil {
+		return outbox.Message{}, err
+	}
+	m.Destination = mapping.Destination{Kind: mapping.DestinationKind(kind), ID: dest}
+	m.Type = mapping.EventType(typ)
+	m.Payload = payload
+	m.State = outbox.MessageState(state)
+	m.CreatedAt = FromMicros(created)
+	m.NextAttemptAt = FromMicros(next)
+	m.LeaseUntil = FromMicros(leaseUntil)
+	m.DeliveredAt = FromMicros(delivered)
+	m.BudgetFrom = FromMicros(bud)
+	return m, nil
+}
+
+// CollectMessages reads and closes rows of MessageCols; op names the operation in errors.
+func (d Dialect) CollectMessages(rows *sql.Rows, op string) ([]outbox.Message, error) {
+	defer rows.Close()
+	var out []outbox.Message
+	for rows.Next() {
+		m, err := ScanMessage(rows)
+		if err != nil {
+			return nil, d.DriverErr(op, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.DriverErr(op, err)
+	}
+	return out, nil
+}
+
+// ReadMessage reads one message by id (ErrNotFound if none), locking its row (d.Lock) when lock is set.
+func (d Dialect) ReadMessage(ctx context.Context, q Querier, id string, lock bool) (outbox.Message, error) {
+	query := `SELECT ` + MessageCols + ` FROM outbox_messages WHERE id = ?`
+	if lock {
+		query += d.Lock
+	}
+	m, err := ScanMessage(q.QueryRowContext(ctx, d.rebind(query), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return outbox.Message{}, fmt.Errorf("%s: message: %w", d.Name, outbox.ErrNotFound)
+	}
+	if err != nil {
+		return outbox.Message{}, d.DriverErr("read message", err)
+	}
+	return m, nil
+}
+
+// Room tracks how many more messages of each destination a claim may take.
+type Room struct {
+	// Filter is the claim's per-destination limits.
+	Filter outbox.ClaimFilter
+	// Used counts the messages of each destination taken so far.
+	Used map[mapping.Destination]int
+}
+
+// NewRoom is an empty Room for f.
+func NewRoom(f outbox.ClaimFilter) *Room {
+	return &Room{Filter: f, Used: map[mapping.Destination]int{}}
+}
+
+// Left is how many more messages of d may be taken (-1: no limit).
+func (r *Room) Left(d mapping.Destination) int {
+	capacity := -1
+	if n, ok := r.Filter.Room[d]; ok {
+		capacity = max(n, 0)
+	} else if r.Filter.PerDestination > 0 {
+		capacity = r.Filter.PerDestination
+	}
+	if capacity < 0 {
+		return -1
+	}
+	return max(capacity-r.Used[d], 0)
+}
+
+// Full lists the destinations with no room left, in a stable order.
+func (r *Room) Full() []mapping.Destination {
+	set := map[mapping.Destination]bool{}
+	for d, n := range r.Filter.Room {
+		if n <= 0 {
+			set[d] = true
+		}
+	}
+	for d := range r.Used {
+		if r.Left(d) == 0 {
+			set[d] = true
+		}
+	}
+	out := slices.Collect(maps.Keys(set))
+	slices.SortFunc(out, func(a, b mapping.Destination) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
+
+// HeadScan is a backend's spelling of the claim scan Heads runs.
+type HeadScan struct {
+	// HeadOnly is the term over m that keeps the heads of their chains only.
+	HeadOnly string
+	// From is the FROM clause over outbox_messages m that scans the named partial index.
+	From func(index string) string
+	// Suffix follows the ORDER BY … LIMIT ? of the scan (row locks), or "".
+	Suffix string
+}
+
+// Heads reads up to limit claimable messages of one kind (pending and due, or inflight with an expired
+// lease) in index order, inside the claim's write transaction w, taking room as it goes. When a destination
+// runs out of room, the scan restarts after the last row with that destination excluded, so each restart
+// is bounded by the destinations.
+func (d Dialect) Heads(ctx context.Context, w Querier, hs HeadScan, state outbox.MessageState, nowUS int64, limit int, r *Room) ([]outbox.Message, error) {
+	key, index := "next_attempt_at", "outbox_pending_due"
+	if state == outbox.StateInflight {
+		key, index = "lease_until", "outbox_inflight_lease"
+	}
+	var out []outbox.Message
+	var after *[2]int64
+	for len(out) < limit {
+		q := `SELECT ` + MessageCols + hs.From(index) +
+			` WHERE m.state = '` + string(state) + `' AND m.` + key + ` <= ?` // a literal: the partial index needs it
+		args := []any{nowUS}
+		for _, dest := range r.Full() {
+			q += ` AND NOT (m.destination_kind = ? AND m.destination_id = ?)`
+			args = append(args, string(dest.Kind), dest.ID)
+		}
+		if after != nil {
+			q += ` AND (m.` + key + `, m.seq) > (?, ?)`
+			args = append(args, after[0], after[1])
+		}
+		q += ` AND ` + hs.HeadOnly + ` ORDER BY m.` + key + `, m.seq LIMIT ?` + hs.Suffix
+		args = append(args, limit-len(out))
+		rows, err := w.QueryContext(ctx, d.rebind(q), args...)
+		if err != nil {
+			return nil, d.DriverErr("claim", err)
+		}
+		restart := false
+		for rows.Next() {
+			m, err := ScanMessage(rows)
+			if err != nil {
+				rows.Close()
+				return nil, d.DriverErr("claim", err)
+			}
+			k := Micros(m.NextAttemptAt)
+			if state == outbox.StateInflight {
+				k = Micros(m.LeaseUntil)
+			}
+			after = &[2]int64{k, m.Seq}
+			if r.Left(m.Destination) == 0 {
+				continue
+			}
+			out = append(out, m)
+			r.Used[m.Destination]++
+			if r.Left(m.Destination) == 0 && len(out) < limit {
+				restart = true
+				break
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, d.DriverErr("claim", err)
+		}
+		if !restart {
+			break
+		}
+	}
+	return out, nil
+}
+
+// ValidNext reports whether a delivery attempt may move a message to st.
+func ValidNext(st outbox.MessageState) bool {
+	switch st {
+	case outbox.StateDelivered, outbox.StatePending, outbox.StateDead:
+		return true
+	case outbox.StateInflight, outbox.StateCancelled:
+	}
+	return false
+}
+
+// MessageWhere turns a MessageQuery into a WHERE clause (without the keyword, ? placeholders) and its
+// arguments.
+func MessageWhere(q outbox.MessageQuery) (string, []any) {
+	where := []string{"1 = 1"}
+	var args []any
+	if len(q.States) > 0 {
+		where = append(where, "state IN ("+Placeholders(len(q.States))+")")
+		for _, st := range q.States {
+			args = append(args, string(st))
+		}
+	}
+	if q.Destination != nil {
+		where = append(where, "destination_kind = ? AND destination_id = ?")
+		args = append(args, string(q.Destination.Kind), q.Destination.ID)
+	}
+	if q.ServiceID != "" {
+		where = append(where, "destination_kind = ? AND destination_id = ?")
+		args = append(args, string(mapping.DestinationService), q.ServiceID)
+	}
+	if q.ReferralID != "" {
+		where = append(where, "referral_id = ?")
+		args = append(args, q.ReferralID)
+	}
+	if !q.CreatedBefore.IsZero() {
+		where = append(where, "created_at < ?")
+		args = append(args, Micros(q.CreatedBefore))
+	}
+	if q.AfterSeq > 0 {
+		where = append(where, "seq > ?")
+		args = append(args, q.AfterSeq)
+	}
+	return strings.Join(where, " AND "), args
+}
+
+// ListMessages returns messages matching q in Seq order (default limit 100, at most 1000).
+func (d Dialect) ListMessages(ctx context.Context, db Querier, q outbox.MessageQuery) ([]outbox.Message, error) {
+	where, args := MessageWhere(q)
+	rows, err := db.QueryContext(ctx, d.rebind(`SELECT `+MessageCols+` FROM outbox_messages WHERE `+where+
+		` ORDER BY seq LIMIT ?`), append(args, ClampLimit(q.Limit))...)
+	if err != nil {
+		return nil, d.DriverErr("list messages", err)
+	}
+	return d.CollectMessages(rows, "list messages")
+}
+
+// GetMessage returns one message with its attempts (by number) and replays (oldest first).
+func (d Dialect) GetMessage(ctx context.Context, db Querier, id string) (outbox.MessageDetail, error) {
+	m, err := d.ReadMessage(ctx, db, id, false)
+	if err != nil {
+		return outbox.MessageDetail{}, err
+	}
+	md := outbox.MessageDetail{Message: m}
+	rows, err := db.QueryContext(ctx, d.rebind(`SELECT n, started_at, latency_us, status_code, error
+		FROM outbox_attempts WHERE message_id = ? ORDER BY n`), id)
+	if err != nil {
+		return outbox.MessageDetail{}, d.DriverErr("read attempts", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a := outbox.Attempt{MessageID: id}
+		var started, latency int64
+		if err := rows.Scan(&a.N, &started, &latency, &a.StatusCode, &a.Error); err != nil {
+			return outbox.MessageDetail{}, d.DriverErr("read attempts", err)
+		}
+		a.StartedAt = FromMicros(started)
+		a.Latency = time.Duration(latency) * time.Microsecond
+		md.Attempts = append(md.Attempts, a)
+	}
+	if err := rows.Err(); err != nil {
+		return outbox.MessageDetail{}, d.DriverErr("read attempts", err)
+	}
+	rows.Close()
+	rrows, err := db.QueryContext(ctx, d.rebind(`SELECT at, actor, reason, from_state FROM outbox_replays
+		WHERE message_id = ? ORDER BY id`), id)
+	if err != nil {
+		return outbox.MessageDetail{}, d.DriverErr("read replays", err)
+	}
+	defer rrows.Close()
+	for rrows.Next() {
+		r := outbox.Replay{MessageID: id}
+		var at int64
+		if err := rrows.Scan(&at, &r.Actor, &r.Reason, &r.FromState); err != nil {
+			return outbox.MessageDetail{}, d.DriverErr("read replays", err)
+		}
+		r.At = FromMicros(at)
+		md.Replays = append(md.Replays, r)
+	}
+	if err := rrows.Err(); err != nil {
+		return outbox.MessageDetail{}, d.DriverErr("read replays", err)
+	}
+	return md, nil
+}
+
+// Replayable reports whether m may be replayed: dead, or (when named by id) pending but not yet due.
+func Replayable(m outbox.Message, now time.Time, byID bool) bool {
+	switch m.State {
+	case outbox.StateDead:
+		return true
+	case outbox.StatePending:
+		return byID && m.NextAttemptAt.After(now)
+	case outbox.StateInflight, outbox.StateDelivered, outbox.StateCancelled:
+	}
+	return false
+}
+
+// SelectReplay picks the messages req replays, in Seq order, locking them (d.Lock) when lock is set. A
+// named id that does not exist is ErrNotFound; named messages in other states are skipped. A filter selects
+// dead messages only; its Limit 0 means all.
+func (d Dialect) SelectReplay(ctx context.Context, q Querier, now time.Time, req outbox.ReplayRequest, lock bool) ([]outbox.Message, error) {
+	var out []outbox.Message
+	seen := map[string]bool{}
+	for _, id := range req.IDs {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		m, err := d.ReadMessage(ctx, q, id, lock)
+		if err != nil {
+			return nil, err
+		}
+		if Replayable(m, now, true) {
+			out = append(out, m)
+		}
+	}
+	if req.Filter != nil {
+		f := *req.Filter
+		if len(f.States) > 0 && !slices.Contains(f.States, outbox.StateDead) {
+			return SortBySeq(out), nil
+		}
+		f.States = []outbox.MessageState{outbox.StateDead}
+		where, args := MessageWhere(f)
+		query := `SELECT ` + MessageCols + ` FROM outbox_messages WHERE ` + where + ` ORDER BY seq`
+		if f.Limit > 0 {
+			query += " LIMIT ?"
+			args = append(args, f.Limit)
+		}
+		query = d.rebind(query)
+		if lock {
+			query += d.Lock
+		}
+		rows, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, d.DriverErr("select replay", err)
+		}
+		ms, err := d.CollectMessages(rows, "select replay")
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return SortBySeq(out), nil
+}
+
+// SortBySeq sorts ms by Seq, in place, and returns it.
+func SortBySeq(ms []outbox.Message) []outbox.Message {
+	slices.SortFunc(ms, func(a, b outbox.Message) int { return cmp.Compare(a.Seq, b.Seq) })
+	return ms
+}
+
+// MarkReplayed moves the selected messages ms back to pending inside the replay's write transaction w: due
+// at now, with a new retry budget from now and a Replay row recording req's actor and reason and the state
+// left. It updates ms to match and returns the referrals with a replayed service message, in order (the
+// ones req.Update applies to).
+func (d Dialect) MarkReplayed(ctx context.Context, w Querier, ms []outbox.Message, now time.Time, req outbox.ReplayRequest) ([]string, error) {
+	nowUS := Micros(now)
+	var referrals []string
+	for i, m := range ms {
+		if _, err := w.ExecContext(ctx, d.rebind(`UPDATE outbox_messages SET state = 'pending', next_attempt_at = ?,
+				budget_from = ?, lease_owner = '', lease_until = 0 WHERE id = ?`), nowUS, nowUS, m.ID); err != nil {
+			return nil, d.DriverErr("replay", err)
+		}
+		if _, err := w.ExecContext(ctx, d.rebind(`INSERT INTO outbox_replays (message_id, at, actor, reason, from_state)
+				VALUES (?, ?, ?, ?, ?)`), m.ID, nowUS, req.Actor, req.Reason, string(m.State)); err != nil {
+			return nil, d.DriverErr("record replay", err)
+		}
+		ms[i].State = outbox.StatePending
+		ms[i].NextAttemptAt = FromMicros(nowUS)
+		ms[i].BudgetFrom = FromMicros(nowUS)
+		ms[i].LeaseOwner, ms[i].LeaseUntil = "", time.Time{}
+		// Update (businessStatus: the community delivery) concerns service messages only: replaying a
+		// GP notification (subscription destination) leaves its referral as it is.
+		if m.Destination.Kind == mapping.DestinationService && !slices.Contains(referrals, m.ReferralID) {
+			referrals = append(referrals, m.ReferralID)
+		}
+	}
+	return referrals, nil
+}
+
+// CountMessages returns the number of messages in every state (zeros included) and the creation time of
+// the oldest pending message (zero when none).
+func (d Dialect) CountMessages(ctx context.Context, db Querier) (map[outbox.MessageState]int, time.Time, error) {
+	counts := make(map[outbox.MessageState]int, len(outbox.AllStates()))
+	for _, st := range outbox.AllStates() {
+		counts[st] = 0
+	}
+	rows, err := db.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox_messages GROUP BY state`)
+	if err != nil {
+		return nil, time.Time{}, d.DriverErr("count messages", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, time.Time{}, d.DriverErr("count messages", err)
+		}
+		counts[outbox.MessageState(st)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, d.DriverErr("count messages", err)
+	}
+	var oldest sql.NullInt64
+	if err := db.QueryRowContext(ctx,
+		`SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`).Scan(&oldest); err != nil {
+		return nil, time.Time{}, d.DriverErr("count messages", err)
+	}
+	return counts, FromMicros(oldest.Int64), nil
+}

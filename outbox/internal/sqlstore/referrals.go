@@ -1,0 +1,516 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// NHSNumberSystem is the NHS number identifier system, used when the record carries no NHS number.
+const NHSNumberSystem = "https://fhir.nhs.uk/Id/nhs-number"
+
+// ReferralCols are the columns ScanReferral reads, in order.
+const ReferralCols = `version, created_at, updated_at, fingerprint, identifiers, referral, service_request`
+
+// ReferralRow is a referral as its row is written.
+type ReferralRow struct {
+	ID, TaskID, SRID, Practice, Service, Status, Business string
+	PatientRef, PatientNHS, RequesterRef                  string
+	Version                                               int
+	CreatedAt, UpdatedAt                                  int64
+	Fingerprint                                           string
+	Identifiers, Referral, ServiceRequest                 []byte
+}
+
+// RowOf encodes a referral, its identifiers, fingerprint and ServiceRequest as its row.
+func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint string, sr json.RawMessage) (ReferralRow, error) {
+	rj, err := json.Marshal(r)
+	if err != nil {
+		return ReferralRow{}, fmt.Errorf("%s: encode referral: %w", d.Name, err)
+	}
+	if ids == nil {
+		ids = []mapping.Identifier{}
+	}
+	ij, err := json.Marshal(ids)
+	if err != nil {
+		return ReferralRow{}, fmt.Errorf("%s: encode identifiers: %w", d.Name, err)
+	}
+	nhs := r.Record.Patient.NHSNumber
+	if nhs == "" && r.Patient.Identifier != nil && r.Patient.Identifier.System == NHSNumberSystem {
+		nhs = r.Patient.Identifier.Value
+	}
+	return ReferralRow{
+		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: r.Record.ServiceRequestID,
+		Practice: r.PracticeODS, Service: r.Record.Service.ID, Status: string(r.Record.Status),
+		Business: string(r.BusinessStatus), PatientRef: r.Patient.Reference, PatientNHS: nhs,
+		RequesterRef: r.Requester.Reference, Version: r.Record.Version,
+		CreatedAt: Micros(r.Record.CreatedAt), UpdatedAt: Micros(r.Record.UpdatedAt),
+		Fingerprint: fingerprint, Identifiers: ij, Referral: rj, ServiceRequest: sr,
+	}, nil
+}
+
+// ScanReferral reads the ReferralCols of one row.
+func (d Dialect) ScanReferral(sc Scanner) (outbox.Referral, error) {
+	var (
+		version                 int
+		created, updated        int64
+		fingerprint             string
+		idsJSON, rJSON, srBytes []byte
+	)
+	if err := sc.Scan(&version, &created, &updated, &fingerprint, &idsJSON, &rJSON, &srBytes); err != nil {
+		return outbox.Referral{}, err
+	}
+	var out outbox.Referral
+	if err := json.Unmarshal(rJSON, &out.Referral); err != nil {
+		return outbox.Referral{}, fmt.Errorf("%s: decode referral: %w", d.Name, err)
+	}
+	if err := json.Unmarshal(idsJSON, &out.Identifiers); err != nil {
+		return outbox.Referral{}, fmt.Errorf("%s: decode identifiers: %w", d.Name, err)
+	}
+	if len(out.Identifiers) == 0 {
+		out.Identifiers = nil
+	}
+	if len(srBytes) > 0 {
+		out.ServiceRequest = json.RawMessage(srBytes)
+	}
+	out.Fingerprint = fingerprint
+	out.Record.Version = version
+	out.Record.CreatedAt = FromMicros(created)
+	out.Record.UpdatedAt = FromMicros(updated)
+	return out, nil
+}
+
+// Dedupe drops repeated identifiers, keeping the first occurrence's order.
+func Dedupe(ids []mapping.Identifier) []mapping.Identifier {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]mapping.Identifier, 0, len(ids))
+	seen := make(map[mapping.Identifier]bool, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ReferralSearch builds the query of a referral search page: SELECT ReferralCols FROM referrals, q's
+// filters, in (updated_at, id) order, limited to limit+1 rows (one more than the page, to tell whether more
+// follow), with ? placeholders. none reports a query that matches nothing (a non-nil empty Practices).
+func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int, none bool) {
+	var where []string
+	eq := func(col, v string) {
+		if v != "" {
+			where = append(where, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	in := func(col string, vs []string) {
+		where = append(where, col+" IN ("+Placeholders(len(vs))+")")
+		for _, v := range vs {
+			args = append(args, v)
+		}
+	}
+	eq("id", q.ID)
+	eq("task_id", q.TaskID)
+	eq("service_request_id", q.ServiceRequestID)
+	if q.Identifier != nil {
+		if q.Identifier.System != "" {
+			where = append(where, "id IN (SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?)")
+			args = append(args, q.Identifier.System, q.Identifier.Value)
+		} else {
+			where = append(where, "id IN (SELECT referral_id FROM referral_identifiers WHERE value = ?)")
+			args = append(args, q.Identifier.Value)
+		}
+	}
+	if q.Practices != nil {
+		if len(q.Practices) == 0 {
+			return "", nil, 0, true
+		}
+		in("practice_ods", q.Practices)
+	}
+	eq("service_id", q.ServiceID)
+	if len(q.Statuses) > 0 {
+		st := make([]string, len(q.Statuses))
+		for i, v := range q.Statuses {
+			st[i] = string(v)
+		}
+		in("status", st)
+	}
+	eq("patient_ref", q.PatientRef)
+	eq("patient_nhs_number", q.PatientNHSNumber)
+	eq("requester_ref", q.RequesterRef)
+	bound := func(op string, t time.Time) {
+		if !t.IsZero() {
+			where = append(where, "updated_at "+op+" ?")
+			args = append(args, Micros(t))
+		}
+	}
+	bound(">", q.UpdatedAfter)
+	bound(">=", q.UpdatedFrom)
+	bound("<", q.UpdatedBefore)
+	bound("<=", q.UpdatedUntil)
+	if q.After != nil {
+		where = append(where, "(updated_at, id) > (?, ?)")
+		args = append(args, Micros(q.After.UpdatedAt), q.After.ID)
+	}
+	limit = ClampLimit(q.Limit)
+	query = `SELECT ` + ReferralCols + ` FROM referrals`
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY updated_at, id LIMIT ?"
+	args = append(args, limit+1)
+	return query, args, limit, false
+}
+
+// SearchReferrals runs a referral search on db: up to q.Limit referrals in (UpdatedAt, ID) order (default
+// 100, at most 1000) and the cursor of the last one when more follow. A non-nil empty Practices matches
+// nothing.
+func (d Dialect) SearchReferrals(ctx context.Context, db Querier, q outbox.ReferralQuery) ([]outbox.Referral, *outbox.Cursor, error) {
+	query, args, limit, none := ReferralSearch(q)
+	if none {
+		return nil, nil, nil
+	}
+	rows, err := db.QueryContext(ctx, d.rebind(query), args...)
+	if err != nil {
+		return nil, nil, d.DriverErr("search referrals", err)
+	}
+	defer rows.Close()
+	var out []outbox.Referral
+	for rows.Next() {
+		r, err := d.ScanReferral(rows)
+		if err != nil {
+			return nil, nil, d.DriverErr("search referrals", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, d.DriverErr("search referrals", err)
+	}
+	var next *outbox.Cursor
+	if len(out) > limit {
+		out = out[:limit]
+		last := out[limit-1].Record
+		next = &outbox.Cursor{UpdatedAt: last.UpdatedAt, ID: last.ID}
+	}
+	return out, next, nil
+}
+
+// Withdrawals applies the withdrawal-before-delivery rule (outbox.Store.UpdateReferral) to an update's
+// events, inside the update's write transaction w: when the referral was still requested, for each
+// referral.cancelled to a service destination whose referral.created messages to that destination are all
+// pending or dead (none delivered nor inflight, at least one), it drops the event and returns the ids of
+// those referral.created messages, to be retired into the cancelled state. The messages read are locked
+// with d.Lock.
+func (d Dialect) Withdrawals(ctx context.Context, w Querier, cur mapping.Referral, events []mapping.Event) ([]mapping.Event, []string, error) {
+	if cur.Record.Status != mapping.StatusRequested || !slices.ContainsFunc(events, IsServiceCancel) {
+		return events, nil, nil
+	}
+	referralID := cur.Record.ID
+	kept := make([]mapping.Event, 0, len(events))
+	var withdraw []string
+	for _, e := range events {
+		if !IsServiceCancel(e) {
+			kept = append(kept, e)
+			continue
+		}
+		rows, err := w.QueryContext(ctx, d.rebind(`SELECT id, state FROM outbox_messages WHERE referral_id = ?
+			AND destination_kind = ? AND destination_id = ? AND type = ? ORDER BY seq`+d.Lock),
+			referralID, string(e.Destination.Kind), e.Destination.ID, string(mapping.EventReferralCreated))
+		if err != nil {
+			return nil, nil, d.DriverErr("find created message", err)
+		}
+		var ids []string
+		reached := false // a delivery may have reached the service (or did)
+		for rows.Next() {
+			var id, state string
+			if err := rows.Scan(&id, &state); err != nil {
+				rows.Close()
+				return nil, nil, d.DriverErr("find created message", err)
+			}
+			switch outbox.MessageState(state) {
+			case outbox.StatePending, outbox.StateDead:
+				ids = append(ids, id)
+			case outbox.StateInflight, outbox.StateDelivered:
+				reached = true
+			case outbox.StateCancelled:
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, nil, d.DriverErr("find created message", err)
+		}
+		if reached || len(ids) == 0 {
+			kept = append(kept, e)
+			continue
+		}
+		withdraw = append(withdraw, ids...)
+	}
+	return kept, withdraw, nil
+}
+
+// IsServiceCancel reports whether e is a referral.cancelled to a community service.
+func IsServiceCancel(e mapping.Event) bool {
+	return e.Type == mapping.EventReferralCancelled && e.Destination.Kind == mapping.DestinationService
+}
+
+// Timeline returns every version of the referral found by byAnyID (a WHERE term in the backend's
+// placeholders that takes id once), oldest first, with the ids of the messages each version enqueued.
+func (d Dialect) Timeline(ctx context.Context, db Querier, byAnyID, id string) ([]outbox.TimelineEntry, error) {
+	var rid string
+	err := db.QueryRowContext(ctx, `SELECT id FROM referrals WHERE `+byAnyID, id).Scan(&rid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%s: referral: %w", d.Name, outbox.ErrNotFound)
+	}
+	if err != nil {
+		return nil, d.DriverErr("timeline", err)
+	}
+	rows, err := db.QueryContext(ctx, d.rebind(`SELECT version, at, cause, status, business_status, status_reason
+		FROM referral_events WHERE referral_id = ? ORDER BY version`), rid)
+	if err != nil {
+		return nil, d.DriverErr("timeline", err)
+	}
+	defer rows.Close()
+	var out []outbox.TimelineEntry
+	byVersion := map[int]int{}
+	for rows.Next() {
+		e := outbox.TimelineEntry{ReferralID: rid}
+		var at int64
+		if err := rows.Scan(&e.Version, &at, &e.Cause, &e.Status, &e.BusinessStatus, &e.StatusReason); err != nil {
+			return nil, d.DriverErr("timeline", err)
+		}
+		e.At = FromMicros(at)
+		byVersion[e.Version] = len(out)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.DriverErr("timeline", err)
+	}
+	rows.Close()
+	mrows, err := db.QueryContext(ctx, d.rebind(
+		`SELECT id, referral_version, withdrawn_version FROM outbox_messages WHERE referral_id = ? ORDER BY seq`), rid)
+	if err != nil {
+		return nil, d.DriverErr("timeline", err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var mid string
+		var v, wv int
+		if err := mrows.Scan(&mid, &v, &wv); err != nil {
+			return nil, d.DriverErr("timeline", err)
+		}
+		if i, ok := byVersion[v]; ok {
+			out[i].Messages = append(out[i].Messages, mid)
+		}
+		if i, ok := byVersion[wv]; ok && wv > 0 {
+			out[i].Withdrawn = append(out[i].Withdrawn, mid)
+		}
+	}
+	if err := mrows.Err(); err != nil {
+		return nil, d.DriverErr("timeline", err)
+	}
+	return out, nil
+}
+
+// EventRow is an outbox message about to be inserted.
+type EventRow struct {
+	ID, Kind, Dest, Type string
+	Payload              []byte
+}
+
+// EventRows checks events (destination and type required) and turns them into rows; an event without an
+// id gets one from newID.
+func (d Dialect) EventRows(events []mapping.Event, newID func() string) ([]EventRow, error) {
+	rows := make([]EventRow, 0, len(events))
+	for i, e := range events {
+		if e.Destination.Kind == "" || e.Destination.ID == "" || e.Type == "" {
+			return nil, fmt.Errorf("%s: event %d: destination and type are required", d.Name, i)
+		}
+		id := e.ID
+		if id == "" {
+			id = newID()
+		}
+		p := []byte(e.Payload)
+		if p == nil {
+			p = []byte{}
+		}
+		rows = append(rows, EventRow{ID: id, Kind: string(e.Destination.Kind), Dest: e.Destination.ID,
+			Type: string(e.Type), Payload: p})
+	}
+	return rows, nil
+}
+
+// Creation is a referral to create, checked and encoded.
+type Creation struct {
+	// Row is the referral's row (version 1).
+	Row ReferralRow
+	// Identifiers are the intake's identifiers without repeats.
+	Identifiers []mapping.Identifier
+	// Events are the referral's messages.
+	Events []EventRow
+	// Result is what the create returns when the referral is new.
+	Result outbox.CreateResult
+}
+
+// NewCreation checks an intake (record id, task id, ServiceRequest id and CreatedAt required) and encodes
+// it for CreateReferral: the referral as version 1 whatever the intake says, with its times truncated to the
+// microsecond and UpdatedAt defaulting to CreatedAt; events without an id get one from newID.
+func (d Dialect) NewCreation(in mapping.Intake, newID func() string) (Creation, error) {
+	r := in.Referral
+	rec := &r.Record
+	if rec.ID == "" || rec.TaskID == "" || rec.ServiceRequestID == "" {
+		return Creation{}, fmt.Errorf("%s: create referral: record id, task id and service request id are required", d.Name)
+	}
+	if rec.CreatedAt.IsZero() {
+		return Creation{}, fmt.Errorf("%s: create referral: record created_at is required", d.Name)
+	}
+	rec.Version = 1
+	rec.CreatedAt = Norm(rec.CreatedAt)
+	if rec.UpdatedAt.IsZero() {
+		rec.UpdatedAt = rec.CreatedAt
+	}
+	rec.UpdatedAt = Norm(rec.UpdatedAt)
+	ids := Dedupe(in.Identifiers)
+	row, err := d.RowOf(r, ids, in.Fingerprint, in.ServiceRequest)
+	if err != nil {
+		return Creation{}, err
+	}
+	if row.ServiceRequest == nil {
+		row.ServiceRequest = []byte{}
+	}
+	events, err := d.EventRows(in.Events, newID)
+	if err != nil {
+		return Creation{}, err
+	}
+	return Creation{Row: row, Identifiers: ids, Events: events, Result: outbox.CreateResult{
+		Referral: outbox.Referral{Referral: r, ServiceRequest: in.ServiceRequest, Identifiers: ids,
+			Fingerprint: in.Fingerprint},
+		Created: true,
+	}}, nil
+}
+
+// Change is an update of a referral, decided and encoded, still to be written.
+type Change struct {
+	// Next is the referral as it will be: the new version, UpdatedAt now.
+	Next mapping.Referral
+	// Row is Next's row.
+	Row ReferralRow
+	// Events are the messages to enqueue (fn's events less the withdrawn cancellations).
+	Events []EventRow
+	// Withdraw are the ids of the referral.created messages to retire into the cancelled state.
+	Withdraw []string
+}
+
+// NewChange runs fn on cur inside the update's write transaction w and decides what to write (see
+// outbox.Store.UpdateReferral): ok false means nothing (fn returned outbox.ErrNoChange, or left the
+// referral unchanged with no events). fn's own error is returned unchanged; fn may not change the
+// referral's ids or creation time. Events without an id get one from newID.
+func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, newID func() string) (ch Change, ok bool, err error) {
+	next, events, err := fn(cur)
+	if errors.Is(err, outbox.ErrNoChange) {
+		return Change{}, false, nil
+	}
+	if err != nil {
+		return Change{}, false, err
+	}
+	c, n := cur.Record, next.Record
+	if n.ID != c.ID || n.TaskID != c.TaskID || n.ServiceRequestID != c.ServiceRequestID ||
+		!n.CreatedAt.Equal(c.CreatedAt) {
+		return Change{}, false, fmt.Errorf("%s: update referral: an update may not change the referral's ids or creation time", d.Name)
+	}
+	next.Record.Version, next.Record.UpdatedAt, next.Record.CreatedAt = c.Version, c.UpdatedAt, c.CreatedAt
+	if len(events) == 0 && reflect.DeepEqual(next, cur.Referral) {
+		return Change{}, false, nil
+	}
+	events, withdraw, err := d.Withdrawals(ctx, w, cur.Referral, events)
+	if err != nil {
+		return Change{}, false, err
+	}
+	if len(withdraw) > 0 {
+		next.BusinessStatus = "" // nothing was ever delivered: no transport fact to show
+	}
+	rows, err := d.EventRows(events, newID)
+	if err != nil {
+		return Change{}, false, err
+	}
+	next.Record.Version = c.Version + 1
+	next.Record.UpdatedAt = Norm(now)
+	row, err := d.RowOf(next, cur.Identifiers, cur.Fingerprint, cur.ServiceRequest)
+	if err != nil {
+		return Change{}, false, err
+	}
+	return Change{Next: next, Row: row, Events: rows, Withdraw: withdraw}, true, nil
+}
+
+// WithdrawMessages retires the messages ids into the cancelled state inside the update's write
+// transaction w, recording the referral version that withdrew them.
+func (d Dialect) WithdrawMessages(ctx context.Context, w Querier, ids []string, version int) error {
+	for _, id := range ids {
+		if _, err := w.ExecContext(ctx, d.rebind(`UPDATE outbox_messages SET state = 'cancelled', last_error = ?,
+			lease_owner = '', lease_until = 0, withdrawn_version = ? WHERE id = ?`),
+			outbox.WithdrawnError, version, id); err != nil {
+			return d.DriverErr("withdraw message", err)
+		}
+	}
+	return nil
+}
+
+// ReadReferral reads the one referral matching where, a WHERE term in the backend's own placeholders
+// (ErrNotFound if none).
+func (d Dialect) ReadReferral(ctx context.Context, q Querier, where string, args ...any) (outbox.Referral, error) {
+	r, err := d.ScanReferral(q.QueryRowContext(ctx, `SELECT `+ReferralCols+` FROM referrals WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", d.Name, outbox.ErrNotFound)
+	}
+	if err != nil {
+		return outbox.Referral{}, d.DriverErr("read referral", err)
+	}
+	return r, nil
+}
+
+// ExistingByIdentifiers finds, inside a create's write transaction w, a referral already holding one of
+// ids: the same one with the same fingerprint is returned (a resend); anything else is ErrConflict.
+// Neither: nil, nil.
+func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, ids []mapping.Identifier, fingerprint string) (*outbox.Referral, error) {
+	found := ""
+	for _, id := range ids {
+		var rid string
+		err := w.QueryRowContext(ctx,
+			d.rebind(`SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?`),
+			id.System, id.Value).Scan(&rid)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, d.DriverErr("find identifier", err)
+		}
+		if found != "" && found != rid {
+			return nil, fmt.Errorf("%s: create referral: identifiers belong to several referrals: %w", d.Name, outbox.ErrConflict)
+		}
+		found = rid
+	}
+	if found == "" {
+		return nil, nil
+	}
+	cur, err := d.ReadReferral(ctx, w, d.rebind("id = ?"), found)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Fingerprint != fingerprint {
+		return nil, fmt.Errorf("%s: create referral: %w", d.Name, outbox.ErrConflict)
+	}
+	return &cur, nil
+}

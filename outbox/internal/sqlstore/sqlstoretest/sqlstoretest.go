@@ -1,0 +1,48 @@
+// Package sqlstoretest holds the test helpers that the SQL backends' own tests (outbox/sqlite,
+// outbox/postgres) share, beside the conformance suite outbox/outboxtest: fixtures and checks that look
+// at one backend's specifics. Only those tests import it.
+package sqlstoretest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// Intake is the n-th test referral: ids ref-n, task-n, sr-n, message msg-n (a referral.created to dest
+// carrying payload), identifier urn:ids|n, fingerprint fpn, created and updated at at, from practice A81001.
+func Intake(n int, at time.Time, dest mapping.Destination, payload json.RawMessage) mapping.Intake {
+	return mapping.Intake{
+		Referral: mapping.Referral{
+			Record: mapping.Record{ID: fmt.Sprintf("ref-%d", n), TaskID: fmt.Sprintf("task-%d", n),
+				ServiceRequestID: fmt.Sprintf("sr-%d", n), Status: mapping.StatusRequested, Version: 1,
+				Service: mapping.ServiceRef{ID: dest.ID}, CreatedAt: at, UpdatedAt: at},
+			PracticeODS: "A81001",
+		},
+		ServiceRequest: json.RawMessage(`{"resourceType":"ServiceRequest"}`),
+		Identifiers:    []mapping.Identifier{{System: "urn:ids", Value: fmt.Sprint(n)}},
+		Fingerprint:    fmt.Sprint("fp", n),
+		Events: []mapping.Event{{ID: fmt.Sprintf("msg-%d", n), Type: mapping.EventReferralCreated,
+			Destination: dest, Payload: payload}},
+	}
+}
+
+// CancelledCreateWritesNothing checks that a create of in (whose referral id is not yet stored) with a
+// cancelled context fails with context.Canceled and writes nothing.
+func CancelledCreateWritesNothing(t *testing.T, s outbox.Store, in mapping.Intake) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.CreateReferral(ctx, in); !errors.Is(err, context.Canceled) {
+		t.Errorf("create with a cancelled context: %v", err)
+	}
+	if _, err := s.GetReferral(t.Context(), in.Referral.Record.ID); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("cancelled create wrote: %v", err)
+	}
+}

@@ -1,0 +1,216 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// SubscriptionCols are the columns ScanSubscription reads, in order.
+const SubscriptionCols = `id, owner_client_id, practice_ods, criteria, endpoint, headers, payload, status,
+	events_since_start, base_url, created_at, updated_at, resource`
+
+// ScanSubscription reads the SubscriptionCols of one row.
+func (d Dialect) ScanSubscription(sc Scanner) (outbox.Subscription, error) {
+	var (
+		sub              outbox.Subscription
+		headers, res     []byte
+		payload, status  string
+		created, updated int64
+	)
+	if err := sc.Scan(&sub.ID, &sub.OwnerClientID, &sub.PracticeODS, &sub.Criteria, &sub.Endpoint, &headers,
+		&payload, &status, &sub.EventsSinceStart, &sub.BaseURL, &created, &updated, &res); err != nil {
+		return outbox.Subscription{}, err
+	}
+	if err := json.Unmarshal(headers, &sub.Header); err != nil {
+		return outbox.Subscription{}, fmt.Errorf("%s: decode subscription headers: %w", d.Name, err)
+	}
+	if len(sub.Header) == 0 {
+		sub.Header = nil
+	}
+	sub.Payload = mapping.PayloadContent(payload)
+	sub.Status = outbox.SubscriptionStatus(status)
+	sub.CreatedAt, sub.UpdatedAt = FromMicros(created), FromMicros(updated)
+	if len(res) > 0 {
+		sub.Resource = json.RawMessage(res)
+	}
+	return sub, nil
+}
+
+// ReadSubscription reads one subscription by id (ErrNotFound if none), locking its row (d.Lock) when lock
+// is set.
+func (d Dialect) ReadSubscription(ctx context.Context, q Querier, id string, lock bool) (outbox.Subscription, error) {
+	query := `SELECT ` + SubscriptionCols + ` FROM subscriptions WHERE id = ?`
+	if lock {
+		query += d.Lock
+	}
+	sub, err := d.ScanSubscription(q.QueryRowContext(ctx, d.rebind(query), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return outbox.Subscription{}, fmt.Errorf("%s: subscription: %w", d.Name, outbox.ErrNotFound)
+	}
+	if err != nil {
+		return outbox.Subscription{}, d.DriverErr("read subscription", err)
+	}
+	return sub, nil
+}
+
+// SubscriptionRow is a new subscription as its row is written: the subscription as stored (active, no
+// events yet, times truncated to the microsecond) and its encoded headers and resource.
+type SubscriptionRow struct {
+	// Sub is the subscription as it will read back.
+	Sub outbox.Subscription
+	// Headers is Sub.Header as JSON (never null).
+	Headers []byte
+	// Resource is Sub.Resource (never nil).
+	Resource []byte
+}
+
+// NewSubscriptionRow checks a subscription to create (id, owner, practice, endpoint and CreatedAt required,
+// a valid payload content) and encodes it; UpdatedAt defaults to CreatedAt.
+func (d Dialect) NewSubscriptionRow(sub outbox.Subscription) (SubscriptionRow, error) {
+	if sub.ID == "" || sub.OwnerClientID == "" || sub.PracticeODS == "" || sub.Endpoint == "" {
+		return SubscriptionRow{}, fmt.Errorf("%s: create subscription: id, owner, practice and endpoint are required", d.Name)
+	}
+	if !sub.Payload.Valid() {
+		return SubscriptionRow{}, fmt.Errorf("%s: create subscription: invalid payload content %q", d.Name, sub.Payload)
+	}
+	if sub.CreatedAt.IsZero() {
+		return SubscriptionRow{}, fmt.Errorf("%s: create subscription: created_at is required", d.Name)
+	}
+	sub.Status = outbox.SubscriptionActive
+	sub.EventsSinceStart = 0
+	sub.CreatedAt = Norm(sub.CreatedAt)
+	if sub.UpdatedAt.IsZero() {
+		sub.UpdatedAt = sub.CreatedAt
+	}
+	sub.UpdatedAt = Norm(sub.UpdatedAt)
+	headers := sub.Header
+	if headers == nil {
+		headers = []string{}
+	}
+	hj, err := json.Marshal(headers)
+	if err != nil {
+		return SubscriptionRow{}, fmt.Errorf("%s: encode subscription headers: %w", d.Name, err)
+	}
+	res := []byte(sub.Resource)
+	if res == nil {
+		res = []byte{}
+	}
+	return SubscriptionRow{Sub: sub, Headers: hj, Resource: res}, nil
+}
+
+// InsertSubscription is the INSERT of a SubscriptionRow, with ? placeholders; see SubscriptionRow.Args.
+const InsertSubscription = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
+			endpoint, headers, payload, status, events_since_start, base_url, created_at, updated_at, resource)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
+
+// Args are the arguments of InsertSubscription.
+func (r SubscriptionRow) Args() []any {
+	sub := r.Sub
+	return []any{sub.ID, sub.OwnerClientID, sub.PracticeODS, sub.Criteria, sub.Endpoint, r.Headers,
+		string(sub.Payload), string(sub.Status), sub.BaseURL, Micros(sub.CreatedAt), Micros(sub.UpdatedAt),
+		r.Resource}
+}
+
+// SetSubscriptionStatus sets the subscription's status (and UpdatedAt to now when it changes) inside the
+// write transaction w, reading it with a row lock (d.Lock), and returns it as it now is.
+func (d Dialect) SetSubscriptionStatus(ctx context.Context, w Querier, id string, status outbox.SubscriptionStatus, now time.Time) (outbox.Subscription, error) {
+	cur, err := d.ReadSubscription(ctx, w, id, true)
+	if err != nil {
+		return outbox.Subscription{}, err
+	}
+	if cur.Status == status {
+		return cur, nil
+	}
+	if _, err := w.ExecContext(ctx, d.rebind(`UPDATE subscriptions SET status = ?, updated_at = ? WHERE id = ?`),
+		string(status), Micros(now), id); err != nil {
+		return outbox.Subscription{}, d.DriverErr("update subscription", err)
+	}
+	cur.Status, cur.UpdatedAt = status, Norm(now)
+	return cur, nil
+}
+
+// ListSubscriptions returns the subscriptions matching q in (CreatedAt, ID) order.
+func (d Dialect) ListSubscriptions(ctx context.Context, db Querier, q outbox.SubscriptionQuery) ([]outbox.Subscription, error) {
+	where := []string{"1 = 1"}
+	var args []any
+	if q.OwnerClientID != "" {
+		where = append(where, "owner_client_id = ?")
+		args = append(args, q.OwnerClientID)
+	}
+	if q.PracticeODS != "" {
+		where = append(where, "practice_ods = ?")
+		args = append(args, q.PracticeODS)
+	}
+	if len(q.Statuses) > 0 {
+		where = append(where, "status IN ("+Placeholders(len(q.Statuses))+")")
+		for _, st := range q.Statuses {
+			args = append(args, string(st))
+		}
+	}
+	return d.subscriptions(ctx, db, "list subscriptions", d.rebind(`SELECT `+SubscriptionCols+
+		` FROM subscriptions WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id`), args...)
+}
+
+// subscriptions runs query (already in the backend's placeholders) and reads its SubscriptionCols rows;
+// op names the operation in errors.
+func (d Dialect) subscriptions(ctx context.Context, q Querier, op, query string, args ...any) ([]outbox.Subscription, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, d.DriverErr(op, err)
+	}
+	defer rows.Close()
+	var out []outbox.Subscription
+	for rows.Next() {
+		sub, err := d.ScanSubscription(rows)
+		if err != nil {
+			return nil, d.DriverErr(op, err)
+		}
+		out = append(out, sub)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.DriverErr(op, err)
+	}
+	return out, nil
+}
+
+// FanOut notifies, inside the transaction w that wrote ref's new version, each active subscription of
+// ref's practice, one at a time in id order: it takes the subscription's next event number (incremented
+// here, so numbers are gap-free and follow commit order), renders the payload with notify at nowUS and hands
+// both to emit, which queues the message. activeWhere is the backend's WHERE term, in its placeholders, that
+// matches the active subscriptions of the practice given as its one argument (case-insensitively). A notify
+// or emit error ends the fan-out: the caller aborts the transaction.
+func (d Dialect) FanOut(ctx context.Context, w Querier, activeWhere string, ref outbox.Referral, nowUS int64, notify outbox.NotifyFunc, emit func(subID string, payload json.RawMessage) error) error {
+	subs, err := d.subscriptions(ctx, w, "fan out", `SELECT `+SubscriptionCols+` FROM subscriptions
+		WHERE `+activeWhere+` ORDER BY id`, ref.PracticeODS)
+	if err != nil {
+		return err
+	}
+	now := FromMicros(nowUS)
+	for _, sub := range subs {
+		var n int64
+		if err := w.QueryRowContext(ctx, d.rebind(`UPDATE subscriptions SET events_since_start = events_since_start + 1
+			WHERE id = ? RETURNING events_since_start`), sub.ID).Scan(&n); err != nil {
+			return d.DriverErr("fan out: number event", err)
+		}
+		sub.EventsSinceStart = n
+		payload, err := notify(sub, ref, n, now)
+		if err != nil {
+			return fmt.Errorf("%s: fan out: render notification: %w", d.Name, err)
+		}
+		if payload == nil {
+			payload = json.RawMessage{}
+		}
+		if err := emit(sub.ID, payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// OverdueSweeper marks referrals that their community service has not acknowledged within Deadline: the
+// Task's businessStatus becomes overdue (a new Task version, so GP polling and Subscriptions see it). It is
+// idempotent and safe to run in several instances: each change is a versioned store update that re-checks the
+// rule inside its transaction.
+type OverdueSweeper struct {
+	Store    Store
+	Deadline time.Duration    // how long a referral may stay unacknowledged (SOCIALRX_ACK_DEADLINE)
+	Interval time.Duration    // how often Run sweeps (default 1 minute)
+	Clock    func() time.Time // default time.Now
+	Logger   *slog.Logger     // default: discard
+}
+
+// SweepOnce marks every overdue referral now and returns how many it changed.
+func (s OverdueSweeper) SweepOnce(ctx context.Context) (int, error) {
+	if s.Deadline <= 0 {
+		return 0, fmt.Errorf("%w: overdue deadline must be positive", ErrBadRequest)
+	}
+	now := time.Now()
+	if s.Clock != nil {
+		now = s.Clock()
+	}
+	changed := 0
+	q := ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested}, Limit: 500}
+	for {
+		refs, next, err := s.Store.SearchReferrals(ctx, q)
+		if err != nil {
+			return changed, fmt.Errorf("overdue sweep: %w", err)
+		}
+		for _, r := range refs {
+			if _, due := mapping.MarkOverdue(r.Referral, now, s.Deadline); !due {
+				continue
+			}
+			_, err := s.Store.UpdateReferral(ctx, r.Record.ID, 0, now, func(cur Referral) (mapping.Referral, []mapping.Event, error) {
+				ref, ok := mapping.MarkOverdue(cur.Referral, now, s.Deadline)
+				if !ok {
+					return cur.Referral, nil, ErrNoChange
+				}
+				return ref, nil, nil
+			})
+			if err != nil && !errors.Is(err, ErrNoChange) {
+				return changed, fmt.Errorf("overdue sweep: referral %s: %w", r.Record.ID, err)
+			}
+			changed++
+		}
+		if next == nil {
+			return changed, nil
+		}
+		q.After = next
+	}
+}
+
+// Run sweeps every Interval until ctx is done. Errors are logged, not fatal: the next sweep tries again.
+func (s OverdueSweeper) Run(ctx context.Context) error {
+	log := s.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	interval := s.Interval
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := s.SweepOnce(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("overdue sweep failed", "err", err)
+		case n > 0:
+			log.Info("referrals overdue", "marked", n, "deadline", s.Deadline)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

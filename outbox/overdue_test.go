@@ -1,0 +1,84 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/sqlite"
+)
+
+func TestOverdueSweep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	mk := func(id string, bs mapping.BusinessStatus) {
+		in := mapping.Intake{
+			Referral: mapping.Referral{
+				Record: mapping.Record{ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
+					Version: 1, CreatedAt: t0, UpdatedAt: t0, Service: mapping.ServiceRef{ID: "walks", Name: "Walks"}},
+				PracticeODS: "A81001", BusinessStatus: bs, ServiceRequestStatus: "active",
+			},
+			ServiceRequest: []byte(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
+			Identifiers:    []mapping.Identifier{{System: "urn:test", Value: id}},
+			Fingerprint:    "fp-" + id,
+		}
+		if _, err := st.CreateReferral(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, bs := range []mapping.BusinessStatus{mapping.BusinessDelivered, mapping.BusinessAwaitingPickup, mapping.BusinessDeliveryFailed, mapping.BusinessDelivered} {
+		mk(fmt.Sprintf("r%d", i), bs)
+	}
+	// r3 is acknowledged by its service.
+	if _, err := st.UpdateReferral(ctx, "r3", 0, t0.Add(time.Hour), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		return mapping.ApplyStatus(cur.Referral, mapping.StatusChange{To: mapping.StatusReceived, By: mapping.ActorCommunity}, t0.Add(time.Hour))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := 72 * time.Hour
+	sweep := func(at time.Time) int {
+		n, err := outbox.OverdueSweeper{Store: st, Deadline: deadline, Clock: func() time.Time { return at }}.SweepOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := sweep(t0.Add(deadline - time.Second)); n != 0 {
+		t.Fatalf("before the deadline: marked %d", n)
+	}
+	if n := sweep(t0.Add(deadline)); n != 2 {
+		t.Fatalf("at the deadline: want r0 and r1 marked, got %d", n)
+	}
+	if n := sweep(t0.Add(deadline + time.Minute)); n != 0 {
+		t.Fatalf("second sweep must change nothing, changed %d", n)
+	}
+	want := map[string]struct {
+		bs      mapping.BusinessStatus
+		version int
+	}{
+		"r0": {mapping.BusinessOverdue, 2}, "r1": {mapping.BusinessOverdue, 2},
+		"r2": {mapping.BusinessDeliveryFailed, 1}, "r3": {mapping.BusinessDelivered, 2},
+	}
+	for id, w := range want {
+		r, err := st.GetReferral(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.BusinessStatus != w.bs || r.Record.Version != w.version {
+			t.Errorf("%s: businessStatus %q version %d, want %q version %d", id, r.BusinessStatus, r.Record.Version, w.bs, w.version)
+		}
+	}
+	if _, err := (outbox.OverdueSweeper{Store: st}).SweepOnce(ctx); err == nil {
+		t.Error("a zero deadline must be refused")
+	}
+}

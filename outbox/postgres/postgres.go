@@ -1,0 +1,431 @@
+// Package postgres is the production outbox.Store backend: PostgreSQL through database/sql and the pgx
+// driver (github.com/jackc/pgx/v5/stdlib), with the schema of outbox/sqlite mirrored in embedded goose
+// migrations.
+//
+// Several Store instances (several adapter processes) may share one database:
+//   - CreateReferral takes a transaction-scoped advisory lock per ServiceRequest.identifier before looking
+//     for an existing referral, so concurrent identical creates find each other; the unique index on
+//     referral_identifiers is the backstop (a violation retries the transaction, which then finds the winner).
+//   - Every writer locks the referral row (SELECT … FOR UPDATE) before changing it, so versions and the
+//     messages of one referral follow commit order; the fan-out numbers subscription events with
+//     UPDATE … RETURNING, holding the subscription's row lock until commit (gap-free, commit-ordered).
+//   - ClaimMessages selects with FOR UPDATE SKIP LOCKED and leases what it selected: two instances never
+//     lease the same message at once, and neither waits for the other. Claims and NextDue run on a small
+//     second pool whose sessions pin the queue's plans (see queueSettings).
+//   - Serialization failures and deadlocks are retried a bounded number of times (Options.MaxRetries).
+//
+// Changes signals after this Store's own commits, and (LISTEN/NOTIFY on one dedicated connection outside the
+// pool, unless Options.NoListen) when another instance on the same schema commits a change to messages: a
+// dispatcher wakes for a replay made with the CLI, or for messages another instance released.
+//
+// Times are stored as BIGINT unix microseconds, UTC (0 means none), so a stored time reads back Equal to the
+// value written after truncation to the microsecond.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("postgres: store closed")
+
+// Options tune a Store. The zero value is a good default.
+type Options struct {
+	// SkipMigrations leaves the schema alone (run Migrate, or `socialrx migrate`, first).
+	SkipMigrations bool
+	// MaxConns caps the connection pool (default 16).
+	MaxConns int
+	// MaxRetries caps how many times a transaction that failed with a serialization failure or a deadlock
+	// is run again (default 8).
+	MaxRetries int
+	// NewID makes outbox message ids for events that come without one (default: UUIDv7).
+	NewID func() string
+	// Logger receives migration logs (default: slog.Default()).
+	Logger *slog.Logger
+	// Notify renders subscription notifications in the fan-out (see outbox.Subscriptions). Default:
+	// outbox.RenderNotification.
+	Notify outbox.NotifyFunc
+	// NoListen turns off the LISTEN connection: Changes then signals only this Store's own commits (other
+	// instances' messages are found when NextDue says so). NOTIFY is still sent for the instances that listen.
+	NoListen bool
+	// FailAfter, if set, is called after each step of CreateReferral's transaction with the step's name
+	// ("referral", "identifiers", "messages", "events") and the intake; a non-nil error fails that intake as
+	// if the database had, rolling back everything it wrote. For tests only.
+	FailAfter func(stage string, in mapping.Intake) error
+}
+
+// Store is the PostgreSQL outbox.Store. It is safe for concurrent use, and several Stores (in one process
+// or many) may share a database.
+type Store struct {
+	db     *sql.DB
+	qdb    *sql.DB // the queue pool: claims and NextDue, with queueSettings
+	opts   Options
+	log    *slog.Logger
+	schema string // current_schema() of the connections: scopes advisory lock keys and the channel
+	dsn    string
+
+	channel  string // LISTEN/NOTIFY channel of the schema
+	instance string // this Store's id: the NOTIFY payload its own listener ignores
+
+	changes    chan struct{}
+	closing    chan struct{}
+	stopListen context.CancelFunc
+	listenDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+var (
+	_ outbox.Store           = (*Store)(nil)
+	_ outbox.Timeliner       = (*Store)(nil)
+	_ outbox.Subscriptions   = (*Store)(nil)
+	_ outbox.FilteredClaimer = (*Store)(nil)
+)
+
+func openDB(dsn string) (*sql.DB, error) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return nil, errors.New("postgres: the database URL must start with postgres:// or postgresql://")
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: open: %w", err)
+	}
+	return db, nil
+}
+
+// Migrate brings the database at dsn to the latest schema (the embedded goose migrations) and returns.
+// Running it again is a no-op, and several instances may run it at once (a session advisory lock, per
+// schema, serialises them). It is what `socialrx migrate` runs; Open runs it too unless told not to.
+func Migrate(ctx context.Context, dsn string) error {
+	db, err := openDB(dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	schema, err := currentSchema(ctx, db)
+	if err != nil {
+		return err
+	}
+	return migrate(ctx, db, schema, slog.Default())
+}
+
+func currentSchema(ctx context.Context, db *sql.DB) (string, error) {
+	var schema sql.NullString
+	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return "", driverErr("connect", err)
+	}
+	if !schema.Valid {
+		return "", errors.New("postgres: no current schema (check search_path)")
+	}
+	return schema.String, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB, schema string, log *slog.Logger) error {
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockKey("goose", schema)),
+		lock.WithLockTimeout(1, 300))
+	if err != nil {
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	return dialect().Migrate(ctx, db, migrationFiles, goose.DialectPostgres, log, goose.WithSessionLocker(locker))
+}
+
+// lockKey hashes parts into an advisory lock key (parts are length-prefixed, so no two lists collide by
+// concatenation).
+func lockKey(parts ...string) int64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s|", len(p), p)
+	}
+	return int64(h.Sum64())
+}
+
+// queueSettings are the session settings of the queue pool, which runs the dispatcher's claims and NextDue:
+// they make those queries plan as the queue's partial indexes intend whatever the statistics say (this is
+// PostgreSQL's counterpart of SQLite's INDEXED BY). On a fresh or just-filled outbox_messages the planner
+// believes few rows are pending and picks a bitmap scan and a sort, reading, sorting and head-checking the
+// whole backlog on every claim instead of stopping at the first heads. JIT goes off too: a disabled path's
+// penalty cost would otherwise trip jit_above_cost and compile each statement (hundreds of milliseconds).
+// A claim's commit need not wait for its WAL flush: a lease lost in a server crash leaves its message pending
+// (or its old lease expiring), to be claimed and delivered again, which at-least-once delivery allows;
+// completions, on the main pool, stay synchronous.
+var queueSettings = [][2]string{
+	{"enable_seqscan", "off"}, {"enable_bitmapscan", "off"}, {"enable_sort", "off"}, {"jit", "off"},
+	{"synchronous_commit", "off"},
+}
+
+// queueDSN is dsn with queueSettings as connection parameters (pgx sends unknown ones as session settings).
+func queueDSN(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("postgres: the database URL does not parse") // the URL may hold a password
+	}
+	q := u.Query()
+	for _, kv := range queueSettings {
+		q.Set(kv[0], kv[1])
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Open connects to the database at dsn (a postgres:// URL; search_path may be given as a parameter),
+// migrates it unless opts.SkipMigrations, and returns the store.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 16
+	}
+	if opts.MaxRetries <= 0 {
+		opts.MaxRetries = 8
+	}
+	if opts.NewID == nil {
+		opts.NewID = sqlstore.NewUUIDv7
+	}
+	if opts.Notify == nil {
+		opts.Notify = outbox.RenderNotification
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	db, err := openDB(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(opts.MaxConns)
+	db.SetMaxIdleConns(opts.MaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	schema, err := currentSchema(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !opts.SkipMigrations {
+		if err := migrate(ctx, db, schema, log); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	qdsn, err := queueDSN(dsn)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	qdb, err := openDB(qdsn)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	qdb.SetMaxOpenConns(min(opts.MaxConns, 4))
+	qdb.SetMaxIdleConns(min(opts.MaxConns, 4))
+	qdb.SetConnMaxIdleTime(5 * time.Minute)
+	s := &Store{
+		db:         db,
+		qdb:        qdb,
+		opts:       opts,
+		log:        log,
+		schema:     schema,
+		dsn:        dsn,
+		channel:    channel(schema),
+		instance:   uuid.NewString(),
+		changes:    make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+		listenDone: make(chan struct{}),
+	}
+	if opts.NoListen {
+		close(s.listenDone)
+		s.stopListen = func() {}
+		return s, nil
+	}
+	conn, err := s.startListening(ctx)
+	if err != nil {
+		db.Close()
+		qdb.Close()
+		return nil, err
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	s.stopListen = stop
+	go s.listen(lctx, conn)
+	return s, nil
+}
+
+// Changes signals (buffered, size 1, never blocking) after every commit of this Store that wrote or released
+// messages or changed their state, before the writing call returns.
+func (s *Store) Changes() <-chan struct{} { return s.changes }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed() {
+		return ErrClosed
+	}
+	var one int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return driverErr("ping", err)
+	}
+	return nil
+}
+
+// Close stops the listener and closes the connection pool. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.stopListen()
+		<-s.listenDone
+		if err := errors.Join(s.db.Close(), s.qdb.Close()); err != nil {
+			s.closeErr = fmt.Errorf("postgres: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) closed() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal wakes a dispatcher waiting on Changes, without blocking.
+func (s *Store) signal() {
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+}
+
+// wtx is one write transaction as the write functions see it.
+type wtx struct {
+	*sql.Tx
+	ctx     context.Context
+	changed bool // messages were written or changed state: signal Changes after COMMIT
+	// quiet: the change cannot let another instance claim anything sooner, so Changes is signalled
+	// locally but no NOTIFY is sent.
+	quiet bool
+}
+
+// errRetry marks an error after which the whole transaction is run again (a unique violation that a fresh
+// run resolves, e.g. an identifier inserted by a concurrent create).
+var errRetry = errors.New("postgres: retry transaction")
+
+// write runs fn in a READ COMMITTED transaction and commits it, running it again (at most
+// Options.MaxRetries times) after a serialization failure, a deadlock or an errRetry. fn's own errors are
+// returned unchanged; a panic in fn becomes an error.
+func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
+	return s.writeWith(ctx, s.db, fn)
+}
+
+// writeWith is write on the pool db.
+func (s *Store) writeWith(ctx context.Context, db *sql.DB, fn func(w *wtx) error) error {
+	if s.closed() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		changed, err := s.writeOnce(ctx, db, fn)
+		if err == nil {
+			if changed {
+				s.signal()
+			}
+			return nil
+		}
+		if attempt < s.opts.MaxRetries && retryable(err) && ctx.Err() == nil {
+			continue
+		}
+		return err
+	}
+}
+
+func (s *Store) writeOnce(ctx context.Context, db *sql.DB, fn func(w *wtx) error) (bool, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		if s.closed() {
+			return false, ErrClosed
+		}
+		return false, driverErr("begin", err)
+	}
+	w := &wtx{Tx: tx, ctx: ctx}
+	err = safeRun(fn, w)
+	if err == nil && w.changed && !w.quiet {
+		err = s.notify(w)
+	}
+	if err != nil {
+		_ = tx.Rollback() // the error that matters is fn's
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, driverErr("commit", err)
+	}
+	return w.changed, nil
+}
+
+// safeRun runs fn, turning a panic (in a caller's ReferralUpdate, say) into an error.
+func safeRun(fn func(w *wtx) error, w *wtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("postgres: write panicked: %v", r)
+		}
+	}()
+	return fn(w)
+}
+
+// retryable reports a transient failure worth running the transaction again for.
+func retryable(err error) bool {
+	if errors.Is(err, errRetry) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "40001", "40P01": // serialization_failure, deadlock_detected
+			return true
+		}
+	}
+	return false
+}
+
+// driverErr wraps a driver error at the package edge; op names the operation, never data.
+func driverErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("postgres: %s: %w", op, err)
+}
+
+// uniqueViolation reports a unique or primary key violation and the constraint's name.
+func uniqueViolation(err error) (string, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return pe.ConstraintName, true
+	}
+	return "", false
+}
+
+// dialect is this backend as the shared code (outbox/internal/sqlstore) sees it.
+func dialect() sqlstore.Dialect {
+	return sqlstore.Dialect{Name: "postgres", Rebind: rebind, Lock: " FOR UPDATE"}
+}

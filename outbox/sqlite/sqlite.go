@@ -1,0 +1,254 @@
+// Package sqlite is the embedded outbox.Store backend: one SQLite file through the pure-Go modernc.org/sqlite
+// driver, in WAL mode with synchronous=FULL, foreign keys on and immediate (write-locking) transactions.
+//
+// Writes go through ONE writer goroutine that owns the only write connection. It takes every write queued
+// (up to Options.MaxBatch, or until the queue is momentarily empty) and commits them in one transaction, each
+// inside its own SAVEPOINT: a write that fails (an identifier conflict, a version mismatch, an injected
+// failure) rolls back only itself, and every caller gets its own result once the COMMIT is durable. One
+// fsync then serves a whole batch, which is how intake beats the raw single-writer commit rate. Because all
+// writes of a process share the writer, they never contend for SQLite's write lock among themselves; writers
+// in other processes (the CLI's replay) take the lock with BEGIN IMMEDIATE and wait up to busy_timeout.
+// Reads use a separate pool of query-only connections and see the last committed state (WAL snapshots).
+//
+// Times are stored as integer unix microseconds, UTC (0 means none), so a stored time reads back Equal to
+// the value written after truncation to the microsecond.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("sqlite: store closed")
+
+// Options tune a Store. The zero value is a good default.
+type Options struct {
+	// SkipMigrations leaves the schema alone (run Migrate, or `socialrx migrate`, first).
+	SkipMigrations bool
+	// MaxBatch caps how many writes one group commit takes (default 128).
+	MaxBatch int
+	// BusyTimeout is how long a write waits for another process's write lock (default 10s).
+	BusyTimeout time.Duration
+	// ReadConns caps the read pool (default max(4, GOMAXPROCS)).
+	ReadConns int
+	// NewID makes outbox message ids for events that come without one (default: UUIDv7).
+	NewID func() string
+	// Logger receives migration logs and writer errors (default: slog.Default()).
+	Logger *slog.Logger
+	// Notify renders subscription notifications in the fan-out (see outbox.Subscriptions). Default:
+	// outbox.RenderNotification.
+	Notify outbox.NotifyFunc
+	// FailAfter, if set, is called after each step of CreateReferral's transaction with the step's name
+	// ("referral", "identifiers", "messages", "events") and the intake; a non-nil error fails that intake as
+	// if the database had, rolling back everything it wrote. For tests only.
+	FailAfter func(stage string, in mapping.Intake) error
+}
+
+// Store is the SQLite outbox.Store. It is safe for concurrent use. Close stops its writer goroutine.
+type Store struct {
+	db   *sql.DB // read pool, query_only
+	wdb  *sql.DB // the one write connection, used only by the writer goroutine (and migrations)
+	opts Options
+	log  *slog.Logger
+
+	jobs       chan *job
+	changes    chan struct{}
+	closing    chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+
+	stmts  map[string]*sql.Stmt // prepared on wdb; touched only by the writer goroutine
+	missed map[string]bool      // statements to prepare once the write connection is idle
+	// afterBatch, if set, sees the size of every committed batch (internal tests).
+	afterBatch func(n int)
+}
+
+var _ outbox.Store = (*Store)(nil)
+var _ outbox.Timeliner = (*Store)(nil)
+var _ outbox.Subscriptions = (*Store)(nil)
+
+// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection.
+func dsn(path string, write bool, busy time.Duration) string {
+	u := url.URL{Path: path}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	if write {
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(FULL)")
+		q.Add("_pragma", "temp_store(MEMORY)")
+		q.Set("_txlock", "immediate")
+	} else {
+		q.Add("_pragma", "query_only(1)")
+	}
+	return "file:" + u.EscapedPath() + "?" + q.Encode()
+}
+
+func openDB(path string, write bool, busy time.Duration) (*sql.DB, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	db, err := sql.Open("sqlite", dsn(path, write, busy))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	return db, nil
+}
+
+// Migrate brings the database at path to the latest schema (the embedded goose migrations) and returns.
+// Running it again is a no-op. It is what `socialrx migrate` runs; Open runs it too unless told not to.
+func Migrate(ctx context.Context, path string) error {
+	db, err := openDB(path, true, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return migrate(ctx, db, slog.Default())
+}
+
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
+	return dialect().Migrate(ctx, db, migrationFiles, goose.DialectSQLite3, log)
+}
+
+// Open opens (creating if needed) the database file at path, migrates it unless opts.SkipMigrations, and
+// starts the writer goroutine.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 128
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = max(4, runtime.GOMAXPROCS(0))
+	}
+	if opts.NewID == nil {
+		opts.NewID = sqlstore.NewUUIDv7
+	}
+	if opts.Notify == nil {
+		opts.Notify = outbox.RenderNotification
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+
+	wdb, err := openDB(path, true, opts.BusyTimeout)
+	if err != nil {
+		return nil, err
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %w", err)
+	}
+	if !opts.SkipMigrations {
+		if err := migrate(ctx, wdb, log); err != nil {
+			wdb.Close()
+			return nil, err
+		}
+	}
+	db, err := openDB(path, false, opts.BusyTimeout)
+	if err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	db.SetMaxOpenConns(opts.ReadConns)
+	db.SetMaxIdleConns(opts.ReadConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+
+	s := &Store{
+		db:         db,
+		wdb:        wdb,
+		opts:       opts,
+		log:        log,
+		jobs:       make(chan *job, 4*opts.MaxBatch),
+		changes:    make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+		writerDone: make(chan struct{}),
+		stmts:      make(map[string]*sql.Stmt),
+		missed:     make(map[string]bool),
+	}
+	go s.writer()
+	return s, nil
+}
+
+// Changes signals (buffered, size 1, never blocking) after every commit that wrote or released messages or
+// changed their state, before the writing calls return.
+func (s *Store) Changes() <-chan struct{} { return s.changes }
+
+// Ping checks that the database answers and that the writer is running.
+func (s *Store) Ping(ctx context.Context) error {
+	select {
+	case <-s.closing:
+		return ErrClosed
+	default:
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	var one int
+	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping: %w", err)
+	}
+	return nil
+}
+
+// Close stops accepting writes, lets the writer finish the writes already queued, stops it and closes the
+// database. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		<-s.writerDone
+		var errs []error
+		for _, st := range s.stmts {
+			errs = append(errs, st.Close())
+		}
+		errs = append(errs, s.wdb.Close(), s.db.Close())
+		if err := errors.Join(errs...); err != nil {
+			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// signal wakes a dispatcher waiting on Changes, without blocking.
+func (s *Store) signal() {
+	select {
+	case s.changes <- struct{}{}:
+	default:
+	}
+}
+
+// dialect is this backend as the shared code (outbox/internal/sqlstore) sees it.
+func dialect() sqlstore.Dialect {
+	return sqlstore.Dialect{Name: "sqlite"}
+}

@@ -1,0 +1,391 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// Errors every Store returns, whatever the backend. Backends translate driver errors into these at their edge.
+var (
+	// ErrNotFound: no such referral, message or resource.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a ServiceRequest.identifier is already used by a referral with different content.
+	ErrConflict = errors.New("identifier already used with different content")
+	// ErrVersionMismatch: an update expected another version (If-Match).
+	ErrVersionMismatch = errors.New("version mismatch")
+	// ErrLeaseLost: the message is no longer leased by this dispatcher (the lease expired and another took it).
+	ErrLeaseLost = errors.New("lease lost")
+	// ErrNoChange is returned by a ReferralUpdate that has nothing to change: the store then leaves the
+	// referral (and its version) untouched and commits the rest of the operation.
+	ErrNoChange = errors.New("no change")
+)
+
+// Referral is a stored referral: its state plus the ServiceRequest as stored.
+type Referral struct {
+	mapping.Referral
+	ServiceRequest json.RawMessage
+	Identifiers    []mapping.Identifier
+	Fingerprint    string
+}
+
+// CreateResult says whether CreateReferral wrote a new referral or found the same one already there.
+type CreateResult struct {
+	Referral Referral
+	Created  bool // false: an identical resend; Referral is the existing one
+}
+
+// ReferralQuery selects referrals (and so their Tasks). Zero fields do not filter. Results are ordered by
+// (UpdatedAt, ID) ascending, which makes After a stable keyset cursor for polling.
+type ReferralQuery struct {
+	ID               string // referral id
+	TaskID           string
+	ServiceRequestID string
+	Identifier       *mapping.Identifier // a ServiceRequest.identifier (system may be empty: value only)
+	Practices        []string            // scope: only these referring practices (nil: all)
+	ServiceID        string              // scope or owner filter: only this community service
+	Statuses         []mapping.TaskStatus
+	PatientRef       string // Task.for reference string, e.g. "Patient/123"
+	PatientNHSNumber string
+	RequesterRef     string
+	UpdatedAfter     time.Time // exclusive (gt); zero: no bound
+	UpdatedFrom      time.Time // inclusive (ge)
+	UpdatedBefore    time.Time // exclusive (lt)
+	UpdatedUntil     time.Time // inclusive (le)
+	After            *Cursor   // keyset paging
+	Limit            int       // 0: backend default (100)
+}
+
+// Cursor is a position in the (UpdatedAt, ID) order.
+type Cursor struct {
+	UpdatedAt time.Time
+	ID        string
+}
+
+// MessageState is an outbox message's delivery state (see doc.go). The zero value is invalid.
+type MessageState string
+
+// Message states.
+const (
+	StatePending   MessageState = "pending"
+	StateInflight  MessageState = "inflight"
+	StateDelivered MessageState = "delivered"
+	StateDead      MessageState = "dead"
+	// StateCancelled is terminal: the message was withdrawn before delivery (a referral.created whose
+	// referral the GP cancelled before it reached the service; see Store.UpdateReferral). It is never
+	// claimed, never replayed, and does not block the messages after it.
+	StateCancelled MessageState = "cancelled"
+)
+
+// AllStates lists every message state.
+func AllStates() []MessageState {
+	return []MessageState{StatePending, StateInflight, StateDelivered, StateDead, StateCancelled}
+}
+
+// Valid reports whether s is a message state.
+func (s MessageState) Valid() bool {
+	switch s {
+	case StatePending, StateInflight, StateDelivered, StateDead, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// Finished reports whether a message in state s will never be delivered again by the dispatcher
+// (delivered or cancelled): a finished message does not hold up the later messages of its referral and
+// destination. Dead is not finished: it blocks them until it is replayed and delivered.
+func (s MessageState) Finished() bool {
+	switch s {
+	case StateDelivered, StateCancelled:
+		return true
+	case StatePending, StateInflight, StateDead:
+	}
+	return false
+}
+
+// WithdrawnError is the LastError of a message retired into StateCancelled by a cancellation.
+const WithdrawnError = "withdrawn: referral cancelled before delivery"
+
+// Message is one outbox message.
+type Message struct {
+	ID            string // UUIDv7; webhook-id; never changes, not on retry nor on replay
+	Seq           int64  // commit order; orders messages of one referral
+	ReferralID    string
+	Destination   mapping.Destination
+	Type          mapping.EventType
+	Payload       json.RawMessage
+	State         MessageState
+	Attempts      int // attempts made so far (all, across replays)
+	CreatedAt     time.Time
+	NextAttemptAt time.Time // when pending: not before
+	LeaseOwner    string    // when inflight
+	LeaseUntil    time.Time // when inflight
+	DeliveredAt   time.Time
+	LastError     string // short, no patient data
+	// BudgetFrom is when the current retry budget started: creation, or the last replay.
+	BudgetFrom time.Time
+}
+
+// Attempt is one delivery attempt.
+type Attempt struct {
+	MessageID  string
+	N          int // 1-based, across replays
+	StartedAt  time.Time
+	Latency    time.Duration
+	StatusCode int    // 0: no HTTP response (network error, timeout)
+	Error      string // short, no patient data; empty on success
+}
+
+// Replay records an engineer's replay of a message.
+type Replay struct {
+	MessageID string
+	At        time.Time
+	Actor     string
+	Reason    string
+	FromState MessageState
+}
+
+// MessageQuery selects messages for the admin API and CLI. Zero fields do not filter. Ordered by Seq.
+type MessageQuery struct {
+	States        []MessageState
+	Destination   *mapping.Destination
+	ServiceID     string // shorthand for Destination{Kind: service, ID: ServiceID}
+	ReferralID    string
+	CreatedBefore time.Time // older than (age filter)
+	AfterSeq      int64     // paging
+	Limit         int       // 0: backend default (100)
+}
+
+// MessageDetail is one message with its full history.
+type MessageDetail struct {
+	Message  Message
+	Attempts []Attempt
+	Replays  []Replay
+}
+
+// ReferralUpdate changes a referral inside the store's transaction. It receives the current state and returns
+// the new state and the events to enqueue with it; it must be pure (no I/O). Returning an error aborts the
+// transaction and the error is returned unchanged. The store bumps Record.Version and sets Record.UpdatedAt to
+// the now given with the call; the function must not.
+type ReferralUpdate func(cur Referral) (next mapping.Referral, events []mapping.Event, err error)
+
+// AttemptResult is what a dispatcher reports after one delivery attempt.
+type AttemptResult struct {
+	Attempt Attempt
+	Owner   string       // the lease owner that claimed the message
+	State   MessageState // StateDelivered, StatePending (retry at NextAttemptAt) or StateDead
+	// NextAttemptAt is required when State is StatePending.
+	NextAttemptAt time.Time
+	// Update, if not nil, changes the message's referral in the same transaction (businessStatus).
+	Update ReferralUpdate
+}
+
+// ReplayRequest moves messages back to pending. Either IDs or Filter selects them; only dead messages
+// (and, when named by id, pending ones whose next attempt is far off) are replayed.
+type ReplayRequest struct {
+	IDs    []string
+	Filter *MessageQuery
+	Reason string
+	Actor  string
+	DryRun bool
+	// Update, if not nil, is applied to each affected referral in the same transaction (businessStatus): each
+	// referral with a replayed message to a service destination (replaying a subscription notification does
+	// not change its referral).
+	Update ReferralUpdate
+}
+
+// Store is the storage contract. Every behaviour is proven on every backend by outboxtest.
+// All times passed in are the caller's clock; backends never read the wall clock for state decisions.
+type Store interface {
+	// CreateReferral writes the referral, its ServiceRequest, Task v1 and its events in one transaction.
+	// If any identifier is already used: same fingerprint → the existing referral (Created false);
+	// another fingerprint → ErrConflict. Nothing is written unless everything is.
+	CreateReferral(ctx context.Context, in mapping.Intake) (CreateResult, error)
+	// GetReferral returns one referral by referral id, task id or ServiceRequest id (whichever matches).
+	GetReferral(ctx context.Context, id string) (Referral, error)
+	// SearchReferrals returns referrals matching q, and a cursor to the next page (nil when none).
+	SearchReferrals(ctx context.Context, q ReferralQuery) ([]Referral, *Cursor, error)
+	// UpdateReferral applies fn to the referral in one transaction; expectVersion > 0 must match the
+	// current version (ErrVersionMismatch otherwise).
+	//
+	// Withdrawal before delivery (issue 4: a referral the service never received is not cancelled at the
+	// service, it is simply never sent): when fn's events contain a mapping.EventReferralCancelled for a
+	// service destination D, the referral was still requested before the update (the service has not
+	// acknowledged or acted on it: had it, it knows the referral, e.g. from its pull inbox, and must be told),
+	// and the referral's mapping.EventReferralCreated messages to D are neither delivered nor inflight (pending,
+	// or dead), the store, in the same transaction,
+	//   - retires every such referral.created message to D into StateCancelled (LastError WithdrawnError,
+	//     lease cleared; the referral's timeline entry for this version lists it in Withdrawn),
+	//   - drops that referral.cancelled event (nothing is sent to D), and
+	//   - sets the referral's BusinessStatus to "" (no transport fact: nothing was ever delivered).
+	// When a referral.created message to D is inflight (a delivery may be under way) or delivered, when there
+	// is none (the service may have seen the referral in its pull inbox), or when the referral had moved past
+	// requested, the referral.cancelled is queued as usual, and per-referral ordering delivers it after the
+	// referral.created. The same rule applies to the Update of CompleteAttempt and ReplayMessages.
+	UpdateReferral(ctx context.Context, id string, expectVersion int, now time.Time, fn ReferralUpdate) (Referral, error)
+
+	// ClaimMessages leases up to limit deliverable messages to owner until now+lease: pending and due,
+	// or inflight with an expired lease; and for each (referral, destination) only the oldest message not
+	// yet finished (a dead or inflight earlier message blocks the later ones; delivered and cancelled
+	// messages do not). A cancelled message is never claimed.
+	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Message, error)
+	// CompleteAttempt records an attempt and moves the message to its next state; ErrLeaseLost when owner
+	// no longer holds the lease (the attempt is still recorded).
+	CompleteAttempt(ctx context.Context, id string, now time.Time, res AttemptResult) error
+	// ReleaseMessages returns owner's inflight messages to pending (graceful shutdown).
+	ReleaseMessages(ctx context.Context, owner string, now time.Time) (int, error)
+	// ListMessages, GetMessage and ReplayMessages serve the admin API and CLI.
+	ListMessages(ctx context.Context, q MessageQuery) ([]Message, error)
+	GetMessage(ctx context.Context, id string) (MessageDetail, error)
+	ReplayMessages(ctx context.Context, now time.Time, req ReplayRequest) ([]Message, error)
+	// CountMessages returns the number of messages in each state and the oldest pending message's creation.
+	CountMessages(ctx context.Context) (map[MessageState]int, time.Time, error)
+	// NextDue returns when the earliest claimable pending message becomes due (zero when none is pending), so that a
+	// dispatcher can sleep exactly that long.
+	NextDue(ctx context.Context) (time.Time, error)
+
+	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
+	// dispatcher in this process wakes without polling.
+	Changes() <-chan struct{}
+	// Ping checks the database is reachable (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// TimelineCause says which store operation produced a referral version. The zero value is invalid.
+type TimelineCause string
+
+// Timeline causes.
+const (
+	CauseCreate  TimelineCause = "create"  // CreateReferral (version 1)
+	CauseUpdate  TimelineCause = "update"  // UpdateReferral
+	CauseAttempt TimelineCause = "attempt" // CompleteAttempt's Update
+	CauseReplay  TimelineCause = "replay"  // ReplayMessages' Update
+)
+
+// TimelineEntry is one version of a referral in its timeline: what the referral became and which outbox
+// messages that change enqueued.
+type TimelineEntry struct {
+	ReferralID     string
+	Version        int
+	At             time.Time
+	Cause          TimelineCause
+	Status         mapping.TaskStatus
+	BusinessStatus mapping.BusinessStatus
+	StatusReason   string
+	Messages       []string // ids of the messages written with this version, in Seq order
+	// Withdrawn are the ids of the messages this version withdrew before delivery (StateCancelled: the GP
+	// cancelled the referral before it reached the service), in Seq order.
+	Withdrawn []string
+}
+
+// Timeliner is implemented by stores that keep the referral timeline (every backend does; it is a separate
+// interface so that test doubles of Store need not). The admin API and CLI use it.
+type Timeliner interface {
+	// Timeline returns every version of the referral (by referral, task or ServiceRequest id), oldest first.
+	Timeline(ctx context.Context, id string) ([]TimelineEntry, error)
+}
+
+// ClaimFilter limits what ClaimMessagesFiltered may lease per destination.
+type ClaimFilter struct {
+	// PerDestination > 0: at most this many messages of any one destination in the result.
+	PerDestination int
+	// Room overrides PerDestination for the destinations it names: at most Room[d] messages of d
+	// (0: none of d, e.g. the dispatcher already has its cap of d in flight).
+	Room map[mapping.Destination]int
+}
+
+// FilteredClaimer is an optional Store capability (backends should implement it): ClaimMessages with
+// per-destination limits, so that a dispatcher never leases messages it has no room to deliver and one slow
+// service's backlog cannot fill every claim. Same rules as ClaimMessages otherwise (due, expired leases,
+// per-referral order), applied before the limits: a message skipped for lack of room stays pending. A
+// dispatcher whose store lacks it falls back to ClaimMessages and holds the surplus until room frees up.
+type FilteredClaimer interface {
+	ClaimMessagesFiltered(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
+}
+
+// SubscriptionStatus is a stored Subscription's state (FHIR Subscription.status). The zero value is invalid.
+type SubscriptionStatus string
+
+// Subscription states. A Subscription is created "requested" by the client and stored "active"; DELETE sets
+// it "off". Only active subscriptions receive notifications.
+const (
+	SubscriptionActive SubscriptionStatus = "active"
+	SubscriptionOff    SubscriptionStatus = "off"
+)
+
+// AllSubscriptionStatuses lists every stored Subscription state.
+func AllSubscriptionStatuses() []SubscriptionStatus {
+	return []SubscriptionStatus{SubscriptionActive, SubscriptionOff}
+}
+
+// Valid reports whether s is a stored Subscription state.
+func (s SubscriptionStatus) Valid() bool {
+	switch s {
+	case SubscriptionActive, SubscriptionOff:
+		return true
+	}
+	return false
+}
+
+// Subscription is a GP system's FHIR Subscription (R4, rest-hook channel): every new version of a referral of
+// PracticeODS is sent to Endpoint as a numbered notification while the subscription is active.
+type Subscription struct {
+	ID            string
+	OwnerClientID string // the GP client that created it (the only one that may read or delete it)
+	PracticeODS   string // the practice its criteria select
+	Criteria      string // Subscription.criteria as submitted
+	Endpoint      string // channel.endpoint
+	// Header holds channel.header values ("Name: value"); sent with every notification, never logged nor
+	// returned to clients.
+	Header []string
+	// Payload is the notification content: mapping.PayloadIDOnly or mapping.PayloadFullResource.
+	Payload mapping.PayloadContent
+	Status  SubscriptionStatus
+	// EventsSinceStart is the number of the last notification written for this subscription (0: none). The
+	// store numbers notifications 1, 2, 3… per subscription, gap-free, in commit order.
+	EventsSinceStart int64
+	// BaseURL is the FHIR base the subscription was created at; notifications reference resources under it.
+	BaseURL   string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// Resource is the Subscription JSON as accepted (id set, channel.header removed); Status and id are
+	// authoritative over its content.
+	Resource json.RawMessage
+}
+
+// SubscriptionQuery selects subscriptions. Zero fields do not filter. Ordered by CreatedAt, ID.
+type SubscriptionQuery struct {
+	OwnerClientID string
+	PracticeODS   string
+	Statuses      []SubscriptionStatus
+}
+
+// NotifyFunc renders the payload of one subscription notification: the referral as just written (its new
+// version) and the event number the store assigned. It must be pure (no I/O); an error aborts the
+// transaction that changed the referral. RenderNotification is the FHIR implementation.
+type NotifyFunc func(sub Subscription, ref Referral, eventNumber int64, now time.Time) (json.RawMessage, error)
+
+// Subscriptions is the optional Store capability behind FHIR Subscriptions (a separate interface so that test
+// doubles of Store need not implement it; every backend does). A backend that has it also FANS OUT: every
+// transaction that writes a new referral version (CreateReferral, UpdateReferral, and CompleteAttempt or
+// ReplayMessages with an Update that changed the referral) inserts, in that same transaction, one pending
+// message with Destination{Kind: subscription, ID: sub.ID} and Type mapping.EventNotification for each
+// ACTIVE subscription whose PracticeODS is the referral's, numbered with the subscription's next event number.
+// ClaimMessages hands out a subscription's messages strictly in Seq order across referrals: for subscription
+// destinations the head of line is per destination, not per (referral, destination).
+type Subscriptions interface {
+	// CreateSubscription stores sub (ID, OwnerClientID, PracticeODS and Endpoint required; Status active;
+	// EventsSinceStart is set to 0). An existing id is an error.
+	CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error)
+	// GetSubscription returns one subscription (ErrNotFound if none).
+	GetSubscription(ctx context.Context, id string) (Subscription, error)
+	// UpdateSubscriptionStatus sets a subscription's status (ErrNotFound if none). Setting the current
+	// status again is a no-op.
+	UpdateSubscriptionStatus(ctx context.Context, id string, status SubscriptionStatus, now time.Time) (Subscription, error)
+	// ListSubscriptions returns the subscriptions matching q.
+	ListSubscriptions(ctx context.Context, q SubscriptionQuery) ([]Subscription, error)
+}

@@ -1,0 +1,105 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// Errors of endpoint lookups. A message whose destination lookup fails with one of them goes dead at once
+// (replay it once the destination is back); any other lookup error is retried like a network error.
+var (
+	// ErrUnknownDestination: no such destination (an unknown service or subscription).
+	ErrUnknownDestination = errors.New("unknown destination")
+	// ErrDestinationOff: the destination exists but takes no messages (a Subscription with status off).
+	ErrDestinationOff = errors.New("destination is off")
+)
+
+// ContextEndpointResolver is an optional EndpointResolver capability for lookups that do I/O (a Subscription
+// read from the store): the dispatcher calls EndpointContext with the attempt's context instead of Endpoint.
+// Errors matching ErrUnknownDestination or ErrDestinationOff are permanent; others are retried.
+type ContextEndpointResolver interface {
+	EndpointResolver
+	EndpointContext(ctx context.Context, d mapping.Destination) (Endpoint, error)
+}
+
+// endpointLookupTimeout bounds Endpoint's own store read when it is called without a context.
+const endpointLookupTimeout = 10 * time.Second
+
+// FHIRJSON is the MIME type of FHIR Subscription notifications (channel.payload).
+const FHIRJSON = "application/fhir+json"
+
+// WithSubscriptions composes next (for example DirectoryEndpoints) with the FHIR Subscriptions of store:
+// subscription destinations resolve, at delivery time, to the subscription's channel.endpoint with its
+// channel.header values and Content-Type application/fhir+json, and no signing secret (notifications are
+// unsigned; webhook-id and webhook-timestamp are still sent, webhook-id being the message id). A
+// subscription that is off or gone makes its pending messages dead (ErrDestinationOff, ErrUnknownDestination).
+// Every other destination goes to next. A store without the Subscriptions capability returns next as is.
+func WithSubscriptions(store Store, next EndpointResolver) EndpointResolver {
+	subs, ok := store.(Subscriptions)
+	if !ok || next == nil {
+		return next
+	}
+	return &subscriptionEndpoints{subs: subs, next: next}
+}
+
+type subscriptionEndpoints struct {
+	subs Subscriptions
+	next EndpointResolver
+}
+
+// Endpoint resolves d with a bounded background context (the dispatcher uses EndpointContext).
+func (r *subscriptionEndpoints) Endpoint(d mapping.Destination) (Endpoint, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), endpointLookupTimeout)
+	defer cancel()
+	ep, err := r.EndpointContext(ctx, d)
+	return ep, err == nil
+}
+
+// EndpointContext resolves d: subscriptions from the store, everything else through next.
+func (r *subscriptionEndpoints) EndpointContext(ctx context.Context, d mapping.Destination) (Endpoint, error) {
+	switch d.Kind {
+	case mapping.DestinationSubscription:
+		sub, err := r.subs.GetSubscription(ctx, d.ID)
+		if errors.Is(err, ErrNotFound) {
+			return Endpoint{}, fmt.Errorf("subscription %s: %w", d.ID, ErrUnknownDestination)
+		}
+		if err != nil {
+			return Endpoint{}, fmt.Errorf("subscription %s: lookup: %w", d.ID, err)
+		}
+		switch sub.Status {
+		case SubscriptionActive:
+		case SubscriptionOff:
+			return Endpoint{}, fmt.Errorf("subscription %s is off (deleted by its owner): %w", d.ID, ErrDestinationOff)
+		}
+		h := http.Header{}
+		for _, line := range sub.Header {
+			k, v, ok := strings.Cut(line, ":")
+			if k = strings.TrimSpace(k); ok && k != "" {
+				h.Add(k, strings.TrimSpace(v))
+			}
+		}
+		h.Set("Content-Type", FHIRJSON)
+		return Endpoint{URL: sub.Endpoint, Header: h}, nil
+	case mapping.DestinationService:
+	}
+	ep, ok := r.next.Endpoint(d)
+	if !ok {
+		return Endpoint{}, fmt.Errorf("%s: %w", d, ErrUnknownDestination)
+	}
+	return ep, nil
+}
+
+// RenderNotification is the NotifyFunc of socialrx: the backport-style R4 notification Bundle of
+// mapping.NotificationBundle for sub and the referral's new version.
+func RenderNotification(sub Subscription, ref Referral, eventNumber int64, now time.Time) (json.RawMessage, error) {
+	return mapping.NotificationBundle(mapping.SubscriptionInfo{
+		ID: sub.ID, BaseURL: sub.BaseURL, Status: string(sub.Status), Payload: sub.Payload,
+	}, ref.Referral, eventNumber, now)
+}

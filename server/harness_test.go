@@ -1,0 +1,189 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/fhir/fhirtest"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/sqlite"
+	"github.com/socialrx/socialrx/server"
+)
+
+// Demo tokens (config/demo.yaml, documented in README.md).
+const (
+	tokGP      = "demo-gp-token"     // practice A81001
+	tokPCN     = "demo-pcn-token"    // A81001–A81004
+	tokGP2     = "demo-gp2-token"    // B82002
+	tokWalks   = "demo-walks-token"  // community frome-walks
+	tokMuseum  = "demo-museum-token" // community museum-volunteers
+	tokAdmin   = "demo-admin-token"  // admin
+	fhirJSON   = "application/fhir+json"
+	referrals  = "../testdata/referrals"
+	sharedCorp = "../../shared/conformance"
+)
+
+// harness is a real server on loopback over a real SQLite file.
+type harness struct {
+	t     *testing.T
+	url   string
+	store outbox.Store
+	v     *fhirtest.Validator
+	clock *atomic.Int64 // unix micro
+	cfg   *config.Config
+}
+
+func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
+	t.Helper()
+	return newHarnessWith(t, v, nil)
+}
+
+// newHarnessWith is newHarness with the demo configuration changed by mod (e.g. a service's webhook URL).
+func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config)) *harness {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "socialrx.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	cfg, err := config.LoadDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod != nil {
+		mod(cfg)
+	}
+	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
+	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test",
+		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	h.url = ts.URL
+	return h
+}
+
+// response is a finished HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not JSON (%v): %s", err, r.body)
+	}
+	return m
+}
+
+// do sends a request; headers are "Name: value" strings.
+func (h *harness) do(method, path, token string, body []byte, headers ...string) response {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", fhirJSON)
+	}
+	for _, hv := range headers {
+		k, v, _ := strings.Cut(hv, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: b}
+	// Every FHIR body socialrx returns must be valid R4 JSON (official schema, independent validator).
+	if h.v != nil && strings.HasPrefix(resp.Header.Get("Content-Type"), fhirJSON) && len(b) > 0 {
+		if err := h.v.Validate(h.t, b); err != nil {
+			h.t.Errorf("%s %s returned invalid FHIR R4 JSON: %v\n%s", method, path, err, b)
+		}
+	}
+	return r
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// issues returns the OperationOutcome's issues as (code, expressions) pairs.
+func issues(t *testing.T, r response) []ooIssue {
+	t.Helper()
+	var oo struct {
+		ResourceType string    `json:"resourceType"`
+		ID           string    `json:"id"`
+		Issue        []ooIssue `json:"issue"`
+	}
+	if err := json.Unmarshal(r.body, &oo); err != nil || oo.ResourceType != "OperationOutcome" {
+		t.Fatalf("want an OperationOutcome, got %d %s", r.status, r.body)
+	}
+	if oo.ID == "" || oo.ID != r.header.Get("X-Request-ID") {
+		t.Errorf("OperationOutcome.id %q must equal X-Request-ID %q", oo.ID, r.header.Get("X-Request-ID"))
+	}
+	return oo.Issue
+}
+
+type ooIssue struct {
+	Severity    string   `json:"severity"`
+	Code        string   `json:"code"`
+	Diagnostics string   `json:"diagnostics"`
+	Expression  []string `json:"expression"`
+}
+
+func hasExpression(is []ooIssue, expr string) bool {
+	for _, i := range is {
+		for _, e := range i.Expression {
+			if e == expr || strings.HasPrefix(e, expr+".") || strings.HasPrefix(e, expr+"[") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// countReferrals counts every referral in the store (admin scope).
+func (h *harness) countReferrals() int {
+	h.t.Helper()
+	refs, _, err := h.store.SearchReferrals(context.Background(), outbox.ReferralQuery{Limit: 1000})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return len(refs)
+}

@@ -1,0 +1,126 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// httpMetrics holds the server's Prometheus collectors. Labels carry route names, never ids or patient data.
+type httpMetrics struct {
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	durations *prometheus.HistogramVec
+	referrals *prometheus.CounterVec
+}
+
+func newHTTPMetrics(reg *prometheus.Registry, store outbox.Store) (*httpMetrics, error) {
+	m := &httpMetrics{
+		registry: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "socialrx_http_requests_total", Help: "HTTP requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "socialrx_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route"}),
+		referrals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "socialrx_referrals_total", Help: "Referral submissions by outcome (created, resent, rejected).",
+		}, []string{"outcome"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.durations, m.referrals, &outboxCollector{store: store}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *httpMetrics) observe(route, method string, code int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	if d > 0 {
+		m.durations.WithLabelValues(route).Observe(d.Seconds())
+	}
+}
+
+// statusRecorder captures the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// instrument counts and times requests of one named route.
+func (s *Server) instrument(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		s.metrics.observe(route, r.Method, rec.status, time.Since(start))
+		s.log.Debug("request", "request_id", requestID(r.Context()), "route", route, "method", r.Method,
+			"status", rec.status, "duration", time.Since(start))
+	})
+}
+
+// outboxCollector reports outbox depth at scrape time, straight from the store.
+type outboxCollector struct{ store outbox.Store }
+
+var (
+	descMessages = prometheus.NewDesc("socialrx_outbox_messages", "Outbox messages by state.", []string{"state"}, nil)
+	descOldest   = prometheus.NewDesc("socialrx_outbox_oldest_pending_age_seconds",
+		"Age of the oldest pending outbox message (0 when none).", nil, nil)
+)
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descMessages
+	ch <- descOldest
+}
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	counts, oldest, err := c.store.CountMessages(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descMessages, err)
+		return
+	}
+	for _, st := range outbox.AllStates() {
+		ch <- prometheus.MustNewConstMetric(descMessages, prometheus.GaugeValue, float64(counts[st]), string(st))
+	}
+	age := 0.0
+	if !oldest.IsZero() {
+		age = time.Since(oldest).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
+}
+
+// metricsHandler serves /metrics in the Prometheus text format.
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: nil})
+}
