@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"GroupCommitFailureIsolated", testGroupCommitFailureIsolated},
 		{"SearchFilters", testSearchFilters},
 		{"KeysetPaging", testKeysetPaging},
+		{"UpdatedAtFollowsCommitOrder", testUpdatedAtFollowsCommitOrder},
 		{"UpdateReferral", testUpdateReferral},
 		{"UpdateReferralUnchanged", testUpdateReferralUnchanged},
 		{"ErrNoChange", testErrNoChange},

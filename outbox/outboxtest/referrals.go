@@ -271,7 +271,14 @@ func testGroupCommitFailureIsolated(t *testing.T, open Opener) {
 			t.Errorf("create %d: %v", i, errs[i])
 			continue
 		}
-		diff(t, "referral "+in.Referral.Record.ID, get(t, s, in.Referral.Record.ID), stored(in))
+		// Concurrent creates commit in any order; UpdatedAt is stamped in commit order, never before the
+		// intake's time (testUpdatedAtFollowsCommitOrder).
+		got, want := get(t, s, in.Referral.Record.ID), stored(in)
+		if got.Record.UpdatedAt.Before(want.Record.UpdatedAt) {
+			t.Errorf("%s: UpdatedAt %v before the intake's %v", in.Referral.Record.ID, got.Record.UpdatedAt, want.Record.UpdatedAt)
+		}
+		want.Record.UpdatedAt = got.Record.UpdatedAt
+		diff(t, "referral "+in.Referral.Record.ID, got, want)
 		if ms := list(t, s, outbox.MessageQuery{ReferralID: in.Referral.Record.ID}); len(ms) != 1 {
 			t.Errorf("messages of %s: %v", in.Referral.Record.ID, ids(ms))
 		}
@@ -383,7 +390,9 @@ func testKeysetPaging(t *testing.T, open Opener) {
 	var want []string
 	for i := 1; i <= n; i++ {
 		in := intake(i)
-		// Ties on UpdatedAt (three per second, created in reverse id order) are broken by id.
+		// Intakes carrying the same time (three per second, created in reverse id order) still come back
+		// in creation order: the store stamps UpdatedAt strictly increasing in commit order (see
+		// testUpdatedAtFollowsCommitOrder), so the (UpdatedAt, ID) order is the commit order.
 		in.Referral.Record.ID = fmt.Sprintf("ref-%03d", 100-i)
 		in.Referral.Record.CreatedAt = at(time.Duration(i/3) * time.Second)
 		in.Referral.Record.UpdatedAt = in.Referral.Record.CreatedAt
@@ -391,26 +400,7 @@ func testKeysetPaging(t *testing.T, open Opener) {
 			in = toService(in, debt)
 		}
 		create(t, s, in)
-	}
-	type key struct {
-		at time.Time
-		id string
-	}
-	var keys []key
-	for i := 1; i <= n; i++ {
-		keys = append(keys, key{at(time.Duration(i/3) * time.Second), fmt.Sprintf("ref-%03d", 100-i)})
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		if c := a.at.Compare(b.at); c != 0 {
-			return c
-		}
-		if a.id < b.id {
-			return -1
-		}
-		return 1
-	})
-	for _, k := range keys {
-		want = append(want, k.id)
+		want = append(want, in.Referral.Record.ID)
 	}
 
 	page := func(q outbox.ReferralQuery) ([]string, int) {

@@ -9,6 +9,10 @@
 //   - Every writer locks the referral row (SELECT … FOR UPDATE) before changing it, so versions and the
 //     messages of one referral follow commit order; the fan-out numbers subscription events with
 //     UPDATE … RETURNING, holding the subscription's row lock until commit (gap-free, commit-ordered).
+//   - Every referral change takes one advisory lock per schema (stampLock) from choosing its UpdatedAt to
+//     commit, so UpdatedAt increases in commit order and a GP polling _lastUpdated=gt… never misses a change
+//     that committed late with an earlier time. Only referral writes queue on it; claims, leases and
+//     attempts that change no referral do not.
 //   - ClaimMessages selects with FOR UPDATE SKIP LOCKED and leases what it selected: two instances never
 //     lease the same message at once, and neither waits for the other. Claims and NextDue run on a small
 //     second pool whose sessions pin the queue's plans (see queueSettings).
@@ -425,7 +429,14 @@ func uniqueViolation(err error) (string, bool) {
 	return "", false
 }
 
+// stampLock serialises referral changes from reading the newest UpdatedAt to commit (sqlstore.Dialect.Stamp),
+// per schema. It uses the two-key advisory lock space, apart from lockKey's single bigint keys. Every
+// transaction takes it after its referral row lock and before any other lock that a transaction waiting for
+// it could hold; a replay of several referrals can still meet a deadlock, which PostgreSQL breaks and write
+// retries.
+const stampLock = `SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1936292216)`
+
 // dialect is this backend as the shared code (outbox/internal/sqlstore) sees it.
 func dialect() sqlstore.Dialect {
-	return sqlstore.Dialect{Name: "postgres", Rebind: rebind, Lock: " FOR UPDATE"}
+	return sqlstore.Dialect{Name: "postgres", Rebind: rebind, Lock: " FOR UPDATE", StampLock: stampLock}
 }

@@ -55,7 +55,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 	if err != nil {
 		return outbox.CreateResult{}, err
 	}
-	row, ids, events, res := c.Row, c.Identifiers, c.Events, c.Result
+	ids, events, res := c.Identifiers, c.Events, c.Result
 	hook := func(stage string) error {
 		if s.opts.FailAfter == nil {
 			return nil
@@ -75,6 +75,17 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			}
 			return err
 		}
+		// The referral's UpdatedAt follows commit order (sqlstore.Dialect.Stamp); CreatedAt is the intake's.
+		cc := c
+		at, err := dialect().Stamp(w.ctx, w, c.Result.Referral.Record.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		if err := cc.Restamp(dialect(), at); err != nil {
+			return err
+		}
+		row := cc.Row
+		res = cc.Result
 		if _, err := w.ExecContext(w.ctx, insertReferral, row.ID, row.TaskID, row.SRID, row.Practice,
 			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
 			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
@@ -112,7 +123,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			return err
 		}
 		if _, err := w.ExecContext(w.ctx, insertEvent, row.ID, 1, row.UpdatedAt, string(outbox.CauseCreate),
-			row.Status, row.Business, c.Result.Referral.Record.StatusReason); err != nil {
+			row.Status, row.Business, cc.Result.Referral.Record.StatusReason); err != nil {
 			return driverErr("insert referral event", err)
 		}
 		return hook("events")
@@ -217,6 +228,9 @@ func (s *Store) applyUpdate(w *wtx, cur outbox.Referral, now time.Time, fn outbo
 		return cur, nil
 	}
 	c, next, row, rows, withdraw := cur.Record, ch.Next, ch.Row, ch.Events, ch.Withdraw
+	// The version's UpdatedAt is stamped in commit order (it may be a few microseconds after now); its
+	// messages are due at the caller's now.
+	dueUS := sqlstore.Micros(now)
 	// The new version, its timeline entry and whether its practice has any active subscription (else the
 	// fan-out has nothing to do) in one statement: a delivery's update costs one round trip, not three.
 	var updated int
@@ -234,7 +248,7 @@ func (s *Store) applyUpdate(w *wtx, cur outbox.Referral, now time.Time, fn outbo
 	if updated != 1 {
 		return outbox.Referral{}, fmt.Errorf("postgres: update referral: %w", outbox.ErrVersionMismatch)
 	}
-	if err := insertMessages(w, c.ID, row.Version, row.UpdatedAt, rows); err != nil {
+	if err := insertMessages(w, c.ID, row.Version, dueUS, rows); err != nil {
 		return outbox.Referral{}, err
 	}
 	if err := dialect().WithdrawMessages(w.ctx, w, withdraw, row.Version); err != nil {
@@ -246,7 +260,7 @@ func (s *Store) applyUpdate(w *wtx, cur outbox.Referral, now time.Time, fn outbo
 	out := cur
 	out.Referral = next
 	if subscribed {
-		if err := s.fanOut(w, out, row.UpdatedAt); err != nil {
+		if err := s.fanOut(w, out, dueUS); err != nil {
 			return outbox.Referral{}, err
 		}
 	}

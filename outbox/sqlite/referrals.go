@@ -53,7 +53,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 	if err != nil {
 		return outbox.CreateResult{}, err
 	}
-	row, ids, events, res := c.Row, c.Identifiers, c.Events, c.Result
+	ids, events, res := c.Identifiers, c.Events, c.Result
 	hook := func(stage string) error {
 		if s.opts.FailAfter == nil {
 			return nil
@@ -68,6 +68,17 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			}
 			return err
 		}
+		// The referral's UpdatedAt follows commit order (sqlstore.Dialect.Stamp); CreatedAt is the intake's.
+		cc := c
+		at, err := dialect().Stamp(w.ctx, w, c.Result.Referral.Record.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		if err := cc.Restamp(dialect(), at); err != nil {
+			return err
+		}
+		row := cc.Row
+		res = cc.Result
 		if _, err := w.ExecContext(w.ctx, insertReferral, row.ID, row.TaskID, row.SRID, row.Practice,
 			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
 			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
@@ -104,7 +115,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			return err
 		}
 		if _, err := w.ExecContext(w.ctx, insertEvent, row.ID, 1, row.UpdatedAt, string(outbox.CauseCreate),
-			row.Status, row.Business, c.Result.Referral.Record.StatusReason); err != nil {
+			row.Status, row.Business, cc.Result.Referral.Record.StatusReason); err != nil {
 			return driverErr("insert referral event", err)
 		}
 		return hook("events")
@@ -174,6 +185,9 @@ func (s *Store) applyUpdate(w *wtx, cur outbox.Referral, now time.Time, fn outbo
 		return cur, nil
 	}
 	c, next, row, rows, withdraw := cur.Record, ch.Next, ch.Row, ch.Events, ch.Withdraw
+	// The version's UpdatedAt is stamped in commit order (it may be a few microseconds after now); its
+	// messages are due at the caller's now.
+	dueUS := sqlstore.Micros(now)
 	res, err := w.ExecContext(w.ctx, updateReferral, row.Practice, row.Service, row.Status, row.Business,
 		row.PatientRef, row.PatientNHS, row.RequesterRef, row.Version, row.UpdatedAt, row.Referral,
 		c.ID, c.Version)
@@ -185,7 +199,7 @@ func (s *Store) applyUpdate(w *wtx, cur outbox.Referral, now time.Time, fn outbo
 	} else if n != 1 {
 		return outbox.Referral{}, fmt.Errorf("sqlite: update referral: %w", outbox.ErrVersionMismatch)
 	}
-	if err := insertMessages(w, c.ID, row.Version, row.UpdatedAt, rows); err != nil {
+	if err := insertMessages(w, c.ID, row.Version, dueUS, rows); err != nil {
 		return outbox.Referral{}, err
 	}
 	if err := dialect().WithdrawMessages(w.ctx, w, withdraw, row.Version); err != nil {
@@ -196,7 +210,7 @@ func (s *Store) applyUpdate(w *wtx, cur outbox.Referral, now time.Time, fn outbo
 	}
 	out := cur
 	out.Referral = next
-	if err := s.fanOut(w, out, row.UpdatedAt); err != nil {
+	if err := s.fanOut(w, out, dueUS); err != nil {
 		return outbox.Referral{}, err
 	}
 	if _, err := w.ExecContext(w.ctx, insertEvent, c.ID, row.Version, row.UpdatedAt, string(cause), row.Status,

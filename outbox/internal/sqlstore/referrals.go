@@ -402,6 +402,47 @@ func (d Dialect) NewCreation(in mapping.Intake, newID func() string) (Creation, 
 	}}, nil
 }
 
+// Stamp returns the UpdatedAt a referral change written in transaction w must carry: now to the microsecond,
+// or one microsecond after the newest UpdatedAt already written when now is not later. UpdatedAt then
+// strictly increases in commit order, which is what makes a poll with _lastUpdated=gt<the last value seen>
+// (or a since cursor) return every change exactly once: a change that commits later can never carry an
+// earlier time than one a poller has already seen, even when its caller read the clock first or two
+// callers read the same microsecond. It runs d.StampLock first.
+func (d Dialect) Stamp(ctx context.Context, w Querier, now time.Time) (time.Time, error) {
+	if d.StampLock != "" {
+		if _, err := w.ExecContext(ctx, d.StampLock); err != nil {
+			return time.Time{}, d.DriverErr("stamp lock", err)
+		}
+	}
+	var last sql.NullInt64
+	if err := w.QueryRowContext(ctx, `SELECT max(updated_at) FROM referrals`).Scan(&last); err != nil {
+		return time.Time{}, d.DriverErr("stamp", err)
+	}
+	at := Norm(now)
+	if last.Valid && Micros(at) <= last.Int64 {
+		at = FromMicros(last.Int64 + 1)
+	}
+	return at, nil
+}
+
+// Restamp gives a new referral the UpdatedAt at (from Stamp) and encodes its row again; CreatedAt is kept.
+func (c *Creation) Restamp(d Dialect, at time.Time) error {
+	rec := &c.Result.Referral.Record
+	if rec.UpdatedAt.Equal(at) {
+		return nil
+	}
+	rec.UpdatedAt = at
+	row, err := d.RowOf(c.Result.Referral.Referral, c.Identifiers, c.Result.Referral.Fingerprint, c.Result.Referral.ServiceRequest)
+	if err != nil {
+		return err
+	}
+	if row.ServiceRequest == nil {
+		row.ServiceRequest = []byte{}
+	}
+	c.Row = row
+	return nil
+}
+
 // Change is an update of a referral, decided and encoded, still to be written.
 type Change struct {
 	// Next is the referral as it will be: the new version, UpdatedAt now.
@@ -416,7 +457,7 @@ type Change struct {
 
 // NewChange runs fn on cur inside the update's write transaction w and decides what to write (see
 // outbox.Store.UpdateReferral): ok false means nothing (fn returned outbox.ErrNoChange, or left the
-// referral unchanged with no events). fn's own error is returned unchanged; fn may not change the
+// referral unchanged with no events). The new version's UpdatedAt comes from Stamp. fn's own error is returned unchanged; fn may not change the
 // referral's ids or creation time. Events without an id get one from newID.
 func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, newID func() string) (ch Change, ok bool, err error) {
 	next, events, err := fn(cur)
@@ -446,8 +487,12 @@ func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, 
 	if err != nil {
 		return Change{}, false, err
 	}
+	at, err := d.Stamp(ctx, w, now)
+	if err != nil {
+		return Change{}, false, err
+	}
 	next.Record.Version = c.Version + 1
-	next.Record.UpdatedAt = Norm(now)
+	next.Record.UpdatedAt = at
 	row, err := d.RowOf(next, cur.Identifiers, cur.Fingerprint, cur.ServiceRequest)
 	if err != nil {
 		return Change{}, false, err

@@ -29,6 +29,10 @@ type Dialect struct {
 	Rebind func(string) string
 	// Lock is the row-locking suffix of a read inside a write transaction (" FOR UPDATE"), or "".
 	Lock string
+	// StampLock is run inside a write transaction before it reads the newest referral change (Stamp) and
+	// must hold until commit, so that referral changes commit in the order of their UpdatedAt. Empty when
+	// the backend already runs one write transaction at a time (SQLite's single writer).
+	StampLock string
 }
 
 // rebind applies d.Rebind to q.
