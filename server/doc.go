@@ -1,6 +1,6 @@
-// Package server is socialrx's HTTP adapter: the FHIR API (/fhir), the community API (/community/v1), the admin
-// API (/admin/v1) and the ops endpoints (/healthz, /readyz, /metrics). (DESIGN.md's community inbox page,
-// /inbox/, will live here too.)
+// Package server is socialrx's HTTP adapter: the FHIR API (/fhir), the community API (/community/v1), the
+// community inbox page (/inbox/, server-rendered HTML for groups with no IT), the admin API (/admin/v1) and the
+// ops endpoints (/healthz, /readyz, /metrics).
 //
 // It is a top-level package because DESIGN.md's dependency order (cmd → outbox/{sqlite,postgres} → outbox →
 // mapping → fhir) has no home for a layer that needs all of them: fhir and mapping do no I/O, and outbox must not

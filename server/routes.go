@@ -54,6 +54,16 @@ func (s *Server) routes() {
 		http.MethodGet: s.communityGet})
 	s.handle("/community/v1/referrals/{id}/status", "community_referral_status", communityOnly, map[string]http.HandlerFunc{
 		http.MethodPost: s.communityStatus})
+
+	// Community inbox page (DESIGN.md): HTML for groups with no IT; signs in with a cookie, not a bearer
+	// header, so the routes are public here and inbox.go authenticates every request itself.
+	s.handle("/inbox", "inbox_bare", public, map[string]http.HandlerFunc{http.MethodGet: s.inboxBare})
+	s.handle("/inbox/", "inbox", public, map[string]http.HandlerFunc{http.MethodGet: s.inboxHome})
+	s.handle("/inbox/login", "inbox_login", public, map[string]http.HandlerFunc{http.MethodPost: s.inboxLogin})
+	s.handle("/inbox/logout", "inbox_logout", public, map[string]http.HandlerFunc{http.MethodPost: s.inboxLogout})
+	s.handle("/inbox/referrals/{id}", "inbox_referral", public, map[string]http.HandlerFunc{http.MethodGet: s.inboxShow})
+	s.handle("/inbox/referrals/{id}/status", "inbox_referral_status", public, map[string]http.HandlerFunc{
+		http.MethodPost: s.inboxStatus})
 }
 
 // healthz says the process is alive.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -51,6 +52,8 @@ type Server struct {
 	metrics *httpMetrics
 	started time.Time
 	router  *mux.Router
+	// inboxTmpl renders the community inbox pages (inbox.go).
+	inboxTmpl *template.Template
 }
 
 // New builds a Server and its routes.
@@ -87,6 +90,9 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if s.inboxTmpl, err = inboxTemplates(); err != nil {
+		return nil, fmt.Errorf("server: inbox templates: %w", err)
+	}
 	s.routes()
 	return s, nil
 }
