@@ -296,7 +296,7 @@ func flashText(r *http.Request) string {
 // inboxLogin is POST /inbox/login: check the pasted token and keep it in the cookie.
 func (s *Server) inboxLogin(w http.ResponseWriter, r *http.Request) {
 	d := inboxPageData{Title: "Sign in", LoginNeeded: true}
-	if err := parseInboxForm(w, r); err != nil {
+	if err := s.parseInboxForm(w, r); err != nil {
 		d.Error = err.Error()
 		s.renderInbox(w, r, http.StatusBadRequest, d)
 		return
@@ -328,6 +328,10 @@ func (s *Server) inboxLogin(w http.ResponseWriter, r *http.Request) {
 
 // inboxLogout is POST /inbox/logout.
 func (s *Server) inboxLogout(w http.ResponseWriter, r *http.Request) {
+	if err := s.parseInboxForm(w, r); err != nil {
+		s.renderInbox(w, r, http.StatusBadRequest, inboxPageData{Title: "Sign out", Error: err.Error()})
+		return
+	}
 	http.SetCookie(w, &http.Cookie{Name: inboxCookie, Value: "", Path: inboxPath, MaxAge: -1, HttpOnly: true,
 		Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
 	inboxRedirect(w, inboxPath)
@@ -338,8 +342,16 @@ func secureRequest(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
-// parseInboxForm reads a posted form (application/x-www-form-urlencoded, bounded).
-func parseInboxForm(w http.ResponseWriter, r *http.Request) error {
+// parseInboxForm reads a posted form (application/x-www-form-urlencoded, bounded) sent from a page of this
+// site: a browser's Origin header, when it sends one, must name this host (as the request, a proxy's
+// X-Forwarded-Host or the configured base URL names it).
+func (s *Server) parseInboxForm(w http.ResponseWriter, r *http.Request) error {
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || !s.ownHost(r, u.Host) {
+			return errors.New("the form was sent from another web site")
+		}
+	}
 	ct := r.Header.Get("Content-Type")
 	if !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
 		return errors.New("the form was not sent as a web form (application/x-www-form-urlencoded)")
@@ -349,6 +361,18 @@ func parseInboxForm(w http.ResponseWriter, r *http.Request) error {
 		return errors.New("the form could not be read (too large or damaged)")
 	}
 	return nil
+}
+
+// ownHost reports whether host (from a browser's Origin) is this service as the browser reached it.
+func (s *Server) ownHost(r *http.Request, host string) bool {
+	if host == "" {
+		return false
+	}
+	hosts := []string{r.Host, r.Header.Get("X-Forwarded-Host")}
+	if b, err := url.Parse(s.baseURL); err == nil && s.baseURL != "" {
+		hosts = append(hosts, b.Host)
+	}
+	return slices.ContainsFunc(hosts, func(h string) bool { return h != "" && strings.EqualFold(h, host) })
 }
 
 // inboxReferral loads the referral {id} for the signed-in service; another service's referral is not found.
@@ -403,7 +427,7 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := inboxPageData{Title: "Referral", Service: s.serviceName(cl.Service), CSRF: inboxCSRF(token)}
-	if err := parseInboxForm(w, r); err != nil {
+	if err := s.parseInboxForm(w, r); err != nil {
 		d.Error = err.Error()
 		s.renderInbox(w, r, http.StatusBadRequest, d)
 		return

@@ -54,6 +54,7 @@ func (b *browser) send(method, path string, form url.Values) response {
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", b.h.url) // as a browser sends it with a form from this site
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
@@ -166,6 +167,18 @@ func TestInboxSignIn(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Set-Cookie") != "" {
 		t.Errorf("JSON sign-in: %d, cookie %q", resp.StatusCode, resp.Header.Get("Set-Cookie"))
+	}
+	// A form posted from another web site is refused (the browser names it in Origin).
+	req, _ = http.NewRequest(http.MethodPost, h.url+"/inbox/login", strings.NewReader("token="+tokLinkWorkers))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	resp, err = b.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Set-Cookie") != "" {
+		t.Errorf("cross-site sign-in: %d, cookie %q", resp.StatusCode, resp.Header.Get("Set-Cookie"))
 	}
 	// Wrong method: 405 with Allow.
 	if r := b.get("/inbox/login"); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "POST" {
