@@ -39,6 +39,7 @@ fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders
 	$(GO) test ./mapping -run='^$$' -fuzz='^FuzzBuild$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./server -run='^$$' -fuzz='^FuzzJSONPatch$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./outbox -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) -timeout=10m
+	$(GO) test ./server -run='^$$' -fuzz='^FuzzTokenRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 
 bench: ## intake and delivery benchmarks over real loopback HTTP (see README "Performance")
 	$(GO) test ./outbox/sqlite -run='^$$' -bench=. -benchtime=2s -count=1

@@ -4,11 +4,15 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/socialrx/socialrx/mapping"
@@ -47,9 +52,12 @@ func (r Role) Valid() bool {
 type Client struct {
 	ID          string
 	Role        Role
-	TokenSHA256 [32]byte
+	TokenSHA256 [32]byte // zero when the client authenticates only with signed JWTs (JWKS)
 	Practices   []string // gp: ODS codes it may refer from and read
 	Service     string   // community: its service id
+	// JWKS are the public keys the client signs its SMART Backend Services client assertions with (RS384 or
+	// ES384, each with a kid); empty when it uses only its static bearer token.
+	JWKS []jose.JSONWebKey
 }
 
 // MayReferFrom reports whether a GP client may act for the practice with ODS code ods.
@@ -76,8 +84,9 @@ func (c *Config) Authenticate(token string) (Client, bool) {
 	sum := sha256.Sum256([]byte(token))
 	var found Client
 	ok := false
+	var none [32]byte
 	for _, cl := range c.Clients {
-		if subtle.ConstantTimeCompare(sum[:], cl.TokenSHA256[:]) == 1 {
+		if cl.TokenSHA256 != none && subtle.ConstantTimeCompare(sum[:], cl.TokenSHA256[:]) == 1 {
 			found, ok = cl, true
 		}
 	}
@@ -126,11 +135,13 @@ type fileIdentifier struct {
 }
 
 type fileClient struct {
-	ID          string   `yaml:"id"`
-	Role        string   `yaml:"role"`
-	TokenSHA256 string   `yaml:"token_sha256"`
-	Practices   []string `yaml:"practices"`
-	Service     string   `yaml:"service"`
+	ID          string         `yaml:"id"`
+	Role        string         `yaml:"role"`
+	TokenSHA256 string         `yaml:"token_sha256"`
+	Practices   []string       `yaml:"practices"`
+	Service     string         `yaml:"service"`
+	JWKS        map[string]any `yaml:"jwks"`      // a JWK Set ({keys: [...]}) written as YAML or JSON
+	JWKSFile    string         `yaml:"jwks_file"` // or a JWK Set JSON file
 }
 
 type fileService struct {
@@ -247,9 +258,16 @@ func Parse(b []byte, base string) (*Config, error) {
 		if !cl.Role.Valid() {
 			bad("%s.role: %q must be gp, community or admin", at, fc.Role)
 		}
+		keys, err := clientJWKS(fc, base)
+		if err != nil {
+			bad("%s.%w", at, err)
+		}
+		cl.JWKS = keys
 		h := strings.ToLower(fc.TokenSHA256)
-		if !hexPattern.MatchString(h) {
-			bad("%s.token_sha256: must be 64 hex digits (socialrx hash-token)", at)
+		if h == "" && (len(keys) > 0 || err != nil) {
+			// A client that signs JWTs (SMART Backend Services) needs no static token.
+		} else if !hexPattern.MatchString(h) {
+			bad("%s.token_sha256: must be 64 hex digits (socialrx hash-token), unless the client has jwks", at)
 		} else {
 			if other, dup := hashes[h]; dup {
 				bad("%s.token_sha256: same token as client %q", at, other)
@@ -293,6 +311,84 @@ func Parse(b []byte, base string) (*Config, error) {
 	return c, nil
 }
 
+// Signing algorithms a client assertion may use (SMART Backend Services requires servers to support both).
+const (
+	AlgRS384 = "RS384"
+	AlgES384 = "ES384"
+)
+
+// clientJWKS reads and checks a client's jwks or jwks_file: public RSA (at least 2048 bits) or P-384 EC keys,
+// each with a unique kid and, when it names one, the algorithm that fits it.
+func clientJWKS(fc fileClient, base string) ([]jose.JSONWebKey, error) {
+	var raw []byte
+	switch {
+	case fc.JWKS != nil && fc.JWKSFile != "":
+		return nil, errors.New("jwks: give jwks or jwks_file, not both")
+	case fc.JWKSFile != "":
+		p := fc.JWKSFile
+		if !filepath.IsAbs(p) && base != "" {
+			p = filepath.Join(base, p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("jwks_file: %w", err)
+		}
+		raw = b
+	case fc.JWKS != nil:
+		b, err := json.Marshal(fc.JWKS)
+		if err != nil {
+			return nil, fmt.Errorf("jwks: %w", err)
+		}
+		raw = b
+	default:
+		return nil, nil
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("jwks: not a JWK Set: %w", err)
+	}
+	if len(set.Keys) == 0 {
+		return nil, errors.New("jwks: no keys")
+	}
+	kids := map[string]bool{}
+	for i, k := range set.Keys {
+		at := fmt.Sprintf("jwks.keys[%d]", i)
+		if k.KeyID == "" {
+			return nil, fmt.Errorf("%s: kid is required (client assertions name their key by kid)", at)
+		}
+		if kids[k.KeyID] {
+			return nil, fmt.Errorf("%s: kid %q is used twice", at, k.KeyID)
+		}
+		kids[k.KeyID] = true
+		if _, sym := k.Key.([]byte); sym {
+			return nil, fmt.Errorf("%s: a shared-secret (oct) key is not supported; use RSA (RS384) or EC P-384 (ES384) public keys", at)
+		}
+		if !k.IsPublic() {
+			return nil, fmt.Errorf("%s: is a private key; the directory holds public keys only", at)
+		}
+		want := ""
+		switch pk := k.Key.(type) {
+		case *rsa.PublicKey:
+			if pk.N.BitLen() < 2048 {
+				return nil, fmt.Errorf("%s: RSA key of %d bits; use at least 2048", at, pk.N.BitLen())
+			}
+			want = AlgRS384
+		case *ecdsa.PublicKey:
+			if pk.Curve != elliptic.P384() {
+				return nil, fmt.Errorf("%s: EC key on %s; ES384 needs P-384", at, pk.Curve.Params().Name)
+			}
+			want = AlgES384
+		default:
+			return nil, fmt.Errorf("%s: key type %T is not supported; use RSA (RS384) or EC P-384 (ES384)", at, k.Key)
+		}
+		if k.Algorithm != "" && k.Algorithm != want {
+			return nil, fmt.Errorf("%s: alg %q does not fit this key; use %s", at, k.Algorithm, want)
+		}
+		set.Keys[i].Algorithm = want
+	}
+	return set.Keys, nil
+}
+
 // ValidateSecret checks a Standard Webhooks secret: "whsec_" followed by base64 of 24 to 64 bytes.
 func ValidateSecret(secret string) error {
 	rest, ok := strings.CutPrefix(secret, "whsec_")
@@ -328,6 +424,9 @@ type Settings struct {
 	// (SOCIALRX_DELIVERY_LEASE); after a crash, its in-flight deliveries are retried once it expires. It must
 	// exceed the longest attempt (3 × SOCIALRX_DELIVERY_TIMEOUT + 4s). Zero: the dispatcher's default (60s).
 	DeliveryLease time.Duration
+	// TokenKey signs SMART Backend Services access tokens (SOCIALRX_TOKEN_KEY: standard base64 of at least 32
+	// random bytes). Instances sharing a database must share it; empty: a random key per process.
+	TokenKey []byte
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -371,6 +470,14 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 	dur("SOCIALRX_DELIVERY_TIMEOUT", &s.DeliveryTimeout)
 	dur("SOCIALRX_ACK_DEADLINE", &s.AckDeadline)
 	dur("SOCIALRX_DELIVERY_LEASE", &s.DeliveryLease)
+	if v := getenv("SOCIALRX_TOKEN_KEY"); v != "" {
+		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+		if err != nil || len(k) < 32 {
+			errs = append(errs, errors.New("SOCIALRX_TOKEN_KEY: must be standard base64 of at least 32 random bytes (e.g. openssl rand -base64 32)"))
+		} else {
+			s.TokenKey = k
+		}
+	}
 	if v := getenv("SOCIALRX_MAX_BODY_BYTES"); v != "" {
 		var n int64
 		if _, err := fmt.Sscan(v, &n); err != nil || n < 1024 {

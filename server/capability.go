@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/socialrx/socialrx/fhir"
 )
@@ -52,7 +53,9 @@ func (s *Server) capabilityOptions(base string) fhir.CapabilityOptions {
 			},
 		},
 		SystemInteractions:  []fhir.SystemInteraction{fhir.InteractionTransaction},
-		SecurityDescription: "Every interaction except this CapabilityStatement needs Authorization: Bearer <token> of a client in the socialrx directory file. GP clients refer from, and read, only their own practices' referrals.",
+		SMART:               true,
+		TokenURL:            strings.TrimSuffix(base, "/fhir") + tokenPath,
+		SecurityDescription: "Every interaction except this CapabilityStatement and SMART discovery needs Authorization: Bearer <token>: the static token of a client in the socialrx directory file, or an access token from the SMART Backend Services token endpoint (client_credentials with a private_key_jwt assertion signed RS384 or ES384 by a key in the client's directory jwks; system/ scopes narrow the client's role). GP clients refer from, and read, only their own practices' referrals.",
 	}
 }
 

@@ -22,8 +22,11 @@ func (s *Server) routes() {
 
 	// FHIR: discovery is public, everything else needs a client.
 	s.handle("/fhir/metadata", "fhir_metadata", public, map[string]http.HandlerFunc{http.MethodGet: s.metadata})
-	// SMART Backend Services discovery (/fhir/.well-known/smart-configuration) arrives with an OAuth token
-	// endpoint; until then it is a truthful 404 and clients use the bearer tokens of the directory file.
+	// SMART Backend Services (smart.go): discovery and the token endpoint are public; the token endpoint
+	// authenticates the client by its signed assertion.
+	s.handle("/fhir/.well-known/smart-configuration", "smart_configuration", public, map[string]http.HandlerFunc{
+		http.MethodGet: s.smartConfiguration})
+	s.handle(tokenPath, "oauth_token", public, map[string]http.HandlerFunc{http.MethodPost: s.token})
 	s.handle("/fhir", "fhir_transaction", gpOrAdmin, map[string]http.HandlerFunc{http.MethodPost: s.transaction})
 	s.handle("/fhir/ServiceRequest", "fhir_servicerequest_type", anyClient, map[string]http.HandlerFunc{
 		http.MethodPost: s.createServiceRequest, http.MethodGet: s.search("ServiceRequest")})

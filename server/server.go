@@ -36,6 +36,9 @@ type Options struct {
 	BaseURL string
 	// Ready reports extra readiness conditions (e.g. the dispatcher is running); nil: always ready.
 	Ready func(ctx context.Context) error
+	// TokenKey signs the access tokens of SMART Backend Services (POST /oauth/token); instances that share a
+	// database must share it (SOCIALRX_TOKEN_KEY). Empty: a random key, so tokens work on this process only.
+	TokenKey []byte
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -54,6 +57,9 @@ type Server struct {
 	router  *mux.Router
 	// inboxTmpl renders the community inbox pages (inbox.go).
 	inboxTmpl *template.Template
+	// tokenKey signs access tokens (smart.go); jtis remembers used client assertions.
+	tokenKey []byte
+	jtis     jtiCache
 }
 
 // New builds a Server and its routes.
@@ -90,6 +96,9 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	if s.tokenKey, err = tokenKeyOrRandom(o.TokenKey); err != nil {
+		return nil, err
+	}
 	if s.inboxTmpl, err = inboxTemplates(); err != nil {
 		return nil, fmt.Errorf("server: inbox templates: %w", err)
 	}
@@ -148,7 +157,7 @@ func (s *Server) handle(path, name string, acc access, methods map[string]http.H
 			return
 		}
 		if acc != public {
-			cl, err := s.authenticate(r, acc)
+			cl, err := s.authenticate(r, acc, path)
 			if err != nil {
 				if je, ok := err.(*jsonError); ok && je.Status == http.StatusUnauthorized {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
@@ -195,16 +204,35 @@ func fhirCodeFor(status int) fhir.IssueCode {
 }
 
 // authenticate checks the bearer token and the route's access rule.
-func (s *Server) authenticate(r *http.Request, acc access) (config.Client, error) {
+func (s *Server) authenticate(r *http.Request, acc access, path string) (config.Client, error) {
 	h := r.Header.Get("Authorization")
 	scheme, token, _ := strings.Cut(h, " ")
-	if h == "" || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+	token = strings.TrimSpace(token)
+	if h == "" || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized",
 			Message: "send Authorization: Bearer <token> of a configured client"}
 	}
-	cl, ok := s.cfg.Authenticate(strings.TrimSpace(token))
+	var g *grant
+	cl, ok := s.cfg.Authenticate(token)
+	if !ok && strings.HasPrefix(token, accessPrefix) {
+		if !strings.HasPrefix(path, "/fhir") {
+			return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized",
+				Message: "access tokens from " + tokenPath + " are for the FHIR API; use your service's directory token here"}
+		}
+		c, gr, err := s.verifyAccessToken(token)
+		if err != nil {
+			return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: err.Error()}
+		}
+		cl, ok, g = c, true, &gr
+	}
 	if !ok {
 		return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "unknown bearer token"}
+	}
+	if g != nil {
+		if res, perm := requiredScope(path, r.Method); res != "" && !strings.ContainsRune(g.Scopes[res], rune(perm)) {
+			return config.Client{}, &jsonError{Status: http.StatusForbidden, Code: "forbidden",
+				Message: fmt.Sprintf("the access token's scope (%s) does not include system/%s.%c", scopeString(g.Scopes), res, perm)}
+		}
 	}
 	allowed := true
 	switch acc {

@@ -35,6 +35,9 @@ Usage:
   socialrx outbox show ID [--json]
   socialrx outbox replay (ID… | --state dead [--service ID]) --reason TEXT [--dry-run] [--json]
   socialrx hash-token [TOKEN]            print the SHA-256 hex of a client token (reads stdin without TOKEN)
+  socialrx jwks [--kid K] KEY.pem        print a client's directory jwks (public JWK Set) for an RSA or P-384 key
+  socialrx client-assertion --key KEY.pem --kid K --client ID [--aud URL]
+                                         sign a SMART Backend Services client assertion (prints the JWT)
   socialrx demo-receiver [--addr A]      a webhook receiver for the demo that verifies and prints events
   socialrx version
 
@@ -42,7 +45,7 @@ Settings (flags override): SOCIALRX_ADDR (127.0.0.1:8080), SOCIALRX_DATABASE_URL
 postgres://…), SOCIALRX_CONFIG (directory file; unset: embedded demo), SOCIALRX_LOG_LEVEL (info),
 SOCIALRX_LOG_FORMAT (text|json), SOCIALRX_RETRY_BUDGET (72h), SOCIALRX_DELIVERY_TIMEOUT (10s),
 SOCIALRX_DELIVERY_LEASE (derived from the timeout), SOCIALRX_ACK_DEADLINE (72h),
-SOCIALRX_MAX_BODY_BYTES (1048576).
+SOCIALRX_MAX_BODY_BYTES (1048576), SOCIALRX_TOKEN_KEY (signs SMART access tokens; base64, 32+ bytes).
 `
 
 // exitUsage is the exit code for a command-line mistake.
@@ -67,6 +70,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdin 
 		err = runHashToken(args[1:], stdin, stdout)
 	case "demo-receiver":
 		err = runDemoReceiver(ctx, args[1:], stdout, stderr)
+	case "jwks":
+		err = runJWKS(args[1:], stdout)
+	case "client-assertion":
+		err = runClientAssertion(args[1:], stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "socialrx", version)
 	case "help", "-h", "--help":

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if len(settings.TokenKey) == 0 && slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.JWKS) > 0 }) {
+		log.Warn("SOCIALRX_TOKEN_KEY is not set: SMART access tokens are signed with a random key and work only on this instance until it restarts")
+	}
 	store, err := openStore(ctx, settings, log)
 	if err != nil {
 		return err
@@ -90,7 +94,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var dispatcherRunning atomic.Bool
 	srv, err := server.New(server.Options{
 		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
-		MaxBodyBytes: settings.MaxBodyBytes,
+		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
 		Ready: func(context.Context) error {
 			if !dispatcherRunning.Load() {
 				return errors.New("dispatcher not running")

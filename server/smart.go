@@ -1,0 +1,448 @@
+package server
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/socialrx/socialrx/config"
+)
+
+// SMART Backend Services (DESIGN.md "Security discovery"): a client whose directory entry has jwks asks
+// POST /oauth/token for a short-lived access token with a client assertion (a JWT it signs with RS384 or
+// ES384: iss = sub = its client id, aud = the token endpoint, exp at most five minutes ahead, a jti used once)
+// and the SMART scopes it wants; it then calls the FHIR API with that token. Scopes narrow what the client's
+// role allows, never widen it. GET /fhir/.well-known/smart-configuration says all of this to machines.
+//
+// Access tokens are self-contained and signed (HMAC-SHA256 with Options.TokenKey), so any instance that
+// shares the key accepts them; they name the client, which must still be in the directory with its keys.
+
+const (
+	tokenPath       = "/oauth/token"
+	accessTokenTTL  = 5 * time.Minute
+	assertionMaxTTL = 5 * time.Minute
+	clockLeeway     = 30 * time.Second
+	// accessPrefix starts every access token socialrx issues (static directory tokens never do).
+	accessPrefix = "srx1."
+	// assertionType is the only client_assertion_type (RFC 7523).
+	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	// maxJTIs bounds the replay cache (assertions live at most five minutes).
+	maxJTIs = 100_000
+)
+
+// smartPerms are the SMART v2 permission letters in their canonical order.
+const smartPerms = "cruds"
+
+// roleScopes is what each role may be granted: resource type → permissions.
+var roleScopes = map[config.Role]map[string]string{
+	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "crds"},
+	config.RoleCommunity: {"ServiceRequest": "rs", "Task": "rus"},
+	config.RoleAdmin:     {"ServiceRequest": "cruds", "Task": "cruds", "Subscription": "crds"},
+}
+
+// grant is what an access token allows: the client and, per resource type, the permission letters.
+type grant struct {
+	Client string            `json:"c"`
+	Scopes map[string]string `json:"s"`
+	Expiry int64             `json:"e"`
+	ID     string            `json:"j"`
+}
+
+// scopeString renders granted scopes as SMART v2 scopes, sorted.
+func scopeString(sc map[string]string) string {
+	out := make([]string, 0, len(sc))
+	for res, perms := range sc {
+		out = append(out, "system/"+res+"."+perms)
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+// parseScopes reads requested SMART scopes (v2 system/Type.cruds and v1 system/Type.read|write|*, Type may be
+// *) and keeps what role may have. Scopes of other contexts (patient/, user/, launch, openid …) are refused.
+func parseScopes(requested string, role config.Role) (map[string]string, error) {
+	allowed := roleScopes[role]
+	out := map[string]string{}
+	fields := strings.Fields(requested)
+	if len(fields) == 0 {
+		return nil, errors.New("scope is required, e.g. system/ServiceRequest.c system/Task.rs")
+	}
+	for _, sc := range fields {
+		rest, ok := strings.CutPrefix(sc, "system/")
+		res, perms, ok2 := strings.Cut(rest, ".")
+		if !ok || !ok2 || res == "" || perms == "" {
+			return nil, fmt.Errorf("scope %q is not a system scope like system/Task.rs (backend services only)", sc)
+		}
+		if q, _, hasQuery := strings.Cut(perms, "?"); hasQuery {
+			return nil, fmt.Errorf("scope %q: search-parameter scopes are not supported (%s)", sc, q)
+		}
+		switch perms {
+		case "read":
+			perms = "rs"
+		case "write":
+			perms = "cud"
+		case "*":
+			perms = smartPerms
+		default:
+			if !validPerms(perms) {
+				return nil, fmt.Errorf("scope %q: permissions must be some of c, r, u, d, s in that order", sc)
+			}
+		}
+		for r, may := range allowed {
+			if res != "*" && res != r {
+				continue
+			}
+			for _, p := range perms {
+				if strings.ContainsRune(may, p) && !strings.ContainsRune(out[r], p) {
+					out[r] += string(p)
+				}
+			}
+		}
+	}
+	for r, p := range out {
+		out[r] = canonicalPerms(p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("none of the requested scopes is open to a %s client (it may have %s)", role, scopeString(allowed))
+	}
+	return out, nil
+}
+
+// validPerms reports whether p is a non-empty, ordered subset of "cruds".
+func validPerms(p string) bool {
+	last := -1
+	for _, c := range p {
+		i := strings.IndexRune(smartPerms, c)
+		if i <= last {
+			return false
+		}
+		last = i
+	}
+	return last >= 0
+}
+
+// canonicalPerms orders permission letters as "cruds".
+func canonicalPerms(p string) string {
+	var b strings.Builder
+	for _, c := range smartPerms {
+		if strings.ContainsRune(p, c) {
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// requiredScope is the resource type and permission a FHIR route and method need ("" when the route needs
+// no scope: discovery).
+func requiredScope(path, method string) (string, byte) {
+	rest := strings.TrimPrefix(path, "/fhir")
+	if rest == "" { // POST /fhir: a transaction Bundle creating a referral
+		return "ServiceRequest", 'c'
+	}
+	parts := strings.Split(strings.TrimPrefix(rest, "/"), "/")
+	res := parts[0]
+	if res == "metadata" || strings.HasPrefix(res, ".well-known") {
+		return "", 0
+	}
+	instance := len(parts) > 1
+	switch method {
+	case http.MethodPost:
+		return res, 'c'
+	case http.MethodPut, http.MethodPatch:
+		return res, 'u'
+	case http.MethodDelete:
+		return res, 'd'
+	}
+	if instance {
+		return res, 'r'
+	}
+	return res, 's'
+}
+
+// tokenKeyOrRandom returns key, or 32 random bytes when key is empty (tokens then work on this process only).
+func tokenKeyOrRandom(key []byte) ([]byte, error) {
+	if len(key) > 0 {
+		return key, nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("server: token key: %w", err)
+	}
+	return k, nil
+}
+
+// signGrant encodes g as an access token.
+func (s *Server) signGrant(g grant) (string, error) {
+	b, err := json.Marshal(g)
+	if err != nil {
+		return "", fmt.Errorf("encode access token: %w", err)
+	}
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	return accessPrefix + payload + "." + base64.RawURLEncoding.EncodeToString(s.grantMAC(payload)), nil
+}
+
+func (s *Server) grantMAC(payload string) []byte {
+	m := hmac.New(sha256.New, s.tokenKey)
+	m.Write([]byte(accessPrefix + payload))
+	return m.Sum(nil)
+}
+
+// verifyAccessToken checks an access token socialrx issued: signature, expiry, and that its client is still in
+// the directory with keys. The error says why, without the token.
+func (s *Server) verifyAccessToken(token string) (config.Client, grant, error) {
+	rest := strings.TrimPrefix(token, accessPrefix)
+	payload, sig, ok := strings.Cut(rest, ".")
+	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	if !ok || err != nil || !hmac.Equal(mac, s.grantMAC(payload)) {
+		return config.Client{}, grant{}, errors.New("access token is not valid here (damaged, or issued with another key)")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	var g grant
+	if err != nil || json.Unmarshal(raw, &g) != nil {
+		return config.Client{}, grant{}, errors.New("access token is damaged")
+	}
+	if !s.now().Before(time.Unix(g.Expiry, 0)) {
+		return config.Client{}, grant{}, errors.New("access token has expired; ask " + tokenPath + " for a new one")
+	}
+	cl, ok := s.clientByID(g.Client)
+	if !ok || len(cl.JWKS) == 0 {
+		return config.Client{}, grant{}, errors.New("access token's client is no longer in the directory")
+	}
+	return cl, g, nil
+}
+
+// clientByID finds a directory client.
+func (s *Server) clientByID(id string) (config.Client, bool) {
+	for _, cl := range s.cfg.Clients {
+		if cl.ID == id {
+			return cl, true
+		}
+	}
+	return config.Client{}, false
+}
+
+// tokenEndpoint is the token endpoint's absolute URL as clients see it (the aud of their assertions).
+func (s *Server) tokenEndpoint(r *http.Request) string {
+	return strings.TrimSuffix(s.base(r), "/fhir") + tokenPath
+}
+
+// smartConfiguration is GET /fhir/.well-known/smart-configuration.
+func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
+	var scopes []string
+	for _, res := range []string{"ServiceRequest", "Task", "Subscription"} {
+		scopes = append(scopes, "system/"+res+".cruds", "system/"+res+".read", "system/"+res+".write")
+	}
+	w.Header().Set("Cache-Control", "max-age=3600")
+	s.writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                strings.TrimSuffix(s.base(r), "/fhir"),
+		"token_endpoint":                        s.tokenEndpoint(r),
+		"grant_types_supported":                 []string{"client_credentials"},
+		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
+		"token_endpoint_auth_signing_alg_values_supported": []string{config.AlgRS384, config.AlgES384},
+		"scopes_supported": scopes,
+		"capabilities":     []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
+	})
+}
+
+// oauthError is an RFC 6749 §5.2 error answer.
+type oauthError struct {
+	Status      int    `json:"-"`
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+// writeOAuth answers the token endpoint (never cached).
+func (s *Server) writeOAuth(w http.ResponseWriter, r *http.Request, status int, v any) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if oe, ok := v.(*oauthError); ok {
+		if oe.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
+		}
+		s.log.Info("token request refused", "request_id", requestID(r.Context()), "status", oe.Status, "error", oe.Code,
+			"reason", oe.Description)
+	}
+	s.writeJSON(w, status, v)
+}
+
+// token is POST /oauth/token: client_credentials with a private_key_jwt client assertion.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	g, err := s.issue(w, r)
+	if err != nil {
+		var oe *oauthError
+		if !errors.As(err, &oe) {
+			oe = &oauthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "try again shortly"}
+			s.log.Error("token request failed", "request_id", requestID(r.Context()), "err", err)
+		}
+		s.writeOAuth(w, r, oe.Status, oe)
+		return
+	}
+	tok, err := s.signGrant(g)
+	if err != nil {
+		s.log.Error("token request failed", "request_id", requestID(r.Context()), "err", err)
+		s.writeOAuth(w, r, http.StatusServiceUnavailable, &oauthError{Status: http.StatusServiceUnavailable,
+			Code: "temporarily_unavailable", Description: "try again shortly"})
+		return
+	}
+	s.log.Info("access token issued", "request_id", requestID(r.Context()), "client", g.Client, "scope", scopeString(g.Scopes))
+	s.writeOAuth(w, r, http.StatusOK, map[string]any{
+		"access_token": tok, "token_type": "bearer", "expires_in": int(accessTokenTTL / time.Second),
+		"scope": scopeString(g.Scopes),
+	})
+}
+
+// issue checks a token request and returns the grant to sign.
+func (s *Server) issue(w http.ResponseWriter, r *http.Request) (grant, error) {
+	bad := func(code, msg string) error {
+		return &oauthError{Status: http.StatusBadRequest, Code: code, Description: msg}
+	}
+	if ct := strings.ToLower(r.Header.Get("Content-Type")); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		return grant{}, bad("invalid_request", "send the request as application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return grant{}, bad("invalid_request", "the form could not be read (too large or damaged)")
+	}
+	f := r.PostForm
+	for _, k := range []string{"grant_type", "scope", "client_assertion_type", "client_assertion"} {
+		if len(f[k]) > 1 {
+			return grant{}, bad("invalid_request", k+" was sent more than once")
+		}
+	}
+	if gt := f.Get("grant_type"); gt != "client_credentials" {
+		if gt == "" {
+			return grant{}, bad("invalid_request", "grant_type is required: client_credentials")
+		}
+		return grant{}, bad("unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported; use client_credentials", gt))
+	}
+	if f.Get("client_assertion_type") != assertionType {
+		return grant{}, bad("invalid_request", "client_assertion_type must be "+assertionType)
+	}
+	assertion := f.Get("client_assertion")
+	if assertion == "" {
+		return grant{}, bad("invalid_request", "client_assertion is required: a JWT signed with one of your registered keys")
+	}
+	cl, err := s.checkAssertion(r, assertion)
+	if err != nil {
+		return grant{}, err
+	}
+	scopes, err := parseScopes(f.Get("scope"), cl.Role)
+	if err != nil {
+		return grant{}, bad("invalid_scope", err.Error())
+	}
+	id := NewUUIDv7()
+	return grant{Client: cl.ID, Scopes: scopes, Expiry: s.now().Add(accessTokenTTL).Unix(), ID: id}, nil
+}
+
+// checkAssertion verifies a client assertion (RFC 7523 as SMART Backend Services profiles it) and returns its
+// client. Every refusal is invalid_client (401) naming the rule.
+func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Client, error) {
+	refuse := func(format string, args ...any) error {
+		return &oauthError{Status: http.StatusUnauthorized, Code: "invalid_client", Description: fmt.Sprintf(format, args...)}
+	}
+	tok, err := jwt.ParseSigned(assertion, []jose.SignatureAlgorithm{jose.RS384, jose.ES384})
+	if err != nil {
+		return config.Client{}, refuse("client_assertion is not a JWS signed with RS384 or ES384: %s", shortJOSE(err))
+	}
+	if len(tok.Headers) != 1 || tok.Headers[0].KeyID == "" {
+		return config.Client{}, refuse("client_assertion's header must name its key (kid)")
+	}
+	hdr := tok.Headers[0]
+	var unverified jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+		return config.Client{}, refuse("client_assertion's claims are not readable: %s", shortJOSE(err))
+	}
+	if unverified.Issuer == "" || unverified.Issuer != unverified.Subject {
+		return config.Client{}, refuse("client_assertion's iss and sub must both be your client id")
+	}
+	cl, ok := s.clientByID(unverified.Issuer)
+	if !ok || len(cl.JWKS) == 0 {
+		return config.Client{}, refuse("client %q is not registered for signed-JWT authentication (no jwks in the directory)", unverified.Issuer)
+	}
+	idx := slices.IndexFunc(cl.JWKS, func(k jose.JSONWebKey) bool { return k.KeyID == hdr.KeyID })
+	if idx < 0 {
+		return config.Client{}, refuse("client %q has no key with kid %q", cl.ID, hdr.KeyID)
+	}
+	key := cl.JWKS[idx]
+	if hdr.Algorithm != key.Algorithm {
+		return config.Client{}, refuse("key %q signs with %s, not %s", key.KeyID, key.Algorithm, hdr.Algorithm)
+	}
+	var claims jwt.Claims
+	if err := tok.Claims(key.Key, &claims); err != nil {
+		return config.Client{}, refuse("client_assertion's signature does not verify with key %q", key.KeyID)
+	}
+	now := s.now()
+	aud := s.tokenEndpoint(r)
+	switch {
+	case claims.Expiry == nil:
+		return config.Client{}, refuse("client_assertion needs exp")
+	case !now.Before(claims.Expiry.Time().Add(clockLeeway)):
+		return config.Client{}, refuse("client_assertion has expired")
+	case claims.Expiry.Time().After(now.Add(assertionMaxTTL + clockLeeway)):
+		return config.Client{}, refuse("client_assertion's exp is more than five minutes ahead")
+	case claims.NotBefore != nil && claims.NotBefore.Time().After(now.Add(clockLeeway)):
+		return config.Client{}, refuse("client_assertion is not valid yet (nbf)")
+	case !claims.Audience.Contains(aud):
+		return config.Client{}, refuse("client_assertion's aud must be the token endpoint %s", aud)
+	case claims.ID == "":
+		return config.Client{}, refuse("client_assertion needs a jti (used once)")
+	}
+	if err := s.jtis.use(cl.ID+"\x00"+claims.ID, claims.Expiry.Time().Add(clockLeeway), now); err != nil {
+		return config.Client{}, refuse("%s", err.Error())
+	}
+	return cl, nil
+}
+
+// shortJOSE is a library error without anything from the token.
+func shortJOSE(err error) string {
+	msg := err.Error()
+	if len(msg) > 120 {
+		msg = msg[:120]
+	}
+	return msg
+}
+
+// jtiCache remembers the jti of every accepted assertion until it expires, so none is accepted twice by this
+// process.
+type jtiCache struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// use records key until expiry, or refuses it when seen before.
+func (c *jtiCache) use(key string, expiry, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[string]time.Time{}
+	}
+	if exp, ok := c.seen[key]; ok && now.Before(exp) {
+		return errors.New("client_assertion's jti was used before; sign a new assertion for every request")
+	}
+	if len(c.seen) >= maxJTIs {
+		for k, exp := range c.seen {
+			if !now.Before(exp) {
+				delete(c.seen, k)
+			}
+		}
+		if len(c.seen) >= maxJTIs {
+			return errors.New("too many token requests just now; try again in a minute")
+		}
+	}
+	c.seen[key] = expiry
+	return nil
+}
