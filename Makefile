@@ -15,7 +15,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/socialrx ./cmd/socialrx
 
 test: fmt-check vet ## the whole test suite; PostgreSQL tests skip without a server (fail when CI is set)
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 test-postgres: ## the store suite on PostgreSQL (SOCIALRX_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test); skips without a server unless CI is set
 	$(GO) test -count=1 ./outbox/postgres/...
@@ -28,7 +28,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 test-race: ## concurrency-heavy packages under the race detector
-	$(GO) test -count=1 -race ./outbox/... ./server/...
+	$(GO) test -count=1 -race -timeout 20m ./outbox/... ./server/...
 
 # FUZZTIME is go test's -fuzztime: a duration (10s) or an execution count (50000x). CI uses a count: a duration
 # can end a sound run with a spurious "context deadline exceeded" on Go 1.26 (golang/go#75804, fixed in 1.27).

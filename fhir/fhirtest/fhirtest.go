@@ -7,8 +7,9 @@
 //	v.AssertValid(t, body)
 //
 // The schema is a test-only dependency: it is found next to this package's source (runtime.Caller), so it
-// works from any package's tests, and it is compiled once per Validator (share one Validator between the
-// subtests of a test; it is safe for concurrent use).
+// works from any package's tests. It is compiled once per test binary: every NewValidator returns the same
+// Validator, which is safe for concurrent use (compiling the 3 MB schema per test made the race-detector run
+// of the server tests slow and memory-hungry).
 package fhirtest
 
 import (
@@ -45,10 +46,15 @@ func SchemaPath() string {
 	return filepath.Join(filepath.Dir(file), "..", "testdata", "fhir.schema.json")
 }
 
-// NewValidator loads and compiles the official schema; it fails the test if it cannot.
+// compiled is the one Validator of this test binary, compiled on first use. It is write-once: after the
+// first call it only hands out the same value (the Validator's own cache is guarded by its mutex).
+var compiled = sync.OnceValues(func() (*Validator, error) { return load(SchemaPath()) })
+
+// NewValidator returns the test binary's Validator of the official schema, loading and compiling it on first
+// use; it fails the test if it cannot.
 func NewValidator(tb testing.TB) *Validator {
 	tb.Helper()
-	v, err := load(SchemaPath())
+	v, err := compiled()
 	if err != nil {
 		tb.Fatalf("fhirtest: %v", err)
 	}
