@@ -289,6 +289,16 @@ type Timeliner interface {
 	Timeline(ctx context.Context, id string) ([]TimelineEntry, error)
 }
 
+// Nonces is implemented by stores that remember single-use values for every instance sharing the database
+// (every backend does; it is separate so that test doubles of Store need not). The token endpoint records the
+// jti of each SMART client assertion here, so that no instance accepts one twice.
+type Nonces interface {
+	// UseNonce records nonce (non-empty text without NUL; callers hash untrusted values) until expiresAt and
+	// reports true; it reports false, writing nothing, when nonce is already recorded and not expired at now.
+	// Expired records are removed as it goes.
+	UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error)
+}
+
 // ClaimFilter limits what ClaimMessagesFiltered may lease per destination.
 type ClaimFilter struct {
 	// PerDestination > 0: at most this many messages of any one destination in the result.

@@ -57,9 +57,8 @@ type Server struct {
 	router  *mux.Router
 	// inboxTmpl renders the community inbox pages (inbox.go).
 	inboxTmpl *template.Template
-	// tokenKey signs access tokens (smart.go); jtis remembers used client assertions.
+	// tokenKey signs access tokens (smart.go).
 	tokenKey []byte
-	jtis     jtiCache
 }
 
 // New builds a Server and its routes.

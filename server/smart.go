@@ -5,19 +5,20 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/outbox"
 )
 
 // SMART Backend Services (DESIGN.md "Security discovery"): a client whose directory entry has jwks asks
@@ -38,8 +39,6 @@ const (
 	accessPrefix = "srx1."
 	// assertionType is the only client_assertion_type (RFC 7523).
 	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-	// maxJTIs bounds the replay cache (assertions live at most five minutes).
-	maxJTIs = 100_000
 )
 
 // smartPerms are the SMART v2 permission letters in their canonical order.
@@ -401,10 +400,33 @@ func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Clien
 	case claims.ID == "":
 		return config.Client{}, refuse("client_assertion needs a jti (used once)")
 	}
-	if err := s.jtis.use(cl.ID+"\x00"+claims.ID, claims.Expiry.Time().Add(clockLeeway), now); err != nil {
-		return config.Client{}, refuse("%s", err.Error())
+	if err := s.useJTI(r, cl.ID, claims.ID, claims.Expiry.Time().Add(clockLeeway), now); err != nil {
+		var oe *oauthError
+		if errors.As(err, &oe) {
+			return config.Client{}, refuse("%s", oe.Description)
+		}
+		return config.Client{}, err
 	}
 	return cl, nil
+}
+
+// useJTI records an assertion's jti until it expires in the store (outbox.Nonces, every backend), so that no
+// instance sharing the database accepts it twice; a jti seen before is an *oauthError. The key is a hash, so
+// any jti text is stored safely.
+func (s *Server) useJTI(r *http.Request, client, jti string, expiry, now time.Time) error {
+	n, ok := s.store.(outbox.Nonces)
+	if !ok {
+		return errors.New("the store keeps no nonces (outbox.Nonces): signed-JWT authentication is unavailable")
+	}
+	sum := sha256.Sum256([]byte(client + "\x00" + jti))
+	fresh, err := n.UseNonce(r.Context(), "jti:"+hex.EncodeToString(sum[:]), expiry, now)
+	if err != nil {
+		return fmt.Errorf("record jti: %w", err)
+	}
+	if !fresh {
+		return &oauthError{Code: "invalid_client", Description: "client_assertion's jti was used before; sign a new assertion for every request"}
+	}
+	return nil
 }
 
 // shortJOSE is a library error without anything from the token.
@@ -414,35 +436,4 @@ func shortJOSE(err error) string {
 		msg = msg[:120]
 	}
 	return msg
-}
-
-// jtiCache remembers the jti of every accepted assertion until it expires, so none is accepted twice by this
-// process.
-type jtiCache struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-// use records key until expiry, or refuses it when seen before.
-func (c *jtiCache) use(key string, expiry, now time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[string]time.Time{}
-	}
-	if exp, ok := c.seen[key]; ok && now.Before(exp) {
-		return errors.New("client_assertion's jti was used before; sign a new assertion for every request")
-	}
-	if len(c.seen) >= maxJTIs {
-		for k, exp := range c.seen {
-			if !now.Before(exp) {
-				delete(c.seen, k)
-			}
-		}
-		if len(c.seen) >= maxJTIs {
-			return errors.New("too many token requests just now; try again in a minute")
-		}
-	}
-	c.seen[key] = expiry
-	return nil
 }

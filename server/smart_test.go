@@ -284,6 +284,36 @@ func TestSMARTRefusals(t *testing.T) {
 			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
 		}
 	}
+	// Another instance on the same database refuses the used assertion too (the jti is in the store).
+	// Behind one load balancer both instances know the public base URL, so the assertion's aud fits both.
+	other, err := server.New(server.Options{Config: h.cfg, Store: h.store, Clock: h.now, BaseURL: h.url + "/fhir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(other.Handler())
+	defer ts.Close()
+	form := tokenForm(replayed, scope)
+	resp, err := http.Post(ts.URL+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if desc, _ := answer["error_description"].(string); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(desc, "jti was used before") {
+		t.Errorf("replay at a second instance: %d %v, want 401 naming the jti", resp.StatusCode, answer)
+	}
+	fresh := tokenForm(rs(good("second-instance")), scope)
+	resp, err = http.Post(ts.URL+"/oauth/token", "application/x-www-form-urlencoded", strings.NewReader(fresh.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a fresh assertion at the second instance: %d", resp.StatusCode)
+	}
 	// A form that is not a form.
 	r := h.do(http.MethodPost, "/oauth/token", "", mustMarshal(t, map[string]string{"grant_type": "client_credentials"}), "Content-Type: application/json")
 	if r.status != http.StatusBadRequest || r.json(t)["error"] != "invalid_request" {

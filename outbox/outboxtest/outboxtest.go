@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CancelAfterDelivery", testCancelAfterDelivery},
 		{"CancelWhileInflight", testCancelWhileInflight},
 		{"CancelAfterAcknowledgement", testCancelAfterAcknowledgement},
+		{"Nonces", testNonces},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

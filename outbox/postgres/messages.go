@@ -464,3 +464,17 @@ func headScan() sqlstore.HeadScan {
 	return sqlstore.HeadScan{HeadOnly: headOnly, From: func(string) string { return ` FROM outbox_messages m` },
 		Suffix: ` FOR UPDATE OF m SKIP LOCKED`}
 }
+
+// UseNonce records a single-use value for every instance sharing the database (outbox.Nonces).
+func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error) {
+	if nonce == "" {
+		return false, errors.New("postgres: use nonce: empty nonce")
+	}
+	var fresh bool
+	err := s.write(ctx, func(w *wtx) error {
+		var err error
+		fresh, err = dialect().UseNonce(w.ctx, w, nonce, expiresAt, now)
+		return err
+	})
+	return fresh, err
+}

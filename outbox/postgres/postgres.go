@@ -107,6 +107,7 @@ var (
 	_ outbox.Timeliner       = (*Store)(nil)
 	_ outbox.Subscriptions   = (*Store)(nil)
 	_ outbox.FilteredClaimer = (*Store)(nil)
+	_ outbox.Nonces          = (*Store)(nil)
 )
 
 func openDB(dsn string) (*sql.DB, error) {

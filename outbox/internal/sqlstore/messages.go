@@ -429,3 +429,21 @@ func (d Dialect) CountMessages(ctx context.Context, db Querier) (map[outbox.Mess
 	}
 	return counts, FromMicros(oldest.Int64), nil
 }
+
+// UseNonce records nonce until expiresAt inside write transaction w (see outbox.Nonces): it first removes
+// every record expired at now, then inserts nonce unless it is there; true when it was inserted.
+func (d Dialect) UseNonce(ctx context.Context, w Querier, nonce string, expiresAt, now time.Time) (bool, error) {
+	if _, err := w.ExecContext(ctx, d.rebind(`DELETE FROM used_nonces WHERE expires_at <= ?`), Micros(now)); err != nil {
+		return false, d.DriverErr("expire nonces", err)
+	}
+	res, err := w.ExecContext(ctx, d.rebind(`INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`),
+		nonce, Micros(expiresAt))
+	if err != nil {
+		return false, d.DriverErr("use nonce", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, d.DriverErr("use nonce", err)
+	}
+	return n == 1, nil
+}
