@@ -3,11 +3,13 @@ package server_test
 import (
 	"bytes"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/socialrx/socialrx/fhir/fhirtest"
+	"github.com/socialrx/socialrx/mapping"
 )
 
 func TestAuthenticationAndPracticeScoping(t *testing.T) {
@@ -135,6 +137,19 @@ func TestHTTPErrorsAreOperationOutcomes(t *testing.T) {
 	}
 	if r := h.do(http.MethodGet, "/fhir/Task?_lastUpdated=yesterday", tokGP, nil); r.status != http.StatusBadRequest {
 		t.Errorf("bad _lastUpdated: want 400, got %d", r.status)
+	}
+	// A search value that names nothing is a mistake, never "no filter" (which would list every referral).
+	for _, q := range []string{
+		"/fhir/Task?focus=ServiceRequest/",
+		"/fhir/Task?patient:identifier=" + url.QueryEscape(mapping.NHSNumberSystem+"|"),
+		"/fhir/Task?requester:identifier=" + url.QueryEscape(mapping.ODSOrganizationSystem+"|"),
+		"/fhir/ServiceRequest?identifier=" + url.QueryEscape("https://example.org/ids|"),
+	} {
+		r := h.do(http.MethodGet, q, tokGP, nil)
+		name, _, _ := strings.Cut(strings.SplitN(q, "?", 2)[1], "=")
+		if r.status != http.StatusBadRequest || !hasExpression(issues(t, r), name) {
+			t.Errorf("%s: want 400 naming %s, got %d %s", q, name, r.status, r.body)
+		}
 	}
 	if r := h.do(http.MethodGet, "/nowhere", "", nil); r.status != http.StatusNotFound || !strings.Contains(string(r.body), `"error"`) {
 		t.Errorf("unknown route: want a JSON 404, got %d %s", r.status, r.body)

@@ -72,10 +72,15 @@ func (s *Server) messageQuery(r *http.Request) (outbox.MessageQuery, error) {
 				}
 				q.States = append(q.States, ms)
 			}
-		case "service":
-			q.ServiceID = v
-		case "referral":
-			q.ReferralID = v
+		case "service", "referral":
+			if strings.TrimSpace(v) == "" {
+				return q, bad(key + " needs a value (leave the parameter out to list all)")
+			}
+			if key == "service" {
+				q.ServiceID = v
+			} else {
+				q.ReferralID = v
+			}
 		case "older_than":
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {

@@ -134,6 +134,11 @@ func TestAdminAPIFindsAndReplaysDeadLetters(t *testing.T) {
 	if r := json(http.MethodGet, "/admin/v1/messages?colour=red", ""); r.status != http.StatusBadRequest || r.json(t)["field"] != "colour" {
 		t.Errorf("unknown filter: %d %s", r.status, r.body)
 	}
+	for _, f := range []string{"referral", "service"} {
+		if r := json(http.MethodGet, "/admin/v1/messages?"+f+"=", ""); r.status != http.StatusBadRequest || r.json(t)["field"] != f {
+			t.Errorf("empty %s filter (would list everything): %d %s", f, r.status, r.body)
+		}
+	}
 	if r := json(http.MethodGet, "/admin/v1/messages/no-such-id", ""); r.status != http.StatusNotFound {
 		t.Errorf("unknown message: %d", r.status)
 	}

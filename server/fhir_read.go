@@ -206,6 +206,10 @@ func (s *Server) parseSearch(r *http.Request, typ string) (searchParams, error) 
 						bad(key, "patient:identifier supports the NHS number system "+mapping.NHSNumberSystem)
 						continue
 					}
+					if id.Value == "" {
+						bad(key, "patient:identifier needs a value: "+mapping.NHSNumberSystem+"|<NHS number>")
+						continue
+					}
 					q.PatientNHSNumber = id.Value
 				} else {
 					q.PatientRef = v
@@ -220,6 +224,10 @@ func (s *Server) parseSearch(r *http.Request, typ string) (searchParams, error) 
 						bad(key, "requester:identifier supports the ODS organisation code system "+mapping.ODSOrganizationSystem)
 						continue
 					}
+					if id.Value == "" {
+						bad(key, "requester:identifier needs a value: "+mapping.ODSOrganizationSystem+"|<ODS code>")
+						continue
+					}
 					q.Practices = intersectPractices(cl, q.Practices, id.Value)
 				} else {
 					q.RequesterRef = v
@@ -229,12 +237,21 @@ func (s *Server) parseSearch(r *http.Request, typ string) (searchParams, error) 
 			if v, ok := one(); ok {
 				use()
 				id := parseToken(v)
+				if id.Value == "" {
+					bad(key, "identifier needs a value: [system|]value")
+					continue
+				}
 				q.Identifier = &id
 			}
 		case name == "focus" && modifier == "" && typ == "Task":
 			if v, ok := one(); ok {
 				use()
-				q.ServiceRequestID = strings.TrimPrefix(v, "ServiceRequest/")
+				id := strings.TrimPrefix(v, "ServiceRequest/")
+				if id == "" {
+					bad(key, "focus must name a ServiceRequest: ServiceRequest/{id}")
+					continue
+				}
+				q.ServiceRequestID = id
 			}
 		case name == "owner" && (modifier == "" || modifier == "identifier") && typ == "Task":
 			if v, ok := one(); ok {
