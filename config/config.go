@@ -317,6 +317,24 @@ const (
 	AlgES384 = "ES384"
 )
 
+// SigningAlg returns the algorithm a client signs its assertions with for a public key: RS384 for RSA of at
+// least 2048 bits, ES384 for EC on P-384; any other key is an error saying why.
+func SigningAlg(pub any) (string, error) {
+	switch pk := pub.(type) {
+	case *rsa.PublicKey:
+		if pk.N.BitLen() < 2048 {
+			return "", fmt.Errorf("RSA key of %d bits; use at least 2048", pk.N.BitLen())
+		}
+		return AlgRS384, nil
+	case *ecdsa.PublicKey:
+		if pk.Curve != elliptic.P384() {
+			return "", fmt.Errorf("EC key on %s; ES384 needs P-384", pk.Curve.Params().Name)
+		}
+		return AlgES384, nil
+	}
+	return "", fmt.Errorf("key type %T is not supported; use RSA (RS384) or EC P-384 (ES384)", pub)
+}
+
 // clientJWKS reads and checks a client's jwks or jwks_file: public RSA (at least 2048 bits) or P-384 EC keys,
 // each with a unique kid and, when it names one, the algorithm that fits it.
 func clientJWKS(fc fileClient, base string) ([]jose.JSONWebKey, error) {
@@ -366,20 +384,9 @@ func clientJWKS(fc fileClient, base string) ([]jose.JSONWebKey, error) {
 		if !k.IsPublic() {
 			return nil, fmt.Errorf("%s: is a private key; the directory holds public keys only", at)
 		}
-		want := ""
-		switch pk := k.Key.(type) {
-		case *rsa.PublicKey:
-			if pk.N.BitLen() < 2048 {
-				return nil, fmt.Errorf("%s: RSA key of %d bits; use at least 2048", at, pk.N.BitLen())
-			}
-			want = AlgRS384
-		case *ecdsa.PublicKey:
-			if pk.Curve != elliptic.P384() {
-				return nil, fmt.Errorf("%s: EC key on %s; ES384 needs P-384", at, pk.Curve.Params().Name)
-			}
-			want = AlgES384
-		default:
-			return nil, fmt.Errorf("%s: key type %T is not supported; use RSA (RS384) or EC P-384 (ES384)", at, k.Key)
+		want, err := SigningAlg(k.Key)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", at, err)
 		}
 		if k.Algorithm != "" && k.Algorithm != want {
 			return nil, fmt.Errorf("%s: alg %q does not fit this key; use %s", at, k.Algorithm, want)

@@ -46,13 +46,11 @@ func communityView(ref outbox.Referral) communityRecord {
 	return communityRecord{Record: ref.Record, TaskNotes: ref.TaskNotes}
 }
 
-// noteAuthor is the author shown on a note a client adds: a community service's name (its client id when
-// the directory does not name it), a GP client's id.
+// noteAuthor is the author shown on a note a client adds: a community service's name (the directory requires
+// one), a GP client's id.
 func (s *Server) noteAuthor(cl config.Client) string {
 	if cl.Role == config.RoleCommunity {
-		if svc, ok := s.cfg.Directory.Service(cl.Service); ok && svc.Name != "" {
-			return svc.Name
-		}
+		return s.serviceName(cl.Service)
 	}
 	return cl.ID
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -15,8 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/gorilla/mux"
 
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/mapping"
@@ -158,21 +157,24 @@ type inboxFilterLink struct {
 	Current    bool
 }
 
-// inboxClient returns the community client signed in by the request's cookie, or ok false.
-func (s *Server) inboxClient(r *http.Request) (config.Client, string, bool) {
+// inboxSignedIn reads the sign-in cookie. When a community client is signed in it returns the request
+// carrying that client (as a bearer token would, so the community API's helpers apply) and the page data
+// every signed-in page starts from (title, service name, CSRF token, any confirmation); ok false otherwise.
+func (s *Server) inboxSignedIn(r *http.Request, title string) (*http.Request, config.Client, inboxPageData, bool) {
 	c, err := r.Cookie(inboxCookie)
 	if err != nil || c.Value == "" {
-		return config.Client{}, "", false
+		return r, config.Client{}, inboxPageData{}, false
 	}
 	token, err := url.QueryUnescape(c.Value)
 	if err != nil {
-		return config.Client{}, "", false
+		return r, config.Client{}, inboxPageData{}, false
 	}
 	cl, ok := s.cfg.Authenticate(token)
 	if !ok || cl.Role != config.RoleCommunity {
-		return config.Client{}, "", false
+		return r, config.Client{}, inboxPageData{}, false
 	}
-	return cl, token, true
+	d := inboxPageData{Title: title, Service: s.serviceName(cl.Service), CSRF: inboxCSRF(token), Flash: flashText(r)}
+	return r.WithContext(withClient(r.Context(), cl)), cl, d, true
 }
 
 // inboxCSRF is the form token of a signed-in token: an HMAC keyed by the token, so only a page that the
@@ -200,7 +202,7 @@ func (s *Server) renderInbox(w http.ResponseWriter, r *http.Request, status int,
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := s.inboxTmpl.ExecuteTemplate(&b, "page", d); err != nil {
 		s.log.Error("render inbox page", "request_id", requestID(r.Context()), "err", err)
 		http.Error(w, "the page could not be shown", http.StatusInternalServerError)
@@ -208,7 +210,7 @@ func (s *Server) renderInbox(w http.ResponseWriter, r *http.Request, status int,
 	}
 	h.Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte(b.String()))
+	_, _ = b.WriteTo(w)
 }
 
 // inboxRedirect answers a form post with 303 See Other to path (post/redirect/get).
@@ -226,12 +228,11 @@ func (s *Server) inboxBare(w http.ResponseWriter, r *http.Request) {
 
 // inboxHome is GET /inbox/: the sign-in form, or the service's referrals.
 func (s *Server) inboxHome(w http.ResponseWriter, r *http.Request) {
-	cl, token, ok := s.inboxClient(r)
+	r, cl, d, ok := s.inboxSignedIn(r, "Referrals")
 	if !ok {
 		s.renderInbox(w, r, http.StatusOK, inboxPageData{Title: "Sign in", LoginNeeded: true})
 		return
 	}
-	d := inboxPageData{Title: "Referrals", Service: s.serviceName(cl.Service), CSRF: inboxCSRF(token), Flash: flashText(r)}
 	d.Filter = r.URL.Query().Get("show")
 	if d.Filter == "" {
 		d.Filter = "open"
@@ -342,8 +343,7 @@ func secureRequest(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
-// parseInboxForm reads a posted form (application/x-www-form-urlencoded, bounded) sent from a page of this
-// site: a browser's Origin header, when it sends one, must name this host (as the request, a proxy's
+// parseInboxForm reads a posted form (readForm) sent from a page of this site: a browser's Origin header, when it sends one, must name this host (as the request, a proxy's
 // X-Forwarded-Host or the configured base URL names it).
 func (s *Server) parseInboxForm(w http.ResponseWriter, r *http.Request) error {
 	if o := r.Header.Get("Origin"); o != "" {
@@ -352,15 +352,30 @@ func (s *Server) parseInboxForm(w http.ResponseWriter, r *http.Request) error {
 			return errors.New("the form was sent from another web site")
 		}
 	}
-	ct := r.Header.Get("Content-Type")
-	if !strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+	return readForm(w, r, inboxFormMax)
+}
+
+// readForm reads a posted application/x-www-form-urlencoded body of at most limit bytes into r.PostForm; the
+// error says, in words for the sender, why it could not.
+func readForm(w http.ResponseWriter, r *http.Request, limit int64) error {
+	if ct := strings.ToLower(r.Header.Get("Content-Type")); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return errors.New("the form was not sent as a web form (application/x-www-form-urlencoded)")
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, inboxFormMax)
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if err := r.ParseForm(); err != nil {
 		return errors.New("the form could not be read (too large or damaged)")
 	}
 	return nil
+}
+
+// repeatedField returns the first of keys that the form carries more than once ("" when none is).
+func repeatedField(form url.Values, keys ...string) string {
+	for _, k := range keys {
+		if len(form[k]) > 1 {
+			return k
+		}
+	}
+	return ""
 }
 
 // ownHost reports whether host (from a browser's Origin) is this service as the browser reached it.
@@ -375,28 +390,14 @@ func (s *Server) ownHost(r *http.Request, host string) bool {
 	return slices.ContainsFunc(hosts, func(h string) bool { return h != "" && strings.EqualFold(h, host) })
 }
 
-// inboxReferral loads the referral {id} for the signed-in service; another service's referral is not found.
-func (s *Server) inboxReferral(r *http.Request, cl config.Client) (outbox.Referral, error) {
-	id := mux.Vars(r)["id"]
-	ref, err := s.store.GetReferral(r.Context(), id)
-	if err != nil {
-		return outbox.Referral{}, err
-	}
-	if ref.Record.ID != id || ref.Record.Service.ID != cl.Service {
-		return outbox.Referral{}, outbox.ErrNotFound
-	}
-	return ref, nil
-}
-
 // inboxShow is GET /inbox/referrals/{id}.
 func (s *Server) inboxShow(w http.ResponseWriter, r *http.Request) {
-	cl, token, ok := s.inboxClient(r)
+	r, _, d, ok := s.inboxSignedIn(r, "Referral")
 	if !ok {
 		inboxRedirect(w, inboxPath)
 		return
 	}
-	d := inboxPageData{Title: "Referral", Service: s.serviceName(cl.Service), CSRF: inboxCSRF(token), Flash: flashText(r)}
-	ref, err := s.inboxReferral(r, cl)
+	ref, err := s.communityReferral(r)
 	if err != nil {
 		s.inboxFailure(w, r, d, err)
 		return
@@ -420,13 +421,12 @@ func referralPage(d inboxPageData, ref outbox.Referral, form url.Values) inboxPa
 
 // inboxStatus is POST /inbox/referrals/{id}/status: one move (or a note) from the referral page's form.
 func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
-	cl, token, ok := s.inboxClient(r)
+	r, cl, d, ok := s.inboxSignedIn(r, "Referral")
 	if !ok {
 		s.renderInbox(w, r, http.StatusUnauthorized, inboxPageData{Title: "Sign in", LoginNeeded: true,
 			Error: "You are signed out (or your token changed). Sign in again; nothing was changed."})
 		return
 	}
-	d := inboxPageData{Title: "Referral", Service: s.serviceName(cl.Service), CSRF: inboxCSRF(token)}
 	if err := s.parseInboxForm(w, r); err != nil {
 		d.Error = err.Error()
 		s.renderInbox(w, r, http.StatusBadRequest, d)
@@ -438,7 +438,7 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		s.renderInbox(w, r, http.StatusForbidden, d)
 		return
 	}
-	ref, err := s.inboxReferral(r, cl)
+	ref, err := s.communityReferral(r)
 	if err != nil {
 		s.inboxFailure(w, r, d, err)
 		return
@@ -449,11 +449,9 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		pd.Error, pd.Field = msg, field
 		s.renderInbox(w, r, status, pd)
 	}
-	for _, k := range []string{"status", "reason", "outcome", "note", "version"} {
-		if len(form[k]) > 1 {
-			fail(http.StatusBadRequest, k, k+" was sent more than once")
-			return
-		}
+	if k := repeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
+		fail(http.StatusBadRequest, k, k+" was sent more than once")
+		return
 	}
 	expect, err := strconv.Atoi(form.Get("version"))
 	if err != nil || expect < 1 {
@@ -484,7 +482,6 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	from := ref.Record.Status
-	r = r.WithContext(withClient(r.Context(), cl))
 	next, err := s.changeStatus(r, ref, expect, change)
 	if err != nil {
 		je := apiErrorFor(communityFieldError(err))
@@ -492,7 +489,7 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		msg := je.Message
 		if errors.Is(err, outbox.ErrVersionMismatch) {
 			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
-			if cur, gerr := s.inboxReferral(r, cl); gerr == nil {
+			if cur, gerr := s.communityReferral(r); gerr == nil {
 				ref = cur
 			}
 			form = nil

@@ -211,27 +211,24 @@ func (s *Server) authenticate(r *http.Request, acc access, path string) (config.
 		return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized",
 			Message: "send Authorization: Bearer <token> of a configured client"}
 	}
-	var g *grant
 	cl, ok := s.cfg.Authenticate(token)
 	if !ok && strings.HasPrefix(token, accessPrefix) {
 		if !strings.HasPrefix(path, "/fhir") {
 			return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized",
 				Message: "access tokens from " + tokenPath + " are for the FHIR API; use your service's directory token here"}
 		}
-		c, gr, err := s.verifyAccessToken(token)
+		c, g, err := s.verifyAccessToken(token)
 		if err != nil {
 			return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: err.Error()}
 		}
-		cl, ok, g = c, true, &gr
-	}
-	if !ok {
-		return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "unknown bearer token"}
-	}
-	if g != nil {
 		if res, perm := requiredScope(path, r.Method); res != "" && !strings.ContainsRune(g.Scopes[res], rune(perm)) {
 			return config.Client{}, &jsonError{Status: http.StatusForbidden, Code: "forbidden",
 				Message: fmt.Sprintf("the access token's scope (%s) does not include system/%s.%c", scopeString(g.Scopes), res, perm)}
 		}
+		cl, ok = c, true
+	}
+	if !ok {
+		return config.Client{}, &jsonError{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "unknown bearer token"}
 	}
 	allowed := true
 	switch acc {

@@ -56,7 +56,6 @@ type grant struct {
 	Client string            `json:"c"`
 	Scopes map[string]string `json:"s"`
 	Expiry int64             `json:"e"`
-	ID     string            `json:"j"`
 }
 
 // scopeString renders granted scopes as SMART v2 scopes, sorted.
@@ -104,8 +103,8 @@ func parseScopes(requested string, role config.Role) (map[string]string, error) 
 				continue
 			}
 			for _, p := range perms {
-				if strings.ContainsRune(may, p) && !strings.ContainsRune(out[r], p) {
-					out[r] += string(p)
+				if strings.ContainsRune(may, p) {
+					out[r] += string(p) // canonicalPerms below drops repeats
 				}
 			}
 		}
@@ -309,18 +308,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (grant, error) {
 	bad := func(code, msg string) error {
 		return &oauthError{Status: http.StatusBadRequest, Code: code, Description: msg}
 	}
-	if ct := strings.ToLower(r.Header.Get("Content-Type")); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		return grant{}, bad("invalid_request", "send the request as application/x-www-form-urlencoded")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return grant{}, bad("invalid_request", "the form could not be read (too large or damaged)")
+	if err := readForm(w, r, 64<<10); err != nil {
+		return grant{}, bad("invalid_request", err.Error())
 	}
 	f := r.PostForm
-	for _, k := range []string{"grant_type", "scope", "client_assertion_type", "client_assertion"} {
-		if len(f[k]) > 1 {
-			return grant{}, bad("invalid_request", k+" was sent more than once")
-		}
+	if k := repeatedField(f, "grant_type", "scope", "client_assertion_type", "client_assertion"); k != "" {
+		return grant{}, bad("invalid_request", k+" was sent more than once")
 	}
 	if gt := f.Get("grant_type"); gt != "client_credentials" {
 		if gt == "" {
@@ -343,8 +336,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (grant, error) {
 	if err != nil {
 		return grant{}, bad("invalid_scope", err.Error())
 	}
-	id := NewUUIDv7()
-	return grant{Client: cl.ID, Scopes: scopes, Expiry: s.now().Add(accessTokenTTL).Unix(), ID: id}, nil
+	return grant{Client: cl.ID, Scopes: scopes, Expiry: s.now().Add(accessTokenTTL).Unix()}, nil
 }
 
 // checkAssertion verifies a client assertion (RFC 7523 as SMART Backend Services profiles it) and returns its

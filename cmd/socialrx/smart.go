@@ -2,15 +2,11 @@ package main
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +15,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/socialrx/socialrx/config"
 )
 
 // readKeyPEM reads a PEM key file: a private key (PKCS#8, PKCS#1 or SEC 1) or, for jwks, a public key (PKIX).
@@ -46,21 +44,10 @@ func readKeyPEM(path string) (any, error) {
 	return nil, fmt.Errorf("%s: not an RSA or EC key in PEM (PKCS#8, PKCS#1, SEC 1 or PKIX)", path)
 }
 
-// algFor returns the signing algorithm socialrx uses for a key (RS384 for RSA, ES384 for EC P-384).
+// algFor returns the algorithm socialrx accepts for key's public half (config.SigningAlg).
 func algFor(key any) (jose.SignatureAlgorithm, error) {
-	switch k := key.(type) {
-	case *rsa.PrivateKey, *rsa.PublicKey:
-		return jose.RS384, nil
-	case *ecdsa.PrivateKey:
-		if k.Curve == elliptic.P384() {
-			return jose.ES384, nil
-		}
-	case *ecdsa.PublicKey:
-		if k.Curve == elliptic.P384() {
-			return jose.ES384, nil
-		}
-	}
-	return "", errors.New("the key must be RSA (RS384) or EC on P-384 (ES384)")
+	alg, err := config.SigningAlg(publicOf(key))
+	return jose.SignatureAlgorithm(alg), err
 }
 
 // publicOf returns the public half of a key.

@@ -296,9 +296,6 @@ func headScan() sqlstore.HeadScan {
 
 // UseNonce records a single-use value for every instance sharing the database (outbox.Nonces).
 func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error) {
-	if nonce == "" {
-		return false, errors.New("sqlite: use nonce: empty nonce")
-	}
 	var fresh bool
 	err := s.write(ctx, func(w *wtx) error {
 		var err error

@@ -69,12 +69,8 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			return err
 		}
 		// The referral's UpdatedAt follows commit order (sqlstore.Dialect.Stamp); CreatedAt is the intake's.
-		cc := c
-		at, err := dialect().Stamp(w.ctx, w, c.Result.Referral.Record.UpdatedAt)
+		cc, err := dialect().StampCreation(w.ctx, w, c)
 		if err != nil {
-			return err
-		}
-		if err := cc.Restamp(dialect(), at); err != nil {
 			return err
 		}
 		row := cc.Row

@@ -433,6 +433,9 @@ func (d Dialect) CountMessages(ctx context.Context, db Querier) (map[outbox.Mess
 // UseNonce records nonce until expiresAt inside write transaction w (see outbox.Nonces): it first removes
 // every record expired at now, then inserts nonce unless it is there; true when it was inserted.
 func (d Dialect) UseNonce(ctx context.Context, w Querier, nonce string, expiresAt, now time.Time) (bool, error) {
+	if nonce == "" {
+		return false, fmt.Errorf("%s: use nonce: empty nonce", d.Name)
+	}
 	if _, err := w.ExecContext(ctx, d.rebind(`DELETE FROM used_nonces WHERE expires_at <= ?`), Micros(now)); err != nil {
 		return false, d.DriverErr("expire nonces", err)
 	}

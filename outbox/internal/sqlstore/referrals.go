@@ -48,6 +48,9 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 	if nhs == "" && r.Patient.Identifier != nil && r.Patient.Identifier.System == NHSNumberSystem {
 		nhs = r.Patient.Identifier.Value
 	}
+	if sr == nil {
+		sr = []byte{} // the column is NOT NULL
+	}
 	return ReferralRow{
 		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: r.Record.ServiceRequestID,
 		Practice: r.PracticeODS, Service: r.Record.Service.ID, Status: string(r.Record.Status),
@@ -388,9 +391,6 @@ func (d Dialect) NewCreation(in mapping.Intake, newID func() string) (Creation, 
 	if err != nil {
 		return Creation{}, err
 	}
-	if row.ServiceRequest == nil {
-		row.ServiceRequest = []byte{}
-	}
 	events, err := d.EventRows(in.Events, newID)
 	if err != nil {
 		return Creation{}, err
@@ -425,22 +425,21 @@ func (d Dialect) Stamp(ctx context.Context, w Querier, now time.Time) (time.Time
 	return at, nil
 }
 
-// Restamp gives a new referral the UpdatedAt at (from Stamp) and encodes its row again; CreatedAt is kept.
-func (c *Creation) Restamp(d Dialect, at time.Time) error {
+// StampCreation stamps a new referral inside write transaction w (Stamp, from the intake's UpdatedAt) and
+// returns c with that UpdatedAt, its row encoded again when the stamp moved it; CreatedAt is kept.
+func (d Dialect) StampCreation(ctx context.Context, w Querier, c Creation) (Creation, error) {
 	rec := &c.Result.Referral.Record
-	if rec.UpdatedAt.Equal(at) {
-		return nil
+	at, err := d.Stamp(ctx, w, rec.UpdatedAt)
+	if err != nil || rec.UpdatedAt.Equal(at) {
+		return c, err
 	}
 	rec.UpdatedAt = at
 	row, err := d.RowOf(c.Result.Referral.Referral, c.Identifiers, c.Result.Referral.Fingerprint, c.Result.Referral.ServiceRequest)
 	if err != nil {
-		return err
-	}
-	if row.ServiceRequest == nil {
-		row.ServiceRequest = []byte{}
+		return Creation{}, err
 	}
 	c.Row = row
-	return nil
+	return c, nil
 }
 
 // Change is an update of a referral, decided and encoded, still to be written.
