@@ -12,8 +12,9 @@ import (
 	"github.com/socialrx/socialrx/mapping"
 )
 
-// nopStore is an empty Store for tests that never reach the database.
-type nopStore struct{}
+// nopStore is an empty Store for tests that never reach the database. The Store it embeds is nil: a method
+// it does not define (subscriptions, nonces, timeline) panics if a test ever calls it.
+type nopStore struct{ Store }
 
 func (nopStore) CreateReferral(context.Context, mapping.Intake) (CreateResult, error) {
 	return CreateResult{}, nil

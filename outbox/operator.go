@@ -3,17 +3,18 @@ package outbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/socialrx/socialrx/fault"
 )
 
 // ErrBadRequest marks an operator request that cannot be carried out as asked (a missing reason, no
 // selection); the message says what to change.
-var ErrBadRequest = errors.New("bad request")
+var ErrBadRequest = fault.Sentinel(fault.Invalid, "bad request")
 
 // Operator is the one code path behind the admin API (/admin/v1) and the `socialrx outbox` CLI: both list, show
 // and replay messages through it, so an engineer sees and does the same thing either way.

@@ -3,25 +3,25 @@ package outbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 )
 
 // Errors every Store returns, whatever the backend. Backends translate driver errors into these at their edge.
 var (
 	// ErrNotFound: no such referral, message or resource.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = fault.Sentinel(fault.NotFound, "not found")
 	// ErrConflict: a ServiceRequest.identifier is already used by a referral with different content.
-	ErrConflict = errors.New("identifier already used with different content")
+	ErrConflict = fault.Sentinel(fault.Conflict, "identifier already used with different content")
 	// ErrVersionMismatch: an update expected another version (If-Match).
-	ErrVersionMismatch = errors.New("version mismatch")
+	ErrVersionMismatch = fault.Sentinel(fault.Stale, "version mismatch")
 	// ErrLeaseLost: the message is no longer leased by this dispatcher (the lease expired and another took it).
-	ErrLeaseLost = errors.New("lease lost")
+	ErrLeaseLost = fault.Sentinel(fault.Conflict, "lease lost")
 	// ErrNoChange is returned by a ReferralUpdate that has nothing to change: the store then leaves the
 	// referral (and its version) untouched and commits the rest of the operation.
-	ErrNoChange = errors.New("no change")
+	ErrNoChange = fault.Sentinel(fault.Internal, "no change")
 )
 
 // Referral is a stored referral: its state plus the ServiceRequest as stored.
@@ -197,9 +197,27 @@ type ReplayRequest struct {
 	Update ReferralUpdate
 }
 
-// Store is the storage contract. Every behaviour is proven on every backend by outboxtest.
-// All times passed in are the caller's clock; backends never read the wall clock for state decisions.
+// Store is the storage contract: referrals and their timeline, outbox messages, FHIR Subscriptions and
+// single-use values, in one interface that every backend implements whole (there are no optional
+// capabilities to probe for). Every behaviour is proven on every backend by outboxtest. All times passed in
+// are the caller's clock; backends never read the wall clock for state decisions.
 type Store interface {
+	Referrals
+	Timeliner
+	FilteredClaimer
+	Subscriptions
+	Nonces
+
+	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
+	// dispatcher in this process wakes without polling.
+	Changes() <-chan struct{}
+	// Ping checks the database is reachable (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Referrals is the part of Store that keeps referrals and their outbox messages.
+type Referrals interface {
 	// CreateReferral writes the referral, its ServiceRequest, Task v1 and its events in one transaction.
 	// If any identifier is already used: same fingerprint → the existing referral (Created false);
 	// another fingerprint → ErrConflict. Nothing is written unless everything is.
@@ -246,13 +264,6 @@ type Store interface {
 	// NextDue returns when the earliest claimable pending message becomes due (zero when none is pending), so that a
 	// dispatcher can sleep exactly that long.
 	NextDue(ctx context.Context) (time.Time, error)
-
-	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
-	// dispatcher in this process wakes without polling.
-	Changes() <-chan struct{}
-	// Ping checks the database is reachable (readiness).
-	Ping(ctx context.Context) error
-	Close() error
 }
 
 // TimelineCause says which store operation produced a referral version. The zero value is invalid.
@@ -282,16 +293,14 @@ type TimelineEntry struct {
 	Withdrawn []string
 }
 
-// Timeliner is implemented by stores that keep the referral timeline (every backend does; it is a separate
-// interface so that test doubles of Store need not). The admin API and CLI use it.
+// Timeliner is the part of Store that keeps every version of a referral. The admin API and CLI use it.
 type Timeliner interface {
 	// Timeline returns every version of the referral (by referral, task or ServiceRequest id), oldest first.
 	Timeline(ctx context.Context, id string) ([]TimelineEntry, error)
 }
 
-// Nonces is implemented by stores that remember single-use values for every instance sharing the database
-// (every backend does; it is separate so that test doubles of Store need not). The token endpoint records the
-// jti of each SMART client assertion here, so that no instance accepts one twice.
+// Nonces is the part of Store that remembers single-use values for every instance sharing the database. The
+// token endpoint records the jti of each SMART client assertion here, so that no instance accepts one twice.
 type Nonces interface {
 	// UseNonce records nonce (non-empty text without NUL; callers hash untrusted values) until expiresAt and
 	// reports true; it reports false, writing nothing, when nonce is already recorded and not expired at now.
@@ -308,11 +317,10 @@ type ClaimFilter struct {
 	Room map[mapping.Destination]int
 }
 
-// FilteredClaimer is an optional Store capability (backends should implement it): ClaimMessages with
-// per-destination limits, so that a dispatcher never leases messages it has no room to deliver and one slow
-// service's backlog cannot fill every claim. Same rules as ClaimMessages otherwise (due, expired leases,
-// per-referral order), applied before the limits: a message skipped for lack of room stays pending. A
-// dispatcher whose store lacks it falls back to ClaimMessages and holds the surplus until room frees up.
+// FilteredClaimer is the part of Store that claims with per-destination limits, so that a dispatcher never
+// leases messages it has no room to deliver and one slow service's backlog cannot fill every claim. Same rules
+// as ClaimMessages otherwise (due, expired leases, per-referral order), applied before the limits: a message
+// skipped for lack of room stays pending.
 type FilteredClaimer interface {
 	ClaimMessagesFiltered(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
 }
@@ -379,8 +387,7 @@ type SubscriptionQuery struct {
 // transaction that changed the referral. RenderNotification is the FHIR implementation.
 type NotifyFunc func(sub Subscription, ref Referral, eventNumber int64, now time.Time) (json.RawMessage, error)
 
-// Subscriptions is the optional Store capability behind FHIR Subscriptions (a separate interface so that test
-// doubles of Store need not implement it; every backend does). A backend that has it also FANS OUT: every
+// Subscriptions is the part of Store behind FHIR Subscriptions. Every backend also FANS OUT: every
 // transaction that writes a new referral version (CreateReferral, UpdateReferral, and CompleteAttempt or
 // ReplayMessages with an Update that changed the referral) inserts, in that same transaction, one pending
 // message with Destination{Kind: subscription, ID: sub.ID} and Type mapping.EventNotification for each

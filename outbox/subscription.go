@@ -40,13 +40,12 @@ const FHIRJSON = "application/fhir+json"
 // channel.header values and Content-Type application/fhir+json, and no signing secret (notifications are
 // unsigned; webhook-id and webhook-timestamp are still sent, webhook-id being the message id). A
 // subscription that is off or gone makes its pending messages dead (ErrDestinationOff, ErrUnknownDestination).
-// Every other destination goes to next. A store without the Subscriptions capability returns next as is.
+// Every other destination goes to next (nil: none).
 func WithSubscriptions(store Store, next EndpointResolver) EndpointResolver {
-	subs, ok := store.(Subscriptions)
-	if !ok || next == nil {
+	if next == nil {
 		return next
 	}
-	return &subscriptionEndpoints{subs: subs, next: next}
+	return &subscriptionEndpoints{subs: store, next: next}
 }
 
 type subscriptionEndpoints struct {

@@ -66,11 +66,6 @@ func TestWithSubscriptionsResolves(t *testing.T) {
 	if _, err := r.EndpointContext(ctx, sub); !errors.Is(err, outbox.ErrDestinationOff) {
 		t.Errorf("off subscription: %v", err)
 	}
-	// A store without the capability: the directory resolver is used as is.
-	plain := struct{ outbox.Store }{s}
-	if _, ok := outbox.WithSubscriptions(plain, next).(outbox.ContextEndpointResolver); ok {
-		t.Error("WithSubscriptions wrapped a store without Subscriptions")
-	}
 }
 
 // TestOffSubscriptionMessagesGoDead: a notification queued before its subscription was turned off is not
