@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir/fhirtest"
 )
 
@@ -57,8 +58,8 @@ func checkParseResult(t *testing.T, sub *Submission, err error) {
 	if !errors.As(err, &fe) {
 		t.Fatalf("error %v (%T) is not a *fhir.Error", err, err)
 	}
-	if fe.Status < 400 || fe.Status >= 500 || len(fe.Issues) == 0 {
-		t.Fatalf("error %v: status %d, %d issues", fe, fe.Status, len(fe.Issues))
+	if (fe.Kind != fault.Invalid && fe.Kind != fault.Rule) || len(fe.Issues) == 0 {
+		t.Fatalf("error %v: kind %s (want a client's mistake: invalid or rule), %d issues", fe, fe.Kind, len(fe.Issues))
 	}
 	for _, is := range fe.Issues {
 		if len(is.Expression) == 0 || is.Expression[0] == "" || is.Diagnostics == "" {

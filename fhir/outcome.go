@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/socialrx/socialrx/fault"
 )
 
 // IssueCode is an OperationOutcome issue type (http://hl7.org/fhir/issue-type).
@@ -53,12 +55,17 @@ type Issue struct {
 	Expression []string
 }
 
-// Error is a request failure with the HTTP status the client should receive and every issue found.
-// It is the one error type the validators and mapping return for a client's mistake.
+// Error is a failure found in a FHIR resource: its kind (fault.Invalid for what R4 itself forbids,
+// fault.Rule for socialrx's business rules) and every issue found, each naming a FHIRPath expression and an
+// issue type. It is the error type the validators and mapping return for a mistake in a resource; the FHIR
+// API renders it as an OperationOutcome, with the status its table gives the kind.
 type Error struct {
-	Status int
+	Kind   fault.Kind
 	Issues []Issue
 }
+
+// FaultKind implements fault.Kinded.
+func (e *Error) FaultKind() fault.Kind { return e.Kind }
 
 // Error implements error; the message lists rules and locations only.
 func (e *Error) Error() string {
@@ -70,12 +77,12 @@ func (e *Error) Error() string {
 		}
 		parts = append(parts, p)
 	}
-	return fmt.Sprintf("fhir: %d: %s", e.Status, strings.Join(parts, "; "))
+	return fmt.Sprintf("fhir: %s: %s", e.Kind, strings.Join(parts, "; "))
 }
 
 // NewError returns an Error with a single error-severity issue.
-func NewError(status int, code IssueCode, diagnostics string, expression ...string) *Error {
-	return &Error{Status: status, Issues: []Issue{{Severity: SeverityError, Code: code, Diagnostics: diagnostics, Expression: expression}}}
+func NewError(kind fault.Kind, code IssueCode, diagnostics string, expression ...string) *Error {
+	return &Error{Kind: kind, Issues: []Issue{{Severity: SeverityError, Code: code, Diagnostics: diagnostics, Expression: expression}}}
 }
 
 // OperationOutcome is the wire form of an OperationOutcome resource.

@@ -6,11 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/socialrx/socialrx/fault"
 )
 
 // ParseServiceRequest decodes and validates a bare ServiceRequest (the body of POST /fhir/ServiceRequest).
@@ -27,7 +28,7 @@ func ParseServiceRequest(body []byte) (*Submission, error) {
 	v := newValidator("ServiceRequest")
 	v.walkResource(&root, "ServiceRequest", false)
 	if issues := v.result(); len(issues) > 0 {
-		return nil, &Error{Status: http.StatusBadRequest, Issues: issues}
+		return nil, &Error{Kind: fault.Invalid, Issues: issues}
 	}
 	sub := &Submission{Fingerprint: fingerprint(&root, nil, len(body))}
 	if err := sub.finish(&root, len(body)); err != nil {
@@ -55,7 +56,7 @@ func ValidateResource(body []byte, resourceType string) error {
 	v := newValidator(root)
 	v.walkResource(&n, resourceType, false)
 	if issues := v.result(); len(issues) > 0 {
-		return &Error{Status: http.StatusBadRequest, Issues: issues}
+		return &Error{Kind: fault.Invalid, Issues: issues}
 	}
 	return nil
 }
@@ -69,10 +70,10 @@ func decodeDocument(body []byte, root string) (node, *Error) {
 		if errors.As(err, &se) {
 			msg = "json: " + se.Error()
 		}
-		return node{}, NewError(http.StatusBadRequest, CodeStructure, msg, root)
+		return node{}, NewError(fault.Invalid, CodeStructure, msg, root)
 	}
 	if n.kind != jsonObject {
-		return node{}, NewError(http.StatusBadRequest, CodeStructure, "json-type: the body must be a JSON object (a "+root+" resource)", root)
+		return node{}, NewError(fault.Invalid, CodeStructure, "json-type: the body must be a JSON object (a "+root+" resource)", root)
 	}
 	return n, nil
 }
@@ -101,10 +102,10 @@ func ParseTransaction(body []byte) (*Submission, error) {
 		tx = v.checkTransaction(&root)
 	}
 	if issues := v.result(); len(issues) > 0 {
-		return nil, &Error{Status: http.StatusBadRequest, Issues: issues}
+		return nil, &Error{Kind: fault.Invalid, Issues: issues}
 	}
 	if tx.sr == nil { // cannot happen: a transaction without a ServiceRequest has an issue
-		return nil, NewError(http.StatusBadRequest, CodeRequired, "transaction: exactly one ServiceRequest entry is required", "Bundle.entry")
+		return nil, NewError(fault.Invalid, CodeRequired, "transaction: exactly one ServiceRequest entry is required", "Bundle.entry")
 	}
 	return tx.submission(len(body))
 }
@@ -399,7 +400,7 @@ func (sub *Submission) finish(sr *node, sizeHint int) error {
 	}
 	if err := json.Unmarshal(decodeInput, &sub.ServiceRequest); err != nil {
 		// Cannot happen for validated input unless samply disagrees with the schema; never a 500 for it.
-		return NewError(http.StatusBadRequest, CodeStructure, "decode: the validated ServiceRequest could not be decoded as an R4 ServiceRequest", "ServiceRequest")
+		return NewError(fault.Invalid, CodeStructure, "decode: the validated ServiceRequest could not be decoded as an R4 ServiceRequest", "ServiceRequest")
 	}
 	if sr.get("requester") == nil {
 		sub.Warnings = append(sub.Warnings, Issue{Severity: SeverityWarning, Code: CodeRequired, Expression: []string{"ServiceRequest.requester"},

@@ -2,9 +2,10 @@ package fhir
 
 import (
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/socialrx/socialrx/fault"
 )
 
 // sr builds a ServiceRequest body from a minimal valid one: extra members are added (raw JSON, after the
@@ -58,8 +59,8 @@ func checkIssues(t *testing.T, err error, wants []want) {
 		t.Fatalf("no error, want %v", wants)
 	}
 	fe := asFHIRError(t, err)
-	if fe.Status != http.StatusBadRequest {
-		t.Errorf("status %d, want 400", fe.Status)
+	if fe.Kind != fault.Invalid {
+		t.Errorf("kind %s, want invalid (400)", fe.Kind)
 	}
 	used := make([]bool, len(fe.Issues))
 	for _, w := range wants {

@@ -108,6 +108,22 @@ func TestInstant(t *testing.T) {
 	}
 }
 
+func TestExactInstant(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   time.Time
+		want string
+	}{
+		{time.Date(2025, 3, 18, 9, 30, 0, 0, time.UTC), "2025-03-18T09:30:00Z"},
+		{time.Date(2025, 3, 18, 10, 30, 0, 120000000, time.FixedZone("BST", 3600)), "2025-03-18T09:30:00.12Z"},
+		{time.Date(2025, 3, 18, 9, 30, 0, 1, time.UTC), "2025-03-18T09:30:00.000000001Z"},
+	} {
+		if got := ExactInstant(tc.in); got != tc.want {
+			t.Errorf("ExactInstant(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestNewCapabilityStatement(t *testing.T) {
 	t.Parallel()
 	cs, err := NewCapabilityStatement(capabilityInput)

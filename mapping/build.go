@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/socialrx/socialrx/fault"
 
 	"github.com/socialrx/socialrx/fhir"
 )
@@ -78,7 +79,7 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	consent := c.checkConsent(&is, subj)
 	svc, routed := c.route(in.Directory, &is)
 	if len(is) > 0 {
-		return Intake{}, &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: is}
+		return Intake{}, &fhir.Error{Kind: fault.Rule, Issues: is}
 	}
 	if !routed { // cannot happen: route reports an issue whenever it fails
 		return Intake{}, fmt.Errorf("%w: unrouted referral", ErrBadInput)
@@ -445,7 +446,7 @@ func storedServiceRequest(raw json.RawMessage, id string, now time.Time) (json.R
 		if err != nil {
 			return nil, fmt.Errorf("mapping: id: %w", err)
 		}
-		meta, err := json.Marshal(fhir.Meta{VersionID: "1", LastUpdated: FHIRInstant(now)})
+		meta, err := json.Marshal(fhir.Meta{VersionID: "1", LastUpdated: fhir.ExactInstant(now)})
 		if err != nil {
 			return nil, fmt.Errorf("mapping: meta: %w", err)
 		}
@@ -466,7 +467,7 @@ func storedServiceRequest(raw json.RawMessage, id string, now time.Time) (json.R
 	buf.WriteString(`{"resourceType":"ServiceRequest","id":`)
 	idJSON, _ := json.Marshal(id)
 	buf.Write(idJSON)
-	meta, err := json.Marshal(fhir.Meta{VersionID: "1", LastUpdated: FHIRInstant(now)})
+	meta, err := json.Marshal(fhir.Meta{VersionID: "1", LastUpdated: fhir.ExactInstant(now)})
 	if err != nil {
 		return nil, fmt.Errorf("mapping: meta: %w", err)
 	}
@@ -497,7 +498,3 @@ func storedServiceRequest(raw json.RawMessage, id string, now time.Time) (json.R
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
 }
-
-// FHIRInstant renders t as a FHIR instant in UTC with all the precision t has (RFC 3339, trailing zeros of
-// the fraction dropped), so that a client comparing _lastUpdated values never loses an update.
-func FHIRInstant(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -158,7 +158,7 @@ func SubscriptionStatus(s SubscriptionInfo, typ NotificationType, id string, eve
 	for _, e := range events {
 		ne := parameter{Name: "notification-event", Part: []parameter{
 			{Name: "event-number", ValueString: strconv.FormatInt(e.Number, 10)},
-			{Name: "timestamp", ValueInstant: FHIRInstant(e.Timestamp)},
+			{Name: "timestamp", ValueInstant: fhir.ExactInstant(e.Timestamp)},
 		}}
 		if e.Focus != "" {
 			ne.Part = append(ne.Part, parameter{Name: "focus", ValueReference: &fhir.Reference{Reference: e.Focus}})
@@ -198,7 +198,7 @@ func NotificationBundle(s SubscriptionInfo, r Referral, eventNumber int64, now t
 		ResourceType: "Bundle",
 		ID:           id,
 		Type:         "history",
-		Timestamp:    FHIRInstant(now),
+		Timestamp:    fhir.ExactInstant(now),
 		Entry: []historyEntry{{
 			FullURL:  "urn:uuid:" + id,
 			Resource: status,
@@ -216,7 +216,7 @@ func NotificationBundle(s SubscriptionInfo, r Referral, eventNumber int64, now t
 			Resource: task,
 			Request:  historyRequest{Method: "PUT", URL: "Task/" + r.Record.TaskID},
 			Response: historyResponse{Status: "200", Etag: `W/"` + strconv.Itoa(r.Record.Version) + `"`,
-				LastModified: FHIRInstant(r.Record.UpdatedAt)},
+				LastModified: fhir.ExactInstant(r.Record.UpdatedAt)},
 		}
 		if r.Record.Version <= 1 {
 			e.Request = historyRequest{Method: "POST", URL: "Task"}

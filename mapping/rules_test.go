@@ -3,7 +3,6 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
 )
 
@@ -279,8 +279,8 @@ func TestBuildBusinessRules(t *testing.T) {
 			if !errors.As(err, &fe) {
 				t.Fatalf("Build error = %v, want *fhir.Error", err)
 			}
-			if fe.Status != http.StatusUnprocessableEntity {
-				t.Errorf("status = %d, want 422", fe.Status)
+			if fe.Kind != fault.Rule {
+				t.Errorf("kind = %s, want rule (422)", fe.Kind)
 			}
 			if diff := cmp.Diff(tt.want, keysOf(fe.Issues)); diff != "" {
 				t.Errorf("issues (-want +got):\n%s\n%v", diff, fe)

@@ -3,11 +3,10 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
-	"github.com/socialrx/socialrx/fhir"
+	"github.com/socialrx/socialrx/fault"
 )
 
 // Actor is who asks for a status change. The zero value is invalid.
@@ -124,6 +123,27 @@ var (
 	ErrInvalidTransition = errors.New("status change not allowed")
 )
 
+// Fields and rule codes of the state machine's refusals (fault.Issue): the field names are the use cases' own
+// (a request's status, reason, outcome and note); each API renders them in its terms (the FHIR API as the Task's
+// status, statusReason, output and note; the community API as its JSON fields of the same names).
+const (
+	FieldStatus  = "status"
+	FieldReason  = "reason"
+	FieldOutcome = "outcome"
+	FieldNote    = "note"
+
+	// CodeIllegalTransition: the state machine does not allow the move (a *TransitionError, kind conflict).
+	CodeIllegalTransition fault.Code = "illegal_transition"
+	// CodeReasonRequired: the move needs a reason (rejected, on-hold, failed, cancelled).
+	CodeReasonRequired fault.Code = "reason_required"
+	// CodeOutcomeNotAllowed: an outcome comes with a status other than completed or failed.
+	CodeOutcomeNotAllowed fault.Code = "outcome_not_allowed"
+	// CodeOutcomeRequired: an outcome has neither a text nor a code.
+	CodeOutcomeRequired fault.Code = "outcome_required"
+	// CodeTooManyNotes: the Task would keep more than MaxTaskNotes notes.
+	CodeTooManyNotes fault.Code = "too_many_notes"
+)
+
 // TransitionError is a refused status change. It names the current status and the moves the actor may make
 // from it; it carries no patient data.
 type TransitionError struct {
@@ -154,6 +174,9 @@ func (e *TransitionError) Error() string {
 
 // Is makes errors.Is(err, ErrInvalidTransition) true.
 func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTransition }
+
+// FaultKind implements fault.Kinded: the referral's current status forbids the move.
+func (e *TransitionError) FaultKind() fault.Kind { return fault.Conflict }
 
 // CanTransition checks a status change against the referral state machine (DESIGN.md), the one place it is
 // enforced:
@@ -221,8 +244,8 @@ func needsReason(s TaskStatus) bool {
 //
 // Errors: a *TransitionError (errors.Is ErrInvalidTransition: the move is not allowed, 409), ErrNoChange (the
 // referral already has that status and no note comes with the change: success, write nothing), or a
-// *fhir.Error with Status 422 when a required reason is missing or an outcome comes with a status other than
-// completed or failed.
+// *fault.Error of kind fault.Rule (CodeReasonRequired, CodeOutcomeNotAllowed, CodeOutcomeRequired,
+// CodeTooManyNotes) naming the field (FieldReason, FieldOutcome, FieldNote).
 //
 // Notes: change.Notes are appended to TaskNotes (AppendTaskNotes, by NoteAuthor at now) with any change. A
 // change to the status the referral already has that carries notes is a note-only change: whoever sends it,
@@ -241,8 +264,7 @@ func needsReason(s TaskStatus) bool {
 // not echoed back to it. Telling the GP side (Subscriptions) is not mapping's job.
 func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []Event, error) {
 	if len(change.Notes) > 0 && len(cur.TaskNotes)+len(change.Notes) > MaxTaskNotes {
-		return cur, nil, fhir.NewError(http.StatusUnprocessableEntity, fhir.CodeBusinessRule,
-			fmt.Sprintf("a Task keeps at most %d notes", MaxTaskNotes), "Task.note")
+		return cur, nil, fault.New(fault.Rule, CodeTooManyNotes, FieldNote, fmt.Sprintf("a Task keeps at most %d notes", MaxTaskNotes))
 	}
 	if change.To == cur.Record.Status && change.To.Valid() && len(change.Notes) > 0 {
 		return AppendTaskNotes(cur, change.NoteAuthor, now, change.Notes...), nil, nil
@@ -251,20 +273,22 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 		return cur, nil, err
 	}
 	reason := strings.TrimSpace(change.Reason)
-	var is issueList
+	var is []fault.Issue
 	if needsReason(change.To) && reason == "" {
-		is.add(fhir.CodeRequired, "a reason is required to move a referral to "+string(change.To), "Task.statusReason")
+		is = append(is, fault.Issue{Code: CodeReasonRequired, Field: FieldReason,
+			Message: "a reason is required to move a referral to " + string(change.To)})
 	}
 	if change.Outcome != nil {
 		switch {
 		case change.To != StatusCompleted && change.To != StatusFailed:
-			is.add(fhir.CodeBusinessRule, "an outcome can only be given with status completed or failed", "Task.output")
+			is = append(is, fault.Issue{Code: CodeOutcomeNotAllowed, Field: FieldOutcome,
+				Message: "an outcome can only be given with status completed or failed"})
 		case strings.TrimSpace(change.Outcome.Text) == "" && (change.Outcome.Code == nil || change.Outcome.Code.Code == ""):
-			is.add(fhir.CodeRequired, "an outcome needs a text or a code", "Task.output")
+			is = append(is, fault.Issue{Code: CodeOutcomeRequired, Field: FieldOutcome, Message: "an outcome needs a text or a code"})
 		}
 	}
 	if len(is) > 0 {
-		return cur, nil, &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: is}
+		return cur, nil, &fault.Error{Kind: fault.Rule, Issues: is}
 	}
 
 	next := AppendTaskNotes(cur, change.NoteAuthor, now, change.Notes...)

@@ -3,7 +3,6 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
 )
 
@@ -240,13 +240,27 @@ func TestApplyStatusExhaustive(t *testing.T) {
 	}
 }
 
+// ruleKey is a neutral issue as a test compares it: the rule and the field.
+type ruleKey struct {
+	Code  fault.Code
+	Field string
+}
+
+func ruleKeysOf(issues []fault.Issue) []ruleKey {
+	out := make([]ruleKey, 0, len(issues))
+	for _, is := range issues {
+		out = append(out, ruleKey{is.Code, is.Field})
+	}
+	return out
+}
+
 func TestApplyStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
 		from       TaskStatus
 		change     StatusChange
-		wantErr    []issueKey // 422 issues
+		wantErr    []ruleKey // fault.Rule issues (422)
 		wantStatus TaskStatus
 		wantReason string
 		wantSR     string
@@ -255,21 +269,21 @@ func TestApplyStatus(t *testing.T) {
 		{name: "accept", from: StatusRequested, change: StatusChange{To: StatusAccepted, By: ActorCommunity}, wantStatus: StatusAccepted, wantSR: "active"},
 		{name: "acknowledge", from: StatusRequested, change: StatusChange{To: StatusReceived, By: ActorCommunity, Reason: "  thanks  "}, wantStatus: StatusReceived, wantReason: "thanks", wantSR: "active"},
 		{name: "reject needs a reason", from: StatusReceived, change: StatusChange{To: StatusRejected, By: ActorCommunity, Reason: "   "},
-			wantErr: []issueKey{key(fhir.CodeRequired, "Task.statusReason")}},
+			wantErr: []ruleKey{{CodeReasonRequired, FieldReason}}},
 		{name: "reject", from: StatusReceived, change: StatusChange{To: StatusRejected, By: ActorCommunity, Reason: "Outside our area"},
 			wantStatus: StatusRejected, wantReason: "Outside our area", wantSR: "active"},
 		{name: "on-hold needs a reason", from: StatusInProgress, change: StatusChange{To: StatusOnHold, By: ActorCommunity},
-			wantErr: []issueKey{key(fhir.CodeRequired, "Task.statusReason")}},
+			wantErr: []ruleKey{{CodeReasonRequired, FieldReason}}},
 		{name: "failed needs a reason", from: StatusInProgress, change: StatusChange{To: StatusFailed, By: ActorCommunity},
-			wantErr: []issueKey{key(fhir.CodeRequired, "Task.statusReason")}},
+			wantErr: []ruleKey{{CodeReasonRequired, FieldReason}}},
 		{name: "cancel needs a reason", from: StatusAccepted, change: StatusChange{To: StatusCancelled, By: ActorRequester},
-			wantErr: []issueKey{key(fhir.CodeRequired, "Task.statusReason")}},
+			wantErr: []ruleKey{{CodeReasonRequired, FieldReason}}},
 		{name: "outcome only with completed or failed", from: StatusRequested, change: StatusChange{To: StatusAccepted, By: ActorCommunity, Outcome: &Outcome{Text: "x"}},
-			wantErr: []issueKey{key(fhir.CodeBusinessRule, "Task.output")}},
+			wantErr: []ruleKey{{CodeOutcomeNotAllowed, FieldOutcome}}},
 		{name: "empty outcome", from: StatusInProgress, change: StatusChange{To: StatusCompleted, By: ActorCommunity, Outcome: &Outcome{Text: " ", Code: &Concept{}}},
-			wantErr: []issueKey{key(fhir.CodeRequired, "Task.output")}},
+			wantErr: []ruleKey{{CodeOutcomeRequired, FieldOutcome}}},
 		{name: "both problems at once", from: StatusInProgress, change: StatusChange{To: StatusOnHold, By: ActorCommunity, Outcome: &Outcome{Text: "x"}},
-			wantErr: []issueKey{key(fhir.CodeRequired, "Task.statusReason"), key(fhir.CodeBusinessRule, "Task.output")}},
+			wantErr: []ruleKey{{CodeReasonRequired, FieldReason}, {CodeOutcomeNotAllowed, FieldOutcome}}},
 		{name: "complete with outcome", from: StatusInProgress, change: StatusChange{To: StatusCompleted, By: ActorCommunity, Outcome: &Outcome{Text: "Walks weekly with the Tuesday group"}},
 			wantStatus: StatusCompleted, wantSR: "completed"},
 		{name: "resume clears the hold reason", from: StatusOnHold, change: StatusChange{To: StatusInProgress, By: ActorCommunity},
@@ -298,11 +312,11 @@ func TestApplyStatus(t *testing.T) {
 			tt.change.NewID = counterIDs()
 			next, events, err := ApplyStatus(cur, tt.change, later)
 			if tt.wantErr != nil {
-				var fe *fhir.Error
-				if !errors.As(err, &fe) || fe.Status != http.StatusUnprocessableEntity {
-					t.Fatalf("err = %v, want 422", err)
+				var fe *fault.Error
+				if !errors.As(err, &fe) || fe.Kind != fault.Rule {
+					t.Fatalf("err = %v, want a fault.Rule error (422)", err)
 				}
-				if diff := cmp.Diff(tt.wantErr, keysOf(fe.Issues)); diff != "" {
+				if diff := cmp.Diff(tt.wantErr, ruleKeysOf(fe.Issues)); diff != "" {
 					t.Errorf("issues (-want +got):\n%s", diff)
 				}
 				if !cmp.Equal(next, cur) {
@@ -339,7 +353,7 @@ func TestApplyStatus(t *testing.T) {
 			if err := json.Unmarshal(e.Payload, &body); err != nil {
 				t.Fatal(err)
 			}
-			if body.Type != tt.wantEvent || body.Timestamp != FHIRInstant(later) {
+			if body.Type != tt.wantEvent || body.Timestamp != fhir.ExactInstant(later) {
 				t.Errorf("payload type %q timestamp %q", body.Type, body.Timestamp)
 			}
 			want := next.Record

@@ -27,7 +27,7 @@ func TaskFor(r Referral) fhir.Task {
 	t := fhir.Task{
 		ResourceType: "Task",
 		ID:           rec.TaskID,
-		Meta:         &fhir.Meta{VersionID: strconv.Itoa(rec.Version), LastUpdated: FHIRInstant(rec.UpdatedAt)},
+		Meta:         &fhir.Meta{VersionID: strconv.Itoa(rec.Version), LastUpdated: fhir.ExactInstant(rec.UpdatedAt)},
 		Status:       string(rec.Status),
 		Intent:       "order",
 		Priority:     rec.Priority,
@@ -36,8 +36,8 @@ func TaskFor(r Referral) fhir.Task {
 		},
 		Focus:        &fhir.Reference{Reference: "ServiceRequest/" + rec.ServiceRequestID, Type: "ServiceRequest"},
 		For:          fhirRef(r.Patient),
-		AuthoredOn:   FHIRInstant(rec.CreatedAt),
-		LastModified: FHIRInstant(rec.UpdatedAt),
+		AuthoredOn:   fhir.ExactInstant(rec.CreatedAt),
+		LastModified: fhir.ExactInstant(rec.UpdatedAt),
 		Requester:    fhirRef(r.Requester),
 		Owner:        fhirRef(r.Owner),
 	}
@@ -65,7 +65,7 @@ func TaskFor(r Referral) fhir.Task {
 		t.Output = []fhir.TaskOutput{out}
 	}
 	for _, n := range r.TaskNotes {
-		t.Note = append(t.Note, fhir.Annotation{AuthorString: n.Author, Time: FHIRInstant(n.Time), Text: n.Text})
+		t.Note = append(t.Note, fhir.Annotation{AuthorString: n.Author, Time: fhir.ExactInstant(n.Time), Text: n.Text})
 	}
 	return t
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
 	"github.com/socialrx/socialrx/fhir/fhirtest"
 )
@@ -103,22 +104,6 @@ func TestWebhookPayload(t *testing.T) {
 	}
 }
 
-func TestFHIRInstant(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		in   time.Time
-		want string
-	}{
-		{time.Date(2025, 3, 18, 9, 30, 0, 0, time.UTC), "2025-03-18T09:30:00Z"},
-		{time.Date(2025, 3, 18, 10, 30, 0, 120000000, time.FixedZone("BST", 3600)), "2025-03-18T09:30:00.12Z"},
-		{time.Date(2025, 3, 18, 9, 30, 0, 1, time.UTC), "2025-03-18T09:30:00.000000001Z"},
-	} {
-		if got := FHIRInstant(tc.in); got != tc.want {
-			t.Errorf("FHIRInstant(%v) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestValidNHSNumber(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -163,7 +148,7 @@ func FuzzBuild(f *testing.F) {
 		RequesterODS(sub)
 		in, err := Build(sub, BuildInput{Directory: dir, Now: testNow, NewID: counterIDs()})
 		if err != nil {
-			if fe, ok := err.(*fhir.Error); ok && fe.Status == 422 && len(fe.Issues) > 0 {
+			if fe, ok := err.(*fhir.Error); ok && fe.Kind == fault.Rule && len(fe.Issues) > 0 {
 				return
 			}
 			t.Fatalf("Build: %v", err)

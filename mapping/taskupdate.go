@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/socialrx/socialrx/fault"
 
 	"github.com/socialrx/socialrx/fhir"
 )
@@ -133,7 +134,7 @@ func TaskUpdate(cur Referral, body []byte) (StatusChange, error) {
 	}
 
 	if len(is) > 0 {
-		return StatusChange{}, &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: is}
+		return StatusChange{}, &fhir.Error{Kind: fault.Rule, Issues: is}
 	}
 	return change, nil
 }
@@ -191,19 +192,19 @@ func newNotes(raw, cur json.RawMessage) ([]string, issueList) {
 func outcomeFromOutput(raw json.RawMessage) (*Outcome, *fhir.Error) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fhir.NewError(http.StatusUnprocessableEntity, fhir.CodeStructure, "Task.output must be an array", "Task.output")
+		return nil, fhir.NewError(fault.Rule, fhir.CodeStructure, "Task.output must be an array", "Task.output")
 	}
 	switch len(items) {
 	case 0:
 		return nil, nil
 	case 1:
 	default:
-		return nil, fhir.NewError(http.StatusUnprocessableEntity, fhir.CodeBusinessRule,
+		return nil, fhir.NewError(fault.Rule, fhir.CodeBusinessRule,
 			"Task.output: socialrx keeps one outcome; send exactly one output (valueString or valueCodeableConcept)", "Task.output")
 	}
 	members, err := topLevel(items[0])
 	if err != nil {
-		return nil, fhir.NewError(http.StatusUnprocessableEntity, fhir.CodeStructure, "Task.output[0] must be an object", "Task.output[0]")
+		return nil, fhir.NewError(fault.Rule, fhir.CodeStructure, "Task.output[0] must be an object", "Task.output[0]")
 	}
 	var is issueList
 	for k := range members {
@@ -215,11 +216,11 @@ func outcomeFromOutput(raw json.RawMessage) (*Outcome, *fhir.Error) {
 	}
 	if len(is) > 0 {
 		slices.SortFunc(is, func(a, b fhir.Issue) int { return strings.Compare(a.Expression[0], b.Expression[0]) })
-		return nil, &fhir.Error{Status: http.StatusUnprocessableEntity, Issues: is}
+		return nil, &fhir.Error{Kind: fault.Rule, Issues: is}
 	}
 	var out fhir.TaskOutput
 	if err := json.Unmarshal(items[0], &out); err != nil {
-		return nil, fhir.NewError(http.StatusUnprocessableEntity, fhir.CodeStructure, "Task.output[0] is not a Task output", "Task.output[0]")
+		return nil, fhir.NewError(fault.Rule, fhir.CodeStructure, "Task.output[0] is not a Task output", "Task.output[0]")
 	}
 	o := &Outcome{}
 	switch {
@@ -232,7 +233,7 @@ func outcomeFromOutput(raw json.RawMessage) (*Outcome, *fhir.Error) {
 	case out.ValueString != nil:
 		o.Text = *out.ValueString
 	default:
-		return nil, fhir.NewError(http.StatusUnprocessableEntity, fhir.CodeRequired,
+		return nil, fhir.NewError(fault.Rule, fhir.CodeRequired,
 			"Task.output[0] needs valueString (the outcome text) or valueCodeableConcept (a coded outcome)", "Task.output[0]")
 	}
 	return o, nil

@@ -3,13 +3,13 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
 )
 
@@ -153,7 +153,7 @@ func TestTaskUpdate(t *testing.T) {
 				return
 			}
 			var fe *fhir.Error
-			if !errors.As(err, &fe) || fe.Status != http.StatusUnprocessableEntity {
+			if !errors.As(err, &fe) || fe.Kind != fault.Rule {
 				t.Fatalf("want a 422 *fhir.Error, got %v", err)
 			}
 			var exprs []string
@@ -230,8 +230,8 @@ func TestTaskNotes(t *testing.T) {
 	}
 	task := TaskFor(moved)
 	wantNotes := []fhir.Annotation{
-		{AuthorString: "practice-a81001", Time: FHIRInstant(later), Text: "Please call after 5pm"},
-		{AuthorString: "Walks", Time: FHIRInstant(later), Text: "Started"},
+		{AuthorString: "practice-a81001", Time: fhir.ExactInstant(later), Text: "Please call after 5pm"},
+		{AuthorString: "Walks", Time: fhir.ExactInstant(later), Text: "Started"},
 	}
 	if diff := cmp.Diff(wantNotes, task.Note); diff != "" {
 		t.Errorf("Task.note (-want +got):\n%s", diff)

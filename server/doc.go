@@ -1,9 +1,11 @@
-// Package server is socialrx's HTTP adapter: the FHIR API (/fhir), the community API (/community/v1), the
-// community inbox page (/inbox/, server-rendered HTML for groups with no IT), the admin API (/admin/v1) and the
-// ops endpoints (/healthz, /readyz, /metrics).
+// Package server composes socialrx's HTTP adapters into one handler: the FHIR API (server/fhirapi), the
+// community API and inbox page (server/communityapi), the admin API (server/adminapi), SMART Backend Services
+// (server/smart) and the ops endpoints (/healthz, /readyz, /metrics). It owns what every route shares: the
+// correlation id, panic recovery, request metrics, bearer-token authentication and each route's access rule,
+// and the 404 and 405 answers in each API's error format.
 //
-// It is a top-level package because DESIGN.md's dependency order (cmd → outbox/{sqlite,postgres} → outbox →
-// mapping → fhir) has no home for a layer that needs all of them: fhir and mapping do no I/O, and outbox must not
-// know HTTP request handling. Handlers here only translate: they authenticate, decode with fhir, decide with
-// mapping, persist with an outbox.Store, and choose HTTP statuses in one table per API (errors.go).
+// The adapters only translate: they decode a request, call one use case of package referral, and encode the
+// answer; none of them imports another, and none reaches the store but through the use cases. This package
+// is the composition root that needs them all, which is why it sits above them (DESIGN.md: cmd → HTTP adapters
+// → use cases → outbox → mapping → fhir).
 package server

@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/referral"
+	"github.com/socialrx/socialrx/server/internal/web"
 )
 
 // httpMetrics holds the server's Prometheus collectors. Labels carry route names, never ids or patient data.
@@ -21,7 +23,7 @@ type httpMetrics struct {
 	referrals *prometheus.CounterVec
 }
 
-func newHTTPMetrics(reg *prometheus.Registry, store outbox.Store) (*httpMetrics, error) {
+func newHTTPMetrics(reg *prometheus.Registry, op referral.Operator) (*httpMetrics, error) {
 	m := &httpMetrics{
 		registry: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,7 +37,7 @@ func newHTTPMetrics(reg *prometheus.Registry, store outbox.Store) (*httpMetrics,
 			Name: "socialrx_referrals_total", Help: "Referral submissions by outcome (created, resent, rejected).",
 		}, []string{"outcome"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.durations, m.referrals, &outboxCollector{store: store}} {
+	for _, c := range []prometheus.Collector{m.requests, m.durations, m.referrals, &outboxCollector{op: op}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -83,13 +85,13 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 			rec.status = http.StatusOK
 		}
 		s.metrics.observe(route, r.Method, rec.status, time.Since(start))
-		s.log.Debug("request", "request_id", requestID(r.Context()), "route", route, "method", r.Method,
+		s.log.Debug("request", "request_id", web.RequestID(r.Context()), "route", route, "method", r.Method,
 			"status", rec.status, "duration", time.Since(start))
 	})
 }
 
 // outboxCollector reports outbox depth at scrape time, straight from the store.
-type outboxCollector struct{ store outbox.Store }
+type outboxCollector struct{ op referral.Operator }
 
 var (
 	descMessages = prometheus.NewDesc("socialrx_outbox_messages", "Outbox messages by state.", []string{"state"}, nil)
@@ -105,7 +107,7 @@ func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	counts, oldest, err := c.store.CountMessages(ctx)
+	counts, oldest, err := c.op.Counts(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descMessages, err)
 		return

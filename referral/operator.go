@@ -1,4 +1,4 @@
-package outbox
+package referral
 
 import (
 	"context"
@@ -9,17 +9,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/outbox"
 )
-
-// ErrBadRequest marks an operator request that cannot be carried out as asked (a missing reason, no
-// selection); the message says what to change.
-var ErrBadRequest = fault.Sentinel(fault.Invalid, "bad request")
 
 // Operator is the one code path behind the admin API (/admin/v1) and the `socialrx outbox` CLI: both list, show
 // and replay messages through it, so an engineer sees and does the same thing either way.
 type Operator struct {
-	Store Store
+	Store outbox.Store
 	Clock func() time.Time // default time.Now
 }
 
@@ -31,12 +27,17 @@ func (o Operator) now() time.Time {
 }
 
 // List returns messages matching q.
-func (o Operator) List(ctx context.Context, q MessageQuery) ([]Message, error) {
+func (o Operator) List(ctx context.Context, q outbox.MessageQuery) ([]outbox.Message, error) {
 	return o.Store.ListMessages(ctx, q)
 }
 
+// Counts returns the number of messages in each state and the oldest pending message's creation (metrics).
+func (o Operator) Counts(ctx context.Context) (map[outbox.MessageState]int, time.Time, error) {
+	return o.Store.CountMessages(ctx)
+}
+
 // Show returns one message with every attempt and replay.
-func (o Operator) Show(ctx context.Context, id string) (MessageDetail, error) {
+func (o Operator) Show(ctx context.Context, id string) (outbox.MessageDetail, error) {
 	return o.Store.GetMessage(ctx, id)
 }
 
@@ -45,65 +46,51 @@ const maxReasonLen = 500
 
 // Replay moves the selected messages back to pending, keeping their ids (receivers dedupe on webhook-id),
 // recording actor and reason, and setting their referrals' businessStatus back to queued. A filter replays only
-// dead messages; a cancelled message (withdrawn before delivery) is refused with ErrBadRequest. With DryRun nothing changes and the returned messages are what would be replayed.
-func (o Operator) Replay(ctx context.Context, req ReplayRequest) ([]Message, error) {
+// dead messages; a cancelled message (withdrawn before delivery) is refused with outbox.ErrBadRequest. With DryRun nothing changes and the returned messages are what would be replayed.
+func (o Operator) Replay(ctx context.Context, req outbox.ReplayRequest) ([]outbox.Message, error) {
 	req.Reason = strings.TrimSpace(req.Reason)
 	switch {
 	case req.Reason == "":
-		return nil, fmt.Errorf("%w: a reason is required (it is recorded with every replayed message)", ErrBadRequest)
+		return nil, fmt.Errorf("%w: a reason is required (it is recorded with every replayed message)", outbox.ErrBadRequest)
 	case utf8.RuneCountInString(req.Reason) > maxReasonLen:
-		return nil, fmt.Errorf("%w: the reason is longer than %d characters", ErrBadRequest, maxReasonLen)
+		return nil, fmt.Errorf("%w: the reason is longer than %d characters", outbox.ErrBadRequest, maxReasonLen)
 	case strings.TrimSpace(req.Actor) == "":
-		return nil, fmt.Errorf("%w: the actor is required", ErrBadRequest)
+		return nil, fmt.Errorf("%w: the actor is required", outbox.ErrBadRequest)
 	case len(req.IDs) == 0 && req.Filter == nil:
-		return nil, fmt.Errorf("%w: name message ids or a filter (e.g. state dead)", ErrBadRequest)
+		return nil, fmt.Errorf("%w: name message ids or a filter (e.g. state dead)", outbox.ErrBadRequest)
 	case len(req.IDs) > 0 && req.Filter != nil:
-		return nil, fmt.Errorf("%w: name message ids or a filter, not both", ErrBadRequest)
+		return nil, fmt.Errorf("%w: name message ids or a filter, not both", outbox.ErrBadRequest)
 	}
 	for _, id := range req.IDs {
 		d, err := o.Store.GetMessage(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		if d.Message.State == StateCancelled {
-			return nil, fmt.Errorf("%w: message %s is cancelled (withdrawn before delivery: its referral was cancelled by the GP); a cancelled message is never sent, so it cannot be replayed", ErrBadRequest, id)
+		if d.Message.State == outbox.StateCancelled {
+			return nil, fmt.Errorf("%w: message %s is cancelled (withdrawn before delivery: its referral was cancelled by the GP); a cancelled message is never sent, so it cannot be replayed", outbox.ErrBadRequest, id)
 		}
 	}
 	if req.Filter != nil {
 		f := *req.Filter
 		if len(f.States) == 0 {
-			f.States = []MessageState{StateDead}
+			f.States = []outbox.MessageState{outbox.StateDead}
 		}
-		if slices.Contains(f.States, StateCancelled) {
-			return nil, fmt.Errorf("%w: cancelled messages (withdrawn before delivery) cannot be replayed; a filtered replay takes dead messages only", ErrBadRequest)
+		if slices.Contains(f.States, outbox.StateCancelled) {
+			return nil, fmt.Errorf("%w: cancelled messages (withdrawn before delivery) cannot be replayed; a filtered replay takes dead messages only", outbox.ErrBadRequest)
 		}
-		if slices.ContainsFunc(f.States, func(s MessageState) bool { return s != StateDead }) {
-			return nil, fmt.Errorf("%w: a filtered replay takes dead messages only; name other messages by id", ErrBadRequest)
+		if slices.ContainsFunc(f.States, func(s outbox.MessageState) bool { return s != outbox.StateDead }) {
+			return nil, fmt.Errorf("%w: a filtered replay takes dead messages only; name other messages by id", outbox.ErrBadRequest)
 		}
 		req.Filter = &f
 	}
-	req.Update = QueuedAgain
+	req.Update = outbox.QueuedAgain
 	return o.Store.ReplayMessages(ctx, o.now(), req)
 }
 
-// ParseState parses a message state name.
-func ParseState(s string) (MessageState, error) {
-	st := MessageState(s)
-	switch st {
-	case StatePending, StateInflight, StateDelivered, StateDead, StateCancelled:
-		return st, nil
-	}
-	return "", fmt.Errorf("%w: state %q must be pending, inflight, delivered, dead or cancelled", ErrBadRequest, s)
-}
-
-// Timeline returns every version of a referral with the messages each wrote (ErrNotFound when the store keeps
-// no timeline or has no such referral).
-func (o Operator) Timeline(ctx context.Context, referralID string) ([]TimelineEntry, error) {
-	tl, ok := o.Store.(Timeliner)
-	if !ok {
-		return nil, fmt.Errorf("%w: this store keeps no timeline", ErrNotFound)
-	}
-	return tl.Timeline(ctx, referralID)
+// Timeline returns every version of a referral with the messages each wrote (outbox.ErrNotFound when there is
+// no such referral).
+func (o Operator) Timeline(ctx context.Context, referralID string) ([]outbox.TimelineEntry, error) {
+	return o.Store.Timeline(ctx, referralID)
 }
 
 // MessageView is the JSON form of a message shared by the admin API and the CLI. It carries no payload (which
@@ -154,25 +141,25 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// View renders a message for JSON output (without its payload).
-func (m Message) View() MessageView {
+// ViewOf renders a message for JSON output (without its payload).
+func ViewOf(m outbox.Message) MessageView {
 	return MessageView{ID: m.ID, Seq: m.Seq, ReferralID: m.ReferralID, Destination: m.Destination.String(),
 		Type: string(m.Type), State: string(m.State), Attempts: m.Attempts, CreatedAt: m.CreatedAt,
 		NextAttemptAt: timePtr(m.NextAttemptAt), DeliveredAt: timePtr(m.DeliveredAt), LastError: m.LastError}
 }
 
 // Views renders messages for JSON output.
-func Views(msgs []Message) []MessageView {
+func Views(msgs []outbox.Message) []MessageView {
 	out := make([]MessageView, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, m.View())
+		out = append(out, ViewOf(m))
 	}
 	return out
 }
 
-// View renders a message with its attempts, replays and payload.
-func (d MessageDetail) View() DetailView {
-	v := DetailView{Message: d.Message.View(), Attempts: []AttemptView{}, Replays: []ReplayView{}}
+// DetailViewOf renders a message with its attempts, replays and payload.
+func DetailViewOf(d outbox.MessageDetail) DetailView {
+	v := DetailView{Message: ViewOf(d.Message), Attempts: []AttemptView{}, Replays: []ReplayView{}}
 	v.Message.Payload = d.Message.Payload
 	for _, a := range d.Attempts {
 		v.Attempts = append(v.Attempts, AttemptView{N: a.N, StartedAt: a.StartedAt,

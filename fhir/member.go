@@ -1,12 +1,12 @@
-package server
+package fhir
 
 import "encoding/json"
 
-// topLevel returns the raw value of one top-level member of a JSON object without decoding the rest: the
+// TopLevel returns the raw value of one top-level member of a JSON object without decoding the rest: the
 // stored ServiceRequest is read on every intake and read path only for its status and meta.versionId, and a
 // full json.Unmarshal scans (and validates) the whole document twice. The input is socialrx's own stored
 // JSON, already validated; on anything unexpected it reports not found and callers fall back to decoding.
-func topLevel(b []byte, key string) (json.RawMessage, bool) {
+func TopLevel(b []byte, key string) (json.RawMessage, bool) {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return nil, false
@@ -42,9 +42,9 @@ func topLevel(b []byte, key string) (json.RawMessage, bool) {
 	}
 }
 
-// topLevelString is topLevel for a plain string value (no escapes).
-func topLevelString(b []byte, key string) (string, bool) {
-	v, ok := topLevel(b, key)
+// TopLevelString is TopLevel for a plain string value (no escapes).
+func TopLevelString(b []byte, key string) (string, bool) {
+	v, ok := TopLevel(b, key)
 	if !ok || len(v) < 2 || v[0] != '"' {
 		return "", false
 	}

@@ -1,4 +1,4 @@
-package outbox_test
+package referral_test
 
 import (
 	"encoding/json"
@@ -12,28 +12,8 @@ import (
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/sqlite"
+	"github.com/socialrx/socialrx/referral"
 )
-
-func TestMessageStates(t *testing.T) {
-	t.Parallel()
-	finished := map[outbox.MessageState]bool{outbox.StateDelivered: true, outbox.StateCancelled: true}
-	for _, st := range outbox.AllStates() {
-		if !st.Valid() {
-			t.Errorf("%s not valid", st)
-		}
-		if st.Finished() != finished[st] {
-			t.Errorf("%s.Finished() = %v", st, st.Finished())
-		}
-		if got, err := outbox.ParseState(string(st)); err != nil || got != st {
-			t.Errorf("ParseState(%s) = %s, %v", st, got, err)
-		}
-	}
-	for _, bad := range []string{"", "Cancelled", "withdrawn"} {
-		if _, err := outbox.ParseState(bad); !errors.Is(err, outbox.ErrBadRequest) || outbox.MessageState(bad).Valid() {
-			t.Errorf("ParseState(%q) = %v", bad, err)
-		}
-	}
-}
 
 // TestReplayRefusesCancelled: a message withdrawn before delivery is never replayed, by id or by filter.
 func TestReplayRefusesCancelled(t *testing.T) {
@@ -63,7 +43,7 @@ func TestReplayRefusesCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	op := outbox.Operator{Store: s, Clock: func() time.Time { return now }}
+	op := referral.Operator{Store: s, Clock: func() time.Time { return now }}
 	_, err = op.Replay(ctx, outbox.ReplayRequest{IDs: []string{"m1"}, Reason: "retry", Actor: "ops"})
 	if !errors.Is(err, outbox.ErrBadRequest) || !strings.Contains(err.Error(), "withdrawn before delivery") {
 		t.Errorf("replay of a cancelled message by id: %v", err)
@@ -75,7 +55,7 @@ func TestReplayRefusesCancelled(t *testing.T) {
 	if _, err := op.Replay(ctx, outbox.ReplayRequest{IDs: []string{"nope"}, Reason: "retry", Actor: "ops"}); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("replay of an unknown id: %v", err)
 	}
-	if d, err := op.Show(ctx, "m1"); err != nil || d.Message.State != outbox.StateCancelled || d.Message.View().State != "cancelled" {
+	if d, err := op.Show(ctx, "m1"); err != nil || d.Message.State != outbox.StateCancelled || referral.ViewOf(d.Message).State != "cancelled" {
 		t.Errorf("show: %+v, %v", d.Message, err)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package fhir
 
 import (
 	"encoding/json"
@@ -19,22 +19,22 @@ func TestTopLevelMatchesEncodingJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k, want := range m {
-			got, ok := topLevel([]byte(d), k)
+			got, ok := TopLevel([]byte(d), k)
 			if !ok || string(got) != string(want) {
 				t.Errorf("%s: %q: got %q %v, want %q", d, k, got, ok, want)
 			}
 		}
 		var s struct{ Status string }
 		_ = json.Unmarshal([]byte(d), &s)
-		if got, _ := topLevelString([]byte(d), "status"); got != s.Status {
+		if got, _ := TopLevelString([]byte(d), "status"); got != s.Status {
 			t.Errorf("%s: status %q, want %q", d, got, s.Status)
 		}
-		if _, ok := topLevel([]byte(d), "absent"); ok {
+		if _, ok := TopLevel([]byte(d), "absent"); ok {
 			t.Errorf("%s: found an absent key", d)
 		}
 	}
 	for _, bad := range []string{``, `[]`, `{"a"`, `{"a":`, `{"a":"x`} {
-		if _, ok := topLevel([]byte(bad), "a"); ok {
+		if _, ok := TopLevel([]byte(bad), "a"); ok {
 			t.Errorf("%q: malformed input must not be found", bad)
 		}
 	}
@@ -44,7 +44,7 @@ func FuzzTopLevel(f *testing.F) {
 	f.Add([]byte(`{"status":"active","meta":{"versionId":"1"}}`), "status")
 	f.Add([]byte(`{"a":[{"b":"}"}],"status":"x"}`), "status")
 	f.Fuzz(func(t *testing.T, b []byte, key string) {
-		got, ok := topLevel(b, key)
+		got, ok := TopLevel(b, key)
 		var m map[string]json.RawMessage
 		if json.Unmarshal(b, &m) != nil {
 			return // only valid objects have a defined answer; invalid input just must not panic

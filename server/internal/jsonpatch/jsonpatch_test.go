@@ -1,4 +1,4 @@
-package server
+package jsonpatch
 
 import (
 	"encoding/json"
@@ -25,11 +25,11 @@ func FuzzJSONPatch(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, patch []byte) {
-		ops, err := parseJSONPatch(patch)
+		ops, err := Parse(patch)
 		if err != nil {
 			return
 		}
-		out, err := applyJSONPatch(doc, ops, "Task", taskPatchable)
+		out, err := Apply(doc, ops, "Task", []string{"status", "statusReason", "businessStatus", "output", "note"})
 		if err != nil {
 			return
 		}

@@ -1,4 +1,4 @@
-package outbox
+package referral
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
 )
 
 // OverdueSweeper marks referrals that their community service has not acknowledged within Deadline: the
@@ -15,7 +16,7 @@ import (
 // idempotent and safe to run in several instances: each change is a versioned store update that re-checks the
 // rule inside its transaction.
 type OverdueSweeper struct {
-	Store    Store
+	Store    outbox.Store
 	Deadline time.Duration    // how long a referral may stay unacknowledged (SOCIALRX_ACK_DEADLINE)
 	Interval time.Duration    // how often Run sweeps (default 1 minute)
 	Clock    func() time.Time // default time.Now
@@ -25,14 +26,14 @@ type OverdueSweeper struct {
 // SweepOnce marks every overdue referral now and returns how many it changed.
 func (s OverdueSweeper) SweepOnce(ctx context.Context) (int, error) {
 	if s.Deadline <= 0 {
-		return 0, fmt.Errorf("%w: overdue deadline must be positive", ErrBadRequest)
+		return 0, fmt.Errorf("%w: overdue deadline must be positive", outbox.ErrBadRequest)
 	}
 	now := time.Now()
 	if s.Clock != nil {
 		now = s.Clock()
 	}
 	changed := 0
-	q := ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested}, Limit: 500}
+	q := outbox.ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested}, Limit: 500}
 	for {
 		refs, next, err := s.Store.SearchReferrals(ctx, q)
 		if err != nil {
@@ -42,14 +43,14 @@ func (s OverdueSweeper) SweepOnce(ctx context.Context) (int, error) {
 			if _, due := mapping.MarkOverdue(r.Referral, now, s.Deadline); !due {
 				continue
 			}
-			_, err := s.Store.UpdateReferral(ctx, r.Record.ID, 0, now, func(cur Referral) (mapping.Referral, []mapping.Event, error) {
+			_, err := s.Store.UpdateReferral(ctx, r.Record.ID, 0, now, func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
 				ref, ok := mapping.MarkOverdue(cur.Referral, now, s.Deadline)
 				if !ok {
-					return cur.Referral, nil, ErrNoChange
+					return cur.Referral, nil, outbox.ErrNoChange
 				}
 				return ref, nil, nil
 			})
-			if err != nil && !errors.Is(err, ErrNoChange) {
+			if err != nil && !errors.Is(err, outbox.ErrNoChange) {
 				return changed, fmt.Errorf("overdue sweep: referral %s: %w", r.Record.ID, err)
 			}
 			changed++

@@ -1,4 +1,4 @@
-package outbox_test
+package referral_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/sqlite"
+	"github.com/socialrx/socialrx/referral"
 )
 
 func TestOverdueSweep(t *testing.T) {
@@ -47,7 +48,7 @@ func TestOverdueSweep(t *testing.T) {
 	}
 	deadline := 72 * time.Hour
 	sweep := func(at time.Time) int {
-		n, err := outbox.OverdueSweeper{Store: st, Deadline: deadline, Clock: func() time.Time { return at }}.SweepOnce(ctx)
+		n, err := referral.OverdueSweeper{Store: st, Deadline: deadline, Clock: func() time.Time { return at }}.SweepOnce(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +79,7 @@ func TestOverdueSweep(t *testing.T) {
 			t.Errorf("%s: businessStatus %q version %d, want %q version %d", id, r.BusinessStatus, r.Record.Version, w.bs, w.version)
 		}
 	}
-	if _, err := (outbox.OverdueSweeper{Store: st}).SweepOnce(ctx); err == nil {
+	if _, err := (referral.OverdueSweeper{Store: st}).SweepOnce(ctx); err == nil {
 		t.Error("a zero deadline must be refused")
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package communityapi
 
 import (
 	"bytes"
@@ -20,11 +20,14 @@ import (
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/referral"
+	"github.com/socialrx/socialrx/server/internal/web"
 )
 
 // The community inbox page (/inbox/, DESIGN.md): server-rendered HTML for community groups with no IT, doing
 // what the community API does (list, read, acknowledge, accept, decline, start, hold, complete, not complete,
-// add a note) through the same code path (changeStatus, the state machine, one store transaction).
+// add a note) through the same use cases (referral.Service.Search, Get and ChangeStatus: the state machine, one
+// store transaction).
 //
 // Sign-in: the group pastes its community token once; it is kept in an HttpOnly, SameSite=Strict cookie
 // scoped to /inbox/ (Secure behind TLS) and checked like a bearer token on every request, so rotating the
@@ -160,7 +163,7 @@ type inboxFilterLink struct {
 // inboxSignedIn reads the sign-in cookie. When a community client is signed in it returns the request
 // carrying that client (as a bearer token would, so the community API's helpers apply) and the page data
 // every signed-in page starts from (title, service name, CSRF token, any confirmation); ok false otherwise.
-func (s *Server) inboxSignedIn(r *http.Request, title string) (*http.Request, config.Client, inboxPageData, bool) {
+func (a *API) inboxSignedIn(r *http.Request, title string) (*http.Request, config.Client, inboxPageData, bool) {
 	c, err := r.Cookie(inboxCookie)
 	if err != nil || c.Value == "" {
 		return r, config.Client{}, inboxPageData{}, false
@@ -169,12 +172,12 @@ func (s *Server) inboxSignedIn(r *http.Request, title string) (*http.Request, co
 	if err != nil {
 		return r, config.Client{}, inboxPageData{}, false
 	}
-	cl, ok := s.cfg.Authenticate(token)
+	cl, ok := a.o.Config.Authenticate(token)
 	if !ok || cl.Role != config.RoleCommunity {
 		return r, config.Client{}, inboxPageData{}, false
 	}
-	d := inboxPageData{Title: title, Service: s.serviceName(cl.Service), CSRF: inboxCSRF(token), Flash: flashText(r)}
-	return r.WithContext(withClient(r.Context(), cl)), cl, d, true
+	d := inboxPageData{Title: title, Service: a.svc.ServiceName(cl.Service), CSRF: inboxCSRF(token), Flash: flashText(r)}
+	return r.WithContext(web.WithClient(r.Context(), cl)), cl, d, true
 }
 
 // inboxCSRF is the form token of a signed-in token: an HMAC keyed by the token, so only a page that the
@@ -185,16 +188,8 @@ func inboxCSRF(token string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// serviceName is the directory name of a service (its id when unnamed).
-func (s *Server) serviceName(id string) string {
-	if svc, ok := s.cfg.Directory.Service(id); ok && svc.Name != "" {
-		return svc.Name
-	}
-	return id
-}
-
 // renderInbox writes one inbox page with the headers every inbox page carries.
-func (s *Server) renderInbox(w http.ResponseWriter, r *http.Request, status int, d inboxPageData) {
+func (a *API) renderInbox(w http.ResponseWriter, r *http.Request, status int, d inboxPageData) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store") // patient details: never kept by a browser or a proxy
@@ -203,8 +198,8 @@ func (s *Server) renderInbox(w http.ResponseWriter, r *http.Request, status int,
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	var b bytes.Buffer
-	if err := s.inboxTmpl.ExecuteTemplate(&b, "page", d); err != nil {
-		s.log.Error("render inbox page", "request_id", requestID(r.Context()), "err", err)
+	if err := a.tmpl.ExecuteTemplate(&b, "page", d); err != nil {
+		a.log.Error("render inbox page", "request_id", web.RequestID(r.Context()), "err", err)
 		http.Error(w, "the page could not be shown", http.StatusInternalServerError)
 		return
 	}
@@ -221,23 +216,24 @@ func inboxRedirect(w http.ResponseWriter, path string) {
 }
 
 // inboxBare redirects /inbox to /inbox/.
-func (s *Server) inboxBare(w http.ResponseWriter, r *http.Request) {
+func (a *API) inboxBare(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", inboxPath)
 	w.WriteHeader(http.StatusMovedPermanently)
 }
 
 // inboxHome is GET /inbox/: the sign-in form, or the service's referrals.
-func (s *Server) inboxHome(w http.ResponseWriter, r *http.Request) {
-	r, cl, d, ok := s.inboxSignedIn(r, "Referrals")
+func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
+	r, cl, d, ok := a.inboxSignedIn(r, "Referrals")
 	if !ok {
-		s.renderInbox(w, r, http.StatusOK, inboxPageData{Title: "Sign in", LoginNeeded: true})
+		a.renderInbox(w, r, http.StatusOK, inboxPageData{Title: "Sign in", LoginNeeded: true})
 		return
 	}
 	d.Filter = r.URL.Query().Get("show")
 	if d.Filter == "" {
 		d.Filter = "open"
 	}
-	q := outbox.ReferralQuery{ServiceID: cl.Service, Limit: communityDefaultLimit}
+	var q referral.Query
+	q.Limit = defaultLimit
 	found := false
 	for _, f := range inboxFilters {
 		d.Filters = append(d.Filters, inboxFilterLink{Key: f.Key, Label: f.Label, Current: f.Key == d.Filter})
@@ -247,21 +243,21 @@ func (s *Server) inboxHome(w http.ResponseWriter, r *http.Request) {
 	}
 	if !found {
 		d.Error, d.Field = fmt.Sprintf("%q is not a list to show; choose open, new, closed or all", d.Filter), "show"
-		s.renderInbox(w, r, http.StatusBadRequest, d)
+		a.renderInbox(w, r, http.StatusBadRequest, d)
 		return
 	}
 	if after := r.URL.Query().Get("after"); after != "" {
-		c, err := decodeCursor(after)
+		c, err := web.DecodeCursor(after)
 		if err != nil {
 			d.Error, d.Field = "the page link is damaged; start again from the first page", "after"
-			s.renderInbox(w, r, http.StatusBadRequest, d)
+			a.renderInbox(w, r, http.StatusBadRequest, d)
 			return
 		}
 		q.After = &c
 	}
-	refs, next, err := s.store.SearchReferrals(r.Context(), q)
+	refs, next, err := a.svc.Search(r.Context(), web.Caller(r.Context()), q)
 	if err != nil {
-		s.inboxFailure(w, r, d, err)
+		a.inboxFailure(w, r, d, err)
 		return
 	}
 	for _, ref := range refs {
@@ -272,9 +268,9 @@ func (s *Server) inboxHome(w http.ResponseWriter, r *http.Request) {
 	// Newest change first reads best for a person; keyset paging still walks the stored order.
 	slices.Reverse(d.Referrals)
 	if next != nil {
-		d.More = inboxPath + "?" + url.Values{"show": {d.Filter}, "after": {encodeCursor(*next)}}.Encode()
+		d.More = inboxPath + "?" + url.Values{"show": {d.Filter}, "after": {web.EncodeCursor(*next)}}.Encode()
 	}
-	s.renderInbox(w, r, http.StatusOK, d)
+	a.renderInbox(w, r, http.StatusOK, d)
 }
 
 // flashText is the confirmation named by ?done= after a change.
@@ -295,114 +291,86 @@ func flashText(r *http.Request) string {
 }
 
 // inboxLogin is POST /inbox/login: check the pasted token and keep it in the cookie.
-func (s *Server) inboxLogin(w http.ResponseWriter, r *http.Request) {
+func (a *API) inboxLogin(w http.ResponseWriter, r *http.Request) {
 	d := inboxPageData{Title: "Sign in", LoginNeeded: true}
-	if err := s.parseInboxForm(w, r); err != nil {
+	if err := a.parseInboxForm(w, r); err != nil {
 		d.Error = err.Error()
-		s.renderInbox(w, r, http.StatusBadRequest, d)
+		a.renderInbox(w, r, http.StatusBadRequest, d)
 		return
 	}
 	token := strings.TrimSpace(r.PostForm.Get("token"))
 	if token == "" {
 		d.Error, d.Field = "Paste your service's access token to sign in.", "token"
-		s.renderInbox(w, r, http.StatusBadRequest, d)
+		a.renderInbox(w, r, http.StatusBadRequest, d)
 		return
 	}
-	cl, ok := s.cfg.Authenticate(token)
+	cl, ok := a.o.Config.Authenticate(token)
 	if !ok {
-		s.log.Info("inbox sign-in refused: unknown token", "request_id", requestID(r.Context()))
+		a.log.Info("inbox sign-in refused: unknown token", "request_id", web.RequestID(r.Context()))
 		d.Error, d.Field = "That token is not recognised. Check it with whoever set up socialrx for your group.", "token"
-		s.renderInbox(w, r, http.StatusUnauthorized, d)
+		a.renderInbox(w, r, http.StatusUnauthorized, d)
 		return
 	}
 	if cl.Role != config.RoleCommunity {
-		s.log.Info("inbox sign-in refused: not a community client", "request_id", requestID(r.Context()), "client", cl.ID)
+		a.log.Info("inbox sign-in refused: not a community client", "request_id", web.RequestID(r.Context()), "client", cl.ID)
 		d.Error, d.Field = "This token belongs to a "+string(cl.Role)+" client; the inbox is for community services.", "token"
-		s.renderInbox(w, r, http.StatusForbidden, d)
+		a.renderInbox(w, r, http.StatusForbidden, d)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: inboxCookie, Value: url.QueryEscape(token), Path: inboxPath,
-		MaxAge: int(inboxSession / time.Second), HttpOnly: true, Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
-	s.log.Info("inbox sign-in", "request_id", requestID(r.Context()), "client", cl.ID)
+		MaxAge: int(inboxSession / time.Second), HttpOnly: true, Secure: web.SecureRequest(r), SameSite: http.SameSiteStrictMode})
+	a.log.Info("inbox sign-in", "request_id", web.RequestID(r.Context()), "client", cl.ID)
 	inboxRedirect(w, inboxPath)
 }
 
 // inboxLogout is POST /inbox/logout.
-func (s *Server) inboxLogout(w http.ResponseWriter, r *http.Request) {
-	if err := s.parseInboxForm(w, r); err != nil {
-		s.renderInbox(w, r, http.StatusBadRequest, inboxPageData{Title: "Sign out", Error: err.Error()})
+func (a *API) inboxLogout(w http.ResponseWriter, r *http.Request) {
+	if err := a.parseInboxForm(w, r); err != nil {
+		a.renderInbox(w, r, http.StatusBadRequest, inboxPageData{Title: "Sign out", Error: err.Error()})
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: inboxCookie, Value: "", Path: inboxPath, MaxAge: -1, HttpOnly: true,
-		Secure: secureRequest(r), SameSite: http.SameSiteStrictMode})
+		Secure: web.SecureRequest(r), SameSite: http.SameSiteStrictMode})
 	inboxRedirect(w, inboxPath)
-}
-
-// secureRequest reports whether the browser reached socialrx over HTTPS (directly or through a proxy that says so).
-func secureRequest(r *http.Request) bool {
-	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // parseInboxForm reads a posted form (readForm) sent from a page of this site: a browser's Origin header, when it sends one, must name this host (as the request, a proxy's
 // X-Forwarded-Host or the configured base URL names it).
-func (s *Server) parseInboxForm(w http.ResponseWriter, r *http.Request) error {
+func (a *API) parseInboxForm(w http.ResponseWriter, r *http.Request) error {
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
-		if err != nil || !s.ownHost(r, u.Host) {
+		if err != nil || !a.ownHost(r, u.Host) {
 			return errors.New("the form was sent from another web site")
 		}
 	}
-	return readForm(w, r, inboxFormMax)
-}
-
-// readForm reads a posted application/x-www-form-urlencoded body of at most limit bytes into r.PostForm; the
-// error says, in words for the sender, why it could not.
-func readForm(w http.ResponseWriter, r *http.Request, limit int64) error {
-	if ct := strings.ToLower(r.Header.Get("Content-Type")); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		return errors.New("the form was not sent as a web form (application/x-www-form-urlencoded)")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	if err := r.ParseForm(); err != nil {
-		return errors.New("the form could not be read (too large or damaged)")
-	}
-	return nil
-}
-
-// repeatedField returns the first of keys that the form carries more than once ("" when none is).
-func repeatedField(form url.Values, keys ...string) string {
-	for _, k := range keys {
-		if len(form[k]) > 1 {
-			return k
-		}
-	}
-	return ""
+	return web.ReadForm(w, r, inboxFormMax)
 }
 
 // ownHost reports whether host (from a browser's Origin) is this service as the browser reached it.
-func (s *Server) ownHost(r *http.Request, host string) bool {
+func (a *API) ownHost(r *http.Request, host string) bool {
 	if host == "" {
 		return false
 	}
 	hosts := []string{r.Host, r.Header.Get("X-Forwarded-Host")}
-	if b, err := url.Parse(s.baseURL); err == nil && s.baseURL != "" {
+	if b, err := url.Parse(a.o.BaseURL); err == nil && a.o.BaseURL != "" {
 		hosts = append(hosts, b.Host)
 	}
 	return slices.ContainsFunc(hosts, func(h string) bool { return h != "" && strings.EqualFold(h, host) })
 }
 
 // inboxShow is GET /inbox/referrals/{id}.
-func (s *Server) inboxShow(w http.ResponseWriter, r *http.Request) {
-	r, _, d, ok := s.inboxSignedIn(r, "Referral")
+func (a *API) inboxShow(w http.ResponseWriter, r *http.Request) {
+	r, _, d, ok := a.inboxSignedIn(r, "Referral")
 	if !ok {
 		inboxRedirect(w, inboxPath)
 		return
 	}
-	ref, err := s.communityReferral(r)
+	ref, err := a.referral(r)
 	if err != nil {
-		s.inboxFailure(w, r, d, err)
+		a.inboxFailure(w, r, d, err)
 		return
 	}
-	s.renderInbox(w, r, http.StatusOK, referralPage(d, ref, nil))
+	a.renderInbox(w, r, http.StatusOK, referralPage(d, ref, nil))
 }
 
 // referralPage fills the one-referral page.
@@ -420,36 +388,36 @@ func referralPage(d inboxPageData, ref outbox.Referral, form url.Values) inboxPa
 }
 
 // inboxStatus is POST /inbox/referrals/{id}/status: one move (or a note) from the referral page's form.
-func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
-	r, cl, d, ok := s.inboxSignedIn(r, "Referral")
+func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
+	r, cl, d, ok := a.inboxSignedIn(r, "Referral")
 	if !ok {
-		s.renderInbox(w, r, http.StatusUnauthorized, inboxPageData{Title: "Sign in", LoginNeeded: true,
+		a.renderInbox(w, r, http.StatusUnauthorized, inboxPageData{Title: "Sign in", LoginNeeded: true,
 			Error: "You are signed out (or your token changed). Sign in again; nothing was changed."})
 		return
 	}
-	if err := s.parseInboxForm(w, r); err != nil {
+	if err := a.parseInboxForm(w, r); err != nil {
 		d.Error = err.Error()
-		s.renderInbox(w, r, http.StatusBadRequest, d)
+		a.renderInbox(w, r, http.StatusBadRequest, d)
 		return
 	}
 	if got := r.PostForm.Get("csrf"); subtle.ConstantTimeCompare([]byte(got), []byte(d.CSRF)) != 1 {
-		s.log.Warn("inbox form refused: bad CSRF token", "request_id", requestID(r.Context()), "client", cl.ID)
+		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(r.Context()), "client", cl.ID)
 		d.Error = "This form did not come from your inbox page (or it is out of date). Open the referral again; nothing was changed."
-		s.renderInbox(w, r, http.StatusForbidden, d)
+		a.renderInbox(w, r, http.StatusForbidden, d)
 		return
 	}
-	ref, err := s.communityReferral(r)
+	ref, err := a.referral(r)
 	if err != nil {
-		s.inboxFailure(w, r, d, err)
+		a.inboxFailure(w, r, d, err)
 		return
 	}
 	form := r.PostForm
 	fail := func(status int, field, msg string) {
 		pd := referralPage(d, ref, form)
 		pd.Error, pd.Field = msg, field
-		s.renderInbox(w, r, status, pd)
+		a.renderInbox(w, r, status, pd)
 	}
-	if k := repeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
+	if k := web.RepeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
 		fail(http.StatusBadRequest, k, k+" was sent more than once")
 		return
 	}
@@ -466,42 +434,39 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		to = ref.Record.Status
-	} else if !slices.Contains(communityStatuses, to) {
+	} else if !slices.Contains(referral.CommunityStatuses(), to) {
 		fail(http.StatusBadRequest, "status", fmt.Sprintf("%q is not a status a service sets", form.Get("status")))
 		return
 	}
-	change := mapping.StatusChange{To: to, By: mapping.ActorCommunity, Reason: strings.TrimSpace(form.Get("reason")), NewID: s.newID}
+	change := referral.StatusRequest{ReferralID: ref.Record.ID, ExpectVersion: expect, Status: to,
+		Reason: strings.TrimSpace(form.Get("reason")), Note: note}
 	if o := strings.TrimSpace(form.Get("outcome")); o != "" {
 		change.Outcome = &mapping.Outcome{Text: o}
-	}
-	if note != "" {
-		change.Notes, change.NoteAuthor = []string{note}, s.noteAuthor(cl)
 	}
 	if msg, field := inboxTextLimits(change, note); msg != "" {
 		fail(http.StatusUnprocessableEntity, field, msg)
 		return
 	}
 	from := ref.Record.Status
-	next, err := s.changeStatus(r, ref, expect, change)
+	_, next, err := a.svc.ChangeStatus(r.Context(), web.Caller(r.Context()), change)
 	if err != nil {
-		je := apiErrorFor(communityFieldError(err))
-		s.logFailure(r, je.Status, err)
+		status, je := web.JSONError(err)
+		web.LogFailure(a.log, r, status, err)
 		msg := je.Message
 		if errors.Is(err, outbox.ErrVersionMismatch) {
 			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
-			if cur, gerr := s.communityReferral(r); gerr == nil {
+			if cur, gerr := a.referral(r); gerr == nil {
 				ref = cur
 			}
 			form = nil
 		}
-		if je.Status >= http.StatusInternalServerError {
-			s.inboxFailure(w, r, d, err)
+		if status >= http.StatusInternalServerError {
+			a.inboxFailure(w, r, d, err)
 			return
 		}
-		fail(je.Status, je.Field, msg)
+		fail(status, je.Field, msg)
 		return
 	}
-	s.logStatusChange(r, ref, from, next)
 	done := string(next.Record.Status)
 	switch {
 	case next.Record.Version == ref.Record.Version:
@@ -513,7 +478,7 @@ func (s *Server) inboxStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // inboxTextLimits applies the community API's length limits to the form's texts.
-func inboxTextLimits(c mapping.StatusChange, note string) (msg, field string) {
+func inboxTextLimits(c referral.StatusRequest, note string) (msg, field string) {
 	switch {
 	case len([]rune(c.Reason)) > maxReasonRunes:
 		return fmt.Sprintf("The reason is too long (at most %d characters).", maxReasonRunes), "reason"
@@ -526,20 +491,20 @@ func inboxTextLimits(c mapping.StatusChange, note string) (msg, field string) {
 }
 
 // inboxFailure shows a page for a failed read or write: not found, or (logged) unavailable.
-func (s *Server) inboxFailure(w http.ResponseWriter, r *http.Request, d inboxPageData, err error) {
-	je := apiErrorFor(err)
-	s.logFailure(r, je.Status, err)
+func (a *API) inboxFailure(w http.ResponseWriter, r *http.Request, d inboxPageData, err error) {
+	status, je := web.JSONError(err)
+	web.LogFailure(a.log, r, status, err)
 	d.Title = "Not available"
 	switch {
-	case je.Status == http.StatusNotFound:
+	case status == http.StatusNotFound:
 		d.Title, d.Error = "Not found", "There is no such referral for your service."
-	case je.Status >= http.StatusInternalServerError:
-		d.Error = "socialrx could not do this just now; nothing was changed. Try again in a minute. (reference " + requestID(r.Context()) + ")"
-		if je.Status == http.StatusServiceUnavailable {
+	case status >= http.StatusInternalServerError:
+		d.Error = "socialrx could not do this just now; nothing was changed. Try again in a minute. (reference " + web.RequestID(r.Context()) + ")"
+		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
 		}
 	default:
 		d.Error = je.Message
 	}
-	s.renderInbox(w, r, je.Status, d)
+	a.renderInbox(w, r, status, d)
 }

@@ -1,4 +1,8 @@
-package server
+// Package smart is socialrx's SMART Backend Services authorisation server: the discovery document
+// (GET /fhir/.well-known/smart-configuration), the token endpoint (POST /oauth/token: client_credentials with a
+// private_key_jwt client assertion) and the verification of the access tokens it issues, which the FHIR API
+// accepts besides the directory's static tokens.
+package smart
 
 import (
 	"crypto/hmac"
@@ -9,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,7 +23,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/socialrx/socialrx/config"
-	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/referral"
+	"github.com/socialrx/socialrx/server/internal/web"
 )
 
 // SMART Backend Services (DESIGN.md "Security discovery"): a client whose directory entry has jwks asks
@@ -31,12 +37,13 @@ import (
 // shares the key accepts them; they name the client, which must still be in the directory with its keys.
 
 const (
-	tokenPath       = "/oauth/token"
+	// TokenPath is the token endpoint's path.
+	TokenPath       = "/oauth/token"
 	accessTokenTTL  = 5 * time.Minute
 	assertionMaxTTL = 5 * time.Minute
 	clockLeeway     = 30 * time.Second
-	// accessPrefix starts every access token socialrx issues (static directory tokens never do).
-	accessPrefix = "srx1."
+	// AccessPrefix starts every access token socialrx issues (static directory tokens never do).
+	AccessPrefix = "srx1."
 	// assertionType is the only client_assertion_type (RFC 7523).
 	assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 )
@@ -51,15 +58,15 @@ var roleScopes = map[config.Role]map[string]string{
 	config.RoleAdmin:     {"ServiceRequest": "cruds", "Task": "cruds", "Subscription": "crds"},
 }
 
-// grant is what an access token allows: the client and, per resource type, the permission letters.
-type grant struct {
+// Grant is what an access token allows: the client and, per resource type, the permission letters.
+type Grant struct {
 	Client string            `json:"c"`
 	Scopes map[string]string `json:"s"`
 	Expiry int64             `json:"e"`
 }
 
-// scopeString renders granted scopes as SMART v2 scopes, sorted.
-func scopeString(sc map[string]string) string {
+// ScopeString renders granted scopes as SMART v2 scopes, sorted.
+func ScopeString(sc map[string]string) string {
 	out := make([]string, 0, len(sc))
 	for res, perms := range sc {
 		out = append(out, "system/"+res+"."+perms)
@@ -113,7 +120,7 @@ func parseScopes(requested string, role config.Role) (map[string]string, error) 
 		out[r] = canonicalPerms(p)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("none of the requested scopes is open to a %s client (it may have %s)", role, scopeString(allowed))
+		return nil, fmt.Errorf("none of the requested scopes is open to a %s client (it may have %s)", role, ScopeString(allowed))
 	}
 	return out, nil
 }
@@ -142,9 +149,9 @@ func canonicalPerms(p string) string {
 	return b.String()
 }
 
-// requiredScope is the resource type and permission a FHIR route and method need ("" when the route needs
+// RequiredScope is the resource type and permission a FHIR route and method need ("" when the route needs
 // no scope: discovery).
-func requiredScope(path, method string) (string, byte) {
+func RequiredScope(path, method string) (string, byte) {
 	rest := strings.TrimPrefix(path, "/fhir")
 	if rest == "" { // POST /fhir: a transaction Bundle creating a referral
 		return "ServiceRequest", 'c'
@@ -169,6 +176,48 @@ func requiredScope(path, method string) (string, byte) {
 	return res, 's'
 }
 
+// Options are what the SMART server needs.
+type Options struct {
+	Config  *config.Config
+	Service *referral.Service // records assertion ids (used once across instances)
+	Logger  *slog.Logger
+	Clock   func() time.Time
+	// Key signs access tokens; instances that share a database must share it (SOCIALRX_TOKEN_KEY). Empty: a
+	// random key, so tokens work on this process only.
+	Key []byte
+	// Base is the public base URL of the FHIR API for a request.
+	Base func(r *http.Request) string
+}
+
+// Server issues and verifies SMART Backend Services access tokens.
+type Server struct {
+	cfg      *config.Config
+	svc      *referral.Service
+	log      *slog.Logger
+	now      func() time.Time
+	tokenKey []byte
+	base     func(r *http.Request) string
+}
+
+// New returns the SMART server.
+func New(o Options) (*Server, error) {
+	key, err := tokenKeyOrRandom(o.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: o.Config, svc: o.Service, log: o.Logger, now: o.Clock, tokenKey: key, base: o.Base}, nil
+}
+
+// Routes are the discovery document and the token endpoint (both public: the token endpoint authenticates
+// the client by its signed assertion).
+func (s *Server) Routes() []web.Route {
+	return []web.Route{
+		{Path: "/fhir/.well-known/smart-configuration", Name: "smart_configuration", Access: web.Public,
+			Methods: map[string]http.HandlerFunc{http.MethodGet: s.smartConfiguration}},
+		{Path: TokenPath, Name: "oauth_token", Access: web.Public, Methods: map[string]http.HandlerFunc{http.MethodPost: s.token}},
+	}
+}
+
 // tokenKeyOrRandom returns key, or 32 random bytes when key is empty (tokens then work on this process only).
 func tokenKeyOrRandom(key []byte) ([]byte, error) {
 	if len(key) > 0 {
@@ -176,47 +225,47 @@ func tokenKeyOrRandom(key []byte) ([]byte, error) {
 	}
 	k := make([]byte, 32)
 	if _, err := rand.Read(k); err != nil {
-		return nil, fmt.Errorf("server: token key: %w", err)
+		return nil, fmt.Errorf("smart: token key: %w", err)
 	}
 	return k, nil
 }
 
 // signGrant encodes g as an access token.
-func (s *Server) signGrant(g grant) (string, error) {
+func (s *Server) signGrant(g Grant) (string, error) {
 	b, err := json.Marshal(g)
 	if err != nil {
 		return "", fmt.Errorf("encode access token: %w", err)
 	}
 	payload := base64.RawURLEncoding.EncodeToString(b)
-	return accessPrefix + payload + "." + base64.RawURLEncoding.EncodeToString(s.grantMAC(payload)), nil
+	return AccessPrefix + payload + "." + base64.RawURLEncoding.EncodeToString(s.grantMAC(payload)), nil
 }
 
 func (s *Server) grantMAC(payload string) []byte {
 	m := hmac.New(sha256.New, s.tokenKey)
-	m.Write([]byte(accessPrefix + payload))
+	m.Write([]byte(AccessPrefix + payload))
 	return m.Sum(nil)
 }
 
-// verifyAccessToken checks an access token socialrx issued: signature, expiry, and that its client is still in
+// Verify checks an access token socialrx issued: signature, expiry, and that its client is still in
 // the directory with keys. The error says why, without the token.
-func (s *Server) verifyAccessToken(token string) (config.Client, grant, error) {
-	rest := strings.TrimPrefix(token, accessPrefix)
+func (s *Server) Verify(token string) (config.Client, Grant, error) {
+	rest := strings.TrimPrefix(token, AccessPrefix)
 	payload, sig, ok := strings.Cut(rest, ".")
 	mac, err := base64.RawURLEncoding.DecodeString(sig)
 	if !ok || err != nil || !hmac.Equal(mac, s.grantMAC(payload)) {
-		return config.Client{}, grant{}, errors.New("access token is not valid here (damaged, or issued with another key)")
+		return config.Client{}, Grant{}, errors.New("access token is not valid here (damaged, or issued with another key)")
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(payload)
-	var g grant
+	var g Grant
 	if err != nil || json.Unmarshal(raw, &g) != nil {
-		return config.Client{}, grant{}, errors.New("access token is damaged")
+		return config.Client{}, Grant{}, errors.New("access token is damaged")
 	}
 	if !s.now().Before(time.Unix(g.Expiry, 0)) {
-		return config.Client{}, grant{}, errors.New("access token has expired; ask " + tokenPath + " for a new one")
+		return config.Client{}, Grant{}, errors.New("access token has expired; ask " + TokenPath + " for a new one")
 	}
 	cl, ok := s.clientByID(g.Client)
 	if !ok || len(cl.JWKS) == 0 {
-		return config.Client{}, grant{}, errors.New("access token's client is no longer in the directory")
+		return config.Client{}, Grant{}, errors.New("access token's client is no longer in the directory")
 	}
 	return cl, g, nil
 }
@@ -233,7 +282,7 @@ func (s *Server) clientByID(id string) (config.Client, bool) {
 
 // tokenEndpoint is the token endpoint's absolute URL as clients see it (the aud of their assertions).
 func (s *Server) tokenEndpoint(r *http.Request) string {
-	return strings.TrimSuffix(s.base(r), "/fhir") + tokenPath
+	return strings.TrimSuffix(s.base(r), "/fhir") + TokenPath
 }
 
 // smartConfiguration is GET /fhir/.well-known/smart-configuration.
@@ -243,7 +292,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		scopes = append(scopes, "system/"+res+".cruds", "system/"+res+".read", "system/"+res+".write")
 	}
 	w.Header().Set("Cache-Control", "max-age=3600")
-	s.writeJSON(w, http.StatusOK, map[string]any{
+	web.WriteJSON(w, s.log, http.StatusOK, map[string]any{
 		"issuer":                                strings.TrimSuffix(s.base(r), "/fhir"),
 		"token_endpoint":                        s.tokenEndpoint(r),
 		"grant_types_supported":                 []string{"client_credentials"},
@@ -271,10 +320,10 @@ func (s *Server) writeOAuth(w http.ResponseWriter, r *http.Request, status int, 
 		if oe.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
 		}
-		s.log.Info("token request refused", "request_id", requestID(r.Context()), "status", oe.Status, "error", oe.Code,
+		s.log.Info("token request refused", "request_id", web.RequestID(r.Context()), "status", oe.Status, "error", oe.Code,
 			"reason", oe.Description)
 	}
-	s.writeJSON(w, status, v)
+	web.WriteJSON(w, s.log, status, v)
 }
 
 // token is POST /oauth/token: client_credentials with a private_key_jwt client assertion.
@@ -284,59 +333,59 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		var oe *oauthError
 		if !errors.As(err, &oe) {
 			oe = &oauthError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "try again shortly"}
-			s.log.Error("token request failed", "request_id", requestID(r.Context()), "err", err)
+			s.log.Error("token request failed", "request_id", web.RequestID(r.Context()), "err", err)
 		}
 		s.writeOAuth(w, r, oe.Status, oe)
 		return
 	}
 	tok, err := s.signGrant(g)
 	if err != nil {
-		s.log.Error("token request failed", "request_id", requestID(r.Context()), "err", err)
+		s.log.Error("token request failed", "request_id", web.RequestID(r.Context()), "err", err)
 		s.writeOAuth(w, r, http.StatusServiceUnavailable, &oauthError{Status: http.StatusServiceUnavailable,
 			Code: "temporarily_unavailable", Description: "try again shortly"})
 		return
 	}
-	s.log.Info("access token issued", "request_id", requestID(r.Context()), "client", g.Client, "scope", scopeString(g.Scopes))
+	s.log.Info("access token issued", "request_id", web.RequestID(r.Context()), "client", g.Client, "scope", ScopeString(g.Scopes))
 	s.writeOAuth(w, r, http.StatusOK, map[string]any{
 		"access_token": tok, "token_type": "bearer", "expires_in": int(accessTokenTTL / time.Second),
-		"scope": scopeString(g.Scopes),
+		"scope": ScopeString(g.Scopes),
 	})
 }
 
 // issue checks a token request and returns the grant to sign.
-func (s *Server) issue(w http.ResponseWriter, r *http.Request) (grant, error) {
+func (s *Server) issue(w http.ResponseWriter, r *http.Request) (Grant, error) {
 	bad := func(code, msg string) error {
 		return &oauthError{Status: http.StatusBadRequest, Code: code, Description: msg}
 	}
-	if err := readForm(w, r, 64<<10); err != nil {
-		return grant{}, bad("invalid_request", err.Error())
+	if err := web.ReadForm(w, r, 64<<10); err != nil {
+		return Grant{}, bad("invalid_request", err.Error())
 	}
 	f := r.PostForm
-	if k := repeatedField(f, "grant_type", "scope", "client_assertion_type", "client_assertion"); k != "" {
-		return grant{}, bad("invalid_request", k+" was sent more than once")
+	if k := web.RepeatedField(f, "grant_type", "scope", "client_assertion_type", "client_assertion"); k != "" {
+		return Grant{}, bad("invalid_request", k+" was sent more than once")
 	}
 	if gt := f.Get("grant_type"); gt != "client_credentials" {
 		if gt == "" {
-			return grant{}, bad("invalid_request", "grant_type is required: client_credentials")
+			return Grant{}, bad("invalid_request", "grant_type is required: client_credentials")
 		}
-		return grant{}, bad("unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported; use client_credentials", gt))
+		return Grant{}, bad("unsupported_grant_type", fmt.Sprintf("grant_type %q is not supported; use client_credentials", gt))
 	}
 	if f.Get("client_assertion_type") != assertionType {
-		return grant{}, bad("invalid_request", "client_assertion_type must be "+assertionType)
+		return Grant{}, bad("invalid_request", "client_assertion_type must be "+assertionType)
 	}
 	assertion := f.Get("client_assertion")
 	if assertion == "" {
-		return grant{}, bad("invalid_request", "client_assertion is required: a JWT signed with one of your registered keys")
+		return Grant{}, bad("invalid_request", "client_assertion is required: a JWT signed with one of your registered keys")
 	}
 	cl, err := s.checkAssertion(r, assertion)
 	if err != nil {
-		return grant{}, err
+		return Grant{}, err
 	}
 	scopes, err := parseScopes(f.Get("scope"), cl.Role)
 	if err != nil {
-		return grant{}, bad("invalid_scope", err.Error())
+		return Grant{}, bad("invalid_scope", err.Error())
 	}
-	return grant{Client: cl.ID, Scopes: scopes, Expiry: s.now().Add(accessTokenTTL).Unix()}, nil
+	return Grant{Client: cl.ID, Scopes: scopes, Expiry: s.now().Add(accessTokenTTL).Unix()}, nil
 }
 
 // checkAssertion verifies a client assertion (RFC 7523 as SMART Backend Services profiles it) and returns its
@@ -392,7 +441,7 @@ func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Clien
 	case claims.ID == "":
 		return config.Client{}, refuse("client_assertion needs a jti (used once)")
 	}
-	if err := s.useJTI(r, cl.ID, claims.ID, claims.Expiry.Time().Add(clockLeeway), now); err != nil {
+	if err := s.useJTI(r, cl.ID, claims.ID, claims.Expiry.Time().Add(clockLeeway)); err != nil {
 		var oe *oauthError
 		if errors.As(err, &oe) {
 			return config.Client{}, refuse("%s", oe.Description)
@@ -402,16 +451,12 @@ func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Clien
 	return cl, nil
 }
 
-// useJTI records an assertion's jti until it expires in the store (outbox.Nonces, every backend), so that no
+// useJTI records an assertion's jti until it expires (referral.Service.UseOnce, in the store), so that no
 // instance sharing the database accepts it twice; a jti seen before is an *oauthError. The key is a hash, so
 // any jti text is stored safely.
-func (s *Server) useJTI(r *http.Request, client, jti string, expiry, now time.Time) error {
-	n, ok := s.store.(outbox.Nonces)
-	if !ok {
-		return errors.New("the store keeps no nonces (outbox.Nonces): signed-JWT authentication is unavailable")
-	}
+func (s *Server) useJTI(r *http.Request, client, jti string, expiry time.Time) error {
 	sum := sha256.Sum256([]byte(client + "\x00" + jti))
-	fresh, err := n.UseNonce(r.Context(), "jti:"+hex.EncodeToString(sum[:]), expiry, now)
+	fresh, err := s.svc.UseOnce(r.Context(), "jti:"+hex.EncodeToString(sum[:]), expiry)
 	if err != nil {
 		return fmt.Errorf("record jti: %w", err)
 	}

@@ -1,0 +1,97 @@
+package referral
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// Caller is who asks for a use case: the authenticated client and the request's correlation id (for the
+// log lines a use case writes; never patient data).
+type Caller struct {
+	Client    config.Client
+	RequestID string
+}
+
+// Options are what a Service needs; everything that varies is injected.
+type Options struct {
+	Store  outbox.Store
+	Config *config.Config
+	Clock  func() time.Time // default time.Now
+	NewID  func() string    // default UUIDv7
+	Logger *slog.Logger     // default: discard
+}
+
+// Service runs the use cases against one store and one directory. It is safe for concurrent use.
+type Service struct {
+	store outbox.Store
+	cfg   *config.Config
+	now   func() time.Time
+	newID func() string
+	log   *slog.Logger
+}
+
+// New returns a Service.
+func New(o Options) (*Service, error) {
+	if o.Store == nil || o.Config == nil {
+		return nil, errors.New("referral: Store and Config are required")
+	}
+	s := &Service{store: o.Store, cfg: o.Config, now: o.Clock, newID: o.NewID, log: o.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.newID == nil {
+		s.newID = NewUUIDv7
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// NewUUIDv7 returns a new time-ordered UUID string (a v4 if the random source fails v7).
+func NewUUIDv7() string {
+	id, err := uuid.NewV7()
+	if err != nil { // only if the system's random source fails
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// Now is the Service's clock as stored: UTC, truncated to the microsecond.
+func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Ping checks that the store answers (readiness).
+func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// Operator is the engineers' code path (admin API and CLI) over this Service's store and clock.
+func (s *Service) Operator() Operator { return Operator{Store: s.store, Clock: s.now} }
+
+// ServiceName is the directory name of a community service (its id when unnamed).
+func (s *Service) ServiceName(id string) string {
+	if svc, ok := s.cfg.Directory.Service(id); ok && svc.Name != "" {
+		return svc.Name
+	}
+	return id
+}
+
+// noteAuthor is the author shown on a note a client adds: a community service's name (the directory requires
+// one), a GP client's id.
+func (s *Service) noteAuthor(cl config.Client) string {
+	if cl.Role == config.RoleCommunity {
+		return s.ServiceName(cl.Service)
+	}
+	return cl.ID
+}
+
+// UseOnce records key (a hash of untrusted values, e.g. a client assertion's jti) until expiresAt for every
+// instance sharing the store, and reports whether it was fresh (false: seen before and not yet expired).
+func (s *Service) UseOnce(ctx context.Context, key string, expiresAt time.Time) (bool, error) {
+	return s.store.UseNonce(ctx, key, expiresAt, s.now())
+}

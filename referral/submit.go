@@ -1,0 +1,110 @@
+package referral
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/fhir"
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// Submission is a referral as a GP system sends it: the parsed ServiceRequest (or transaction Bundle) and,
+// for a conditional create (If-None-Exist: identifier=…), the identifier that must not exist yet.
+type Submission struct {
+	Parsed      *fhir.Submission
+	IfNoneExist *mapping.Identifier
+}
+
+// Submit accepts a referral from a GP client: it checks the referring practice against the client's
+// practices, answers a conditional create or an identical resend with the existing referral, maps the
+// ServiceRequest (validation, consent, routing) and writes the referral, its Task and its outbox messages in
+// one transaction. Created is false for a resend. Errors: fault.Forbidden (not a GP client, or another
+// practice), fault.Rule (business rules, every issue at once), outbox.ErrConflict (the identifier is used by
+// another referral, or by one this client may not see), fault.Stale (a conditional create that matches
+// several referrals).
+func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.CreateResult, error) {
+	cl := c.Client
+	if err := MaySubmit(c); err != nil {
+		return outbox.CreateResult{}, err
+	}
+	ods, expr, ok := mapping.RequesterODS(sub.Parsed)
+	var practiceIssue *fhir.Issue
+	switch {
+	case ok && !cl.MayReferFrom(ods):
+		return outbox.CreateResult{}, fhir.NewError(fault.Forbidden, fhir.CodeForbidden,
+			fmt.Sprintf("this client may not refer from practice %s (requester's organisation); it acts for %s",
+				ods, strings.Join(cl.Practices, ", ")), "ServiceRequest.requester", expr)
+	case !ok && len(cl.Practices) == 1:
+		ods = cl.Practices[0]
+	case !ok:
+		practiceIssue = &fhir.Issue{Severity: fhir.SeverityError, Code: fhir.CodeBusinessRule,
+			Diagnostics: "this client acts for several practices: identify the referring practice by the requester's organisation ODS code (https://fhir.nhs.uk/Id/ods-organization-code)",
+			Expression:  []string{"ServiceRequest.requester"}}
+	}
+	if sub.IfNoneExist != nil {
+		existing, found, err := s.ifNoneExist(ctx, cl, *sub.IfNoneExist)
+		if err != nil || found {
+			return existing, err
+		}
+	}
+	in, err := mapping.Build(sub.Parsed, mapping.BuildInput{Directory: s.cfg.Directory, PracticeODS: ods, Now: s.Now(), NewID: s.newID})
+	if practiceIssue != nil {
+		// Report every business-rule issue at once: the practice one joins mapping's.
+		var fe *fhir.Error
+		if errors.As(err, &fe) && fe.Kind == fault.Rule {
+			return outbox.CreateResult{}, &fhir.Error{Kind: fe.Kind, Issues: append([]fhir.Issue{*practiceIssue}, fe.Issues...)}
+		}
+		if err == nil {
+			return outbox.CreateResult{}, &fhir.Error{Kind: fault.Rule, Issues: []fhir.Issue{*practiceIssue}}
+		}
+	}
+	if err != nil {
+		return outbox.CreateResult{}, err
+	}
+	res, err := s.store.CreateReferral(ctx, in)
+	if err != nil {
+		return outbox.CreateResult{}, err
+	}
+	if !res.Created && !Visible(cl, res.Referral) {
+		// The identifier belongs to a referral this client cannot see: say no more than "taken".
+		return outbox.CreateResult{}, outbox.ErrConflict
+	}
+	if res.Created {
+		s.log.Info("referral created", "request_id", c.RequestID, "referral_id", res.Referral.Record.ID,
+			"service", res.Referral.Record.Service.ID, "client", cl.ID)
+	} else {
+		s.log.Info("referral resent", "request_id", c.RequestID, "referral_id", res.Referral.Record.ID, "client", cl.ID)
+	}
+	return res, nil
+}
+
+// MaySubmit says whether the caller may post referrals at all (GP clients only: fault.Forbidden otherwise).
+func MaySubmit(c Caller) error {
+	if c.Client.Role != config.RoleGP {
+		return fhir.NewError(fault.Forbidden, fhir.CodeForbidden, "only GP clients may post referrals")
+	}
+	return nil
+}
+
+// ifNoneExist implements conditional create on identifier: one visible match is returned as it is.
+func (s *Service) ifNoneExist(ctx context.Context, cl config.Client, id mapping.Identifier) (outbox.CreateResult, bool, error) {
+	refs, _, err := s.store.SearchReferrals(ctx, outbox.ReferralQuery{Identifier: &id, Limit: 2})
+	if err != nil {
+		return outbox.CreateResult{}, false, err
+	}
+	switch {
+	case len(refs) == 0:
+		return outbox.CreateResult{}, false, nil
+	case len(refs) > 1:
+		return outbox.CreateResult{}, false, fhir.NewError(fault.Stale, fhir.CodeDuplicate,
+			"If-None-Exist matches more than one referral; use an identifier with its system", "If-None-Exist")
+	case !Visible(cl, refs[0]):
+		return outbox.CreateResult{}, false, outbox.ErrConflict
+	}
+	return outbox.CreateResult{Referral: refs[0], Created: false}, true, nil
+}
