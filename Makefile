@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run build test test-postgres vet fmt-check test-race fuzz bench bench-river crash generate clean
+.PHONY: run build test test-postgres vet lint fmt-check test-race fuzz bench bench-river crash generate clean
 
 run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
@@ -14,7 +14,7 @@ run: ## run the service on sqlite:socialrx.db with the embedded demo configurati
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/socialrx ./cmd/socialrx
 
-test: fmt-check vet ## the whole test suite; PostgreSQL tests skip without a server (fail when CI is set)
+test: fmt-check vet lint ## the whole test suite; PostgreSQL tests skip without a server (fail when CI is set)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 test-postgres: ## the store suite on PostgreSQL (SOCIALRX_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test); skips without a server unless CI is set
@@ -22,6 +22,9 @@ test-postgres: ## the store suite on PostgreSQL (SOCIALRX_TEST_POSTGRES_URL, def
 
 vet:
 	$(GO) vet $(PKGS)
+
+lint: ## staticcheck, pinned in go.mod (tool directive); bench/river is its own module, so ./... leaves it out
+	$(GO) tool staticcheck $(PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -14,8 +14,9 @@ import (
 	"github.com/socialrx/socialrx/fhir/fhirtest"
 )
 
-// The conformance corpus lives beside the repository (CI has shared/ next to it).
-var conformanceRoot = filepath.Join("..", "..", "shared", "conformance")
+// conformanceRoot is the conformance corpus: real FHIR R4 examples with their origin, licence and expected
+// verdict in SOURCES.md (testdata/conformance/README.md says where the copy comes from).
+var conformanceRoot = filepath.Join("..", "testdata", "conformance")
 
 // conformanceFile is one file of the corpus with its SOURCES.md row.
 type conformanceFile struct {
@@ -26,15 +27,12 @@ type conformanceFile struct {
 	notes        string // SOURCES.md notes column
 }
 
-// loadConformance reads the corpus and SOURCES.md, or skips (fails under CI) when the corpus is missing.
+// loadConformance reads the corpus and SOURCES.md; a missing corpus is a failure (it is part of the repository).
 func loadConformance(t *testing.T) []conformanceFile {
 	t.Helper()
 	sources, err := os.ReadFile(filepath.Join(conformanceRoot, "SOURCES.md"))
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("conformance corpus missing (%v): CI must provide shared/conformance beside the repository", err)
-		}
-		t.Skipf("conformance corpus not found at %s (shared/conformance beside the repository); skipping. Under CI (env CI set) this fails.", conformanceRoot)
+		t.Fatalf("conformance corpus missing: %v", err)
 	}
 	rows := parseSources(t, sources)
 	paths, err := filepath.Glob(filepath.Join(conformanceRoot, "*", "*.json"))

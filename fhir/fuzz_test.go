@@ -17,9 +17,8 @@ import (
 // interesting, and minimising a 100 KB Bundle takes the whole budget.
 const maxSeed = 8 << 10
 
-// Seeds: the conformance corpus files when present (up to maxSeed), the benchmark input and the small inputs of
-// the unit tests. testdata/fuzz/<target>/ holds committed seeds (used also when the corpus is absent) and any
-// crashers found.
+// Seeds: the conformance corpus files (up to maxSeed), the benchmark input and the small inputs of the unit
+// tests. testdata/fuzz/<target>/ holds committed seeds and any crashers found.
 func addFuzzSeeds(f *testing.F) {
 	paths, _ := filepath.Glob(filepath.Join(conformanceRoot, "*", "*.json"))
 	for _, p := range paths {

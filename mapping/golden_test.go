@@ -30,6 +30,7 @@ type goldenIntake struct {
 	Events               []goldenEvent   `json:"events"`
 }
 
+// goldenEvent is Event with JSON names; Event converts to it, so a field added to Event must be added here too.
 type goldenEvent struct {
 	ID          string          `json:"id"`
 	Type        EventType       `json:"type"`
@@ -49,7 +50,7 @@ func goldenOf(in Intake) goldenIntake {
 		Events:               []goldenEvent{},
 	}
 	for _, e := range in.Events {
-		g.Events = append(g.Events, goldenEvent{ID: e.ID, Type: e.Type, Destination: e.Destination, Payload: e.Payload})
+		g.Events = append(g.Events, goldenEvent(e))
 	}
 	return g
 }

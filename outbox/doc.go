@@ -1,5 +1,5 @@
 // Package outbox is socialrx's storage contract and delivery engine: the Store interface that every backend
-// (outbox/sqlite, later outbox/postgres) implements and outbox/outboxtest proves, and the dispatcher that
+// (outbox/sqlite and outbox/postgres) implements and outbox/outboxtest proves, and the dispatcher that
 // delivers outbox messages as signed webhooks.
 //
 // Message states:

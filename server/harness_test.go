@@ -31,7 +31,7 @@ const (
 	tokAdmin   = "demo-admin-token"  // admin
 	fhirJSON   = "application/fhir+json"
 	referrals  = "../testdata/referrals"
-	sharedCorp = "../../shared/conformance"
+	sharedCorp = "../testdata/conformance"
 )
 
 // harness is a real server on loopback over a real SQLite file.

@@ -21,7 +21,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Main(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := CLI(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -51,9 +51,9 @@ SOCIALRX_MAX_BODY_BYTES (1048576), SOCIALRX_TOKEN_KEY (signs SMART access tokens
 // exitUsage is the exit code for a command-line mistake.
 const exitUsage = 2
 
-// Main runs socialrx with the given arguments and environment; it returns the process exit code. It is the
-// whole program, so tests run it in-process exactly as the binary does.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+// CLI runs socialrx with the given arguments and environment; it returns the process exit code. It is the
+// whole program, so tests run it in-process exactly as the binary does. The serve command runs a Main.
+func CLI(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage

@@ -27,7 +27,7 @@ type webhook struct {
 	body []byte
 }
 
-// startMain runs Main("serve") in-process on port 0 and returns its base URL, the exit-code channel and the
+// startMain runs CLI("serve") in-process on port 0 and returns its base URL, the exit-code channel and the
 // cancel function that stands in for SIGTERM.
 func startMain(t *testing.T, env map[string]string) (string, <-chan int, context.CancelFunc) {
 	t.Helper()
@@ -35,7 +35,7 @@ func startMain(t *testing.T, env map[string]string) (string, <-chan int, context
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
 	go func() {
-		exit <- Main(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, pw)
+		exit <- CLI(ctx, []string{"serve"}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, pw)
 		_ = pw.Close()
 	}()
 	addr := make(chan string, 1)
@@ -181,7 +181,7 @@ func TestMainEndToEnd(t *testing.T) {
 	// The CLI sees the same database.
 	cli := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
-		c := Main(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+		c := CLI(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
 		return c, out.String() + errb.String()
 	}
 	c, out := cli("outbox", "list", "--json")
@@ -201,7 +201,7 @@ func TestMainCommands(t *testing.T) {
 	t.Parallel()
 	run := func(stdin string, env map[string]string, args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		c := Main(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
+		c := CLI(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(stdin), &out, &errb)
 		return c, out.String(), errb.String()
 	}
 	if c, out, _ := run("", nil, "hash-token", "demo-gp-token"); c != 0 || strings.TrimSpace(out) != config.HashToken("demo-gp-token") {

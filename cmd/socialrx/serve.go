@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,9 +56,8 @@ func loadConfig(s config.Settings, log *slog.Logger) (*config.Config, error) {
 	return config.Load(s.ConfigPath)
 }
 
-// runServe runs the service until ctx is cancelled (SIGINT/SIGTERM), then shuts down gracefully: stop taking
-// requests, let in-flight requests and deliveries finish (bounded), release unfinished deliveries, close the
-// database.
+// runServe runs the serve command: settings and directory, then Main until ctx is cancelled (SIGINT/SIGTERM)
+// or the service stops on its own, then a graceful shutdown (Main.Close).
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	apply := settingsFlags(fs)
@@ -76,6 +76,65 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	m := NewMain(settings, cfg, log)
+	if err := m.Run(ctx); err != nil {
+		_ = m.Close() // after a failed Run, Close only closes the store (logging a failure) and returns nil
+		return err
+	}
+	return errors.Join(m.Wait(ctx), m.Close())
+}
+
+// Main is the running service, in benbjohnson/wtf's shape: NewMain assembles it from the process settings, the
+// directory and a logger; Run opens the store, builds the HTTP server, the outbox dispatcher and the overdue
+// sweeper, starts them and returns once the service is listening; Wait blocks until the process is told to stop
+// or the service stops on its own; Close shuts it down gracefully. The serve command and the tests drive it the
+// same way.
+type Main struct {
+	// Settings are the process settings: listen address, database, delivery bounds, body limit, token key.
+	Settings config.Settings
+	// Config is the directory: the clients that may call socialrx and the community services.
+	Config *config.Config
+	// Logger receives the service's log.
+	Logger *slog.Logger
+
+	store     outbox.Store
+	httpSrv   *http.Server
+	addr      string
+	stopBg    context.CancelFunc // stops the dispatcher and the overdue sweeper
+	dispDone  chan struct{}      // closed when the dispatcher's Run has returned dispErr
+	dispErr   error
+	sweepDone chan struct{} // closed when the overdue sweeper has returned
+	httpDone  chan struct{} // closed when the HTTP server's Serve has returned httpErr
+	httpErr   error
+
+	dispatcherRunning atomic.Bool // readiness: /readyz fails while the dispatcher is not running
+	dispReported      atomic.Bool // Wait returned the dispatcher's stop, so Close does not report it again
+	closeOnce         sync.Once
+	closeErr          error
+}
+
+// NewMain returns a service that Run starts with the given settings, directory and logger.
+func NewMain(settings config.Settings, cfg *config.Config, log *slog.Logger) *Main {
+	return &Main{Settings: settings, Config: cfg, Logger: log}
+}
+
+// Addr is the address the HTTP server listens on (host:port, the real port when Settings.Addr asks for port
+// 0), or "" before Run has started listening.
+func (m *Main) Addr() string { return m.addr }
+
+// Run opens the store named by Settings.DatabaseURL (migrating its schema), builds the HTTP server, the outbox
+// dispatcher and the overdue sweeper, starts listening on Settings.Addr and starts the background goroutines.
+// It returns once the service is serving; ctx bounds the start only (Close stops the service). Delivery
+// settings that the dispatcher refuses are a usage error. Run may be called once; after an error, Close
+// releases what Run opened.
+func (m *Main) Run(ctx context.Context) error {
+	if m.store != nil {
+		return errors.New("a Main runs once: Run was already called")
+	}
+	if m.Config == nil || m.Logger == nil {
+		return errors.New("a Main needs a Config and a Logger")
+	}
+	settings, cfg, log := m.Settings, m.Config, m.Logger
 	if len(settings.TokenKey) == 0 && slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.JWKS) > 0 }) {
 		log.Warn("SOCIALRX_TOKEN_KEY is not set: SMART access tokens are signed with a random key and work only on this instance until it restarts")
 	}
@@ -83,24 +142,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("close database", "err", err)
-		}
-	}()
+	m.store = store
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var dispatcherRunning atomic.Bool
 	srv, err := server.New(server.Options{
 		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
 		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
-		Ready: func(context.Context) error {
-			if !dispatcherRunning.Load() {
-				return errors.New("dispatcher not running")
-			}
-			return nil
-		},
+		Ready: m.ready,
 	})
 	if err != nil {
 		return err
@@ -126,7 +175,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", settings.Addr, err)
 	}
-	httpSrv := &http.Server{
+	m.addr = ln.Addr().String()
+	m.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -135,65 +185,109 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	dispCtx, stopDisp := context.WithCancel(context.WithoutCancel(ctx))
-	dispDone := make(chan error, 1)
+	// The background work outlives ctx: Close stops it, in order.
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopBg = stopBg
+	m.dispDone, m.sweepDone, m.httpDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
-		dispatcherRunning.Store(true)
-		dispDone <- disp.Run(dispCtx)
-		dispatcherRunning.Store(false)
+		defer close(m.dispDone)
+		m.dispatcherRunning.Store(true)
+		m.dispErr = disp.Run(bgCtx)
+		m.dispatcherRunning.Store(false)
 	}()
-	sweepDone := make(chan error, 1)
 	go func() {
-		sweepDone <- outbox.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(dispCtx)
+		defer close(m.sweepDone)
+		_ = outbox.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(bgCtx)
 	}()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- httpSrv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "database", redactedDB(settings.DatabaseURL),
+	go func() {
+		defer close(m.httpDone)
+		m.httpErr = m.httpSrv.Serve(ln)
+	}()
+	log.Info("listening", "addr", m.addr, "database", redactedDB(settings.DatabaseURL),
 		"config", cfg.Source, "version", version)
+	return nil
+}
 
-	var runErr error
-	dispStopped := false
+// ready is the server's readiness check: the dispatcher must be running.
+func (m *Main) ready(context.Context) error {
+	if !m.dispatcherRunning.Load() {
+		return errors.New("dispatcher not running")
+	}
+	return nil
+}
+
+// Wait blocks until ctx is done, then logs "shutting down" and returns nil, or until the service stops on its
+// own (the HTTP server failed, or the dispatcher ended), then returns why. Call it between Run and Close.
+func (m *Main) Wait(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-httpDone:
-		runErr = fmt.Errorf("http server: %w", err)
-	case err := <-dispDone:
-		dispStopped = true
-		runErr = fmt.Errorf("dispatcher stopped: %w", err)
+		m.Logger.Info("shutting down")
+		return nil
+	case <-m.httpDone:
+		return fmt.Errorf("http server: %w", m.httpErr)
+	case <-m.dispDone:
+		m.dispReported.Store(true)
+		return fmt.Errorf("dispatcher stopped: %w", m.dispErr)
 	}
+}
+
+// Close shuts the service down gracefully and closes the store. It stops taking requests and stops delivering
+// at the same time, each with its own bound: in-flight requests get 15 s, after which their connections are
+// closed; the dispatcher finishes or releases its in-flight deliveries within its shutdown timeout (anything it
+// cannot release is leased again once the lease expires). It then waits for the overdue sweeper and closes the
+// store (a failure to close is logged). It returns what went wrong stopping the dispatcher. Close is safe to
+// call more than once (later calls return the first result) and after a failed or missing Run.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() {
+		if m.stopBg != nil {
+			m.closeErr = m.shutdown()
+		}
+		if m.store != nil {
+			if err := m.store.Close(); err != nil {
+				m.Logger.Error("close database", "err", err)
+			}
+		}
+	})
+	return m.closeErr
+}
+
+// shutdown stops the HTTP server, the dispatcher and the sweeper that Run started (see Close).
+func (m *Main) shutdown() error {
 	// Stop taking requests and stop delivering at the same time, each with its own bound: a stalled upload
 	// must not eat the dispatcher's time to finish or release its in-flight deliveries (which it does within
 	// its ShutdownTimeout; anything it cannot release is re-leased after the lease expires).
-	stopDisp()
+	m.stopBg()
 	httpStopped := make(chan struct{})
 	go func() {
 		defer close(httpStopped)
 		shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if err := httpSrv.Shutdown(shutCtx); err != nil {
-			log.Warn("http shutdown: closing connections still open", "err", err)
-			_ = httpSrv.Close()
+		if err := m.httpSrv.Shutdown(shutCtx); err != nil {
+			m.Logger.Warn("http shutdown: closing connections still open", "err", err)
+			_ = m.httpSrv.Close()
 		}
 	}()
-	if !dispStopped {
+	var err error
+	if !m.dispReported.Load() {
 		select {
-		case err := <-dispDone:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				log.Error("dispatcher", "err", err)
-				runErr = errors.Join(runErr, fmt.Errorf("dispatcher: %w", err))
+		case <-m.dispDone:
+			if m.dispErr != nil && !errors.Is(m.dispErr, context.Canceled) {
+				m.Logger.Error("dispatcher", "err", m.dispErr)
+				err = fmt.Errorf("dispatcher: %w", m.dispErr)
 			}
 		case <-time.After(outbox.DefaultShutdownTimeout + 5*time.Second):
-			log.Error("dispatcher did not stop in time; its leases expire and other instances or the next start deliver")
-			runErr = errors.Join(runErr, errors.New("dispatcher did not stop in time"))
+			m.Logger.Error("dispatcher did not stop in time; its leases expire and other instances or the next start deliver")
+			err = errors.New("dispatcher did not stop in time")
 		}
 	}
-	<-sweepDone
+	<-m.sweepDone
 	<-httpStopped
-	log.Info("stopped")
-	return runErr
+	m.Logger.Info("stopped")
+	return err
 }
 
+// redactedDB is the database URL fit for a log line: sqlite paths as they are, PostgreSQL as its backend name
+// only (the URL may hold a password).
 func redactedDB(u string) string {
 	backend, target, err := config.ParseDatabaseURL(u)
 	if err != nil || backend == "sqlite" {

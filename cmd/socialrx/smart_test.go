@@ -39,7 +39,7 @@ func TestSMARTEndToEnd(t *testing.T) {
 	run := func(args ...string) string {
 		t.Helper()
 		var out, errb bytes.Buffer
-		if c := Main(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errb); c != 0 {
+		if c := CLI(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errb); c != 0 {
 			t.Fatalf("socialrx %v: exit %d: %s", args, c, errb.String())
 		}
 		return strings.TrimSpace(out.String())

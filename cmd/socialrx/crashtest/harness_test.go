@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +38,13 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
+	// go test puts the GOROOT/bin of the go command running it first on the test binary's PATH, so this is
+	// the same toolchain.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crashtest: find the go command:", err)
+		os.Exit(1)
+	}
 	dir, err := os.MkdirTemp("", "socialrx-crashtest-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "crashtest:", err)
@@ -46,7 +52,7 @@ func TestMain(m *testing.M) {
 	}
 	binPath = filepath.Join(dir, "socialrx")
 	start := time.Now()
-	out, err := exec.Command(goTool(), "build", "-o", binPath, "github.com/socialrx/socialrx/cmd/socialrx").CombinedOutput()
+	out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/socialrx/socialrx/cmd/socialrx").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "crashtest: go build ./cmd/socialrx: %v\n%s", err, out)
 		_ = os.RemoveAll(dir)
@@ -58,14 +64,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// goTool finds the go command that runs these tests.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
 
 // Test settings (environment), see the package doc.
