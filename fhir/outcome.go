@@ -105,7 +105,7 @@ type OutcomeIssueJSON struct {
 func Outcome(correlationID string, issues []Issue) OperationOutcome {
 	oo := OperationOutcome{ResourceType: "OperationOutcome", ID: correlationID}
 	for _, is := range issues {
-		oo.Issue = append(oo.Issue, OutcomeIssueJSON{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression})
+		oo.Issue = append(oo.Issue, OutcomeIssueJSON(is))
 	}
 	if len(oo.Issue) == 0 {
 		oo.Issue = []OutcomeIssueJSON{{Severity: SeverityInformation, Code: CodeInformational, Diagnostics: "ok"}}

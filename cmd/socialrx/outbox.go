@@ -13,10 +13,11 @@ import (
 	"time"
 
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/referral"
 )
 
 // runOutbox is `socialrx outbox list|show|replay`, against the database of SOCIALRX_DATABASE_URL, through the
-// same outbox.Operator as the admin API.
+// same referral.Operator as the admin API.
 func runOutbox(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"outbox needs a subcommand: list, show or replay"}
@@ -27,7 +28,7 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 	asJSON := fs.Bool("json", false, "print JSON")
 	state := fs.String("state", "", "pending|inflight|delivered|dead|cancelled")
 	service := fs.String("service", "", "community service id")
-	referral := fs.String("referral", "", "referral id")
+	referralID := fs.String("referral", "", "referral id")
 	olderThan := fs.Duration("older-than", 0, "only messages created longer ago than this (e.g. 1h)")
 	limit := fs.Int("limit", 100, "at most this many messages")
 	reason := fs.String("reason", "", "why you replay (recorded)")
@@ -45,10 +46,10 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer store.Close()
-	op := outbox.Operator{Store: store}
+	op := referral.Operator{Store: store}
 
 	filter := func() (outbox.MessageQuery, error) {
-		q := outbox.MessageQuery{ServiceID: *service, ReferralID: *referral, Limit: *limit}
+		q := outbox.MessageQuery{ServiceID: *service, ReferralID: *referralID, Limit: *limit}
 		if *state != "" {
 			st, err := outbox.ParseState(*state)
 			if err != nil {
@@ -75,7 +76,7 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 		if *asJSON {
-			return writeJSON(stdout, outbox.Views(msgs))
+			return writeJSON(stdout, referral.Views(msgs))
 		}
 		printMessages(stdout, msgs)
 		return nil
@@ -91,7 +92,7 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 		if *asJSON {
-			return writeJSON(stdout, d.View())
+			return writeJSON(stdout, referral.DetailViewOf(d))
 		}
 		printDetail(stdout, d)
 		return nil
@@ -106,7 +107,7 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 				return err
 			}
 			req.Filter = &q
-		} else if *state != "" || *service != "" || *referral != "" {
+		} else if *state != "" || *service != "" || *referralID != "" {
 			return usageError{"replay takes message ids or a filter, not both"}
 		}
 		msgs, err := op.Replay(ctx, req)
@@ -117,7 +118,7 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 			return err
 		}
 		if *asJSON {
-			return writeJSON(stdout, map[string]any{"dry_run": *dryRun, "replayed": outbox.Views(msgs)})
+			return writeJSON(stdout, map[string]any{"dry_run": *dryRun, "replayed": referral.Views(msgs)})
 		}
 		verb := "replayed"
 		if *dryRun {

@@ -21,6 +21,7 @@ import (
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/postgres"
 	"github.com/socialrx/socialrx/outbox/sqlite"
+	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server"
 )
 
@@ -197,7 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer close(m.sweepDone)
-		_ = outbox.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(bgCtx)
+		_ = referral.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(bgCtx)
 	}()
 	go func() {
 		defer close(m.httpDone)
