@@ -40,7 +40,7 @@ fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseTransaction$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzValidatorAgainstSchema$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./mapping -run='^$$' -fuzz='^FuzzBuild$$' -fuzztime=$(FUZZTIME) -timeout=10m
-	$(GO) test ./server -run='^$$' -fuzz='^FuzzJSONPatch$$' -fuzztime=$(FUZZTIME) -timeout=10m
+	$(GO) test ./server/internal/jsonpatch -run='^$$' -fuzz='^FuzzJSONPatch$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./outbox -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./server -run='^$$' -fuzz='^FuzzTokenRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 

@@ -177,138 +177,166 @@ func Parse(b []byte, base string) (*Config, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("parse YAML: %w", err)
 	}
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
+	p := &parser{base: base, serviceIDs: map[string]bool{}, clientIDs: map[string]bool{}, hashes: map[string]string{}}
 	c := &Config{}
-	serviceIDs := map[string]bool{}
 	defaults := 0
 	for i, s := range f.Services {
-		at := fmt.Sprintf("services[%d]", i)
-		if !idPattern.MatchString(s.ID) {
-			bad("%s.id: %q must be 1-64 letters, digits, '.', '_' or '-'", at, s.ID)
-		} else if serviceIDs[s.ID] {
-			bad("%s.id: %q is used twice", at, s.ID)
-		}
-		serviceIDs[s.ID] = true
-		if strings.TrimSpace(s.Name) == "" {
-			bad("%s.name: required", at)
-		}
-		svc := mapping.Service{ID: s.ID, Name: s.Name, Default: s.Default}
-		for j, id := range s.Identifiers {
-			if id.Value == "" {
-				bad("%s.identifiers[%d].value: required", at, j)
-			}
-			svc.Identifiers = append(svc.Identifiers, mapping.Identifier{System: id.System, Value: id.Value})
-		}
-		for j, code := range s.Codes {
-			sys, val, ok := strings.Cut(code, "|")
-			if !ok || sys == "" || val == "" {
-				bad("%s.codes[%d]: %q must be \"system|code\"", at, j, code)
-			}
-			svc.Codes = append(svc.Codes, code)
-		}
-		if s.Default {
+		svc := p.service(fmt.Sprintf("services[%d]", i), s)
+		if svc.Default {
 			defaults++
-		}
-		if s.Delivery.URL != "" {
-			u, err := url.Parse(s.Delivery.URL)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				bad("%s.delivery.url: must be an absolute http(s) URL", at)
-			}
-			secret := s.Delivery.Secret
-			switch {
-			case secret != "" && s.Delivery.SecretFile != "":
-				bad("%s.delivery: give secret or secret_file, not both", at)
-			case s.Delivery.SecretFile != "":
-				p := s.Delivery.SecretFile
-				if !filepath.IsAbs(p) && base != "" {
-					p = filepath.Join(base, p)
-				}
-				raw, err := os.ReadFile(p)
-				if err != nil {
-					bad("%s.delivery.secret_file: %w", at, err)
-				}
-				secret = strings.TrimSpace(string(raw))
-			}
-			if err := ValidateSecret(secret); err != nil {
-				bad("%s.delivery.secret: %w", at, err)
-			}
-			svc.Delivery = mapping.Delivery{URL: s.Delivery.URL, Secret: secret}
-		} else if s.Delivery.Secret != "" || s.Delivery.SecretFile != "" {
-			bad("%s.delivery: a secret without a url (pull-only services need neither)", at)
 		}
 		c.Directory.Services = append(c.Directory.Services, svc)
 	}
 	if defaults > 1 {
-		bad("services: %d services have default: true; at most one may", defaults)
+		p.bad("services: %d services have default: true; at most one may", defaults)
 	}
-
-	clientIDs := map[string]bool{}
-	hashes := map[string]string{}
 	for i, fc := range f.Clients {
-		at := fmt.Sprintf("clients[%d]", i)
-		if !idPattern.MatchString(fc.ID) {
-			bad("%s.id: %q must be 1-64 letters, digits, '.', '_' or '-'", at, fc.ID)
-		} else if clientIDs[fc.ID] {
-			bad("%s.id: %q is used twice", at, fc.ID)
-		}
-		clientIDs[fc.ID] = true
-		cl := Client{ID: fc.ID, Role: Role(fc.Role)}
-		if !cl.Role.Valid() {
-			bad("%s.role: %q must be gp, community or admin", at, fc.Role)
-		}
-		keys, err := clientJWKS(fc, base)
-		if err != nil {
-			bad("%s.%w", at, err)
-		}
-		cl.JWKS = keys
-		h := strings.ToLower(fc.TokenSHA256)
-		if h == "" && (len(keys) > 0 || err != nil) {
-			// A client that signs JWTs (SMART Backend Services) needs no static token.
-		} else if !hexPattern.MatchString(h) {
-			bad("%s.token_sha256: must be 64 hex digits (socialrx hash-token), unless the client has jwks", at)
-		} else {
-			if other, dup := hashes[h]; dup {
-				bad("%s.token_sha256: same token as client %q", at, other)
-			}
-			hashes[h] = fc.ID
-			raw, _ := hex.DecodeString(h)
-			copy(cl.TokenSHA256[:], raw)
-		}
-		switch cl.Role {
-		case RoleGP:
-			if len(fc.Practices) == 0 {
-				bad("%s.practices: a gp client needs at least one ODS code", at)
-			}
-			for j, p := range fc.Practices {
-				if !odsPattern.MatchString(p) {
-					bad("%s.practices[%d]: %q is not an ODS code", at, j, p)
-				}
-			}
-			if fc.Service != "" {
-				bad("%s.service: only community clients have a service", at)
-			}
-			cl.Practices = fc.Practices
-		case RoleCommunity:
-			if !serviceIDs[fc.Service] {
-				bad("%s.service: %q is not a service in services[]", at, fc.Service)
-			}
-			if len(fc.Practices) > 0 {
-				bad("%s.practices: only gp clients have practices", at)
-			}
-			cl.Service = fc.Service
-		case RoleAdmin:
-			if fc.Service != "" || len(fc.Practices) > 0 {
-				bad("%s: an admin client has neither service nor practices", at)
-			}
-		}
-		c.Clients = append(c.Clients, cl)
+		c.Clients = append(c.Clients, p.client(fmt.Sprintf("clients[%d]", i), fc))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
 	}
 	return c, nil
+}
+
+// parser collects every problem of one directory file, and what later entries are checked against.
+type parser struct {
+	base       string
+	errs       []error
+	serviceIDs map[string]bool
+	clientIDs  map[string]bool
+	hashes     map[string]string // token hash → client id
+}
+
+func (p *parser) bad(format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf(format, args...))
+}
+
+// id checks an entry's id: well-formed and not used before in seen.
+func (p *parser) id(at, id string, seen map[string]bool) {
+	if !idPattern.MatchString(id) {
+		p.bad("%s.id: %q must be 1-64 letters, digits, '.', '_' or '-'", at, id)
+	} else if seen[id] {
+		p.bad("%s.id: %q is used twice", at, id)
+	}
+	seen[id] = true
+}
+
+// service checks one services[] entry.
+func (p *parser) service(at string, s fileService) mapping.Service {
+	p.id(at, s.ID, p.serviceIDs)
+	if strings.TrimSpace(s.Name) == "" {
+		p.bad("%s.name: required", at)
+	}
+	svc := mapping.Service{ID: s.ID, Name: s.Name, Default: s.Default}
+	for j, id := range s.Identifiers {
+		if id.Value == "" {
+			p.bad("%s.identifiers[%d].value: required", at, j)
+		}
+		svc.Identifiers = append(svc.Identifiers, mapping.Identifier{System: id.System, Value: id.Value})
+	}
+	for j, code := range s.Codes {
+		sys, val, ok := strings.Cut(code, "|")
+		if !ok || sys == "" || val == "" {
+			p.bad("%s.codes[%d]: %q must be \"system|code\"", at, j, code)
+		}
+		svc.Codes = append(svc.Codes, code)
+	}
+	svc.Delivery = p.delivery(at, s)
+	return svc
+}
+
+// delivery checks a service's delivery: a webhook URL with its signing secret, or nothing (pull-only).
+func (p *parser) delivery(at string, s fileService) mapping.Delivery {
+	if s.Delivery.URL == "" {
+		if s.Delivery.Secret != "" || s.Delivery.SecretFile != "" {
+			p.bad("%s.delivery: a secret without a url (pull-only services need neither)", at)
+		}
+		return mapping.Delivery{}
+	}
+	u, err := url.Parse(s.Delivery.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p.bad("%s.delivery.url: must be an absolute http(s) URL", at)
+	}
+	secret := s.Delivery.Secret
+	switch {
+	case secret != "" && s.Delivery.SecretFile != "":
+		p.bad("%s.delivery: give secret or secret_file, not both", at)
+	case s.Delivery.SecretFile != "":
+		path := s.Delivery.SecretFile
+		if !filepath.IsAbs(path) && p.base != "" {
+			path = filepath.Join(p.base, path)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			p.bad("%s.delivery.secret_file: %w", at, err)
+		}
+		secret = strings.TrimSpace(string(raw))
+	}
+	if err := ValidateSecret(secret); err != nil {
+		p.bad("%s.delivery.secret: %w", at, err)
+	}
+	return mapping.Delivery{URL: s.Delivery.URL, Secret: secret}
+}
+
+// client checks one clients[] entry (after every service: a community client names one).
+func (p *parser) client(at string, fc fileClient) Client {
+	p.id(at, fc.ID, p.clientIDs)
+	cl := Client{ID: fc.ID, Role: Role(fc.Role)}
+	if !cl.Role.Valid() {
+		p.bad("%s.role: %q must be gp, community or admin", at, fc.Role)
+	}
+	keys, err := clientJWKS(fc, p.base)
+	if err != nil {
+		p.bad("%s.%w", at, err)
+	}
+	cl.JWKS = keys
+	h := strings.ToLower(fc.TokenSHA256)
+	if h == "" && (len(keys) > 0 || err != nil) {
+		// A client that signs JWTs (SMART Backend Services) needs no static token.
+	} else if !hexPattern.MatchString(h) {
+		p.bad("%s.token_sha256: must be 64 hex digits (socialrx hash-token), unless the client has jwks", at)
+	} else {
+		if other, dup := p.hashes[h]; dup {
+			p.bad("%s.token_sha256: same token as client %q", at, other)
+		}
+		p.hashes[h] = fc.ID
+		raw, _ := hex.DecodeString(h)
+		copy(cl.TokenSHA256[:], raw)
+	}
+	p.scope(at, fc, &cl)
+	return cl
+}
+
+// scope checks what a client acts for, by role: a GP client its practices, a community client its service.
+func (p *parser) scope(at string, fc fileClient, cl *Client) {
+	switch cl.Role {
+	case RoleGP:
+		if len(fc.Practices) == 0 {
+			p.bad("%s.practices: a gp client needs at least one ODS code", at)
+		}
+		for j, ods := range fc.Practices {
+			if !odsPattern.MatchString(ods) {
+				p.bad("%s.practices[%d]: %q is not an ODS code", at, j, ods)
+			}
+		}
+		if fc.Service != "" {
+			p.bad("%s.service: only community clients have a service", at)
+		}
+		cl.Practices = fc.Practices
+	case RoleCommunity:
+		if !p.serviceIDs[fc.Service] {
+			p.bad("%s.service: %q is not a service in services[]", at, fc.Service)
+		}
+		if len(fc.Practices) > 0 {
+			p.bad("%s.practices: only gp clients have practices", at)
+		}
+		cl.Service = fc.Service
+	case RoleAdmin:
+		if fc.Service != "" || len(fc.Practices) > 0 {
+			p.bad("%s: an admin client has neither service nor practices", at)
+		}
+	}
 }
 
 // Signing algorithms a client assertion may use (SMART Backend Services requires servers to support both).
