@@ -440,7 +440,7 @@ func ValidateSecret(secret string) error {
 	return nil
 }
 
-// Settings are the process settings (DESIGN.md): flags override SOCIALRX_* environment variables.
+// Settings are the process settings (docs/design.md#binary-and-settings): flags override SOCIALRX_* environment variables.
 type Settings struct {
 	Addr        string // SOCIALRX_ADDR
 	DatabaseURL string // SOCIALRX_DATABASE_URL: sqlite:PATH or postgres://…

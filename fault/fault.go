@@ -5,7 +5,7 @@
 // server/internal/web for the JSON APIs).
 //
 // It is a top-level package because every layer needs it, down to fhir, the lowest: none of the packages
-// DESIGN.md names can hold it without the layers below it importing upwards.
+// docs/design.md#shape-and-libraries names can hold it without the layers below it importing upwards.
 //
 // Two error types carry a kind. Error is the neutral one: its issues name a rule (Code) and a field in the
 // use cases' own words ("reason", "outcome", "note"), which each API renders in its own terms (a FHIRPath

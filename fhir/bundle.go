@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"encoding/json"
-	"net/http"
 	"strconv"
 )
 
@@ -93,10 +92,32 @@ func NewTransactionResponse(entries []BundleEntry) Bundle {
 	return Bundle{ResourceType: "Bundle", Type: BundleTransactionResponse, Entry: entries}
 }
 
-// EntryStatus renders an HTTP status as Bundle.entry.response.status ("201 Created").
+// EntryStatus renders the status of one entry of a transaction response as Bundle.entry.response.status
+// ("201 Created"): the HTTP status code and, for the codes an entry can have, its reason phrase (RFC 9110).
 func EntryStatus(code int) string {
-	if text := http.StatusText(code); text != "" {
-		return strconv.Itoa(code) + " " + text
+	text := ""
+	switch code {
+	case 200:
+		text = "OK"
+	case 201:
+		text = "Created"
+	case 204:
+		text = "No Content"
+	case 304:
+		text = "Not Modified"
+	case 400:
+		text = "Bad Request"
+	case 404:
+		text = "Not Found"
+	case 409:
+		text = "Conflict"
+	case 412:
+		text = "Precondition Failed"
+	case 422:
+		text = "Unprocessable Content"
 	}
-	return strconv.Itoa(code)
+	if text == "" {
+		return strconv.Itoa(code)
+	}
+	return strconv.Itoa(code) + " " + text
 }

@@ -2,7 +2,8 @@
 // raw JSON (so samply's defaulted enums and dropped elements are never trusted), OperationOutcome errors, and
 // the wire types of the resources socialrx returns. It does no I/O.
 //
-// Routes (served by package server):
+// Routes (served by package server/fhirapi, which declares them; docs/fhir-api.md is generated from those
+// declarations and the search-parameter table):
 //
 //	GET  /fhir/metadata                          CapabilityStatement
 //	GET  /fhir/.well-known/smart-configuration   SMART Backend Services discovery
@@ -25,7 +26,7 @@
 //
 // ParseServiceRequest (POST /fhir/ServiceRequest) and ParseTransaction (POST /fhir) read the body with a strict
 // JSON reader (one value, no trailing data, no duplicate keys, valid UTF-8) and validate it in stages, stopping
-// after the first failing stage and reporting all of its issues in one *Error (Status 400), each with a
+// after the first failing stage and reporting all of its issues in one *Error (kind fault.Invalid: 400), each with a
 // FHIRPath-like expression such as "Bundle.entry[2].resource.subject" and diagnostics that start with the
 // rule's name ("unknown-element:", "cardinality:", "format:", "dom-3:", "code:", …):
 //

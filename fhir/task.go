@@ -1,6 +1,6 @@
 package fhir
 
-// The Task wire types below are socialrx's own: samply's Task marshals output[] badly (DESIGN.md), and the
+// The Task wire types below are socialrx's own: samply's Task marshals output[] badly (docs/design.md#known-traps), and the
 // Task is the resource GP systems read most, so its JSON is spelled out here and pinned by golden files.
 
 // Meta is Resource.meta.

@@ -22,7 +22,7 @@ const (
 )
 
 // The contained resources mapping reads are decoded from their raw JSON into the small structs below, with
-// codes kept as strings: samply's enums would turn a missing Consent.status into "draft" (DESIGN.md).
+// codes kept as strings: samply's enums would turn a missing Consent.status into "draft" (docs/design.md#known-traps).
 
 type rawCoding struct {
 	System  string `json:"system"`

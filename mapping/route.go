@@ -37,7 +37,7 @@ func addDistinct(ss []Service, s Service) []Service {
 	return append(ss, s)
 }
 
-// route picks the community service (DESIGN.md, issue 2):
+// route picks the community service (docs/design.md#intake-validation-and-routing, issue 2):
 //
 //  1. the service named by ServiceRequest.performer: a performer whose identifier, or whose contained
 //     Organization / HealthcareService / PractitionerRole's identifier, is one of the service's identifiers

@@ -20,7 +20,7 @@ const (
 	// ActorRequester is the referring GP practice (cancellation, entered-in-error).
 	ActorRequester Actor = "requester"
 	// ActorSystem is socialrx itself. It never moves Task.status: what it learns about delivery is a
-	// transport fact recorded with MarkBusinessStatus (DESIGN.md), so every status move by it is refused.
+	// transport fact recorded with MarkBusinessStatus (docs/design.md#state-machine), so every status move by it is refused.
 	ActorSystem Actor = "system"
 )
 
@@ -83,7 +83,7 @@ func mover(s TaskStatus) Actor {
 	return ""
 }
 
-// successors are the statuses the state machine (DESIGN.md) allows after s, whoever moves.
+// successors are the statuses the state machine (docs/design.md#state-machine) allows after s, whoever moves.
 func successors(s TaskStatus) []TaskStatus {
 	var next []TaskStatus
 	switch s {
@@ -178,7 +178,7 @@ func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTra
 // FaultKind implements fault.Kinded: the referral's current status forbids the move.
 func (e *TransitionError) FaultKind() fault.Kind { return fault.Conflict }
 
-// CanTransition checks a status change against the referral state machine (DESIGN.md), the one place it is
+// CanTransition checks a status change against the referral state machine (docs/design.md#state-machine), the one place it is
 // enforced:
 //
 //	requested   → received | accepted | rejected | cancelled
@@ -346,7 +346,7 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 	}}, nil
 }
 
-// MarkBusinessStatus records a transport fact (DESIGN.md: queued, delivered, delivery-failed, overdue,
+// MarkBusinessStatus records a transport fact (docs/design.md#state-machine: queued, delivered, delivery-failed, overdue,
 // awaiting-pickup) without touching Task.status. changed is false when the referral already shows that fact,
 // or when bs is not a known fact (the empty value clears the fact). Like ApplyStatus it leaves Version and
 // UpdatedAt to the store; a caller should skip the write when changed is false.

@@ -14,7 +14,7 @@ import (
 	"github.com/socialrx/socialrx/fhir"
 )
 
-// The state machine of DESIGN.md, written out independently of state.go.
+// The state machine of docs/design.md#state-machine, written out independently of state.go.
 var (
 	specCommunity = map[TaskStatus][]TaskStatus{
 		StatusRequested:  {StatusReceived, StatusAccepted, StatusRejected},
@@ -26,7 +26,7 @@ var (
 	specTerminal = []TaskStatus{StatusRejected, StatusCompleted, StatusFailed, StatusCancelled, StatusEnteredInError}
 )
 
-// specMoves is what actor by may do from status from according to DESIGN.md.
+// specMoves is what actor by may do from status from according to docs/design.md#state-machine.
 func specMoves(from TaskStatus, by Actor) []TaskStatus {
 	switch by {
 	case ActorCommunity:
@@ -101,7 +101,7 @@ func TestEnumsWalk(t *testing.T) {
 	}
 }
 
-// TestCanTransitionExhaustive checks every (from, to, actor) triple against DESIGN.md.
+// TestCanTransitionExhaustive checks every (from, to, actor) triple against docs/design.md#state-machine.
 func TestCanTransitionExhaustive(t *testing.T) {
 	t.Parallel()
 	n := 0

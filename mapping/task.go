@@ -157,7 +157,7 @@ func AllEventTypes() []EventType {
 	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated}
 }
 
-// webhookBody is the JSON body of a webhook event (DESIGN.md).
+// webhookBody is the JSON body of a webhook event (docs/design.md#webhooks).
 type webhookBody struct {
 	Type      EventType `json:"type"`
 	Timestamp string    `json:"timestamp"`

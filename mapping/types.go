@@ -9,7 +9,7 @@ import (
 // vocabulary. The zero value is invalid.
 type TaskStatus string
 
-// Task statuses socialrx uses (DESIGN.md state machine).
+// Task statuses socialrx uses (docs/design.md#state-machine).
 const (
 	StatusRequested      TaskStatus = "requested"
 	StatusReceived       TaskStatus = "received"
@@ -42,7 +42,7 @@ const BusinessStatusSystem = "https://socialrx.dev/fhir/CodeSystem/transport-sta
 // EventType is the type of a webhook event sent to a community service.
 type EventType string
 
-// Webhook event types (DESIGN.md).
+// Webhook event types (docs/design.md#webhooks).
 const (
 	EventReferralCreated   EventType = "referral.created"
 	EventReferralCancelled EventType = "referral.cancelled"

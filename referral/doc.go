@@ -16,7 +16,7 @@
 // It exists because those rules belong to no adapter: the FHIR API, the community API, the inbox page and the
 // CLI all call the same use case, so a rule (who may see a referral, what a cancellation does, when a note may
 // be added) is written once. It sits between the HTTP adapters (server/...) and the store (outbox), as
-// DESIGN.md orders the layers: it imports outbox, mapping, fhir, config and fault, never net/http. Pure
+// docs/design.md#house-style orders the layers: it imports outbox, mapping, fhir, config and fault, never net/http. Pure
 // decisions stay in mapping (the state machine, what a Task update may change); this package loads what a
 // decision needs, asks mapping, and commits the result in one store transaction.
 package referral

@@ -282,4 +282,3 @@ func withoutChannelHeader(body []byte) (json.RawMessage, error) {
 	}
 	return out, nil
 }
-

@@ -6,6 +6,6 @@
 //
 // The adapters only translate: they decode a request, call one use case of package referral, and encode the
 // answer; none of them imports another, and none reaches the store but through the use cases. This package
-// is the composition root that needs them all, which is why it sits above them (DESIGN.md: cmd → HTTP adapters
+// is the composition root that needs them all, which is why it sits above them (docs/design.md#house-style: cmd → HTTP adapters
 // → use cases → outbox → mapping → fhir).
 package server

@@ -23,15 +23,15 @@ import (
 
 // Demo tokens (config/demo.yaml, documented in README.md).
 const (
-	tokGP      = "demo-gp-token"     // practice A81001
-	tokPCN     = "demo-pcn-token"    // A81001–A81004
-	tokGP2     = "demo-gp2-token"    // B82002
-	tokWalks   = "demo-walks-token"  // community frome-walks
-	tokMuseum  = "demo-museum-token" // community museum-volunteers
-	tokAdmin   = "demo-admin-token"  // admin
-	fhirJSON   = "application/fhir+json"
-	referrals  = "../testdata/referrals"
-	sharedCorp = "../testdata/conformance"
+	tokGP     = "demo-gp-token"     // practice A81001
+	tokPCN    = "demo-pcn-token"    // A81001–A81004
+	tokGP2    = "demo-gp2-token"    // B82002
+	tokWalks  = "demo-walks-token"  // community frome-walks
+	tokMuseum = "demo-museum-token" // community museum-volunteers
+	tokAdmin  = "demo-admin-token"  // admin
+	fhirJSON  = "application/fhir+json"
+	referrals = "../testdata/referrals"
+	corpus    = "../testdata/conformance" // the FHIR R4 conformance corpus (testdata/conformance/SOURCES.md)
 )
 
 // harness is a real server on loopback over a real SQLite file.

@@ -15,7 +15,7 @@ import (
 )
 
 // routes registers every API's routes on the root router with full paths (gorilla/mux answers 404 instead of
-// 405 under PathPrefix subrouters: DESIGN.md trap).
+// 405 under PathPrefix subrouters: docs/design.md#known-traps).
 func (s *Server) routes(apis ...[]web.Route) {
 	s.router = mux.NewRouter()
 	s.router.NotFoundHandler = http.HandlerFunc(s.notFound)

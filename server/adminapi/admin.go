@@ -53,10 +53,14 @@ func (a *API) Routes() []web.Route {
 	}
 }
 
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) { web.WriteError(w, r, a.log, err) }
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	web.WriteError(w, r, a.log, err)
+}
 
 // bad is a 400 naming the rule and the field.
-func bad(code, field, msg string) error { return fault.New(fault.Invalid, fault.Code(code), field, msg) }
+func bad(code, field, msg string) error {
+	return fault.New(fault.Invalid, fault.Code(code), field, msg)
+}
 
 // readJSONRequest decodes a JSON request body strictly: application/json, within the size limit, one object,
 // no unknown fields. Errors name the field and are 4xx.

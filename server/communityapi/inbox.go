@@ -24,7 +24,7 @@ import (
 	"github.com/socialrx/socialrx/server/internal/web"
 )
 
-// The community inbox page (/inbox/, DESIGN.md): server-rendered HTML for community groups with no IT, doing
+// The community inbox page (/inbox/, docs/design.md#community-inbox-page): server-rendered HTML for community groups with no IT, doing
 // what the community API does (list, read, acknowledge, accept, decline, start, hold, complete, not complete,
 // add a note) through the same use cases (referral.Service.Search, Get and ChangeStatus: the state machine, one
 // store transaction).

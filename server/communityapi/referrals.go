@@ -23,7 +23,7 @@ import (
 	"github.com/socialrx/socialrx/server/internal/web"
 )
 
-// The community API (/community/v1, DESIGN.md): JSON for community services without FHIR. Every route is
+// The community API (/community/v1, docs/design.md#community-api): JSON for community services without FHIR. Every route is
 // communityOnly (other roles: 403) and scoped to the client's one service (other services' referrals: 404).
 
 const (

@@ -134,9 +134,9 @@ func (a *API) respondTransaction(w http.ResponseWriter, r *http.Request, body []
 		a.fail(w, r, err)
 		return
 	}
-	srStatus := "201 Created"
+	srStatus := fhir.EntryStatus(http.StatusCreated)
 	if !res.Created {
-		srStatus = "200 OK"
+		srStatus = fhir.EntryStatus(http.StatusOK)
 	}
 	out := fhir.Bundle{ResourceType: "Bundle", ID: a.o.NewID(), Type: fhir.BundleTransactionResponse}
 	for _, e := range in.Entry {
@@ -155,7 +155,7 @@ func (a *API) respondTransaction(w http.ResponseWriter, r *http.Request, body []
 		} else {
 			oo, _ := json.Marshal(fhir.Outcome("", []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.CodeInformational,
 				Diagnostics: e.Resource.ResourceType + " stored as a contained resource of ServiceRequest/" + ref.Record.ServiceRequestID}}))
-			entry.Response = &fhir.BundleEntryResponse{Status: "200 OK", Outcome: oo}
+			entry.Response = &fhir.BundleEntryResponse{Status: fhir.EntryStatus(http.StatusOK), Outcome: oo}
 		}
 		out.Entry = append(out.Entry, entry)
 	}

@@ -27,7 +27,7 @@ import (
 	"github.com/socialrx/socialrx/server/internal/web"
 )
 
-// SMART Backend Services (DESIGN.md "Security discovery"): a client whose directory entry has jwks asks
+// SMART Backend Services (docs/design.md#security-discovery): a client whose directory entry has jwks asks
 // POST /oauth/token for a short-lived access token with a client assertion (a JWT it signs with RS384 or
 // ES384: iss = sub = its client id, aud = the token endpoint, exp at most five minutes ahead, a jti used once)
 // and the SMART scopes it wants; it then calls the FHIR API with that token. Scopes narrow what the client's
