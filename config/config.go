@@ -457,7 +457,8 @@ type Settings struct {
 	MaxBodyBytes int64
 	// DeliveryLease is how long a claimed outbox message stays with this process before another may take it
 	// (SOCIALRX_DELIVERY_LEASE); after a crash, its in-flight deliveries are retried once it expires. It must
-	// exceed the longest attempt (3 × SOCIALRX_DELIVERY_TIMEOUT + 4s). Zero: the dispatcher's default (60s).
+	// exceed the longest attempt (3 × SOCIALRX_DELIVERY_TIMEOUT + 4s). Zero: the dispatcher's default, twice the longest
+	// attempt and at least 60s (68s with the default timeout).
 	DeliveryLease time.Duration
 	// TokenKey signs SMART Backend Services access tokens (SOCIALRX_TOKEN_KEY: standard base64 of at least 32
 	// random bytes). Instances sharing a database must share it; empty: a random key per process.
