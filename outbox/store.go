@@ -199,12 +199,12 @@ type ReplayRequest struct {
 
 // Store is the storage contract: referrals and their timeline, outbox messages, FHIR Subscriptions and
 // single-use values, in one interface that every backend implements whole (there are no optional
-// capabilities to probe for). Every behaviour is proven on every backend by outboxtest. All times passed in
-// are the caller's clock; backends never read the wall clock for state decisions.
+// capabilities to probe for: the embedded groups below only arrange the documentation). Every behaviour is
+// proven on every backend by outboxtest. All times passed in are the caller's clock; backends never read the
+// wall clock for state decisions.
 type Store interface {
 	Referrals
 	Timeliner
-	FilteredClaimer
 	Subscriptions
 	Nonces
 
@@ -249,7 +249,12 @@ type Referrals interface {
 	// or inflight with an expired lease; and for each (referral, destination) only the oldest message not
 	// yet finished (a dead or inflight earlier message blocks the later ones; delivered and cancelled
 	// messages do not). A cancelled message is never claimed.
-	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Message, error)
+	//
+	// f limits what the claim may lease per destination (the zero ClaimFilter: no limits), so that a
+	// dispatcher never leases messages it has no room to deliver and one slow service's backlog cannot fill
+	// every claim. The rules above are applied before the limits: a message skipped for lack of room stays
+	// pending.
+	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
 	// CompleteAttempt records an attempt and moves the message to its next state; ErrLeaseLost when owner
 	// no longer holds the lease (the attempt is still recorded).
 	CompleteAttempt(ctx context.Context, id string, now time.Time, res AttemptResult) error
@@ -308,21 +313,13 @@ type Nonces interface {
 	UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error)
 }
 
-// ClaimFilter limits what ClaimMessagesFiltered may lease per destination.
+// ClaimFilter limits what Store.ClaimMessages may lease per destination. The zero value sets no limit.
 type ClaimFilter struct {
 	// PerDestination > 0: at most this many messages of any one destination in the result.
 	PerDestination int
 	// Room overrides PerDestination for the destinations it names: at most Room[d] messages of d
 	// (0: none of d, e.g. the dispatcher already has its cap of d in flight).
 	Room map[mapping.Destination]int
-}
-
-// FilteredClaimer is the part of Store that claims with per-destination limits, so that a dispatcher never
-// leases messages it has no room to deliver and one slow service's backlog cannot fill every claim. Same rules
-// as ClaimMessages otherwise (due, expired leases, per-referral order), applied before the limits: a message
-// skipped for lack of room stays pending.
-type FilteredClaimer interface {
-	ClaimMessagesFiltered(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
 }
 
 // SubscriptionStatus is a stored Subscription's state (FHIR Subscription.status). The zero value is invalid.

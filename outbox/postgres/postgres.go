@@ -102,13 +102,7 @@ type Store struct {
 	closeErr   error
 }
 
-var (
-	_ outbox.Store           = (*Store)(nil)
-	_ outbox.Timeliner       = (*Store)(nil)
-	_ outbox.Subscriptions   = (*Store)(nil)
-	_ outbox.FilteredClaimer = (*Store)(nil)
-	_ outbox.Nonces          = (*Store)(nil)
-)
+var _ outbox.Store = (*Store)(nil)
 
 func openDB(dsn string) (*sql.DB, error) {
 	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {

@@ -140,7 +140,7 @@ func TestConcurrentClaimersNeverShareALease(t *testing.T) {
 		owner := fmt.Sprintf("instance-%d", i)
 		wg.Go(func() {
 			for {
-				ms, err := s.ClaimMessages(ctx, owner, now, time.Hour, 7)
+				ms, err := s.ClaimMessages(ctx, owner, now, time.Hour, 7, outbox.ClaimFilter{})
 				if err != nil {
 					errs <- err
 					return
@@ -286,7 +286,7 @@ func TestChangesAcrossInstances(t *testing.T) {
 	}
 	// A replay (as the CLI makes it) from a third, short-lived instance wakes b too.
 	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
-	ms, err := b.ClaimMessages(t.Context(), "b", now, time.Minute, 10)
+	ms, err := b.ClaimMessages(t.Context(), "b", now, time.Minute, 10, outbox.ClaimFilter{})
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("claim: %v %v", ms, err)
 	}

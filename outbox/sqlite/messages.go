@@ -32,19 +32,13 @@ const maxErrorLen = 512
 // ClaimMessages leases up to limit deliverable messages to owner until now+lease, returned in
 // (NextAttemptAt, Seq) order: inflight messages whose lease has expired (taken first: they are the oldest
 // work) and pending messages due at now, each only if it is the oldest undelivered message of its referral
-// and destination (for subscription destinations: the oldest undelivered message of the destination).
-func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]outbox.Message, error) {
-	return s.claim(ctx, owner, now, lease, limit, outbox.ClaimFilter{})
-}
-
-// ClaimMessagesFiltered is ClaimMessages with per-destination limits (outbox.FilteredClaimer): a message
-// whose destination has no room left is skipped and stays pending. Destinations without room are excluded in
-// the query itself, so a large backlog for a full destination costs index steps, not row reads.
-func (s *Store) ClaimMessagesFiltered(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error) {
+// and destination (for subscription destinations: the oldest undelivered message of the destination), within
+// f's per-destination limits: a message whose destination has no room left is skipped and stays pending.
+// Destinations without room are excluded in the query itself, so a large backlog for a full destination
+// costs index steps, not row reads.
+func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error) {
 	return s.claim(ctx, owner, now, lease, limit, f)
 }
-
-var _ outbox.FilteredClaimer = (*Store)(nil)
 
 // heads reads up to limit claimable messages of one kind (pending and due, or inflight with an expired
 // lease) in index order, taking room as it goes: the shared scan (sqlstore.Dialect.Heads) as headScan

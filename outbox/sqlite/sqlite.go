@@ -84,9 +84,6 @@ type Store struct {
 }
 
 var _ outbox.Store = (*Store)(nil)
-var _ outbox.Timeliner = (*Store)(nil)
-var _ outbox.Subscriptions = (*Store)(nil)
-var _ outbox.Nonces = (*Store)(nil)
 
 // dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection.
 func dsn(path string, write bool, busy time.Duration) string {

@@ -90,16 +90,6 @@ func (w *wtx) QueryRowContext(_ context.Context, q string, args ...any) *sql.Row
 	return w.tx.QueryRowContext(w.ctx, q, args...)
 }
 
-// execDynamic runs a statement built at run time (not cached).
-func (w *wtx) execDynamic(q string, args ...any) (sql.Result, error) {
-	return w.tx.ExecContext(w.ctx, q, args...)
-}
-
-// queryDynamic runs a query built at run time (not cached).
-func (w *wtx) queryDynamic(q string, args ...any) (*sql.Rows, error) {
-	return w.tx.QueryContext(w.ctx, q, args...)
-}
-
 // write queues run for the writer goroutine and waits for its result after COMMIT. If ctx ends while the
 // write is still queued, the write is abandoned (it will not run) and ctx's error returned; once the writer
 // has taken it, the caller waits for the true outcome (one batch, at most busy_timeout), so that a caller
