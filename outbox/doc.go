@@ -39,6 +39,9 @@
 // subscription's channel headers (WithSubscriptions), and never change the referral. A subscription that is
 // off or gone makes its queued messages dead at once (ErrDestinationOff, ErrUnknownDestination).
 //
+// Withdrawal before delivery (the cancelled state above) is decided by mapping.Withdrawal, in pure code; a
+// store only reads the facts it asks for and applies the decision in the cancellation's transaction.
+//
 // The store contract is one interface, Store, that every backend implements whole; its groups (Referrals,
 // Timeliner, Subscriptions, Nonces) only arrange the documentation. Endpoints are looked up through one
 // interface too, EndpointResolver, with the attempt's context.

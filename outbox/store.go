@@ -106,6 +106,23 @@ func (s MessageState) Finished() bool {
 	return false
 }
 
+// Progress is how far a message in state s got towards its destination, as mapping.Withdrawal sees it:
+// pending and dead are unsent, inflight may be reaching it, delivered is delivered, cancelled was
+// withdrawn.
+func (s MessageState) Progress() mapping.DeliveryProgress {
+	switch s {
+	case StatePending, StateDead:
+		return mapping.ProgressUnsent
+	case StateInflight:
+		return mapping.ProgressInFlight
+	case StateDelivered:
+		return mapping.ProgressDelivered
+	case StateCancelled:
+		return mapping.ProgressWithdrawn
+	}
+	return ""
+}
+
 // WithdrawnError is the LastError of a message retired into StateCancelled by a cancellation.
 const WithdrawnError = "withdrawn: referral cancelled before delivery"
 
@@ -230,11 +247,12 @@ type Referrals interface {
 	// current version (ErrVersionMismatch otherwise).
 	//
 	// Withdrawal before delivery (issue 4: a referral the service never received is not cancelled at the
-	// service, it is simply never sent): when fn's events contain a mapping.EventReferralCancelled for a
+	// service, it is simply never sent) is decided by mapping.Withdrawal; the store only reads the facts it
+	// asks for and applies its decision. When fn's events contain a mapping.EventReferralCancelled for a
 	// service destination D, the referral was still requested before the update (the service has not
 	// acknowledged or acted on it: had it, it knows the referral, e.g. from its pull inbox, and must be told),
 	// and the referral's mapping.EventReferralCreated messages to D are neither delivered nor inflight (pending,
-	// or dead), the store, in the same transaction,
+	// or dead; at least one), the store, in the same transaction,
 	//   - retires every such referral.created message to D into StateCancelled (LastError WithdrawnError,
 	//     lease cleared; the referral's timeline entry for this version lists it in Withdrawn),
 	//   - drops that referral.cancelled event (nothing is sent to D), and
@@ -242,7 +260,8 @@ type Referrals interface {
 	// When a referral.created message to D is inflight (a delivery may be under way) or delivered, when there
 	// is none (the service may have seen the referral in its pull inbox), or when the referral had moved past
 	// requested, the referral.cancelled is queued as usual, and per-referral ordering delivers it after the
-	// referral.created. The same rule applies to the Update of CompleteAttempt and ReplayMessages.
+	// referral.created. The messages read for the decision are locked until commit, so that no claim takes
+	// one in between. The same rule applies to the Update of CompleteAttempt and ReplayMessages.
 	UpdateReferral(ctx context.Context, id string, expectVersion int, now time.Time, fn ReferralUpdate) (Referral, error)
 
 	// ClaimMessages leases up to limit deliverable messages to owner until now+lease: pending and due,

@@ -89,16 +89,7 @@ func openStore(t *testing.T, dsn string, opts postgres.Options) *postgres.Store 
 	if opts.MaxConns == 0 {
 		opts.MaxConns = 4
 	}
-	s, err := postgres.Open(t.Context(), dsn, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return sqlstoretest.Open(t, func() (*postgres.Store, error) { return postgres.Open(t.Context(), dsn, opts) })
 }
 
 func TestConformance(t *testing.T) {
