@@ -150,6 +150,7 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait)
 	}
 	if limit := attemptLimit(o); o.Lease <= limit {
+		//lint:ignore ST1005 the message starts with the option's name, Lease, as the user sets it (and tests pin it)
 		errs = append(errs, fmt.Errorf("Lease (%s) must exceed the longest attempt (%s = Timeout × (retries+1) + retries × retry wait)", o.Lease, limit))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -275,7 +276,7 @@ type loopState struct {
 	again   map[string]Message                // claimed again while their previous attempt was finishing
 	running int                               // deliveries in progress
 	perDest map[mapping.Destination]int       // deliveries in progress per destination
-	held    map[mapping.Destination][]Message // claimed but waiting for room (stores without FilteredClaimer)
+	held    map[mapping.Destination][]Message // claimed but waiting for room (e.g. claimed again during its attempt)
 	nHeld   int                               // len(held queues) + len(again)
 }
 
@@ -403,12 +404,9 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	}
 }
 
-// claim leases up to limit messages, using FilteredClaimer when the store has it.
+// claim leases up to limit messages, no more of a destination than it has room for (PerDestination less
+// what is in flight or held).
 func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *loopState) ([]Message, error) {
-	fc, ok := d.store.(FilteredClaimer)
-	if !ok {
-		return d.store.ClaimMessages(ctx, d.opts.Owner, now, d.opts.Lease, limit)
-	}
 	f := ClaimFilter{PerDestination: d.opts.PerDestination, Room: map[mapping.Destination]int{}}
 	for dest, n := range st.perDest {
 		f.Room[dest] = max(d.opts.PerDestination-n-len(st.held[dest]), 0)
@@ -418,7 +416,7 @@ func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *lo
 			f.Room[dest] = max(d.opts.PerDestination-len(h), 0)
 		}
 	}
-	return fc.ClaimMessagesFiltered(ctx, d.opts.Owner, now, d.opts.Lease, limit, f)
+	return d.store.ClaimMessages(ctx, d.opts.Owner, now, d.opts.Lease, limit, f)
 }
 
 // startHeld starts held messages whose destination has room. A held message whose lease would run out

@@ -208,17 +208,9 @@ func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.T
 }
 
 // endpoint looks dest up; a non-nil outcome says why no request can be made: permanent for an unknown or
-// off destination, retry for a failed lookup (ContextEndpointResolver).
+// off destination, retry for a failed lookup.
 func (d *Dispatcher) endpoint(ctx context.Context, dest mapping.Destination) (Endpoint, *httpOutcome) {
-	cr, ok := d.endpoints.(ContextEndpointResolver)
-	if !ok {
-		ep, ok := d.endpoints.Endpoint(dest)
-		if !ok {
-			return Endpoint{}, &httpOutcome{class: classPermanent, err: "no endpoint for destination " + dest.String()}
-		}
-		return ep, nil
-	}
-	ep, err := cr.EndpointContext(ctx, dest)
+	ep, err := d.endpoints.Endpoint(ctx, dest)
 	switch {
 	case err == nil:
 		return ep, nil

@@ -12,9 +12,9 @@ import (
 	"github.com/socialrx/socialrx/mapping"
 )
 
-// nopStore is an empty Store for tests that never reach the database. The Store it embeds is nil: a method
-// it does not define (subscriptions, nonces, timeline) panics if a test ever calls it.
-type nopStore struct{ Store }
+// nopStore is an empty Store for tests that never reach the database: reads find nothing, writes do
+// nothing.
+type nopStore struct{}
 
 func (nopStore) CreateReferral(context.Context, mapping.Intake) (CreateResult, error) {
 	return CreateResult{}, nil
@@ -28,7 +28,8 @@ func (nopStore) SearchReferrals(context.Context, ReferralQuery) ([]Referral, *Cu
 func (nopStore) UpdateReferral(context.Context, string, int, time.Time, ReferralUpdate) (Referral, error) {
 	return Referral{}, ErrNotFound
 }
-func (nopStore) ClaimMessages(context.Context, string, time.Time, time.Duration, int) ([]Message, error) {
+func (nopStore) Timeline(context.Context, string) ([]TimelineEntry, error) { return nil, ErrNotFound }
+func (nopStore) ClaimMessages(context.Context, string, time.Time, time.Duration, int, ClaimFilter) ([]Message, error) {
 	return nil, nil
 }
 func (nopStore) CompleteAttempt(context.Context, string, time.Time, AttemptResult) error { return nil }
@@ -44,9 +45,24 @@ func (nopStore) CountMessages(context.Context) (map[MessageState]int, time.Time,
 	return nil, time.Time{}, nil
 }
 func (nopStore) NextDue(context.Context) (time.Time, error) { return time.Time{}, nil }
-func (nopStore) Changes() <-chan struct{}                   { return nil }
-func (nopStore) Ping(context.Context) error                 { return nil }
-func (nopStore) Close() error                               { return nil }
+func (nopStore) CreateSubscription(_ context.Context, sub Subscription) (Subscription, error) {
+	return sub, nil
+}
+func (nopStore) GetSubscription(context.Context, string) (Subscription, error) {
+	return Subscription{}, ErrNotFound
+}
+func (nopStore) UpdateSubscriptionStatus(context.Context, string, SubscriptionStatus, time.Time) (Subscription, error) {
+	return Subscription{}, ErrNotFound
+}
+func (nopStore) ListSubscriptions(context.Context, SubscriptionQuery) ([]Subscription, error) {
+	return nil, nil
+}
+func (nopStore) UseNonce(context.Context, string, time.Time, time.Time) (bool, error) {
+	return true, nil
+}
+func (nopStore) Changes() <-chan struct{}   { return nil }
+func (nopStore) Ping(context.Context) error { return nil }
+func (nopStore) Close() error               { return nil }
 
 var _ Store = nopStore{}
 

@@ -32,13 +32,19 @@
 // is permanent. For community services the referral's Task.businessStatus follows: delivered, or
 // delivery-failed when the message goes dead (MarkDelivered, MarkDeliveryFailed; QueuedAgain on replay).
 //
-// GP notifications (FHIR Subscriptions): a store with the Subscriptions capability fans out, in the very
-// transaction that writes a new referral version, one message per active subscription of the referral's
-// practice (destination kind subscription), numbered per subscription without gaps and rendered by a NotifyFunc
-// (RenderNotification). Those messages are ordered per destination across referrals (ClaimMessages), sent
-// unsigned with the subscription's channel headers (WithSubscriptions), and never change the referral. A
-// subscription that is off or gone makes its queued messages dead at once (ErrDestinationOff,
-// ErrUnknownDestination).
+// GP notifications (FHIR Subscriptions): every store fans out, in the very transaction that writes a new
+// referral version, one message per active subscription of the referral's practice (destination kind
+// subscription), numbered per subscription without gaps and rendered by a NotifyFunc (RenderNotification).
+// Those messages are ordered per destination across referrals (ClaimMessages), sent unsigned with the
+// subscription's channel headers (WithSubscriptions), and never change the referral. A subscription that is
+// off or gone makes its queued messages dead at once (ErrDestinationOff, ErrUnknownDestination).
+//
+// Withdrawal before delivery (the cancelled state above) is decided by mapping.Withdrawal, in pure code; a
+// store only reads the facts it asks for and applies the decision in the cancellation's transaction.
+//
+// The store contract is one interface, Store, that every backend implements whole; its groups (Referrals,
+// Timeliner, Subscriptions, Nonces) only arrange the documentation. Endpoints are looked up through one
+// interface too, EndpointResolver, with the attempt's context.
 //
 // The dispatcher wakes on Store.Changes (commits in this process), on its completions, at Store.NextDue and
 // on a slow safety poll (other processes' commits, expired leases). Leases make it crash safe: a message

@@ -106,6 +106,23 @@ func (s MessageState) Finished() bool {
 	return false
 }
 
+// Progress is how far a message in state s got towards its destination, as mapping.Withdrawal sees it:
+// pending and dead are unsent, inflight may be reaching it, delivered is delivered, cancelled was
+// withdrawn.
+func (s MessageState) Progress() mapping.DeliveryProgress {
+	switch s {
+	case StatePending, StateDead:
+		return mapping.ProgressUnsent
+	case StateInflight:
+		return mapping.ProgressInFlight
+	case StateDelivered:
+		return mapping.ProgressDelivered
+	case StateCancelled:
+		return mapping.ProgressWithdrawn
+	}
+	return ""
+}
+
 // WithdrawnError is the LastError of a message retired into StateCancelled by a cancellation.
 const WithdrawnError = "withdrawn: referral cancelled before delivery"
 
@@ -199,12 +216,12 @@ type ReplayRequest struct {
 
 // Store is the storage contract: referrals and their timeline, outbox messages, FHIR Subscriptions and
 // single-use values, in one interface that every backend implements whole (there are no optional
-// capabilities to probe for). Every behaviour is proven on every backend by outboxtest. All times passed in
-// are the caller's clock; backends never read the wall clock for state decisions.
+// capabilities to probe for: the embedded groups below only arrange the documentation). Every behaviour is
+// proven on every backend by outboxtest. All times passed in are the caller's clock; backends never read the
+// wall clock for state decisions.
 type Store interface {
 	Referrals
 	Timeliner
-	FilteredClaimer
 	Subscriptions
 	Nonces
 
@@ -230,11 +247,12 @@ type Referrals interface {
 	// current version (ErrVersionMismatch otherwise).
 	//
 	// Withdrawal before delivery (issue 4: a referral the service never received is not cancelled at the
-	// service, it is simply never sent): when fn's events contain a mapping.EventReferralCancelled for a
+	// service, it is simply never sent) is decided by mapping.Withdrawal; the store only reads the facts it
+	// asks for and applies its decision. When fn's events contain a mapping.EventReferralCancelled for a
 	// service destination D, the referral was still requested before the update (the service has not
 	// acknowledged or acted on it: had it, it knows the referral, e.g. from its pull inbox, and must be told),
 	// and the referral's mapping.EventReferralCreated messages to D are neither delivered nor inflight (pending,
-	// or dead), the store, in the same transaction,
+	// or dead; at least one), the store, in the same transaction,
 	//   - retires every such referral.created message to D into StateCancelled (LastError WithdrawnError,
 	//     lease cleared; the referral's timeline entry for this version lists it in Withdrawn),
 	//   - drops that referral.cancelled event (nothing is sent to D), and
@@ -242,14 +260,20 @@ type Referrals interface {
 	// When a referral.created message to D is inflight (a delivery may be under way) or delivered, when there
 	// is none (the service may have seen the referral in its pull inbox), or when the referral had moved past
 	// requested, the referral.cancelled is queued as usual, and per-referral ordering delivers it after the
-	// referral.created. The same rule applies to the Update of CompleteAttempt and ReplayMessages.
+	// referral.created. The messages read for the decision are locked until commit, so that no claim takes
+	// one in between. The same rule applies to the Update of CompleteAttempt and ReplayMessages.
 	UpdateReferral(ctx context.Context, id string, expectVersion int, now time.Time, fn ReferralUpdate) (Referral, error)
 
 	// ClaimMessages leases up to limit deliverable messages to owner until now+lease: pending and due,
 	// or inflight with an expired lease; and for each (referral, destination) only the oldest message not
 	// yet finished (a dead or inflight earlier message blocks the later ones; delivered and cancelled
 	// messages do not). A cancelled message is never claimed.
-	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Message, error)
+	//
+	// f limits what the claim may lease per destination (the zero ClaimFilter: no limits), so that a
+	// dispatcher never leases messages it has no room to deliver and one slow service's backlog cannot fill
+	// every claim. The rules above are applied before the limits: a message skipped for lack of room stays
+	// pending.
+	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
 	// CompleteAttempt records an attempt and moves the message to its next state; ErrLeaseLost when owner
 	// no longer holds the lease (the attempt is still recorded).
 	CompleteAttempt(ctx context.Context, id string, now time.Time, res AttemptResult) error
@@ -308,21 +332,13 @@ type Nonces interface {
 	UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error)
 }
 
-// ClaimFilter limits what ClaimMessagesFiltered may lease per destination.
+// ClaimFilter limits what Store.ClaimMessages may lease per destination. The zero value sets no limit.
 type ClaimFilter struct {
 	// PerDestination > 0: at most this many messages of any one destination in the result.
 	PerDestination int
 	// Room overrides PerDestination for the destinations it names: at most Room[d] messages of d
 	// (0: none of d, e.g. the dispatcher already has its cap of d in flight).
 	Room map[mapping.Destination]int
-}
-
-// FilteredClaimer is the part of Store that claims with per-destination limits, so that a dispatcher never
-// leases messages it has no room to deliver and one slow service's backlog cannot fill every claim. Same rules
-// as ClaimMessages otherwise (due, expired leases, per-referral order), applied before the limits: a message
-// skipped for lack of room stays pending.
-type FilteredClaimer interface {
-	ClaimMessagesFiltered(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
 }
 
 // SubscriptionStatus is a stored Subscription's state (FHIR Subscription.status). The zero value is invalid.

@@ -21,17 +21,6 @@ var (
 	ErrDestinationOff = errors.New("destination is off")
 )
 
-// ContextEndpointResolver is an optional EndpointResolver capability for lookups that do I/O (a Subscription
-// read from the store): the dispatcher calls EndpointContext with the attempt's context instead of Endpoint.
-// Errors matching ErrUnknownDestination or ErrDestinationOff are permanent; others are retried.
-type ContextEndpointResolver interface {
-	EndpointResolver
-	EndpointContext(ctx context.Context, d mapping.Destination) (Endpoint, error)
-}
-
-// endpointLookupTimeout bounds Endpoint's own store read when it is called without a context.
-const endpointLookupTimeout = 10 * time.Second
-
 // FHIRJSON is the MIME type of FHIR Subscription notifications (channel.payload).
 const FHIRJSON = "application/fhir+json"
 
@@ -40,7 +29,8 @@ const FHIRJSON = "application/fhir+json"
 // channel.header values and Content-Type application/fhir+json, and no signing secret (notifications are
 // unsigned; webhook-id and webhook-timestamp are still sent, webhook-id being the message id). A
 // subscription that is off or gone makes its pending messages dead (ErrDestinationOff, ErrUnknownDestination).
-// Every other destination goes to next (nil: none).
+// Every other destination goes to next (nil: none); one next does not know is unknown
+// ("kind:id: unknown destination").
 func WithSubscriptions(store Store, next EndpointResolver) EndpointResolver {
 	if next == nil {
 		return next
@@ -53,16 +43,8 @@ type subscriptionEndpoints struct {
 	next EndpointResolver
 }
 
-// Endpoint resolves d with a bounded background context (the dispatcher uses EndpointContext).
-func (r *subscriptionEndpoints) Endpoint(d mapping.Destination) (Endpoint, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), endpointLookupTimeout)
-	defer cancel()
-	ep, err := r.EndpointContext(ctx, d)
-	return ep, err == nil
-}
-
-// EndpointContext resolves d: subscriptions from the store, everything else through next.
-func (r *subscriptionEndpoints) EndpointContext(ctx context.Context, d mapping.Destination) (Endpoint, error) {
+// Endpoint resolves d: subscriptions from the store, everything else through next.
+func (r *subscriptionEndpoints) Endpoint(ctx context.Context, d mapping.Destination) (Endpoint, error) {
 	switch d.Kind {
 	case mapping.DestinationSubscription:
 		sub, err := r.subs.GetSubscription(ctx, d.ID)
@@ -88,11 +70,11 @@ func (r *subscriptionEndpoints) EndpointContext(ctx context.Context, d mapping.D
 		return Endpoint{URL: sub.Endpoint, Header: h}, nil
 	case mapping.DestinationService:
 	}
-	ep, ok := r.next.Endpoint(d)
-	if !ok {
+	ep, err := r.next.Endpoint(ctx, d)
+	if errors.Is(err, ErrUnknownDestination) {
 		return Endpoint{}, fmt.Errorf("%s: %w", d, ErrUnknownDestination)
 	}
-	return ep, nil
+	return ep, err
 }
 
 // RenderNotification is the NotifyFunc of socialrx: the backport-style R4 notification Bundle of

@@ -38,32 +38,32 @@ func TestWithSubscriptionsResolves(t *testing.T) {
 	next := outbox.EndpointFunc(func(d mapping.Destination) (outbox.Endpoint, bool) {
 		return outbox.Endpoint{URL: "https://service.example/" + d.ID, Secret: testSecret}, d.ID == "walks"
 	})
-	r := outbox.WithSubscriptions(s, next).(outbox.ContextEndpointResolver)
+	r := outbox.WithSubscriptions(s, next)
 	ctx := t.Context()
 	sub := mapping.Destination{Kind: mapping.DestinationSubscription, ID: "sub-1"}
 
-	ep, err := r.EndpointContext(ctx, sub)
+	ep, err := r.Endpoint(ctx, sub)
 	if err != nil || ep.URL != "https://gp.example/hook" || ep.Secret != "" ||
 		ep.Header.Get("Authorization") != "Bearer s3cret" || ep.Header.Get("X-Trace") != "a b" ||
 		ep.Header.Get("Content-Type") != outbox.FHIRJSON {
 		t.Errorf("active subscription: %+v, %v", ep, err)
 	}
-	if ep, ok := r.Endpoint(sub); !ok || ep.URL != "https://gp.example/hook" {
-		t.Errorf("Endpoint without a context: %+v %v", ep, ok)
+	if ep, err := r.Endpoint(context.Background(), sub); err != nil || ep.URL != "https://gp.example/hook" {
+		t.Errorf("Endpoint with a background context: %+v %v", ep, err)
 	}
-	if ep, err := r.EndpointContext(ctx, mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}); err != nil || ep.Secret != testSecret {
+	if ep, err := r.Endpoint(ctx, mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}); err != nil || ep.Secret != testSecret {
 		t.Errorf("service through next: %+v, %v", ep, err)
 	}
-	if _, err := r.EndpointContext(ctx, mapping.Destination{Kind: mapping.DestinationService, ID: "nope"}); !errors.Is(err, outbox.ErrUnknownDestination) {
+	if _, err := r.Endpoint(ctx, mapping.Destination{Kind: mapping.DestinationService, ID: "nope"}); !errors.Is(err, outbox.ErrUnknownDestination) {
 		t.Errorf("unknown service: %v", err)
 	}
-	if _, err := r.EndpointContext(ctx, mapping.Destination{Kind: mapping.DestinationSubscription, ID: "nope"}); !errors.Is(err, outbox.ErrUnknownDestination) {
+	if _, err := r.Endpoint(ctx, mapping.Destination{Kind: mapping.DestinationSubscription, ID: "nope"}); !errors.Is(err, outbox.ErrUnknownDestination) {
 		t.Errorf("unknown subscription: %v", err)
 	}
 	if _, err := s.UpdateSubscriptionStatus(ctx, "sub-1", outbox.SubscriptionOff, base()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.EndpointContext(ctx, sub); !errors.Is(err, outbox.ErrDestinationOff) {
+	if _, err := r.Endpoint(ctx, sub); !errors.Is(err, outbox.ErrDestinationOff) {
 		t.Errorf("off subscription: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -137,16 +138,32 @@ type Endpoint struct {
 }
 
 // EndpointResolver looks up a destination's endpoint at delivery time, so that a rotated secret or a moved
-// URL applies to messages already queued. ok false means the destination is unknown.
+// URL applies to messages already queued. The dispatcher calls it with the attempt's context (a lookup may
+// do I/O: a Subscription is read from the store). An error matching ErrUnknownDestination or
+// ErrDestinationOff is permanent (the message goes dead at once; replay it once the destination is back);
+// any other error is a failed lookup, retried like a network error.
 type EndpointResolver interface {
-	Endpoint(d mapping.Destination) (ep Endpoint, ok bool)
+	Endpoint(ctx context.Context, d mapping.Destination) (Endpoint, error)
 }
 
-// EndpointFunc adapts a function to EndpointResolver.
-type EndpointFunc func(d mapping.Destination) (Endpoint, bool)
+// EndpointFunc adapts a lookup that does no I/O to EndpointResolver: ok false means the destination is
+// unknown (an error matching ErrUnknownDestination, "no endpoint for destination kind:id").
+type EndpointFunc func(d mapping.Destination) (ep Endpoint, ok bool)
 
 // Endpoint calls f.
-func (f EndpointFunc) Endpoint(d mapping.Destination) (Endpoint, bool) { return f(d) }
+func (f EndpointFunc) Endpoint(_ context.Context, d mapping.Destination) (Endpoint, error) {
+	ep, ok := f(d)
+	if !ok {
+		return Endpoint{}, noEndpointError{d}
+	}
+	return ep, nil
+}
+
+// noEndpointError is EndpointFunc's unknown destination.
+type noEndpointError struct{ dest mapping.Destination }
+
+func (e noEndpointError) Error() string        { return "no endpoint for destination " + e.dest.String() }
+func (e noEndpointError) Is(target error) bool { return target == ErrUnknownDestination }
 
 // DirectoryEndpoints resolves service destinations from the community directory's delivery settings
 // (a pull-only service resolves to an Endpoint with an empty URL). Other destination kinds are not found.

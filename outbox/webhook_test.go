@@ -163,9 +163,13 @@ func TestDirectoryEndpoints(t *testing.T) {
 		{mapping.Destination{Kind: mapping.DestinationSubscription, ID: "walks"}, Endpoint{}, false},
 	}
 	for _, tt := range tests {
-		got, ok := r.Endpoint(tt.dest)
+		got, err := r.Endpoint(t.Context(), tt.dest)
+		ok := err == nil
 		if ok != tt.wantOK || got.URL != tt.want.URL || got.Secret != tt.want.Secret {
 			t.Errorf("Endpoint(%s) = %+v, %v; want %+v, %v", tt.dest, got, ok, tt.want, tt.wantOK)
+		}
+		if !ok && !errors.Is(err, ErrUnknownDestination) {
+			t.Errorf("Endpoint(%s): %v, want ErrUnknownDestination", tt.dest, err)
 		}
 	}
 }

@@ -175,7 +175,7 @@ func message(t *testing.T, s outbox.Store, id string) outbox.MessageDetail {
 
 func claim(t *testing.T, s outbox.Store, owner string, now time.Time, lease time.Duration, limit int) []outbox.Message {
 	t.Helper()
-	ms, err := s.ClaimMessages(t.Context(), owner, now, lease, limit)
+	ms, err := s.ClaimMessages(t.Context(), owner, now, lease, limit, outbox.ClaimFilter{})
 	if err != nil {
 		t.Fatalf("ClaimMessages(%s): %v", owner, err)
 	}
@@ -266,9 +266,7 @@ func assertNoTrace(t *testing.T, s outbox.Store, in mapping.Intake) {
 			t.Errorf("GetMessage(%s) after failed create: %v, want ErrNotFound", e.ID, err)
 		}
 	}
-	if tl, ok := s.(outbox.Timeliner); ok {
-		if _, err := tl.Timeline(ctx, r.ID); !errors.Is(err, outbox.ErrNotFound) {
-			t.Errorf("Timeline(%s) after failed create: %v, want ErrNotFound", r.ID, err)
-		}
+	if _, err := s.Timeline(ctx, r.ID); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("Timeline(%s) after failed create: %v, want ErrNotFound", r.ID, err)
 	}
 }

@@ -249,11 +249,9 @@ func testCompleteAttemptUpdate(t *testing.T, open Opener) {
 		t.Errorf("message after delivery: %+v", d)
 	}
 	diff(t, "messages", ids(list(t, s, outbox.MessageQuery{ReferralID: "ref-001"})), []string{"msg-001-1", "msg-001-2"})
-	if tl, ok := s.(outbox.Timeliner); ok {
-		entries, err := tl.Timeline(ctx, "ref-001")
-		if err != nil || len(entries) != 2 || entries[1].Cause != outbox.CauseAttempt {
-			t.Errorf("timeline: %+v %v", entries, err)
-		}
+	entries, err := s.Timeline(ctx, "ref-001")
+	if err != nil || len(entries) != 2 || entries[1].Cause != outbox.CauseAttempt {
+		t.Errorf("timeline: %+v %v", entries, err)
 	}
 }
 
@@ -594,10 +592,6 @@ func testPing(t *testing.T, open Opener) {
 
 func testClaimFiltered(t *testing.T, open Opener) {
 	s := open(t, Options{})
-	fc, ok := s.(outbox.FilteredClaimer)
-	if !ok {
-		t.Skip("the store does not implement outbox.FilteredClaimer")
-	}
 	for i := 1; i <= 7; i++ {
 		in := intake(i)
 		switch {
@@ -612,9 +606,9 @@ func testClaimFiltered(t *testing.T, open Opener) {
 	now := at(2 * time.Minute)
 	fclaim := func(limit int, f outbox.ClaimFilter) []string {
 		t.Helper()
-		ms, err := fc.ClaimMessagesFiltered(t.Context(), "a", now, lease, limit, f)
+		ms, err := s.ClaimMessages(t.Context(), "a", now, lease, limit, f)
 		if err != nil {
-			t.Fatalf("ClaimMessagesFiltered(%+v): %v", f, err)
+			t.Fatalf("ClaimMessages(%+v): %v", f, err)
 		}
 		for _, m := range ms {
 			if m.State != outbox.StateInflight || m.LeaseOwner != "a" {

@@ -6,22 +6,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/socialrx/socialrx/outbox"
 )
 
 // testNonces: a single-use value is accepted once until it expires, also when instances race for it.
 func testNonces(t *testing.T, open Opener) {
 	s := open(t, Options{})
-	n, ok := s.(outbox.Nonces)
-	if !ok {
-		t.Fatal("the store does not implement outbox.Nonces")
-	}
 	ctx := t.Context()
 	now := at(0)
 	use := func(nonce string, expires, now time.Time) bool {
 		t.Helper()
-		fresh, err := n.UseNonce(ctx, nonce, expires, now)
+		fresh, err := s.UseNonce(ctx, nonce, expires, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +34,7 @@ func testNonces(t *testing.T, open Opener) {
 	if !use("client-a/jti-1", now.Add(20*time.Minute), now.Add(10*time.Minute)) {
 		t.Error("an expired nonce was still remembered")
 	}
-	if _, err := n.UseNonce(ctx, "", now, now); err == nil {
+	if _, err := s.UseNonce(ctx, "", now, now); err == nil {
 		t.Error("an empty nonce was accepted")
 	}
 
@@ -51,7 +45,7 @@ func testNonces(t *testing.T, open Opener) {
 	for range callers {
 		wg.Go(func() {
 			for v := range values {
-				fresh, err := n.UseNonce(ctx, fmt.Sprintf("race-%d", v), now.Add(time.Hour), now)
+				fresh, err := s.UseNonce(ctx, fmt.Sprintf("race-%d", v), now.Add(time.Hour), now)
 				if err != nil {
 					t.Error(err)
 					return

@@ -65,15 +65,13 @@ func testCreateAndGet(t *testing.T, open Opener) {
 		t.Errorf("seqs %d, %d, %d not in commit order", ms[0].Seq, ms2[0].Seq, ms2[1].Seq)
 	}
 
-	if tl, ok := s.(outbox.Timeliner); ok {
-		entries, err := tl.Timeline(ctx, r.TaskID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		diff(t, "timeline", entries, []outbox.TimelineEntry{{ReferralID: r.ID, Version: 1, At: r.UpdatedAt,
-			Cause: outbox.CauseCreate, Status: mapping.StatusRequested, BusinessStatus: mapping.BusinessQueued,
-			Messages: []string{e.ID}}})
+	entries, err := s.Timeline(ctx, r.TaskID)
+	if err != nil {
+		t.Fatal(err)
 	}
+	diff(t, "timeline", entries, []outbox.TimelineEntry{{ReferralID: r.ID, Version: 1, At: r.UpdatedAt,
+		Cause: outbox.CauseCreate, Status: mapping.StatusRequested, BusinessStatus: mapping.BusinessQueued,
+		Messages: []string{e.ID}}})
 }
 
 func testIdempotentResend(t *testing.T, open Opener) {
@@ -542,22 +540,20 @@ func testUpdateReferral(t *testing.T, open Opener) {
 		t.Errorf("update of unknown referral: %v, want ErrNotFound", err)
 	}
 
-	if tl, ok := s.(outbox.Timeliner); ok {
-		entries, err := tl.Timeline(ctx, "ref-001")
-		if err != nil {
-			t.Fatal(err)
-		}
-		diff(t, "timeline", entries, []outbox.TimelineEntry{
-			{ReferralID: "ref-001", Version: 1, At: in.Referral.Record.CreatedAt, Cause: outbox.CauseCreate,
-				Status: mapping.StatusRequested, BusinessStatus: mapping.BusinessQueued, Messages: []string{"msg-001-1"}},
-			{ReferralID: "ref-001", Version: 2, At: now, Cause: outbox.CauseUpdate, Status: mapping.StatusAccepted,
-				BusinessStatus: mapping.BusinessQueued, StatusReason: "welcome", Messages: []string{"msg-001-2"}},
-			{ReferralID: "ref-001", Version: 3, At: later, Cause: outbox.CauseUpdate, Status: mapping.StatusInProgress,
-				BusinessStatus: mapping.BusinessDelivered, StatusReason: "welcome"},
-		})
-		if _, err := tl.Timeline(ctx, "nope"); !errors.Is(err, outbox.ErrNotFound) {
-			t.Errorf("Timeline(nope): %v, want ErrNotFound", err)
-		}
+	entries, err := s.Timeline(ctx, "ref-001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "timeline", entries, []outbox.TimelineEntry{
+		{ReferralID: "ref-001", Version: 1, At: in.Referral.Record.CreatedAt, Cause: outbox.CauseCreate,
+			Status: mapping.StatusRequested, BusinessStatus: mapping.BusinessQueued, Messages: []string{"msg-001-1"}},
+		{ReferralID: "ref-001", Version: 2, At: now, Cause: outbox.CauseUpdate, Status: mapping.StatusAccepted,
+			BusinessStatus: mapping.BusinessQueued, StatusReason: "welcome", Messages: []string{"msg-001-2"}},
+		{ReferralID: "ref-001", Version: 3, At: later, Cause: outbox.CauseUpdate, Status: mapping.StatusInProgress,
+			BusinessStatus: mapping.BusinessDelivered, StatusReason: "welcome"},
+	})
+	if _, err := s.Timeline(ctx, "nope"); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("Timeline(nope): %v, want ErrNotFound", err)
 	}
 }
 
@@ -572,9 +568,7 @@ func testUpdateReferralUnchanged(t *testing.T, open Opener) {
 	}
 	diff(t, "unchanged update result", got, created)
 	diff(t, "unchanged update stored", get(t, s, "ref-001"), created)
-	if tl, ok := s.(outbox.Timeliner); ok {
-		if entries, err := tl.Timeline(t.Context(), "ref-001"); err != nil || len(entries) != 1 {
-			t.Errorf("timeline after an unchanged update: %v %v", entries, err)
-		}
+	if entries, err := s.Timeline(t.Context(), "ref-001"); err != nil || len(entries) != 1 {
+		t.Errorf("timeline after an unchanged update: %v %v", entries, err)
 	}
 }

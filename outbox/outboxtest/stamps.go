@@ -55,10 +55,8 @@ func testUpdatedAtFollowsCommitOrder(t *testing.T, open Opener) {
 		t.Errorf("update with an earlier clock: UpdatedAt %v, want after %v", u.Record.UpdatedAt, b.Record.UpdatedAt)
 	}
 	diff(t, "the update's answer and the stored referral", get(t, s, "ref-001"), u)
-	if tr, ok := s.(outbox.Timeliner); ok {
-		if tl, err := tr.Timeline(ctx, "ref-001"); err != nil || len(tl) != 2 || !tl[1].At.Equal(u.Record.UpdatedAt) {
-			t.Errorf("timeline %+v, %v; want version 2 at %v", tl, err, u.Record.UpdatedAt)
-		}
+	if tl, err := s.Timeline(ctx, "ref-001"); err != nil || len(tl) != 2 || !tl[1].At.Equal(u.Record.UpdatedAt) {
+		t.Errorf("timeline %+v, %v; want version 2 at %v", tl, err, u.Record.UpdatedAt)
 	}
 	// The update's message is due at the caller's time, not held back by the stamp.
 	if m := message(t, s, "msg-001-2").Message; !m.NextAttemptAt.Equal(then) {

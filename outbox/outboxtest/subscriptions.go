@@ -38,16 +38,6 @@ func testNotify(sub outbox.Subscription, ref outbox.Referral, n int64, now time.
 		Status: ref.Record.Status, N: n, Events: sub.EventsSinceStart, At: now})
 }
 
-// subscriptions returns s's Subscriptions capability or fails the test: every backend must have it.
-func subscriptions(t *testing.T, s outbox.Store) outbox.Subscriptions {
-	t.Helper()
-	subs, ok := s.(outbox.Subscriptions)
-	if !ok {
-		t.Fatalf("%T does not implement outbox.Subscriptions", s)
-	}
-	return subs
-}
-
 // subscription is an active subscription fixture for practice.
 func subscription(id, practice string, created time.Time) outbox.Subscription {
 	return outbox.Subscription{
@@ -61,7 +51,7 @@ func subscription(id, practice string, created time.Time) outbox.Subscription {
 
 func createSub(t *testing.T, s outbox.Store, sub outbox.Subscription) outbox.Subscription {
 	t.Helper()
-	got, err := subscriptions(t, s).CreateSubscription(t.Context(), sub)
+	got, err := s.CreateSubscription(t.Context(), sub)
 	if err != nil {
 		t.Fatalf("CreateSubscription(%s): %v", sub.ID, err)
 	}
@@ -70,7 +60,7 @@ func createSub(t *testing.T, s outbox.Store, sub outbox.Subscription) outbox.Sub
 
 func getSub(t *testing.T, s outbox.Store, id string) outbox.Subscription {
 	t.Helper()
-	got, err := subscriptions(t, s).GetSubscription(t.Context(), id)
+	got, err := s.GetSubscription(t.Context(), id)
 	if err != nil {
 		t.Fatalf("GetSubscription(%s): %v", id, err)
 	}
@@ -109,7 +99,6 @@ func setStatus(t *testing.T, s outbox.Store, id string, now time.Time, st mappin
 
 func testSubscriptionCRUD(t *testing.T, open Opener) {
 	s := open(t, Options{Notify: testNotify})
-	subs := subscriptions(t, s)
 	ctx := t.Context()
 	in := subscription("sub-a", "A81001", at(time.Second))
 	in.Status = outbox.SubscriptionOff // ignored: created active
@@ -119,39 +108,39 @@ func testSubscriptionCRUD(t *testing.T, open Opener) {
 	want.Status, want.UpdatedAt = outbox.SubscriptionActive, want.CreatedAt
 	diff(t, "created", got, want)
 	diff(t, "read back", getSub(t, s, "sub-a"), want)
-	if _, err := subs.CreateSubscription(ctx, in); err == nil {
+	if _, err := s.CreateSubscription(ctx, in); err == nil {
 		t.Error("CreateSubscription with an existing id succeeded")
 	}
 	bad := subscription("sub-bad", "A81001", at(time.Second))
 	bad.Payload = ""
-	if _, err := subs.CreateSubscription(ctx, bad); err == nil {
+	if _, err := s.CreateSubscription(ctx, bad); err == nil {
 		t.Error("CreateSubscription without payload content succeeded")
 	}
 	createSub(t, s, subscription("sub-b", "B82002", at(2*time.Second)))
 	createSub(t, s, subscription("sub-c", "A81001", at(3*time.Second)))
 
-	off, err := subs.UpdateSubscriptionStatus(ctx, "sub-c", outbox.SubscriptionOff, at(time.Minute))
+	off, err := s.UpdateSubscriptionStatus(ctx, "sub-c", outbox.SubscriptionOff, at(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if off.Status != outbox.SubscriptionOff || !off.UpdatedAt.Equal(at(time.Minute)) {
 		t.Errorf("after off: status %s updated %v", off.Status, off.UpdatedAt)
 	}
-	again, err := subs.UpdateSubscriptionStatus(ctx, "sub-c", outbox.SubscriptionOff, at(time.Hour))
+	again, err := s.UpdateSubscriptionStatus(ctx, "sub-c", outbox.SubscriptionOff, at(time.Hour))
 	if err != nil || !again.UpdatedAt.Equal(at(time.Minute)) {
 		t.Errorf("setting off again: %v, updated %v (want unchanged)", err, again.UpdatedAt)
 	}
-	_, err = subs.UpdateSubscriptionStatus(ctx, "nope", outbox.SubscriptionOff, at(time.Hour))
+	_, err = s.UpdateSubscriptionStatus(ctx, "nope", outbox.SubscriptionOff, at(time.Hour))
 	wantErr(t, "UpdateSubscriptionStatus(unknown)", err, outbox.ErrNotFound)
-	if _, err := subs.UpdateSubscriptionStatus(ctx, "sub-a", "", at(time.Hour)); err == nil {
+	if _, err := s.UpdateSubscriptionStatus(ctx, "sub-a", "", at(time.Hour)); err == nil {
 		t.Error("UpdateSubscriptionStatus with the zero status succeeded")
 	}
-	_, err = subs.GetSubscription(ctx, "nope")
+	_, err = s.GetSubscription(ctx, "nope")
 	wantErr(t, "GetSubscription(unknown)", err, outbox.ErrNotFound)
 
 	listIDs := func(q outbox.SubscriptionQuery) []string {
 		t.Helper()
-		ss, err := subs.ListSubscriptions(ctx, q)
+		ss, err := s.ListSubscriptions(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +168,7 @@ func testSubscriptionFanOut(t *testing.T, open Opener) {
 	createSub(t, s, subscription("sub-a", "A81001", t0))
 	createSub(t, s, subscription("sub-b", "B82002", t0)) // another practice: never notified here
 	createSub(t, s, subscription("sub-off", "A81001", t0))
-	if _, err := subscriptions(t, s).UpdateSubscriptionStatus(ctx, "sub-off", outbox.SubscriptionOff, t0); err != nil {
+	if _, err := s.UpdateSubscriptionStatus(ctx, "sub-off", outbox.SubscriptionOff, t0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -251,7 +240,7 @@ func testSubscriptionFanOut(t *testing.T, open Opener) {
 	}
 
 	// Same transaction: each notification belongs to the version that caused it (the timeline lists it).
-	tl, err := s.(outbox.Timeliner).Timeline(ctx, "ref-001")
+	tl, err := s.Timeline(ctx, "ref-001")
 	if err != nil {
 		t.Fatal(err)
 	}

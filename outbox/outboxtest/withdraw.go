@@ -48,20 +48,18 @@ func assertWithdrawn(t *testing.T, s outbox.Store, r outbox.Referral, created, c
 			t.Errorf("referral.cancelled %s queued for a referral never delivered", m.ID)
 		}
 	}
-	if tl, ok := s.(outbox.Timeliner); ok {
-		entries, err := tl.Timeline(t.Context(), r.Record.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := entries[len(entries)-1]
-		if last.Version != v || last.Status != mapping.StatusCancelled || last.BusinessStatus != "" {
-			t.Errorf("timeline entry %+v", last)
-		}
-		diff(t, "withdrawn by the cancellation", last.Withdrawn, []string{created})
-		for _, e := range entries[:len(entries)-1] {
-			if len(e.Withdrawn) != 0 {
-				t.Errorf("version %d withdrew %v", e.Version, e.Withdrawn)
-			}
+	entries, err := s.Timeline(t.Context(), r.Record.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := entries[len(entries)-1]
+	if last.Version != v || last.Status != mapping.StatusCancelled || last.BusinessStatus != "" {
+		t.Errorf("timeline entry %+v", last)
+	}
+	diff(t, "withdrawn by the cancellation", last.Withdrawn, []string{created})
+	for _, e := range entries[:len(entries)-1] {
+		if len(e.Withdrawn) != 0 {
+			t.Errorf("version %d withdrew %v", e.Version, e.Withdrawn)
 		}
 	}
 }

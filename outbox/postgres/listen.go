@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 )
 
 // channel is the LISTEN/NOTIFY channel of the store's schema: instances on other schemas (or databases)
@@ -17,9 +18,9 @@ func channel(schema string) string {
 // notify queues a NOTIFY on the store's channel inside w's transaction: PostgreSQL delivers it to the
 // listening instances when (and only if) the transaction commits. The payload is this instance's id, so that
 // its own listener ignores it (Changes is signalled locally after the commit anyway).
-func (s *Store) notify(w *wtx) error {
-	if _, err := w.ExecContext(w.ctx, `SELECT pg_notify($1, $2)`, s.channel, s.instance); err != nil {
-		return driverErr("notify", err)
+func (s *Store) notify(ctx context.Context, w *sqlstore.Tx) error {
+	if _, err := w.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.channel, s.instance); err != nil {
+		return s.d.DriverErr("notify", err)
 	}
 	return nil
 }

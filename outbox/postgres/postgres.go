@@ -83,7 +83,15 @@ type Options struct {
 
 // Store is the PostgreSQL outbox.Store. It is safe for concurrent use, and several Stores (in one process
 // or many) may share a database.
+//
+// It implements outbox.Store: the transaction scripts and reads are the shared ones (outbox/internal/sqlstore,
+// whose methods it promotes), run in this backend's retried transactions (write); this package adds those,
+// the claim and NextDue queries, the one-round-trip attempt and version writes, the advisory locks,
+// LISTEN/NOTIFY, Changes, Ping and Close.
 type Store struct {
+	*sqlstore.Store
+
+	d      sqlstore.Dialect
 	db     *sql.DB
 	qdb    *sql.DB // the queue pool: claims and NextDue, with queueSettings
 	opts   Options
@@ -93,6 +101,7 @@ type Store struct {
 
 	channel  string // LISTEN/NOTIFY channel of the schema
 	instance string // this Store's id: the NOTIFY payload its own listener ignores
+	version  string // the statement of writeVersion
 
 	changes    chan struct{}
 	closing    chan struct{}
@@ -102,13 +111,7 @@ type Store struct {
 	closeErr   error
 }
 
-var (
-	_ outbox.Store           = (*Store)(nil)
-	_ outbox.Timeliner       = (*Store)(nil)
-	_ outbox.Subscriptions   = (*Store)(nil)
-	_ outbox.FilteredClaimer = (*Store)(nil)
-	_ outbox.Nonces          = (*Store)(nil)
-)
+var _ outbox.Store = (*Store)(nil)
 
 func openDB(dsn string) (*sql.DB, error) {
 	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
@@ -140,7 +143,7 @@ func Migrate(ctx context.Context, dsn string) error {
 func currentSchema(ctx context.Context, db *sql.DB) (string, error) {
 	var schema sql.NullString
 	if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-		return "", driverErr("connect", err)
+		return "", dialect().DriverErr("connect", err)
 	}
 	if !schema.Valid {
 		return "", errors.New("postgres: no current schema (check search_path)")
@@ -204,12 +207,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 8
 	}
-	if opts.NewID == nil {
-		opts.NewID = sqlstore.NewUUIDv7
-	}
-	if opts.Notify == nil {
-		opts.Notify = outbox.RenderNotification
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -246,6 +243,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	qdb.SetMaxIdleConns(min(opts.MaxConns, 4))
 	qdb.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{
+		d:          dialect().Compile(),
 		db:         db,
 		qdb:        qdb,
 		opts:       opts,
@@ -257,7 +255,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		changes:    make(chan struct{}, 1),
 		closing:    make(chan struct{}),
 		listenDone: make(chan struct{}),
+		version:    versionStatement(),
 	}
+	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
+		FailAfter: opts.FailAfter})
 	if opts.NoListen {
 		close(s.listenDone)
 		s.stopListen = func() {}
@@ -286,7 +287,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	}
 	var one int
 	if err := s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return driverErr("ping", err)
+		return s.d.DriverErr("ping", err)
 	}
 	return nil
 }
@@ -321,29 +322,16 @@ func (s *Store) signal() {
 	}
 }
 
-// wtx is one write transaction as the write functions see it.
-type wtx struct {
-	*sql.Tx
-	ctx     context.Context
-	changed bool // messages were written or changed state: signal Changes after COMMIT
-	// quiet: the change cannot let another instance claim anything sooner, so Changes is signalled
-	// locally but no NOTIFY is sent.
-	quiet bool
-}
-
-// errRetry marks an error after which the whole transaction is run again (a unique violation that a fresh
-// run resolves, e.g. an identifier inserted by a concurrent create).
-var errRetry = errors.New("postgres: retry transaction")
-
 // write runs fn in a READ COMMITTED transaction and commits it, running it again (at most
-// Options.MaxRetries times) after a serialization failure, a deadlock or an errRetry. fn's own errors are
-// returned unchanged; a panic in fn becomes an error.
-func (s *Store) write(ctx context.Context, fn func(w *wtx) error) error {
+// Options.MaxRetries times) after a serialization failure, a deadlock or a sqlstore.ErrRetry. fn's own
+// errors are returned unchanged; a panic in fn becomes an error. A commit in which fn set Changed signals
+// Changes and, unless Quiet, NOTIFYs the other instances.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, w *sqlstore.Tx) error) error {
 	return s.writeWith(ctx, s.db, fn)
 }
 
 // writeWith is write on the pool db.
-func (s *Store) writeWith(ctx context.Context, db *sql.DB, fn func(w *wtx) error) error {
+func (s *Store) writeWith(ctx context.Context, db *sql.DB, fn func(ctx context.Context, w *sqlstore.Tx) error) error {
 	if s.closed() {
 		return ErrClosed
 	}
@@ -365,42 +353,42 @@ func (s *Store) writeWith(ctx context.Context, db *sql.DB, fn func(w *wtx) error
 	}
 }
 
-func (s *Store) writeOnce(ctx context.Context, db *sql.DB, fn func(w *wtx) error) (bool, error) {
+func (s *Store) writeOnce(ctx context.Context, db *sql.DB, fn func(ctx context.Context, w *sqlstore.Tx) error) (bool, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		if s.closed() {
 			return false, ErrClosed
 		}
-		return false, driverErr("begin", err)
+		return false, s.d.DriverErr("begin", err)
 	}
-	w := &wtx{Tx: tx, ctx: ctx}
-	err = safeRun(fn, w)
-	if err == nil && w.changed && !w.quiet {
-		err = s.notify(w)
+	w := &sqlstore.Tx{Querier: tx}
+	err = safeRun(ctx, fn, w)
+	if err == nil && w.Changed && !w.Quiet {
+		err = s.notify(ctx, w)
 	}
 	if err != nil {
 		_ = tx.Rollback() // the error that matters is fn's
 		return false, err
 	}
 	if err := tx.Commit(); err != nil {
-		return false, driverErr("commit", err)
+		return false, s.d.DriverErr("commit", err)
 	}
-	return w.changed, nil
+	return w.Changed, nil
 }
 
 // safeRun runs fn, turning a panic (in a caller's ReferralUpdate, say) into an error.
-func safeRun(fn func(w *wtx) error, w *wtx) (err error) {
+func safeRun(ctx context.Context, fn func(ctx context.Context, w *sqlstore.Tx) error, w *sqlstore.Tx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("postgres: write panicked: %v", r)
 		}
 	}()
-	return fn(w)
+	return fn(ctx, w)
 }
 
 // retryable reports a transient failure worth running the transaction again for.
 func retryable(err error) bool {
-	if errors.Is(err, errRetry) {
+	if errors.Is(err, sqlstore.ErrRetry) {
 		return true
 	}
 	var pe *pgconn.PgError
@@ -413,21 +401,10 @@ func retryable(err error) bool {
 	return false
 }
 
-// driverErr wraps a driver error at the package edge; op names the operation, never data.
-func driverErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("postgres: %s: %w", op, err)
-}
-
-// uniqueViolation reports a unique or primary key violation and the constraint's name.
-func uniqueViolation(err error) (string, bool) {
+// isUnique reports a unique or primary key violation.
+func isUnique(err error) bool {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
-		return pe.ConstraintName, true
-	}
-	return "", false
+	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
 // stampLock serialises referral changes from reading the newest UpdatedAt to commit (sqlstore.Dialect.Stamp),
@@ -437,7 +414,57 @@ func uniqueViolation(err error) (string, bool) {
 // retries.
 const stampLock = `SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1936292216)`
 
-// dialect is this backend as the shared code (outbox/internal/sqlstore) sees it.
+// dialect is this backend's spelling of the shared SQL (outbox/internal/sqlstore): $n placeholders, rows
+// read in a write transaction locked FOR UPDATE, the stamp lock, seq from the identity column, practices
+// matched on lower() (the index subscriptions_practice_status), text without NUL, several writers.
 func dialect() sqlstore.Dialect {
-	return sqlstore.Dialect{Name: "postgres", Rebind: rebind, Lock: " FOR UPDATE", StampLock: stampLock}
+	return sqlstore.Dialect{
+		Name:        "postgres",
+		Rebind:      sqlstore.RebindDollar,
+		Lock:        " FOR UPDATE",
+		StampLock:   stampLock,
+		IsUnique:    isUnique,
+		NextSeq:     "DEFAULT",
+		Subscribers: `lower(practice_ods) = lower(?) AND status = 'active'`,
+		CleanText:   storableText,
+		Concurrent:  true,
+	}
+}
+
+// storableText makes s storable as PostgreSQL text: valid UTF-8, no NUL.
+func storableText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\x00", "")
+}
+
+// backend is this Store as the shared scripts see it (sqlstore.Backend).
+type backend struct{ s *Store }
+
+// Write runs fn in a transaction of the main pool (see write).
+func (b backend) Write(ctx context.Context, fn func(ctx context.Context, w *sqlstore.Tx) error) error {
+	return b.s.write(ctx, fn)
+}
+
+// Claim leases messages on the queue pool (see claim).
+func (b backend) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error) {
+	return b.s.claim(ctx, owner, now, lease, limit, f)
+}
+
+// Due reads when the next claim can succeed (see due).
+func (b backend) Due(ctx context.Context) (pending, lease sql.NullInt64, err error) {
+	return b.s.due(ctx)
+}
+
+// LockIdentifiers takes the identifiers' advisory locks (see lockIdentifiers).
+func (b backend) LockIdentifiers(ctx context.Context, w *sqlstore.Tx, ids []mapping.Identifier) error {
+	return b.s.lockIdentifiers(ctx, w, ids)
+}
+
+// RecordAttempt records an attempt in one round trip (see recordAttempt).
+func (b backend) RecordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.AttemptRow) (sqlstore.Recorded, error) {
+	return b.s.recordAttempt(ctx, w, a)
+}
+
+// WriteVersion writes a new version in one round trip (see writeVersion).
+func (b backend) WriteVersion(ctx context.Context, w *sqlstore.Tx, v sqlstore.Version) (updated, subscribed bool, err error) {
+	return b.s.writeVersion(ctx, w, v)
 }

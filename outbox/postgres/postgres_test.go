@@ -89,16 +89,7 @@ func openStore(t *testing.T, dsn string, opts postgres.Options) *postgres.Store 
 	if opts.MaxConns == 0 {
 		opts.MaxConns = 4
 	}
-	s, err := postgres.Open(t.Context(), dsn, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return sqlstoretest.Open(t, func() (*postgres.Store, error) { return postgres.Open(t.Context(), dsn, opts) })
 }
 
 func TestConformance(t *testing.T) {
@@ -140,7 +131,7 @@ func TestConcurrentClaimersNeverShareALease(t *testing.T) {
 		owner := fmt.Sprintf("instance-%d", i)
 		wg.Go(func() {
 			for {
-				ms, err := s.ClaimMessages(ctx, owner, now, time.Hour, 7)
+				ms, err := s.ClaimMessages(ctx, owner, now, time.Hour, 7, outbox.ClaimFilter{})
 				if err != nil {
 					errs <- err
 					return
@@ -286,7 +277,7 @@ func TestChangesAcrossInstances(t *testing.T) {
 	}
 	// A replay (as the CLI makes it) from a third, short-lived instance wakes b too.
 	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
-	ms, err := b.ClaimMessages(t.Context(), "b", now, time.Minute, 10)
+	ms, err := b.ClaimMessages(t.Context(), "b", now, time.Minute, 10, outbox.ClaimFilter{})
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("claim: %v %v", ms, err)
 	}

@@ -64,7 +64,14 @@ type Options struct {
 }
 
 // Store is the SQLite outbox.Store. It is safe for concurrent use. Close stops its writer goroutine.
+//
+// It implements outbox.Store: the transaction scripts and reads are the shared ones (outbox/internal/sqlstore,
+// whose methods it promotes), run through this backend's writer; this package adds the writer itself, the
+// claim and NextDue queries, Changes, Ping and Close.
 type Store struct {
+	*sqlstore.Store
+
+	d    sqlstore.Dialect
 	db   *sql.DB // read pool, query_only
 	wdb  *sql.DB // the one write connection, used only by the writer goroutine (and migrations)
 	opts Options
@@ -84,9 +91,6 @@ type Store struct {
 }
 
 var _ outbox.Store = (*Store)(nil)
-var _ outbox.Timeliner = (*Store)(nil)
-var _ outbox.Subscriptions = (*Store)(nil)
-var _ outbox.Nonces = (*Store)(nil)
 
 // dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection.
 func dsn(path string, write bool, busy time.Duration) string {
@@ -144,12 +148,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.ReadConns <= 0 {
 		opts.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
-	if opts.NewID == nil {
-		opts.NewID = sqlstore.NewUUIDv7
-	}
-	if opts.Notify == nil {
-		opts.Notify = outbox.RenderNotification
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -187,6 +185,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 
 	s := &Store{
+		d:          dialect().Compile(),
 		db:         db,
 		wdb:        wdb,
 		opts:       opts,
@@ -198,6 +197,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		stmts:      make(map[string]*sql.Stmt),
 		missed:     make(map[string]bool),
 	}
+	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
+		FailAfter: opts.FailAfter})
 	go s.writer()
 	return s, nil
 }
@@ -249,7 +250,53 @@ func (s *Store) signal() {
 	}
 }
 
-// dialect is this backend as the shared code (outbox/internal/sqlstore) sees it.
+// dialect is this backend's spelling of the shared SQL (outbox/internal/sqlstore): ? placeholders, no row
+// locks and no stamp lock (one writer runs one transaction at a time), seq assigned as one more than the
+// largest (commit order, as only the writer inserts), practices matched with COLLATE NOCASE.
 func dialect() sqlstore.Dialect {
-	return sqlstore.Dialect{Name: "sqlite"}
+	return sqlstore.Dialect{
+		Name:        "sqlite",
+		IsUnique:    isUnique,
+		NextSeq:     `(SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_messages)`,
+		Subscribers: `practice_ods = ? COLLATE NOCASE AND status = 'active'`,
+	}
+}
+
+// backend is this Store as the shared scripts see it (sqlstore.Backend).
+type backend struct{ s *Store }
+
+// Write queues fn for the writer goroutine (group commit, fn in its own savepoint) and waits for its
+// result after COMMIT; fn runs once, with the writer's context.
+func (b backend) Write(ctx context.Context, fn func(ctx context.Context, w *sqlstore.Tx) error) error {
+	return b.s.write(ctx, func(w *wtx) error {
+		t := sqlstore.Tx{Querier: w}
+		err := fn(w.ctx, &t)
+		if t.Changed {
+			w.changed = true
+		}
+		return err
+	})
+}
+
+// Claim leases messages through the writer (see claim).
+func (b backend) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error) {
+	return b.s.claim(ctx, owner, now, lease, limit, f)
+}
+
+// Due reads when the next claim can succeed (see due).
+func (b backend) Due(ctx context.Context) (pending, lease sql.NullInt64, err error) {
+	return b.s.due(ctx)
+}
+
+// LockIdentifiers has nothing to do: with one writer, a concurrent create runs after this one and finds it.
+func (backend) LockIdentifiers(context.Context, *sqlstore.Tx, []mapping.Identifier) error { return nil }
+
+// RecordAttempt is the plain spelling (sqlstore.Dialect.RecordAttempt): statements are cheap in process.
+func (b backend) RecordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.AttemptRow) (sqlstore.Recorded, error) {
+	return b.s.d.RecordAttempt(ctx, w, a)
+}
+
+// WriteVersion is the plain spelling (sqlstore.Dialect.WriteVersion).
+func (b backend) WriteVersion(ctx context.Context, w *sqlstore.Tx, v sqlstore.Version) (updated, subscribed bool, err error) {
+	return b.s.d.WriteVersion(ctx, w, v)
 }

@@ -20,16 +20,7 @@ import (
 func openStore(t *testing.T, path string, opts sqlite.Options) *sqlite.Store {
 	t.Helper()
 	opts.Logger = quiet
-	s, err := sqlite.Open(t.Context(), path, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return s
+	return sqlstoretest.Open(t, func() (*sqlite.Store, error) { return sqlite.Open(t.Context(), path, opts) })
 }
 
 var quiet = slog.New(slog.DiscardHandler)

@@ -90,16 +90,6 @@ func (w *wtx) QueryRowContext(_ context.Context, q string, args ...any) *sql.Row
 	return w.tx.QueryRowContext(w.ctx, q, args...)
 }
 
-// execDynamic runs a statement built at run time (not cached).
-func (w *wtx) execDynamic(q string, args ...any) (sql.Result, error) {
-	return w.tx.ExecContext(w.ctx, q, args...)
-}
-
-// queryDynamic runs a query built at run time (not cached).
-func (w *wtx) queryDynamic(q string, args ...any) (*sql.Rows, error) {
-	return w.tx.QueryContext(w.ctx, q, args...)
-}
-
 // write queues run for the writer goroutine and waits for its result after COMMIT. If ctx ends while the
 // write is still queued, the write is abandoned (it will not run) and ctx's error returned; once the writer
 // has taken it, the caller waits for the true outcome (one batch, at most busy_timeout), so that a caller
@@ -203,7 +193,7 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		fail(driverErr("begin", err))
+		fail(s.d.DriverErr("begin", err))
 		return
 	}
 	w := &wtx{s: s, ctx: ctx, tx: tx}
@@ -220,7 +210,7 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 		for i, j := range live {
 			if _, err := w.ExecContext(ctx, "SAVEPOINT job"); err != nil {
 				_ = tx.Rollback()
-				fail(driverErr("savepoint", err))
+				fail(s.d.DriverErr("savepoint", err))
 				return
 			}
 			results[i] = safeRun(j, w)
@@ -228,19 +218,19 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 				if _, err := w.ExecContext(ctx, "ROLLBACK TO job"); err != nil {
 					// The transaction is unusable: nobody's write survives it.
 					_ = tx.Rollback()
-					fail(driverErr("rollback to savepoint", err))
+					fail(s.d.DriverErr("rollback to savepoint", err))
 					return
 				}
 			}
 			if _, err := w.ExecContext(ctx, "RELEASE job"); err != nil {
 				_ = tx.Rollback()
-				fail(driverErr("release savepoint", err))
+				fail(s.d.DriverErr("release savepoint", err))
 				return
 			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		fail(driverErr("commit", err))
+		fail(s.d.DriverErr("commit", err))
 		return
 	}
 	if s.afterBatch != nil {
@@ -262,14 +252,6 @@ func safeRun(j *job, w *wtx) (err error) {
 		}
 	}()
 	return j.run(w)
-}
-
-// driverErr wraps a driver error at the package edge; op names the operation, never data.
-func driverErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("sqlite: %s: %w", op, err)
 }
 
 // isUnique reports a UNIQUE or PRIMARY KEY constraint violation.

@@ -62,11 +62,11 @@ func (d Dialect) CollectMessages(rows *sql.Rows, op string) ([]outbox.Message, e
 
 // ReadMessage reads one message by id (ErrNotFound if none), locking its row (d.Lock) when lock is set.
 func (d Dialect) ReadMessage(ctx context.Context, q Querier, id string, lock bool) (outbox.Message, error) {
-	query := `SELECT ` + MessageCols + ` FROM outbox_messages WHERE id = ?`
+	query := d.rebind(selectMessage)
 	if lock {
 		query += d.Lock
 	}
-	m, err := ScanMessage(q.QueryRowContext(ctx, d.rebind(query), id))
+	m, err := ScanMessage(q.QueryRowContext(ctx, query, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return outbox.Message{}, fmt.Errorf("%s: message: %w", d.Name, outbox.ErrNotFound)
 	}
@@ -243,8 +243,7 @@ func MessageWhere(q outbox.MessageQuery) (string, []any) {
 // ListMessages returns messages matching q in Seq order (default limit 100, at most 1000).
 func (d Dialect) ListMessages(ctx context.Context, db Querier, q outbox.MessageQuery) ([]outbox.Message, error) {
 	where, args := MessageWhere(q)
-	rows, err := db.QueryContext(ctx, d.rebind(`SELECT `+MessageCols+` FROM outbox_messages WHERE `+where+
-		` ORDER BY seq LIMIT ?`), append(args, ClampLimit(q.Limit))...)
+	rows, err := db.QueryContext(ctx, d.rebind(selectMessages+where+` ORDER BY seq LIMIT ?`), append(args, ClampLimit(q.Limit))...)
 	if err != nil {
 		return nil, d.DriverErr("list messages", err)
 	}
@@ -258,8 +257,7 @@ func (d Dialect) GetMessage(ctx context.Context, db Querier, id string) (outbox.
 		return outbox.MessageDetail{}, err
 	}
 	md := outbox.MessageDetail{Message: m}
-	rows, err := db.QueryContext(ctx, d.rebind(`SELECT n, started_at, latency_us, status_code, error
-		FROM outbox_attempts WHERE message_id = ? ORDER BY n`), id)
+	rows, err := db.QueryContext(ctx, d.rebind(selectAttempts), id)
 	if err != nil {
 		return outbox.MessageDetail{}, d.DriverErr("read attempts", err)
 	}
@@ -278,8 +276,7 @@ func (d Dialect) GetMessage(ctx context.Context, db Querier, id string) (outbox.
 		return outbox.MessageDetail{}, d.DriverErr("read attempts", err)
 	}
 	rows.Close()
-	rrows, err := db.QueryContext(ctx, d.rebind(`SELECT at, actor, reason, from_state FROM outbox_replays
-		WHERE message_id = ? ORDER BY id`), id)
+	rrows, err := db.QueryContext(ctx, d.rebind(selectReplays), id)
 	if err != nil {
 		return outbox.MessageDetail{}, d.DriverErr("read replays", err)
 	}
@@ -337,7 +334,7 @@ func (d Dialect) SelectReplay(ctx context.Context, q Querier, now time.Time, req
 		}
 		f.States = []outbox.MessageState{outbox.StateDead}
 		where, args := MessageWhere(f)
-		query := `SELECT ` + MessageCols + ` FROM outbox_messages WHERE ` + where + ` ORDER BY seq`
+		query := selectMessages + where + ` ORDER BY seq`
 		if f.Limit > 0 {
 			query += " LIMIT ?"
 			args = append(args, f.Limit)
@@ -378,12 +375,10 @@ func (d Dialect) MarkReplayed(ctx context.Context, w Querier, ms []outbox.Messag
 	nowUS := Micros(now)
 	var referrals []string
 	for i, m := range ms {
-		if _, err := w.ExecContext(ctx, d.rebind(`UPDATE outbox_messages SET state = 'pending', next_attempt_at = ?,
-				budget_from = ?, lease_owner = '', lease_until = 0 WHERE id = ?`), nowUS, nowUS, m.ID); err != nil {
+		if _, err := w.ExecContext(ctx, d.rebind(replayMessage), nowUS, nowUS, m.ID); err != nil {
 			return nil, d.DriverErr("replay", err)
 		}
-		if _, err := w.ExecContext(ctx, d.rebind(`INSERT INTO outbox_replays (message_id, at, actor, reason, from_state)
-				VALUES (?, ?, ?, ?, ?)`), m.ID, nowUS, req.Actor, req.Reason, string(m.State)); err != nil {
+		if _, err := w.ExecContext(ctx, d.rebind(insertReplay), m.ID, nowUS, req.Actor, req.Reason, string(m.State)); err != nil {
 			return nil, d.DriverErr("record replay", err)
 		}
 		ms[i].State = outbox.StatePending
@@ -406,7 +401,7 @@ func (d Dialect) CountMessages(ctx context.Context, db Querier) (map[outbox.Mess
 	for _, st := range outbox.AllStates() {
 		counts[st] = 0
 	}
-	rows, err := db.QueryContext(ctx, `SELECT state, COUNT(*) FROM outbox_messages GROUP BY state`)
+	rows, err := db.QueryContext(ctx, countMessages)
 	if err != nil {
 		return nil, time.Time{}, d.DriverErr("count messages", err)
 	}
@@ -423,8 +418,7 @@ func (d Dialect) CountMessages(ctx context.Context, db Querier) (map[outbox.Mess
 		return nil, time.Time{}, d.DriverErr("count messages", err)
 	}
 	var oldest sql.NullInt64
-	if err := db.QueryRowContext(ctx,
-		`SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`).Scan(&oldest); err != nil {
+	if err := db.QueryRowContext(ctx, oldestPending).Scan(&oldest); err != nil {
 		return nil, time.Time{}, d.DriverErr("count messages", err)
 	}
 	return counts, FromMicros(oldest.Int64), nil
@@ -436,11 +430,10 @@ func (d Dialect) UseNonce(ctx context.Context, w Querier, nonce string, expiresA
 	if nonce == "" {
 		return false, fmt.Errorf("%s: use nonce: empty nonce", d.Name)
 	}
-	if _, err := w.ExecContext(ctx, d.rebind(`DELETE FROM used_nonces WHERE expires_at <= ?`), Micros(now)); err != nil {
+	if _, err := w.ExecContext(ctx, d.rebind(expireNonces), Micros(now)); err != nil {
 		return false, d.DriverErr("expire nonces", err)
 	}
-	res, err := w.ExecContext(ctx, d.rebind(`INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`),
-		nonce, Micros(expiresAt))
+	res, err := w.ExecContext(ctx, d.rebind(insertNonce), nonce, Micros(expiresAt))
 	if err != nil {
 		return false, d.DriverErr("use nonce", err)
 	}
@@ -449,4 +442,71 @@ func (d Dialect) UseNonce(ctx context.Context, w Querier, nonce string, expiresA
 		return false, d.DriverErr("use nonce", err)
 	}
 	return n == 1, nil
+}
+
+// AttemptRow is one delivery attempt as Backend.RecordAttempt writes it.
+type AttemptRow struct {
+	MessageID string
+	// Owner is the lease owner the attempt's result comes from: the message moves on only if it still holds
+	// the lease.
+	Owner                string
+	StartedUS, LatencyUS int64
+	StatusCode           int
+	// Error is the attempt's error text, already capped and storable.
+	Error string
+	// State is the message's next state (delivered, pending or dead).
+	State outbox.MessageState
+	// Next is the next attempt's time (unix microseconds) when State is pending, else nil (kept as it is).
+	Next any
+	// Delivered is the delivery time (unix microseconds) when State is delivered, else nil.
+	Delivered any
+	// WithReferral: an update of the message's referral follows; read it into Recorded.Referral. A backend
+	// with row locks locks the referral before the message, the order UpdateReferral takes them in.
+	WithReferral bool
+}
+
+// Recorded is what Backend.RecordAttempt did.
+type Recorded struct {
+	// Moved: the lease was still held and the message moved to AttemptRow.State (false: lease lost; the
+	// attempt alone was recorded).
+	Moved bool
+	// Referral is the message's referral as read with AttemptRow.WithReferral.
+	Referral outbox.Referral
+	// Successor: a later unfinished message waits behind this one (its chain, or its subscription
+	// destination), so that a delivery may let another instance claim it. A backend that does not tell
+	// reports true.
+	Successor bool
+}
+
+// RecordAttempt is the plain Backend.RecordAttempt, one statement per step, for a backend that runs one
+// write transaction at a time (it reads the message before the referral): it reads the message's lease,
+// records the attempt and, if a.Owner still holds the lease, moves the message on and reads its referral
+// when asked. ErrNotFound when there is no such message.
+func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Recorded, error) {
+	var state, owner, referralID string
+	err := w.QueryRowContext(ctx, d.rebind(selectLease), a.MessageID).Scan(&state, &owner, &referralID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Recorded{}, fmt.Errorf("%s: complete attempt: %w", d.Name, outbox.ErrNotFound)
+	}
+	if err != nil {
+		return Recorded{}, d.DriverErr("complete attempt", err)
+	}
+	if _, err := w.ExecContext(ctx, d.rebind(insertAttempt), a.MessageID, a.MessageID, a.StartedUS, a.LatencyUS,
+		a.StatusCode, a.Error); err != nil {
+		return Recorded{}, d.DriverErr("record attempt", err)
+	}
+	if outbox.MessageState(state) != outbox.StateInflight || owner != a.Owner {
+		return Recorded{}, nil
+	}
+	if _, err := w.ExecContext(ctx, d.rebind(moveMessage), string(a.State), a.Error, a.Next, a.Delivered,
+		a.MessageID); err != nil {
+		return Recorded{}, d.DriverErr("complete attempt", err)
+	}
+	rec := Recorded{Moved: true, Successor: true}
+	if a.WithReferral {
+		if rec.Referral, err = d.ReadReferral(ctx, w, byID, false, referralID); err != nil {
+			return Recorded{}, err
+		}
+	}
+	return rec, nil
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 
@@ -169,7 +168,7 @@ func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int
 		args = append(args, Micros(q.After.UpdatedAt), q.After.ID)
 	}
 	limit = ClampLimit(q.Limit)
-	query = `SELECT ` + ReferralCols + ` FROM referrals`
+	query = selectReferrals
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -211,78 +210,43 @@ func (d Dialect) SearchReferrals(ctx context.Context, db Querier, q outbox.Refer
 	return out, next, nil
 }
 
-// Withdrawals applies the withdrawal-before-delivery rule (outbox.Store.UpdateReferral) to an update's
-// events, inside the update's write transaction w: when the referral was still requested, for each
-// referral.cancelled to a service destination whose referral.created messages to that destination are all
-// pending or dead (none delivered nor inflight, at least one), it drops the event and returns the ids of
-// those referral.created messages, to be retired into the cancelled state. The messages read are locked
-// with d.Lock.
-func (d Dialect) Withdrawals(ctx context.Context, w Querier, cur mapping.Referral, events []mapping.Event) ([]mapping.Event, []string, error) {
-	if cur.Record.Status != mapping.StatusRequested || !slices.ContainsFunc(events, IsServiceCancel) {
-		return events, nil, nil
+// createdFacts reads, inside an update's write transaction w, the facts mapping.Withdrawal needs of the
+// referral's referral.created messages to dest, oldest first, locking them (d.Lock) until commit so that no
+// claim takes one between the decision and its application.
+func (d Dialect) createdFacts(ctx context.Context, w Querier, referralID string, dest mapping.Destination) ([]mapping.MessageFact, error) {
+	rows, err := w.QueryContext(ctx, d.rebind(selectCreated)+d.Lock,
+		referralID, string(dest.Kind), dest.ID, string(mapping.EventReferralCreated))
+	if err != nil {
+		return nil, d.DriverErr("find created message", err)
 	}
-	referralID := cur.Record.ID
-	kept := make([]mapping.Event, 0, len(events))
-	var withdraw []string
-	for _, e := range events {
-		if !IsServiceCancel(e) {
-			kept = append(kept, e)
-			continue
+	defer rows.Close()
+	var out []mapping.MessageFact
+	for rows.Next() {
+		var id, state string
+		if err := rows.Scan(&id, &state); err != nil {
+			return nil, d.DriverErr("find created message", err)
 		}
-		rows, err := w.QueryContext(ctx, d.rebind(`SELECT id, state FROM outbox_messages WHERE referral_id = ?
-			AND destination_kind = ? AND destination_id = ? AND type = ? ORDER BY seq`+d.Lock),
-			referralID, string(e.Destination.Kind), e.Destination.ID, string(mapping.EventReferralCreated))
-		if err != nil {
-			return nil, nil, d.DriverErr("find created message", err)
-		}
-		var ids []string
-		reached := false // a delivery may have reached the service (or did)
-		for rows.Next() {
-			var id, state string
-			if err := rows.Scan(&id, &state); err != nil {
-				rows.Close()
-				return nil, nil, d.DriverErr("find created message", err)
-			}
-			switch outbox.MessageState(state) {
-			case outbox.StatePending, outbox.StateDead:
-				ids = append(ids, id)
-			case outbox.StateInflight, outbox.StateDelivered:
-				reached = true
-			case outbox.StateCancelled:
-			}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, nil, d.DriverErr("find created message", err)
-		}
-		if reached || len(ids) == 0 {
-			kept = append(kept, e)
-			continue
-		}
-		withdraw = append(withdraw, ids...)
+		out = append(out, mapping.MessageFact{ID: id, Type: mapping.EventReferralCreated, Destination: dest,
+			Progress: outbox.MessageState(state).Progress()})
 	}
-	return kept, withdraw, nil
+	if err := rows.Err(); err != nil {
+		return nil, d.DriverErr("find created message", err)
+	}
+	return out, nil
 }
 
-// IsServiceCancel reports whether e is a referral.cancelled to a community service.
-func IsServiceCancel(e mapping.Event) bool {
-	return e.Type == mapping.EventReferralCancelled && e.Destination.Kind == mapping.DestinationService
-}
-
-// Timeline returns every version of the referral found by byAnyID (a WHERE term in the backend's
-// placeholders that takes id once), oldest first, with the ids of the messages each version enqueued.
-func (d Dialect) Timeline(ctx context.Context, db Querier, byAnyID, id string) ([]outbox.TimelineEntry, error) {
+// Timeline returns every version of the referral (by referral, task or ServiceRequest id), oldest first,
+// with the ids of the messages each version enqueued and withdrew.
+func (d Dialect) Timeline(ctx context.Context, db Querier, id string) ([]outbox.TimelineEntry, error) {
 	var rid string
-	err := db.QueryRowContext(ctx, `SELECT id FROM referrals WHERE `+byAnyID, id).Scan(&rid)
+	err := db.QueryRowContext(ctx, d.rebind(selectReferralID), id, id, id).Scan(&rid)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%s: referral: %w", d.Name, outbox.ErrNotFound)
 	}
 	if err != nil {
 		return nil, d.DriverErr("timeline", err)
 	}
-	rows, err := db.QueryContext(ctx, d.rebind(`SELECT version, at, cause, status, business_status, status_reason
-		FROM referral_events WHERE referral_id = ? ORDER BY version`), rid)
+	rows, err := db.QueryContext(ctx, d.rebind(selectTimeline), rid)
 	if err != nil {
 		return nil, d.DriverErr("timeline", err)
 	}
@@ -303,8 +267,7 @@ func (d Dialect) Timeline(ctx context.Context, db Querier, byAnyID, id string) (
 		return nil, d.DriverErr("timeline", err)
 	}
 	rows.Close()
-	mrows, err := db.QueryContext(ctx, d.rebind(
-		`SELECT id, referral_version, withdrawn_version FROM outbox_messages WHERE referral_id = ? ORDER BY seq`), rid)
+	mrows, err := db.QueryContext(ctx, d.rebind(selectTimelineMessages), rid)
 	if err != nil {
 		return nil, d.DriverErr("timeline", err)
 	}
@@ -415,7 +378,7 @@ func (d Dialect) Stamp(ctx context.Context, w Querier, now time.Time) (time.Time
 		}
 	}
 	var last sql.NullInt64
-	if err := w.QueryRowContext(ctx, `SELECT max(updated_at) FROM referrals`).Scan(&last); err != nil {
+	if err := w.QueryRowContext(ctx, selectStamp).Scan(&last); err != nil {
 		return time.Time{}, d.DriverErr("stamp", err)
 	}
 	at := Norm(now)
@@ -448,16 +411,19 @@ type Change struct {
 	Next mapping.Referral
 	// Row is Next's row.
 	Row ReferralRow
-	// Events are the messages to enqueue (fn's events less the withdrawn cancellations).
+	// Events are the messages to enqueue (fn's events less the cancellations mapping.Withdrawal dropped).
 	Events []EventRow
-	// Withdraw are the ids of the referral.created messages to retire into the cancelled state.
+	// Withdraw are the ids of the referral.created messages to retire into the cancelled state
+	// (mapping.Withdrawal's decision).
 	Withdraw []string
 }
 
 // NewChange runs fn on cur inside the update's write transaction w and decides what to write (see
 // outbox.Store.UpdateReferral): ok false means nothing (fn returned outbox.ErrNoChange, or left the
-// referral unchanged with no events). The new version's UpdatedAt comes from Stamp. fn's own error is returned unchanged; fn may not change the
-// referral's ids or creation time. Events without an id get one from newID.
+// referral unchanged with no events). mapping.Withdrawal decides what a cancellation withdraws, from the
+// facts it asks for (read and locked here). The new version's UpdatedAt comes from Stamp. fn's own error is
+// returned unchanged; fn may not change the referral's ids or creation time. Events without an id get one
+// from newID.
 func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, newID func() string) (ch Change, ok bool, err error) {
 	next, events, err := fn(cur)
 	if errors.Is(err, outbox.ErrNoChange) {
@@ -475,13 +441,17 @@ func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, 
 	if len(events) == 0 && reflect.DeepEqual(next, cur.Referral) {
 		return Change{}, false, nil
 	}
-	events, withdraw, err := d.Withdrawals(ctx, w, cur.Referral, events)
-	if err != nil {
-		return Change{}, false, err
+	// What a cancellation withdraws is mapping's decision; the store reads the facts it asks for.
+	var facts []mapping.MessageFact
+	for _, dest := range mapping.WithdrawalFacts(cur.Referral, events) {
+		fs, err := d.createdFacts(ctx, w, cur.Record.ID, dest)
+		if err != nil {
+			return Change{}, false, err
+		}
+		facts = append(facts, fs...)
 	}
-	if len(withdraw) > 0 {
-		next.BusinessStatus = "" // nothing was ever delivered: no transport fact to show
-	}
+	events, withdraw, business := mapping.Withdrawal(cur.Referral, next, events, facts)
+	next.BusinessStatus = business
 	rows, err := d.EventRows(events, newID)
 	if err != nil {
 		return Change{}, false, err
@@ -503,19 +473,21 @@ func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, 
 // transaction w, recording the referral version that withdrew them.
 func (d Dialect) WithdrawMessages(ctx context.Context, w Querier, ids []string, version int) error {
 	for _, id := range ids {
-		if _, err := w.ExecContext(ctx, d.rebind(`UPDATE outbox_messages SET state = 'cancelled', last_error = ?,
-			lease_owner = '', lease_until = 0, withdrawn_version = ? WHERE id = ?`),
-			outbox.WithdrawnError, version, id); err != nil {
+		if _, err := w.ExecContext(ctx, d.rebind(withdrawMessage), outbox.WithdrawnError, version, id); err != nil {
 			return d.DriverErr("withdraw message", err)
 		}
 	}
 	return nil
 }
 
-// ReadReferral reads the one referral matching where, a WHERE term in the backend's own placeholders
-// (ErrNotFound if none).
-func (d Dialect) ReadReferral(ctx context.Context, q Querier, where string, args ...any) (outbox.Referral, error) {
-	r, err := d.ScanReferral(q.QueryRowContext(ctx, `SELECT `+ReferralCols+` FROM referrals WHERE `+where, args...))
+// ReadReferral reads the one referral matching where, a WHERE term with ? placeholders (ErrNotFound if
+// none), locking its row (d.Lock) when lock is set.
+func (d Dialect) ReadReferral(ctx context.Context, q Querier, where string, lock bool, args ...any) (outbox.Referral, error) {
+	query := d.rebind(selectReferral + where)
+	if lock {
+		query += d.Lock
+	}
+	r, err := d.ScanReferral(q.QueryRowContext(ctx, query, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", d.Name, outbox.ErrNotFound)
 	}
@@ -532,9 +504,7 @@ func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, ids []map
 	found := ""
 	for _, id := range ids {
 		var rid string
-		err := w.QueryRowContext(ctx,
-			d.rebind(`SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?`),
-			id.System, id.Value).Scan(&rid)
+		err := w.QueryRowContext(ctx, d.rebind(selectIdentifier), id.System, id.Value).Scan(&rid)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -549,7 +519,7 @@ func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, ids []map
 	if found == "" {
 		return nil, nil
 	}
-	cur, err := d.ReadReferral(ctx, w, d.rebind("id = ?"), found)
+	cur, err := d.ReadReferral(ctx, w, byID, false, found)
 	if err != nil {
 		return nil, err
 	}
@@ -557,4 +527,43 @@ func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, ids []map
 		return nil, fmt.Errorf("%s: create referral: %w", d.Name, outbox.ErrConflict)
 	}
 	return &cur, nil
+}
+
+// Version is a referral's new version as Backend.WriteVersion writes it.
+type Version struct {
+	// Row is the new version's row.
+	Row ReferralRow
+	// From is the version it replaces: nothing is written unless the referral is still at it.
+	From int
+	// Cause and Reason are the timeline entry's cause and status reason.
+	Cause  outbox.TimelineCause
+	Reason string
+}
+
+// UpdateArgs are the arguments of UpdateReferral for v, in order.
+func (v Version) UpdateArgs() []any {
+	r := v.Row
+	return []any{r.Practice, r.Service, r.Status, r.Business, r.PatientRef, r.PatientNHS, r.RequesterRef,
+		r.Version, r.UpdatedAt, r.Referral, r.ID, v.From}
+}
+
+// WriteVersion is the plain Backend.WriteVersion, one statement per step: the referral's row, then its
+// timeline entry. It does not probe for subscriptions (subscribed is true: the fan-out's own query finds
+// out).
+func (d Dialect) WriteVersion(ctx context.Context, w Querier, v Version) (updated, subscribed bool, err error) {
+	res, err := w.ExecContext(ctx, d.rebind(UpdateReferral), v.UpdateArgs()...)
+	if err != nil {
+		return false, false, d.DriverErr("update referral", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return false, false, d.DriverErr("update referral", err)
+	} else if n != 1 {
+		return false, false, nil
+	}
+	r := v.Row
+	if _, err := w.ExecContext(ctx, d.rebind(insertEvent), r.ID, r.Version, r.UpdatedAt, string(v.Cause), r.Status,
+		r.Business, v.Reason); err != nil {
+		return false, false, d.DriverErr("insert referral event", err)
+	}
+	return true, true, nil
 }

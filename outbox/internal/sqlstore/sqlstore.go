@@ -1,27 +1,45 @@
-// Package sqlstore holds what the two SQL store backends, outbox/sqlite and outbox/postgres, share: row
-// codecs (referral, message, attempt and subscription rows), query builders (the WHERE clauses of
-// ReferralQuery and MessageQuery, written with ? placeholders that a backend rebinds), the pure decision
-// logic of the store (replay selection, withdrawal before delivery, claim room) and time conversion helpers.
+// Package sqlstore is the one implementation of outbox.Store's transaction scripts over SQL, shared by the
+// two backends, outbox/sqlite and outbox/postgres: creating, updating and replaying referrals and messages,
+// recording attempts, releasing leases, the subscription writes and the fan-out, single-use values, and every
+// read. Each script is written once (Store), over what truly differs between the databases:
+//
+//   - Dialect: static spelling — placeholders (Rebind), the row-lock suffix, the stamp lock, the unique
+//     violation test, how a message gets its seq, how a practice's active subscriptions are matched, what text
+//     a column can store, and whether several writers run at once.
+//   - Backend: behaviour — how a write transaction runs (SQLite: queued to one writer goroutine and group
+//     committed, each write in its savepoint; PostgreSQL: READ COMMITTED, retried after serialization failures
+//     and deadlocks, NOTIFY to other instances), the claim, the identifier locks of a create, and the two
+//     steps PostgreSQL does in one round trip (recording an attempt; writing a new version with its timeline
+//     entry and the "practice has subscriptions" probe). The plain spelling of those two steps, one statement
+//     per step, is here (Dialect.RecordAttempt, Dialect.WriteVersion): SQLite's, in process, needs no better.
+//
+// The backends keep only what is theirs: opening and migrating the database (their own migration files),
+// SQLite's writer goroutine and statement cache, PostgreSQL's queue pool, LISTEN/NOTIFY and advisory locks,
+// and the claim and NextDue SQL. The policy the scripts apply is decided in pure code (what a cancellation
+// withdraws: mapping.Withdrawal; replay selection, claim room and state moves: the pure helpers here).
 //
 // Only outbox/sqlite and outbox/postgres import it (Go's internal rule keeps it inside outbox/). It takes
 // *sql.DB, *sql.Tx and *sql.Rows values (through Querier) because it is part of the backend layer: DESIGN's
 // rule "*sql.Tx never leaves a backend package" is about the callers of the store, and a transaction handed
-// here never leaves the backend that opened it. Dialect-specific SQL (claims, locking, upserts, migrations)
-// stays in each backend; what differs in the shared SQL (placeholders, row locks, the error prefix) comes
-// in through Dialect.
+// here never leaves the backend that opened it.
 package sqlstore
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
 )
 
-// Dialect is what the shared code needs to know of a backend.
+// Dialect is how a backend spells the shared SQL. Build it once per store with Compile.
 type Dialect struct {
 	// Name prefixes every error ("sqlite", "postgres").
 	Name string
@@ -33,12 +51,51 @@ type Dialect struct {
 	// must hold until commit, so that referral changes commit in the order of their UpdatedAt. Empty when
 	// the backend already runs one write transaction at a time (SQLite's single writer).
 	StampLock string
+	// IsUnique reports a unique or primary key violation.
+	IsUnique func(error) bool
+	// NextSeq is the value a new message's seq column is inserted with: an expression (SQLite: one more than
+	// the largest, which its single writer makes commit order) or DEFAULT (an identity column).
+	NextSeq string
+	// Subscribers is the WHERE term, with one ? (a practice's ODS code), that matches the practice's active
+	// subscriptions case-insensitively, spelled so that the backend's index serves it.
+	Subscribers string
+	// CleanText, if not nil, makes a text storable (PostgreSQL text holds no NUL and only valid UTF-8).
+	CleanText func(string) string
+	// Concurrent says that several write transactions may run at once (PostgreSQL): a unique violation on a
+	// referral identifier then means a concurrent create got there first, and the transaction is run again
+	// (ErrRetry) to find it. With one writer (SQLite) it cannot happen; it is reported as ErrConflict.
+	Concurrent bool
+
+	// bound are the static statements of this package, rebound once by Compile.
+	bound map[string]string
+	// insertMessage and fanOut are the statements built from NextSeq and Subscribers, rebound (Compile).
+	insertMessage, fanOut string
 }
 
-// rebind applies d.Rebind to q.
+// Compile returns d with the static statements of the shared scripts rebound once, so that a hot write
+// does not rebind them on every call.
+func (d Dialect) Compile() Dialect {
+	d.bound = nil
+	if d.Rebind != nil {
+		static := statements()
+		bound := make(map[string]string, len(static))
+		for _, q := range static {
+			bound[q] = d.Rebind(q)
+		}
+		d.bound = bound
+	}
+	d.insertMessage = d.rebind(insertMessageHead + d.NextSeq + insertMessageTail)
+	d.fanOut = d.rebind(selectSubscriptions + d.Subscribers + ` ORDER BY id`)
+	return d
+}
+
+// rebind applies d.Rebind to q (a static statement's precomputed form when there is one).
 func (d Dialect) rebind(q string) string {
 	if d.Rebind == nil {
 		return q
+	}
+	if b, ok := d.bound[q]; ok {
+		return b
 	}
 	return d.Rebind(q)
 }
@@ -51,6 +108,27 @@ func (d Dialect) DriverErr(op string, err error) error {
 	return fmt.Errorf("%s: %s: %w", d.Name, op, err)
 }
 
+// RebindDollar turns the ? placeholders of q into PostgreSQL's $1, $2, … (the queries built here contain
+// no ? in literals).
+func RebindDollar(q string) string {
+	n := strings.Count(q, "?")
+	if n == 0 {
+		return q
+	}
+	b := make([]byte, 0, len(q)+2*n)
+	k := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] != '?' {
+			b = append(b, q[i])
+			continue
+		}
+		k++
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(k), 10)
+	}
+	return string(b)
+}
+
 // Querier is what the shared reads need of a *sql.DB, a *sql.Tx or a backend's write transaction.
 type Querier interface {
 	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
@@ -60,6 +138,48 @@ type Querier interface {
 
 // Scanner is a *sql.Row or *sql.Rows.
 type Scanner interface{ Scan(...any) error }
+
+// Tx is one write transaction as the scripts see it: the backend's transaction, and what its commit must
+// tell.
+type Tx struct {
+	Querier
+	// Changed: messages were written or changed state; the backend signals Changes after COMMIT.
+	Changed bool
+	// Quiet: the change cannot let another instance claim anything sooner, so the backend need not tell
+	// other instances (PostgreSQL skips its NOTIFY); Changes is signalled all the same.
+	Quiet bool
+}
+
+// ErrRetry marks an error after which a backend runs the whole write transaction again (a unique violation
+// that a fresh run resolves, e.g. an identifier inserted by a concurrent create).
+var ErrRetry = errors.New("retry transaction")
+
+// Backend is what a backend supplies to the shared scripts beyond its Dialect.
+type Backend interface {
+	// Write runs fn as one write transaction and commits it. fn's error aborts the transaction and is
+	// returned unchanged; a panic in fn becomes an error. fn may run more than once (a backend with several
+	// writers retries serialization failures, deadlocks and ErrRetry), so it must start afresh each time;
+	// ctx is the one its statements must use. After a commit in which fn set Tx.Changed, the backend signals
+	// Changes (and, unless Tx.Quiet, tells other instances sharing the database).
+	Write(ctx context.Context, fn func(ctx context.Context, w *Tx) error) error
+	// Claim is outbox.Store.ClaimMessages with its arguments checked (owner set, lease positive, limit in
+	// (0, MaxLimit]).
+	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error)
+	// Due returns, as stored, the earliest due time of a claimable pending message (the head of its chain)
+	// and the earliest lease expiry of a claimable inflight one; NULL when there is none.
+	Due(ctx context.Context) (pending, lease sql.NullInt64, err error)
+	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids wait
+	// until w ends, so that it then finds this one (nothing to do with one writer).
+	LockIdentifiers(ctx context.Context, w *Tx, ids []mapping.Identifier) error
+	// RecordAttempt records a delivery attempt and, if the lease is still held, moves the message on (see
+	// AttemptRow and Recorded). Dialect.RecordAttempt is the plain spelling.
+	RecordAttempt(ctx context.Context, w *Tx, a AttemptRow) (Recorded, error)
+	// WriteVersion writes a referral's new version and its timeline entry (see Version). updated is false
+	// when the referral was not at v.From any more (nothing written); subscribed is false only when the
+	// referral's practice surely has no active subscription (the fan-out is then skipped).
+	// Dialect.WriteVersion is the plain spelling.
+	WriteVersion(ctx context.Context, w *Tx, v Version) (updated, subscribed bool, err error)
+}
 
 // Micros converts a time to stored microseconds (0 for the zero time).
 func Micros(t time.Time) int64 {

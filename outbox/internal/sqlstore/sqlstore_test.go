@@ -197,25 +197,6 @@ func TestStateDecisions(t *testing.T) {
 	}
 }
 
-func TestIsServiceCancel(t *testing.T) {
-	t.Parallel()
-	svc := mapping.Destination{Kind: mapping.DestinationService, ID: "s"}
-	sub := mapping.Destination{Kind: mapping.DestinationSubscription, ID: "s"}
-	tests := []struct {
-		e    mapping.Event
-		want bool
-	}{
-		{mapping.Event{Type: mapping.EventReferralCancelled, Destination: svc}, true},
-		{mapping.Event{Type: mapping.EventReferralCancelled, Destination: sub}, false},
-		{mapping.Event{Type: mapping.EventReferralCreated, Destination: svc}, false},
-	}
-	for _, tt := range tests {
-		if got := IsServiceCancel(tt.e); got != tt.want {
-			t.Errorf("IsServiceCancel(%v) = %v, want %v", tt.e, got, tt.want)
-		}
-	}
-}
-
 func TestDedupe(t *testing.T) {
 	t.Parallel()
 	x, y := mapping.Identifier{System: "s", Value: "x"}, mapping.Identifier{System: "s", Value: "y"}
@@ -325,5 +306,71 @@ func TestNewSubscriptionRow(t *testing.T) {
 	bad.Endpoint = ""
 	if _, err := sqliteD.NewSubscriptionRow(bad); err == nil || !strings.HasPrefix(err.Error(), "sqlite: create subscription:") {
 		t.Errorf("no endpoint: %v", err)
+	}
+}
+
+func TestRebindDollar(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                      "",
+		"SELECT 1":              "SELECT 1",
+		"a = ? AND b IN (?, ?)": "a = $1 AND b IN ($2, $3)",
+		"é = ?, ü = ?" + strings.Repeat(", ?", 9): "é = $1, ü = $2, $3, $4, $5, $6, $7, $8, $9, $10, $11",
+	} {
+		if got := RebindDollar(in); got != want {
+			t.Errorf("RebindDollar(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCompile: every static statement and the two composed ones are rebound once, as Rebind would.
+func TestCompile(t *testing.T) {
+	t.Parallel()
+	pg := Dialect{Name: "postgres", Rebind: RebindDollar, NextSeq: "DEFAULT", Subscribers: "lower(practice_ods) = lower(?)"}.Compile()
+	for _, q := range statements() {
+		if got := pg.rebind(q); got != RebindDollar(q) || strings.Contains(got, "?") {
+			t.Errorf("bound %q = %q", q, got)
+		}
+	}
+	if !strings.Contains(pg.insertMessage, "VALUES ($1, DEFAULT, $2,") || !strings.HasSuffix(pg.insertMessage, "$10)") {
+		t.Errorf("insert message: %s", pg.insertMessage)
+	}
+	if !strings.HasSuffix(pg.fanOut, "WHERE lower(practice_ods) = lower($1) ORDER BY id") {
+		t.Errorf("fan-out: %s", pg.fanOut)
+	}
+	lite := Dialect{Name: "sqlite", NextSeq: "(next)"}.Compile()
+	if lite.bound != nil || lite.rebind(insertEvent) != insertEvent || !strings.Contains(lite.insertMessage, "VALUES (?, (next), ?,") {
+		t.Errorf("sqlite: %+v", lite)
+	}
+}
+
+func TestStorableError(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", maxErrorLen-1) + "é" // the cut falls inside é
+	pg := Dialect{CleanText: func(s string) string { return strings.ReplaceAll(strings.ToValidUTF8(s, ""), "\x00", "") }}
+	tests := []struct {
+		name     string
+		d        Dialect
+		in, want string
+	}{
+		{"short kept", sqliteD, "HTTP 500", "HTTP 500"},
+		{"cut without splitting a rune", sqliteD, long, strings.Repeat("x", maxErrorLen-1)},
+		{"short text with NUL kept where storable", sqliteD, "a\x00b", "a\x00b"},
+		{"cleaned", pg, "a\x00b\xff", "ab"},
+		{"cut and cleaned", pg, long + "\x00", strings.Repeat("x", maxErrorLen-1)},
+	}
+	for _, tt := range tests {
+		if got := tt.d.storableError(tt.in); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestVersionUpdateArgs(t *testing.T) {
+	t.Parallel()
+	v := Version{Row: ReferralRow{ID: "r", Practice: "A", Version: 3, UpdatedAt: 9}, From: 2}
+	args := v.UpdateArgs()
+	if n := strings.Count(UpdateReferral, "?"); len(args) != n || args[0] != "A" || args[7] != 3 || args[10] != "r" || args[11] != 2 {
+		t.Errorf("args %v for %d placeholders", args, n)
 	}
 }

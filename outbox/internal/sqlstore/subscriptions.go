@@ -47,11 +47,11 @@ func (d Dialect) ScanSubscription(sc Scanner) (outbox.Subscription, error) {
 // ReadSubscription reads one subscription by id (ErrNotFound if none), locking its row (d.Lock) when lock
 // is set.
 func (d Dialect) ReadSubscription(ctx context.Context, q Querier, id string, lock bool) (outbox.Subscription, error) {
-	query := `SELECT ` + SubscriptionCols + ` FROM subscriptions WHERE id = ?`
+	query := d.rebind(selectSubscription)
 	if lock {
 		query += d.Lock
 	}
-	sub, err := d.ScanSubscription(q.QueryRowContext(ctx, d.rebind(query), id))
+	sub, err := d.ScanSubscription(q.QueryRowContext(ctx, query, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return outbox.Subscription{}, fmt.Errorf("%s: subscription: %w", d.Name, outbox.ErrNotFound)
 	}
@@ -129,8 +129,7 @@ func (d Dialect) SetSubscriptionStatus(ctx context.Context, w Querier, id string
 	if cur.Status == status {
 		return cur, nil
 	}
-	if _, err := w.ExecContext(ctx, d.rebind(`UPDATE subscriptions SET status = ?, updated_at = ? WHERE id = ?`),
-		string(status), Micros(now), id); err != nil {
+	if _, err := w.ExecContext(ctx, d.rebind(setSubscriptionStatus), string(status), Micros(now), id); err != nil {
 		return outbox.Subscription{}, d.DriverErr("update subscription", err)
 	}
 	cur.Status, cur.UpdatedAt = status, Norm(now)
@@ -155,8 +154,8 @@ func (d Dialect) ListSubscriptions(ctx context.Context, db Querier, q outbox.Sub
 			args = append(args, string(st))
 		}
 	}
-	return d.subscriptions(ctx, db, "list subscriptions", d.rebind(`SELECT `+SubscriptionCols+
-		` FROM subscriptions WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at, id`), args...)
+	return d.subscriptions(ctx, db, "list subscriptions", d.rebind(selectSubscriptions+strings.Join(where, " AND ")+
+		` ORDER BY created_at, id`), args...)
 }
 
 // subscriptions runs query (already in the backend's placeholders) and reads its SubscriptionCols rows;
@@ -182,22 +181,19 @@ func (d Dialect) subscriptions(ctx context.Context, q Querier, op, query string,
 }
 
 // FanOut notifies, inside the transaction w that wrote ref's new version, each active subscription of
-// ref's practice, one at a time in id order: it takes the subscription's next event number (incremented
-// here, so numbers are gap-free and follow commit order), renders the payload with notify at nowUS and hands
-// both to emit, which queues the message. activeWhere is the backend's WHERE term, in its placeholders, that
-// matches the active subscriptions of the practice given as its one argument (case-insensitively). A notify
-// or emit error ends the fan-out: the caller aborts the transaction.
-func (d Dialect) FanOut(ctx context.Context, w Querier, activeWhere string, ref outbox.Referral, nowUS int64, notify outbox.NotifyFunc, emit func(subID string, payload json.RawMessage) error) error {
-	subs, err := d.subscriptions(ctx, w, "fan out", `SELECT `+SubscriptionCols+` FROM subscriptions
-		WHERE `+activeWhere+` ORDER BY id`, ref.PracticeODS)
+// ref's practice (d.Subscribers), one at a time in id order: it takes the subscription's next event number
+// (incremented here, so numbers are gap-free and follow commit order), renders the payload with notify at
+// nowUS and hands both to emit, which queues the message. A notify or emit error ends the fan-out: the
+// caller aborts the transaction.
+func (d Dialect) FanOut(ctx context.Context, w Querier, ref outbox.Referral, nowUS int64, notify outbox.NotifyFunc, emit func(subID string, payload json.RawMessage) error) error {
+	subs, err := d.subscriptions(ctx, w, "fan out", d.fanOut, ref.PracticeODS)
 	if err != nil {
 		return err
 	}
 	now := FromMicros(nowUS)
 	for _, sub := range subs {
 		var n int64
-		if err := w.QueryRowContext(ctx, d.rebind(`UPDATE subscriptions SET events_since_start = events_since_start + 1
-			WHERE id = ? RETURNING events_since_start`), sub.ID).Scan(&n); err != nil {
+		if err := w.QueryRowContext(ctx, d.rebind(numberEvent), sub.ID).Scan(&n); err != nil {
 			return d.DriverErr("fan out: number event", err)
 		}
 		sub.EventsSinceStart = n

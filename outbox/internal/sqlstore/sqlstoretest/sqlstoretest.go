@@ -46,3 +46,18 @@ func CancelledCreateWritesNothing(t *testing.T, s outbox.Store, in mapping.Intak
 		t.Errorf("cancelled create wrote: %v", err)
 	}
 }
+
+// Open returns the store open makes (an error fails t), closed when t ends (a Close error fails t too).
+func Open[S outbox.Store](t *testing.T, open func() (S, error)) S {
+	t.Helper()
+	s, err := open()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}

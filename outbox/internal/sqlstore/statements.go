@@ -1,0 +1,89 @@
+package sqlstore
+
+// The static statements of the shared scripts, written with ? placeholders (Dialect.Compile rebinds them
+// once per store).
+const (
+	insertReferral = `INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
+	business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at, updated_at,
+	fingerprint, identifiers, referral, service_request)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	// UpdateReferral sets a referral's new version (arguments: VersionRow.UpdateArgs).
+	UpdateReferral = `UPDATE referrals SET practice_ods = ?, service_id = ?, status = ?, business_status = ?,
+	patient_ref = ?, patient_nhs_number = ?, requester_ref = ?, version = ?, updated_at = ?, referral = ?
+	WHERE id = ? AND version = ?`
+
+	insertIdentifier = `INSERT INTO referral_identifiers (system, value, referral_id) VALUES (?, ?, ?)`
+
+	// insertMessageHead and insertMessageTail surround Dialect.NextSeq.
+	insertMessageHead = `INSERT INTO outbox_messages (id, seq, referral_id, referral_version, destination_kind,
+	destination_id, type, payload, state, attempts, created_at, next_attempt_at, budget_from)
+	VALUES (?, `
+	insertMessageTail = `, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`
+
+	insertEvent = `INSERT INTO referral_events (referral_id, version, at, cause, status, business_status,
+	status_reason) VALUES (?, ?, ?, ?, ?, ?, ?)`
+
+	selectReferrals = `SELECT ` + ReferralCols + ` FROM referrals`
+	selectReferral  = selectReferrals + ` WHERE `
+	// byAnyID selects a referral by referral, task or ServiceRequest id (the id given three times).
+	byAnyID          = `id = ? OR task_id = ? OR service_request_id = ?`
+	byID             = `id = ?`
+	selectReferralID = `SELECT id FROM referrals WHERE ` + byAnyID
+	selectIdentifier = `SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?`
+	selectTimeline   = `SELECT version, at, cause, status, business_status, status_reason
+		FROM referral_events WHERE referral_id = ? ORDER BY version`
+	selectTimelineMessages = `SELECT id, referral_version, withdrawn_version FROM outbox_messages
+		WHERE referral_id = ? ORDER BY seq`
+	selectCreated = `SELECT id, state FROM outbox_messages WHERE referral_id = ?
+			AND destination_kind = ? AND destination_id = ? AND type = ? ORDER BY seq`
+	withdrawMessage = `UPDATE outbox_messages SET state = 'cancelled', last_error = ?,
+			lease_owner = '', lease_until = 0, withdrawn_version = ? WHERE id = ?`
+	selectStamp = `SELECT max(updated_at) FROM referrals`
+
+	selectMessages = `SELECT ` + MessageCols + ` FROM outbox_messages WHERE `
+	selectMessage  = selectMessages + `id = ?`
+	selectAttempts = `SELECT n, started_at, latency_us, status_code, error
+		FROM outbox_attempts WHERE message_id = ? ORDER BY n`
+	selectReplays = `SELECT at, actor, reason, from_state FROM outbox_replays
+		WHERE message_id = ? ORDER BY id`
+	selectLease   = `SELECT state, lease_owner, referral_id FROM outbox_messages WHERE id = ?`
+	insertAttempt = `INSERT INTO outbox_attempts (message_id, n, started_at, latency_us,
+			status_code, error) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
+			?, ?, ?, ?)`
+	moveMessage = `UPDATE outbox_messages SET state = ?, attempts = attempts + 1,
+			last_error = ?, lease_owner = '', lease_until = 0,
+			next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = COALESCE(?, delivered_at)
+			WHERE id = ?`
+	releaseMessages = `UPDATE outbox_messages SET state = 'pending', lease_owner = '', lease_until = 0,
+			next_attempt_at = CASE WHEN next_attempt_at < ? THEN next_attempt_at ELSE ? END
+			WHERE state = 'inflight' AND lease_owner = ?`
+	replayMessage = `UPDATE outbox_messages SET state = 'pending', next_attempt_at = ?,
+				budget_from = ?, lease_owner = '', lease_until = 0 WHERE id = ?`
+	insertReplay = `INSERT INTO outbox_replays (message_id, at, actor, reason, from_state)
+				VALUES (?, ?, ?, ?, ?)`
+	countMessages = `SELECT state, COUNT(*) FROM outbox_messages GROUP BY state`
+	oldestPending = `SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`
+	expireNonces  = `DELETE FROM used_nonces WHERE expires_at <= ?`
+	insertNonce   = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
+
+	selectSubscriptions = `SELECT ` + SubscriptionCols + ` FROM subscriptions WHERE `
+	selectSubscription  = selectSubscriptions + `id = ?`
+	insertSubscription  = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
+			endpoint, headers, payload, status, events_since_start, base_url, created_at, updated_at, resource)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
+	setSubscriptionStatus = `UPDATE subscriptions SET status = ?, updated_at = ? WHERE id = ?`
+	numberEvent           = `UPDATE subscriptions SET events_since_start = events_since_start + 1
+			WHERE id = ? RETURNING events_since_start`
+)
+
+// statements lists the static statements Dialect.Compile rebinds.
+func statements() []string {
+	return []string{
+		insertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
+		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectTimelineMessages,
+		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
+		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
+		insertSubscription, setSubscriptionStatus, numberEvent,
+	}
+}

@@ -1,0 +1,532 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// Steps of CreateReferral's transaction after which Config.FailAfter is called, in this order (the
+// outboxtest Stage constants).
+const (
+	stageReferral    = "referral"
+	stageIdentifiers = "identifiers"
+	stageMessages    = "messages"
+	stageEvents      = "events"
+)
+
+// maxErrorLen caps stored error texts (they are short by contract; this keeps a bad caller from bloating rows).
+const maxErrorLen = 512
+
+// Config is what the scripts take from a backend's options.
+type Config struct {
+	// NewID makes outbox message ids for events that come without one (nil: NewUUIDv7).
+	NewID func() string
+	// Notify renders subscription notifications in the fan-out (nil: outbox.RenderNotification).
+	Notify outbox.NotifyFunc
+	// FailAfter, if set, is called after each step of CreateReferral's transaction ("referral",
+	// "identifiers", "messages", "events") with the intake; a non-nil error fails that intake as if the
+	// database had. For tests only.
+	FailAfter func(stage string, in mapping.Intake) error
+}
+
+// Store is outbox.Store's scripts and reads, written once for every SQL backend: a backend embeds it and
+// adds what is its own (Changes, Ping, Close). Its exported methods are outbox.Store's.
+type Store struct {
+	d    Dialect
+	b    Backend
+	read Querier
+	cfg  Config
+}
+
+// New returns the scripts over backend b, spelled in d (compiled here), reading from read (a pool that sees
+// committed state).
+func New(d Dialect, b Backend, read Querier, cfg Config) *Store {
+	if cfg.NewID == nil {
+		cfg.NewID = NewUUIDv7
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = outbox.RenderNotification
+	}
+	return &Store{d: d.Compile(), b: b, read: read, cfg: cfg}
+}
+
+// CreateReferral writes the referral, its identifiers, its messages, its fan-out and its timeline entry in
+// one transaction (identifiers locked first, Backend.LockIdentifiers). The referral is stored as version 1
+// whatever the intake says, with its times truncated to the microsecond, UpdatedAt defaulting to CreatedAt
+// and moved later if needed to follow commit order (Dialect.Stamp). Events without an id get one from
+// Config.NewID. Messages are created pending and due at Record.CreatedAt.
+func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.CreateResult, error) {
+	d := s.d
+	c, err := d.NewCreation(in, s.cfg.NewID)
+	if err != nil {
+		return outbox.CreateResult{}, err
+	}
+	hook := func(stage string) error {
+		if s.cfg.FailAfter == nil {
+			return nil
+		}
+		return s.cfg.FailAfter(stage, in)
+	}
+	var res outbox.CreateResult
+	err = s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		res = c.Result
+		if err := s.b.LockIdentifiers(ctx, w, c.Identifiers); err != nil {
+			return err
+		}
+		existing, err := d.ExistingByIdentifiers(ctx, w, c.Identifiers, in.Fingerprint)
+		if err != nil || existing != nil {
+			if existing != nil {
+				res = outbox.CreateResult{Referral: *existing, Created: false}
+			}
+			return err
+		}
+		// The referral's UpdatedAt follows commit order (Dialect.Stamp); CreatedAt is the intake's.
+		cc, err := d.StampCreation(ctx, w, c)
+		if err != nil {
+			return err
+		}
+		row := cc.Row
+		res = cc.Result
+		if _, err := w.ExecContext(ctx, d.rebind(insertReferral), row.ID, row.TaskID, row.SRID, row.Practice,
+			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
+			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
+			row.ServiceRequest); err != nil {
+			if d.IsUnique(err) {
+				return fmt.Errorf("%s: insert referral: referral, task or service request id already exists: %w", d.Name, err)
+			}
+			return d.DriverErr("insert referral", err)
+		}
+		if err := hook(stageReferral); err != nil {
+			return err
+		}
+		for _, id := range c.Identifiers {
+			if _, err := w.ExecContext(ctx, d.rebind(insertIdentifier), id.System, id.Value, row.ID); err != nil {
+				if !d.IsUnique(err) {
+					return d.DriverErr("insert identifier", err)
+				}
+				if d.Concurrent {
+					// Unreachable while every writer takes the identifier locks; kept as a backstop: a
+					// fresh run of the transaction finds the referral that holds the identifier.
+					return fmt.Errorf("%s: insert identifier: %w: %w", d.Name, ErrRetry, err)
+				}
+				// Unreachable with one writer; kept as a backstop.
+				return fmt.Errorf("%s: insert identifier: %w", d.Name, outbox.ErrConflict)
+			}
+		}
+		if err := hook(stageIdentifiers); err != nil {
+			return err
+		}
+		if err := s.insertMessages(ctx, w, row.ID, 1, row.CreatedAt, c.Events); err != nil {
+			return err
+		}
+		if err := s.fanOut(ctx, w, res.Referral, row.CreatedAt); err != nil {
+			return err
+		}
+		if err := hook(stageMessages); err != nil {
+			return err
+		}
+		if _, err := w.ExecContext(ctx, d.rebind(insertEvent), row.ID, 1, row.UpdatedAt, string(outbox.CauseCreate),
+			row.Status, row.Business, cc.Result.Referral.Record.StatusReason); err != nil {
+			return d.DriverErr("insert referral event", err)
+		}
+		return hook(stageEvents)
+	})
+	if err != nil {
+		return outbox.CreateResult{}, err
+	}
+	return res, nil
+}
+
+// insertMessages writes events as pending messages due at now, for the referral's given version.
+func (s *Store) insertMessages(ctx context.Context, w *Tx, referralID string, version int, now int64, rows []EventRow) error {
+	d := s.d
+	for _, e := range rows {
+		if _, err := w.ExecContext(ctx, d.insertMessage, e.ID, referralID, version, e.Kind, e.Dest, e.Type,
+			e.Payload, now, now, now); err != nil {
+			if d.IsUnique(err) {
+				return fmt.Errorf("%s: insert message: duplicate message id: %w", d.Name, err)
+			}
+			return d.DriverErr("insert message", err)
+		}
+	}
+	if len(rows) > 0 {
+		w.Changed = true
+	}
+	return nil
+}
+
+// fanOut writes, inside the transaction that wrote ref's new version, one notification message for each
+// active subscription of ref's practice: the subscription's next event number (incremented here, so numbers
+// are gap-free and follow commit order), payload from Config.Notify, due at nowUS. A Notify error aborts the
+// transaction.
+func (s *Store) fanOut(ctx context.Context, w *Tx, ref outbox.Referral, nowUS int64) error {
+	return s.d.FanOut(ctx, w, ref, nowUS, s.cfg.Notify, func(subID string, payload json.RawMessage) error {
+		return s.insertMessages(ctx, w, ref.Record.ID, ref.Record.Version, nowUS, []EventRow{{
+			ID: s.cfg.NewID(), Kind: string(mapping.DestinationSubscription), Dest: subID,
+			Type: string(mapping.EventNotification), Payload: payload,
+		}})
+	})
+}
+
+// GetReferral returns one referral by referral id, task id or ServiceRequest id.
+func (s *Store) GetReferral(ctx context.Context, id string) (outbox.Referral, error) {
+	if id == "" {
+		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", s.d.Name, outbox.ErrNotFound)
+	}
+	return s.d.ReadReferral(ctx, s.read, byAnyID, false, id, id, id)
+}
+
+// SearchReferrals returns up to q.Limit referrals in (UpdatedAt, ID) order (default 100, at most 1000) and
+// the cursor of the last one when more follow. A non-nil empty Practices matches nothing.
+func (s *Store) SearchReferrals(ctx context.Context, q outbox.ReferralQuery) ([]outbox.Referral, *outbox.Cursor, error) {
+	return s.d.SearchReferrals(ctx, s.read, q)
+}
+
+// UpdateReferral applies fn to the referral (by referral, task or ServiceRequest id, its row locked) in one
+// transaction. A change bumps the version, sets UpdatedAt to now (or just after the newest change, to follow
+// commit order), enqueues fn's events (due at now) and adds a timeline entry; if fn returns
+// outbox.ErrNoChange, or the referral unchanged and no events, nothing is written and the current referral
+// is returned (with a nil error). fn may not change the referral's ids or creation time. A referral.cancelled
+// to a service whose referral.created is still pending or dead withdraws that message instead of being
+// queued (mapping.Withdrawal; see outbox.Store.UpdateReferral).
+func (s *Store) UpdateReferral(ctx context.Context, id string, expectVersion int, now time.Time, fn outbox.ReferralUpdate) (outbox.Referral, error) {
+	d := s.d
+	if fn == nil {
+		return outbox.Referral{}, fmt.Errorf("%s: update referral: nil update", d.Name)
+	}
+	if id == "" {
+		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", d.Name, outbox.ErrNotFound)
+	}
+	var out outbox.Referral
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		cur, err := d.ReadReferral(ctx, w, byAnyID, true, id, id, id)
+		if err != nil {
+			return err
+		}
+		if expectVersion > 0 && cur.Record.Version != expectVersion {
+			return fmt.Errorf("%s: update referral: %w", d.Name, outbox.ErrVersionMismatch)
+		}
+		out, err = s.applyUpdate(ctx, w, cur, now, fn, outbox.CauseUpdate)
+		return err
+	})
+	if err != nil {
+		return outbox.Referral{}, err
+	}
+	return out, nil
+}
+
+// applyUpdate runs fn on cur (read, and locked, in w) and writes the result: the new version and its
+// timeline entry (Backend.WriteVersion), its messages, the withdrawals mapping.Withdrawal decided, and the
+// fan-out. fn's own error is returned unchanged.
+func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, cause outbox.TimelineCause) (outbox.Referral, error) {
+	d := s.d
+	ch, ok, err := d.NewChange(ctx, w, cur, now, fn, s.cfg.NewID)
+	if err != nil {
+		return outbox.Referral{}, err
+	}
+	if !ok {
+		return cur, nil
+	}
+	// The version's UpdatedAt is stamped in commit order (it may be a few microseconds after now); its
+	// messages are due at the caller's now.
+	dueUS := Micros(now)
+	updated, subscribed, err := s.b.WriteVersion(ctx, w, Version{Row: ch.Row, From: cur.Record.Version, Cause: cause,
+		Reason: ch.Next.Record.StatusReason})
+	if err != nil {
+		return outbox.Referral{}, err
+	}
+	if !updated {
+		return outbox.Referral{}, fmt.Errorf("%s: update referral: %w", d.Name, outbox.ErrVersionMismatch)
+	}
+	if err := s.insertMessages(ctx, w, cur.Record.ID, ch.Row.Version, dueUS, ch.Events); err != nil {
+		return outbox.Referral{}, err
+	}
+	if err := d.WithdrawMessages(ctx, w, ch.Withdraw, ch.Row.Version); err != nil {
+		return outbox.Referral{}, err
+	}
+	if len(ch.Withdraw) > 0 {
+		w.Changed = true
+	}
+	out := cur
+	out.Referral = ch.Next
+	if subscribed {
+		if err := s.fanOut(ctx, w, out, dueUS); err != nil {
+			return outbox.Referral{}, err
+		}
+	}
+	return out, nil
+}
+
+// Timeline returns every version of the referral (by referral, task or ServiceRequest id), oldest first,
+// with the ids of the messages each version enqueued and withdrew.
+func (s *Store) Timeline(ctx context.Context, id string) ([]outbox.TimelineEntry, error) {
+	return s.d.Timeline(ctx, s.read, id)
+}
+
+// ClaimMessages leases up to limit deliverable messages to owner until now+lease, returned in
+// (NextAttemptAt, Seq) order: inflight messages whose lease has expired (taken first: they are the oldest
+// work) and pending messages due at now, each only if it is the oldest unfinished message of its referral
+// and destination (for subscription destinations: of the destination), within f's per-destination limits
+// (a message whose destination has no room left is skipped and stays pending). At most MaxLimit at once.
+func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error) {
+	if owner == "" || lease <= 0 {
+		return nil, fmt.Errorf("%s: claim: owner and a positive lease are required", s.d.Name)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	return s.b.Claim(ctx, owner, now, lease, min(limit, MaxLimit), f)
+}
+
+// NextDue returns when the next claim can succeed: the earliest due time of a pending message that heads its
+// referral and destination, or the earliest lease expiry of an inflight one, whichever is first (zero when
+// there is neither). Pending messages blocked behind an earlier unfinished one are not counted, so a
+// dispatcher sleeping until NextDue never spins on a message it cannot claim.
+func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
+	pending, lease, err := s.b.Due(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	switch {
+	case !pending.Valid && !lease.Valid:
+		return time.Time{}, nil
+	case !lease.Valid:
+		return FromMicros(pending.Int64), nil
+	case !pending.Valid:
+		return FromMicros(lease.Int64), nil
+	}
+	return FromMicros(min(pending.Int64, lease.Int64)), nil
+}
+
+// CompleteAttempt records the attempt (numbered after every earlier one of the message, across replays;
+// res.Attempt.N is ignored) and, if res.Owner still holds the lease, moves the message to res.State, counts
+// the attempt in Attempts, keeps its error as LastError and applies res.Update to the referral, all in one
+// transaction. A lease is held until another claim takes it, even past LeaseUntil. Otherwise the attempt
+// alone is recorded and ErrLeaseLost returned. If res.Update fails (other than with ErrNoChange), nothing
+// is written and its error is returned.
+func (s *Store) CompleteAttempt(ctx context.Context, id string, now time.Time, res outbox.AttemptResult) error {
+	d := s.d
+	if !ValidNext(res.State) {
+		return fmt.Errorf("%s: complete attempt: invalid next state %q", d.Name, res.State)
+	}
+	if res.State == outbox.StatePending && res.NextAttemptAt.IsZero() {
+		return fmt.Errorf("%s: complete attempt: pending needs NextAttemptAt", d.Name)
+	}
+	row := newAttemptRow(d, id, now, res)
+	leaseLost := false
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		leaseLost = false
+		rec, err := s.b.RecordAttempt(ctx, w, row)
+		if err != nil {
+			return err
+		}
+		if !rec.Moved {
+			leaseLost = true
+			return nil
+		}
+		w.Changed = false
+		if res.Update != nil {
+			if _, err := s.applyUpdate(ctx, w, rec.Referral, now, res.Update, outbox.CauseAttempt); err != nil {
+				return err
+			}
+		}
+		// Other instances are told when the outcome may let them claim something: a retry (due again, maybe
+		// before they would look), a delivery unblocking a later message, or messages the update wrote or
+		// withdrew. A dead message keeps its successors blocked, and one without successors frees nothing.
+		// This instance's dispatcher is signalled in every case.
+		tell := res.State == outbox.StatePending || (res.State == outbox.StateDelivered && rec.Successor)
+		w.Quiet = !tell && !w.Changed
+		w.Changed = true
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if leaseLost {
+		return fmt.Errorf("%s: complete attempt: %w", d.Name, outbox.ErrLeaseLost)
+	}
+	return nil
+}
+
+// newAttemptRow is res's attempt on message id as it is written at now.
+func newAttemptRow(d Dialect, id string, now time.Time, res outbox.AttemptResult) AttemptRow {
+	a := res.Attempt
+	started := a.StartedAt
+	if started.IsZero() {
+		started = now
+	}
+	row := AttemptRow{MessageID: id, Owner: res.Owner, StartedUS: Micros(started), LatencyUS: a.Latency.Microseconds(),
+		StatusCode: a.StatusCode, Error: d.storableError(a.Error), State: res.State, WithReferral: res.Update != nil}
+	switch res.State {
+	case outbox.StatePending:
+		row.Next = Micros(res.NextAttemptAt)
+	case outbox.StateDelivered:
+		row.Delivered = Micros(now)
+	case outbox.StateDead, outbox.StateInflight, outbox.StateCancelled:
+	}
+	return row
+}
+
+// storableError caps an error text at maxErrorLen bytes without cutting a rune, and makes it storable
+// (Dialect.CleanText).
+func (d Dialect) storableError(s string) string {
+	if len(s) > maxErrorLen {
+		s = strings.ToValidUTF8(s[:maxErrorLen], "")
+	}
+	if d.CleanText != nil {
+		s = d.CleanText(s)
+	}
+	return s
+}
+
+// ReleaseMessages returns owner's inflight messages to pending, due at the latest now, and says how many.
+func (s *Store) ReleaseMessages(ctx context.Context, owner string, now time.Time) (int, error) {
+	d := s.d
+	var n int64
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		nowUS := Micros(now)
+		res, err := w.ExecContext(ctx, d.rebind(releaseMessages), nowUS, nowUS, owner)
+		if err != nil {
+			return d.DriverErr("release", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return d.DriverErr("release", err)
+		}
+		if n > 0 {
+			w.Changed = true
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// ListMessages returns messages matching q in Seq order (default limit 100, at most 1000).
+func (s *Store) ListMessages(ctx context.Context, q outbox.MessageQuery) ([]outbox.Message, error) {
+	return s.d.ListMessages(ctx, s.read, q)
+}
+
+// GetMessage returns one message with its attempts (by number) and replays (oldest first).
+func (s *Store) GetMessage(ctx context.Context, id string) (outbox.MessageDetail, error) {
+	return s.d.GetMessage(ctx, s.read, id)
+}
+
+// ReplayMessages moves the selected messages (see ReplayRequest) back to pending, keeping their ids:
+// due at now, with a new retry budget from now, a Replay row recording actor, reason and the state left,
+// and req.Update applied once to each referral with a replayed service message, all in one transaction. It
+// returns the replayed messages as they now are; with DryRun, the messages that would be replayed as they
+// are, writing nothing.
+func (s *Store) ReplayMessages(ctx context.Context, now time.Time, req outbox.ReplayRequest) ([]outbox.Message, error) {
+	d := s.d
+	if len(req.IDs) == 0 && req.Filter == nil {
+		return nil, fmt.Errorf("%s: replay: name message ids or give a filter", d.Name)
+	}
+	if req.DryRun {
+		return d.SelectReplay(ctx, s.read, now, req, false)
+	}
+	var out []outbox.Message
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		ms, err := d.SelectReplay(ctx, w, now, req, true)
+		if err != nil {
+			return err
+		}
+		referrals, err := d.MarkReplayed(ctx, w, ms, now, req)
+		if err != nil {
+			return err
+		}
+		if len(ms) > 0 {
+			w.Changed = true
+		}
+		if req.Update != nil {
+			for _, rid := range referrals {
+				cur, err := d.ReadReferral(ctx, w, byID, true, rid)
+				if err != nil {
+					return err
+				}
+				if _, err := s.applyUpdate(ctx, w, cur, now, req.Update, outbox.CauseReplay); err != nil {
+					return err
+				}
+			}
+		}
+		out = ms
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// CountMessages returns the number of messages in every state (zeros included) and the creation time of
+// the oldest pending message (zero when none).
+func (s *Store) CountMessages(ctx context.Context) (map[outbox.MessageState]int, time.Time, error) {
+	return s.d.CountMessages(ctx, s.read)
+}
+
+// UseNonce records a single-use value for every instance sharing the database (outbox.Nonces).
+func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error) {
+	var fresh bool
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		var err error
+		fresh, err = s.d.UseNonce(ctx, w, nonce, expiresAt, now)
+		return err
+	})
+	return fresh, err
+}
+
+// CreateSubscription stores sub as active with no events yet; times are truncated to the microsecond and
+// UpdatedAt defaults to CreatedAt (required).
+func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription) (outbox.Subscription, error) {
+	d := s.d
+	row, err := d.NewSubscriptionRow(sub)
+	if err != nil {
+		return outbox.Subscription{}, err
+	}
+	err = s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		if _, err := w.ExecContext(ctx, d.rebind(insertSubscription), row.Args()...); err != nil {
+			if d.IsUnique(err) {
+				return fmt.Errorf("%s: insert subscription: id already exists: %w", d.Name, err)
+			}
+			return d.DriverErr("insert subscription", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return outbox.Subscription{}, err
+	}
+	return row.Sub, nil
+}
+
+// GetSubscription returns one subscription.
+func (s *Store) GetSubscription(ctx context.Context, id string) (outbox.Subscription, error) {
+	return s.d.ReadSubscription(ctx, s.read, id, false)
+}
+
+// UpdateSubscriptionStatus sets the status (and UpdatedAt to now when it changes). Messages already queued for
+// a subscription set off stay queued; the dispatcher's resolver makes them dead (outbox.ErrDestinationOff).
+func (s *Store) UpdateSubscriptionStatus(ctx context.Context, id string, status outbox.SubscriptionStatus, now time.Time) (outbox.Subscription, error) {
+	d := s.d
+	if !status.Valid() {
+		return outbox.Subscription{}, fmt.Errorf("%s: update subscription: invalid status %q", d.Name, status)
+	}
+	var out outbox.Subscription
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		var err error
+		out, err = d.SetSubscriptionStatus(ctx, w, id, status, now)
+		return err
+	})
+	if err != nil {
+		return outbox.Subscription{}, err
+	}
+	return out, nil
+}
+
+// ListSubscriptions returns the subscriptions matching q in (CreatedAt, ID) order.
+func (s *Store) ListSubscriptions(ctx context.Context, q outbox.SubscriptionQuery) ([]outbox.Subscription, error) {
+	return s.d.ListSubscriptions(ctx, s.read, q)
+}
