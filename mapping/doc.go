@@ -10,6 +10,8 @@
 //	               stored, referral.created event                         — intake
 //	TaskFor        the FHIR R4 Task of a referral                          — every Task read
 //	CanTransition  the state machine; ApplyStatus applies a change         — community / GP status updates
+//	TaskUpdate     what a FHIR Task update (PUT, JSON Patch) may change    — Task updates
+//	Withdrawal     what a cancellation withdraws before delivery           — the store, in the change's transaction
 //	MarkBusinessStatus  transport facts (queued, delivered, ...)           — the dispatcher
 //	WebhookPayload the body of a webhook event
 //

@@ -62,12 +62,14 @@ type DispatcherOptions struct {
 	// QuickRetryWait caps one in-attempt wait, including an honoured Retry-After. Default 2 s.
 	QuickRetryWait time.Duration
 	// Lease is how long a claimed message stays ours; it must exceed the longest attempt
-	// (Timeout × (QuickRetries+1) + QuickRetries × QuickRetryWait). Default 60 s.
+	// (Timeout × (QuickRetries+1) + QuickRetries × QuickRetryWait). Default: twice the longest attempt, at least
+	// DefaultLease (60 s).
 	Lease time.Duration
-	// Concurrency is the total number of messages in flight (delivering or waiting for room). Default 16.
+	// Concurrency is the total number of messages in flight (delivering or waiting for room). Default
+	// DefaultConcurrency (32).
 	Concurrency int
 	// PerDestination caps the messages in flight to one destination, so that a slow or dead service never
-	// takes every worker. Default 4.
+	// takes every worker. Default DefaultPerDestination (8).
 	PerDestination int
 	// RetryBudget is how long a message is retried, from Message.BudgetFrom (creation or last replay),
 	// before it goes dead. Default 72 h.

@@ -22,7 +22,7 @@ func deadLetter(t *testing.T, h *harness) (msgID, taskID string) {
 	}
 	ctx := context.Background()
 	now := time.Now()
-	msgs, err := h.store.ClaimMessages(ctx, "test-dispatcher", now, time.Minute, 10)
+	msgs, err := h.store.ClaimMessages(ctx, "test-dispatcher", now, time.Minute, 10, outbox.ClaimFilter{})
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("claim: %v %d", err, len(msgs))
 	}

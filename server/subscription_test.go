@@ -319,8 +319,7 @@ func TestSubscriptionNotificationsInOrderThroughOutage(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("complete: %d %s", r.status, r.body)
 	}
-	subs := h.store.(outbox.Subscriptions)
-	if s, err := subs.GetSubscription(context.Background(), full["id"].(string)); err != nil || s.EventsSinceStart != int64(n) || s.Status != outbox.SubscriptionOff {
+	if s, err := h.store.GetSubscription(context.Background(), full["id"].(string)); err != nil || s.EventsSinceStart != int64(n) || s.Status != outbox.SubscriptionOff {
 		t.Errorf("off subscription after a change: %+v, %v; want %d events, off", s, err, n)
 	}
 	if d := waitFor(t, rc.got, "the id-only notification of the completion"); d.path != "/id-only" {

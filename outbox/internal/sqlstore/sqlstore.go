@@ -19,9 +19,9 @@
 // withdraws: mapping.Withdrawal; replay selection, claim room and state moves: the pure helpers here).
 //
 // Only outbox/sqlite and outbox/postgres import it (Go's internal rule keeps it inside outbox/). It takes
-// *sql.DB, *sql.Tx and *sql.Rows values (through Querier) because it is part of the backend layer: DESIGN's
-// rule "*sql.Tx never leaves a backend package" is about the callers of the store, and a transaction handed
-// here never leaves the backend that opened it.
+// *sql.DB, *sql.Tx and *sql.Rows values (through Querier) because it is part of the backend layer: the house
+// rule "*sql.Tx never leaves a backend package" (docs/design.md#house-style) is about the callers of the store,
+// and a transaction handed here never leaves the backend that opened it.
 package sqlstore
 
 import (
