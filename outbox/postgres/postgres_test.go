@@ -1,15 +1,9 @@
 package postgres_test
 
 import (
-	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,69 +13,14 @@ import (
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
 	"github.com/socialrx/socialrx/outbox/outboxtest"
 	"github.com/socialrx/socialrx/outbox/postgres"
+	"github.com/socialrx/socialrx/outbox/postgres/pgtest"
 )
-
-const defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 
 var quiet = slog.New(slog.DiscardHandler)
 
-// serverURL is the test server's URL: SOCIALRX_TEST_POSTGRES_URL or the default.
-func serverURL() string {
-	if u := os.Getenv("SOCIALRX_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return defaultURL
-}
-
-// freshSchema creates an empty schema for t on the test server, dropped when t ends, and returns a URL
-// whose search_path selects it. Without a reachable server the test is skipped, or fails when CI is set.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	base := serverURL()
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("open %s: %v", redact(base), err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		msg := fmt.Sprintf("PostgreSQL not reachable at %s (%v); set SOCIALRX_TEST_POSTGRES_URL", redact(base), err)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "socialrx_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
+// freshSchema is an empty schema of the test server for t (pgtest.FreshSchema: skipped without a server,
+// failed when CI is set).
+func freshSchema(t *testing.T) string { return pgtest.FreshSchema(t) }
 
 func openStore(t *testing.T, dsn string, opts postgres.Options) *postgres.Store {
 	t.Helper()
