@@ -79,11 +79,11 @@ const (
 
 // statements lists the static statements Dialect.Compile rebinds.
 func statements() []string {
-	return []string{
+	return append([]string{
 		insertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectTimelineMessages,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
 		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
 		insertSubscription, setSubscriptionStatus, numberEvent,
-	}
+	}, sessionStatements()...)
 }
