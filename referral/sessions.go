@@ -16,6 +16,7 @@ import (
 
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -138,7 +139,9 @@ func (in Inbox) Services() []InboxService {
 		}
 		out = append(out, InboxService{ID: cl.Service, Name: in.s.ServiceName(cl.Service)})
 	}
-	slices.SortFunc(out, func(a, b InboxService) int { return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID)) })
+	slices.SortFunc(out, func(a, b InboxService) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID))
+	})
 	return out
 }
 
@@ -282,4 +285,17 @@ func clientAddress(addr string) string {
 		}
 	}
 	return ip.String()
+}
+
+// Counts returns how many of the signed-in community client's referrals are in each status (for the
+// inbox's tabs); a client of another role gets fault.Forbidden.
+func (in Inbox) Counts(ctx context.Context, c Caller) (map[mapping.TaskStatus]int, error) {
+	if c.Client.Role != config.RoleCommunity || c.Client.Service == "" {
+		return nil, fault.New(fault.Forbidden, "forbidden", "", "only a community service has an inbox")
+	}
+	counts, err := in.s.store.CountByStatus(ctx, c.Client.Service)
+	if err != nil {
+		return nil, fmt.Errorf("inbox counts: %w", err)
+	}
+	return counts, nil
 }
