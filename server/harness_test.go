@@ -67,15 +67,27 @@ func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	}
 	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test",
+	h.url = h.instance(cfg, nil)
+	return h
+}
+
+// instance starts one more socialrx server on loopback over the harness's store and clock (another
+// instance sharing the database) with directory cfg, its handler wrapped by wrap when not nil; it returns
+// its base URL.
+func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Handler) string {
+	h.t.Helper()
+	srv, err := server.New(server.Options{Config: cfg, Store: h.store, Version: "test",
 		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	h.url = ts.URL
-	return h
+	handler := srv.Handler()
+	if wrap != nil {
+		handler = wrap(handler)
+	}
+	ts := httptest.NewServer(handler)
+	h.t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 // response is a finished HTTP exchange.

@@ -333,7 +333,7 @@ func TestInboxWalk(t *testing.T) {
 	bad.Set("csrf", strings.Repeat("0", 64))
 	unchanged("wrong CSRF token", http.StatusForbidden, b.post(path, bad), 1, "did not come from your inbox page")
 	unchanged("decline without a reason", http.StatusUnprocessableEntity,
-		b.post(path, form("status", "rejected", "version", "1")), 1, "reason is required")
+		b.post(path, form("status", "rejected", "version", "1")), 1, "Write the reason before you press “Decline”")
 	unchanged("complete a new referral", http.StatusConflict,
 		b.post(path, form("status", "completed", "outcome", "done", "version", "1")), 1, "the referral is requested and cannot move to completed")
 	unchanged("cancel (the GP's move)", http.StatusBadRequest,

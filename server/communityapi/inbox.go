@@ -49,7 +49,9 @@ func inboxTemplates(uk *time.Location) (*template.Template, error) {
 	return template.New("inbox").Funcs(template.FuncMap{
 		"label":    statusLabel,
 		"when":     func(t time.Time) string { return dateTime(t, uk) },
-		"date":     readableDate,
+		"date":     func(s string) string { return readableDate(s, uk) },
+		"nonEmpty": nonEmpty,
+		"waiting":  awaitsAnswer,
 		"join":     strings.Join,
 		"tel":      telLink,
 		"mailto":   mailtoLink,
@@ -156,6 +158,8 @@ type inboxPageData struct {
 	Flash   string // a confirmation after a change
 	Error   string // what went wrong, in words
 	Field   string // the form field the error is about
+	// ErrorFor is the id of the element the error is about (the error links to it), "" when none.
+	ErrorFor string
 
 	// sign-in
 	LoginNeeded bool
@@ -228,6 +232,9 @@ func (a *API) renderInbox(w http.ResponseWriter, r *http.Request, status int, d 
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
+	if d.ErrorFor == "" && d.LoginNeeded && (d.Field == "service" || d.Field == "token") {
+		d.ErrorFor = d.Field // the sign-in fields' ids are their names
+	}
 	var b bytes.Buffer
 	if err := a.tmpl.ExecuteTemplate(&b, "page", d); err != nil {
 		a.log.Error("render inbox page", "request_id", web.RequestID(r.Context()), "err", err)
@@ -474,12 +481,16 @@ func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values
 			act.Reason, act.Outcome = form.Get("reason"), form.Get("outcome")
 			if field == "reason" || field == "outcome" {
 				act.ErrorOn = field
+				d.ErrorFor = field + "-" + string(st)
 			}
 		}
 		d.Actions = append(d.Actions, act)
 	}
 	if form != nil && form.Get("status") == "" {
 		d.NoteText = form.Get("note")
+		if field == "note" {
+			d.ErrorFor = "note"
+		}
 	}
 	return d
 }
@@ -563,6 +574,9 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		status, je := web.JSONError(err)
 		web.LogFailure(a.log, r, status, err)
 		msg := je.Message
+		if je.Error == string(mapping.CodeReasonRequired) {
+			msg = fmt.Sprintf("Write the reason before you press “%s”: the GP practice will see it.", moveAction(from, to).Label)
+		}
 		if errors.Is(err, outbox.ErrVersionMismatch) {
 			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
 			if cur, gerr := a.referral(r); gerr == nil {

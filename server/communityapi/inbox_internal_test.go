@@ -86,8 +86,9 @@ func TestInboxFormats(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{"1990-07-02": "2 July 1990", "1942-05-30": "30 May 1942", "1990-07": "July 1990",
-		"1990": "1990", "2 July 1990": "2 July 1990", "": ""} {
-		if got := readableDate(in); got != want {
+		"1990": "1990", "2 July 1990": "2 July 1990", "": "", "2025-03-12T15:20:00+00:00": "12 March 2025",
+		"2025-06-30T23:30:00Z": "1 July 2025" /* 00:30 BST */} {
+		if got := readableDate(in, uk); got != want {
 			t.Errorf("readableDate(%q) = %q, want %q", in, got, want)
 		}
 	}
@@ -109,6 +110,13 @@ func TestInboxFormats(t *testing.T) {
 		if got := string(mailtoLink(in)); got != want {
 			t.Errorf("mailtoLink(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestNonEmpty(t *testing.T) {
+	t.Parallel()
+	if got := nonEmpty(", ", "", "Link worker", " ", "Frome Valley Medical Centre"); got != "Link worker, Frome Valley Medical Centre" {
+		t.Errorf("nonEmpty = %q", got)
 	}
 }
 

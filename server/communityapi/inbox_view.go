@@ -29,14 +29,29 @@ func dateTime(t time.Time, loc *time.Location) string {
 }
 
 // readableDate turns an ISO date (YYYY, YYYY-MM or YYYY-MM-DD, as FHIR dates are) into "2 July 1990", "July
-// 1990" or "1990"; anything else is shown as it is.
-func readableDate(s string) string {
+// 1990" or "1990", and a FHIR dateTime into its day in the UK ("12 March 2025"); anything else is shown as
+// it is.
+func readableDate(s string, loc *time.Location) string {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.In(loc).Format("2 January 2006")
+	}
 	for _, f := range []struct{ in, out string }{{"2006-01-02", "2 January 2006"}, {"2006-01", "January 2006"}, {"2006", "2006"}} {
 		if t, err := time.Parse(f.in, s); err == nil {
 			return t.Format(f.out)
 		}
 	}
 	return s
+}
+
+// nonEmpty joins the non-empty parts with sep.
+func nonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
 }
 
 // waited is how long d is in words a person uses: "less than a minute", "5 minutes", "3 hours", "4 days".
@@ -126,7 +141,7 @@ type inboxItem struct {
 	Overdue           bool
 	Referred          string // when, UK time
 	Waited            string // how long ago it was referred
-	Open              bool   // still needs something from the service
+	Waiting           bool   // still waits for the service's answer (new or seen)
 }
 
 // listItem is a referral as the list shows it at now.
@@ -137,7 +152,12 @@ func listItem(rec mapping.Record, bs mapping.BusinessStatus, now time.Time, loc 
 	}
 	return inboxItem{ID: rec.ID, Name: name, Reasons: strings.Join(rec.Reasons, "; "), Status: rec.Status,
 		Priority: rec.Priority, Overdue: bs == mapping.BusinessOverdue, Referred: dateTime(rec.CreatedAt, loc),
-		Waited: waited(now.Sub(rec.CreatedAt)), Open: !rec.Status.Terminal()}
+		Waited: waited(now.Sub(rec.CreatedAt)), Waiting: awaitsAnswer(rec.Status)}
+}
+
+// awaitsAnswer reports whether a referral in status st still waits for the service to say yes or no.
+func awaitsAnswer(st mapping.TaskStatus) bool {
+	return st == mapping.StatusRequested || st == mapping.StatusReceived
 }
 
 // priorityLabel is a FHIR priority as a volunteer reads it ("" for routine).
