@@ -144,6 +144,21 @@ func shows(t *testing.T, b *browsertest.Browser, what string, wants ...string) {
 	}
 }
 
+// refused presses button expecting a 422 that names want and links to the field with id field.
+func refused(t *testing.T, b *browsertest.Browser, button, want, field string) {
+	t.Helper()
+	if st := b.PressButton(button); st != http.StatusUnprocessableEntity {
+		t.Errorf("%s refused: %d, want 422", button, st)
+	}
+	shows(t, b, button+" refused", "There is a problem", want)
+	if href := browsertest.Eval[string](b, `document.querySelector("#error-message a").getAttribute("href")`); href != "#"+field {
+		t.Errorf("%s refused: the error links to %q, want #%s", button, href, field)
+	}
+	if d := browsertest.Eval[string](b, `document.getElementById("`+field+`").getAttribute("aria-describedby")`); d != "error-message" {
+		t.Errorf("%s refused: #%s is not tied to the error (aria-describedby %q)", button, field, d)
+	}
+}
+
 // signInWith fills in the sign-in form and presses Sign in; it returns the status of the page that follows.
 func signInWith(b *browsertest.Browser, service, token string) int {
 	b.Choose("#service", service)
@@ -248,13 +263,7 @@ func TestBrowserInboxWalk(t *testing.T) {
 
 	// Referral 2: Decline without a reason is refused and changes nothing; with one it is declined.
 	b.Open(s.url + "/inbox/referrals/" + r2.referral)
-	if st := b.PressButton("Decline"); st != http.StatusUnprocessableEntity {
-		t.Errorf("decline without a reason: %d", st)
-	}
-	shows(t, b, "refused decline", "There is a problem", "Write the reason before you press “Decline”")
-	if inv := browsertest.Eval[string](b, `document.getElementById("reason-rejected").getAttribute("aria-describedby")`); inv != "error-message" {
-		t.Errorf("the reason field is not tied to the error (aria-describedby %q)", inv)
-	}
+	refused(t, b, "Decline", "Write the reason before you press “Decline”", "reason-rejected")
 	page(t, b, "decline-refused")
 	b.Type("#reason-rejected", "No volunteers in Frome until March")
 	if st := b.PressButton("Decline"); st != http.StatusOK {
@@ -267,15 +276,9 @@ func TestBrowserInboxWalk(t *testing.T) {
 	b.PressButton("Accept")
 	b.PressButton("Start")
 	b.Type("#outcome-failed", "Moved to Bath before the first session")
-	if st := b.PressButton("Could not complete"); st != http.StatusUnprocessableEntity {
-		t.Errorf("could not complete without a reason: %d", st)
-	}
+	refused(t, b, "Could not complete", "Write the reason before you press “Could not complete”", "reason-failed")
 	if v := b.Value("#outcome-failed"); v != "Moved to Bath before the first session" {
 		t.Errorf("the outcome typed was not kept: %q", v)
-	}
-	shows(t, b, "refused could not complete", "Write the reason before you press “Could not complete”")
-	if href := browsertest.Eval[string](b, `document.querySelector("#error-message a").getAttribute("href")`); href != "#reason-failed" {
-		t.Errorf("the error links to %q, want the reason field", href)
 	}
 	page(t, b, "could-not-complete-refused")
 	b.Type("#reason-failed", "Moved out of the area")

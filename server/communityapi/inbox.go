@@ -286,19 +286,8 @@ func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
 		a.inboxFailure(w, r, d, err)
 		return
 	}
-	found := false
-	for _, f := range inboxFilters {
-		n := 0
-		for st, c := range counts {
-			if f.Statuses == nil || slices.Contains(f.Statuses, st) {
-				n += c
-			}
-		}
-		d.Filters = append(d.Filters, inboxFilterLink{Key: f.Key, Label: f.Label, Count: n, Current: f.Key == d.Filter})
-		if f.Key == d.Filter {
-			q.Statuses, found = f.Statuses, true
-		}
-	}
+	var found bool
+	d.Filters, q.Statuses, found = tabs(counts, d.Filter)
 	if !found {
 		d.Error, d.Field = fmt.Sprintf("%q is not a list to show; choose open, new, closed or all", d.Filter), "show"
 		a.renderInbox(w, r, http.StatusBadRequest, d)
@@ -332,6 +321,27 @@ func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
 		d.More = inboxPath + "?" + url.Values{"show": {d.Filter}, "after": {web.EncodeCursor(*next)}}.Encode()
 	}
 	a.renderInbox(w, r, http.StatusOK, d)
+}
+
+// tabs are the list's tabs with their counts, the statuses the current one (filter) shows, and whether
+// filter is a tab at all.
+func tabs(counts map[mapping.TaskStatus]int, filter string) ([]inboxFilterLink, []mapping.TaskStatus, bool) {
+	var out []inboxFilterLink
+	var statuses []mapping.TaskStatus
+	found := false
+	for _, f := range inboxFilters {
+		n := 0
+		for st, c := range counts {
+			if f.Statuses == nil || slices.Contains(f.Statuses, st) {
+				n += c
+			}
+		}
+		out = append(out, inboxFilterLink{Key: f.Key, Label: f.Label, Count: n, Current: f.Key == filter})
+		if f.Key == filter {
+			statuses, found = f.Statuses, true
+		}
+	}
+	return out, statuses, found
 }
 
 func cmpOr(v, def string) string {
@@ -535,37 +545,9 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		pd.Error, pd.Field = msg, field
 		a.renderInbox(w, r, status, pd)
 	}
-	if k := web.RepeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
-		fail(http.StatusBadRequest, k, k+" was sent more than once")
-		return
-	}
-	expect, err := strconv.Atoi(form.Get("version"))
-	if err != nil || expect < 1 {
-		fail(http.StatusBadRequest, "version", "the form is missing the referral's version; open the referral again")
-		return
-	}
-	to := mapping.TaskStatus(form.Get("status"))
-	note := strings.TrimSpace(form.Get("note"))
-	if form.Get("status") == "" { // the note form
-		if note == "" {
-			fail(http.StatusUnprocessableEntity, "note", "Write a note before adding it.")
-			return
-		}
-		to = ref.Record.Status
-	} else if !slices.Contains(referral.CommunityStatuses(), to) {
-		fail(http.StatusBadRequest, "status", fmt.Sprintf("%q is not a status a service sets", form.Get("status")))
-		return
-	}
-	change := referral.StatusRequest{ReferralID: ref.Record.ID, ExpectVersion: expect, Status: to,
-		Reason: strings.TrimSpace(form.Get("reason")), Note: note}
-	if o := strings.TrimSpace(form.Get("outcome")); o != "" {
-		change.Outcome = &mapping.Outcome{Text: o}
-	} else if to == mapping.StatusCompleted {
-		fail(http.StatusUnprocessableEntity, "outcome", "Say what happened before completing the referral.")
-		return
-	}
-	if msg, field := inboxTextLimits(change, note); msg != "" {
-		fail(http.StatusUnprocessableEntity, field, msg)
+	change, bad := formChange(form, ref.Record)
+	if bad != nil {
+		fail(bad.status, bad.field, bad.msg)
 		return
 	}
 	from := ref.Record.Status
@@ -575,7 +557,7 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		web.LogFailure(a.log, r, status, err)
 		msg := je.Message
 		if je.Error == string(mapping.CodeReasonRequired) {
-			msg = fmt.Sprintf("Write the reason before you press “%s”: the GP practice will see it.", moveAction(from, to).Label)
+			msg = fmt.Sprintf("Write the reason before you press “%s”: the GP practice will see it.", moveAction(from, change.Status).Label)
 		}
 		if errors.Is(err, outbox.ErrVersionMismatch) {
 			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
@@ -599,6 +581,48 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		done = "note"
 	}
 	inboxRedirect(w, inboxPath+"referrals/"+url.PathEscape(ref.Record.ID)+"?done="+url.QueryEscape(done))
+}
+
+// formRefusal is why a posted referral form cannot be acted on: the page's status, the field, the words.
+type formRefusal struct {
+	status     int
+	field, msg string
+}
+
+// formChange reads a referral page's posted form (a move, or the note form) into the status change it asks
+// for on rec, or says why it cannot.
+func formChange(form url.Values, rec mapping.Record) (referral.StatusRequest, *formRefusal) {
+	refuse := func(status int, field, msg string) (referral.StatusRequest, *formRefusal) {
+		return referral.StatusRequest{}, &formRefusal{status: status, field: field, msg: msg}
+	}
+	if k := web.RepeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
+		return refuse(http.StatusBadRequest, k, k+" was sent more than once")
+	}
+	expect, err := strconv.Atoi(form.Get("version"))
+	if err != nil || expect < 1 {
+		return refuse(http.StatusBadRequest, "version", "the form is missing the referral's version; open the referral again")
+	}
+	to := mapping.TaskStatus(form.Get("status"))
+	note := strings.TrimSpace(form.Get("note"))
+	switch {
+	case form.Get("status") == "" && note == "": // the note form, empty
+		return refuse(http.StatusUnprocessableEntity, "note", "Write a note before adding it.")
+	case form.Get("status") == "":
+		to = rec.Status
+	case !slices.Contains(referral.CommunityStatuses(), to):
+		return refuse(http.StatusBadRequest, "status", fmt.Sprintf("%q is not a status a service sets", form.Get("status")))
+	}
+	change := referral.StatusRequest{ReferralID: rec.ID, ExpectVersion: expect, Status: to,
+		Reason: strings.TrimSpace(form.Get("reason")), Note: note}
+	if o := strings.TrimSpace(form.Get("outcome")); o != "" {
+		change.Outcome = &mapping.Outcome{Text: o}
+	} else if to == mapping.StatusCompleted && to != rec.Status {
+		return refuse(http.StatusUnprocessableEntity, "outcome", "Say what happened before completing the referral.")
+	}
+	if msg, field := inboxTextLimits(change, note); msg != "" {
+		return refuse(http.StatusUnprocessableEntity, field, msg)
+	}
+	return change, nil
 }
 
 // inboxTextLimits applies the community API's length limits to the form's texts.

@@ -139,6 +139,18 @@ func (b *Browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// run runs one action that returns a value in the tab, failing the test on error.
+func run[T any](b *Browser, what string, a chromedp.Action[T]) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		b.t.Fatalf("browser: %s: %v", what, err)
+	}
+	return v
+}
+
 // navigate runs steps that make the page navigate (open a URL, press a button), waits until the new page
 // has loaded, and returns its HTTP status.
 func (b *Browser) navigate(what string, steps ...chromedp.Action[chromedp.Void]) int {
@@ -209,47 +221,25 @@ func xpathString(s string) string {
 // test waits for the answer, never for a fixed time.
 func (b *Browser) WaitFor(expr string) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr)); err != nil {
-		b.t.Fatalf("browser: wait for %s: %v", expr, err)
-	}
+	run(b, "wait for "+expr, chromedp.Poll[bool](expr))
 }
 
 // Text is the visible text of what sel finds.
 func (b *Browser) Text(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("browser: text of %s: %v", sel, err)
-	}
-	return s
+	return run(b, "text of "+sel, chromedp.Text(chromedp.CSS(sel)))
 }
 
 // Value is the current value of the form field that sel finds.
 func (b *Browser) Value(sel string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("browser: value of %s: %v", sel, err)
-	}
-	return s
+	return run(b, "value of "+sel, chromedp.Value(chromedp.CSS(sel)))
 }
 
 // Eval evaluates a JavaScript expression in the page and returns its value.
 func Eval[T any](b *Browser, expr string) T {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		b.t.Fatalf("browser: evaluate %s: %v", expr, err)
-	}
-	return v
+	return run(b, "evaluate "+expr, chromedp.Evaluate[T](expr))
 }
 
 // Count is how many elements sel matches on the page.
@@ -343,12 +333,7 @@ func (b *Browser) FocusRing() (element, outline, shadow string) {
 // Shot writes a full-page screenshot named name (a PNG, numbered in the order taken) and returns its path.
 func (b *Browser) Shot(name string) string {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		b.t.Fatalf("browser: screenshot %s: %v", name, err)
-	}
+	png := run(b, "screenshot "+name, chromedp.FullScreenshot(100))
 	b.mu.Lock()
 	b.n++
 	n := b.n
@@ -367,18 +352,9 @@ type Cookie = network.Cookie
 // Cookies are the cookies the browser holds for url (its own jar, as it would send them).
 func (b *Browser) Cookies(url string) []*Cookie {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
-	defer cancel()
-	res, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) (network.GetCookiesResult, error) {
-		r, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
-		if err != nil {
-			return network.GetCookiesResult{}, err
-		}
-		return r, nil
+	res := run(b, "cookies", func(ctx context.Context, t *chromedp.Target) (network.GetCookiesResult, error) {
+		return cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
 	})
-	if err != nil {
-		b.t.Fatalf("browser: cookies: %v", err)
-	}
 	return res.Cookies
 }
 
