@@ -308,13 +308,35 @@ const a11yCheck = `(() => {
     if (r.width > 0 && (r.height < 44 || r.width < 44)) out.push("target " + (el.textContent.trim() || el.name || el.id) + " is " + Math.round(r.width) + "×" + Math.round(r.height) + " px (want at least 44×44)");
   }
   for (const img of document.querySelectorAll("img:not([alt])")) out.push("an image without alt");
+  // Text contrast (WCAG 1.4.3): 4.5:1, or 3:1 for large text (24px, or 18.66px bold), against the first
+  // opaque background behind it.
+  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || c[3] === 1) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  for (const el of document.querySelectorAll("body *")) {
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === "hidden" || st.display === "none" || el.getBoundingClientRect().width === 0) continue;
+    const fg = lum(rgb(st.color)), bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const size = parseFloat(st.fontSize), large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) out.push("contrast " + ratio.toFixed(2) + ":1 for " + JSON.stringify(el.textContent.trim().slice(0, 40)));
+  }
   return out;
 })()`
 
 // Problems lists what the page breaks of the WCAG 2.1 AA basics that can be checked mechanically: the
 // language, a title, one h1 and no skipped heading levels, a label for every form field, aria-describedby
-// pointing at something, targets of at least 44 × 44 px (buttons, fields, navigation links) and alt text.
-// Colour contrast and reading order still need a person (or a fuller checker).
+// pointing at something, targets of at least 44 × 44 px (buttons, fields, navigation links), alt text, and
+// text contrast against solid backgrounds (4.5:1; 3:1 for large text). Reading order, meaning and images
+// behind text still need a person (or a fuller checker).
 func (b *Browser) Problems() []string {
 	b.t.Helper()
 	return Eval[[]string](b, a11yCheck)
