@@ -411,7 +411,7 @@ func (a *API) inboxLogin(w http.ResponseWriter, r *http.Request) {
 		if te.PerService {
 			who = "for this group"
 		}
-		d.Error, d.Field = fmt.Sprintf("Too many wrong sign-ins %s recently. Wait %s and try again; nothing was checked this time.",
+		d.Error, d.Field = fmt.Sprintf("Too many wrong sign-ins %s recently. Wait %s and try again (the token was not checked this time).",
 			who, waited(te.RetryAfter+time.Minute-time.Second)), "token"
 		a.renderInbox(w, r, http.StatusTooManyRequests, d)
 		return
