@@ -52,6 +52,12 @@ func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
 // newHarnessWith is newHarness with the demo configuration changed by mod (e.g. a service's webhook URL).
 func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessOpts(t, v, mod, nil)
+}
+
+// newHarnessOpts is newHarnessWith with the server options changed by modOpts (e.g. CORS origins).
+func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), modOpts func(*server.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "socialrx.db"), sqlite.Options{})
 	if err != nil {
@@ -67,14 +73,22 @@ func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	}
 	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test",
-		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
+	// The server's public base URL is configured (never derived from a request's Host): the harness's own
+	// loopback address, known before it starts serving.
+	ts := httptest.NewUnstartedServer(nil)
+	h.url = "http://" + ts.Listener.Addr().String()
+	opts := server.Options{Config: cfg, Store: st, Version: "test", BaseURL: h.url + "/fhir",
+		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
+	if modOpts != nil {
+		modOpts(&opts)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ts.Config.Handler = srv.Handler()
+	ts.Start()
 	t.Cleanup(ts.Close)
-	h.url = ts.URL
 	return h
 }
 
@@ -97,6 +111,12 @@ func (r response) json(t *testing.T) map[string]any {
 // do sends a request; headers are "Name: value" strings.
 func (h *harness) do(method, path, token string, body []byte, headers ...string) response {
 	h.t.Helper()
+	return h.doRequest(method, path, token, body, "", headers...)
+}
+
+// doRequest is do with the request's Host (when not empty).
+func (h *harness) doRequest(method, path, token string, body []byte, host string, headers ...string) response {
+	h.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -104,6 +124,9 @@ func (h *harness) do(method, path, token string, body []byte, headers ...string)
 	req, err := http.NewRequest(method, h.url+path, rd)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

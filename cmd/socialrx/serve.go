@@ -147,14 +147,6 @@ func (m *Main) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Options{
-		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
-		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
-		Ready: m.ready,
-	})
-	if err != nil {
-		return err
-	}
 	obs, err := server.NewDeliveryMetrics(reg)
 	if err != nil {
 		return err
@@ -177,6 +169,23 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", settings.Addr, err)
 	}
 	m.addr = ln.Addr().String()
+	// Every absolute URL socialrx writes is built on the public base URL, never on a request's Host or
+	// X-Forwarded-* headers: SOCIALRX_BASE_URL, or this process's own address (fine for the demo on one machine).
+	base, configured := settings.PublicBase(m.addr)
+	if !configured && !(cfg.Demo && loopback(m.addr)) {
+		log.Warn("SOCIALRX_BASE_URL is not set: absolute URLs (Location, Bundle links, Subscription notifications, the SMART token endpoint and the aud client assertions need) use "+base+"; set it to the URL GP systems reach socialrx at",
+			"base_url", base)
+	}
+	srv, err := server.New(server.Options{
+		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
+		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
+		BaseURL: base + "/fhir", CORSOrigins: settings.CORSOrigins,
+		Ready: m.ready,
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	m.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -204,9 +213,19 @@ func (m *Main) Run(ctx context.Context) error {
 		defer close(m.httpDone)
 		m.httpErr = m.httpSrv.Serve(ln)
 	}()
-	log.Info("listening", "addr", m.addr, "database", redactedDB(settings.DatabaseURL),
+	log.Info("listening", "addr", m.addr, "base_url", base, "database", redactedDB(settings.DatabaseURL),
 		"config", cfg.Source, "version", version)
 	return nil
+}
+
+// loopback reports whether a listen address (host:port) is on a loopback host.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // ready is the server's readiness check: the dispatcher must be running.

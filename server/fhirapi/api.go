@@ -28,8 +28,9 @@ type Options struct {
 	Started time.Time
 	// MaxBodyBytes limits request bodies (413 beyond).
 	MaxBodyBytes int64
-	// Base is the public base URL of the FHIR API for a request (e.g. "https://socialrx.example.org/fhir").
-	Base func(r *http.Request) string
+	// Base is the public base URL of the FHIR API (e.g. "https://socialrx.example.org/fhir"), configured: every
+	// absolute URL the API writes is built on it, never on a request's Host.
+	Base string
 	// TokenPath is the path of the SMART token endpoint (named in the CapabilityStatement).
 	TokenPath string
 	// Referrals counts submissions by outcome (created, resent, rejected); nil: not counted.
@@ -95,7 +96,7 @@ func lenient(r *http.Request) bool {
 
 // setResourceHeaders sets Location, ETag and Last-Modified for one resource version.
 func (a *API) setResourceHeaders(w http.ResponseWriter, r *http.Request, typ, id, version string, modified time.Time) {
-	w.Header().Set("Location", a.o.Base(r)+"/"+typ+"/"+id+"/_history/"+version)
+	w.Header().Set("Location", a.o.Base+"/"+typ+"/"+id+"/_history/"+version)
 	w.Header().Set("ETag", `W/"`+version+`"`)
 	w.Header().Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
 }

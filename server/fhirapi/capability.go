@@ -46,7 +46,7 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 
 // metadata is GET /fhir/metadata.
 func (a *API) metadata(w http.ResponseWriter, r *http.Request) {
-	cs, err := fhir.NewCapabilityStatement(a.capabilityOptions(a.o.Base(r)))
+	cs, err := fhir.NewCapabilityStatement(a.capabilityOptions(a.o.Base))
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -142,7 +142,7 @@ func (a *API) respondTransaction(w http.ResponseWriter, r *http.Request, body []
 	for _, e := range in.Entry {
 		var entry fhir.BundleEntry
 		if e.Resource.ResourceType == "ServiceRequest" {
-			entry.FullURL = a.o.Base(r) + "/ServiceRequest/" + ref.Record.ServiceRequestID
+			entry.FullURL = a.o.Base + "/ServiceRequest/" + ref.Record.ServiceRequestID
 			if preferReturn(r) != "minimal" {
 				entry.Resource = sr.Body
 			}

@@ -24,7 +24,7 @@ func (a *API) search(typ string) http.HandlerFunc {
 			a.fail(w, r, err)
 			return
 		}
-		base := a.o.Base(r)
+		base := a.o.Base
 		out := fhir.Bundle{ResourceType: "Bundle", ID: a.o.NewID(), Type: fhir.BundleSearchset,
 			Meta: &fhir.Meta{LastUpdated: fhir.Instant(a.now())}}
 		out.Link = append(out.Link, fhir.BundleLink{Relation: "self", URL: base + "/" + typ + "?" + p.used.Encode()})

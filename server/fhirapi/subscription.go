@@ -34,7 +34,7 @@ func (a *API) createSubscription(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	created, err := a.svc.Subscribe(r.Context(), c, body, a.o.Base(r))
+	created, err := a.svc.Subscribe(r.Context(), c, body, a.o.Base)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -52,7 +52,7 @@ func (a *API) writeSubscription(w http.ResponseWriter, r *http.Request, status i
 		a.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Location", a.o.Base(r)+"/Subscription/"+sub.ID)
+	w.Header().Set("Location", a.o.Base+"/Subscription/"+sub.ID)
 	w.Header().Set("Last-Modified", sub.UpdatedAt.UTC().Format(http.TimeFormat))
 	Write(w, status, b)
 }
@@ -86,14 +86,14 @@ func (a *API) subscriptionStatus(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	info := mapping.SubscriptionInfo{ID: sub.ID, BaseURL: a.o.Base(r), Status: string(sub.Status),
+	info := mapping.SubscriptionInfo{ID: sub.ID, BaseURL: a.o.Base, Status: string(sub.Status),
 		Payload: sub.Payload, EventsSinceStart: sub.EventsSinceStart}
 	params, err := mapping.SubscriptionStatus(info, mapping.NotificationQueryStatus, "", nil)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	self := a.o.Base(r) + "/Subscription/" + sub.ID + "/$status"
+	self := a.o.Base + "/Subscription/" + sub.ID + "/$status"
 	b := fhir.NewSearchset(1, []fhir.BundleLink{{Relation: "self", URL: self}}, []fhir.BundleEntry{{
 		FullURL: "urn:uuid:" + a.o.NewID(), Resource: params, Search: &fhir.BundleEntrySearch{Mode: fhir.SearchMatch},
 	}})

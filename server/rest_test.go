@@ -1,0 +1,125 @@
+package server_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/socialrx/socialrx/fhir/fhirtest"
+)
+
+// FHIR REST as HAPI and real clients speak it (R4 http.html): the base with a trailing slash, content
+// negotiation, absolute URLs on the configured base.
+
+// TestTrailingSlashBase: POST [base]/ is the transaction endpoint and GET [base]/Task/ the Task search, as HAPI
+// accepts them (fhir-kit-client and fhirclient send them so).
+func TestTrailingSlashBase(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	body := readFile(t, referrals+"/museum-volunteering-bundle.json")
+	r := h.do(http.MethodPost, "/fhir/", tokPCN, body)
+	if r.status != http.StatusOK || r.json(t)["type"] != "transaction-response" {
+		t.Fatalf("POST /fhir/: %d %s", r.status, r.body)
+	}
+	sr := srFromResponse(t, r)
+	for _, path := range []string{"/fhir/Task/", "/fhir/ServiceRequest/", "/fhir/metadata/", "/fhir/ServiceRequest/" + sr["id"].(string) + "/"} {
+		g := h.do(http.MethodGet, path, tokPCN, nil)
+		if g.status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", path, g.status, g.body)
+			continue
+		}
+		if m := g.json(t); path == "/fhir/Task/" && (m["type"] != "searchset" || m["total"] != float64(1)) {
+			t.Errorf("GET %s: %s", path, g.body)
+		}
+	}
+}
+
+// TestContentNegotiation: socialrx speaks FHIR JSON only. XML (by Accept or _format) is 406 with an
+// OperationOutcome; _format=json and application/json work, the latter answered as application/json.
+func TestContentNegotiation(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	for _, tc := range []struct {
+		path, accept string
+		status       int
+		ct           string
+	}{
+		{"/fhir/metadata", "application/fhir+xml", 406, "application/fhir+json"},
+		{"/fhir/metadata", "application/xml, text/xml", 406, "application/fhir+json"},
+		{"/fhir/metadata?_format=xml", "", 406, "application/fhir+json"},
+		{"/fhir/metadata?_format=application/fhir%2Bxml", "", 406, "application/fhir+json"},
+		{"/fhir/Task?_format=xml", "", 406, "application/fhir+json"},
+		{"/fhir/metadata?_format=turtle", "", 406, "application/fhir+json"},
+		{"/fhir/metadata", "application/fhir+json;q=0", 406, "application/fhir+json"},
+		{"/fhir/metadata?_format=json", "application/fhir+xml", 200, "application/fhir+json"},
+		{"/fhir/metadata?_format=application/fhir%2Bjson", "", 200, "application/fhir+json"},
+		{"/fhir/metadata?_format=application/json", "", 200, "application/json"},
+		{"/fhir/metadata", "application/json", 200, "application/json"},
+		{"/fhir/Task", "application/json", 200, "application/json"},
+		{"/fhir/Task?_format=json", "", 200, "application/fhir+json"},
+		{"/fhir/metadata", "application/json, text/plain, */*", 200, "application/json"},
+		{"/fhir/metadata", "application/fhir+xml, application/fhir+json;q=0.5", 200, "application/fhir+json"},
+		{"/fhir/metadata", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", 200, "application/fhir+json"},
+		{"/fhir/metadata", "", 200, "application/fhir+json"},
+		{"/fhir/Task/nope", "application/json", 404, "application/json"},
+	} {
+		var hdr []string
+		if tc.accept != "" {
+			hdr = append(hdr, "Accept: "+tc.accept)
+		}
+		r := h.do(http.MethodGet, tc.path, tokGP, nil, hdr...)
+		if r.status != tc.status || !strings.HasPrefix(r.header.Get("Content-Type"), tc.ct+";") {
+			t.Errorf("GET %s Accept %q: %d %q, want %d %s\n%s", tc.path, tc.accept, r.status, r.header.Get("Content-Type"), tc.status, tc.ct, r.body)
+			continue
+		}
+		m := r.json(t)
+		if tc.status == 406 {
+			if is := issues(t, r); len(is) != 1 || is[0].Code != "not-supported" || !strings.Contains(is[0].Diagnostics, "JSON") {
+				t.Errorf("GET %s Accept %q: 406 must explain itself: %s", tc.path, tc.accept, r.body)
+			}
+			continue
+		}
+		if tc.status == 200 && m["resourceType"] == nil {
+			t.Errorf("GET %s: not a FHIR resource: %s", tc.path, r.body)
+		}
+	}
+	// A write asking for application/json gets its answer (and its errors) as application/json too.
+	r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, readFile(t, referrals+"/walking-group-performer.json"), "Accept: application/json")
+	if r.status != http.StatusCreated || !strings.HasPrefix(r.header.Get("Content-Type"), "application/json") || r.json(t)["resourceType"] != "ServiceRequest" {
+		t.Errorf("create with Accept application/json: %d %q", r.status, r.header.Get("Content-Type"))
+	}
+}
+
+// TestAbsoluteURLsUseConfiguredBase: every absolute URL is built on the configured base; a request's Host and
+// X-Forwarded-* headers never change it (a proxy or an attacker cannot make socialrx write links elsewhere).
+func TestAbsoluteURLsUseConfiguredBase(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	spoof := []string{"X-Forwarded-Host: evil.example", "X-Forwarded-Proto: https", "Forwarded: host=evil.example;proto=https"}
+	r := postFixtureWithHost(h, "evil.example", "walking-group-performer.json", spoof...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if loc := r.header.Get("Location"); !strings.HasPrefix(loc, h.url+"/fhir/ServiceRequest/") {
+		t.Errorf("Location %q is not on the configured base %s", loc, h.url)
+	}
+	for _, path := range []string{"/fhir/Task", "/fhir/metadata", "/fhir/.well-known/smart-configuration"} {
+		g := h.doWithHost(http.MethodGet, path, tokGP, "evil.example", spoof...)
+		if g.status != http.StatusOK || strings.Contains(string(g.body), "evil.example") || !strings.Contains(string(g.body), h.url) {
+			t.Errorf("GET %s with a foreign Host: %d %s", path, g.status, g.body)
+		}
+	}
+}
+
+// postFixtureWithHost posts a fixture with the request's Host set (as a client reaching socialrx by another
+// name, or a misconfigured proxy, would send it).
+func postFixtureWithHost(h *harness, host, name string, headers ...string) response {
+	h.t.Helper()
+	return h.doRequest(http.MethodPost, "/fhir/ServiceRequest", tokGP, readFile(h.t, referrals+"/"+name), host, headers...)
+}
+
+// doWithHost is do with the request's Host set.
+func (h *harness) doWithHost(method, path, token, host string, headers ...string) response {
+	h.t.Helper()
+	return h.doRequest(method, path, token, nil, host, headers...)
+}
