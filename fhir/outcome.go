@@ -29,6 +29,7 @@ const (
 	CodeLogin         IssueCode = "login"
 	CodeForbidden     IssueCode = "forbidden"
 	CodeTooCostly     IssueCode = "too-costly"
+	CodeTooLong       IssueCode = "too-long"
 	CodeTransient     IssueCode = "transient"
 	CodeException     IssueCode = "exception"
 	CodeProcessing    IssueCode = "processing"

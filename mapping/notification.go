@@ -17,6 +17,16 @@ import (
 // list it.
 const EventNotification EventType = "subscription.notification"
 
+// The other messages a Subscription gets (R4 Backport IG 1.1.0), neither numbered nor about a referral.
+const (
+	// EventHandshake is the handshake sent when a Subscription is activated (SubscriptionStatus type
+	// handshake): the first message of its queue.
+	EventHandshake EventType = "subscription.handshake"
+	// EventHeartbeat is a heartbeat (SubscriptionStatus type heartbeat), sent when the Subscription asked for
+	// one every heartbeatPeriod and nothing else was sent in that time.
+	EventHeartbeat EventType = "subscription.heartbeat"
+)
+
 // Subscriptions R5 Backport IG (for R4) canonical URLs socialrx uses.
 const (
 	// BackportStatusProfile is the profile of the SubscriptionStatus Parameters resource in R4.

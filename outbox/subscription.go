@@ -55,7 +55,7 @@ func (r *subscriptionEndpoints) Endpoint(ctx context.Context, d mapping.Destinat
 			return Endpoint{}, fmt.Errorf("subscription %s: lookup: %w", d.ID, err)
 		}
 		switch sub.Status {
-		case SubscriptionActive:
+		case SubscriptionActive, SubscriptionError: // in error: its replayed notifications are delivered
 		case SubscriptionOff:
 			return Endpoint{}, fmt.Errorf("subscription %s is off (deleted by its owner): %w", d.ID, ErrDestinationOff)
 		}

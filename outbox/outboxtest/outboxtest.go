@@ -86,6 +86,10 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CancelWhileInflight", testCancelWhileInflight},
 		{"CancelAfterAcknowledgement", testCancelAfterAcknowledgement},
 		{"Nonces", testNonces},
+		{"ReferralVersions", testReferralVersions},
+		{"SearchListsAndCount", testSearchListsAndCount},
+		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
+		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
