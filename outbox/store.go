@@ -51,19 +51,19 @@ type ReferralQuery struct {
 	// ServiceRequestStatuses selects referrals whose ServiceRequest has one of these statuses (active,
 	// revoked, completed, entered-in-error).
 	ServiceRequestStatuses []string
-	Identifier       *mapping.Identifier // a ServiceRequest.identifier (system may be empty: value only)
-	Practices        []string            // scope: only these referring practices (nil: all)
-	ServiceID        string              // scope or owner filter: only this community service
-	Statuses         []mapping.TaskStatus
-	PatientRef       string // Task.for reference string, e.g. "Patient/123"
-	PatientNHSNumber string
-	RequesterRef     string
-	UpdatedAfter     time.Time // exclusive (gt); zero: no bound
-	UpdatedFrom      time.Time // inclusive (ge)
-	UpdatedBefore    time.Time // exclusive (lt)
-	UpdatedUntil     time.Time // inclusive (le)
-	After            *Cursor   // keyset paging
-	Limit            int       // 0: backend default (100)
+	Identifier             *mapping.Identifier // a ServiceRequest.identifier (system may be empty: value only)
+	Practices              []string            // scope: only these referring practices (nil: all)
+	ServiceID              string              // scope or owner filter: only this community service
+	Statuses               []mapping.TaskStatus
+	PatientRef             string // Task.for reference string, e.g. "Patient/123"
+	PatientNHSNumber       string
+	RequesterRef           string
+	UpdatedAfter           time.Time // exclusive (gt); zero: no bound
+	UpdatedFrom            time.Time // inclusive (ge)
+	UpdatedBefore          time.Time // exclusive (lt)
+	UpdatedUntil           time.Time // inclusive (le)
+	After                  *Cursor   // keyset paging
+	Limit                  int       // 0: backend default (100)
 }
 
 // Cursor is a position in the (UpdatedAt, ID) order.

