@@ -22,6 +22,7 @@ const (
 	CodeBusinessRule  IssueCode = "business-rule"
 	CodeCodeInvalid   IssueCode = "code-invalid"
 	CodeNotFound      IssueCode = "not-found"
+	CodeDeleted       IssueCode = "deleted"
 	CodeNotSupported  IssueCode = "not-supported"
 	CodeDuplicate     IssueCode = "duplicate"
 	CodeConflict      IssueCode = "conflict"

@@ -96,6 +96,16 @@ func (s *Service) Search(ctx context.Context, c Caller, q Query) ([]outbox.Refer
 	return out, next, nil
 }
 
+// Count returns how many referrals match q that the caller may see (a search's Bundle.total), whatever q's
+// page.
+func (s *Service) Count(ctx context.Context, c Caller, q Query) (int, error) {
+	sq, ok := scope(c.Client, q)
+	if !ok {
+		return 0, nil
+	}
+	return s.store.CountReferrals(ctx, sq)
+}
+
 // scope narrows q to what cl may see; ok is false when nothing can match.
 func scope(cl config.Client, q Query) (outbox.ReferralQuery, bool) {
 	sq := q.ReferralQuery

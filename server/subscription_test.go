@@ -235,12 +235,20 @@ func TestSubscriptionNotificationsInOrderThroughOutage(t *testing.T) {
 	}
 	seen := map[string][]delivery{}
 	ids := map[string]bool{}
+	handshakes := map[string]int{} // issue 8: each subscription's handshake comes first, before its notifications
 	for len(seen["/full"])+len(seen["/id-only"]) < 2*n {
 		d := waitFor(t, rc.got, "a notification")
 		if id := d.header.Get("webhook-id"); id == "" || ids[id] {
 			t.Fatalf("notification without a webhook-id or delivered twice: %q", id)
 		} else {
 			ids[id] = true
+		}
+		if isHandshake(t, d.body) {
+			if len(seen[d.path]) > 0 || handshakes[d.path] > 0 {
+				t.Errorf("%s: a handshake after %d notifications (it must come first, once)", d.path, len(seen[d.path]))
+			}
+			handshakes[d.path]++
+			continue
 		}
 		seen[d.path] = append(seen[d.path], d)
 	}
@@ -329,6 +337,17 @@ func TestSubscriptionNotificationsInOrderThroughOutage(t *testing.T) {
 
 const tokLinkWorkersSub = "demo-linkworkers-token" // community link-workers (pull-only)
 
+// isHandshake reports whether a delivered Bundle is a Subscription's handshake (SubscriptionStatus type
+// handshake), as opposed to a numbered event notification.
+func isHandshake(t *testing.T, body []byte) bool {
+	t.Helper()
+	var b notification
+	if err := json.Unmarshal(body, &b); err != nil || len(b.Entry) == 0 {
+		t.Fatalf("not a notification Bundle: %s", body)
+	}
+	return statusParams(t, b.Entry[0].Resource)["type"] == "handshake"
+}
+
 // TestSubscriptionRules: who may subscribe to what, and how a bad Subscription is refused.
 func TestSubscriptionRules(t *testing.T) {
 	t.Parallel()
@@ -383,7 +402,7 @@ func TestSubscriptionRules(t *testing.T) {
 		{http.MethodGet, "/fhir/Subscription/" + id, tokAdmin, 200},            // admin may read
 		{http.MethodDelete, "/fhir/Subscription/" + id, tokAdmin, 404},         // but not turn off
 		{http.MethodGet, "/fhir/Subscription/nope", tokPCN, 404},               // unknown
-		{http.MethodPut, "/fhir/Subscription/" + id, tokPCN, 405},              // no update
+		{http.MethodPut, "/fhir/Subscription/" + id, tokPCN, 415},              // update (re-activation, issue 8) needs a body
 		{http.MethodGet, "/fhir/Subscription/" + id + "/$status", tokPCN, 200}, // owner
 		{http.MethodDelete, "/fhir/Subscription/" + id, tokPCN, 200},           // owner
 		{http.MethodDelete, "/fhir/Subscription/" + id, tokPCN, 200},           // again: harmless

@@ -101,10 +101,11 @@ type Main struct {
 	store     outbox.Store
 	httpSrv   *http.Server
 	addr      string
-	stopBg    context.CancelFunc // stops the dispatcher and the overdue sweeper
+	stopBg    context.CancelFunc // stops the dispatcher and the sweepers (overdue, heartbeats)
 	dispDone  chan struct{}      // closed when the dispatcher's Run has returned dispErr
 	dispErr   error
 	sweepDone chan struct{} // closed when the overdue sweeper has returned
+	beatDone  chan struct{} // closed when the heartbeat sweeper has returned
 	httpDone  chan struct{} // closed when the HTTP server's Serve has returned httpErr
 	httpErr   error
 
@@ -124,7 +125,8 @@ func NewMain(settings config.Settings, cfg *config.Config, log *slog.Logger) *Ma
 func (m *Main) Addr() string { return m.addr }
 
 // Run opens the store named by Settings.DatabaseURL (migrating its schema), builds the HTTP server, the outbox
-// dispatcher and the overdue sweeper, starts listening on Settings.Addr and starts the background goroutines.
+// dispatcher and the sweepers (overdue referrals, Subscription heartbeats), starts listening on Settings.Addr and
+// starts the background goroutines.
 // It returns once the service is serving; ctx bounds the start only (Close stops the service). Delivery
 // settings that the dispatcher refuses are a usage error. Run may be called once; after an error, Close
 // releases what Run opened.
@@ -198,7 +200,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// The background work outlives ctx: Close stops it, in order.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopBg = stopBg
-	m.dispDone, m.sweepDone, m.httpDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	m.dispDone, m.sweepDone, m.beatDone, m.httpDone = make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(m.dispDone)
 		m.dispatcherRunning.Store(true)
@@ -208,6 +210,10 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() {
 		defer close(m.sweepDone)
 		_ = referral.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(bgCtx)
+	}()
+	go func() {
+		defer close(m.beatDone)
+		_ = referral.HeartbeatSweeper{Store: store, Logger: log}.Run(bgCtx)
 	}()
 	go func() {
 		defer close(m.httpDone)
@@ -254,7 +260,7 @@ func (m *Main) Wait(ctx context.Context) error {
 // Close shuts the service down gracefully and closes the store. It stops taking requests and stops delivering
 // at the same time, each with its own bound: in-flight requests get 15 s, after which their connections are
 // closed; the dispatcher finishes or releases its in-flight deliveries within its shutdown timeout (anything it
-// cannot release is leased again once the lease expires). It then waits for the overdue sweeper and closes the
+// cannot release is leased again once the lease expires). It then waits for the sweepers and closes the
 // store (a failure to close is logged). It returns what went wrong stopping the dispatcher. Close is safe to
 // call more than once (later calls return the first result) and after a failed or missing Run.
 func (m *Main) Close() error {
@@ -271,7 +277,7 @@ func (m *Main) Close() error {
 	return m.closeErr
 }
 
-// shutdown stops the HTTP server, the dispatcher and the sweeper that Run started (see Close).
+// shutdown stops the HTTP server, the dispatcher and the sweepers that Run started (see Close).
 func (m *Main) shutdown() error {
 	// Stop taking requests and stop delivering at the same time, each with its own bound: a stalled upload
 	// must not eat the dispatcher's time to finish or release its in-flight deliveries (which it does within
@@ -301,6 +307,7 @@ func (m *Main) shutdown() error {
 		}
 	}
 	<-m.sweepDone
+	<-m.beatDone
 	<-httpStopped
 	m.Logger.Info("stopped")
 	return err
