@@ -302,7 +302,7 @@ func NewCapabilityStatement(o CapabilityOptions) (CapabilityStatement, error) {
 			if strings.TrimSpace(op.Name) == "" || !absoluteHTTPURL(op.Definition) {
 				return CapabilityStatement{}, fmt.Errorf("%w: %s: operation %q needs a name and a definition URL", ErrCapability, r.Type, op.Name)
 			}
-			cr.Operation = append(cr.Operation, CapabilityOperation{Name: op.Name, Definition: op.Definition})
+			cr.Operation = append(cr.Operation, CapabilityOperation(op))
 		}
 		for _, i := range r.Interactions {
 			if !i.Valid() {

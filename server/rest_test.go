@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -181,5 +183,90 @@ func TestUnsafeNarrativeRefused(t *testing.T) {
 	}
 	if n := h.countReferrals(); n != 1 {
 		t.Errorf("%d referrals stored, want only the safe one", n)
+	}
+}
+
+// TestPreferOnEveryWrite: Prefer return=minimal (no body, the headers), return=OperationOutcome (an
+// informational OperationOutcome) and return=representation (the resource, the default) on every write:
+// create, transaction, ServiceRequest revoke, Task update, Subscription create, re-activate and delete.
+func TestPreferOnEveryWrite(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	walks := refer(h, tokGP, "walking-group-performer.json")
+	museum := refer(h, tokPCN, "museum-volunteering-bundle.json")
+	sub := createSubscription(t, h, tokGP, subscriptionBody(gpCriteria, "https://gp.example.org/hook", "id-only"))["id"].(string)
+	subBody := h.do(http.MethodGet, "/fhir/Subscription/"+sub, tokGP, nil).body
+	type write struct {
+		name, method, path, token string
+		body                      []byte
+		headers                   []string
+		status                    int
+		resource                  string
+	}
+	patch := "Content-Type: application/json-patch+json"
+	writes := func(i int) []write {
+		v := strconv.Itoa(i + 1)
+		return []write{
+			{"Task patch", http.MethodPatch, "/fhir/Task/" + walks.task, tokWalks,
+				[]byte(`[{"op": "add", "path": "/note/-", "value": {"text": "note ` + v + `"}}]`), []string{patch, `If-Match: W/"` + v + `"`}, 200, "Task"},
+			{"Subscription re-activate", http.MethodPut, "/fhir/Subscription/" + sub, tokGP, []byte(strings.Replace(string(subBody), `"status":"active"`, `"status":"requested"`, 1)), nil, 200, "Subscription"},
+		}
+	}
+	for i, prefer := range []string{"return=minimal", "return=OperationOutcome", "return=representation"} {
+		for _, wr := range writes(i) {
+			r := h.do(wr.method, wr.path, wr.token, wr.body, append(wr.headers, "Prefer: "+prefer)...)
+			checkPrefer(t, wr.name, prefer, r, wr.status, wr.resource)
+		}
+	}
+	// One-off writes, one per Prefer.
+	checkPrefer(t, "revoke", "return=minimal", h.do(http.MethodPatch, "/fhir/ServiceRequest/"+walks.sr, tokGP,
+		[]byte(`[{"op": "replace", "path": "/status", "value": "revoked"}]`), patch, "Prefer: return=minimal"), 200, "ServiceRequest")
+	checkPrefer(t, "Subscription create", "return=minimal", h.do(http.MethodPost, "/fhir/Subscription", tokGP,
+		subscriptionBody(gpCriteria, "https://gp.example.org/hook2", "id-only"), "Prefer: return=minimal"), 201, "Subscription")
+	checkPrefer(t, "Subscription delete", "return=OperationOutcome", h.do(http.MethodDelete, "/fhir/Subscription/"+sub, tokGP, nil,
+		"Prefer: return=OperationOutcome"), 200, "Subscription")
+	checkPrefer(t, "Task update of another referral", "return=OperationOutcome", h.do(http.MethodPatch, "/fhir/Task/"+museum.task, tokMuseum,
+		[]byte(`[{"op": "replace", "path": "/status", "value": "received"}]`), patch, `If-Match: W/"1"`, "Prefer: return=OperationOutcome"), 200, "Task")
+	// A transaction with return=OperationOutcome: each entry's response carries an outcome, no resource.
+	r := h.do(http.MethodPost, "/fhir", tokPCN, readFile(t, referrals+"/befriending-bundle-urgent.json"), "Prefer: return=OperationOutcome")
+	var tx struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+			Response struct {
+				Location string          `json:"location"`
+				Outcome  json.RawMessage `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(r.body, &tx); err != nil || r.status != http.StatusOK {
+		t.Fatalf("transaction: %d %s", r.status, short(r.body))
+	}
+	for i, e := range tx.Entry {
+		if e.Resource != nil || !strings.Contains(string(e.Response.Outcome), `"severity":"information"`) {
+			t.Errorf("transaction entry %d with return=OperationOutcome: resource %s, outcome %s", i, short(e.Resource), e.Response.Outcome)
+		}
+	}
+}
+
+// checkPrefer checks a write's answer against the Prefer header it was sent with.
+func checkPrefer(t *testing.T, name, prefer string, r response, status int, resource string) {
+	t.Helper()
+	if r.status != status || r.header.Get("Location") == "" {
+		t.Errorf("%s with %s: %d %s (Location %q)", name, prefer, r.status, short(r.body), r.header.Get("Location"))
+		return
+	}
+	switch prefer {
+	case "return=minimal":
+		if len(r.body) != 0 {
+			t.Errorf("%s with %s: a body %s", name, prefer, short(r.body))
+		}
+	case "return=OperationOutcome":
+		if is := issues(t, r); len(is) != 1 || is[0].Severity != "information" || is[0].Diagnostics == "" {
+			t.Errorf("%s with %s: %s", name, prefer, short(r.body))
+		}
+	default:
+		if r.json(t)["resourceType"] != resource {
+			t.Errorf("%s with %s: %s", name, prefer, short(r.body))
+		}
 	}
 }

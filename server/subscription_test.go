@@ -83,6 +83,21 @@ func newReceiver(t *testing.T) *receiver {
 // on the harness's fake clock (each reading advances it 1 ms) and a 5 ms backoff, so retries come at once.
 func startDispatcher(t *testing.T, h *harness) {
 	t.Helper()
+	startDispatcherWith(t, h, nil)
+}
+
+// startObservedDispatcher is startDispatcher whose every recorded attempt is reported on the channel it
+// returns (after the store committed it), so that a test waits for an outcome instead of polling.
+func startObservedDispatcher(t *testing.T, h *harness) <-chan outbox.AttemptReport {
+	t.Helper()
+	ch := make(chan outbox.AttemptReport, 256)
+	startDispatcherWith(t, h, outbox.ObserverFunc(func(r outbox.AttemptReport) { ch <- r }))
+	return ch
+}
+
+// startDispatcherWith is startDispatcher with an attempt observer (nil: none).
+func startDispatcherWith(t *testing.T, h *harness, obs outbox.Observer) {
+	t.Helper()
 	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory)),
 		outbox.DispatcherOptions{
 			Clock:        func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() },
@@ -91,6 +106,7 @@ func startDispatcher(t *testing.T, h *harness) {
 			QuickRetries: -1,
 			SafetyPoll:   10 * time.Millisecond,
 			Logger:       slog.New(slog.DiscardHandler),
+			Observer:     obs,
 		})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -134,9 +150,13 @@ func statusParams(t *testing.T, raw json.RawMessage) map[string]string {
 		ValueString    string `json:"valueString"`
 		ValueCode      string `json:"valueCode"`
 		ValueInstant   string `json:"valueInstant"`
+		ValueCanonical string `json:"valueCanonical"`
 		ValueReference *struct {
 			Reference string `json:"reference"`
 		} `json:"valueReference"`
+		ValueCodeableConcept *struct {
+			Text string `json:"text"`
+		} `json:"valueCodeableConcept"`
 		Part []json.RawMessage `json:"part"`
 	}
 	var p struct {
@@ -154,9 +174,12 @@ func statusParams(t *testing.T, raw json.RawMessage) map[string]string {
 			if err := json.Unmarshal(b, &x); err != nil {
 				t.Fatal(err)
 			}
-			v := x.ValueString + x.ValueCode + x.ValueInstant
+			v := x.ValueString + x.ValueCode + x.ValueInstant + x.ValueCanonical
 			if x.ValueReference != nil {
 				v = x.ValueReference.Reference
+			}
+			if x.ValueCodeableConcept != nil {
+				v = x.ValueCodeableConcept.Text
 			}
 			if x.Name == "notification-event" {
 				walk("event.", x.Part)

@@ -27,12 +27,12 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				SearchRevInclude:  declaredIncludes(typeServiceRequest, "_revinclude"),
 			},
 			{
-				Type:             typeTask,
-				Documentation:    "The referral's fulfilment Task: status follows the community service; businessStatus carries transport facts (queued, delivered, delivery-failed, awaiting-pickup, overdue). update and patch (JSON Patch) need If-Match: W/\"versionId\" (428 without, 412 when stale) and may change only status, statusReason and output, through the referral state machine, and append notes (note is append-only: author and time are socialrx's): the owning service makes the community's moves, the requesting practice cancels (with statusReason) or marks entered-in-error. vread and history return every version exactly as it was served. Search is GET or POST _search; every searchset has total (unless _total=none); _summary=count or _count=0 answers the total alone.",
-				Interactions:     []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionVRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionSearchType, fhir.InteractionHistoryInstance},
-				Versioning:       fhir.VersioningVersionedUpdate,
-				SearchParams:     declaredParams(typeTask),
-				SearchInclude:    declaredIncludes(typeTask, "_include"),
+				Type:          typeTask,
+				Documentation: "The referral's fulfilment Task: status follows the community service; businessStatus carries transport facts (queued, delivered, delivery-failed, awaiting-pickup, overdue). update and patch (JSON Patch) need If-Match: W/\"versionId\" (428 without, 412 when stale) and may change only status, statusReason and output, through the referral state machine, and append notes (note is append-only: author and time are socialrx's): the owning service makes the community's moves, the requesting practice cancels (with statusReason) or marks entered-in-error. vread and history return every version exactly as it was served. Search is GET or POST _search; every searchset has total (unless _total=none); _summary=count or _count=0 answers the total alone.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionVRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionSearchType, fhir.InteractionHistoryInstance},
+				Versioning:    fhir.VersioningVersionedUpdate,
+				SearchParams:  declaredParams(typeTask),
+				SearchInclude: declaredIncludes(typeTask, "_include"),
 			},
 			{
 				Type:          "Subscription",

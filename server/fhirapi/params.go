@@ -68,7 +68,7 @@ var searchParams = []searchParam{
 	{Name: "_id", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamToken, Repeat: true,
 		Doc: "logical id; a comma-separated list matches any of them (_id=a,b); repeated, all must hold", apply: applyID},
 	{Name: "_lastUpdated", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamDate, Repeat: true,
-		Doc: "meta.lastUpdated, repeat to AND: eq (the default) matches the value's whole precision (a day, a minute, a second …); gt, ge, lt, le, sa, eb compare with an instant given to the second or finer exactly, and with a coarser value as the period it names (gt2026-11-21: from 22 November); values without a time zone are UTC",
+		Doc:   "meta.lastUpdated, repeat to AND: eq (the default) matches the value's whole precision (a day, a minute, a second …); gt, ge, lt, le, sa, eb compare with an instant given to the second or finer exactly, and with a coarser value as the period it names (gt2026-11-21: from 22 November); values without a time zone are UTC",
 		apply: applyLastUpdated},
 	{Name: "patient", Modifiers: []string{"identifier"}, Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamReference,
 		Doc: "the subject reference as sent, or patient:identifier=https://fhir.nhs.uk/Id/nhs-number|NNNNNNNNNN", apply: applyPatient},

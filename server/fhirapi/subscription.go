@@ -161,8 +161,18 @@ func (a *API) reactivate(w http.ResponseWriter, r *http.Request, body []byte) {
 // and catches up with a Task search), the status (error, with why) and the topic. POST takes no parameters (an
 // empty body, or a Parameters resource with none).
 func (a *API) subscriptionStatus(w http.ResponseWriter, r *http.Request) {
-	if _, err := a.operationParams(w, r); err != nil {
+	params, err := a.operationParams(w, r)
+	if err != nil {
 		a.fail(w, r, err)
+		return
+	}
+	if len(params) > 0 {
+		var issues []fhir.Issue
+		for name := range params {
+			issues = append(issues, fhir.Issue{Severity: fhir.SeverityError, Code: fhir.CodeNotSupported, Expression: []string{name},
+				Diagnostics: fmt.Sprintf("Subscription/{id}/$status takes no parameters (got %q); use Subscription/$status?id=… for several", name)})
+		}
+		a.fail(w, r, &fhir.Error{Kind: fault.Invalid, Issues: issues})
 		return
 	}
 	sub, err := a.svc.LiveSubscription(r.Context(), web.Caller(r.Context()), mux.Vars(r)["id"])
