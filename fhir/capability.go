@@ -283,38 +283,9 @@ func NewCapabilityStatement(o CapabilityOptions) (CapabilityStatement, error) {
 		rest.Security = sec
 	}
 	for _, r := range o.Resources {
-		if !isResourceType(r.Type) {
-			return CapabilityStatement{}, fmt.Errorf("%w: %q is not an R4 resource type", ErrCapability, r.Type)
-		}
-		if !r.Versioning.Valid() {
-			return CapabilityStatement{}, fmt.Errorf("%w: %s: versioning %q", ErrCapability, r.Type, r.Versioning)
-		}
-		cr := CapabilityResource{Type: r.Type, Profile: r.Profile, Documentation: r.Documentation, Versioning: r.Versioning,
-			ConditionalCreate: r.ConditionalCreate, ConditionalUpdate: r.ConditionalUpdate,
-			SearchInclude: r.SearchInclude, SearchRevInclude: r.SearchRevInclude}
-		for _, t := range r.Topics {
-			if !absoluteHTTPURL(t) {
-				return CapabilityStatement{}, fmt.Errorf("%w: %s: topic %q is not an absolute URL", ErrCapability, r.Type, t)
-			}
-			cr.Extension = append(cr.Extension, Extension{URL: BackportTopicCanonicalURL, ValueCanonical: t})
-		}
-		for _, op := range r.Operations {
-			if strings.TrimSpace(op.Name) == "" || !absoluteHTTPURL(op.Definition) {
-				return CapabilityStatement{}, fmt.Errorf("%w: %s: operation %q needs a name and a definition URL", ErrCapability, r.Type, op.Name)
-			}
-			cr.Operation = append(cr.Operation, CapabilityOperation(op))
-		}
-		for _, i := range r.Interactions {
-			if !i.Valid() {
-				return CapabilityStatement{}, fmt.Errorf("%w: %s: interaction %q", ErrCapability, r.Type, i)
-			}
-			cr.Interaction = append(cr.Interaction, CapabilityInteraction{Code: string(i)})
-		}
-		for _, p := range r.SearchParams {
-			if !p.Type.Valid() || strings.TrimSpace(p.Name) == "" {
-				return CapabilityStatement{}, fmt.Errorf("%w: %s: search parameter %q of type %q", ErrCapability, r.Type, p.Name, p.Type)
-			}
-			cr.SearchParam = append(cr.SearchParam, CapabilitySearchParam{Name: p.Name, Definition: p.Definition, Type: p.Type, Documentation: p.Documentation})
+		cr, err := capabilityResource(r)
+		if err != nil {
+			return CapabilityStatement{}, err
 		}
 		rest.Resource = append(rest.Resource, cr)
 	}
@@ -337,4 +308,42 @@ func NewCapabilityStatement(o CapabilityOptions) (CapabilityStatement, error) {
 		Rest:           []CapabilityRest{rest},
 	}
 	return cs, nil
+}
+
+// capabilityResource is one resource type's entry of the statement, its options checked.
+func capabilityResource(r ResourceCapability) (CapabilityResource, error) {
+	if !isResourceType(r.Type) {
+		return CapabilityResource{}, fmt.Errorf("%w: %q is not an R4 resource type", ErrCapability, r.Type)
+	}
+	if !r.Versioning.Valid() {
+		return CapabilityResource{}, fmt.Errorf("%w: %s: versioning %q", ErrCapability, r.Type, r.Versioning)
+	}
+	cr := CapabilityResource{Type: r.Type, Profile: r.Profile, Documentation: r.Documentation, Versioning: r.Versioning,
+		ConditionalCreate: r.ConditionalCreate, ConditionalUpdate: r.ConditionalUpdate,
+		SearchInclude: r.SearchInclude, SearchRevInclude: r.SearchRevInclude}
+	for _, t := range r.Topics {
+		if !absoluteHTTPURL(t) {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: topic %q is not an absolute URL", ErrCapability, r.Type, t)
+		}
+		cr.Extension = append(cr.Extension, Extension{URL: BackportTopicCanonicalURL, ValueCanonical: t})
+	}
+	for _, op := range r.Operations {
+		if strings.TrimSpace(op.Name) == "" || !absoluteHTTPURL(op.Definition) {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: operation %q needs a name and a definition URL", ErrCapability, r.Type, op.Name)
+		}
+		cr.Operation = append(cr.Operation, CapabilityOperation(op))
+	}
+	for _, i := range r.Interactions {
+		if !i.Valid() {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: interaction %q", ErrCapability, r.Type, i)
+		}
+		cr.Interaction = append(cr.Interaction, CapabilityInteraction{Code: string(i)})
+	}
+	for _, p := range r.SearchParams {
+		if !p.Type.Valid() || strings.TrimSpace(p.Name) == "" {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: search parameter %q of type %q", ErrCapability, r.Type, p.Name, p.Type)
+		}
+		cr.SearchParam = append(cr.SearchParam, CapabilitySearchParam{Name: p.Name, Definition: p.Definition, Type: p.Type, Documentation: p.Documentation})
+	}
+	return cr, nil
 }

@@ -39,28 +39,7 @@ func (s HeartbeatSweeper) SweepOnce(ctx context.Context) (int, error) {
 
 // Run sweeps every Interval until ctx is done. Errors are logged, not fatal: the next sweep tries again.
 func (s HeartbeatSweeper) Run(ctx context.Context) error {
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	interval := s.Interval
-	if interval <= 0 {
-		interval = DefaultHeartbeatInterval
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		n, err := s.SweepOnce(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("heartbeat sweep failed", "err", err)
-		case n > 0:
-			log.Debug("subscription heartbeats queued", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return sweepEvery(ctx, s.Interval, DefaultHeartbeatInterval, s.Logger, "heartbeat sweep", s.SweepOnce, func(log *slog.Logger, n int) {
+		log.Debug("subscription heartbeats queued", "count", n)
+	})
 }
