@@ -77,9 +77,11 @@ type searchFixture struct {
 	refs []ids // in creation order
 }
 
-func newSearchFixture(t *testing.T) searchFixture {
+// v validates every FHIR body returned (nil: none; the tests that search many ServiceRequests skip the costly
+// schema validation that TestPostSearchIncludeAndLimits does on the same shapes).
+func newSearchFixture(t *testing.T, v *fhirtest.Validator) searchFixture {
 	t.Helper()
-	h := newHarness(t, fhirtest.NewValidator(t))
+	h := newHarness(t, v)
 	var refs []ids
 	body := string(readFile(t, referrals+"/walking-group-performer.json"))
 	for i := range 3 {
@@ -108,7 +110,7 @@ func newSearchFixture(t *testing.T) searchFixture {
 // _summary=count, _count=0 and _total=none.
 func TestSearchIDsStatusAndTotal(t *testing.T) {
 	t.Parallel()
-	f := newSearchFixture(t)
+	f := newSearchFixture(t, nil)
 	h, a, b, c := f.h, f.refs[0], f.refs[1], f.refs[2]
 	for _, tc := range []struct {
 		path  string
@@ -207,7 +209,7 @@ func sameQuery(t *testing.T, a, b string) bool {
 // exact (polling), repeated values AND; unsupported prefixes and bad values are 400 naming _lastUpdated.
 func TestSearchLastUpdated(t *testing.T) {
 	t.Parallel()
-	f := newSearchFixture(t)
+	f := newSearchFixture(t, fhirtest.NewValidator(t))
 	h, a, b, c := f.h, f.refs[0], f.refs[1], f.refs[2]
 	all := h.find(t, tokGP, "/fhir/Task")
 	if len(all.ids("match")) != 3 {
@@ -292,7 +294,7 @@ func TestSearchLastUpdated(t *testing.T) {
 // types are 415, other includes 400, values beyond the limits 400 naming the parameter.
 func TestPostSearchIncludeAndLimits(t *testing.T) {
 	t.Parallel()
-	f := newSearchFixture(t)
+	f := newSearchFixture(t, fhirtest.NewValidator(t))
 	h, a, c := f.h, f.refs[0], f.refs[2]
 	form := url.Values{"_id": {a.task + "," + c.task}, "_include": {"Task:focus"}}
 	r := h.do(http.MethodPost, "/fhir/Task/_search?_count=1", tokGP, []byte(form.Encode()), "Content-Type: application/x-www-form-urlencoded")
