@@ -68,6 +68,7 @@ type errNarrative struct {
 	msg       string
 }
 
+// Error is the diagnostics: the invariant broken and why.
 func (e *errNarrative) Error() string {
 	if e.invariant == "" {
 		return e.msg

@@ -129,6 +129,7 @@ type jsonWriter struct {
 	wrote bool
 }
 
+// WriteHeader sends the status with the Content-Type rewritten once.
 func (j *jsonWriter) WriteHeader(code int) {
 	if !j.wrote {
 		j.wrote = true
@@ -140,6 +141,7 @@ func (j *jsonWriter) WriteHeader(code int) {
 	j.ResponseWriter.WriteHeader(code)
 }
 
+// Write writes the body (the header first, as http.ResponseWriter does).
 func (j *jsonWriter) Write(b []byte) (int, error) {
 	if !j.wrote {
 		j.WriteHeader(http.StatusOK)
