@@ -432,4 +432,6 @@ func TestSMARTAudienceKeyHeadersAndClientID(t *testing.T) {
 	f := tokenForm(assertion(t, k.gp, jose.RS384, "gp-2026", h.claims("emis-a81001", "cid-ok")), scope)
 	f.Set("client_id", "emis-a81001")
 	h.accessToken(f, scope)
+	// A GP system may be granted update on its Subscriptions (re-activation after an error).
+	h.accessToken(tokenForm(assertion(t, k.gp, jose.RS384, "gp-2026", h.claims("emis-a81001", "sub-u")), "system/Subscription.u"), "system/Subscription.u")
 }

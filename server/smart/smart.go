@@ -53,7 +53,7 @@ const smartPerms = "cruds"
 
 // roleScopes is what each role may be granted: resource type → permissions.
 var roleScopes = map[config.Role]map[string]string{
-	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "crds"},
+	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "cruds"}, // u: re-activation
 	config.RoleCommunity: {"ServiceRequest": "rs", "Task": "rus"},
 	config.RoleAdmin:     {"ServiceRequest": "cruds", "Task": "cruds", "Subscription": "crds"},
 }
