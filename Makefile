@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run build test test-postgres vet lint fmt-check test-race fuzz bench bench-river crash generate clean
+.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-river crash generate clean
 
 run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
@@ -25,6 +25,16 @@ SCREENSHOT_DIR ?= $(CURDIR)/screenshots
 test-browser: ## the community inbox in headless Chromium (server/internal/browsertest); skips without Chromium unless CI is set; screenshots to SCREENSHOT_DIR
 	SCREENSHOT_DIR='$(SCREENSHOT_DIR)' $(GO) test -count=1 -timeout 10m -run '^TestBrowser' ./server/
 	@echo "screenshots: $(SCREENSHOT_DIR)"
+# The real-client walk (clients/fhir, Node 20+ and npm): fhir-kit-client and the SMART fhirclient drive a real
+# `socialrx serve` (temporary SQLite file, free loopback port); Medplum's validator checks every resource returned.
+# The npm packages are pinned by clients/fhir/package-lock.json and installed with npm ci when it changes.
+CLIENTS_BIN := bin/socialrx-clients
+test-fhir-clients: clients/fhir/node_modules/.package-lock.json ## real FHIR clients (fhir-kit-client, fhirclient) walk a real socialrx; every resource R4-validated
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(CLIENTS_BIN) ./cmd/socialrx
+	cd clients/fhir && SOCIALRX_BIN=$(CURDIR)/$(CLIENTS_BIN) node walk.mjs
+
+clients/fhir/node_modules/.package-lock.json: clients/fhir/package-lock.json
+	cd clients/fhir && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 
 vet:
 	$(GO) vet $(PKGS)
@@ -68,4 +78,4 @@ generate:
 	$(GO) generate ./...
 
 clean:
-	rm -rf bin socialrx.db socialrx.db-wal socialrx.db-shm
+	rm -rf bin socialrx.db socialrx.db-wal socialrx.db-shm clients/fhir/node_modules

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -469,6 +470,15 @@ type Settings struct {
 	// InboxSessionMax ends an inbox sign-in this long after it began, however much it is used
 	// (SOCIALRX_INBOX_SESSION_MAX; zero: 8 hours).
 	InboxSessionMax time.Duration
+	// BaseURL is the public URL GP systems and browsers reach socialrx at (SOCIALRX_BASE_URL), e.g.
+	// "https://socialrx.example.org" (no trailing slash; a path prefix is allowed when a proxy strips it): the
+	// base of every absolute URL socialrx writes (Location, fullUrl, links, notification references, SMART
+	// discovery) and the audience of SMART client assertions. Never derived from a request's Host or
+	// X-Forwarded-* headers. Empty: http://<the listen address> (see PublicBase).
+	BaseURL string
+	// CORSOrigins are the browser origins (scheme://host[:port]) allowed to call the FHIR API and the token
+	// endpoint cross-origin (SOCIALRX_CORS_ORIGINS, comma-separated). Empty: CORS is off.
+	CORSOrigins []string
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -522,6 +532,22 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 			s.TokenKey = k
 		}
 	}
+	if v := getenv("SOCIALRX_BASE_URL"); v != "" {
+		u, err := ParseBaseURL(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SOCIALRX_BASE_URL: %w", err))
+		} else {
+			s.BaseURL = u
+		}
+	}
+	if v := getenv("SOCIALRX_CORS_ORIGINS"); v != "" {
+		origins, err := ParseOrigins(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SOCIALRX_CORS_ORIGINS: %w", err))
+		} else {
+			s.CORSOrigins = origins
+		}
+	}
 	if v := getenv("SOCIALRX_MAX_BODY_BYTES"); v != "" {
 		var n int64
 		if _, err := fmt.Sscan(v, &n); err != nil || n < 1024 {
@@ -560,6 +586,64 @@ func (s Settings) Validate() error {
 			s.InboxIdleTimeout, s.InboxSessionMax))
 	}
 	return errors.Join(errs...)
+}
+
+// ParseBaseURL checks a public base URL: absolute http or https, a host, no credentials, query or fragment; a
+// path prefix is kept. It returns it without a trailing slash.
+func ParseBaseURL(v string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(v))
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		return "", fmt.Errorf("%q must be an absolute http(s) URL such as https://socialrx.example.org", v)
+	case u.User != nil:
+		return "", fmt.Errorf("%q must not carry credentials", redactURL(v))
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(v, "?") || strings.HasSuffix(v, "#"):
+		return "", fmt.Errorf("%q must not have a query or fragment", v)
+	}
+	u.Host = strings.ToLower(u.Host)
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// PublicBase is the public base URL a process serves under: s.BaseURL when set, else http:// and the address
+// it listens on (listenAddr, host:port; a wildcard host becomes 127.0.0.1). configured is false in the second
+// case: the URL is a guess that only fits clients on this machine.
+func (s Settings) PublicBase(listenAddr string) (base string, configured bool) {
+	if s.BaseURL != "" {
+		return s.BaseURL, true
+	}
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		return "http://" + listenAddr, false
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), false
+}
+
+// ParseOrigins reads a comma-separated list of browser origins: each scheme://host[:port] (http or https),
+// without a path; "*" is refused (an allowed origin is named).
+func ParseOrigins(v string) ([]string, error) {
+	var out []string
+	for o := range strings.SplitSeq(v, ",") {
+		o = strings.TrimSpace(o)
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if o == "*" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("%q is not an origin: name each one as scheme://host[:port], e.g. https://app.example.org", o)
+		}
+		origin := strings.ToLower(u.Scheme + "://" + u.Host)
+		if !slices.Contains(out, origin) {
+			out = append(out, origin)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("names no origin")
+	}
+	return out, nil
 }
 
 // ParseDatabaseURL splits SOCIALRX_DATABASE_URL into a backend ("sqlite" or "postgres") and what it opens.

@@ -166,3 +166,54 @@ func TestInboxSessionSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseURLAndCORSOrigins: SOCIALRX_BASE_URL and SOCIALRX_CORS_ORIGINS are read, normalised and refused with a
+// message naming the setting; without a base URL the listen address is the (unconfigured) public base.
+func TestBaseURLAndCORSOrigins(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SOCIALRX_BASE_URL": "https://SocialRx.Example.org/", "SOCIALRX_CORS_ORIGINS": "https://app.example.org, http://127.0.0.1:5173,https://app.example.org"}
+	s, err := FromEnv(Defaults(), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.BaseURL != "https://socialrx.example.org" {
+		t.Errorf("BaseURL %q", s.BaseURL)
+	}
+	if got := strings.Join(s.CORSOrigins, " "); got != "https://app.example.org http://127.0.0.1:5173" {
+		t.Errorf("CORSOrigins %q", got)
+	}
+	if b, ok := s.PublicBase("127.0.0.1:9999"); b != "https://socialrx.example.org" || !ok {
+		t.Errorf("PublicBase with a base URL: %q %v", b, ok)
+	}
+	for addr, want := range map[string]string{"127.0.0.1:8080": "http://127.0.0.1:8080", "0.0.0.0:9000": "http://127.0.0.1:9000",
+		"[::]:9000": "http://127.0.0.1:9000", ":7000": "http://127.0.0.1:7000", "[::1]:80": "http://[::1]:80"} {
+		if b, ok := Defaults().PublicBase(addr); b != want || ok {
+			t.Errorf("PublicBase(%q) = %q %v, want %q (not configured)", addr, b, ok, want)
+		}
+	}
+	if b, err := ParseBaseURL("http://proxy.example.org/socialrx/"); err != nil || b != "http://proxy.example.org/socialrx" {
+		t.Errorf("path prefix: %q %v", b, err)
+	}
+	for _, bad := range []map[string]string{
+		{"SOCIALRX_BASE_URL": "socialrx.example.org"},
+		{"SOCIALRX_BASE_URL": "ftp://socialrx.example.org"},
+		{"SOCIALRX_BASE_URL": "https://user:secret@socialrx.example.org"},
+		{"SOCIALRX_BASE_URL": "https://socialrx.example.org/?x=1"},
+		{"SOCIALRX_CORS_ORIGINS": "*"},
+		{"SOCIALRX_CORS_ORIGINS": "https://app.example.org/path"},
+		{"SOCIALRX_CORS_ORIGINS": "app.example.org"},
+		{"SOCIALRX_CORS_ORIGINS": " , "},
+	} {
+		_, err := FromEnv(Defaults(), func(k string) string { return bad[k] })
+		var name string
+		for k := range bad {
+			name = k
+		}
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: want an error naming %s, got %v", bad, name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("the error leaks a credential: %v", err)
+		}
+	}
+}

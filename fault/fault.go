@@ -31,6 +31,8 @@ const (
 	Rule Kind = "rule"
 	// NotFound: no such thing, or the caller may not know that it exists.
 	NotFound Kind = "not-found"
+	// Gone: the thing existed and was deleted (it is still known, and says so).
+	Gone Kind = "gone"
 	// Conflict: the current state forbids it (an illegal status move, an identifier used for other content).
 	Conflict Kind = "conflict"
 	// Stale: the caller named a version that is no longer the current one.
@@ -59,14 +61,14 @@ const (
 
 // AllKinds lists every kind (for the tables' tests).
 func AllKinds() []Kind {
-	return []Kind{Invalid, Rule, NotFound, Conflict, Stale, VersionRequired, Unauthenticated, Forbidden, TooLarge,
+	return []Kind{Invalid, Rule, NotFound, Gone, Conflict, Stale, VersionRequired, Unauthenticated, Forbidden, TooLarge,
 		UnsupportedMedia, NotAcceptable, MethodNotAllowed, RateLimited, Unavailable, Internal}
 }
 
 // Valid reports whether k is a kind.
 func (k Kind) Valid() bool {
 	switch k {
-	case Invalid, Rule, NotFound, Conflict, Stale, VersionRequired, Unauthenticated, Forbidden, TooLarge,
+	case Invalid, Rule, NotFound, Gone, Conflict, Stale, VersionRequired, Unauthenticated, Forbidden, TooLarge,
 		UnsupportedMedia, NotAcceptable, MethodNotAllowed, RateLimited, Unavailable, Internal:
 		return true
 	}

@@ -12,12 +12,13 @@ type BundleType string
 const (
 	BundleSearchset           BundleType = "searchset"
 	BundleTransactionResponse BundleType = "transaction-response"
+	BundleHistory             BundleType = "history"
 )
 
 // Valid reports whether t is a Bundle type socialrx returns.
 func (t BundleType) Valid() bool {
 	switch t {
-	case BundleSearchset, BundleTransactionResponse:
+	case BundleSearchset, BundleTransactionResponse, BundleHistory:
 		return true
 	}
 	return false
@@ -42,7 +43,7 @@ func (m SearchMode) Valid() bool {
 	return false
 }
 
-// Bundle is the wire form of the Bundles socialrx returns (search results, transaction responses).
+// Bundle is the wire form of the Bundles socialrx returns (search results, transaction responses, histories).
 type Bundle struct {
 	ResourceType string        `json:"resourceType"` // always "Bundle"
 	ID           string        `json:"id,omitempty"`
@@ -65,7 +66,14 @@ type BundleEntry struct {
 	FullURL  string               `json:"fullUrl,omitempty"`
 	Resource json.RawMessage      `json:"resource,omitempty"`
 	Search   *BundleEntrySearch   `json:"search,omitempty"`
+	Request  *BundleEntryRequest  `json:"request,omitempty"`
 	Response *BundleEntryResponse `json:"response,omitempty"`
+}
+
+// BundleEntryRequest is Bundle.entry.request: in a history Bundle, the interaction that made the version.
+type BundleEntryRequest struct {
+	Method string `json:"method"` // POST, PUT, DELETE …
+	URL    string `json:"url"`    // e.g. "Task" (create) or "Task/123" (update)
 }
 
 // BundleEntrySearch is Bundle.entry.search.

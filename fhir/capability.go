@@ -132,7 +132,24 @@ type ResourceCapability struct {
 	ConditionalCreate bool // If-None-Exist
 	ConditionalUpdate bool
 	SearchParams      []SearchParam
+	// SearchInclude and SearchRevInclude are the _include and _revinclude values supported (e.g. Task:focus).
+	SearchInclude    []string
+	SearchRevInclude []string
+	// Operations are the operations on this type (e.g. $status), each with its OperationDefinition canonical.
+	Operations []Operation
+	// Topics are the SubscriptionTopic canonicals offered (Subscriptions R5 Backport IG, on Subscription).
+	Topics []string
 }
+
+// Operation is one supported operation (CapabilityStatement.rest.resource.operation).
+type Operation struct {
+	Name       string // without the $
+	Definition string // the OperationDefinition's canonical URL
+}
+
+// BackportTopicCanonicalURL is the extension with which an R4 CapabilityStatement lists a SubscriptionTopic the
+// server offers (Subscriptions R5 Backport IG).
+const BackportTopicCanonicalURL = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
 
 // SearchParam is one supported search parameter.
 type SearchParam struct {
@@ -185,13 +202,15 @@ type CapabilitySecurity struct {
 
 // Extension is a FHIR Extension with the value types socialrx emits.
 type Extension struct {
-	URL       string      `json:"url"`
-	Extension []Extension `json:"extension,omitempty"`
-	ValueURI  string      `json:"valueUri,omitempty"`
+	URL            string      `json:"url"`
+	Extension      []Extension `json:"extension,omitempty"`
+	ValueURI       string      `json:"valueUri,omitempty"`
+	ValueCanonical string      `json:"valueCanonical,omitempty"`
 }
 
 // CapabilityResource is CapabilityStatement.rest.resource.
 type CapabilityResource struct {
+	Extension         []Extension             `json:"extension,omitempty"`
 	Type              string                  `json:"type"`
 	Profile           string                  `json:"profile,omitempty"`
 	Documentation     string                  `json:"documentation,omitempty"`
@@ -199,7 +218,16 @@ type CapabilityResource struct {
 	Versioning        Versioning              `json:"versioning,omitempty"`
 	ConditionalCreate bool                    `json:"conditionalCreate,omitempty"`
 	ConditionalUpdate bool                    `json:"conditionalUpdate,omitempty"`
+	SearchInclude     []string                `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string                `json:"searchRevInclude,omitempty"`
 	SearchParam       []CapabilitySearchParam `json:"searchParam,omitempty"`
+	Operation         []CapabilityOperation   `json:"operation,omitempty"`
+}
+
+// CapabilityOperation is CapabilityStatement.rest.resource.operation.
+type CapabilityOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
 }
 
 // CapabilityInteraction is an interaction entry (resource- or system-level).
@@ -255,25 +283,9 @@ func NewCapabilityStatement(o CapabilityOptions) (CapabilityStatement, error) {
 		rest.Security = sec
 	}
 	for _, r := range o.Resources {
-		if !isResourceType(r.Type) {
-			return CapabilityStatement{}, fmt.Errorf("%w: %q is not an R4 resource type", ErrCapability, r.Type)
-		}
-		if !r.Versioning.Valid() {
-			return CapabilityStatement{}, fmt.Errorf("%w: %s: versioning %q", ErrCapability, r.Type, r.Versioning)
-		}
-		cr := CapabilityResource{Type: r.Type, Profile: r.Profile, Documentation: r.Documentation, Versioning: r.Versioning,
-			ConditionalCreate: r.ConditionalCreate, ConditionalUpdate: r.ConditionalUpdate}
-		for _, i := range r.Interactions {
-			if !i.Valid() {
-				return CapabilityStatement{}, fmt.Errorf("%w: %s: interaction %q", ErrCapability, r.Type, i)
-			}
-			cr.Interaction = append(cr.Interaction, CapabilityInteraction{Code: string(i)})
-		}
-		for _, p := range r.SearchParams {
-			if !p.Type.Valid() || strings.TrimSpace(p.Name) == "" {
-				return CapabilityStatement{}, fmt.Errorf("%w: %s: search parameter %q of type %q", ErrCapability, r.Type, p.Name, p.Type)
-			}
-			cr.SearchParam = append(cr.SearchParam, CapabilitySearchParam{Name: p.Name, Definition: p.Definition, Type: p.Type, Documentation: p.Documentation})
+		cr, err := capabilityResource(r)
+		if err != nil {
+			return CapabilityStatement{}, err
 		}
 		rest.Resource = append(rest.Resource, cr)
 	}
@@ -296,4 +308,42 @@ func NewCapabilityStatement(o CapabilityOptions) (CapabilityStatement, error) {
 		Rest:           []CapabilityRest{rest},
 	}
 	return cs, nil
+}
+
+// capabilityResource is one resource type's entry of the statement, its options checked.
+func capabilityResource(r ResourceCapability) (CapabilityResource, error) {
+	if !isResourceType(r.Type) {
+		return CapabilityResource{}, fmt.Errorf("%w: %q is not an R4 resource type", ErrCapability, r.Type)
+	}
+	if !r.Versioning.Valid() {
+		return CapabilityResource{}, fmt.Errorf("%w: %s: versioning %q", ErrCapability, r.Type, r.Versioning)
+	}
+	cr := CapabilityResource{Type: r.Type, Profile: r.Profile, Documentation: r.Documentation, Versioning: r.Versioning,
+		ConditionalCreate: r.ConditionalCreate, ConditionalUpdate: r.ConditionalUpdate,
+		SearchInclude: r.SearchInclude, SearchRevInclude: r.SearchRevInclude}
+	for _, t := range r.Topics {
+		if !absoluteHTTPURL(t) {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: topic %q is not an absolute URL", ErrCapability, r.Type, t)
+		}
+		cr.Extension = append(cr.Extension, Extension{URL: BackportTopicCanonicalURL, ValueCanonical: t})
+	}
+	for _, op := range r.Operations {
+		if strings.TrimSpace(op.Name) == "" || !absoluteHTTPURL(op.Definition) {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: operation %q needs a name and a definition URL", ErrCapability, r.Type, op.Name)
+		}
+		cr.Operation = append(cr.Operation, CapabilityOperation(op))
+	}
+	for _, i := range r.Interactions {
+		if !i.Valid() {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: interaction %q", ErrCapability, r.Type, i)
+		}
+		cr.Interaction = append(cr.Interaction, CapabilityInteraction{Code: string(i)})
+	}
+	for _, p := range r.SearchParams {
+		if !p.Type.Valid() || strings.TrimSpace(p.Name) == "" {
+			return CapabilityResource{}, fmt.Errorf("%w: %s: search parameter %q of type %q", ErrCapability, r.Type, p.Name, p.Type)
+		}
+		cr.SearchParam = append(cr.SearchParam, CapabilitySearchParam{Name: p.Name, Definition: p.Definition, Type: p.Type, Documentation: p.Documentation})
+	}
+	return cr, nil
 }

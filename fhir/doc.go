@@ -8,19 +8,23 @@
 //	GET  /fhir/metadata                          CapabilityStatement
 //	GET  /fhir/.well-known/smart-configuration   SMART Backend Services discovery
 //	POST /fhir/ServiceRequest                    create a referral (If-None-Exist; idempotent on identifier)
-//	POST /fhir                                   transaction Bundle: ServiceRequest + Patient [+ Consent, ...]
-//	GET  /fhir/ServiceRequest/{id}               read
+//	POST /fhir (or /fhir/)                       transaction Bundle: ServiceRequest + Patient [+ Consent, ...]
+//	GET  /fhir/ServiceRequest/{id}               read; …/_history, …/_history/{vid}: history, vread
 //	PUT  /fhir/ServiceRequest/{id}               GP cancellation: status revoked (If-Match optional)
 //	PATCH /fhir/ServiceRequest/{id}              GP cancellation by JSON Patch on /status
-//	GET  /fhir/ServiceRequest?…                  search
-//	GET  /fhir/Task/{id}                         read
+//	GET  /fhir/ServiceRequest?…                  search (also POST /fhir/ServiceRequest/_search)
+//	GET  /fhir/Task/{id}                         read; …/_history, …/_history/{vid}: history, vread
 //	PUT  /fhir/Task/{id}                         status changes (If-Match required): community owner or GP
 //	PATCH /fhir/Task/{id}                        the same as JSON Patch
-//	POST /fhir/Subscription                      GP notifications (R4 backport rest-hook), scoped to a practice
-//	GET  /fhir/Subscription/{id}                 read (owner); DELETE: status off
-//	GET  /fhir/Subscription/{id}/$status         events-since-subscription-start (gap detection)
-//	GET  /fhir/Task?…                            search (_id, focus, patient, requester, owner, status, code,
-//	                                             _lastUpdated, _count; next links)
+//	POST /fhir/Subscription                      GP notifications (R4 backport rest-hook, classic or topic
+//	                                             criteria), scoped to a practice; a handshake first
+//	GET  /fhir/Subscription/{id}                 read (owner; 410 once deleted); PUT/PATCH: re-activate
+//	                                             (status requested); DELETE: status off
+//	GET  /fhir/Subscription/{id}/$status         events-since-subscription-start, status, error (also POST;
+//	                                             type level: /fhir/Subscription/$status?id=…&status=…)
+//	GET  /fhir/Task?…                            search (_id lists, focus, patient, requester, owner, status,
+//	                                             code, _lastUpdated, _include, _count, _summary=count, _total;
+//	                                             total, self and next links); also POST /fhir/Task/_search
 //
 // # Validation
 //
@@ -32,8 +36,10 @@
 //
 //  1. structure — resourceType, element names, JSON arrays exactly where R4 says max=*, JSON kinds and formats
 //     of primitives, _element twins, choice elements, empty values, contained resources (validated by their
-//     own type; dom-2 to dom-5), and for POST /fhir the transaction shape (Bundle.type, fullUrl, request).
-//     Issue codes structure, invalid, value, invariant, required, not-supported.
+//     own type; dom-2 to dom-5), narratives (txt-1: basic XHTML only, no script; txt-2: some content:
+//     narrative.go), and for POST /fhir the transaction shape (Bundle.type, fullUrl, request); for a
+//     ServiceRequest, the indexed strings within their limits (limits.go: too-long). Issue codes structure,
+//     invalid, value, invariant, required, not-supported, too-long.
 //  2. required elements and required-binding codes — codes required and code-invalid.
 //
 // Element definitions come from the official R4 JSON schema, turned by `go generate` (internal/schemagen)

@@ -402,6 +402,9 @@ func (sub *Submission) finish(sr *node, sizeHint int) error {
 		// Cannot happen for validated input unless samply disagrees with the schema; never a 500 for it.
 		return NewError(fault.Invalid, CodeStructure, "decode: the validated ServiceRequest could not be decoded as an R4 ServiceRequest", "ServiceRequest")
 	}
+	if err := sub.checkLimits(); err != nil {
+		return err
+	}
 	if sr.get("requester") == nil {
 		sub.Warnings = append(sub.Warnings, Issue{Severity: SeverityWarning, Code: CodeRequired, Expression: []string{"ServiceRequest.requester"},
 			Diagnostics: "requester-absent: the ServiceRequest names no requester (R7, a warning only)"})

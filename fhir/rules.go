@@ -39,6 +39,8 @@ func extraRequired(typeName string) string {
 		return "value[x]"
 	case "OperationOutcome_Issue":
 		return "severity,code"
+	case "Parameters_Parameter":
+		return "name"
 	case "CapabilityStatement":
 		return "status,date,kind,fhirVersion,format"
 	case "CapabilityStatement_Rest":

@@ -459,6 +459,16 @@ func (v *validator) checkPrimitive(n *node, el elemDef) {
 		v.fail1(CodeValue, "", "format: not a valid FHIR "+el.typ)
 		return
 	}
+	if el.typ == "xhtml" {
+		if e := checkNarrative(n.str); e != nil {
+			code := CodeInvariant
+			if e.invariant == "" {
+				code = CodeValue
+			}
+			v.fail1(code, "", e.Error())
+			return
+		}
+	}
 	if el.codes != "" && !codeIn(el.codes, n.str) {
 		v.fail2(CodeCodeInvalid, "", codeDiagnostics(el))
 	}

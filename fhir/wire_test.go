@@ -25,7 +25,7 @@ var (
 	allSearchParamTypes   = []SearchParamType{SearchParamNumber, SearchParamDate, SearchParamString, SearchParamToken, SearchParamReference,
 		SearchParamComposite, SearchParamQuantity, SearchParamURI, SearchParamSpecial}
 	allVersionings  = []Versioning{VersioningNone, VersioningVersioned, VersioningVersionedUpdate}
-	allBundleTypes  = []BundleType{BundleSearchset, BundleTransactionResponse}
+	allBundleTypes  = []BundleType{BundleSearchset, BundleTransactionResponse, BundleHistory}
 	allSearchModes  = []SearchMode{SearchMatch, SearchInclude, SearchOutcome}
 	allIssueCodes   = []IssueCode{CodeInvalid, CodeStructure, CodeRequired, CodeValue, CodeInvariant, CodeBusinessRule, CodeCodeInvalid, CodeNotFound, CodeNotSupported, CodeDuplicate, CodeConflict, CodeSecurity, CodeLogin, CodeForbidden, CodeTooCostly, CodeTransient, CodeException, CodeProcessing, CodeInformational}
 	allSeverities   = []Severity{SeverityFatal, SeverityError, SeverityWarning, SeverityInformation}

@@ -88,9 +88,9 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	now := in.Now.UTC()
 	referralID, srID, taskID := in.NewID(), in.NewID(), in.NewID()
 	ods, _, hasODS := c.requesterODS()
-	practice := in.PracticeODS
+	practice := NormalODS(in.PracticeODS) // stored and searched in upper case: ODS codes are case-insensitive
 	if practice == "" && hasODS {
-		practice = ods
+		practice = NormalODS(ods)
 	}
 	referrer, requesterRef := c.referrer(ods)
 	if referrer.ODSCode == "" {

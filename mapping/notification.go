@@ -17,6 +17,16 @@ import (
 // list it.
 const EventNotification EventType = "subscription.notification"
 
+// The other messages a Subscription gets (R4 Backport IG 1.1.0), neither numbered nor about a referral.
+const (
+	// EventHandshake is the handshake sent when a Subscription is activated (SubscriptionStatus type
+	// handshake): the first message of its queue.
+	EventHandshake EventType = "subscription.handshake"
+	// EventHeartbeat is a heartbeat (SubscriptionStatus type heartbeat), sent when the Subscription asked for
+	// one every heartbeatPeriod and nothing else was sent in that time.
+	EventHeartbeat EventType = "subscription.heartbeat"
+)
+
 // Subscriptions R5 Backport IG (for R4) canonical URLs socialrx uses.
 const (
 	// BackportStatusProfile is the profile of the SubscriptionStatus Parameters resource in R4.
@@ -56,12 +66,19 @@ type NotificationType string
 const (
 	NotificationEvent       NotificationType = "event-notification" // a rest-hook notification of a change
 	NotificationQueryStatus NotificationType = "query-status"       // the answer of Subscription/{id}/$status
+	NotificationHandshake   NotificationType = "handshake"          // sent when a Subscription is activated
+	NotificationHeartbeat   NotificationType = "heartbeat"          // sent every heartbeatPeriod of silence
 )
+
+// AllNotificationTypes lists every notification type socialrx produces.
+func AllNotificationTypes() []NotificationType {
+	return []NotificationType{NotificationEvent, NotificationQueryStatus, NotificationHandshake, NotificationHeartbeat}
+}
 
 // Valid reports whether t is a notification type socialrx produces.
 func (t NotificationType) Valid() bool {
 	switch t {
-	case NotificationEvent, NotificationQueryStatus:
+	case NotificationEvent, NotificationQueryStatus, NotificationHandshake, NotificationHeartbeat:
 		return true
 	}
 	return false
@@ -71,9 +88,14 @@ func (t NotificationType) Valid() bool {
 type SubscriptionInfo struct {
 	ID               string
 	BaseURL          string // the FHIR base (no trailing slash); empty: references are relative
-	Status           string // Subscription.status (active | off)
+	Status           string // Subscription.status (active | error | off)
 	Payload          PayloadContent
 	EventsSinceStart int64
+	// Topic is the SubscriptionTopic canonical of a topic-based subscription ("": a classic one, no topic
+	// parameter).
+	Topic string
+	// Error says why the subscription is in error ("": no error parameter).
+	Error string
 }
 
 // NotificationEventInfo is one notification-event of a SubscriptionStatus.
@@ -91,12 +113,14 @@ type parameters struct {
 }
 
 type parameter struct {
-	Name           string          `json:"name"`
-	ValueReference *fhir.Reference `json:"valueReference,omitempty"`
-	ValueCode      string          `json:"valueCode,omitempty"`
-	ValueString    string          `json:"valueString,omitempty"`
-	ValueInstant   string          `json:"valueInstant,omitempty"`
-	Part           []parameter     `json:"part,omitempty"`
+	Name                 string                `json:"name"`
+	ValueReference       *fhir.Reference       `json:"valueReference,omitempty"`
+	ValueCode            string                `json:"valueCode,omitempty"`
+	ValueString          string                `json:"valueString,omitempty"`
+	ValueInstant         string                `json:"valueInstant,omitempty"`
+	ValueCanonical       string                `json:"valueCanonical,omitempty"`
+	ValueCodeableConcept *fhir.CodeableConcept `json:"valueCodeableConcept,omitempty"`
+	Part                 []parameter           `json:"part,omitempty"`
 }
 
 type historyBundle struct {
@@ -138,8 +162,9 @@ func (s SubscriptionInfo) ref(typ, id string) string {
 }
 
 // SubscriptionStatus renders the backport SubscriptionStatus (an R4 Parameters resource, profile
-// BackportStatusProfile) with parameters subscription, status, type, events-since-subscription-start and one
-// notification-event per event (event-number, timestamp, focus). id may be empty.
+// BackportStatusProfile) with parameters subscription, topic (a topic-based subscription's), status, type,
+// events-since-subscription-start, one notification-event per event (event-number, timestamp, focus) and
+// error (why the subscription is in error). id may be empty.
 func SubscriptionStatus(s SubscriptionInfo, typ NotificationType, id string, events []NotificationEventInfo) ([]byte, error) {
 	if s.ID == "" || !typ.Valid() {
 		return nil, fmt.Errorf("%w: subscription status needs a subscription id and a known type", ErrBadInput)
@@ -150,11 +175,15 @@ func SubscriptionStatus(s SubscriptionInfo, typ NotificationType, id string, eve
 		Meta:         &fhir.Meta{Profile: []string{BackportStatusProfile}},
 		Parameter: []parameter{
 			{Name: "subscription", ValueReference: &fhir.Reference{Reference: s.ref("Subscription", s.ID)}},
-			{Name: "status", ValueCode: s.Status},
-			{Name: "type", ValueCode: string(typ)},
-			{Name: "events-since-subscription-start", ValueString: strconv.FormatInt(s.EventsSinceStart, 10)},
 		},
 	}
+	if s.Topic != "" {
+		p.Parameter = append(p.Parameter, parameter{Name: "topic", ValueCanonical: s.Topic})
+	}
+	p.Parameter = append(p.Parameter,
+		parameter{Name: "status", ValueCode: s.Status},
+		parameter{Name: "type", ValueCode: string(typ)},
+		parameter{Name: "events-since-subscription-start", ValueString: strconv.FormatInt(s.EventsSinceStart, 10)})
 	for _, e := range events {
 		ne := parameter{Name: "notification-event", Part: []parameter{
 			{Name: "event-number", ValueString: strconv.FormatInt(e.Number, 10)},
@@ -165,7 +194,50 @@ func SubscriptionStatus(s SubscriptionInfo, typ NotificationType, id string, eve
 		}
 		p.Parameter = append(p.Parameter, ne)
 	}
+	if s.Error != "" {
+		p.Parameter = append(p.Parameter, parameter{Name: "error", ValueCodeableConcept: &fhir.CodeableConcept{Text: s.Error}})
+	}
 	return json.Marshal(p)
+}
+
+// HandshakeBundle renders the handshake a Subscription gets when it is activated (backport style, R4): a
+// history Bundle whose one entry is the SubscriptionStatus of type handshake, with the events numbered so far
+// (0 for a new subscription). The Bundle id is derived from the subscription's id. It is pure.
+func HandshakeBundle(s SubscriptionInfo, now time.Time) (json.RawMessage, error) {
+	return statusOnlyBundle(s, NotificationHandshake, uuid.NewSHA1(notificationNS, []byte(s.ID+"#handshake")).String(), now)
+}
+
+// HeartbeatBundle renders a heartbeat (backport style, R4): a history Bundle whose one entry is the
+// SubscriptionStatus of type heartbeat, with the events numbered so far, so that a GP system that missed a
+// notification learns it even when nothing changes. The Bundle id is derived from the subscription and now.
+// It is pure.
+func HeartbeatBundle(s SubscriptionInfo, now time.Time) (json.RawMessage, error) {
+	id := uuid.NewSHA1(notificationNS, []byte(s.ID+"#heartbeat#"+strconv.FormatInt(now.UnixMicro(), 10))).String()
+	return statusOnlyBundle(s, NotificationHeartbeat, id, now)
+}
+
+// statusOnlyBundle is a history Bundle holding only the SubscriptionStatus of type typ.
+func statusOnlyBundle(s SubscriptionInfo, typ NotificationType, id string, now time.Time) (json.RawMessage, error) {
+	if !s.Payload.Valid() {
+		return nil, fmt.Errorf("%w: unknown payload content %q", ErrBadInput, s.Payload)
+	}
+	status, err := SubscriptionStatus(s, typ, id, nil)
+	if err != nil {
+		return nil, err
+	}
+	out, err := json.Marshal(historyBundle{
+		ResourceType: "Bundle", ID: id, Type: "history", Timestamp: fhir.ExactInstant(now),
+		Entry: []historyEntry{{
+			FullURL:  "urn:uuid:" + id,
+			Resource: status,
+			Request:  historyRequest{Method: "GET", URL: s.ref("Subscription", s.ID) + "/$status"},
+			Response: historyResponse{Status: "200"},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mapping: encode %s: %w", typ, err)
+	}
+	return out, nil
 }
 
 // NotificationBundle renders one rest-hook notification (backport style, R4): a Bundle of type history whose

@@ -113,17 +113,75 @@ func TestNotificationEnums(t *testing.T) {
 			t.Errorf("%q listed but invalid", p)
 		}
 	}
-	for _, nt := range []NotificationType{NotificationEvent, NotificationQueryStatus} {
+	for _, nt := range AllNotificationTypes() {
 		if !nt.Valid() {
 			t.Errorf("%q invalid", nt)
 		}
 	}
-	for _, bad := range []string{"", "empty", "heartbeat"} {
+	// Heartbeats (and handshakes) are produced since issue 8; "empty" and other types are not.
+	for _, bad := range []string{"", "empty", "query-event"} {
 		if PayloadContent(bad).Valid() || NotificationType(bad).Valid() {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if EventNotification.Valid() {
-		t.Errorf("%s is not a community webhook event type", EventNotification)
+	for _, e := range []EventType{EventNotification, EventHandshake, EventHeartbeat} {
+		if e.Valid() {
+			t.Errorf("%s is not a community webhook event type", e)
+		}
+	}
+}
+
+// TestHandshakeAndHeartbeatBundles: the handshake and heartbeat are history Bundles holding only a
+// SubscriptionStatus of their type with the events numbered so far (no notification-event), the topic of a
+// topic-based subscription and, in error, the error; both are valid R4.
+func TestHandshakeAndHeartbeatBundles(t *testing.T) {
+	t.Parallel()
+	info := SubscriptionInfo{ID: "sub-1", BaseURL: "https://socialrx.example/fhir", Status: "active", Payload: PayloadIDOnly,
+		EventsSinceStart: 7, Topic: "https://socialrx.dev/fhir/SubscriptionTopic/practice-task-changes"}
+	now := time.Date(2026, 11, 21, 9, 0, 0, 123000, time.UTC)
+	for _, tc := range []struct {
+		typ    NotificationType
+		render func(SubscriptionInfo, time.Time) (json.RawMessage, error)
+	}{{NotificationHandshake, HandshakeBundle}, {NotificationHeartbeat, HeartbeatBundle}} {
+		b, err := tc.render(info, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bundle struct {
+			ResourceType, Type, Timestamp string
+			Entry                         []struct {
+				Resource json.RawMessage
+				Request  struct{ Method, URL string }
+			}
+		}
+		if err := json.Unmarshal(b, &bundle); err != nil || bundle.ResourceType != "Bundle" || bundle.Type != "history" || len(bundle.Entry) != 1 {
+			t.Fatalf("%s: %s", tc.typ, b)
+		}
+		st := string(bundle.Entry[0].Resource)
+		for _, want := range []string{`"valueCode":"` + string(tc.typ) + `"`, `"events-since-subscription-start","valueString":"7"`,
+			`"name":"topic","valueCanonical":"https://socialrx.dev/fhir/SubscriptionTopic/practice-task-changes"`} {
+			if !strings.Contains(st, want) {
+				t.Errorf("%s status lacks %s: %s", tc.typ, want, st)
+			}
+		}
+		if strings.Contains(st, "notification-event") || bundle.Entry[0].Request.URL != "https://socialrx.example/fhir/Subscription/sub-1/$status" {
+			t.Errorf("%s: %s", tc.typ, b)
+		}
+		if err := fhir.ValidateResource(b, "Bundle"); err != nil {
+			t.Errorf("%s is not valid R4: %v", tc.typ, err)
+		}
+	}
+	a, _ := HeartbeatBundle(info, now)
+	c, _ := HeartbeatBundle(info, now.Add(time.Minute))
+	if string(a) == string(c) {
+		t.Error("two heartbeats have the same id")
+	}
+	info.Status, info.Error = "error", "HTTP 404 Not Found"
+	st, err := SubscriptionStatus(info, NotificationQueryStatus, "", nil)
+	if err != nil || !strings.Contains(string(st), `"name":"error","valueCodeableConcept":{"text":"HTTP 404 Not Found"}`) {
+		t.Errorf("status in error: %s %v", st, err)
+	}
+	if _, err := HandshakeBundle(SubscriptionInfo{ID: "x"}, now); err == nil {
+		t.Error("a handshake without a payload content was rendered")
 	}
 }

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/socialrx/socialrx/fhir"
 )
@@ -65,4 +66,17 @@ func (c *ctx) requesterODS() (string, string, bool) {
 		}
 	}
 	return "", "", false
+}
+
+// NormalODS is an ODS organisation code as socialrx stores and compares it: ODS codes are case-insensitive
+// ("a81001" is A81001), so every code is kept and looked up in upper case.
+func NormalODS(code string) string { return strings.ToUpper(strings.TrimSpace(code)) }
+
+// SameIdentifierValue reports whether two values of an identifier of system are the same: ODS codes compare
+// case-insensitively, every other system exactly.
+func SameIdentifierValue(system, a, b string) bool {
+	if system == ODSOrganizationSystem {
+		return strings.EqualFold(strings.TrimSpace(a), strings.TrimSpace(b))
+	}
+	return a == b
 }

@@ -12,7 +12,7 @@ import (
 func (s Service) matches(ids []rawIdentifier) bool {
 	for _, want := range s.Identifiers {
 		for _, got := range ids {
-			if got.Value != "" && got.Value == want.Value && (want.System == "" || got.System == want.System) {
+			if got.Value != "" && (want.System == "" || got.System == want.System) && SameIdentifierValue(got.System, got.Value, want.Value) {
 				return true
 			}
 		}

@@ -280,7 +280,8 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 			res.NextAttemptAt, rep.NextAttemptAt = p.next, p.next
 		}
 	}
-	if m.Destination.Kind == mapping.DestinationService {
+	switch m.Destination.Kind {
+	case mapping.DestinationService:
 		switch res.State {
 		case StateDelivered:
 			res.Update = MarkDelivered
@@ -288,6 +289,8 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 			res.Update = MarkDeliveryFailed
 		case StatePending, StateInflight, StateCancelled:
 		}
+	case mapping.DestinationSubscription:
+		res.Subscription = subscriptionChange(m.Destination.ID, res.State, res.Attempt.Error)
 	}
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
@@ -309,6 +312,22 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 			"message_id", m.ID, "destination", m.Destination.String(), "err", err)
 	}
 	d.report(log, rep)
+}
+
+// subscriptionChange is what an attempt's outcome does to its Subscription (R4 Backport IG: status error): a
+// notification (or handshake, or heartbeat) gone dead puts an active subscription in error, so that its owner
+// sees it in a read and in $status, with the reason; a delivered one (after a replay or a re-activation)
+// brings an errored subscription back to active. Nothing else changes its status (an off subscription stays
+// off).
+func subscriptionChange(id string, st MessageState, lastError string) *SubscriptionChange {
+	switch st {
+	case StateDead:
+		return &SubscriptionChange{ID: id, From: SubscriptionActive, To: SubscriptionError, Error: lastError}
+	case StateDelivered:
+		return &SubscriptionChange{ID: id, From: SubscriptionError, To: SubscriptionActive}
+	case StatePending, StateInflight, StateCancelled:
+	}
+	return nil
 }
 
 // report logs an attempt and tells the observer.

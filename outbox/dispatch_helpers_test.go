@@ -75,6 +75,16 @@ func (nopStore) RecordSignInFailure(context.Context, []string, time.Time, time.T
 func (nopStore) SignInFailures(context.Context, []string, time.Time) ([]FailureCount, error) {
 	return nil, nil
 }
+func (nopStore) CountReferrals(context.Context, ReferralQuery) (int, error) { return 0, nil }
+func (nopStore) ReferralVersions(context.Context, string) ([]Referral, error) {
+	return nil, ErrNotFound
+}
+func (nopStore) ReferralVersion(context.Context, string, int) (Referral, error) {
+	return Referral{}, ErrNotFound
+}
+func (nopStore) QueueHeartbeats(context.Context, time.Time, HeartbeatFunc) (int, error) {
+	return 0, nil
+}
 func (nopStore) Changes() <-chan struct{}   { return nil }
 func (nopStore) Ping(context.Context) error { return nil }
 func (nopStore) Close() error               { return nil }

@@ -44,19 +44,26 @@ type ReferralQuery struct {
 	ID               string // referral id
 	TaskID           string
 	ServiceRequestID string
-	Identifier       *mapping.Identifier // a ServiceRequest.identifier (system may be empty: value only)
-	Practices        []string            // scope: only these referring practices (nil: all)
-	ServiceID        string              // scope or owner filter: only this community service
-	Statuses         []mapping.TaskStatus
-	PatientRef       string // Task.for reference string, e.g. "Patient/123"
-	PatientNHSNumber string
-	RequesterRef     string
-	UpdatedAfter     time.Time // exclusive (gt); zero: no bound
-	UpdatedFrom      time.Time // inclusive (ge)
-	UpdatedBefore    time.Time // exclusive (lt)
-	UpdatedUntil     time.Time // inclusive (le)
-	After            *Cursor   // keyset paging
-	Limit            int       // 0: backend default (100)
+	// TaskIDs and ServiceRequestIDs select any of the ids listed (a FHIR _id list); nil does not filter, a
+	// non-nil empty list matches nothing.
+	TaskIDs           []string
+	ServiceRequestIDs []string
+	// ServiceRequestStatuses selects referrals whose ServiceRequest has one of these statuses (active,
+	// revoked, completed, entered-in-error).
+	ServiceRequestStatuses []string
+	Identifier             *mapping.Identifier // a ServiceRequest.identifier (system may be empty: value only)
+	Practices              []string            // scope: only these referring practices (nil: all)
+	ServiceID              string              // scope or owner filter: only this community service
+	Statuses               []mapping.TaskStatus
+	PatientRef             string // Task.for reference string, e.g. "Patient/123"
+	PatientNHSNumber       string
+	RequesterRef           string
+	UpdatedAfter           time.Time // exclusive (gt); zero: no bound
+	UpdatedFrom            time.Time // inclusive (ge)
+	UpdatedBefore          time.Time // exclusive (lt)
+	UpdatedUntil           time.Time // inclusive (le)
+	After                  *Cursor   // keyset paging
+	Limit                  int       // 0: backend default (100)
 }
 
 // Cursor is a position in the (UpdatedAt, ID) order.
@@ -198,6 +205,20 @@ type AttemptResult struct {
 	NextAttemptAt time.Time
 	// Update, if not nil, changes the message's referral in the same transaction (businessStatus).
 	Update ReferralUpdate
+	// Subscription, if not nil, changes the status of the Subscription the message was for in the same
+	// transaction, if it is still at From (a notification gone dead puts an active subscription in error; one
+	// delivered brings an errored subscription back).
+	Subscription *SubscriptionChange
+}
+
+// SubscriptionChange moves a Subscription from one status to another, only if it is at From.
+type SubscriptionChange struct {
+	ID   string
+	From SubscriptionStatus
+	To   SubscriptionStatus
+	// Error is the subscription's error text when To is SubscriptionError (short, no patient data); any
+	// other move clears it.
+	Error string
 }
 
 // ReplayRequest moves messages back to pending. Either IDs or Filter selects them; only dead messages
@@ -244,6 +265,9 @@ type Referrals interface {
 	GetReferral(ctx context.Context, id string) (Referral, error)
 	// SearchReferrals returns referrals matching q, and a cursor to the next page (nil when none).
 	SearchReferrals(ctx context.Context, q ReferralQuery) ([]Referral, *Cursor, error)
+	// CountReferrals returns how many referrals match q's filters (After and Limit are ignored): a search's
+	// Bundle.total.
+	CountReferrals(ctx context.Context, q ReferralQuery) (int, error)
 	// UpdateReferral applies fn to the referral in one transaction; expectVersion > 0 must match the
 	// current version (ErrVersionMismatch otherwise).
 	//
@@ -321,10 +345,22 @@ type TimelineEntry struct {
 	Withdrawn []string
 }
 
-// Timeliner is the part of Store that keeps every version of a referral. The admin API and CLI use it.
+// Timeliner is the part of Store that keeps every version of a referral: its timeline (the admin API and
+// CLI) and each version's referral as it was written (FHIR vread and _history). Every transaction that writes
+// a version (CreateReferral, UpdateReferral, CompleteAttempt and ReplayMessages with an Update that changed
+// the referral) keeps that version's referral with its timeline entry.
 type Timeliner interface {
 	// Timeline returns every version of the referral (by referral, task or ServiceRequest id), oldest first.
 	Timeline(ctx context.Context, id string) ([]TimelineEntry, error)
+	// ReferralVersions returns every kept version of the referral (by referral, task or ServiceRequest id),
+	// oldest first, each exactly as it was written: the referral of that version (Record.Version and
+	// Record.UpdatedAt that version's) with the referral's ServiceRequest, identifiers and fingerprint.
+	// Versions written before version history was kept (schema migration 20) are missing; the current
+	// version is always there. ErrNotFound when there is no such referral.
+	ReferralVersions(ctx context.Context, id string) ([]Referral, error)
+	// ReferralVersion returns one kept version (see ReferralVersions); ErrNotFound when the referral or that
+	// version is unknown.
+	ReferralVersion(ctx context.Context, id string, version int) (Referral, error)
 }
 
 // Nonces is the part of Store that remembers single-use values for every instance sharing the database. The
@@ -348,23 +384,37 @@ type ClaimFilter struct {
 // SubscriptionStatus is a stored Subscription's state (FHIR Subscription.status). The zero value is invalid.
 type SubscriptionStatus string
 
-// Subscription states. A Subscription is created "requested" by the client and stored "active"; DELETE sets
-// it "off". Only active subscriptions receive notifications.
+// Subscription states. A Subscription is created "requested" by the client and stored "active"; a
+// notification that goes dead puts it in "error" (its later notifications are still numbered and queued,
+// and wait behind the dead one); a delivery (after a replay, or a re-activation by its owner) brings it back
+// to "active"; DELETE sets it "off". Active and errored subscriptions get notifications; off ones none.
 const (
 	SubscriptionActive SubscriptionStatus = "active"
+	SubscriptionError  SubscriptionStatus = "error"
 	SubscriptionOff    SubscriptionStatus = "off"
 )
 
 // AllSubscriptionStatuses lists every stored Subscription state.
 func AllSubscriptionStatuses() []SubscriptionStatus {
-	return []SubscriptionStatus{SubscriptionActive, SubscriptionOff}
+	return []SubscriptionStatus{SubscriptionActive, SubscriptionError, SubscriptionOff}
 }
 
 // Valid reports whether s is a stored Subscription state.
 func (s SubscriptionStatus) Valid() bool {
 	switch s {
-	case SubscriptionActive, SubscriptionOff:
+	case SubscriptionActive, SubscriptionError, SubscriptionOff:
 		return true
+	}
+	return false
+}
+
+// Notified reports whether a subscription in state s gets notifications (numbered and queued): active and
+// error (whose queue waits behind a dead notification until it is replayed).
+func (s SubscriptionStatus) Notified() bool {
+	switch s {
+	case SubscriptionActive, SubscriptionError:
+		return true
+	case SubscriptionOff:
 	}
 	return false
 }
@@ -393,6 +443,16 @@ type Subscription struct {
 	// Resource is the Subscription JSON as accepted (id set, channel.header removed); Status and id are
 	// authoritative over its content.
 	Resource json.RawMessage
+	// Error says why the subscription is in error (the dead notification's last error; empty otherwise).
+	Error string
+	// Topic is the SubscriptionTopic canonical of a topic-based subscription (R4 Backport); empty for a
+	// classic criteria subscription.
+	Topic string
+	// HeartbeatPeriod is how often a heartbeat is sent while nothing else is (whole seconds; 0: never).
+	HeartbeatPeriod time.Duration
+	// Handshake, when creating, is the payload of the handshake notification queued as the subscription's
+	// first message in the same transaction (nil: none). It is not kept on the subscription.
+	Handshake json.RawMessage
 }
 
 // SubscriptionQuery selects subscriptions. Zero fields do not filter. Ordered by CreatedAt, ID.
@@ -411,12 +471,14 @@ type NotifyFunc func(sub Subscription, ref Referral, eventNumber int64, now time
 // transaction that writes a new referral version (CreateReferral, UpdateReferral, and CompleteAttempt or
 // ReplayMessages with an Update that changed the referral) inserts, in that same transaction, one pending
 // message with Destination{Kind: subscription, ID: sub.ID} and Type mapping.EventNotification for each
-// ACTIVE subscription whose PracticeODS is the referral's, numbered with the subscription's next event number.
+// subscription that gets notifications (active or error: SubscriptionStatus.Notified) whose PracticeODS is the
+// referral's (case-insensitively), numbered with the subscription's next event number.
 // ClaimMessages hands out a subscription's messages strictly in Seq order across referrals: for subscription
 // destinations the head of line is per destination, not per (referral, destination).
 type Subscriptions interface {
 	// CreateSubscription stores sub (ID, OwnerClientID, PracticeODS and Endpoint required; Status active;
-	// EventsSinceStart is set to 0). An existing id is an error.
+	// EventsSinceStart is set to 0) and, in the same transaction, queues sub.Handshake (when not nil) as its
+	// first message (type mapping.EventHandshake, no referral). An existing id is an error.
 	CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error)
 	// GetSubscription returns one subscription (ErrNotFound if none).
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
@@ -425,4 +487,12 @@ type Subscriptions interface {
 	UpdateSubscriptionStatus(ctx context.Context, id string, status SubscriptionStatus, now time.Time) (Subscription, error)
 	// ListSubscriptions returns the subscriptions matching q.
 	ListSubscriptions(ctx context.Context, q SubscriptionQuery) ([]Subscription, error)
+	// QueueHeartbeats queues, in one transaction, a heartbeat notification (type mapping.EventHeartbeat,
+	// payload from render) for every active subscription with a HeartbeatPeriod that has nothing queued
+	// (no pending, inflight or dead message) and whose newest message (or, without one, its creation) is at
+	// least a HeartbeatPeriod before now. It returns how many it queued.
+	QueueHeartbeats(ctx context.Context, now time.Time, render HeartbeatFunc) (int, error)
 }
+
+// HeartbeatFunc renders the payload of a subscription's heartbeat notification at now. It must be pure.
+type HeartbeatFunc func(sub Subscription, now time.Time) (json.RawMessage, error)

@@ -55,7 +55,7 @@ func (r *subscriptionEndpoints) Endpoint(ctx context.Context, d mapping.Destinat
 			return Endpoint{}, fmt.Errorf("subscription %s: lookup: %w", d.ID, err)
 		}
 		switch sub.Status {
-		case SubscriptionActive:
+		case SubscriptionActive, SubscriptionError: // in error: its replayed notifications are delivered
 		case SubscriptionOff:
 			return Endpoint{}, fmt.Errorf("subscription %s is off (deleted by its owner): %w", d.ID, ErrDestinationOff)
 		}
@@ -80,7 +80,17 @@ func (r *subscriptionEndpoints) Endpoint(ctx context.Context, d mapping.Destinat
 // RenderNotification is the NotifyFunc of socialrx: the backport-style R4 notification Bundle of
 // mapping.NotificationBundle for sub and the referral's new version.
 func RenderNotification(sub Subscription, ref Referral, eventNumber int64, now time.Time) (json.RawMessage, error) {
-	return mapping.NotificationBundle(mapping.SubscriptionInfo{
-		ID: sub.ID, BaseURL: sub.BaseURL, Status: string(sub.Status), Payload: sub.Payload,
-	}, ref.Referral, eventNumber, now)
+	return mapping.NotificationBundle(SubscriptionInfo(sub), ref.Referral, eventNumber, now)
+}
+
+// RenderHeartbeat is the HeartbeatFunc of socialrx: mapping.HeartbeatBundle for sub at now.
+func RenderHeartbeat(sub Subscription, now time.Time) (json.RawMessage, error) {
+	return mapping.HeartbeatBundle(SubscriptionInfo(sub), now)
+}
+
+// SubscriptionInfo is what a notification says of sub: id, base, status, payload content, topic and the
+// events numbered so far.
+func SubscriptionInfo(sub Subscription) mapping.SubscriptionInfo {
+	return mapping.SubscriptionInfo{ID: sub.ID, BaseURL: sub.BaseURL, Status: string(sub.Status), Payload: sub.Payload,
+		EventsSinceStart: sub.EventsSinceStart, Topic: sub.Topic}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/socialrx/socialrx/fhir"
 )
@@ -77,6 +78,31 @@ func canonicalEqual(a, b json.RawMessage) bool {
 		return bytes.Equal(a, b)
 	}
 	return bytes.Equal(ca, cb)
+}
+
+// changedMembers names, sorted, the members of two JSON objects (cur as stored, in as sent) whose values
+// differ as canonical JSON (a member present in one only differs), leaving out the ignored ones. A value that
+// is not an object counts as an empty one.
+func changedMembers(cur, in json.RawMessage, ignore ...string) []string {
+	curM, _ := objectMembers(cur)
+	inM, _ := objectMembers(in)
+	keys := make([]string, 0, len(curM)+len(inM))
+	for k := range curM {
+		keys = append(keys, k)
+	}
+	for k := range inM {
+		if _, ok := curM[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var out []string
+	for _, k := range keys {
+		if !slices.Contains(ignore, k) && !canonicalEqual(curM[k], inM[k]) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // SetJSONField sets one top-level field of a JSON object (and drops its _field twin).

@@ -64,23 +64,31 @@ func (s OverdueSweeper) SweepOnce(ctx context.Context) (int, error) {
 
 // Run sweeps every Interval until ctx is done. Errors are logged, not fatal: the next sweep tries again.
 func (s OverdueSweeper) Run(ctx context.Context) error {
-	log := s.Logger
+	return sweepEvery(ctx, s.Interval, time.Minute, s.Logger, "overdue sweep", s.SweepOnce, func(log *slog.Logger, n int) {
+		log.Info("referrals overdue", "marked", n, "deadline", s.Deadline)
+	})
+}
+
+// sweepEvery runs sweep now and then every interval (def when not positive) until ctx is done, and returns
+// nil then. A failed sweep is logged as name and retried at the next tick; a sweep that did something is
+// reported with done.
+func sweepEvery(ctx context.Context, interval, def time.Duration, log *slog.Logger, name string,
+	sweep func(context.Context) (int, error), done func(log *slog.Logger, n int)) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	interval := s.Interval
 	if interval <= 0 {
-		interval = time.Minute
+		interval = def
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		n, err := s.SweepOnce(ctx)
+		n, err := sweep(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
-			log.Error("overdue sweep failed", "err", err)
+			log.Error(name+" failed", "err", err)
 		case n > 0:
-			log.Info("referrals overdue", "marked", n, "deadline", s.Deadline)
+			done(log, n)
 		}
 		select {
 		case <-ctx.Done():

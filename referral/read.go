@@ -96,20 +96,35 @@ func (s *Service) Search(ctx context.Context, c Caller, q Query) ([]outbox.Refer
 	return out, next, nil
 }
 
+// Count returns how many referrals match q that the caller may see (a search's Bundle.total), whatever q's
+// page.
+func (s *Service) Count(ctx context.Context, c Caller, q Query) (int, error) {
+	sq, ok := scope(c.Client, q)
+	if !ok {
+		return 0, nil
+	}
+	return s.store.CountReferrals(ctx, sq)
+}
+
 // scope narrows q to what cl may see; ok is false when nothing can match.
 func scope(cl config.Client, q Query) (outbox.ReferralQuery, bool) {
 	sq := q.ReferralQuery
 	if q.None {
 		return sq, false
 	}
+	// Practices are stored in upper case (mapping.NormalODS): ODS codes match whatever case the directory
+	// file or the search uses.
 	switch cl.Role {
 	case config.RoleGP:
-		sq.Practices = cl.Practices
+		sq.Practices = make([]string, 0, len(cl.Practices))
+		for _, p := range cl.Practices {
+			sq.Practices = append(sq.Practices, mapping.NormalODS(p))
+		}
 		if q.RequesterODS != "" {
 			if !cl.MayReferFrom(q.RequesterODS) {
 				return sq, false
 			}
-			sq.Practices = []string{strings.ToUpper(q.RequesterODS)}
+			sq.Practices = []string{mapping.NormalODS(q.RequesterODS)}
 		}
 	case config.RoleCommunity:
 		if cl.Service == "" || (sq.ServiceID != "" && sq.ServiceID != cl.Service) {
@@ -117,11 +132,11 @@ func scope(cl config.Client, q Query) (outbox.ReferralQuery, bool) {
 		}
 		sq.ServiceID = cl.Service
 		if q.RequesterODS != "" {
-			sq.Practices = []string{q.RequesterODS}
+			sq.Practices = []string{mapping.NormalODS(q.RequesterODS)}
 		}
 	case config.RoleAdmin:
 		if q.RequesterODS != "" {
-			sq.Practices = []string{strings.ToUpper(q.RequesterODS)}
+			sq.Practices = []string{mapping.NormalODS(q.RequesterODS)}
 		}
 	default:
 		return sq, false
@@ -137,7 +152,7 @@ func (s *Service) ServiceByReference(v string, byIdentifier bool) (string, bool)
 		if byIdentifier {
 			want := ParseToken(v)
 			for _, id := range svc.Identifiers {
-				if id.Value == want.Value && (want.System == "" || want.System == id.System) {
+				if (want.System == "" || want.System == id.System) && mapping.SameIdentifierValue(id.System, id.Value, want.Value) {
 					return svc.ID, true
 				}
 			}

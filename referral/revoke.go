@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -99,25 +98,9 @@ func revokeStatus(ref outbox.Referral, cur, in []byte) (string, error) {
 	if raw, ok := inM["id"]; !ok || json.Unmarshal(raw, &id) != nil || id != ref.Record.ServiceRequestID {
 		return "", fhir.NewError(fault.Invalid, fhir.CodeInvalid, "ServiceRequest.id is required and must equal the id in the URL", "ServiceRequest.id")
 	}
-	keys := make([]string, 0, len(curM)+len(inM))
-	for k := range curM {
-		keys = append(keys, k)
-	}
-	for k := range inM {
-		if _, ok := curM[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		switch k {
-		case "resourceType", "id", "meta", "status":
-			continue
-		}
-		if !canonicalEqual(curM[k], inM[k]) {
-			issues = append(issues, fhir.Issue{Severity: fhir.SeverityError, Code: fhir.CodeBusinessRule, Expression: []string{"ServiceRequest." + k},
-				Diagnostics: "ServiceRequest." + k + " cannot be changed: an update may only set status to revoked (to cancel the referral); for any other change, revoke it and send a new referral"})
-		}
+	for _, k := range changedMembers(cur, in, "resourceType", "id", "meta", "status") {
+		issues = append(issues, fhir.Issue{Severity: fhir.SeverityError, Code: fhir.CodeBusinessRule, Expression: []string{"ServiceRequest." + k},
+			Diagnostics: "ServiceRequest." + k + " cannot be changed: an update may only set status to revoked (to cancel the referral); for any other change, revoke it and send a new referral"})
 	}
 	var st, curSt string
 	_ = json.Unmarshal(curM["status"], &curSt)

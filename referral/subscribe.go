@@ -45,6 +45,9 @@ func (s *Service) Subscribe(ctx context.Context, c Caller, body []byte, baseURL 
 	if sub.Resource, err = SetJSONField(resource, "id", sub.ID); err != nil {
 		return outbox.Subscription{}, err
 	}
+	if sub.Handshake, err = mapping.HandshakeBundle(outbox.SubscriptionInfo(sub), now); err != nil { // the first message of its queue
+		return outbox.Subscription{}, err
+	}
 	created, err := s.store.CreateSubscription(ctx, sub)
 	if err != nil {
 		return outbox.Subscription{}, err
@@ -142,10 +145,10 @@ func parseSubscription(cl config.Client, body []byte) (outbox.Subscription, json
 	if in.End != "" {
 		add(fhir.CodeNotSupported, "Subscription.end", "Subscription.end is not supported: DELETE the Subscription to stop it")
 	}
-	ods, msg := criteriaPractice(cl, in.Criteria)
-	if msg != "" {
-		add(fhir.CodeBusinessRule, "Subscription.criteria", msg)
-	}
+	ods, topic, criteriaIssues := subscriptionCriteria(cl, body) // classic or topic-based (subscription_topic.go)
+	is = append(is, criteriaIssues...)
+	heartbeat, channelIssues := channelExtensions(body)
+	is = append(is, channelIssues...)
 	if in.Channel.Type != "rest-hook" {
 		add(fhir.CodeNotSupported, "Subscription.channel.type", fmt.Sprintf("only the rest-hook channel is supported (got %q)", in.Channel.Type))
 	}
@@ -188,6 +191,7 @@ func parseSubscription(cl config.Client, body []byte) (outbox.Subscription, json
 	return outbox.Subscription{
 		PracticeODS: ods, Criteria: in.Criteria, Endpoint: in.Channel.Endpoint,
 		Header: in.Channel.Header, Payload: content, Status: outbox.SubscriptionActive,
+		Topic: topic, HeartbeatPeriod: heartbeat,
 	}, resource, nil
 }
 
@@ -212,7 +216,7 @@ func criteriaPractice(cl config.Client, criteria string) (string, string) {
 	if i < 0 {
 		return "", fmt.Sprintf("this client may not subscribe to practice %s; %s", ods, want)
 	}
-	return cl.Practices[i], ""
+	return mapping.NormalODS(cl.Practices[i]), ""
 }
 
 // checkEndpoint requires an absolute https URL (http only to a loopback host) without credentials.

@@ -52,6 +52,12 @@ func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
 // newHarnessWith is newHarness with the demo configuration changed by mod (e.g. a service's webhook URL).
 func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessOpts(t, v, mod, nil)
+}
+
+// newHarnessOpts is newHarnessWith with the server options changed by modOpts (e.g. CORS origins).
+func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), modOpts func(*server.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "socialrx.db"), sqlite.Options{})
 	if err != nil {
@@ -67,17 +73,24 @@ func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	}
 	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	h.url = h.instance(cfg, nil)
+	h.url = h.instance(cfg, nil, modOpts)
 	return h
 }
 
 // instance starts one more socialrx server on loopback over the harness's store and clock (another
-// instance sharing the database) with directory cfg, its handler wrapped by wrap when not nil; it returns
-// its base URL.
-func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Handler) string {
+// instance sharing the database) with directory cfg, its handler wrapped by wrap and its options changed by
+// modOpts when not nil; it returns its base URL. The server's public base URL is configured (never derived from
+// a request's Host): the instance's own loopback address, known before it starts serving.
+func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Handler, modOpts func(*server.Options)) string {
 	h.t.Helper()
-	srv, err := server.New(server.Options{Config: cfg, Store: h.store, Version: "test",
-		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
+	ts := httptest.NewUnstartedServer(nil)
+	base := "http://" + ts.Listener.Addr().String()
+	opts := server.Options{Config: cfg, Store: h.store, Version: "test", BaseURL: base + "/fhir",
+		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
+	if modOpts != nil {
+		modOpts(&opts)
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -85,9 +98,10 @@ func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Hand
 	if wrap != nil {
 		handler = wrap(handler)
 	}
-	ts := httptest.NewServer(handler)
+	ts.Config.Handler = handler
+	ts.Start()
 	h.t.Cleanup(ts.Close)
-	return ts.URL
+	return base
 }
 
 // response is a finished HTTP exchange.
@@ -109,6 +123,12 @@ func (r response) json(t *testing.T) map[string]any {
 // do sends a request; headers are "Name: value" strings.
 func (h *harness) do(method, path, token string, body []byte, headers ...string) response {
 	h.t.Helper()
+	return h.doRequest(method, path, token, body, "", headers...)
+}
+
+// doRequest is do with the request's Host (when not empty).
+func (h *harness) doRequest(method, path, token string, body []byte, host string, headers ...string) response {
+	h.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -116,6 +136,9 @@ func (h *harness) do(method, path, token string, body []byte, headers ...string)
 	req, err := http.NewRequest(method, h.url+path, rd)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

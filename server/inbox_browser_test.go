@@ -37,7 +37,7 @@ type site struct {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	s := &site{harness: newHarness(t, nil), posts: make(chan post, 256)}
-	s.url = s.instance(s.cfg, s.record)
+	s.url = s.instance(s.cfg, s.record, nil)
 	return s
 }
 
@@ -339,7 +339,7 @@ func TestBrowserInboxSessionEnds(t *testing.T) {
 			rotated.Clients[i].TokenSHA256 = sha256.Sum256([]byte("the-new-link-workers-token"))
 		}
 	}
-	other := s.instance(rotated, nil) // same host, another port: the browser sends the same cookie
+	other := s.instance(rotated, nil, nil) // same host, another port: the browser sends the same cookie
 	if st := b.Open(other + "/inbox/"); st != http.StatusOK {
 		t.Fatalf("the rotated instance: %d", st)
 	}

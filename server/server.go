@@ -33,9 +33,13 @@ type Options struct {
 	Registry *prometheus.Registry
 	// MaxBodyBytes limits request bodies (413 beyond).
 	MaxBodyBytes int64
-	// BaseURL is the public base of the FHIR API, e.g. "https://socialrx.example.org/fhir"; empty: derived from
-	// each request's Host.
+	// BaseURL is the public base of the FHIR API, e.g. "https://socialrx.example.org/fhir" (required: an
+	// absolute http(s) URL ending in /fhir). Every absolute URL the server writes is built on it, never on a
+	// request's Host or X-Forwarded-* headers (docs/design.md#deployment).
 	BaseURL string
+	// CORSOrigins are the browser origins allowed to call the FHIR API and the token endpoint cross-origin
+	// (exact scheme://host[:port]); empty: no CORS headers at all.
+	CORSOrigins []string
 	// Ready reports extra readiness conditions (e.g. the dispatcher is running); nil: always ready.
 	Ready func(ctx context.Context) error
 	// TokenKey signs the access tokens of SMART Backend Services (POST /oauth/token); instances that share a
@@ -52,6 +56,7 @@ type Server struct {
 	svc     *referral.Service
 	log     *slog.Logger
 	baseURL string
+	cors    []string
 	ready   func(ctx context.Context) error
 	metrics *httpMetrics
 	smart   *smart.Server
@@ -62,6 +67,10 @@ type Server struct {
 func New(o Options) (*Server, error) {
 	if o.Config == nil || o.Store == nil {
 		return nil, fmt.Errorf("server: Config and Store are required")
+	}
+	base, err := config.ParseBaseURL(o.BaseURL)
+	if err != nil || !strings.HasSuffix(base, "/fhir") {
+		return nil, fmt.Errorf("server: BaseURL %q must be the absolute http(s) URL of the FHIR API, ending in /fhir", o.BaseURL)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -85,12 +94,12 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), ready: o.Ready}
+	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: base, cors: o.CORSOrigins, ready: o.Ready}
 	if s.metrics, err = newHTTPMetrics(o.Registry, svc.Operator()); err != nil {
 		return nil, err
 	}
 	if s.smart, err = smart.New(smart.Options{Config: o.Config, Service: svc, Logger: o.Logger, Clock: o.Clock,
-		Key: o.TokenKey, Base: s.base}); err != nil {
+		Key: o.TokenKey, Base: s.baseURL}); err != nil {
 		return nil, err
 	}
 	community, err := communityapi.New(communityapi.Options{Service: svc, Config: o.Config, Logger: o.Logger, Clock: o.Clock,
@@ -99,28 +108,17 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	fhirAPI := fhirapi.New(fhirapi.Options{Service: svc, Logger: o.Logger, Clock: o.Clock, NewID: o.NewID, Version: o.Version,
-		Started: o.Clock().UTC().Truncate(time.Second), MaxBodyBytes: o.MaxBodyBytes, Base: s.base, TokenPath: smart.TokenPath,
+		Started: o.Clock().UTC().Truncate(time.Second), MaxBodyBytes: o.MaxBodyBytes, Base: s.baseURL, TokenPath: smart.TokenPath,
 		Referrals: s.metrics.referrals})
 	admin := adminapi.New(adminapi.Options{Service: svc, Logger: o.Logger, Clock: o.Clock, MaxBodyBytes: o.MaxBodyBytes})
 	s.routes(s.opsRoutes(), fhirAPI.Routes(), s.smart.Routes(), admin.Routes(), community.Routes())
 	return s, nil
 }
 
-// Handler returns the root handler with every middleware applied.
+// Handler returns the root handler with every middleware applied: correlation id, panic recovery, CORS (when
+// origins are configured), the FHIR base's trailing slash, FHIR content negotiation, then the routes.
 func (s *Server) Handler() http.Handler {
-	return s.withRequestID(s.withRecover(s.router))
-}
-
-// base is the FHIR base URL as clients see it.
-func (s *Server) base(r *http.Request) string {
-	if s.baseURL != "" {
-		return s.baseURL
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host + "/fhir"
+	return s.withRequestID(s.withRecover(s.withCORS(withoutTrailingSlash(s.withNegotiation(s.router)))))
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9.-]{8,64}$`)

@@ -340,7 +340,7 @@ func FuzzTokenRequest(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = st.Close() })
 	now := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Clock: func() time.Time { return now }})
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Clock: func() time.Time { return now }, BaseURL: "http://socialrx.test/fhir"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -370,4 +370,68 @@ func FuzzTokenRequest(f *testing.F) {
 			t.Fatalf("status %d: %s", rec.Code, rec.Body)
 		}
 	})
+}
+
+// TestSMARTAudienceKeyHeadersAndClientID: the token endpoint checks aud against the configured public URL, not
+// the request's Host (an assertion minted for another server is refused even when sent with that server's
+// Host); an assertion whose header points at a key by URL (jku, x5u) or embeds one (jwk) is refused; a
+// client_id field that names another client than the assertion is refused, and one that names it is fine.
+func TestSMARTAudienceKeyHeadersAndClientID(t *testing.T) {
+	t.Parallel()
+	k := newSmartKeys(t)
+	h := newSmartHarness(t, nil, k)
+	const scope = "system/Task.rs"
+	other := jwt.Claims{Issuer: "emis-a81001", Subject: "emis-a81001", Audience: jwt.Audience{"https://other-server.example/oauth/token"},
+		Expiry: jwt.NewNumericDate(h.now().Add(4 * time.Minute)), ID: "for-the-other-server"}
+	r := h.doRequest(http.MethodPost, "/oauth/token", "", []byte(tokenForm(assertion(t, k.gp, jose.RS384, "gp-2026", other), scope).Encode()),
+		"other-server.example", "Content-Type: application/x-www-form-urlencoded")
+	if m := r.json(t); r.status != http.StatusUnauthorized || m["error"] != "invalid_client" ||
+		!strings.Contains(m["error_description"].(string), h.url+"/oauth/token") {
+		t.Errorf("assertion for another server sent with its Host: %d %s; want 401 naming the configured token endpoint", r.status, r.body)
+	}
+
+	withHeader := func(jti string, extra map[jose.HeaderKey]any, embed bool) string {
+		opts := (&jose.SignerOptions{}).WithType("JWT")
+		for k, v := range extra {
+			opts = opts.WithHeader(k, v)
+		}
+		if embed {
+			opts.EmbedJWK = true
+		}
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS384, Key: jose.JSONWebKey{Key: k.gp, KeyID: "gp-2026"}}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := jwt.Signed(signer).Claims(h.claims("emis-a81001", jti)).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, c := range []struct {
+		name string
+		form url.Values
+		says string
+	}{
+		{"jku header", tokenForm(withHeader("jku", map[jose.HeaderKey]any{"jku": "https://attacker.example/jwks.json"}, false), scope), "jku"},
+		{"x5u header", tokenForm(withHeader("x5u", map[jose.HeaderKey]any{"x5u": "https://attacker.example/cert.pem"}, false), scope), "x5u"},
+		{"embedded jwk", tokenForm(withHeader("jwk", nil, true), scope), "jwk"},
+		{"client_id of another client", func() url.Values {
+			f := tokenForm(assertion(t, k.gp, jose.RS384, "gp-2026", h.claims("emis-a81001", "cid")), scope)
+			f.Set("client_id", "museum-platform")
+			return f
+		}(), `client_id "museum-platform"`},
+	} {
+		r := h.tokenRequest(c.form)
+		m := r.json(t)
+		if r.status != http.StatusUnauthorized || m["error"] != "invalid_client" || !strings.Contains(m["error_description"].(string), c.says) || m["access_token"] != nil {
+			t.Errorf("%s: %d %s; want 401 invalid_client naming %s", c.name, r.status, r.body, c.says)
+		}
+	}
+	// The same client's id beside its assertion is fine (RFC 7521 allows it).
+	f := tokenForm(assertion(t, k.gp, jose.RS384, "gp-2026", h.claims("emis-a81001", "cid-ok")), scope)
+	f.Set("client_id", "emis-a81001")
+	h.accessToken(f, scope)
+	// A GP system may be granted update on its Subscriptions (re-activation after an error).
+	h.accessToken(tokenForm(assertion(t, k.gp, jose.RS384, "gp-2026", h.claims("emis-a81001", "sub-u")), "system/Subscription.u"), "system/Subscription.u")
 }

@@ -83,6 +83,21 @@ func newReceiver(t *testing.T) *receiver {
 // on the harness's fake clock (each reading advances it 1 ms) and a 5 ms backoff, so retries come at once.
 func startDispatcher(t *testing.T, h *harness) {
 	t.Helper()
+	startDispatcherWith(t, h, nil)
+}
+
+// startObservedDispatcher is startDispatcher whose every recorded attempt is reported on the channel it
+// returns (after the store committed it), so that a test waits for an outcome instead of polling.
+func startObservedDispatcher(t *testing.T, h *harness) <-chan outbox.AttemptReport {
+	t.Helper()
+	ch := make(chan outbox.AttemptReport, 256)
+	startDispatcherWith(t, h, outbox.ObserverFunc(func(r outbox.AttemptReport) { ch <- r }))
+	return ch
+}
+
+// startDispatcherWith is startDispatcher with an attempt observer (nil: none).
+func startDispatcherWith(t *testing.T, h *harness, obs outbox.Observer) {
+	t.Helper()
 	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory)),
 		outbox.DispatcherOptions{
 			Clock:        func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() },
@@ -91,6 +106,7 @@ func startDispatcher(t *testing.T, h *harness) {
 			QuickRetries: -1,
 			SafetyPoll:   10 * time.Millisecond,
 			Logger:       slog.New(slog.DiscardHandler),
+			Observer:     obs,
 		})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -134,9 +150,13 @@ func statusParams(t *testing.T, raw json.RawMessage) map[string]string {
 		ValueString    string `json:"valueString"`
 		ValueCode      string `json:"valueCode"`
 		ValueInstant   string `json:"valueInstant"`
+		ValueCanonical string `json:"valueCanonical"`
 		ValueReference *struct {
 			Reference string `json:"reference"`
 		} `json:"valueReference"`
+		ValueCodeableConcept *struct {
+			Text string `json:"text"`
+		} `json:"valueCodeableConcept"`
 		Part []json.RawMessage `json:"part"`
 	}
 	var p struct {
@@ -154,9 +174,12 @@ func statusParams(t *testing.T, raw json.RawMessage) map[string]string {
 			if err := json.Unmarshal(b, &x); err != nil {
 				t.Fatal(err)
 			}
-			v := x.ValueString + x.ValueCode + x.ValueInstant
+			v := x.ValueString + x.ValueCode + x.ValueInstant + x.ValueCanonical
 			if x.ValueReference != nil {
 				v = x.ValueReference.Reference
+			}
+			if x.ValueCodeableConcept != nil {
+				v = x.ValueCodeableConcept.Text
 			}
 			if x.Name == "notification-event" {
 				walk("event.", x.Part)
@@ -235,12 +258,20 @@ func TestSubscriptionNotificationsInOrderThroughOutage(t *testing.T) {
 	}
 	seen := map[string][]delivery{}
 	ids := map[string]bool{}
+	handshakes := map[string]int{} // issue 8: each subscription's handshake comes first, before its notifications
 	for len(seen["/full"])+len(seen["/id-only"]) < 2*n {
 		d := waitFor(t, rc.got, "a notification")
 		if id := d.header.Get("webhook-id"); id == "" || ids[id] {
 			t.Fatalf("notification without a webhook-id or delivered twice: %q", id)
 		} else {
 			ids[id] = true
+		}
+		if isHandshake(t, d.body) {
+			if len(seen[d.path]) > 0 || handshakes[d.path] > 0 {
+				t.Errorf("%s: a handshake after %d notifications (it must come first, once)", d.path, len(seen[d.path]))
+			}
+			handshakes[d.path]++
+			continue
 		}
 		seen[d.path] = append(seen[d.path], d)
 	}
@@ -329,6 +360,17 @@ func TestSubscriptionNotificationsInOrderThroughOutage(t *testing.T) {
 
 const tokLinkWorkersSub = "demo-linkworkers-token" // community link-workers (pull-only)
 
+// isHandshake reports whether a delivered Bundle is a Subscription's handshake (SubscriptionStatus type
+// handshake), as opposed to a numbered event notification.
+func isHandshake(t *testing.T, body []byte) bool {
+	t.Helper()
+	var b notification
+	if err := json.Unmarshal(body, &b); err != nil || len(b.Entry) == 0 {
+		t.Fatalf("not a notification Bundle: %s", body)
+	}
+	return statusParams(t, b.Entry[0].Resource)["type"] == "handshake"
+}
+
 // TestSubscriptionRules: who may subscribe to what, and how a bad Subscription is refused.
 func TestSubscriptionRules(t *testing.T) {
 	t.Parallel()
@@ -383,7 +425,7 @@ func TestSubscriptionRules(t *testing.T) {
 		{http.MethodGet, "/fhir/Subscription/" + id, tokAdmin, 200},            // admin may read
 		{http.MethodDelete, "/fhir/Subscription/" + id, tokAdmin, 404},         // but not turn off
 		{http.MethodGet, "/fhir/Subscription/nope", tokPCN, 404},               // unknown
-		{http.MethodPut, "/fhir/Subscription/" + id, tokPCN, 405},              // no update
+		{http.MethodPut, "/fhir/Subscription/" + id, tokPCN, 415},              // update (re-activation, issue 8) needs a body
 		{http.MethodGet, "/fhir/Subscription/" + id + "/$status", tokPCN, 200}, // owner
 		{http.MethodDelete, "/fhir/Subscription/" + id, tokPCN, 200},           // owner
 		{http.MethodDelete, "/fhir/Subscription/" + id, tokPCN, 200},           // again: harmless

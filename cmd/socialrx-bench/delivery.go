@@ -165,13 +165,14 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 		return nil, err
 	}
 	r.closers = append(r.closers, func() { _ = r.store.Close() })
-	srv, err := server.New(server.Options{Config: cfg, Store: r.store, Logger: o.log})
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		r.close()
 		return nil, err
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.New(server.Options{Config: cfg, Store: r.store, Logger: o.log, BaseURL: "http://" + hl.Addr().String() + "/fhir"})
 	if err != nil {
+		_ = hl.Close()
 		r.close()
 		return nil, err
 	}

@@ -176,12 +176,13 @@ func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (resu
 	if err != nil {
 		return result{}, err
 	}
-	srv, err := server.New(server.Options{Config: cfg, Store: store, Logger: log})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return result{}, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := server.New(server.Options{Config: cfg, Store: store, Logger: log, BaseURL: "http://" + ln.Addr().String() + "/fhir"})
 	if err != nil {
+		_ = ln.Close()
 		return result{}, err
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second}

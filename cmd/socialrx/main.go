@@ -45,7 +45,9 @@ Settings (flags override): SOCIALRX_ADDR (127.0.0.1:8080), SOCIALRX_DATABASE_URL
 postgres://…), SOCIALRX_CONFIG (directory file; unset: embedded demo), SOCIALRX_LOG_LEVEL (info),
 SOCIALRX_LOG_FORMAT (text|json), SOCIALRX_RETRY_BUDGET (72h), SOCIALRX_DELIVERY_TIMEOUT (10s),
 SOCIALRX_DELIVERY_LEASE (derived from the timeout), SOCIALRX_ACK_DEADLINE (72h),
-SOCIALRX_MAX_BODY_BYTES (1048576), SOCIALRX_TOKEN_KEY (signs SMART access tokens; base64, 32+ bytes).
+SOCIALRX_MAX_BODY_BYTES (1048576), SOCIALRX_TOKEN_KEY (signs SMART access tokens; base64, 32+ bytes),
+SOCIALRX_BASE_URL (the public URL of every absolute URL socialrx writes; unset: http://<listen address>),
+SOCIALRX_CORS_ORIGINS (browser origins allowed to call the FHIR API; unset: CORS off).
 `
 
 // exitUsage is the exit code for a command-line mistake.

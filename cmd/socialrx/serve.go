@@ -101,10 +101,11 @@ type Main struct {
 	store     outbox.Store
 	httpSrv   *http.Server
 	addr      string
-	stopBg    context.CancelFunc // stops the dispatcher and the overdue sweeper
+	stopBg    context.CancelFunc // stops the dispatcher and the sweepers (overdue, heartbeats)
 	dispDone  chan struct{}      // closed when the dispatcher's Run has returned dispErr
 	dispErr   error
 	sweepDone chan struct{} // closed when the overdue sweeper has returned
+	beatDone  chan struct{} // closed when the heartbeat sweeper has returned
 	httpDone  chan struct{} // closed when the HTTP server's Serve has returned httpErr
 	httpErr   error
 
@@ -124,7 +125,8 @@ func NewMain(settings config.Settings, cfg *config.Config, log *slog.Logger) *Ma
 func (m *Main) Addr() string { return m.addr }
 
 // Run opens the store named by Settings.DatabaseURL (migrating its schema), builds the HTTP server, the outbox
-// dispatcher and the overdue sweeper, starts listening on Settings.Addr and starts the background goroutines.
+// dispatcher and the sweepers (overdue referrals, Subscription heartbeats), starts listening on Settings.Addr and
+// starts the background goroutines.
 // It returns once the service is serving; ctx bounds the start only (Close stops the service). Delivery
 // settings that the dispatcher refuses are a usage error. Run may be called once; after an error, Close
 // releases what Run opened.
@@ -147,15 +149,6 @@ func (m *Main) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Options{
-		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
-		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
-		Ready:         m.ready,
-		InboxSessions: referral.SessionPolicy{Idle: settings.InboxIdleTimeout, Max: settings.InboxSessionMax},
-	})
-	if err != nil {
-		return err
-	}
 	obs, err := server.NewDeliveryMetrics(reg)
 	if err != nil {
 		return err
@@ -178,6 +171,24 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", settings.Addr, err)
 	}
 	m.addr = ln.Addr().String()
+	// Every absolute URL socialrx writes is built on the public base URL, never on a request's Host or
+	// X-Forwarded-* headers: SOCIALRX_BASE_URL, or this process's own address (fine for the demo on one machine).
+	base, configured := settings.PublicBase(m.addr)
+	if !configured && !(cfg.Demo && loopback(m.addr)) {
+		log.Warn("SOCIALRX_BASE_URL is not set: absolute URLs (Location, Bundle links, Subscription notifications, the SMART token endpoint and the aud client assertions need) use "+base+"; set it to the URL GP systems reach socialrx at",
+			"base_url", base)
+	}
+	srv, err := server.New(server.Options{
+		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
+		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
+		BaseURL: base + "/fhir", CORSOrigins: settings.CORSOrigins,
+		Ready:         m.ready,
+		InboxSessions: referral.SessionPolicy{Idle: settings.InboxIdleTimeout, Max: settings.InboxSessionMax},
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	m.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -190,7 +201,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// The background work outlives ctx: Close stops it, in order.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopBg = stopBg
-	m.dispDone, m.sweepDone, m.httpDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	m.dispDone, m.sweepDone, m.beatDone, m.httpDone = make(chan struct{}), make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(m.dispDone)
 		m.dispatcherRunning.Store(true)
@@ -202,12 +213,26 @@ func (m *Main) Run(ctx context.Context) error {
 		_ = referral.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(bgCtx)
 	}()
 	go func() {
+		defer close(m.beatDone)
+		_ = referral.HeartbeatSweeper{Store: store, Logger: log}.Run(bgCtx)
+	}()
+	go func() {
 		defer close(m.httpDone)
 		m.httpErr = m.httpSrv.Serve(ln)
 	}()
-	log.Info("listening", "addr", m.addr, "database", redactedDB(settings.DatabaseURL),
+	log.Info("listening", "addr", m.addr, "base_url", base, "database", redactedDB(settings.DatabaseURL),
 		"config", cfg.Source, "version", version)
 	return nil
+}
+
+// loopback reports whether a listen address (host:port) is on a loopback host.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // ready is the server's readiness check: the dispatcher must be running.
@@ -236,7 +261,7 @@ func (m *Main) Wait(ctx context.Context) error {
 // Close shuts the service down gracefully and closes the store. It stops taking requests and stops delivering
 // at the same time, each with its own bound: in-flight requests get 15 s, after which their connections are
 // closed; the dispatcher finishes or releases its in-flight deliveries within its shutdown timeout (anything it
-// cannot release is leased again once the lease expires). It then waits for the overdue sweeper and closes the
+// cannot release is leased again once the lease expires). It then waits for the sweepers and closes the
 // store (a failure to close is logged). It returns what went wrong stopping the dispatcher. Close is safe to
 // call more than once (later calls return the first result) and after a failed or missing Run.
 func (m *Main) Close() error {
@@ -253,7 +278,7 @@ func (m *Main) Close() error {
 	return m.closeErr
 }
 
-// shutdown stops the HTTP server, the dispatcher and the sweeper that Run started (see Close).
+// shutdown stops the HTTP server, the dispatcher and the sweepers that Run started (see Close).
 func (m *Main) shutdown() error {
 	// Stop taking requests and stop delivering at the same time, each with its own bound: a stalled upload
 	// must not eat the dispatcher's time to finish or release its in-flight deliveries (which it does within
@@ -283,6 +308,7 @@ func (m *Main) shutdown() error {
 		}
 	}
 	<-m.sweepDone
+	<-m.beatDone
 	<-httpStopped
 	m.Logger.Info("stopped")
 	return err

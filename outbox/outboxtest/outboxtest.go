@@ -90,6 +90,10 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SessionsPrune", testSessionsPrune},
 		{"SignInFailures", testSignInFailures},
 		{"CountByStatus", testCountByStatus},
+		{"ReferralVersions", testReferralVersions},
+		{"SearchListsAndCount", testSearchListsAndCount},
+		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
+		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -425,7 +425,7 @@ func dialect() sqlstore.Dialect {
 		StampLock:   stampLock,
 		IsUnique:    isUnique,
 		NextSeq:     "DEFAULT",
-		Subscribers: `lower(practice_ods) = lower(?) AND status = 'active'`,
+		Subscribers: `lower(practice_ods) = lower(?) AND status IN ('active', 'error')`,
 		CleanText:   storableText,
 		Concurrent:  true,
 	}

@@ -26,14 +26,15 @@ func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, ids []mappi
 	return nil
 }
 
-// versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $12), its
-// timeline entry (cause $13, status reason $14) and whether its practice has any active subscription.
+// versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $13: the
+// referral's JSON is $10, its id $12), its timeline entry with that JSON (cause $14, status reason $15) and
+// whether its practice has any subscription that gets notifications.
 func versionStatement() string {
 	return `WITH u AS (` + sqlstore.RebindDollar(sqlstore.UpdateReferral) + ` RETURNING 1),
-		e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason)
-			SELECT $11, $8, $9, $13, $3, $4, $14 FROM u RETURNING 1)
+		e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
+			SELECT $12, $8, $9, $14, $3, $4, $15, $10 FROM u RETURNING 1)
 		SELECT (SELECT count(*) FROM e), EXISTS (SELECT 1 FROM subscriptions
-			WHERE lower(practice_ods) = lower($1) AND status = 'active')`
+			WHERE lower(practice_ods) = lower($1) AND status IN ('active', 'error'))`
 }
 
 // writeVersion writes a referral's new version, its timeline entry and whether its practice has any active

@@ -10,6 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
 )
 
 // BenchmarkRawInsertLoop is the baseline: a bare single-writer loop committing one small INSERT per
@@ -91,4 +95,55 @@ func BenchmarkCreateReferralParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "referrals/s")
 	b.ReportMetric(float64(batches.Load())/b.Elapsed().Seconds(), "commits/s")
 	b.ReportMetric(float64(b.N)/float64(max(batches.Load(), 1)), "referrals/commit")
+}
+
+// BenchmarkSearchPageAndTotal measures what a GP system's search costs over 10,000 referrals of its practice
+// (issue 8: every searchset carries Bundle.total): a page of 50 in (updated_at, id) order, the count of all
+// matches, and the ServiceRequest status filter (in the query, so a page is full).
+func BenchmarkSearchPageAndTotal(b *testing.B) {
+	ctx := context.Background()
+	s, _ := benchStore(b)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "frome-walks"}
+	t0 := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
+	const n = 10000
+	for i := range n {
+		in := sqlstoretest.Intake(i, t0.Add(time.Duration(i)*time.Millisecond), dest, json.RawMessage(`{}`))
+		if i%10 == 0 {
+			in.Referral.ServiceRequestStatus = "revoked"
+		}
+		if _, err := s.CreateReferral(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+	q := outbox.ReferralQuery{Practices: []string{"A81001"}, Limit: 50}
+	b.Run("page", func(b *testing.B) {
+		for b.Loop() {
+			if refs, _, err := s.SearchReferrals(ctx, q); err != nil || len(refs) != 50 {
+				b.Fatal(len(refs), err)
+			}
+		}
+	})
+	b.Run("total", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := s.CountReferrals(ctx, q); err != nil || c != n {
+				b.Fatal(c, err)
+			}
+		}
+	})
+	revoked := q
+	revoked.ServiceRequestStatuses = []string{"revoked"}
+	b.Run("revoked-page", func(b *testing.B) {
+		for b.Loop() {
+			if refs, _, err := s.SearchReferrals(ctx, revoked); err != nil || len(refs) != 50 {
+				b.Fatal(len(refs), err)
+			}
+		}
+	})
+	b.Run("revoked-total", func(b *testing.B) {
+		for b.Loop() {
+			if c, err := s.CountReferrals(ctx, revoked); err != nil || c != n/10 {
+				b.Fatal(c, err)
+			}
+		}
+	})
 }

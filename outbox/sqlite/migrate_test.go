@@ -124,3 +124,102 @@ func TestMigration3KeepsMessages(t *testing.T) {
 		t.Errorf("foreign_keys after down: %d, %v", fk, err)
 	}
 }
+
+// TestMigration20 upgrades a version-4 database holding a revoked referral at version 2 of a lower-case
+// practice, its messages and a subscription: the current version is kept for vread (the older one predates
+// version history), the ServiceRequest status becomes a searchable column, the practice is upper case,
+// subscriptions and messages keep every row, indexes and foreign keys; going down undoes it.
+func TestMigration20(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "db")
+	db, p := gooseAt(t, path)
+	if _, err := p.UpTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO referrals VALUES ('ref-1', 'task-1', 'sr-1', 'a81001', 'walks', 'cancelled', 'queued', '', '', '',
+			2, 1, 2, 'fp', '[]', '{"Record":{"id":"ref-1","task_id":"task-1","service_request_id":"sr-1","status":"cancelled"},"PracticeODS":"a81001","ServiceRequestStatus":"revoked"}', '{}')`,
+		`INSERT INTO referral_events VALUES ('ref-1', 1, 1, 'create', 'requested', 'queued', '')`,
+		`INSERT INTO referral_events VALUES ('ref-1', 2, 2, 'update', 'cancelled', 'queued', 'withdrawn')`,
+		`INSERT INTO outbox_messages (id, seq, referral_id, referral_version, destination_kind, destination_id, type,
+			payload, state, attempts, created_at, next_attempt_at, last_error, budget_from)
+			VALUES ('msg-1', 1, 'ref-1', 1, 'subscription', 'sub-1', 'subscription.notification', '{}', 'dead', 1, 1, 1, 'HTTP 404', 1)`,
+		`INSERT INTO subscriptions VALUES ('sub-1', 'gp', 'A81001', 'Task?x', 'https://gp.example/hook', '[]', 'id-only',
+			'active', 1, 'https://socialrx.example/fhir', 1, 1, '{}')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs, err := s.ReferralVersions(ctx, "task-1")
+	if err != nil || len(vs) != 1 || vs[0].Record.Version != 2 || vs[0].Record.Status != mapping.StatusCancelled {
+		t.Errorf("versions after migration: %+v, %v; want the current version 2 only", vs, err)
+	}
+	for name, q := range map[string]outbox.ReferralQuery{
+		"revoked":       {ServiceRequestStatuses: []string{"revoked"}},
+		"upper A81001":  {Practices: []string{"A81001"}},
+		"lower a81001":  {Practices: []string{"a81001"}},
+		"task id lists": {TaskIDs: []string{"task-1", "task-2"}},
+	} {
+		if refs, _, err := s.SearchReferrals(ctx, q); err != nil || len(refs) != 1 {
+			t.Errorf("%s after migration: %d found, %v", name, len(refs), err)
+		}
+	}
+	if refs, _, _ := s.SearchReferrals(ctx, outbox.ReferralQuery{ServiceRequestStatuses: []string{"active"}}); len(refs) != 0 {
+		t.Errorf("active after migration: %d found, want 0", len(refs))
+	}
+	sub, err := s.GetSubscription(ctx, "sub-1")
+	if err != nil || sub.Status != outbox.SubscriptionActive || sub.EventsSinceStart != 1 || sub.Error != "" || sub.Topic != "" || sub.HeartbeatPeriod != 0 {
+		t.Errorf("subscription after migration: %+v, %v", sub, err)
+	}
+	if d, err := s.GetMessage(ctx, "msg-1"); err != nil || d.Message.ReferralID != "ref-1" || d.Message.State != outbox.StateDead {
+		t.Errorf("message after migration: %+v, %v", d.Message, err)
+	}
+	var fkProblems int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_foreign_key_check`).Scan(&fkProblems); err != nil || fkProblems != 0 {
+		t.Errorf("foreign key check: %d problems, %v", fkProblems, err)
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL
+		AND tbl_name IN ('outbox_messages', 'subscriptions', 'referrals')`).Scan(&n); err != nil || n != 8+2+8 {
+		t.Errorf("indexes after migration: %d, %v; want 18", n, err)
+	}
+	// The new subscription status, and a handshake with no referral, are accepted.
+	if _, err := s.UpdateSubscriptionStatus(ctx, "sub-1", outbox.SubscriptionError, time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	hs := subscriptionFixture("sub-2")
+	if _, err := s.CreateSubscription(ctx, hs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, p = gooseAt(t, path)
+	if _, err := p.DownTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	var messages int
+	if err := db.QueryRowContext(ctx, `SELECT status FROM subscriptions WHERE id = 'sub-1'`).Scan(&status); err != nil || status != "active" {
+		t.Errorf("after down: subscription %q, %v", status, err)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox_messages`).Scan(&messages); err != nil || messages != 1 {
+		t.Errorf("after down: %d messages (the handshake must go), %v", messages, err)
+	}
+}
+
+// subscriptionFixture is a subscription with a handshake.
+func subscriptionFixture(id string) outbox.Subscription {
+	return outbox.Subscription{ID: id, OwnerClientID: "gp", PracticeODS: "A81001", Criteria: "Task?x", Endpoint: "https://gp.example/hook",
+		Payload: mapping.PayloadIDOnly, CreatedAt: time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), Resource: json.RawMessage(`{}`),
+		Handshake: json.RawMessage(`{"handshake":true}`)}
+}

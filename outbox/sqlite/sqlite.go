@@ -258,7 +258,7 @@ func dialect() sqlstore.Dialect {
 		Name:        "sqlite",
 		IsUnique:    isUnique,
 		NextSeq:     `(SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_messages)`,
-		Subscribers: `practice_ods = ? COLLATE NOCASE AND status = 'active'`,
+		Subscribers: `practice_ods = ? COLLATE NOCASE AND status IN ('active', 'error')`,
 	}
 }
 

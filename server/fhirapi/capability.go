@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/socialrx/socialrx/fhir"
+	"github.com/socialrx/socialrx/referral"
 )
 
 // capabilityOptions says exactly what this server supports: the routes of api.go and the search parameters of
@@ -18,23 +19,28 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 		Resources: []fhir.ResourceCapability{
 			{
 				Type:              typeServiceRequest,
-				Documentation:     "A social-prescribing referral. create is idempotent on ServiceRequest.identifier (an identical resend returns the existing referral, 200); a different body under the same identifier is 409. Needs a recorded patient Consent in supportingInfo. update/patch (JSON Patch) by the requesting practice may only set status to revoked, which cancels the referral's Task (If-Match optional).",
-				Interactions:      []fhir.TypeInteraction{fhir.InteractionCreate, fhir.InteractionRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionSearchType},
+				Documentation:     "A social-prescribing referral. create is idempotent on ServiceRequest.identifier (an identical resend returns the existing referral, 200); a different body under the same identifier is 409. Needs a recorded patient Consent in supportingInfo; a narrative must be basic XHTML (txt-1). update/patch (JSON Patch) by the requesting practice may only set status to revoked, which cancels the referral's Task (If-Match optional). vread and history: version 1 as accepted, version 2 with the status the referral's end gave it. Search is GET or POST _search; every searchset has total (unless _total=none); _summary=count or _count=0 answers the total alone.",
+				Interactions:      []fhir.TypeInteraction{fhir.InteractionCreate, fhir.InteractionRead, fhir.InteractionVRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionSearchType, fhir.InteractionHistoryInstance},
 				Versioning:        fhir.VersioningVersioned,
 				ConditionalCreate: true,
 				SearchParams:      declaredParams(typeServiceRequest),
+				SearchRevInclude:  declaredIncludes(typeServiceRequest, "_revinclude"),
 			},
 			{
 				Type:          typeTask,
-				Documentation: "The referral's fulfilment Task: status follows the community service; businessStatus carries transport facts (queued, delivered, delivery-failed, awaiting-pickup, overdue). update and patch (JSON Patch) need If-Match: W/\"versionId\" (428 without, 412 when stale) and may change only status, statusReason and output, through the referral state machine, and append notes (note is append-only: author and time are socialrx's): the owning service makes the community's moves, the requesting practice cancels (with statusReason) or marks entered-in-error.",
-				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionSearchType},
+				Documentation: "The referral's fulfilment Task: status follows the community service; businessStatus carries transport facts (queued, delivered, delivery-failed, awaiting-pickup, picked-up, overdue). update and patch (JSON Patch) need If-Match: W/\"versionId\" (428 without, 412 when stale) and may change only status, statusReason and output, through the referral state machine, and append notes (note is append-only: author and time are socialrx's): the owning service makes the community's moves, the requesting practice cancels (with statusReason) or marks entered-in-error. vread and history return every version exactly as it was served. Search is GET or POST _search; every searchset has total (unless _total=none); _summary=count or _count=0 answers the total alone.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionVRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionSearchType, fhir.InteractionHistoryInstance},
 				Versioning:    fhir.VersioningVersionedUpdate,
 				SearchParams:  declaredParams(typeTask),
+				SearchInclude: declaredIncludes(typeTask, "_include"),
 			},
 			{
 				Type:          "Subscription",
-				Documentation: "R4 Subscriptions, backport style: rest-hook channel, criteria Task?requester:identifier=https://fhir.nhs.uk/Id/ods-organization-code|ODS for one of the client's practices, payload application/fhir+json (full-resource or id-only). Every Task version change is sent as a numbered history Bundle (SubscriptionStatus first), in order; GET /fhir/Subscription/{id}/$status reports events-since-subscription-start for gap detection.",
-				Interactions:  []fhir.TypeInteraction{fhir.InteractionCreate, fhir.InteractionRead, fhir.InteractionDelete},
+				Profile:       "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription",
+				Documentation: "R4 Subscriptions, Subscriptions R5 Backport IG 1.1.0: rest-hook channel; criteria Task?requester:identifier=https://fhir.nhs.uk/Id/ods-organization-code|ODS for one of the client's practices, or the topic " + referral.TopicPracticeTasks + " with that filter in the backport-filter-criteria extension; payload application/fhir+json (full-resource or id-only); heartbeatPeriod (60 to 86400 s) honoured, timeout refused. A handshake is sent first, then every Task version change as a numbered history Bundle (SubscriptionStatus first), in order. A notification that goes dead puts the Subscription in error (read and $status show it, with why); later changes are still numbered and wait behind it; its owner re-activates it with update or patch (status requested), which replays the dead notification. $status (instance and type level) reports events-since-subscription-start for gap detection. delete sets it off; reading it is then 410.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionCreate, fhir.InteractionRead, fhir.InteractionUpdate, fhir.InteractionPatch, fhir.InteractionDelete},
+				Operations:    []fhir.Operation{{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"}},
+				Topics:        []string{referral.TopicPracticeTasks},
 			},
 		},
 		SystemInteractions:  []fhir.SystemInteraction{fhir.InteractionTransaction},
@@ -46,7 +52,7 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 
 // metadata is GET /fhir/metadata.
 func (a *API) metadata(w http.ResponseWriter, r *http.Request) {
-	cs, err := fhir.NewCapabilityStatement(a.capabilityOptions(a.o.Base(r)))
+	cs, err := fhir.NewCapabilityStatement(a.capabilityOptions(a.o.Base))
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -25,6 +25,8 @@ func status(k fault.Kind) int {
 		return http.StatusUnprocessableEntity
 	case fault.NotFound:
 		return http.StatusNotFound
+	case fault.Gone:
+		return http.StatusGone
 	case fault.Conflict:
 		return http.StatusConflict
 	case fault.Stale:
@@ -61,6 +63,8 @@ func issueType(k fault.Kind) fhir.IssueCode {
 		return fhir.CodeForbidden
 	case fault.NotFound:
 		return fhir.CodeNotFound
+	case fault.Gone:
+		return fhir.CodeDeleted
 	case fault.MethodNotAllowed, fault.UnsupportedMedia, fault.NotAcceptable:
 		return fhir.CodeNotSupported
 	case fault.TooLarge:

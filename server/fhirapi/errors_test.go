@@ -19,6 +19,7 @@ func TestStatusEveryKind(t *testing.T) {
 		code   fhir.IssueCode
 	}{
 		fault.Invalid: {400, fhir.CodeInvalid}, fault.Rule: {422, fhir.CodeInvalid}, fault.NotFound: {404, fhir.CodeNotFound},
+		fault.Gone:     {410, fhir.CodeDeleted},
 		fault.Conflict: {409, fhir.CodeConflict}, fault.Stale: {412, fhir.CodeConflict}, fault.VersionRequired: {428, fhir.CodeInvalid},
 		fault.Unauthenticated: {401, fhir.CodeLogin}, fault.Forbidden: {403, fhir.CodeForbidden}, fault.TooLarge: {413, fhir.CodeTooCostly},
 		fault.UnsupportedMedia: {415, fhir.CodeNotSupported}, fault.NotAcceptable: {406, fhir.CodeNotSupported},

@@ -102,19 +102,11 @@ func (a *API) respondCreated(w http.ResponseWriter, r *http.Request, res outbox.
 		return
 	}
 	a.setResourceHeaders(w, r, "ServiceRequest", ref.Record.ServiceRequestID, sr.Version, sr.Modified)
-	switch preferReturn(r) {
-	case "minimal":
-		w.WriteHeader(status)
-	case "OperationOutcome":
-		msg := "referral created: Task/" + ref.Record.TaskID
-		if !res.Created {
-			msg = "identical referral already exists: Task/" + ref.Record.TaskID
-		}
-		Write(w, status, fhir.MarshalOutcome(web.RequestID(r.Context()),
-			[]fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.CodeInformational, Diagnostics: msg}}))
-	default:
-		Write(w, status, sr.Body)
+	msg := "referral created: Task/" + ref.Record.TaskID
+	if !res.Created {
+		msg = "identical referral already exists: Task/" + ref.Record.TaskID
 	}
+	a.respond(w, r, status, sr.Body, msg)
 }
 
 // respondTransaction answers a transaction Bundle with a transaction-response Bundle: one entry per request
@@ -142,15 +134,20 @@ func (a *API) respondTransaction(w http.ResponseWriter, r *http.Request, body []
 	for _, e := range in.Entry {
 		var entry fhir.BundleEntry
 		if e.Resource.ResourceType == "ServiceRequest" {
-			entry.FullURL = a.o.Base(r) + "/ServiceRequest/" + ref.Record.ServiceRequestID
-			if preferReturn(r) != "minimal" {
-				entry.Resource = sr.Body
-			}
+			entry.FullURL = a.o.Base + "/ServiceRequest/" + ref.Record.ServiceRequestID
 			entry.Response = &fhir.BundleEntryResponse{
 				Status:       srStatus,
 				Location:     "ServiceRequest/" + ref.Record.ServiceRequestID + "/_history/" + sr.Version,
 				Etag:         `W/"` + sr.Version + `"`,
 				LastModified: fhir.Instant(sr.Modified),
+			}
+			switch preferReturn(r) { // Prefer applies to each entry of a transaction
+			case "minimal":
+			case "OperationOutcome":
+				entry.Response.Outcome, _ = json.Marshal(fhir.Outcome("", []fhir.Issue{{Severity: fhir.SeverityInformation,
+					Code: fhir.CodeInformational, Diagnostics: "referral created: Task/" + ref.Record.TaskID}}))
+			default:
+				entry.Resource = sr.Body
 			}
 		} else {
 			oo, _ := json.Marshal(fhir.Outcome("", []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.CodeInformational,

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
@@ -24,11 +23,24 @@ const (
 const (
 	defaultCount = 50
 	maxCount     = 500
+	// maxParamValue bounds any search parameter value (the ones matched against indexed strings have their own,
+	// tighter limits: fhir.MaxIdentifierValue, fhir.MaxReference).
+	maxParamValue = 2048
 )
 
+// Code systems of the status search parameters (token system|code).
+const (
+	taskStatusSystem    = "http://hl7.org/fhir/task-status"
+	requestStatusSystem = "http://hl7.org/fhir/request-status"
+)
+
+// includeFocus is the one _include (on Task) and _revinclude (on ServiceRequest) socialrx offers: a Task's
+// focus is its referral's ServiceRequest.
+const includeFocus = "Task:focus"
+
 // searchParam is one declared search parameter. The table (searchParams) drives the parsing of every search
-// (parseSearch), the CapabilityStatement's searchParam lists (capability.go) and the search section of the
-// route documentation (docs/fhir-search.md, kept in step by TestSearchParameterDocs).
+// (parseSearch), the CapabilityStatement's searchParam, searchInclude and searchRevInclude lists
+// (capability.go) and the search section of docs/fhir-api.md (reference.go; TestReferenceDoc keeps it in step).
 type searchParam struct {
 	Name string
 	// Modifiers are the modifiers accepted besides none (e.g. "identifier").
@@ -38,7 +50,9 @@ type searchParam struct {
 	Type  fhir.SearchParamType
 	// Doc describes it in the CapabilityStatement; "" for a control parameter that is not declared there.
 	Doc string
-	// Repeat: the parameter may be given several times (values combine); otherwise exactly one non-empty
+	// Includes are the values an _include or _revinclude takes (declared as searchInclude/searchRevInclude).
+	Includes []string
+	// Repeat: the parameter may be given several times (values combine: AND); otherwise exactly one non-empty
 	// value is required.
 	Repeat bool
 	// AnyModifier: control parameters accepted with any modifier (and ignored).
@@ -51,21 +65,15 @@ type searchParam struct {
 
 // searchParams is the table of every search parameter the FHIR API takes.
 var searchParams = []searchParam{
-	{Name: "_id", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamToken, Doc: "logical id",
-		apply: func(p *searchParse, key, _ string, vals []string) {
-			if p.typ == typeTask {
-				p.q.TaskID = vals[0]
-			} else {
-				p.q.ServiceRequestID = vals[0]
-			}
-			p.use(key, vals)
-		}},
+	{Name: "_id", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamToken, Repeat: true,
+		Doc: "logical id; a comma-separated list matches any of them (_id=a,b); repeated, all must hold", apply: applyID},
 	{Name: "_lastUpdated", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamDate, Repeat: true,
-		Doc: "prefixes gt, ge, lt, le; repeat for a range", apply: applyLastUpdated},
+		Doc:   "meta.lastUpdated, repeat to AND: eq (the default) matches the value's whole precision (a day, a minute, a second …); gt, ge, lt, le, sa, eb compare with an instant given to the second or finer exactly, and with a coarser value as the period it names (gt2026-11-21: from 22 November); values without a time zone are UTC",
+		apply: applyLastUpdated},
 	{Name: "patient", Modifiers: []string{"identifier"}, Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamReference,
 		Doc: "the subject reference as sent, or patient:identifier=https://fhir.nhs.uk/Id/nhs-number|NNNNNNNNNN", apply: applyPatient},
 	{Name: "requester", Modifiers: []string{"identifier"}, Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamReference,
-		Doc: "the requester reference as sent, or requester:identifier=https://fhir.nhs.uk/Id/ods-organization-code|ODS for a practice", apply: applyRequester},
+		Doc: "the requester reference as sent, or requester:identifier=https://fhir.nhs.uk/Id/ods-organization-code|ODS for a practice (ODS codes in any case)", apply: applyRequester},
 	{Name: "identifier", Types: []string{typeServiceRequest}, Type: fhir.SearchParamToken, Doc: "ServiceRequest.identifier, system|value or value",
 		apply: func(p *searchParse, key, _ string, vals []string) {
 			p.use(key, vals)
@@ -74,45 +82,27 @@ var searchParams = []searchParam{
 				p.bad(key, "identifier needs a value: [system|]value")
 				return
 			}
+			p.tooLong(key, id.System, fhir.MaxIdentifierSystem)
+			p.tooLong(key, id.Value, fhir.MaxIdentifierValue)
 			p.q.Identifier = &id
 		}},
-	{Name: "focus", Types: []string{typeTask}, Type: fhir.SearchParamReference, Doc: "ServiceRequest/{id}",
-		apply: func(p *searchParse, key, _ string, vals []string) {
-			p.use(key, vals)
-			id := strings.TrimPrefix(vals[0], "ServiceRequest/")
-			if id == "" {
-				p.bad(key, "focus must name a ServiceRequest: ServiceRequest/{id}")
-				return
-			}
-			p.q.ServiceRequestID = id
-		}},
+	{Name: "focus", Types: []string{typeTask}, Type: fhir.SearchParamReference,
+		Doc: "ServiceRequest/{id} (or its absolute URL on this server); a comma-separated list matches any", apply: applyFocus},
 	{Name: "owner", Modifiers: []string{"identifier"}, Types: []string{typeTask}, Type: fhir.SearchParamReference,
 		Doc: "a community service id, or owner:identifier=system|value of its directory identifier",
 		apply: func(p *searchParse, key, modifier string, vals []string) {
 			p.use(key, vals)
-			svc, found := p.svc.ServiceByReference(vals[0], modifier == "identifier")
+			svc, found := p.svc.ServiceByReference(p.local(vals[0]), modifier == "identifier")
 			if !found {
 				p.q.None = true // no such service: nothing matches
 				return
 			}
 			p.q.ServiceID = svc
 		}},
-	{Name: "status", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamToken, Doc: "comma-separated Task statuses",
-		apply: func(p *searchParse, key, _ string, vals []string) {
-			p.use(key, vals)
-			for _, st := range strings.Split(vals[0], ",") {
-				if p.typ != typeTask {
-					p.srStatuses = append(p.srStatuses, st)
-					continue
-				}
-				ts := mapping.TaskStatus(st)
-				if !ts.Valid() {
-					p.bad(key, fmt.Sprintf("%q is not a Task status socialrx uses", st))
-					continue
-				}
-				p.q.Statuses = append(p.q.Statuses, ts)
-			}
-		}},
+	{Name: "status", Types: []string{typeTask}, Type: fhir.SearchParamToken,
+		Doc: "Task.status: comma-separated codes, each code or " + taskStatusSystem + "|code", apply: applyTaskStatus},
+	{Name: "status", Types: []string{typeServiceRequest}, Type: fhir.SearchParamToken,
+		Doc: "ServiceRequest.status (active, revoked, completed, entered-in-error): comma-separated codes, each code or " + requestStatusSystem + "|code", apply: applyRequestStatus},
 	{Name: "code", Types: []string{typeTask}, Type: fhir.SearchParamToken, Doc: "always http://hl7.org/fhir/CodeSystem/task-code|fulfill",
 		apply: func(p *searchParse, key, _ string, vals []string) {
 			p.use(key, vals)
@@ -120,14 +110,20 @@ var searchParams = []searchParam{
 				p.q.None = true // every referral Task has code fulfill
 			}
 		}},
+	{Name: "_include", Types: []string{typeTask}, Type: fhir.SearchParamSpecial, Includes: []string{includeFocus}, apply: applyInclude},
+	{Name: "_revinclude", Types: []string{typeServiceRequest}, Type: fhir.SearchParamSpecial, Includes: []string{includeFocus}, apply: applyInclude},
 	{Name: "_count", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamNumber,
 		apply: func(p *searchParse, key, _ string, vals []string) {
 			n, err := strconv.Atoi(vals[0])
-			if err != nil || n < 1 {
-				p.bad(key, "_count must be a whole number of at least 1")
+			if err != nil || n < 0 {
+				p.bad(key, "_count must be a whole number of at least 0")
 				return
 			}
 			p.use(key, vals)
+			if n == 0 { // R4: _count=0 is _summary=count
+				p.countOnly = true
+				return
+			}
 			p.q.Limit = min(n, maxCount)
 		}},
 	{Name: "_cursor", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial,
@@ -137,13 +133,27 @@ var searchParams = []searchParam{
 				p.bad(key, "_cursor is not a cursor this server issued; follow the Bundle's next link unchanged")
 				return
 			}
+			p.use(key, vals)
 			p.q.After = &c
 		}},
-	// Accepted and ignored: socialrx only speaks JSON.
+	{Name: "_summary", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial,
+		Accept: func(vals []string) bool { return len(vals) == 1 && (vals[0] == "count" || vals[0] == "false") },
+		apply: func(p *searchParse, key, _ string, vals []string) {
+			p.use(key, vals)
+			p.countOnly = p.countOnly || vals[0] == "count"
+		}},
+	{Name: "_total", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial,
+		Accept: func(vals []string) bool {
+			return len(vals) == 1 && (vals[0] == "none" || vals[0] == "estimate" || vals[0] == "accurate")
+		},
+		apply: func(p *searchParse, key, _ string, vals []string) {
+			p.use(key, vals)
+			p.noTotal = vals[0] == "none"
+		}},
+	// _format is content negotiation (negotiate.go: json only, anything else 406); _pretty is accepted and
+	// ignored (the JSON is compact).
 	{Name: "_format", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
 	{Name: "_pretty", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
-	{Name: "_summary", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true,
-		Accept: func(vals []string) bool { return vals[0] == "false" }},
 }
 
 // declaredParams are the parameters of typ the CapabilityStatement declares, in table order.
@@ -155,6 +165,16 @@ func declaredParams(typ string) []fhir.SearchParam {
 		}
 	}
 	return out
+}
+
+// declaredIncludes are the values of the table's _include (or _revinclude, by name) on typ.
+func declaredIncludes(typ, name string) []string {
+	for _, sp := range searchParams {
+		if sp.Name == name && slices.Contains(sp.Types, typ) {
+			return sp.Includes
+		}
+	}
+	return nil
 }
 
 // findParam is the table entry for a query key's name and modifier on typ.
@@ -176,12 +196,15 @@ func findParam(typ, name, modifier string, vals []string) (searchParam, bool) {
 
 // searchParse is one search being parsed.
 type searchParse struct {
-	typ        string
-	svc        *referral.Service
-	q          referral.Query
-	used       url.Values // parameters applied, echoed in the self link
-	srStatuses []string   // ServiceRequest status filter (applied after the query)
-	issues     []fhir.Issue
+	typ       string
+	base      string // this server's FHIR base: absolute references under it are local
+	svc       *referral.Service
+	q         referral.Query
+	used      url.Values // parameters applied, echoed in the self link (the page cursor included)
+	include   bool       // _include=Task:focus (Task) or _revinclude=Task:focus (ServiceRequest)
+	countOnly bool       // _summary=count or _count=0: the total only
+	noTotal   bool       // _total=none
+	issues    []fhir.Issue
 }
 
 func (p *searchParse) use(key string, vals []string) { p.used[key] = vals }
@@ -190,10 +213,28 @@ func (p *searchParse) bad(param, msg string) {
 	p.issues = append(p.issues, fhir.Issue{Severity: fhir.SeverityError, Code: fhir.CodeInvalid, Diagnostics: msg, Expression: []string{param}})
 }
 
+// tooLong adds an issue when a value matched against an indexed string is beyond its limit.
+func (p *searchParse) tooLong(param, v string, limit int) {
+	if is := fhir.TooLong(param, v, limit); is != nil {
+		p.issues = append(p.issues, *is)
+	}
+}
+
+// local is a reference value with this server's base removed ("https://…/fhir/ServiceRequest/1" is
+// "ServiceRequest/1"), so that a reference to this server matches however it is written.
+func (p *searchParse) local(v string) string {
+	if p.base != "" {
+		if rest, ok := strings.CutPrefix(v, p.base+"/"); ok {
+			return rest
+		}
+	}
+	return v
+}
+
 // parseSearch turns query parameters into a search, through the table. Unknown parameters are a 400 naming
 // them, unless the client sent Prefer: handling=lenient. The caller's scope is applied by the use case.
-func parseSearch(svc *referral.Service, typ string, query url.Values, lenient bool) (*searchParse, error) {
-	p := &searchParse{typ: typ, svc: svc, used: url.Values{}}
+func parseSearch(svc *referral.Service, typ, base string, query url.Values, lenient bool) (*searchParse, error) {
+	p := &searchParse{typ: typ, base: base, svc: svc, used: url.Values{}}
 	p.q.Limit = defaultCount
 	keys := make([]string, 0, len(query))
 	for k := range query {
@@ -207,10 +248,12 @@ func parseSearch(svc *referral.Service, typ string, query url.Values, lenient bo
 		switch {
 		case !ok:
 			if !lenient {
-				p.bad(key, fmt.Sprintf("search parameter %q is not supported for %s (see /fhir/metadata); send Prefer: handling=lenient to ignore it", key, typ))
+				p.bad(key, fmt.Sprintf("search parameter %q (with these values) is not supported for %s (see /fhir/metadata); send Prefer: handling=lenient to ignore it", key, typ))
 			}
 		case !sp.Repeat && (len(vals) != 1 || vals[0] == ""):
 			p.bad(key, fmt.Sprintf("%s takes exactly one non-empty value", key))
+		case slices.ContainsFunc(vals, func(v string) bool { return len(v) > maxParamValue }):
+			p.bad(key, fmt.Sprintf("%s: a value may be at most %d characters", key, maxParamValue))
 		case sp.apply != nil:
 			sp.apply(p, key, modifier, vals)
 		}
@@ -221,8 +264,134 @@ func parseSearch(svc *referral.Service, typ string, query url.Values, lenient bo
 	return p, nil
 }
 
-// applyLastUpdated applies each _lastUpdated value with its prefix (eq, gt, ge, lt, le; default eq meaning
-// the value's whole precision, treated here as ge start-of-value).
+// applyID: _id=a,b matches either; repeated _id parameters must all hold (their lists intersect).
+func applyID(p *searchParse, key, _ string, vals []string) {
+	p.use(key, vals)
+	var ids []string
+	for i, v := range vals {
+		list := splitList(v)
+		if len(list) == 0 {
+			p.bad(key, "_id needs a value: an id, or a comma-separated list of ids")
+			return
+		}
+		if i == 0 {
+			ids = list
+			continue
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(list, id) })
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	if p.typ == typeTask {
+		p.q.TaskIDs = intersect(p.q.TaskIDs, ids)
+	} else {
+		p.q.ServiceRequestIDs = intersect(p.q.ServiceRequestIDs, ids)
+	}
+}
+
+// applyFocus: focus=ServiceRequest/{id} (or the id, or its absolute URL on this server); a comma list OR.
+func applyFocus(p *searchParse, key, _ string, vals []string) {
+	p.use(key, vals)
+	var ids []string
+	for _, v := range splitList(vals[0]) {
+		id := strings.TrimPrefix(p.local(v), "ServiceRequest/")
+		if id == "" || strings.Contains(id, "/") {
+			p.bad(key, "focus must name a ServiceRequest: ServiceRequest/{id}")
+			return
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		p.bad(key, "focus must name a ServiceRequest: ServiceRequest/{id}")
+		return
+	}
+	p.q.ServiceRequestIDs = intersect(p.q.ServiceRequestIDs, ids)
+}
+
+// intersect is the ids in both lists (b when a is nil: no filter yet).
+func intersect(a, b []string) []string {
+	if a == nil {
+		return b
+	}
+	out := []string{}
+	for _, id := range a {
+		if slices.Contains(b, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// splitList splits a comma-separated parameter value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// statusCodes reads a token status list: each item code or system|code; items of another system (or with
+// "|code": no system) match nothing and are dropped.
+func statusCodes(v, system string) []string {
+	var out []string
+	for _, item := range splitList(v) {
+		sys, code, hasSystem := strings.Cut(item, "|")
+		if !hasSystem {
+			code = item
+		} else if sys != system {
+			continue
+		}
+		out = append(out, code)
+	}
+	return out
+}
+
+func applyTaskStatus(p *searchParse, key, _ string, vals []string) {
+	p.use(key, vals)
+	codes := statusCodes(vals[0], taskStatusSystem)
+	for _, st := range codes {
+		ts := mapping.TaskStatus(st)
+		if !ts.Valid() {
+			p.bad(key, fmt.Sprintf("%q is not a Task status socialrx uses", st))
+			continue
+		}
+		p.q.Statuses = append(p.q.Statuses, ts)
+	}
+	if len(codes) == 0 {
+		p.q.None = true // only codes of another system: nothing matches
+	}
+}
+
+// applyRequestStatus filters ServiceRequests by their status in the store query (before paging). A code
+// socialrx never gives a ServiceRequest matches nothing.
+func applyRequestStatus(p *searchParse, key, _ string, vals []string) {
+	p.use(key, vals)
+	codes := statusCodes(vals[0], requestStatusSystem)
+	if codes == nil {
+		codes = []string{}
+	}
+	p.q.ServiceRequestStatuses = codes
+}
+
+// applyInclude takes _include=Task:focus on Task and _revinclude=Task:focus on ServiceRequest (also with the
+// target type, Task:focus:ServiceRequest); anything else is a 400 naming what is offered.
+func applyInclude(p *searchParse, key, _ string, vals []string) {
+	p.use(key, vals)
+	for _, v := range vals {
+		if v != includeFocus && v != includeFocus+":ServiceRequest" {
+			p.bad(key, fmt.Sprintf("%s=%s is not supported; %s offers %s=%s only", key, v, p.typ, key, includeFocus))
+			return
+		}
+	}
+	p.include = true
+}
+
+// applyLastUpdated applies each _lastUpdated value with its prefix; repeated values AND (the tightest bound
+// of each kind wins).
 func applyLastUpdated(p *searchParse, key, _ string, vals []string) {
 	for _, v := range vals {
 		if err := lastUpdated(&p.q, v); err != nil {
@@ -232,44 +401,12 @@ func applyLastUpdated(p *searchParse, key, _ string, vals []string) {
 	p.use(key, vals)
 }
 
-func lastUpdated(q *referral.Query, v string) error {
-	prefix := "eq"
-	if len(v) > 2 && strings.Contains("eqgtgeltlesaeb", v[:2]) && (v[2] >= '0' && v[2] <= '9') {
-		prefix, v = v[:2], v[2:]
-	}
-	t, err := parseFHIRTime(v)
-	if err != nil {
-		return fmt.Errorf("_lastUpdated %q is not a FHIR dateTime/instant (e.g. gt2026-11-21T10:00:00Z)", v)
-	}
-	switch prefix {
-	case "gt", "sa":
-		q.UpdatedAfter = t
-	case "ge", "eq":
-		q.UpdatedFrom = t
-	case "lt", "eb":
-		q.UpdatedBefore = t
-	case "le":
-		q.UpdatedUntil = t
-	default:
-		return fmt.Errorf("_lastUpdated prefix %q is not supported (use gt, ge, lt or le)", prefix)
-	}
-	return nil
-}
-
-func parseFHIRTime(v string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05Z07:00", "2006-01-02", "2006-01", "2006"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("bad time %q", v)
-}
-
 // applyPatient: patient (the subject reference as sent) or patient:identifier (an NHS number).
 func applyPatient(p *searchParse, key, modifier string, vals []string) {
 	p.use(key, vals)
 	if modifier != "identifier" {
-		p.q.PatientRef = vals[0]
+		p.tooLong(key, vals[0], fhir.MaxReference)
+		p.q.PatientRef = p.local(vals[0])
 		return
 	}
 	id := referral.ParseToken(vals[0])
@@ -279,6 +416,7 @@ func applyPatient(p *searchParse, key, modifier string, vals []string) {
 	case id.Value == "":
 		p.bad(key, "patient:identifier needs a value: "+mapping.NHSNumberSystem+"|<NHS number>")
 	default:
+		p.tooLong(key, id.Value, fhir.MaxIdentifierValue)
 		p.q.PatientNHSNumber = id.Value
 	}
 }
@@ -287,7 +425,8 @@ func applyPatient(p *searchParse, key, modifier string, vals []string) {
 func applyRequester(p *searchParse, key, modifier string, vals []string) {
 	p.use(key, vals)
 	if modifier != "identifier" {
-		p.q.RequesterRef = vals[0]
+		p.tooLong(key, vals[0], fhir.MaxReference)
+		p.q.RequesterRef = p.local(vals[0])
 		return
 	}
 	id := referral.ParseToken(vals[0])
@@ -297,6 +436,7 @@ func applyRequester(p *searchParse, key, modifier string, vals []string) {
 	case id.Value == "":
 		p.bad(key, "requester:identifier needs a value: "+mapping.ODSOrganizationSystem+"|<ODS code>")
 	default:
+		p.tooLong(key, id.Value, fhir.MaxIdentifierValue)
 		p.q.RequesterODS = id.Value
 	}
 }

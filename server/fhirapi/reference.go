@@ -23,6 +23,10 @@ func (a *API) Reference() string {
 		slices.Sort(methods)
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", rt.Path, strings.Join(methods, ", "), accessText(rt.Access))
 	}
+	b.WriteString("\nEvery `[type]` search is also `POST [type]/_search` with the parameters as an `application/x-www-form-urlencoded` body (and in the URL). ")
+	b.WriteString("A searchset carries `total` (every match, whatever the page), a `self` link that repeats the search with its page cursor and a `next` link while more match. ")
+	b.WriteString("`[type]/{id}/_history` lists every version (newest first) and `[type]/{id}/_history/{vid}` reads one as it was served. ")
+	b.WriteString("The base also answers with a trailing slash (`POST /fhir/`, `GET /fhir/Task/`). socialrx speaks FHIR JSON only: `_format=xml` or an `Accept` without JSON is 406.\n")
 	for _, typ := range []string{typeServiceRequest, typeTask} {
 		fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typ)
 		for _, sp := range searchParams {
@@ -48,15 +52,21 @@ func (a *API) Reference() string {
 func controlDoc(name string) string {
 	switch name {
 	case "_count":
-		return fmt.Sprintf("page size, 1 to %d (default %d)", maxCount, defaultCount)
+		return fmt.Sprintf("page size, 1 to %d (default %d); 0 answers the total alone (as `_summary=count`)", maxCount, defaultCount)
 	case "_cursor":
 		return "the position of the next page: follow the Bundle's `next` link unchanged"
 	case "_format":
-		return "accepted and ignored (socialrx speaks JSON only)"
+		return "`json`, `application/fhir+json` or `application/json` (answered as such); anything else is 406"
 	case "_pretty":
 		return "accepted and ignored"
 	case "_summary":
-		return "only `false` is accepted (and ignored)"
+		return "`count` (the total alone, no entries) or `false`"
+	case "_total":
+		return "`none` (no total), `estimate` or `accurate` (the default: exact)"
+	case "_include":
+		return "`Task:focus`: each Task's ServiceRequest too (search mode include)"
+	case "_revinclude":
+		return "`Task:focus`: each ServiceRequest's Task too (search mode include)"
 	}
 	return ""
 }

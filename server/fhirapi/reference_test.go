@@ -5,8 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/socialrx/socialrx/fhir"
+	"github.com/socialrx/socialrx/referral"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/fhir-api.md from the code")
@@ -59,4 +63,49 @@ func contains(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestCapabilityDeclaresWhatWorks: the CapabilityStatement declares vread and history-instance for
+// ServiceRequest and Task, the table's _include and _revinclude values, Subscription update, patch and $status,
+// and socialrx's SubscriptionTopic; JSON only.
+func TestCapabilityDeclaresWhatWorks(t *testing.T) {
+	t.Parallel()
+	cs, err := fhir.NewCapabilityStatement(New(Options{TokenPath: "/oauth/token", Started: time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)}).capabilityOptions("https://x.example/fhir"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byType := map[string]fhir.CapabilityResource{}
+	for _, r := range cs.Rest[0].Resource {
+		byType[r.Type] = r
+	}
+	interactions := func(r fhir.CapabilityResource) []string {
+		var out []string
+		for _, i := range r.Interaction {
+			out = append(out, i.Code)
+		}
+		return out
+	}
+	for typ, want := range map[string][]string{
+		typeServiceRequest: {"create", "read", "vread", "update", "patch", "search-type", "history-instance"},
+		typeTask:           {"read", "vread", "update", "patch", "search-type", "history-instance"},
+		"Subscription":     {"create", "read", "update", "patch", "delete"},
+	} {
+		if diff := cmp.Diff(want, interactions(byType[typ])); diff != "" {
+			t.Errorf("%s interactions (-want +got):\n%s", typ, diff)
+		}
+	}
+	if diff := cmp.Diff([]string{includeFocus}, byType[typeTask].SearchInclude); diff != "" {
+		t.Errorf("Task searchInclude: %s", diff)
+	}
+	if diff := cmp.Diff([]string{includeFocus}, byType[typeServiceRequest].SearchRevInclude); diff != "" {
+		t.Errorf("ServiceRequest searchRevInclude: %s", diff)
+	}
+	sub := byType["Subscription"]
+	if len(sub.Operation) != 1 || sub.Operation[0].Name != "status" || len(sub.Extension) != 1 ||
+		sub.Extension[0].URL != fhir.BackportTopicCanonicalURL || sub.Extension[0].ValueCanonical != referral.TopicPracticeTasks {
+		t.Errorf("Subscription: operations %+v, extensions %+v", sub.Operation, sub.Extension)
+	}
+	if diff := cmp.Diff([]string{"json"}, cs.Format); diff != "" {
+		t.Errorf("format: %s", diff)
+	}
 }

@@ -93,7 +93,7 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, ref outbox.Referral
 		return
 	}
 	a.setResourceHeaders(w, r, "ServiceRequest", next.Record.ServiceRequestID, out.Version, out.Modified)
-	Write(w, http.StatusOK, out.Body)
+	a.respond(w, r, http.StatusOK, out.Body, "ServiceRequest/"+next.Record.ServiceRequestID+" is "+out.Status+"; Task/"+next.Record.TaskID+" is "+string(next.Record.Status))
 }
 
 // updateTask is PUT /fhir/Task/{id}: the full Task, with only the changeable elements changed.
@@ -171,7 +171,13 @@ func (a *API) applyTask(w http.ResponseWriter, r *http.Request, ref outbox.Refer
 		a.fail(w, r, err)
 		return
 	}
-	a.writeTask(w, r, next)
+	b, err := json.Marshal(taskOf(next))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.setResourceHeaders(w, r, "Task", next.Record.TaskID, strconv.Itoa(next.Record.Version), next.Record.UpdatedAt)
+	a.respond(w, r, http.StatusOK, b, "Task/"+next.Record.TaskID+" is "+string(next.Record.Status)+" (version "+strconv.Itoa(next.Record.Version)+")")
 }
 
 // patchableTask is the document a Task PATCH applies to: the current Task with "note" present even when it

@@ -53,7 +53,7 @@ const smartPerms = "cruds"
 
 // roleScopes is what each role may be granted: resource type → permissions.
 var roleScopes = map[config.Role]map[string]string{
-	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "crds"},
+	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "cruds"}, // u: re-activation
 	config.RoleCommunity: {"ServiceRequest": "rs", "Task": "rus"},
 	config.RoleAdmin:     {"ServiceRequest": "cruds", "Task": "cruds", "Subscription": "crds"},
 }
@@ -161,6 +161,18 @@ func RequiredScope(path, method string) (string, byte) {
 	if res == "metadata" || strings.HasPrefix(res, ".well-known") {
 		return "", 0
 	}
+	last := parts[len(parts)-1]
+	switch {
+	case last == "_search": // POST [type]/_search is a search
+		return res, 's'
+	case slices.Contains(parts, "_history"): // vread, history: reads of one resource
+		return res, 'r'
+	case strings.HasPrefix(last, "$"): // operations read: $status of one subscription (r) or of several (s)
+		if len(parts) > 2 {
+			return res, 'r'
+		}
+		return res, 's'
+	}
 	instance := len(parts) > 1
 	switch method {
 	case http.MethodPost:
@@ -185,8 +197,9 @@ type Options struct {
 	// Key signs access tokens; instances that share a database must share it (SOCIALRX_TOKEN_KEY). Empty: a
 	// random key, so tokens work on this process only.
 	Key []byte
-	// Base is the public base URL of the FHIR API for a request.
-	Base func(r *http.Request) string
+	// Base is the public base URL of the FHIR API (SOCIALRX_BASE_URL + "/fhir"): the token endpoint it names,
+	// and the audience client assertions must carry, are built on it, never on a request's Host.
+	Base string
 }
 
 // Server issues and verifies SMART Backend Services access tokens.
@@ -196,7 +209,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	tokenKey []byte
-	base     func(r *http.Request) string
+	base     string
 }
 
 // New returns the SMART server.
@@ -280,9 +293,9 @@ func (s *Server) clientByID(id string) (config.Client, bool) {
 	return config.Client{}, false
 }
 
-// tokenEndpoint is the token endpoint's absolute URL as clients see it (the aud of their assertions).
-func (s *Server) tokenEndpoint(r *http.Request) string {
-	return strings.TrimSuffix(s.base(r), "/fhir") + TokenPath
+// tokenEndpoint is the token endpoint's absolute URL under the configured base (the aud of client assertions).
+func (s *Server) tokenEndpoint() string {
+	return strings.TrimSuffix(s.base, "/fhir") + TokenPath
 }
 
 // smartConfiguration is GET /fhir/.well-known/smart-configuration.
@@ -293,8 +306,8 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "max-age=3600")
 	web.WriteJSON(w, s.log, http.StatusOK, map[string]any{
-		"issuer":                                strings.TrimSuffix(s.base(r), "/fhir"),
-		"token_endpoint":                        s.tokenEndpoint(r),
+		"issuer":                                strings.TrimSuffix(s.base, "/fhir"),
+		"token_endpoint":                        s.tokenEndpoint(),
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"private_key_jwt"},
 		"token_endpoint_auth_signing_alg_values_supported": []string{config.AlgRS384, config.AlgES384},
@@ -361,7 +374,7 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (Grant, error) {
 		return Grant{}, bad("invalid_request", err.Error())
 	}
 	f := r.PostForm
-	if k := web.RepeatedField(f, "grant_type", "scope", "client_assertion_type", "client_assertion"); k != "" {
+	if k := web.RepeatedField(f, "grant_type", "scope", "client_assertion_type", "client_assertion", "client_id"); k != "" {
 		return Grant{}, bad("invalid_request", k+" was sent more than once")
 	}
 	if gt := f.Get("grant_type"); gt != "client_credentials" {
@@ -381,6 +394,12 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) (Grant, error) {
 	if err != nil {
 		return Grant{}, err
 	}
+	if id, sent := f["client_id"]; sent && id[0] != cl.ID {
+		// RFC 7521 §4.2: a client_id sent beside the assertion must name the client the assertion
+		// authenticates; anything else is a confused (or forged) request.
+		return Grant{}, &oauthError{Status: http.StatusUnauthorized, Code: "invalid_client",
+			Description: fmt.Sprintf("client_id %q is not the client the assertion authenticates (%s)", id[0], cl.ID)}
+	}
 	scopes, err := parseScopes(f.Get("scope"), cl.Role)
 	if err != nil {
 		return Grant{}, bad("invalid_scope", err.Error())
@@ -397,6 +416,11 @@ func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Clien
 	tok, err := jwt.ParseSigned(assertion, []jose.SignatureAlgorithm{jose.RS384, jose.ES384})
 	if err != nil {
 		return config.Client{}, refuse("client_assertion is not a JWS signed with RS384 or ES384: %s", shortJOSE(err))
+	}
+	if len(tok.Headers) == 1 {
+		if key := foreignKeyHeader(tok.Headers[0]); key != "" {
+			return config.Client{}, refuse("client_assertion's header names a key by %s; socialrx verifies assertions only with the keys registered in the directory, named by kid: remove %s", key, key)
+		}
 	}
 	if len(tok.Headers) != 1 || tok.Headers[0].KeyID == "" {
 		return config.Client{}, refuse("client_assertion's header must name its key (kid)")
@@ -426,7 +450,7 @@ func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Clien
 		return config.Client{}, refuse("client_assertion's signature does not verify with key %q", key.KeyID)
 	}
 	now := s.now()
-	aud := s.tokenEndpoint(r)
+	aud := s.tokenEndpoint()
 	switch {
 	case claims.Expiry == nil:
 		return config.Client{}, refuse("client_assertion needs exp")
@@ -449,6 +473,22 @@ func (s *Server) checkAssertion(r *http.Request, assertion string) (config.Clien
 		return config.Client{}, err
 	}
 	return cl, nil
+}
+
+// foreignKeyHeader names a JOSE header that points at a key other than a directory key named by kid (jku,
+// x5u: a URL to fetch; jwk: the key itself), or "" when there is none. socialrx never fetches nor trusts such
+// a key (whoever controls the URL or the embedded key would control the verification), and says so rather
+// than ignore a header the client may believe is used.
+func foreignKeyHeader(h jose.Header) string {
+	if h.JSONWebKey != nil {
+		return "jwk"
+	}
+	for _, k := range []jose.HeaderKey{"jku", "x5u"} {
+		if _, ok := h.ExtraHeaders[k]; ok {
+			return string(k)
+		}
+	}
+	return ""
 }
 
 // useJTI records an assertion's jti until it expires (referral.Service.UseOnce, in the store), so that no

@@ -23,14 +23,16 @@ const MessageCols = `id, seq, referral_id, destination_kind, destination_id, typ
 func ScanMessage(sc Scanner) (outbox.Message, error) {
 	var (
 		m                                         outbox.Message
+		referral                                  sql.NullString // NULL: a Subscription's handshake or heartbeat
 		kind, dest, typ, state                    string
 		payload                                   []byte
 		created, next, leaseUntil, delivered, bud int64
 	)
-	if err := sc.Scan(&m.ID, &m.Seq, &m.ReferralID, &kind, &dest, &typ, &payload, &state, &m.Attempts,
+	if err := sc.Scan(&m.ID, &m.Seq, &referral, &kind, &dest, &typ, &payload, &state, &m.Attempts,
 		&created, &next, &m.LeaseOwner, &leaseUntil, &delivered, &m.LastError, &bud); err != nil {
 		return outbox.Message{}, err
 	}
+	m.ReferralID = referral.String
 	m.Destination = mapping.Destination{Kind: mapping.DestinationKind(kind), ID: dest}
 	m.Type = mapping.EventType(typ)
 	m.Payload = payload

@@ -24,6 +24,7 @@ const ReferralCols = `version, created_at, updated_at, fingerprint, identifiers,
 type ReferralRow struct {
 	ID, TaskID, SRID, Practice, Service, Status, Business string
 	PatientRef, PatientNHS, RequesterRef                  string
+	SRStatus                                              string // the ServiceRequest's status
 	Version                                               int
 	CreatedAt, UpdatedAt                                  int64
 	Fingerprint                                           string
@@ -50,9 +51,13 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 	if sr == nil {
 		sr = []byte{} // the column is NOT NULL
 	}
+	srStatus := r.ServiceRequestStatus
+	if srStatus == "" {
+		srStatus = "active"
+	}
 	return ReferralRow{
-		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: r.Record.ServiceRequestID,
-		Practice: r.PracticeODS, Service: r.Record.Service.ID, Status: string(r.Record.Status),
+		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: r.Record.ServiceRequestID, SRStatus: srStatus,
+		Practice: mapping.NormalODS(r.PracticeODS), Service: r.Record.Service.ID, Status: string(r.Record.Status),
 		Business: string(r.BusinessStatus), PatientRef: r.Patient.Reference, PatientNHS: nhs,
 		RequesterRef: r.Requester.Reference, Version: r.Record.Version,
 		CreatedAt: Micros(r.Record.CreatedAt), UpdatedAt: Micros(r.Record.UpdatedAt),
@@ -127,6 +132,18 @@ func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int
 	eq("id", q.ID)
 	eq("task_id", q.TaskID)
 	eq("service_request_id", q.ServiceRequestID)
+	for _, f := range []struct {
+		col string
+		vs  []string
+	}{{"task_id", q.TaskIDs}, {"service_request_id", q.ServiceRequestIDs}, {"service_request_status", q.ServiceRequestStatuses}} {
+		if f.vs == nil {
+			continue
+		}
+		if len(f.vs) == 0 {
+			return "", nil, 0, true
+		}
+		in(f.col, f.vs)
+	}
 	if q.Identifier != nil {
 		if q.Identifier.System != "" {
 			where = append(where, "id IN (SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?)")
@@ -140,7 +157,11 @@ func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int
 		if len(q.Practices) == 0 {
 			return "", nil, 0, true
 		}
-		in("practice_ods", q.Practices)
+		practices := make([]string, len(q.Practices))
+		for i, p := range q.Practices {
+			practices[i] = mapping.NormalODS(p)
+		}
+		in("practice_ods", practices)
 	}
 	eq("service_id", q.ServiceID)
 	if len(q.Statuses) > 0 {
@@ -168,13 +189,44 @@ func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int
 		args = append(args, Micros(q.After.UpdatedAt), q.After.ID)
 	}
 	limit = ClampLimit(q.Limit)
-	query = selectReferrals
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
-	}
-	query += " ORDER BY updated_at, id LIMIT ?"
+	query = selectReferrals + whereClause(where) + " ORDER BY updated_at, id LIMIT ?"
 	args = append(args, limit+1)
 	return query, args, limit, false
+}
+
+// whereClause joins filter terms into a WHERE clause ("" for none).
+func whereClause(where []string) string {
+	if len(where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(where, " AND ")
+}
+
+// ReferralCount builds the query counting the referrals that match q's filters (After and Limit ignored), with
+// ? placeholders; none reports a query that matches nothing.
+func ReferralCount(q outbox.ReferralQuery) (query string, args []any, none bool) {
+	q.After, q.Limit = nil, 0
+	page, args, _, none := ReferralSearch(q)
+	if none {
+		return "", nil, true
+	}
+	// The page query is SELECT cols FROM referrals [WHERE …] ORDER BY … LIMIT ?: keep its WHERE.
+	where := strings.TrimPrefix(page, selectReferrals)
+	where = where[:strings.LastIndex(where, " ORDER BY ")]
+	return "SELECT count(*) FROM referrals" + where, args[:len(args)-1], false
+}
+
+// CountReferrals counts the referrals matching q's filters on db.
+func (d Dialect) CountReferrals(ctx context.Context, db Querier, q outbox.ReferralQuery) (int, error) {
+	query, args, none := ReferralCount(q)
+	if none {
+		return 0, nil
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, d.rebind(query), args...).Scan(&n); err != nil {
+		return 0, d.DriverErr("count referrals", err)
+	}
+	return n, nil
 }
 
 // SearchReferrals runs a referral search on db: up to q.Limit referrals in (UpdatedAt, ID) order (default
@@ -208,6 +260,71 @@ func (d Dialect) SearchReferrals(ctx context.Context, db Querier, q outbox.Refer
 		next = &outbox.Cursor{UpdatedAt: last.UpdatedAt, ID: last.ID}
 	}
 	return out, next, nil
+}
+
+// ReferralVersions returns the kept versions of the referral (by referral, task or ServiceRequest id), oldest
+// first: each the referral as that version wrote it, with the referral's ServiceRequest, identifiers and
+// fingerprint (which never change).
+func (d Dialect) ReferralVersions(ctx context.Context, db Querier, id string) ([]outbox.Referral, error) {
+	cur, err := d.ReadReferral(ctx, db, byAnyID, false, id, id, id)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, d.rebind(selectVersions), cur.Record.ID)
+	if err != nil {
+		return nil, d.DriverErr("referral versions", err)
+	}
+	defer rows.Close()
+	var out []outbox.Referral
+	for rows.Next() {
+		v, err := d.scanVersion(rows, cur)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.DriverErr("referral versions", err)
+	}
+	return out, nil
+}
+
+// ReferralVersion returns one kept version of the referral (ErrNotFound when the referral or the version is
+// unknown).
+func (d Dialect) ReferralVersion(ctx context.Context, db Querier, id string, version int) (outbox.Referral, error) {
+	cur, err := d.ReadReferral(ctx, db, byAnyID, false, id, id, id)
+	if err != nil {
+		return outbox.Referral{}, err
+	}
+	v, err := d.scanVersion(db.QueryRowContext(ctx, d.rebind(selectVersion), cur.Record.ID, version), cur)
+	if errors.Is(err, sql.ErrNoRows) {
+		return outbox.Referral{}, fmt.Errorf("%s: referral version %d: %w", d.Name, version, outbox.ErrNotFound)
+	}
+	return v, err
+}
+
+// scanVersion reads one (version, at, referral) row of referral_events as a version of cur.
+func (d Dialect) scanVersion(sc Scanner, cur outbox.Referral) (outbox.Referral, error) {
+	var (
+		version int
+		at      int64
+		rj      []byte
+	)
+	if err := sc.Scan(&version, &at, &rj); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return outbox.Referral{}, err
+		}
+		return outbox.Referral{}, d.DriverErr("referral version", err)
+	}
+	out := cur
+	out.Referral = mapping.Referral{}
+	if err := json.Unmarshal(rj, &out.Referral); err != nil {
+		return outbox.Referral{}, fmt.Errorf("%s: decode referral version %d: %w", d.Name, version, err)
+	}
+	out.Record.Version = version
+	out.Record.UpdatedAt = FromMicros(at)
+	out.Record.CreatedAt = cur.Record.CreatedAt
+	return out, nil
 }
 
 // createdFacts reads, inside an update's write transaction w, the facts mapping.Withdrawal needs of the
@@ -544,7 +661,13 @@ type Version struct {
 func (v Version) UpdateArgs() []any {
 	r := v.Row
 	return []any{r.Practice, r.Service, r.Status, r.Business, r.PatientRef, r.PatientNHS, r.RequesterRef,
-		r.Version, r.UpdatedAt, r.Referral, r.ID, v.From}
+		r.Version, r.UpdatedAt, r.Referral, r.SRStatus, r.ID, v.From}
+}
+
+// EventArgs are the arguments of insertEvent for v, in order.
+func (v Version) EventArgs() []any {
+	r := v.Row
+	return []any{r.ID, r.Version, r.UpdatedAt, string(v.Cause), r.Status, r.Business, v.Reason, r.Referral}
 }
 
 // WriteVersion is the plain Backend.WriteVersion, one statement per step: the referral's row, then its
@@ -560,9 +683,7 @@ func (d Dialect) WriteVersion(ctx context.Context, w Querier, v Version) (update
 	} else if n != 1 {
 		return false, false, nil
 	}
-	r := v.Row
-	if _, err := w.ExecContext(ctx, d.rebind(insertEvent), r.ID, r.Version, r.UpdatedAt, string(v.Cause), r.Status,
-		r.Business, v.Reason); err != nil {
+	if _, err := w.ExecContext(ctx, d.rebind(insertEvent), v.EventArgs()...); err != nil {
 		return false, false, d.DriverErr("insert referral event", err)
 	}
 	return true, true, nil

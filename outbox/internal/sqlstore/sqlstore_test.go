@@ -299,7 +299,7 @@ func TestNewSubscriptionRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	if row.Sub.Status != outbox.SubscriptionActive || row.Sub.EventsSinceStart != 0 || !row.Sub.UpdatedAt.Equal(at) ||
-		string(row.Headers) != "[]" || row.Resource == nil || len(row.Args()) != 12 {
+		string(row.Headers) != "[]" || row.Resource == nil || len(row.Args()) != strings.Count(insertSubscription, "?") {
 		t.Errorf("row = %+v", row)
 	}
 	bad := sub
@@ -370,7 +370,7 @@ func TestVersionUpdateArgs(t *testing.T) {
 	t.Parallel()
 	v := Version{Row: ReferralRow{ID: "r", Practice: "A", Version: 3, UpdatedAt: 9}, From: 2}
 	args := v.UpdateArgs()
-	if n := strings.Count(UpdateReferral, "?"); len(args) != n || args[0] != "A" || args[7] != 3 || args[10] != "r" || args[11] != 2 {
+	if n := strings.Count(UpdateReferral, "?"); len(args) != n || args[0] != "A" || args[7] != 3 || args[11] != "r" || args[12] != 2 {
 		t.Errorf("args %v for %d placeholders", args, n)
 	}
 }

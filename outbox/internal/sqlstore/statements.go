@@ -5,12 +5,13 @@ package sqlstore
 const (
 	insertReferral = `INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
 	business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at, updated_at,
-	fingerprint, identifiers, referral, service_request)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	fingerprint, identifiers, referral, service_request, service_request_status)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// UpdateReferral sets a referral's new version (arguments: VersionRow.UpdateArgs).
 	UpdateReferral = `UPDATE referrals SET practice_ods = ?, service_id = ?, status = ?, business_status = ?,
-	patient_ref = ?, patient_nhs_number = ?, requester_ref = ?, version = ?, updated_at = ?, referral = ?
+	patient_ref = ?, patient_nhs_number = ?, requester_ref = ?, version = ?, updated_at = ?, referral = ?,
+	service_request_status = ?
 	WHERE id = ? AND version = ?`
 
 	insertIdentifier = `INSERT INTO referral_identifiers (system, value, referral_id) VALUES (?, ?, ?)`
@@ -21,8 +22,10 @@ const (
 	VALUES (?, `
 	insertMessageTail = `, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`
 
+	// insertEvent writes a referral version's timeline entry with the referral as it was (arguments:
+	// Version.EventArgs).
 	insertEvent = `INSERT INTO referral_events (referral_id, version, at, cause, status, business_status,
-	status_reason) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	status_reason, referral) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 
 	selectReferrals = `SELECT ` + ReferralCols + ` FROM referrals`
 	selectReferral  = selectReferrals + ` WHERE `
@@ -33,6 +36,12 @@ const (
 	selectIdentifier = `SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?`
 	selectTimeline   = `SELECT version, at, cause, status, business_status, status_reason
 		FROM referral_events WHERE referral_id = ? ORDER BY version`
+	// selectVersions and selectVersion read the kept versions (versions written before migration 20 have an
+	// empty referral).
+	selectVersions = `SELECT version, at, referral FROM referral_events
+		WHERE referral_id = ? AND length(referral) > 0 ORDER BY version`
+	selectVersion = `SELECT version, at, referral FROM referral_events
+		WHERE referral_id = ? AND version = ? AND length(referral) > 0`
 	selectTimelineMessages = `SELECT id, referral_version, withdrawn_version FROM outbox_messages
 		WHERE referral_id = ? ORDER BY seq`
 	selectCreated = `SELECT id, state FROM outbox_messages WHERE referral_id = ?
@@ -47,7 +56,7 @@ const (
 		FROM outbox_attempts WHERE message_id = ? ORDER BY n`
 	selectReplays = `SELECT at, actor, reason, from_state FROM outbox_replays
 		WHERE message_id = ? ORDER BY id`
-	selectLease   = `SELECT state, lease_owner, referral_id FROM outbox_messages WHERE id = ?`
+	selectLease   = `SELECT state, lease_owner, COALESCE(referral_id, '') FROM outbox_messages WHERE id = ?`
 	insertAttempt = `INSERT INTO outbox_attempts (message_id, n, started_at, latency_us,
 			status_code, error) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
 			?, ?, ?, ?)`
@@ -70,10 +79,22 @@ const (
 	selectSubscriptions = `SELECT ` + SubscriptionCols + ` FROM subscriptions WHERE `
 	selectSubscription  = selectSubscriptions + `id = ?`
 	insertSubscription  = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
-			endpoint, headers, payload, status, events_since_start, base_url, created_at, updated_at, resource)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
-	setSubscriptionStatus = `UPDATE subscriptions SET status = ?, updated_at = ? WHERE id = ?`
-	numberEvent           = `UPDATE subscriptions SET events_since_start = events_since_start + 1
+			endpoint, headers, payload, status, events_since_start, base_url, created_at, updated_at, resource,
+			error, topic, heartbeat_period)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, '', ?, ?)`
+	setSubscriptionStatus = `UPDATE subscriptions SET status = ?, error = ?, updated_at = ? WHERE id = ?`
+	// changeSubscription is an outbox.SubscriptionChange: status, error, updated_at, id, from.
+	changeSubscription = `UPDATE subscriptions SET status = ?, error = ?, updated_at = ? WHERE id = ? AND status = ?`
+	// heartbeatDue lists the active subscriptions with a heartbeat period, nothing queued and nothing queued
+	// for a period (? = now in microseconds).
+	heartbeatDue = `SELECT ` + SubscriptionCols + ` FROM subscriptions s
+			WHERE s.status = 'active' AND s.heartbeat_period > 0
+			AND NOT EXISTS (SELECT 1 FROM outbox_messages e WHERE e.destination_kind = 'subscription'
+				AND e.destination_id = s.id AND e.state IN ('pending', 'inflight', 'dead'))
+			AND COALESCE((SELECT e.created_at FROM outbox_messages e WHERE e.destination_kind = 'subscription'
+				AND e.destination_id = s.id ORDER BY e.seq DESC LIMIT 1), s.created_at) + s.heartbeat_period * 1000000 <= ?
+			ORDER BY s.id`
+	numberEvent = `UPDATE subscriptions SET events_since_start = events_since_start + 1
 			WHERE id = ? RETURNING events_since_start`
 )
 
@@ -81,7 +102,8 @@ const (
 func statements() []string {
 	return append([]string{
 		insertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
-		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectTimelineMessages,
+		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectVersions, selectVersion,
+		selectTimelineMessages, changeSubscription, heartbeatDue,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
 		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
 		insertSubscription, setSubscriptionStatus, numberEvent,

@@ -96,7 +96,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 		if _, err := w.ExecContext(ctx, d.rebind(insertReferral), row.ID, row.TaskID, row.SRID, row.Practice,
 			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
 			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
-			row.ServiceRequest); err != nil {
+			row.ServiceRequest, row.SRStatus); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert referral: referral, task or service request id already exists: %w", d.Name, err)
 			}
@@ -131,8 +131,8 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 		if err := hook(stageMessages); err != nil {
 			return err
 		}
-		if _, err := w.ExecContext(ctx, d.rebind(insertEvent), row.ID, 1, row.UpdatedAt, string(outbox.CauseCreate),
-			row.Status, row.Business, cc.Result.Referral.Record.StatusReason); err != nil {
+		v := Version{Row: row, Cause: outbox.CauseCreate, Reason: cc.Result.Referral.Record.StatusReason}
+		if _, err := w.ExecContext(ctx, d.rebind(insertEvent), v.EventArgs()...); err != nil {
 			return d.DriverErr("insert referral event", err)
 		}
 		return hook(stageEvents)
@@ -143,11 +143,16 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 	return res, nil
 }
 
-// insertMessages writes events as pending messages due at now, for the referral's given version.
+// insertMessages writes events as pending messages due at now, for the referral's given version (referralID
+// "": a message of no referral, a Subscription's handshake or heartbeat, stored with a NULL referral_id).
 func (s *Store) insertMessages(ctx context.Context, w *Tx, referralID string, version int, now int64, rows []EventRow) error {
 	d := s.d
+	var ref any = referralID
+	if referralID == "" {
+		ref = nil
+	}
 	for _, e := range rows {
-		if _, err := w.ExecContext(ctx, d.insertMessage, e.ID, referralID, version, e.Kind, e.Dest, e.Type,
+		if _, err := w.ExecContext(ctx, d.insertMessage, e.ID, ref, version, e.Kind, e.Dest, e.Type,
 			e.Payload, now, now, now); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert message: duplicate message id: %w", d.Name, err)
@@ -186,6 +191,27 @@ func (s *Store) GetReferral(ctx context.Context, id string) (outbox.Referral, er
 // the cursor of the last one when more follow. A non-nil empty Practices matches nothing.
 func (s *Store) SearchReferrals(ctx context.Context, q outbox.ReferralQuery) ([]outbox.Referral, *outbox.Cursor, error) {
 	return s.d.SearchReferrals(ctx, s.read, q)
+}
+
+// CountReferrals counts the referrals matching q's filters (a search's total).
+func (s *Store) CountReferrals(ctx context.Context, q outbox.ReferralQuery) (int, error) {
+	return s.d.CountReferrals(ctx, s.read, q)
+}
+
+// ReferralVersions returns every kept version of the referral, oldest first (outbox.Timeliner).
+func (s *Store) ReferralVersions(ctx context.Context, id string) ([]outbox.Referral, error) {
+	if id == "" {
+		return nil, fmt.Errorf("%s: referral: %w", s.d.Name, outbox.ErrNotFound)
+	}
+	return s.d.ReferralVersions(ctx, s.read, id)
+}
+
+// ReferralVersion returns one kept version of the referral (outbox.Timeliner).
+func (s *Store) ReferralVersion(ctx context.Context, id string, version int) (outbox.Referral, error) {
+	if id == "" {
+		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", s.d.Name, outbox.ErrNotFound)
+	}
+	return s.d.ReferralVersion(ctx, s.read, id, version)
 }
 
 // UpdateReferral applies fn to the referral (by referral, task or ServiceRequest id, its row locked) in one
@@ -307,8 +333,8 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 // CompleteAttempt records the attempt (numbered after every earlier one of the message, across replays;
 // res.Attempt.N is ignored) and, if res.Owner still holds the lease, moves the message to res.State, counts
 // the attempt in Attempts, keeps its error as LastError and applies res.Update to the referral, all in one
-// transaction. A lease is held until another claim takes it, even past LeaseUntil. Otherwise the attempt
-// alone is recorded and ErrLeaseLost returned. If res.Update fails (other than with ErrNoChange), nothing
+// transaction, with res.Subscription's status change when given. A lease is held until another claim takes
+// it, even past LeaseUntil. Otherwise the attempt alone is recorded and ErrLeaseLost returned. If res.Update fails (other than with ErrNoChange), nothing
 // is written and its error is returned.
 func (s *Store) CompleteAttempt(ctx context.Context, id string, now time.Time, res outbox.AttemptResult) error {
 	d := s.d
@@ -333,6 +359,11 @@ func (s *Store) CompleteAttempt(ctx context.Context, id string, now time.Time, r
 		w.Changed = false
 		if res.Update != nil {
 			if _, err := s.applyUpdate(ctx, w, rec.Referral, now, res.Update, outbox.CauseAttempt); err != nil {
+				return err
+			}
+		}
+		if res.Subscription != nil {
+			if err := d.ChangeSubscription(ctx, w, *res.Subscription, now); err != nil {
 				return err
 			}
 		}
@@ -479,8 +510,9 @@ func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.
 	return fresh, err
 }
 
-// CreateSubscription stores sub as active with no events yet; times are truncated to the microsecond and
-// UpdatedAt defaults to CreatedAt (required).
+// CreateSubscription stores sub as active with no events yet and, in the same transaction, queues its
+// handshake (sub.Handshake, when not nil) as its first message, due at once; times are truncated to the
+// microsecond and UpdatedAt defaults to CreatedAt (required).
 func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription) (outbox.Subscription, error) {
 	d := s.d
 	row, err := d.NewSubscriptionRow(sub)
@@ -494,12 +526,51 @@ func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription)
 			}
 			return d.DriverErr("insert subscription", err)
 		}
-		return nil
+		if sub.Handshake == nil {
+			return nil
+		}
+		return s.insertMessages(ctx, w, "", 0, Micros(row.Sub.CreatedAt), []EventRow{{ID: s.cfg.NewID(),
+			Kind: string(mapping.DestinationSubscription), Dest: sub.ID, Type: string(mapping.EventHandshake),
+			Payload: sub.Handshake}})
 	})
 	if err != nil {
 		return outbox.Subscription{}, err
 	}
-	return row.Sub, nil
+	out := row.Sub
+	out.Handshake = nil
+	return out, nil
+}
+
+// QueueHeartbeats queues a heartbeat for every active subscription with a heartbeat period that has had
+// nothing queued for that period and has nothing waiting (outbox.Subscriptions), in one transaction.
+func (s *Store) QueueHeartbeats(ctx context.Context, now time.Time, render outbox.HeartbeatFunc) (int, error) {
+	d := s.d
+	if render == nil {
+		return 0, fmt.Errorf("%s: heartbeats: nil render", d.Name)
+	}
+	n := 0
+	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+		n = 0
+		nowUS := Micros(now)
+		subs, err := d.subscriptions(ctx, w, "heartbeats", d.rebind(heartbeatDue), nowUS)
+		if err != nil {
+			return err
+		}
+		for _, sub := range subs {
+			payload, err := render(sub, FromMicros(nowUS))
+			if err != nil {
+				return fmt.Errorf("%s: heartbeat of subscription %s: %w", d.Name, sub.ID, err)
+			}
+			if err := s.insertMessages(ctx, w, "", 0, nowUS, []EventRow{{ID: s.cfg.NewID(),
+				Kind: string(mapping.DestinationSubscription), Dest: sub.ID, Type: string(mapping.EventHeartbeat),
+				Payload: payload}}); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // GetSubscription returns one subscription.

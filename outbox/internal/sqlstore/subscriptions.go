@@ -15,7 +15,7 @@ import (
 
 // SubscriptionCols are the columns ScanSubscription reads, in order.
 const SubscriptionCols = `id, owner_client_id, practice_ods, criteria, endpoint, headers, payload, status,
-	events_since_start, base_url, created_at, updated_at, resource`
+	events_since_start, base_url, created_at, updated_at, resource, error, topic, heartbeat_period`
 
 // ScanSubscription reads the SubscriptionCols of one row.
 func (d Dialect) ScanSubscription(sc Scanner) (outbox.Subscription, error) {
@@ -24,11 +24,14 @@ func (d Dialect) ScanSubscription(sc Scanner) (outbox.Subscription, error) {
 		headers, res     []byte
 		payload, status  string
 		created, updated int64
+		heartbeat        int64
 	)
 	if err := sc.Scan(&sub.ID, &sub.OwnerClientID, &sub.PracticeODS, &sub.Criteria, &sub.Endpoint, &headers,
-		&payload, &status, &sub.EventsSinceStart, &sub.BaseURL, &created, &updated, &res); err != nil {
+		&payload, &status, &sub.EventsSinceStart, &sub.BaseURL, &created, &updated, &res, &sub.Error, &sub.Topic,
+		&heartbeat); err != nil {
 		return outbox.Subscription{}, err
 	}
+	sub.HeartbeatPeriod = time.Duration(heartbeat) * time.Second
 	if err := json.Unmarshal(headers, &sub.Header); err != nil {
 		return outbox.Subscription{}, fmt.Errorf("%s: decode subscription headers: %w", d.Name, err)
 	}
@@ -84,7 +87,11 @@ func (d Dialect) NewSubscriptionRow(sub outbox.Subscription) (SubscriptionRow, e
 	if sub.CreatedAt.IsZero() {
 		return SubscriptionRow{}, fmt.Errorf("%s: create subscription: created_at is required", d.Name)
 	}
+	if sub.HeartbeatPeriod < 0 || sub.HeartbeatPeriod%time.Second != 0 {
+		return SubscriptionRow{}, fmt.Errorf("%s: create subscription: the heartbeat period must be whole seconds", d.Name)
+	}
 	sub.Status = outbox.SubscriptionActive
+	sub.Error = ""
 	sub.EventsSinceStart = 0
 	sub.CreatedAt = Norm(sub.CreatedAt)
 	if sub.UpdatedAt.IsZero() {
@@ -106,21 +113,17 @@ func (d Dialect) NewSubscriptionRow(sub outbox.Subscription) (SubscriptionRow, e
 	return SubscriptionRow{Sub: sub, Headers: hj, Resource: res}, nil
 }
 
-// InsertSubscription is the INSERT of a SubscriptionRow, with ? placeholders; see SubscriptionRow.Args.
-const InsertSubscription = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
-			endpoint, headers, payload, status, events_since_start, base_url, created_at, updated_at, resource)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
-
-// Args are the arguments of InsertSubscription.
+// Args are the arguments of insertSubscription.
 func (r SubscriptionRow) Args() []any {
 	sub := r.Sub
 	return []any{sub.ID, sub.OwnerClientID, sub.PracticeODS, sub.Criteria, sub.Endpoint, r.Headers,
 		string(sub.Payload), string(sub.Status), sub.BaseURL, Micros(sub.CreatedAt), Micros(sub.UpdatedAt),
-		r.Resource}
+		r.Resource, sub.Topic, int64(sub.HeartbeatPeriod / time.Second)}
 }
 
-// SetSubscriptionStatus sets the subscription's status (and UpdatedAt to now when it changes) inside the
-// write transaction w, reading it with a row lock (d.Lock), and returns it as it now is.
+// SetSubscriptionStatus sets the subscription's status (and UpdatedAt to now when it changes; leaving error
+// clears the error text) inside the write transaction w, reading it with a row lock (d.Lock), and returns it
+// as it now is.
 func (d Dialect) SetSubscriptionStatus(ctx context.Context, w Querier, id string, status outbox.SubscriptionStatus, now time.Time) (outbox.Subscription, error) {
 	cur, err := d.ReadSubscription(ctx, w, id, true)
 	if err != nil {
@@ -129,11 +132,27 @@ func (d Dialect) SetSubscriptionStatus(ctx context.Context, w Querier, id string
 	if cur.Status == status {
 		return cur, nil
 	}
-	if _, err := w.ExecContext(ctx, d.rebind(setSubscriptionStatus), string(status), Micros(now), id); err != nil {
+	if _, err := w.ExecContext(ctx, d.rebind(setSubscriptionStatus), string(status), "", Micros(now), id); err != nil {
 		return outbox.Subscription{}, d.DriverErr("update subscription", err)
 	}
-	cur.Status, cur.UpdatedAt = status, Norm(now)
+	cur.Status, cur.Error, cur.UpdatedAt = status, "", Norm(now)
 	return cur, nil
+}
+
+// ChangeSubscription applies ch inside the write transaction w: the subscription moves to ch.To (with
+// ch.Error when that is error, else no error text) only if it is at ch.From.
+func (d Dialect) ChangeSubscription(ctx context.Context, w Querier, ch outbox.SubscriptionChange, now time.Time) error {
+	if !ch.From.Valid() || !ch.To.Valid() {
+		return fmt.Errorf("%s: subscription change: invalid status %q → %q", d.Name, ch.From, ch.To)
+	}
+	msg := ""
+	if ch.To == outbox.SubscriptionError {
+		msg = d.storableError(ch.Error)
+	}
+	if _, err := w.ExecContext(ctx, d.rebind(changeSubscription), string(ch.To), msg, Micros(now), ch.ID, string(ch.From)); err != nil {
+		return d.DriverErr("change subscription", err)
+	}
+	return nil
 }
 
 // ListSubscriptions returns the subscriptions matching q in (CreatedAt, ID) order.

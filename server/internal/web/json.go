@@ -31,6 +31,8 @@ func jsonStatus(k fault.Kind) int {
 		return http.StatusUnprocessableEntity
 	case fault.NotFound:
 		return http.StatusNotFound
+	case fault.Gone:
+		return http.StatusGone
 	case fault.Conflict, fault.Stale:
 		return http.StatusConflict
 	case fault.VersionRequired:

@@ -16,7 +16,7 @@ import (
 func TestJSONStatusEveryKind(t *testing.T) {
 	t.Parallel()
 	want := map[fault.Kind]int{
-		fault.Invalid: 400, fault.Rule: 422, fault.NotFound: 404, fault.Conflict: 409, fault.Stale: 409,
+		fault.Invalid: 400, fault.Rule: 422, fault.NotFound: 404, fault.Gone: 410, fault.Conflict: 409, fault.Stale: 409,
 		fault.VersionRequired: 428, fault.Unauthenticated: 401, fault.Forbidden: 403, fault.TooLarge: 413,
 		fault.UnsupportedMedia: 415, fault.NotAcceptable: 406, fault.MethodNotAllowed: 405, fault.RateLimited: 429,
 		fault.Unavailable: 503, fault.Internal: 500,
