@@ -60,9 +60,10 @@ func (nopStore) ListSubscriptions(context.Context, SubscriptionQuery) ([]Subscri
 func (nopStore) UseNonce(context.Context, string, time.Time, time.Time) (bool, error) {
 	return true, nil
 }
-func (nopStore) Changes() <-chan struct{}   { return nil }
-func (nopStore) Ping(context.Context) error { return nil }
-func (nopStore) Close() error               { return nil }
+func (nopStore) Changes() <-chan struct{}                            { return nil }
+func (nopStore) Ping(context.Context) error                          { return nil }
+func (nopStore) CheckWrite(context.Context, string, time.Time) error { return nil }
+func (nopStore) Close() error                                        { return nil }
 
 var _ Store = nopStore{}
 

@@ -228,16 +228,24 @@ type Store interface {
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.
 	Changes() <-chan struct{}
-	// Ping checks the database is reachable (readiness).
+	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
+	// CheckWrite is readiness: it commits a tiny write through the store's normal write path (the row of
+	// instance, one per process, stamped now), and fails (kind fault.Unavailable) when that write fails or
+	// when any write of this store failed for want of the database (down, locked, full: the kind
+	// fault.Unavailable at the backend's edge) since the previous CheckWrite. It recovers by itself: once
+	// writes succeed again, the next check but one passes.
+	CheckWrite(ctx context.Context, instance string, now time.Time) error
 	Close() error
 }
 
 // Referrals is the part of Store that keeps referrals and their outbox messages.
 type Referrals interface {
 	// CreateReferral writes the referral, its ServiceRequest, Task v1 and its events in one transaction.
-	// If any identifier is already used: same fingerprint → the existing referral (Created false);
-	// another fingerprint → ErrConflict. Nothing is written unless everything is.
+	// Identifiers are keys of the referring practice (Referral.PracticeODS, compared case-insensitively): if
+	// any is already used by a referral of the same practice: same fingerprint → the existing referral
+	// (Created false); another fingerprint → ErrConflict. Another practice's referral with the same identifier
+	// is neither found nor a conflict. Nothing is written unless everything is.
 	CreateReferral(ctx context.Context, in mapping.Intake) (CreateResult, error)
 	// GetReferral returns one referral by referral id, task id or ServiceRequest id (whichever matches).
 	GetReferral(ctx context.Context, id string) (Referral, error)

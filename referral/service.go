@@ -26,6 +26,8 @@ type Options struct {
 	Clock  func() time.Time // default time.Now
 	NewID  func() string    // default UUIDv7
 	Logger *slog.Logger     // default: discard
+	// Instance names this process's readiness probe row (default: "instance-" + a new id).
+	Instance string
 }
 
 // Service runs the use cases against one store and one directory. It is safe for concurrent use.
@@ -35,6 +37,8 @@ type Service struct {
 	now   func() time.Time
 	newID func() string
 	log   *slog.Logger
+	// instance names this process's readiness probe (CheckWrite).
+	instance string
 }
 
 // New returns a Service.
@@ -52,6 +56,10 @@ func New(o Options) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.instance = o.Instance
+	if s.instance == "" {
+		s.instance = "instance-" + s.newID()
+	}
 	return s, nil
 }
 
@@ -67,8 +75,14 @@ func NewUUIDv7() string {
 // Now is the Service's clock as stored: UTC, truncated to the microsecond.
 func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
-// Ping checks that the store answers (readiness).
+// Ping checks that the store answers.
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// CheckWrite is readiness: the store takes a write now, and none failed for want of the database since the
+// previous check (outbox.Store.CheckWrite).
+func (s *Service) CheckWrite(ctx context.Context) error {
+	return s.store.CheckWrite(ctx, s.instance, s.Now())
+}
 
 // Operator is the engineers' code path (admin API and CLI) over this Service's store and clock.
 func (s *Service) Operator() Operator { return Operator{Store: s.store, Clock: s.now} }

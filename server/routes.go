@@ -94,11 +94,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	web.WriteJSON(w, s.log, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz says the process can serve: the database answers and the dispatcher runs.
+// readyz says the process can serve: the database takes writes (a tiny write through the normal write path,
+// and no write failed for want of the database since the previous check) and the dispatcher runs.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.svc.Ping(ctx); err != nil {
+	if err := s.svc.CheckWrite(ctx); err != nil {
 		s.log.Warn("not ready: database", "err", err)
 		w.Header().Set("Retry-After", "5")
 		web.WriteJSON(w, s.log, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database"})

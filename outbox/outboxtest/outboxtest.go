@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CreateAndGet", testCreateAndGet},
 		{"IdempotentResend", testIdempotentResend},
 		{"Conflict", testConflict},
+		{"IdentifiersPerPractice", testIdentifiersPerPractice},
+		{"IdentifiersPerPracticeConcurrent", testIdentifiersPerPracticeConcurrent},
 		{"ConcurrentIdenticalCreates", testConcurrentIdenticalCreates},
 		{"AtomicCreate", testAtomicCreate},
 		{"GroupCommitFailureIsolated", testGroupCommitFailureIsolated},

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -190,4 +191,35 @@ func TestPathNeedsEscaping(t *testing.T) {
 	if n := count(t, rawDB(t, path), "referrals"); n != 1 {
 		t.Errorf("%d referrals in %q", n, path)
 	}
+}
+
+// TestUnavailable: another connection holds the database's write lock (BEGIN IMMEDIATE, as a second process
+// or an operator's sqlite3 shell would): writes fail with fault.Unavailable after the busy timeout and write
+// nothing, readiness says so, and everything recovers when the lock goes (outboxtest.RunUnavailable).
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunUnavailable(t, func(t *testing.T) outboxtest.Lockable {
+		path := filepath.Join(t.TempDir(), "socialrx.db")
+		s := openStore(t, path, sqlite.Options{BusyTimeout: 300 * time.Millisecond})
+		return outboxtest.Lockable{Store: s, Lock: func(t *testing.T) func() {
+			db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(5000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := db.Conn(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+					t.Error(err)
+				}
+				conn.Close()
+				db.Close()
+			}
+		}}
+	})
 }

@@ -13,7 +13,7 @@ const (
 	patient_ref = ?, patient_nhs_number = ?, requester_ref = ?, version = ?, updated_at = ?, referral = ?
 	WHERE id = ? AND version = ?`
 
-	insertIdentifier = `INSERT INTO referral_identifiers (system, value, referral_id) VALUES (?, ?, ?)`
+	insertIdentifier = `INSERT INTO referral_identifiers (practice_ods, system, value, referral_id) VALUES (?, ?, ?, ?)`
 
 	// insertMessageHead and insertMessageTail surround Dialect.NextSeq.
 	insertMessageHead = `INSERT INTO outbox_messages (id, seq, referral_id, referral_version, destination_kind,
@@ -30,7 +30,7 @@ const (
 	byAnyID          = `id = ? OR task_id = ? OR service_request_id = ?`
 	byID             = `id = ?`
 	selectReferralID = `SELECT id FROM referrals WHERE ` + byAnyID
-	selectIdentifier = `SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?`
+	selectIdentifier = `SELECT referral_id FROM referral_identifiers WHERE practice_ods = ? AND system = ? AND value = ?`
 	selectTimeline   = `SELECT version, at, cause, status, business_status, status_reason
 		FROM referral_events WHERE referral_id = ? ORDER BY version`
 	selectTimelineMessages = `SELECT id, referral_version, withdrawn_version FROM outbox_messages
@@ -67,6 +67,9 @@ const (
 	expireNonces  = `DELETE FROM used_nonces WHERE expires_at <= ?`
 	insertNonce   = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
 
+	upsertProbe = `INSERT INTO health_probes (instance, at) VALUES (?, ?)
+			ON CONFLICT (instance) DO UPDATE SET at = excluded.at`
+
 	selectSubscriptions = `SELECT ` + SubscriptionCols + ` FROM subscriptions WHERE `
 	selectSubscription  = selectSubscriptions + `id = ?`
 	insertSubscription  = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
@@ -84,6 +87,6 @@ func statements() []string {
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectTimelineMessages,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
 		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
-		insertSubscription, setSubscriptionStatus, numberEvent,
+		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe,
 	}
 }
