@@ -60,6 +60,15 @@ type Client struct {
 	JWKS []jose.JSONWebKey
 }
 
+// Practice is the client's practice ods as the directory spells it (ODS codes compare case-insensitively),
+// or ods itself when the client does not act for it.
+func (c Client) Practice(ods string) string {
+	if i := slices.IndexFunc(c.Practices, func(p string) bool { return strings.EqualFold(p, ods) }); i >= 0 {
+		return c.Practices[i]
+	}
+	return ods
+}
+
 // MayReferFrom reports whether a GP client may act for the practice with ODS code ods.
 func (c Client) MayReferFrom(ods string) bool {
 	return c.Role == RoleGP && slices.ContainsFunc(c.Practices, func(p string) bool { return strings.EqualFold(p, ods) })
