@@ -312,10 +312,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	due := time.NewTimer(time.Hour)
 	due.Stop()
 	defer due.Stop()
+	pause := newStorePause()
+	defer pause.timer.Stop()
 
 	for {
-		if ctx.Err() == nil {
-			d.fill(ctx, dctx, log, st, done, due)
+		if ctx.Err() == nil && !pause.paused {
+			if err := d.fill(ctx, dctx, log, st, done, due); err != nil && ctx.Err() == nil {
+				pause.failed(log, d.opts.SafetyPoll, err)
+			} else if err == nil {
+				pause.ok(log)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -332,9 +338,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 			}
 		case <-d.store.Changes():
+			pause.resume() // a commit went through: the database is back
 		case <-d.wake:
 		case <-safety.C:
 		case <-due.C:
+		case <-pause.timer.C:
+			pause.resume()
 		}
 	}
 }
@@ -353,22 +362,20 @@ func (st *loopState) finish(f finished) {
 }
 
 // fill starts held messages that have room, then claims as many messages as there is capacity for, and
-// arms the due timer for the next pending message when capacity is left.
-func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, due *time.Timer) {
+// arms the due timer for the next pending message when capacity is left. It returns the store's error when
+// the store could not be asked (the loop then backs off: storePause).
+func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, due *time.Timer) error {
 	due.Stop()
 	now := d.opts.Clock()
 	d.startHeld(dctx, log, st, done, now)
 	for {
 		free := d.opts.Concurrency - st.running - st.nHeld
 		if free <= 0 {
-			return
+			return nil
 		}
 		msgs, err := d.claim(ctx, now, free, st)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("outbox: claiming messages failed; retrying at the next poll", "err", err)
-			}
-			return
+			return fmt.Errorf("claiming messages: %w", err)
 		}
 		for _, m := range msgs {
 			if st.active[m.ID] {
@@ -396,14 +403,12 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	// a commit or the safety poll will bring the loop back.
 	next, err := d.store.NextDue(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			log.Error("outbox: reading the next due time failed", "err", err)
-		}
-		return
+		return fmt.Errorf("reading the next due time: %w", err)
 	}
 	if next.After(now) {
 		due.Reset(next.Sub(now))
 	}
+	return nil
 }
 
 // claim leases up to limit messages, no more of a destination than it has room for (PerDestination less

@@ -1,12 +1,18 @@
 package postgres_test
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
 	"github.com/socialrx/socialrx/outbox/postgres"
 	"github.com/socialrx/socialrx/outbox/postgres/pgtest"
 )
@@ -77,4 +83,63 @@ func TestStoppedServer(t *testing.T) {
 	if _, err := s.GetReferral(ctx, "nope"); !errors.Is(err, outbox.ErrNotFound) {
 		t.Errorf("a missing referral after the restart: %v", err)
 	}
+}
+
+// TestDispatcherRecoversAfterRestart runs the real dispatcher against a private cluster that is stopped under
+// it: it keeps its messages, backs off while the database is gone, and delivers again as soon as the server
+// is back and a referral commits (a commit ends its pause), without a restart of socialrx.
+func TestDispatcherRecoversAfterRestart(t *testing.T) {
+	t.Parallel()
+	c := pgtest.NewCluster(t)
+	s := openStore(t, c.URL(), postgres.Options{ConnectTimeout: 2 * time.Second})
+	got := make(chan string, 16)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get(outbox.HeaderWebhookID)
+	}))
+	t.Cleanup(recv.Close)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	ep := outbox.EndpointFunc(func(mapping.Destination) (outbox.Endpoint, bool) {
+		return outbox.Endpoint{URL: recv.URL, Secret: "whsec_c29jaWFscngtdGVzdC13ZWJob29rLXNlY3JldC0zMmI="}, true
+	})
+	d := outbox.NewDispatcher(s, ep, outbox.DispatcherOptions{SafetyPoll: 50 * time.Millisecond, Logger: quiet})
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan error, 1)
+	go func() { stopped <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-stopped
+	})
+	now := time.Now().UTC()
+	wait := func(want string) {
+		t.Helper()
+		select {
+		case id := <-got:
+			if id != want {
+				t.Fatalf("delivered %s, want %s", id, want)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%s was not delivered", want)
+		}
+	}
+	if _, err := s.CreateReferral(ctx, sqlstoretest.Intake(1, now, dest, json.RawMessage(`{}`))); err != nil {
+		t.Fatal(err)
+	}
+	wait("msg-1")
+
+	c.Stop()
+	// The dispatcher's looks for work fail now; the store says why, with the kind a client would get.
+	if _, err := s.ClaimMessages(ctx, "probe", now, time.Minute, 1, outbox.ClaimFilter{}); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("claim with the server stopped: %v", err)
+	}
+	c.Start()
+	var err error
+	for range 5 { // the pool's dead connections may fail the first calls after the restart
+		if _, err = s.CreateReferral(ctx, sqlstoretest.Intake(2, now, dest, json.RawMessage(`{}`))); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("create after the restart: %v", err)
+	}
+	wait("msg-2")
 }
