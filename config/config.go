@@ -472,6 +472,10 @@ type Settings struct {
 	// TokenKey signs SMART Backend Services access tokens (SOCIALRX_TOKEN_KEY: standard base64 of at least 32
 	// random bytes). Instances sharing a database must share it; empty: a random key per process.
 	TokenKey []byte
+	// Limits bound rates, concurrent bodies and Subscriptions (limits.go).
+	Limits Limits
+	// Security holds the outbound, secrets, metrics and demo settings (limits.go).
+	Security Security
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -485,6 +489,7 @@ func Defaults() Settings {
 		DeliveryTimeout: 10 * time.Second,
 		AckDeadline:     72 * time.Hour,
 		MaxBodyBytes:    1 << 20,
+		Limits:          DefaultLimits(),
 	}
 }
 
@@ -531,6 +536,11 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 			s.MaxBodyBytes = n
 		}
 	}
+	var more []error
+	s.Limits, more = limitsFromEnv(s.Limits, getenv)
+	errs = append(errs, more...)
+	s.Security, more = securityFromEnv(getenv)
+	errs = append(errs, more...)
 	if err := s.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -51,17 +51,11 @@ func (s *Server) handle(rt web.Route) {
 				fmt.Sprintf("%s is not allowed here; allowed: %s", r.Method, allow)))
 			return
 		}
-		if rt.Access != web.Public {
-			cl, err := s.authenticate(r, rt.Access, rt.Path)
-			if err != nil {
-				if fault.KindOf(err) == fault.Unauthenticated {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
-				}
-				s.fail(w, r, err)
-				return
-			}
-			r = r.WithContext(web.WithClient(r.Context(), cl))
+		r, release, ok := s.admit(w, r, rt) // credentials, rates, body slots (admit.go)
+		if !ok {
+			return
 		}
+		defer release()
 		h(w, r)
 	})))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -41,6 +42,13 @@ type Options struct {
 	// TokenKey signs the access tokens of SMART Backend Services (POST /oauth/token); instances that share a
 	// database must share it (SOCIALRX_TOKEN_KEY). Empty: a random key, so tokens work on this process only.
 	TokenKey []byte
+	// Limits are the rate limits, body slots and Subscription cap (config.Limits; the process passes
+	// config.Settings.Limits). Nil: no limits (tests and benchmarks that measure something else).
+	Limits *config.Limits
+	// LimitClock is the time the rate limits run on (default time.Now; never the data clock, Clock).
+	LimitClock func() time.Time
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client address.
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -53,6 +61,8 @@ type Server struct {
 	metrics *httpMetrics
 	smart   *smart.Server
 	router  *mux.Router
+	limits  *limiter
+	maxBody int64
 }
 
 // New builds a Server: the use cases over o.Store, every API, and their routes.
@@ -82,7 +92,13 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), ready: o.Ready}
+	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), ready: o.Ready,
+		maxBody: o.MaxBodyBytes}
+	lim := config.Unlimited()
+	if o.Limits != nil {
+		lim = *o.Limits
+	}
+	s.limits = newLimiter(lim, o.LimitClock, o.TrustedProxies)
 	if s.metrics, err = newHTTPMetrics(o.Registry, svc.Operator()); err != nil {
 		return nil, err
 	}
@@ -105,7 +121,7 @@ func New(o Options) (*Server, error) {
 
 // Handler returns the root handler with every middleware applied.
 func (s *Server) Handler() http.Handler {
-	return s.withRequestID(s.withRecover(s.router))
+	return s.withRequestID(s.withRecover(withSecurityHeaders(s.withCleanInput(s.router))))
 }
 
 // base is the FHIR base URL as clients see it.
@@ -153,11 +169,14 @@ func (s *Server) withRecover(next http.Handler) http.Handler {
 
 // fail answers with the error format of the API the request is for.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if isFHIR(r.URL.Path) {
+	switch {
+	case isFHIR(r.URL.Path):
 		fhirapi.WriteError(w, r, s.log, err)
-		return
+	case r.URL.Path == smart.TokenPath:
+		smart.WriteError(w, r, s.log, err)
+	default:
+		web.WriteError(w, r, s.log, err)
 	}
-	web.WriteError(w, r, s.log, err)
 }
 
 func isFHIR(path string) bool { return strings.HasPrefix(path, "/fhir") }
