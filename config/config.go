@@ -78,6 +78,8 @@ func (c Client) MayReferFrom(ods string) bool {
 type Config struct {
 	Clients   []Client
 	Directory mapping.Directory
+	// Outbound is the directory's outbound policy (outbound: in the file).
+	Outbound Outbound
 	// Demo is true when the embedded demo configuration is in use (no SOCIALRX_CONFIG).
 	Demo bool
 	// Source names where the configuration came from (a path, or "embedded demo").
@@ -124,7 +126,9 @@ func LoadDemo() (*Config, error) {
 	return c, nil
 }
 
-// Load reads and validates a directory file. Relative secret_file paths are resolved against its folder.
+// Load reads and validates a directory file. Relative secret_file paths are resolved against its folder. A
+// file that gives a client one of the embedded demo's published token hashes is refused: those tokens are in
+// the README, so anyone could use them (the demo itself runs only without SOCIALRX_CONFIG).
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -132,6 +136,9 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(b, filepath.Dir(path))
 	if err != nil {
+		return nil, fmt.Errorf("directory file %s: %w", path, err)
+	}
+	if err := refuseDemoTokens(c); err != nil {
 		return nil, fmt.Errorf("directory file %s: %w", path, err)
 	}
 	c.Source = path
@@ -169,6 +176,7 @@ type fileService struct {
 type file struct {
 	Clients  []fileClient  `yaml:"clients"`
 	Services []fileService `yaml:"services"`
+	Outbound Outbound      `yaml:"outbound"`
 }
 
 var (
@@ -202,6 +210,7 @@ func Parse(b []byte, base string) (*Config, error) {
 	for i, fc := range f.Clients {
 		c.Clients = append(c.Clients, p.client(fmt.Sprintf("clients[%d]", i), fc))
 	}
+	c.Outbound = f.Outbound
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
@@ -264,8 +273,13 @@ func (p *parser) delivery(at string, s fileService) mapping.Delivery {
 		return mapping.Delivery{}
 	}
 	u, err := url.Parse(s.Delivery.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
 		p.bad("%s.delivery.url: must be an absolute http(s) URL", at)
+	case u.User != nil:
+		p.bad("%s.delivery.url: must not carry credentials (the webhook is signed with the secret)", at)
+	case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+		p.bad("%s.delivery.url: %s must use https: referrals carry patient data, and plain http is only for a receiver on this machine (localhost, 127.0.0.1, ::1)", at, u.Redacted())
 	}
 	secret := s.Delivery.Secret
 	switch {

@@ -214,3 +214,41 @@ func securityFromEnv(getenv func(string) string) (Security, []error) {
 	flag("SOCIALRX_DEMO_PUBLIC", &s.DemoPublic)
 	return s, errs
 }
+
+// Outbound is the directory file's outbound policy (README "Security").
+type Outbound struct {
+	// AllowLoopback lets GP clients' FHIR Subscriptions use endpoints on this machine (plain http to
+	// localhost, 127.0.0.1 or ::1, and names that resolve to a loopback address): the demo, or a GP receiver
+	// deployed beside socialrx. Off by default: a Subscription could otherwise reach socialrx's own admin API
+	// or any service listening on loopback.
+	AllowLoopback bool `yaml:"allow_loopback"`
+}
+
+// loopbackHost reports whether a URL's host names this machine.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && a.Unmap().IsLoopback()
+}
+
+// refuseDemoTokens is an error naming every client of c whose token hash is one of the embedded demo's.
+func refuseDemoTokens(c *Config) error {
+	demo, err := Parse(demoYAML, "")
+	if err != nil {
+		return fmt.Errorf("embedded demo configuration: %w", err)
+	}
+	published := map[[32]byte]string{}
+	for _, cl := range demo.Clients {
+		published[cl.TokenSHA256] = cl.ID
+	}
+	var none [32]byte
+	var errs []error
+	for i, cl := range c.Clients {
+		if d, ok := published[cl.TokenSHA256]; ok && cl.TokenSHA256 != none {
+			errs = append(errs, fmt.Errorf("clients[%d].token_sha256: client %q uses the published demo token of %q (it is in the README); make a new token and hash it with `socialrx hash-token`", i, cl.ID, d))
+		}
+	}
+	return errors.Join(errs...)
+}

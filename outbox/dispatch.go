@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/socialrx/socialrx/mapping"
@@ -57,6 +58,12 @@ type DispatcherOptions struct {
 	HTTPClient *retryablehttp.Client
 	// Timeout bounds one HTTP request. Default 10 s.
 	Timeout time.Duration
+	// Egress is the outbound policy of endpoints that came from a client (Endpoint.Guarded: FHIR
+	// Subscriptions). The zero value is strict: public unicast addresses only.
+	Egress EgressPolicy
+	// GuardedHTTPClient sends to guarded endpoints. Default: the default client's behaviour (HTTPClient's
+	// timeouts and retries) over Egress.Transport(). A client given here is used as is.
+	GuardedHTTPClient *retryablehttp.Client
 	// QuickRetries is the number of in-attempt retries. 0: default 2; negative: none.
 	QuickRetries int
 	// QuickRetryWait caps one in-attempt wait, including an honoured Retry-After. Default 2 s.
@@ -149,7 +156,10 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 		o.Logger = slog.Default()
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait)
+		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, cleanhttp.DefaultPooledTransport())
+	}
+	if o.GuardedHTTPClient == nil {
+		o.GuardedHTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, o.Egress.Transport())
 	}
 	if limit := attemptLimit(o); o.Lease <= limit {
 		//lint:ignore ST1005 the message starts with the option's name, Lease, as the user sets it (and tests pin it)

@@ -45,7 +45,7 @@ func (nopStore) CountMessages(context.Context) (map[MessageState]int, time.Time,
 	return nil, time.Time{}, nil
 }
 func (nopStore) NextDue(context.Context) (time.Time, error) { return time.Time{}, nil }
-func (nopStore) CreateSubscription(_ context.Context, sub Subscription) (Subscription, error) {
+func (nopStore) CreateSubscription(_ context.Context, sub Subscription, _ int) (Subscription, error) {
 	return sub, nil
 }
 func (nopStore) GetSubscription(context.Context, string) (Subscription, error) {

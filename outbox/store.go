@@ -19,6 +19,8 @@ var (
 	ErrVersionMismatch = fault.Sentinel(fault.Stale, "version mismatch")
 	// ErrLeaseLost: the message is no longer leased by this dispatcher (the lease expired and another took it).
 	ErrLeaseLost = fault.Sentinel(fault.Conflict, "lease lost")
+	// ErrSubscriptionLimit: the client already has the most active Subscriptions it may have.
+	ErrSubscriptionLimit = fault.Sentinel(fault.Rule, "subscription limit reached")
 	// ErrNoChange is returned by a ReferralUpdate that has nothing to change: the store then leaves the
 	// referral (and its version) untouched and commits the rest of the operation.
 	ErrNoChange = fault.Sentinel(fault.Internal, "no change")
@@ -420,8 +422,10 @@ type NotifyFunc func(sub Subscription, ref Referral, eventNumber int64, now time
 // destinations the head of line is per destination, not per (referral, destination).
 type Subscriptions interface {
 	// CreateSubscription stores sub (ID, OwnerClientID, PracticeODS and Endpoint required; Status active;
-	// EventsSinceStart is set to 0). An existing id is an error.
-	CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error)
+	// EventsSinceStart is set to 0). An existing id is an error. maxActive > 0 caps the owner's active
+	// subscriptions: when the owner already has that many, nothing is written and the error is
+	// ErrSubscriptionLimit (checked and written in one transaction: concurrent creates never pass the cap).
+	CreateSubscription(ctx context.Context, sub Subscription, maxActive int) (Subscription, error)
 	// GetSubscription returns one subscription (ErrNotFound if none).
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// UpdateSubscriptionStatus sets a subscription's status (ErrNotFound if none). Setting the current

@@ -28,6 +28,12 @@ type Options struct {
 	Logger *slog.Logger     // default: discard
 	// Instance names this process's readiness probe row (default: "instance-" + a new id).
 	Instance string
+	// Secrets seal stored credentials (Subscription channel.header values); nil: none can be stored.
+	Secrets *outbox.Keyring
+	// MaxSubscriptionsPerClient caps a GP client's active Subscriptions (0: no cap).
+	MaxSubscriptionsPerClient int
+	// SubscriptionOff, if set, is told the id of each Subscription its owner turns off (metrics forget it).
+	SubscriptionOff func(id string)
 }
 
 // Service runs the use cases against one store and one directory. It is safe for concurrent use.
@@ -39,6 +45,10 @@ type Service struct {
 	log   *slog.Logger
 	// instance names this process's readiness probe (CheckWrite).
 	instance string
+	// secrets, maxSubs and subscriptionOff: see Options.
+	secrets         *outbox.Keyring
+	maxSubs         int
+	subscriptionOff func(id string)
 }
 
 // New returns a Service.
@@ -56,6 +66,7 @@ func New(o Options) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.secrets, s.maxSubs, s.subscriptionOff = o.Secrets, o.MaxSubscriptionsPerClient, o.SubscriptionOff
 	s.instance = o.Instance
 	if s.instance == "" {
 		s.instance = "instance-" + s.newID()

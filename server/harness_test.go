@@ -42,6 +42,7 @@ type harness struct {
 	v     *fhirtest.Validator
 	clock *atomic.Int64 // unix micro
 	cfg   *config.Config
+	keys  *outbox.Keyring // seals Subscription channel.header values (the server's and the dispatcher's)
 }
 
 func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
@@ -65,9 +66,13 @@ func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	if mod != nil {
 		mod(cfg)
 	}
-	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
+	keys, err := outbox.RandomKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg, keys: keys}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test",
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test", Secrets: keys,
 		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
 	if err != nil {
 		t.Fatal(err)

@@ -73,14 +73,18 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, fault.New(fault.NotFound, "not_found", "", msg))
 }
 
-// opsRoutes are the public ops endpoints.
+// opsRoutes are the public ops endpoints (/metrics only when it is not served on its own listener).
 func (s *Server) opsRoutes() []web.Route {
 	get := http.MethodGet
-	return []web.Route{
+	routes := []web.Route{
 		{Path: "/healthz", Name: "healthz", Access: web.Public, Methods: map[string]http.HandlerFunc{get: s.healthz}},
 		{Path: "/readyz", Name: "readyz", Access: web.Public, Methods: map[string]http.HandlerFunc{get: s.readyz}},
-		{Path: "/metrics", Name: "metrics", Access: web.Public, Methods: map[string]http.HandlerFunc{get: s.metricsHandler().ServeHTTP}},
 	}
+	if !s.noMetricsRoute {
+		routes = append(routes, web.Route{Path: "/metrics", Name: "metrics", Access: web.Public,
+			Methods: map[string]http.HandlerFunc{get: s.MetricsHandler().ServeHTTP}})
+	}
+	return routes
 }
 
 // healthz says the process is alive.

@@ -49,6 +49,15 @@ type Options struct {
 	LimitClock func() time.Time
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client address.
 	TrustedProxies []netip.Prefix
+	// Secrets seal stored credentials (Subscription channel.header values; the dispatcher's resolver opens
+	// them with the same keyring). Nil: channel.header is refused.
+	Secrets *outbox.Keyring
+	// SubscriptionOff, if set, is told the id of each Subscription its owner deletes (DeliveryMetrics.Forget).
+	SubscriptionOff func(id string)
+	// MetricsToken, if set, is the bearer token /metrics requires (SOCIALRX_METRICS_TOKEN).
+	MetricsToken string
+	// NoMetricsRoute leaves /metrics off the API listener (it is served on its own: MetricsHandler).
+	NoMetricsRoute bool
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -63,6 +72,9 @@ type Server struct {
 	router  *mux.Router
 	limits  *limiter
 	maxBody int64
+	// metricsToken guards /metrics when set; noMetricsRoute leaves it off the API listener.
+	metricsToken   string
+	noMetricsRoute bool
 }
 
 // New builds a Server: the use cases over o.Store, every API, and their routes.
@@ -88,16 +100,17 @@ func New(o Options) (*Server, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	svc, err := referral.New(referral.Options{Store: o.Store, Config: o.Config, Clock: o.Clock, NewID: o.NewID, Logger: o.Logger})
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), ready: o.Ready,
-		maxBody: o.MaxBodyBytes}
 	lim := config.Unlimited()
 	if o.Limits != nil {
 		lim = *o.Limits
 	}
+	svc, err := referral.New(referral.Options{Store: o.Store, Config: o.Config, Clock: o.Clock, NewID: o.NewID, Logger: o.Logger,
+		Secrets: o.Secrets, MaxSubscriptionsPerClient: lim.SubscriptionsPerClient, SubscriptionOff: o.SubscriptionOff})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: strings.TrimSuffix(o.BaseURL, "/"), ready: o.Ready,
+		maxBody: o.MaxBodyBytes, metricsToken: o.MetricsToken, noMetricsRoute: o.NoMetricsRoute}
 	s.limits = newLimiter(lim, o.LimitClock, o.TrustedProxies)
 	if s.metrics, err = newHTTPMetrics(o.Registry, svc.Operator()); err != nil {
 		return nil, err

@@ -83,8 +83,9 @@ func newReceiver(t *testing.T) *receiver {
 // on the harness's fake clock (each reading advances it 1 ms) and a 5 ms backoff, so retries come at once.
 func startDispatcher(t *testing.T, h *harness) {
 	t.Helper()
-	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory)),
+	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory), h.keys),
 		outbox.DispatcherOptions{
+			Egress:       outbox.EgressPolicy{AllowLoopback: h.cfg.Outbound.AllowLoopback},
 			Clock:        func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() },
 			Backoff:      func(int) time.Duration { return 5 * time.Millisecond },
 			Jitter:       func(time.Duration) time.Duration { return 0 },

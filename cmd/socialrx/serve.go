@@ -98,15 +98,18 @@ type Main struct {
 	// Logger receives the service's log.
 	Logger *slog.Logger
 
-	store     outbox.Store
-	httpSrv   *http.Server
-	addr      string
-	stopBg    context.CancelFunc // stops the dispatcher and the overdue sweeper
-	dispDone  chan struct{}      // closed when the dispatcher's Run has returned dispErr
-	dispErr   error
-	sweepDone chan struct{} // closed when the overdue sweeper has returned
-	httpDone  chan struct{} // closed when the HTTP server's Serve has returned httpErr
-	httpErr   error
+	store   outbox.Store
+	httpSrv *http.Server
+	addr    string
+	// metricsSrv serves /metrics on its own listener (SOCIALRX_METRICS_ADDR); metricsAddr is where.
+	metricsSrv  *http.Server
+	metricsAddr string
+	stopBg      context.CancelFunc // stops the dispatcher and the overdue sweeper
+	dispDone    chan struct{}      // closed when the dispatcher's Run has returned dispErr
+	dispErr     error
+	sweepDone   chan struct{} // closed when the overdue sweeper has returned
+	httpDone    chan struct{} // closed when the HTTP server's Serve has returned httpErr
+	httpErr     error
 
 	dispatcherRunning atomic.Bool // readiness: /readyz fails while the dispatcher is not running
 	dispReported      atomic.Bool // Wait returned the dispatcher's stop, so Close does not report it again
@@ -139,6 +142,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if len(settings.TokenKey) == 0 && slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.JWKS) > 0 }) {
 		log.Warn("SOCIALRX_TOKEN_KEY is not set: SMART access tokens are signed with a random key and work only on this instance until it restarts")
 	}
+	if err := demoFailsClosed(settings, cfg, log); err != nil {
+		return err
+	}
+	secrets, err := keyring(settings, cfg, log)
+	if err != nil {
+		return err
+	}
 	store, err := openStore(ctx, settings, log)
 	if err != nil {
 		return err
@@ -147,15 +157,18 @@ func (m *Main) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Options{
-		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
-		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
-		Ready: m.ready,
-	})
+	deliveries, err := server.NewDeliveryMetrics(reg, settings.Security.MetricsSubscriptionIDs)
 	if err != nil {
 		return err
 	}
-	obs, err := server.NewDeliveryMetrics(reg)
+	srv, err := server.New(server.Options{
+		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
+		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
+		Ready:  m.ready,
+		Limits: &settings.Limits, TrustedProxies: settings.Security.TrustedProxies,
+		Secrets: secrets, SubscriptionOff: deliveries.Forget,
+		MetricsToken: settings.Security.MetricsToken, NoMetricsRoute: settings.Security.MetricsAddr != "",
+	})
 	if err != nil {
 		return err
 	}
@@ -165,18 +178,23 @@ func (m *Main) Run(ctx context.Context) error {
 		RetryBudget: settings.RetryBudget,
 		Lease:       settings.DeliveryLease,
 		Version:     version,
-		Observer:    obs,
+		Observer:    deliveries,
+		Egress:      outbox.EgressPolicy{AllowLoopback: cfg.Outbound.AllowLoopback},
 	}
 	if err := dispOpts.Validate(); err != nil { // refuse bad delivery settings before serving anything
 		return usageError{fmt.Sprintf("delivery settings (SOCIALRX_DELIVERY_TIMEOUT, SOCIALRX_DELIVERY_LEASE): %v", err)}
 	}
-	disp := outbox.NewDispatcher(store, outbox.WithSubscriptions(store, outbox.DirectoryEndpoints(cfg.Directory)), dispOpts)
+	disp := outbox.NewDispatcher(store, outbox.WithSubscriptions(store, outbox.DirectoryEndpoints(cfg.Directory), secrets), dispOpts)
 
 	ln, err := net.Listen("tcp", settings.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", settings.Addr, err)
 	}
 	m.addr = ln.Addr().String()
+	if err := m.serveMetrics(srv); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	m.httpSrv = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -283,6 +301,9 @@ func (m *Main) shutdown() error {
 	}
 	<-m.sweepDone
 	<-httpStopped
+	if m.metricsSrv != nil {
+		_ = m.metricsSrv.Close()
+	}
 	m.Logger.Info("stopped")
 	return err
 }

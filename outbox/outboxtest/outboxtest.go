@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"Changes", testChanges},
 		{"Ping", testPing},
 		{"SubscriptionCRUD", testSubscriptionCRUD},
+		{"SubscriptionLimit", testSubscriptionLimit},
 		{"SubscriptionFanOut", testSubscriptionFanOut},
 		{"SubscriptionFanOutAtomic", testSubscriptionFanOutAtomic},
 		{"SubscriptionNumberingConcurrent", testSubscriptionNumberingConcurrent},

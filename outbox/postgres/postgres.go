@@ -466,6 +466,7 @@ func dialect() sqlstore.Dialect {
 		NextSeq:     "DEFAULT",
 		Subscribers: `lower(practice_ods) = lower(?) AND status = 'active'`,
 		CleanText:   storableText,
+		OwnerLock:   `SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))`,
 		Classify:    classify,
 		Concurrent:  true,
 	}

@@ -20,8 +20,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -127,9 +129,30 @@ func openDB(path string, write bool, busy time.Duration) (*sql.DB, error) {
 	return db, nil
 }
 
+// createPrivate creates the database file, if it does not exist yet, readable and writable by its owner only
+// (0600): it holds patient data. SQLite creates the -wal and -shm files with the database file's mode, so they
+// are private too. An existing file keeps its mode; one that others may read is logged as a warning.
+func createPrivate(path string, log *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		return f.Close()
+	case errors.Is(err, fs.ErrExist):
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			log.Warn("sqlite: the database file may be read by others than its owner; it holds patient data (chmod 600)",
+				"path", path, "mode", st.Mode().Perm().String())
+		}
+		return nil
+	}
+	return fmt.Errorf("sqlite: create %s: %w", path, err)
+}
+
 // Migrate brings the database at path to the latest schema (the embedded goose migrations) and returns.
 // Running it again is a no-op. It is what `socialrx migrate` runs; Open runs it too unless told not to.
 func Migrate(ctx context.Context, path string) error {
+	if err := createPrivate(path, slog.Default()); err != nil {
+		return err
+	}
 	db, err := openDB(path, true, 10*time.Second)
 	if err != nil {
 		return err
@@ -163,6 +186,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		log = slog.Default()
 	}
 
+	if err := createPrivate(path, log); err != nil {
+		return nil, err
+	}
 	wdb, err := openDB(path, true, opts.BusyTimeout)
 	if err != nil {
 		return nil, err

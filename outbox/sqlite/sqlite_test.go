@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -222,4 +223,31 @@ func TestUnavailable(t *testing.T) {
 			}
 		}}
 	})
+}
+
+// TestFilesArePrivate: a new database file and its -wal and -shm files are created readable and writable by
+// their owner only (0600), whatever the umask: they hold patient data.
+func TestFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "socialrx.db")
+	s := openStore(t, path, sqlite.Options{})
+	if _, err := s.CreateReferral(t.Context(), testIntake(1)); err != nil { // a write: the WAL exists
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %s, want -rw-------", filepath.Base(p), st.Mode().Perm())
+		}
+	}
+	mig := filepath.Join(t.TempDir(), "migrated.db")
+	if err := sqlite.Migrate(t.Context(), mig); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(mig); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("a database created by migrate: %v %v", st.Mode().Perm(), err)
+	}
 }

@@ -60,6 +60,10 @@ type Dialect struct {
 	// Subscribers is the WHERE term, with one ? (a practice's ODS code), that matches the practice's active
 	// subscriptions case-insensitively, spelled so that the backend's index serves it.
 	Subscribers string
+	// OwnerLock, when several writers run at once, is the statement (one ?: a client id) that makes a
+	// concurrent capped CreateSubscription of the same owner wait until this transaction ends, so that the
+	// count it reads stays true until commit. Empty with one writer.
+	OwnerLock string
 	// CleanText, if not nil, makes a text storable (PostgreSQL text holds no NUL and only valid UTF-8).
 	CleanText func(string) string
 	// Classify, if not nil, gives a driver error its kind at the backend's edge (docs/design.md#house-style):

@@ -75,8 +75,9 @@ const (
 	insertSubscription  = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
 			endpoint, headers, payload, status, events_since_start, base_url, created_at, updated_at, resource)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)`
-	setSubscriptionStatus = `UPDATE subscriptions SET status = ?, updated_at = ? WHERE id = ?`
-	numberEvent           = `UPDATE subscriptions SET events_since_start = events_since_start + 1
+	setSubscriptionStatus    = `UPDATE subscriptions SET status = ?, updated_at = ? WHERE id = ?`
+	countActiveSubscriptions = `SELECT COUNT(*) FROM subscriptions WHERE owner_client_id = ? AND status = 'active'`
+	numberEvent              = `UPDATE subscriptions SET events_since_start = events_since_start + 1
 			WHERE id = ? RETURNING events_since_start`
 )
 
@@ -87,6 +88,6 @@ func statements() []string {
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectTimelineMessages,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
 		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
-		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe,
+		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
 	}
 }

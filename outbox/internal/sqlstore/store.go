@@ -525,14 +525,29 @@ func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.
 }
 
 // CreateSubscription stores sub as active with no events yet; times are truncated to the microsecond and
-// UpdatedAt defaults to CreatedAt (required).
-func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription) (outbox.Subscription, error) {
+// UpdatedAt defaults to CreatedAt (required). With maxActive > 0 it first counts the owner's active
+// subscriptions (under Dialect.OwnerLock when writers run at once) and refuses with ErrSubscriptionLimit.
+func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription, maxActive int) (outbox.Subscription, error) {
 	d := s.d
 	row, err := d.NewSubscriptionRow(sub)
 	if err != nil {
 		return outbox.Subscription{}, err
 	}
 	err = s.write(ctx, func(ctx context.Context, w *Tx) error {
+		if maxActive > 0 {
+			if d.OwnerLock != "" {
+				if _, err := w.ExecContext(ctx, d.rebind(d.OwnerLock), sub.OwnerClientID); err != nil {
+					return d.DriverErr("lock owner", err)
+				}
+			}
+			var n int
+			if err := w.QueryRowContext(ctx, d.rebind(countActiveSubscriptions), sub.OwnerClientID).Scan(&n); err != nil {
+				return d.DriverErr("count subscriptions", err)
+			}
+			if n >= maxActive {
+				return fmt.Errorf("%s: %d active: %w", d.Name, n, outbox.ErrSubscriptionLimit)
+			}
+		}
 		if _, err := w.ExecContext(ctx, d.rebind(insertSubscription), row.Args()...); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert subscription: id already exists: %w", d.Name, err)
