@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run build test test-postgres vet lint fmt-check test-race fuzz bench bench-river crash generate clean
+.PHONY: run build test test-postgres vet lint fmt-check test-race fuzz bench bench-hostile bench-river crash generate clean
 
 run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
@@ -50,6 +50,10 @@ fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders
 bench: ## intake and delivery benchmarks over real loopback HTTP (see README "Performance")
 	$(GO) test ./outbox/sqlite -run='^$$' -bench=. -benchtime=2s -count=1
 	$(GO) run ./cmd/socialrx-bench
+
+HOSTILE_FLAGS ?=
+bench-hostile: ## the real binary under 64 maximum-size bodies and a bad-token flood: peak RSS, a legitimate GP's p50/p99 (README "Security")
+	$(GO) run ./cmd/socialrx-bench -hostile $(HOSTILE_FLAGS)
 
 bench-river: ## the same webhook job on riverqueue/river and this machine's PostgreSQL (separate module bench/river)
 	cd bench/river && $(GO) run . -server '$(RIVER_PG)'

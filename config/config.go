@@ -555,6 +555,9 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 	errs = append(errs, more...)
 	s.Security, more = securityFromEnv(getenv)
 	errs = append(errs, more...)
+	if b := s.Limits.BodyBytes; !b.Off() && int64(b.Burst) < s.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("SOCIALRX_RATE_BODY_BYTES: the burst (%d bytes) must hold the largest body, SOCIALRX_MAX_BODY_BYTES (%d)", b.Burst, s.MaxBodyBytes))
+	}
 	if err := s.Validate(); err != nil {
 		errs = append(errs, err)
 	}

@@ -60,6 +60,11 @@ type Limits struct {
 	// beyond it, requests from that address that carry no valid credentials get 429 instead of 401 (and no
 	// log line each); valid credentials are still served.
 	AuthFailures Rate
+	// BodyBytes is each client's rate of request body bytes (SOCIALRX_RATE_BODY_BYTES: bytes per second, then
+	// how many at once): a request's declared size is taken from it before the body is read (429 with
+	// Retry-After beyond), so that one client's large bodies cannot take the CPU, memory and disk every other
+	// client needs. Its burst must hold the largest body (SOCIALRX_MAX_BODY_BYTES).
+	BodyBytes Rate
 	// Bodies caps the requests reading or processing a body at once, in all (SOCIALRX_MAX_CONCURRENT_BODIES:
 	// beyond it, 503 with Retry-After) and per client (SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT: 429).
 	// 0: no cap.
@@ -79,6 +84,7 @@ func DefaultLimits() Limits {
 			RoleAdmin:     {PerSecond: 20, Burst: 100},
 		},
 		Token:                  Rate{PerSecond: 2, Burst: 20},
+		BodyBytes:              Rate{PerSecond: 1 << 20, Burst: 8 << 20},
 		AuthFailures:           Rate{PerSecond: 1, Burst: 20},
 		Bodies:                 16,
 		BodiesPerClient:        4,
@@ -114,6 +120,7 @@ func limitsFromEnv(l Limits, getenv func(string) string) (Limits, []error) {
 	}
 	rate("SOCIALRX_RATE_TOKEN", &out.Token)
 	rate("SOCIALRX_RATE_AUTH_FAILURES", &out.AuthFailures)
+	rate("SOCIALRX_RATE_BODY_BYTES", &out.BodyBytes)
 	count := func(name string, dst *int) {
 		if v := getenv(name); v != "" {
 			n, err := strconv.Atoi(strings.TrimSpace(v))

@@ -59,6 +59,14 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rt web.Route) (*h
 		return refuse(fault.New(fault.TooLarge, web.CodeTooLarge, "",
 			"request body is larger than the limit of "+strconv.FormatInt(s.maxBody, 10)+" bytes"))
 	}
+	size := r.ContentLength
+	if size < 0 {
+		size = s.maxBody // chunked: it may be as large as the limit
+	}
+	if err := s.limits.takeBodyBytes(key, size); err != nil {
+		s.log.Debug("body bytes refused", "request_id", web.RequestID(r.Context()), "route", rt.Name, "err", err)
+		return refuse(err)
+	}
 	release, err := s.limits.enterBody(key)
 	if err != nil {
 		s.log.Debug("body refused", "request_id", web.RequestID(r.Context()), "route", rt.Name, "err", err)

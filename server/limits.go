@@ -40,10 +40,11 @@ type limiter struct {
 	now     func() time.Time // real time, or a test's
 	trusted []netip.Prefix
 
-	mu      sync.Mutex
-	clients map[string]*rate.Limiter // by client id (bounded by the directory)
-	bodies  map[string]int           // requests with a body in progress, by client key
-	inBody  int                      // in all
+	mu        sync.Mutex
+	clients   map[string]*rate.Limiter // by client id (bounded by the directory)
+	bodyBytes map[string]*rate.Limiter // body bytes, by client key (bounded: clients, and addresses of public routes evicted with addrBuckets' rule)
+	bodies    map[string]int           // requests with a body in progress, by client key
+	inBody    int                      // in all
 
 	tokens   *addrBuckets // the token endpoint, per client address
 	failures *addrBuckets // failed authentications, per client address
@@ -55,10 +56,11 @@ func newLimiter(lim config.Limits, now func() time.Time, trusted []netip.Prefix)
 	}
 	return &limiter{
 		lim: lim, now: now, trusted: trusted,
-		clients:  map[string]*rate.Limiter{},
-		bodies:   map[string]int{},
-		tokens:   newAddrBuckets(lim.Token, maxAddrBuckets),
-		failures: newAddrBuckets(lim.AuthFailures, maxAddrBuckets),
+		clients:   map[string]*rate.Limiter{},
+		bodyBytes: map[string]*rate.Limiter{},
+		bodies:    map[string]int{},
+		tokens:    newAddrBuckets(lim.Token, maxAddrBuckets),
+		failures:  newAddrBuckets(lim.AuthFailures, maxAddrBuckets),
 	}
 }
 
@@ -124,6 +126,38 @@ func (l *limiter) authFailed(addr netip.Addr) error {
 	if d, ok := l.failures.take(addr, l.now()); !ok {
 		return fault.WithRetryAfter(fault.New(fault.RateLimited, codeAuthThrottle, "",
 			"too many failed authentications from this address; check the token, then retry after the Retry-After delay"), d)
+	}
+	return nil
+}
+
+// takeBodyBytes takes n body bytes from key's bucket (config.Limits.BodyBytes): fault.RateLimited with the delay
+// when the client has sent too much too fast.
+func (l *limiter) takeBodyBytes(key string, n int64) error {
+	r := l.lim.BodyBytes
+	if r.Off() {
+		return nil
+	}
+	n = min(max(n, 1), int64(r.Burst))
+	l.mu.Lock()
+	b, ok := l.bodyBytes[key]
+	if !ok {
+		if len(l.bodyBytes) >= maxAddrBuckets {
+			clear(l.bodyBytes) // only public routes' addresses can grow it: forgetting them resets their budget
+		}
+		b = bucket(r)
+		l.bodyBytes[key] = b
+	}
+	l.mu.Unlock()
+	now := l.now()
+	res := b.ReserveN(now, int(n))
+	if !res.OK() {
+		return fault.New(fault.RateLimited, codeRateLimited, "", "the request body is larger than this client may send at once")
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return fault.WithRetryAfter(fault.New(fault.RateLimited, codeRateLimited, "",
+			fmt.Sprintf("this client sent more request bodies than it may (%s bytes a second, %d at once); retry after the Retry-After delay",
+				trimFloat(r.PerSecond), r.Burst)), d)
 	}
 	return nil
 }

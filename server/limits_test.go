@@ -379,3 +379,31 @@ func TestSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyBytesRate: each client's request bodies come out of a byte budget (declared size, taken before the
+// body is read): beyond it, 429 with Retry-After; other clients keep theirs.
+func TestBodyBytesRate(t *testing.T) {
+	t.Parallel()
+	lim := config.Limits{Role: map[config.Role]config.Rate{}, BodyBytes: config.Rate{PerSecond: 1000, Burst: 8000}}
+	h := newHostile(t, backends()[0].open(t), &lim, nil)
+	body := readFile(t, referrals+"/walking-group-performer.json") // 5402 bytes
+	if r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, body); r.status != http.StatusCreated {
+		t.Fatalf("first body: %d %s", r.status, r.body)
+	}
+	r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, body)
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("a second body beyond the budget: %d %s", r.status, r.body)
+	}
+	wantRetryAfter(t, "body bytes", r)
+	if n, _ := strconv.Atoi(r.header.Get("Retry-After")); n < 1 || n > 7 {
+		t.Errorf("Retry-After %q: the budget refills at 1000 bytes a second", r.header.Get("Retry-After"))
+	}
+	other := []byte(strings.Replace(string(body), `"A81001"`, `"B82002"`, 1))
+	if r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP2, other); r.status != http.StatusCreated {
+		t.Errorf("another client: %d %s", r.status, r.body)
+	}
+	h.advance(10 * time.Second)
+	if r := h.do(http.MethodPost, "/fhir/ServiceRequest", tokGP, body); r.status != http.StatusOK { // the identical resend
+		t.Errorf("after the budget refilled: %d %s", r.status, r.body)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{err.Error()}
 	}
 	log := newLogger(settings, stderr)
+	applyMemoryLimit(log, getenv, os.ReadFile)
 	cfg, err := loadConfig(settings, log)
 	if err != nil {
 		return err
