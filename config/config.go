@@ -278,7 +278,7 @@ func (p *parser) delivery(at string, s fileService) mapping.Delivery {
 		p.bad("%s.delivery.url: must be an absolute http(s) URL", at)
 	case u.User != nil:
 		p.bad("%s.delivery.url: must not carry credentials (the webhook is signed with the secret)", at)
-	case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+	case u.Scheme == "http" && !LoopbackHost(u.Hostname()):
 		p.bad("%s.delivery.url: %s must use https: referrals carry patient data, and plain http is only for a receiver on this machine (localhost, 127.0.0.1, ::1)", at, u.Redacted())
 	}
 	secret := s.Delivery.Secret

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Rate is a token bucket: Per requests per second on average, up to Burst at once. The zero Rate is no limit.
@@ -72,6 +73,11 @@ type Limits struct {
 	// SubscriptionsPerClient caps a GP client's active Subscriptions (SOCIALRX_SUBSCRIPTIONS_PER_CLIENT);
 	// 0: no cap.
 	SubscriptionsPerClient int
+	// RefusalDelay holds a 429 back for up to this long (never longer than its Retry-After), at most a few
+	// hundred at once (SOCIALRX_REFUSAL_DELAY): a client that ignores Retry-After and floods gets its answers at
+	// the pace it was asked to keep, instead of making the server refuse thousands of requests a second.
+	// 0: answer at once.
+	RefusalDelay time.Duration
 }
 
 // DefaultLimits are the limits when nothing is set: far above what a GP system, a community service or an
@@ -89,6 +95,7 @@ func DefaultLimits() Limits {
 		Bodies:                 16,
 		BodiesPerClient:        4,
 		SubscriptionsPerClient: 10,
+		RefusalDelay:           time.Second,
 	}
 }
 
@@ -134,6 +141,14 @@ func limitsFromEnv(l Limits, getenv func(string) string) (Limits, []error) {
 	count("SOCIALRX_MAX_CONCURRENT_BODIES", &out.Bodies)
 	count("SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT", &out.BodiesPerClient)
 	count("SOCIALRX_SUBSCRIPTIONS_PER_CLIENT", &out.SubscriptionsPerClient)
+	if v := getenv("SOCIALRX_REFUSAL_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Minute {
+			errs = append(errs, fmt.Errorf("SOCIALRX_REFUSAL_DELAY: %q must be a duration from 0s to 1m, like 1s", v))
+		} else {
+			out.RefusalDelay = d
+		}
+	}
 	if out.Bodies > 0 && out.BodiesPerClient > out.Bodies {
 		errs = append(errs, fmt.Errorf("SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT (%d) must not exceed SOCIALRX_MAX_CONCURRENT_BODIES (%d)",
 			out.BodiesPerClient, out.Bodies))
@@ -231,8 +246,9 @@ type Outbound struct {
 	AllowLoopback bool `yaml:"allow_loopback"`
 }
 
-// loopbackHost reports whether a URL's host names this machine.
-func loopbackHost(host string) bool {
+// LoopbackHost reports whether a URL's host names this machine: "localhost" (or a name under it) or a
+// loopback address, IPv4-mapped forms included.
+func LoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
 		return true
 	}

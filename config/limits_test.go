@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRate(t *testing.T) {
@@ -29,11 +30,11 @@ func TestLimitsAndSecurityFromEnv(t *testing.T) {
 	env := map[string]string{
 		"SOCIALRX_RATE_GP": "5,10", "SOCIALRX_RATE_ADMIN": "off", "SOCIALRX_RATE_TOKEN": "1,3",
 		"SOCIALRX_MAX_CONCURRENT_BODIES": "8", "SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT": "2",
-		"SOCIALRX_SUBSCRIPTIONS_PER_CLIENT": "4",
-		"SOCIALRX_SECRET_KEY":               "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-		"SOCIALRX_SECRET_KEY_PREVIOUS":      "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
-		"SOCIALRX_TRUSTED_PROXIES":          "10.0.0.0/8, 192.0.2.7",
-		"SOCIALRX_METRICS_TOKEN":            "scrape", "SOCIALRX_METRICS_SUBSCRIPTION_IDS": "true", "SOCIALRX_DEMO_PUBLIC": "1",
+		"SOCIALRX_SUBSCRIPTIONS_PER_CLIENT": "4", "SOCIALRX_REFUSAL_DELAY": "250ms",
+		"SOCIALRX_SECRET_KEY":          "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		"SOCIALRX_SECRET_KEY_PREVIOUS": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+		"SOCIALRX_TRUSTED_PROXIES":     "10.0.0.0/8, 192.0.2.7",
+		"SOCIALRX_METRICS_TOKEN":       "scrape", "SOCIALRX_METRICS_SUBSCRIPTION_IDS": "true", "SOCIALRX_DEMO_PUBLIC": "1",
 	}
 	s, err := FromEnv(Defaults(), func(k string) string { return env[k] })
 	if err != nil {
@@ -42,7 +43,7 @@ func TestLimitsAndSecurityFromEnv(t *testing.T) {
 	l := s.Limits
 	if l.Role[RoleGP] != (Rate{5, 10}) || !l.Role[RoleAdmin].Off() || l.Role[RoleCommunity] != DefaultLimits().Role[RoleCommunity] ||
 		l.Token != (Rate{1, 3}) || l.AuthFailures != DefaultLimits().AuthFailures || l.Bodies != 8 || l.BodiesPerClient != 2 ||
-		l.SubscriptionsPerClient != 4 {
+		l.SubscriptionsPerClient != 4 || l.RefusalDelay != 250*time.Millisecond {
 		t.Errorf("limits: %+v", l)
 	}
 	sec := s.Security
@@ -56,10 +57,11 @@ func TestLimitsAndSecurityFromEnv(t *testing.T) {
 	bad := map[string]string{
 		"SOCIALRX_RATE_GP": "lots", "SOCIALRX_MAX_CONCURRENT_BODIES": "2", "SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT": "4",
 		"SOCIALRX_SECRET_KEY": "c2hvcnQ=", "SOCIALRX_TRUSTED_PROXIES": "proxy.local", "SOCIALRX_DEMO_PUBLIC": "perhaps",
+		"SOCIALRX_REFUSAL_DELAY": "2h",
 	}
 	_, err = FromEnv(Defaults(), func(k string) string { return bad[k] })
 	for _, name := range []string{"SOCIALRX_RATE_GP", "SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT", "SOCIALRX_SECRET_KEY",
-		"SOCIALRX_TRUSTED_PROXIES", "SOCIALRX_DEMO_PUBLIC"} {
+		"SOCIALRX_TRUSTED_PROXIES", "SOCIALRX_DEMO_PUBLIC", "SOCIALRX_REFUSAL_DELAY"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("the error must name %s: %v", name, err)
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/mapping"
 )
 
@@ -165,7 +166,7 @@ func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.T
 	client := d.opts.HTTPClient
 	if ep.Guarded {
 		client = d.opts.GuardedHTTPClient
-		if u.Scheme == "http" && !(d.opts.Egress.AllowLoopback && IsLoopbackHost(u.Hostname())) {
+		if u.Scheme == "http" && !(d.opts.Egress.AllowLoopback && config.LoopbackHost(u.Hostname())) {
 			return httpOutcome{class: classPermanent, err: "plain http is only for loopback endpoints the directory allows; use https"}
 		}
 	}

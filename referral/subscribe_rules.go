@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
 	"github.com/socialrx/socialrx/outbox"
@@ -41,7 +42,7 @@ func checkEndpoint(raw string, allowLoopback bool) string {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !allowLoopback || !outbox.IsLoopbackHost(host) {
+		if !allowLoopback || !config.LoopbackHost(host) {
 			return rule + ": notifications carry patient data"
 		}
 		return ""
@@ -54,7 +55,7 @@ func checkEndpoint(raw string, allowLoopback bool) string {
 			return "channel.endpoint must be a public address: " + strings.TrimPrefix(err.Error(), outbox.ErrEgressRefused.Error()+": ")
 		}
 	}
-	if outbox.IsLoopbackHost(host) && !allowLoopback {
+	if config.LoopbackHost(host) && !allowLoopback {
 		return "channel.endpoint must not name this machine (" + host + "): socialrx does not send notifications to itself"
 	}
 	return ""

@@ -22,6 +22,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rt web.Route) (*h
 		if fault.KindOf(err) == fault.Unauthenticated {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
 		}
+		s.limits.holdBack(r.Context(), err) // a 429 comes at the pace asked of the client (Limits.RefusalDelay)
 		s.fail(w, r, err)
 		return nil, none, false
 	}

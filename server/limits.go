@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -30,6 +31,10 @@ const (
 	codeAuthThrottle fault.Code = "too_many_failed_authentications"
 )
 
+// maxDelayed bounds the refusals held back at once (Limits.RefusalDelay): beyond it, refusals are answered at
+// once, so that holding them never costs more than a few megabytes of connections.
+const maxDelayed = 512
+
 // maxAddrBuckets bounds the per-address buckets kept at once (an attacker with many addresses cannot grow
 // the map without bound: full buckets are forgotten first, then the least recently seen).
 const maxAddrBuckets = 16384
@@ -48,6 +53,8 @@ type limiter struct {
 
 	tokens   *addrBuckets // the token endpoint, per client address
 	failures *addrBuckets // failed authentications, per client address
+
+	delayed chan struct{} // the refusals being held back (Limits.RefusalDelay), at most maxDelayed
 }
 
 func newLimiter(lim config.Limits, now func() time.Time, trusted []netip.Prefix) *limiter {
@@ -61,6 +68,32 @@ func newLimiter(lim config.Limits, now func() time.Time, trusted []netip.Prefix)
 		bodies:    map[string]int{},
 		tokens:    newAddrBuckets(lim.Token, maxAddrBuckets),
 		failures:  newAddrBuckets(lim.AuthFailures, maxAddrBuckets),
+		delayed:   make(chan struct{}, maxDelayed),
+	}
+}
+
+// holdBack waits, before a 429 is answered, for Limits.RefusalDelay or the refusal's Retry-After as the client
+// reads it (whole seconds, at least one), whichever is shorter, or until the client goes away; when maxDelayed
+// refusals are already held, it does not wait.
+func (l *limiter) holdBack(ctx context.Context, err error) {
+	d := min(l.lim.RefusalDelay, time.Duration(fault.RetryAfterSeconds(err, time.Second))*time.Second)
+	if ra, ok := fault.RetryAfterOf(err); ok && ra <= 0 {
+		d = 0
+	}
+	if d <= 0 || fault.KindOf(err) != fault.RateLimited {
+		return
+	}
+	select {
+	case l.delayed <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-l.delayed }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

@@ -72,8 +72,23 @@ func unavailableRequests(t *testing.T, h *hostile, id ids) {
 func TestStoppedPostgresAnswers503(t *testing.T) {
 	t.Parallel()
 	c := pgtest.NewCluster(t)
-	st, err := postgres.Open(context.Background(), c.URL(), postgres.Options{Logger: slog.New(slog.DiscardHandler),
-		MaxConns: 4, NoListen: true, ConnectTimeout: 2 * time.Second})
+	h, id := beforeOutage(t, func() (outbox.Store, error) {
+		return postgres.Open(context.Background(), c.URL(), postgres.Options{Logger: slog.New(slog.DiscardHandler),
+			MaxConns: 4, NoListen: true, ConnectTimeout: 2 * time.Second})
+	})
+
+	c.Stop()
+	unavailableRequests(t, h, id)
+
+	c.Start()
+	readyAgain(t, h)
+	afterOutage(t, h, id)
+}
+
+// beforeOutage serves the store open opens, with one referral in it, and checks that it is ready.
+func beforeOutage(t *testing.T, open func() (outbox.Store, error)) (*hostile, ids) {
+	t.Helper()
+	st, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +98,7 @@ func TestStoppedPostgresAnswers503(t *testing.T) {
 	if r := h.do(http.MethodGet, "/readyz", "", nil); r.status != http.StatusOK {
 		t.Fatalf("/readyz before: %d %s", r.status, r.body)
 	}
-
-	c.Stop()
-	unavailableRequests(t, h, id)
-
-	c.Start()
-	readyAgain(t, h)
-	afterOutage(t, h, id)
+	return h, id
 }
 
 // afterOutage checks that the service works again and that the refused requests left nothing behind.
@@ -116,16 +125,9 @@ func afterOutage(t *testing.T, h *hostile, id ids) {
 func TestFullDiskAnswers503(t *testing.T) {
 	t.Parallel()
 	dir := disktest.Mount(t, 16<<20)
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "socialrx.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	h := newHostile(t, st, nil, nil)
-	id := refer(h.harness, tokGP, "walking-group-performer.json")
-	if r := h.do(http.MethodGet, "/readyz", "", nil); r.status != http.StatusOK {
-		t.Fatalf("/readyz before: %d %s", r.status, r.body)
-	}
+	h, id := beforeOutage(t, func() (outbox.Store, error) {
+		return sqlite.Open(context.Background(), filepath.Join(dir, "socialrx.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+	})
 
 	free := disktest.Fill(t, dir)
 	referral := readFile(t, referrals+"/walking-group-performer.json")

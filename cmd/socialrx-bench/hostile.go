@@ -168,122 +168,122 @@ func paddedReferral(ident string, size int) []byte {
 	return out
 }
 
+// attackRig is one hostile run's client side.
+type attackRig struct {
+	ctx    context.Context // ends with the attack
+	base   string
+	client *http.Client
+	mu     sync.Mutex
+}
+
+// count adds one answer to a tally.
+func (g *attackRig) count(m map[int]int, code int) {
+	g.mu.Lock()
+	m[code]++
+	g.mu.Unlock()
+}
+
+// do sends one request and returns its status.
+func (g *attackRig) do(method, path, token string, body []byte) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(g.ctx, method, g.base+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Prefer", "return=minimal")
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// flood runs n connections, each sending request(i, k) (its k-th) until the attack ends, tallying the answers.
+func (g *attackRig) flood(wg *sync.WaitGroup, n int, tally map[int]int, sent *int64, request func(i, k int) (string, string, string, []byte)) {
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; g.ctx.Err() == nil; k++ {
+				method, path, token, body := request(i, k)
+				if code, err := g.do(method, path, token, body); err == nil {
+					g.count(tally, code)
+				}
+				atomic.AddInt64(sent, 1)
+			}
+		}()
+	}
+}
+
+// legitimate is the legitimate GP: a small referral, then a read of its referrals, at a steady pace.
+func (g *attackRig) legitimate(rate int, res *hostileResult) {
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for n := 1; g.ctx.Err() == nil; n++ {
+		select {
+		case <-g.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		method, path, body := http.MethodGet, "/fhir/Task?_count=5", []byte(nil)
+		if n%2 == 1 {
+			method, path, body = http.MethodPost, "/fhir/ServiceRequest", referral(1_000_000+int64(n))
+		}
+		t0 := time.Now()
+		code, err := g.do(method, path, "demo-gp-token", body)
+		if g.ctx.Err() != nil {
+			return
+		}
+		res.legit = append(res.legit, time.Since(t0))
+		if method == http.MethodPost {
+			res.legitPost = append(res.legitPost, time.Since(t0))
+		}
+		g.count(res.legitStatuses, code)
+		if err != nil || (code != http.StatusCreated && code != http.StatusOK) {
+			res.legitErrors++
+		}
+	}
+}
+
 func attack(ctx context.Context, o hostileOptions, base string, pid int) (hostileResult, error) {
-	var res hostileResult
+	res := hostileResult{attackStatus: map[int]int{}, badStatus: map[int]int{}, legitStatuses: map[int]int{}}
 	var err error
 	if res.baseRSS, _, err = rss(pid); err != nil {
 		return res, fmt.Errorf("read the server's RSS: %w", err)
 	}
 	actx, stop := context.WithTimeout(ctx, o.duration)
 	defer stop()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.bodies + o.badTokens + 4, MaxConnsPerHost: 0},
-		Timeout: 60 * time.Second}
-	var mu sync.Mutex
-	res.attackStatus, res.badStatus, res.legitStatuses = map[int]int{}, map[int]int{}, map[int]int{}
-	count := func(m map[int]int, code int) {
-		mu.Lock()
-		m[code]++
-		mu.Unlock()
-	}
-	do := func(method, path, token string, body []byte) (int, error) {
-		var rd io.Reader
-		if body != nil {
-			rd = bytes.NewReader(body)
-		}
-		req, err := http.NewRequestWithContext(actx, method, base+path, rd)
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		if body != nil {
-			req.Header.Set("Content-Type", "application/fhir+json")
-			req.Header.Set("Prefer", "return=minimal")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
+	g := &attackRig{ctx: actx, base: base, client: &http.Client{Timeout: 60 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: o.bodies + o.badTokens + 4}}}
 	// Each connection keeps its own copy of the body and writes a new identifier into it in place, so that the
 	// attacker spends its CPU sending, not copying megabytes.
 	big := paddedReferral("ATTACK-0000000000", o.bodySize)
 	at := bytes.Index(big, []byte("ATTACK-")) + len("ATTACK-")
+	bodies := make([][]byte, o.bodies)
+	for i := range bodies {
+		bodies[i] = bytes.Clone(big)
+	}
 	var wg sync.WaitGroup
 	var seq atomic.Int64
-	for range o.bodies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			body := bytes.Clone(big)
-			for actx.Err() == nil {
-				copy(body[at:at+10], fmt.Sprintf("%010d", seq.Add(1)))
-				if code, err := do(http.MethodPost, "/fhir/ServiceRequest", "demo-gp2-token", body); err == nil {
-					count(res.attackStatus, code)
-				}
-				atomic.AddInt64(&res.attackSent, 1)
-			}
-		}()
-	}
-	for i := range o.badTokens {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; actx.Err() == nil; n++ {
-				if code, err := do(http.MethodGet, "/fhir/Task", fmt.Sprintf("guess-%d-%d", i, n), nil); err == nil {
-					count(res.badStatus, code)
-				}
-				atomic.AddInt64(&res.badSent, 1)
-			}
-		}()
-	}
-	// The server's RSS, sampled while it lasts (VmHWM is the kernel's own peak: the sampling only shows it).
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-actx.Done():
-				return
-			case <-t.C:
-				_, _, _ = rss(pid)
-			}
-		}
-	}()
-	// The legitimate GP: a small referral, then a read of its referrals, at a steady pace.
-	tick := time.NewTicker(time.Second / time.Duration(o.legitRate))
-	defer tick.Stop()
-	n := 0
-	for actx.Err() == nil {
-		select {
-		case <-actx.Done():
-		case <-tick.C:
-			n++
-			method, path, body := http.MethodGet, "/fhir/Task?_count=5", []byte(nil)
-			if n%2 == 1 {
-				method, path, body = http.MethodPost, "/fhir/ServiceRequest", referral(1_000_000+int64(n))
-			}
-			t0 := time.Now()
-			code, err := do(method, path, "demo-gp-token", body)
-			if actx.Err() != nil {
-				break
-			}
-			res.legit = append(res.legit, time.Since(t0))
-			if method == http.MethodPost {
-				res.legitPost = append(res.legitPost, time.Since(t0))
-			}
-			count(res.legitStatuses, code)
-			if err != nil || (code != http.StatusCreated && code != http.StatusOK) {
-				res.legitErrors++
-			}
-		}
-	}
+	g.flood(&wg, o.bodies, res.attackStatus, &res.attackSent, func(i, _ int) (string, string, string, []byte) {
+		copy(bodies[i][at:at+10], fmt.Sprintf("%010d", seq.Add(1)))
+		return http.MethodPost, "/fhir/ServiceRequest", "demo-gp2-token", bodies[i]
+	})
+	g.flood(&wg, o.badTokens, res.badStatus, &res.badSent, func(i, k int) (string, string, string, []byte) {
+		return http.MethodGet, "/fhir/Task", fmt.Sprintf("guess-%d-%d", i, k), nil
+	})
+	g.legitimate(o.legitRate, &res)
 	wg.Wait()
-	_, res.peakRSS, err = rss(pid)
+	_, res.peakRSS, err = rss(pid) // VmHWM: the kernel's own record of the peak
 	return res, err
 }
 

@@ -71,39 +71,7 @@ func CheckJSONText(body []byte) error {
 		return nil // the only way JSON text carries a NUL
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	type frame struct {
-		array  bool
-		hasKey bool // an object's member name was read; its value comes next
-		key    string
-		index  int
-	}
-	var stack []frame
-	path := func() string {
-		var b strings.Builder
-		for _, f := range stack {
-			if f.array {
-				b.WriteString("[" + strconv.Itoa(f.index) + "]")
-				continue
-			}
-			if f.hasKey {
-				if b.Len() > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(f.key)
-			}
-		}
-		return b.String()
-	}
-	expectKey := func() bool { return len(stack) > 0 && !stack[len(stack)-1].array && !stack[len(stack)-1].hasKey }
-	advance := func() {
-		if n := len(stack); n > 0 {
-			if stack[n-1].array {
-				stack[n-1].index++
-			} else {
-				stack[n-1].hasKey, stack[n-1].key = false, ""
-			}
-		}
-	}
+	var p jsonPath
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
@@ -112,34 +80,87 @@ func CheckJSONText(body []byte) error {
 		if err != nil {
 			return nil // not JSON: the decoder says so
 		}
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{':
-				stack = append(stack, frame{})
-			case '[':
-				stack = append(stack, frame{array: true})
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-				advance()
+		if v, ok := tok.(string); ok && strings.IndexByte(v, 0) >= 0 {
+			if p.expectingName() {
+				p.token(safeField(v))
+				return fault.New(fault.Invalid, CodeInvalidText, p.String(), "a member name contains a NUL character (U+0000)")
 			}
-		case string:
-			if expectKey() {
-				stack[len(stack)-1].hasKey, stack[len(stack)-1].key = true, safeField(v)
-				if strings.IndexByte(v, 0) >= 0 {
-					return fault.New(fault.Invalid, CodeInvalidText, path(), "a member name contains a NUL character (U+0000)")
-				}
-				continue
-			}
-			if strings.IndexByte(v, 0) >= 0 {
-				field := path()
-				return fault.New(fault.Invalid, CodeInvalidText, field, strings.TrimSpace(field+" contains a NUL character (U+0000)"))
-			}
-			advance()
-		default:
-			advance()
+			field := p.String()
+			return fault.New(fault.Invalid, CodeInvalidText, field, strings.TrimSpace(field+" contains a NUL character (U+0000)"))
+		}
+		p.token(tok)
+	}
+}
+
+// jsonPath follows where a JSON token stream is, as a dotted path (outcome_code.display, ids[2]).
+type jsonPath struct{ stack []pathFrame }
+
+// pathFrame is one open object or array.
+type pathFrame struct {
+	array  bool
+	hasKey bool // an object's member name was read; its value comes next
+	key    string
+	index  int
+}
+
+// expectingName reports whether the next string token is an object's member name.
+func (p *jsonPath) expectingName() bool {
+	n := len(p.stack)
+	return n > 0 && !p.stack[n-1].array && !p.stack[n-1].hasKey
+}
+
+// token moves the path past one token of json.Decoder.Token.
+func (p *jsonPath) token(tok any) {
+	switch v := tok.(type) {
+	case json.Delim:
+		switch v {
+		case '{':
+			p.stack = append(p.stack, pathFrame{})
+		case '[':
+			p.stack = append(p.stack, pathFrame{array: true})
+		case '}', ']':
+			p.stack = p.stack[:len(p.stack)-1]
+			p.advance()
+		}
+	case string:
+		if p.expectingName() {
+			top := &p.stack[len(p.stack)-1]
+			top.hasKey, top.key = true, safeField(v)
+			return
+		}
+		p.advance()
+	default:
+		p.advance()
+	}
+}
+
+// advance moves past a value: the next item of an array, or the next member of an object.
+func (p *jsonPath) advance() {
+	if n := len(p.stack); n > 0 {
+		if p.stack[n-1].array {
+			p.stack[n-1].index++
+		} else {
+			p.stack[n-1].hasKey, p.stack[n-1].key = false, ""
 		}
 	}
+}
+
+// String is the path, e.g. outcome_code.display or ids[2].
+func (p *jsonPath) String() string {
+	var b strings.Builder
+	for _, f := range p.stack {
+		if f.array {
+			b.WriteString("[" + strconv.Itoa(f.index) + "]")
+			continue
+		}
+		if f.hasKey {
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(f.key)
+		}
+	}
+	return b.String()
 }
 
 // safeField is a name fit to echo as a field: NUL and invalid UTF-8 replaced.
