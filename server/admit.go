@@ -60,17 +60,18 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rt web.Route) (*h
 		return refuse(fault.New(fault.TooLarge, web.CodeTooLarge, "",
 			"request body is larger than the limit of "+strconv.FormatInt(s.maxBody, 10)+" bytes"))
 	}
+	release, err := s.limits.enterBody(key)
+	if err != nil {
+		s.log.Debug("body refused", "request_id", web.RequestID(r.Context()), "route", rt.Name, "err", err)
+		return refuse(err)
+	}
 	size := r.ContentLength
 	if size < 0 {
 		size = s.maxBody // chunked: it may be as large as the limit
 	}
-	if err := s.limits.takeBodyBytes(key, size); err != nil {
+	if err := s.limits.takeBodyBytes(key, size); err != nil { // only a body that would be read spends the budget
+		release()
 		s.log.Debug("body bytes refused", "request_id", web.RequestID(r.Context()), "route", rt.Name, "err", err)
-		return refuse(err)
-	}
-	release, err := s.limits.enterBody(key)
-	if err != nil {
-		s.log.Debug("body refused", "request_id", web.RequestID(r.Context()), "route", rt.Name, "err", err)
 		return refuse(err)
 	}
 	return r, release, true
