@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-river crash generate clean
+.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-hostile bench-river crash generate clean
 
 run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
@@ -51,7 +51,7 @@ test-race: ## concurrency-heavy packages under the race detector
 
 # FUZZTIME is go test's -fuzztime: a duration (10s) or an execution count (50000x). CI uses a count: a duration
 # can end a sound run with a spurious "context deadline exceeded" on Go 1.26 (golang/go#75804, fixed in 1.27).
-fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders, validator, mapping, JSON Patch, webhook verification
+fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders, validator, mapping, JSON Patch, webhook verification, token endpoint and every API (on SQLite and on PostgreSQL: SOCIALRX_FUZZ_BACKEND)
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseServiceRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseTransaction$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzValidatorAgainstSchema$$' -fuzztime=$(FUZZTIME) -timeout=10m
@@ -59,10 +59,17 @@ fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders
 	$(GO) test ./server/internal/jsonpatch -run='^$$' -fuzz='^FuzzJSONPatch$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./outbox -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./server -run='^$$' -fuzz='^FuzzTokenRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
+	$(GO) test ./server -run='^$$' -fuzz='^FuzzAPIs$$' -fuzztime=$(FUZZTIME) -timeout=10m
+	SOCIALRX_FUZZ_BACKEND=postgres $(GO) test ./server -run='^$$' -fuzz='^FuzzAPIs$$' -fuzztime=$(FUZZTIME) -timeout=10m
+	SOCIALRX_FUZZ_BACKEND=postgres $(GO) test ./server -run='^$$' -fuzz='^FuzzTokenRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 
 bench: ## intake and delivery benchmarks over real loopback HTTP (see README "Performance")
 	$(GO) test ./outbox/sqlite -run='^$$' -bench=. -benchtime=2s -count=1
 	$(GO) run ./cmd/socialrx-bench
+
+HOSTILE_FLAGS ?=
+bench-hostile: ## the real binary under 64 maximum-size bodies and a bad-token flood: peak RSS, a legitimate GP's p50/p99 (README "Security")
+	$(GO) run ./cmd/socialrx-bench -hostile $(HOSTILE_FLAGS)
 
 bench-river: ## the same webhook job on riverqueue/river and this machine's PostgreSQL (separate module bench/river)
 	cd bench/river && $(GO) run . -server '$(RIVER_PG)'

@@ -61,6 +61,15 @@ type Client struct {
 	JWKS []jose.JSONWebKey
 }
 
+// Practice is the client's practice ods as the directory spells it (ODS codes compare case-insensitively),
+// or ods itself when the client does not act for it.
+func (c Client) Practice(ods string) string {
+	if i := slices.IndexFunc(c.Practices, func(p string) bool { return strings.EqualFold(p, ods) }); i >= 0 {
+		return c.Practices[i]
+	}
+	return ods
+}
+
 // MayReferFrom reports whether a GP client may act for the practice with ODS code ods.
 func (c Client) MayReferFrom(ods string) bool {
 	return c.Role == RoleGP && slices.ContainsFunc(c.Practices, func(p string) bool { return strings.EqualFold(p, ods) })
@@ -70,6 +79,8 @@ func (c Client) MayReferFrom(ods string) bool {
 type Config struct {
 	Clients   []Client
 	Directory mapping.Directory
+	// Outbound is the directory's outbound policy (outbound: in the file).
+	Outbound Outbound
 	// Demo is true when the embedded demo configuration is in use (no SOCIALRX_CONFIG).
 	Demo bool
 	// Source names where the configuration came from (a path, or "embedded demo").
@@ -116,7 +127,9 @@ func LoadDemo() (*Config, error) {
 	return c, nil
 }
 
-// Load reads and validates a directory file. Relative secret_file paths are resolved against its folder.
+// Load reads and validates a directory file. Relative secret_file paths are resolved against its folder. A
+// file that gives a client one of the embedded demo's published token hashes is refused: those tokens are in
+// the README, so anyone could use them (the demo itself runs only without SOCIALRX_CONFIG).
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -124,6 +137,9 @@ func Load(path string) (*Config, error) {
 	}
 	c, err := Parse(b, filepath.Dir(path))
 	if err != nil {
+		return nil, fmt.Errorf("directory file %s: %w", path, err)
+	}
+	if err := refuseDemoTokens(c); err != nil {
 		return nil, fmt.Errorf("directory file %s: %w", path, err)
 	}
 	c.Source = path
@@ -161,6 +177,7 @@ type fileService struct {
 type file struct {
 	Clients  []fileClient  `yaml:"clients"`
 	Services []fileService `yaml:"services"`
+	Outbound Outbound      `yaml:"outbound"`
 }
 
 var (
@@ -194,6 +211,7 @@ func Parse(b []byte, base string) (*Config, error) {
 	for i, fc := range f.Clients {
 		c.Clients = append(c.Clients, p.client(fmt.Sprintf("clients[%d]", i), fc))
 	}
+	c.Outbound = f.Outbound
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
@@ -256,8 +274,13 @@ func (p *parser) delivery(at string, s fileService) mapping.Delivery {
 		return mapping.Delivery{}
 	}
 	u, err := url.Parse(s.Delivery.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
 		p.bad("%s.delivery.url: must be an absolute http(s) URL", at)
+	case u.User != nil:
+		p.bad("%s.delivery.url: must not carry credentials (the webhook is signed with the secret)", at)
+	case u.Scheme == "http" && !LoopbackHost(u.Hostname()):
+		p.bad("%s.delivery.url: %s must use https: referrals carry patient data, and plain http is only for a receiver on this machine (localhost, 127.0.0.1, ::1)", at, u.Redacted())
 	}
 	secret := s.Delivery.Secret
 	switch {
@@ -479,6 +502,10 @@ type Settings struct {
 	// CORSOrigins are the browser origins (scheme://host[:port]) allowed to call the FHIR API and the token
 	// endpoint cross-origin (SOCIALRX_CORS_ORIGINS, comma-separated). Empty: CORS is off.
 	CORSOrigins []string
+	// Limits bound rates, concurrent bodies and Subscriptions (limits.go).
+	Limits Limits
+	// Security holds the outbound, secrets, metrics and demo settings (limits.go).
+	Security Security
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -492,6 +519,7 @@ func Defaults() Settings {
 		DeliveryTimeout: 10 * time.Second,
 		AckDeadline:     72 * time.Hour,
 		MaxBodyBytes:    1 << 20,
+		Limits:          DefaultLimits(),
 	}
 }
 
@@ -555,6 +583,14 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 		} else {
 			s.MaxBodyBytes = n
 		}
+	}
+	var more []error
+	s.Limits, more = limitsFromEnv(s.Limits, getenv)
+	errs = append(errs, more...)
+	s.Security, more = securityFromEnv(getenv)
+	errs = append(errs, more...)
+	if b := s.Limits.BodyBytes; !b.Off() && int64(b.Burst) < s.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("SOCIALRX_RATE_BODY_BYTES: the burst (%d bytes) must hold the largest body, SOCIALRX_MAX_BODY_BYTES (%d)", b.Burst, s.MaxBodyBytes))
 	}
 	if err := s.Validate(); err != nil {
 		errs = append(errs, err)

@@ -86,6 +86,30 @@ func (n *node) without(keys ...string) node {
 // maxDepth bounds nesting; real FHIR resources stay far below it, and it keeps recursion bounded on any input.
 const maxDepth = 96
 
+// Decoded-size limits (issue 9): what one document may hold, far above any real referral (the largest
+// example of the conformance corpus has 779 values, 27 items in an array and a 66 KB string: a PDF consent
+// form) and far below what costs real memory or CPU. A body within the byte limit that breaks one is refused
+// while it is read (413, OperationOutcome issue too-costly), before anything is built from it.
+const (
+	// MaxValues bounds the JSON values (objects, arrays, strings, numbers, literals) of one document.
+	MaxValues = 20000
+	// MaxArrayItems bounds the items of one array.
+	MaxArrayItems = 1000
+	// MaxStringBytes bounds one string, decoded (a base64 attachment of about 190 KB fits).
+	MaxStringBytes = 256 << 10
+)
+
+// limitError is a document that breaks a decoded-size limit at a byte offset.
+type limitError struct {
+	offset int
+	msg    string
+}
+
+// Error implements error.
+func (e *limitError) Error() string {
+	return fmt.Sprintf("too large at byte %d: %s", e.offset, e.msg)
+}
+
 // syntaxError is a JSON syntax error at a byte offset of the body.
 type syntaxError struct {
 	offset int
@@ -107,6 +131,7 @@ type parser struct {
 	slabN  []node
 	slabM  []member
 	dup    bool // some object has a duplicate key
+	values int  // values read so far (MaxValues)
 }
 
 // parseJSON parses exactly one JSON value (a leading UTF-8 byte order mark is tolerated).
@@ -114,8 +139,8 @@ func parseJSON(b []byte) (node, bool, error) {
 	p := parser{s: strings.TrimPrefix(string(b), "\uFEFF"), stackN: make([]node, 0, 16), stackM: make([]member, 0, 32)}
 	// One slab each for members and array items, sized from upper bounds (every member has a colon, every
 	// further item a comma), so that a document needs few allocations.
-	p.slabM = make([]member, min(strings.Count(p.s, ":"), 1<<16))
-	p.slabN = make([]node, min(strings.Count(p.s, ",")+strings.Count(p.s, "[")+1, 1<<16))
+	p.slabM = make([]member, min(strings.Count(p.s, ":"), MaxValues))
+	p.slabN = make([]node, min(strings.Count(p.s, ",")+strings.Count(p.s, "[")+1, MaxValues))
 	p.skipWS()
 	if p.pos >= len(p.s) {
 		return node{}, false, &syntaxError{p.pos, "empty document"}
@@ -147,6 +172,9 @@ func (p *parser) fail(msg string) error { return &syntaxError{p.pos, msg} }
 func (p *parser) value() (node, error) {
 	if p.pos >= len(p.s) {
 		return node{}, p.fail("unexpected end of input")
+	}
+	if p.values++; p.values > MaxValues {
+		return node{}, &limitError{p.pos, fmt.Sprintf("more than %d values (elements, items and primitives) in one document", MaxValues)}
 	}
 	switch c := p.s[p.pos]; {
 	case c == '{':
@@ -236,6 +264,9 @@ func (p *parser) stringPlain() (string, bool, error) {
 		case c == '"':
 			s := p.s[start:p.pos]
 			p.pos++
+			if len(s) > MaxStringBytes {
+				return "", false, &limitError{start, fmt.Sprintf("a string longer than %d bytes", MaxStringBytes)}
+			}
 			if !ascii && !utf8.ValidString(s) {
 				return "", false, &syntaxError{start, "invalid UTF-8 in string"}
 			}
@@ -263,6 +294,9 @@ func (p *parser) escapedString(start int) (string, error) {
 		case c == '"':
 			p.pos++
 			s := sb.String()
+			if len(s) > MaxStringBytes {
+				return "", &limitError{start, fmt.Sprintf("a string longer than %d bytes", MaxStringBytes)}
+			}
 			if !utf8.ValidString(s) {
 				return "", &syntaxError{start, "invalid UTF-8 in string"}
 			}
@@ -358,6 +392,9 @@ func (p *parser) array() (node, error) {
 			return node{}, err
 		}
 		p.stackN = append(p.stackN, v)
+		if len(p.stackN)-start > MaxArrayItems {
+			return node{}, &limitError{p.pos, fmt.Sprintf("an array of more than %d items", MaxArrayItems)}
+		}
 		p.skipWS()
 		if p.pos >= len(p.s) {
 			return node{}, p.fail("unterminated array")

@@ -66,8 +66,13 @@ func decodeDocument(body []byte, root string) (node, *Error) {
 	n, _, err := parseJSON(body)
 	if err != nil {
 		var se *syntaxError
+		var le *limitError
 		msg := "json: the body is not valid JSON"
-		if errors.As(err, &se) {
+		switch {
+		case errors.As(err, &le):
+			return node{}, NewError(fault.TooLarge, CodeTooCostly, "limits: the body is "+le.Error()+
+				"; socialrx takes documents within its decoded-size limits (docs/design.md#intake-validation-and-routing)", root)
+		case errors.As(err, &se):
 			msg = "json: " + se.Error()
 		}
 		return node{}, NewError(fault.Invalid, CodeStructure, msg, root)

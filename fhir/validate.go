@@ -455,6 +455,11 @@ func (v *validator) checkPrimitive(n *node, el elemDef) {
 		v.fail1(CodeStructure, "", "json-type: a FHIR "+el.typ+" must be a JSON "+what)
 		return
 	}
+	if n.kind == jsonString && strings.IndexByte(n.str, 0) >= 0 {
+		// No FHIR primitive may hold U+0000 (and nothing socialrx stores can): name it, whatever the type.
+		v.fail1(CodeValue, "", "format: contains a NUL character (U+0000), which no FHIR "+el.typ+" may hold")
+		return
+	}
 	if !validPrimitive(el.typ, n.str) {
 		v.fail1(CodeValue, "", "format: not a valid FHIR "+el.typ)
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/socialrx/socialrx/mapping"
@@ -57,6 +58,12 @@ type DispatcherOptions struct {
 	HTTPClient *retryablehttp.Client
 	// Timeout bounds one HTTP request. Default 10 s.
 	Timeout time.Duration
+	// Egress is the outbound policy of endpoints that came from a client (Endpoint.Guarded: FHIR
+	// Subscriptions). The zero value is strict: public unicast addresses only.
+	Egress EgressPolicy
+	// GuardedHTTPClient sends to guarded endpoints. Default: the default client's behaviour (HTTPClient's
+	// timeouts and retries) over Egress.Transport(). A client given here is used as is.
+	GuardedHTTPClient *retryablehttp.Client
 	// QuickRetries is the number of in-attempt retries. 0: default 2; negative: none.
 	QuickRetries int
 	// QuickRetryWait caps one in-attempt wait, including an honoured Retry-After. Default 2 s.
@@ -149,7 +156,10 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 		o.Logger = slog.Default()
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait)
+		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, cleanhttp.DefaultPooledTransport())
+	}
+	if o.GuardedHTTPClient == nil {
+		o.GuardedHTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, o.Egress.Transport())
 	}
 	if limit := attemptLimit(o); o.Lease <= limit {
 		//lint:ignore ST1005 the message starts with the option's name, Lease, as the user sets it (and tests pin it)
@@ -312,10 +322,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	due := time.NewTimer(time.Hour)
 	due.Stop()
 	defer due.Stop()
+	pause := newStorePause()
+	defer pause.timer.Stop()
 
 	for {
-		if ctx.Err() == nil {
-			d.fill(ctx, dctx, log, st, done, due)
+		if ctx.Err() == nil && !pause.paused {
+			if err := d.fill(ctx, dctx, log, st, done, due); err != nil && ctx.Err() == nil {
+				pause.failed(log, d.opts.SafetyPoll, err)
+			} else if err == nil {
+				pause.ok(log)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -332,9 +348,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				}
 			}
 		case <-d.store.Changes():
+			pause.resume() // a commit went through: the database is back
 		case <-d.wake:
 		case <-safety.C:
 		case <-due.C:
+		case <-pause.timer.C:
+			pause.resume()
 		}
 	}
 }
@@ -353,22 +372,20 @@ func (st *loopState) finish(f finished) {
 }
 
 // fill starts held messages that have room, then claims as many messages as there is capacity for, and
-// arms the due timer for the next pending message when capacity is left.
-func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, due *time.Timer) {
+// arms the due timer for the next pending message when capacity is left. It returns the store's error when
+// the store could not be asked (the loop then backs off: storePause).
+func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, due *time.Timer) error {
 	due.Stop()
 	now := d.opts.Clock()
 	d.startHeld(dctx, log, st, done, now)
 	for {
 		free := d.opts.Concurrency - st.running - st.nHeld
 		if free <= 0 {
-			return
+			return nil
 		}
 		msgs, err := d.claim(ctx, now, free, st)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("outbox: claiming messages failed; retrying at the next poll", "err", err)
-			}
-			return
+			return fmt.Errorf("claiming messages: %w", err)
 		}
 		for _, m := range msgs {
 			if st.active[m.ID] {
@@ -396,14 +413,12 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	// a commit or the safety poll will bring the loop back.
 	next, err := d.store.NextDue(ctx)
 	if err != nil {
-		if ctx.Err() == nil {
-			log.Error("outbox: reading the next due time failed", "err", err)
-		}
-		return
+		return fmt.Errorf("reading the next due time: %w", err)
 	}
 	if next.After(now) {
 		due.Reset(next.Sub(now))
 	}
+	return nil
 }
 
 // claim leases up to limit messages, no more of a destination than it has room for (PerDestination less

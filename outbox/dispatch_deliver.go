@@ -14,9 +14,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-retryablehttp"
 
+	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/mapping"
 )
 
@@ -59,9 +59,9 @@ type httpOutcome struct {
 
 // newHTTPClient builds the default webhook client: per-request timeout, no redirects, a few quick
 // in-attempt retries with short waits, the last response passed through, no logging.
-func newHTTPClient(timeout time.Duration, retries int, maxWait time.Duration) *retryablehttp.Client {
+func newHTTPClient(timeout time.Duration, retries int, maxWait time.Duration, transport http.RoundTripper) *retryablehttp.Client {
 	hc := &http.Client{
-		Transport: cleanhttp.DefaultPooledTransport(),
+		Transport: transport,
 		Timeout:   timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
@@ -101,7 +101,7 @@ func quickRetryPolicy(maxWait time.Duration) retryablehttp.CheckRetry {
 
 // quickRetryableError says whether a transport error is worth an immediate retry.
 func quickRetryableError(err error) bool {
-	if isTimeout(err) || errors.Is(err, context.Canceled) {
+	if isTimeout(err) || errors.Is(err, context.Canceled) || errors.Is(err, ErrEgressRefused) {
 		return false
 	}
 	var (
@@ -163,6 +163,13 @@ func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.T
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return httpOutcome{class: classPermanent, err: "endpoint URL is not an absolute http(s) URL"}
 	}
+	client := d.opts.HTTPClient
+	if ep.Guarded {
+		client = d.opts.GuardedHTTPClient
+		if u.Scheme == "http" && !(d.opts.Egress.AllowLoopback && config.LoopbackHost(u.Hostname())) {
+			return httpOutcome{class: classPermanent, err: "plain http is only for loopback endpoints the directory allows; use https"}
+		}
+	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, ep.URL, []byte(m.Payload))
 	if err != nil {
 		return httpOutcome{class: classPermanent, err: "building the request: " + shortError(err)}
@@ -187,11 +194,15 @@ func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.T
 	start := time.Now() // latency is a real duration, measured on the monotonic clock
 	actx, cancel := context.WithDeadline(ctx, start.Add(d.limit))
 	defer cancel()
-	resp, err := d.opts.HTTPClient.Do(req.WithContext(actx))
+	resp, err := client.Do(req.WithContext(actx))
 	latency := time.Since(start)
 	if resp == nil {
 		if err == nil {
 			err = errors.New("no response")
+		}
+		if errors.Is(err, ErrEgressRefused) {
+			// Never connected: a permanent refusal (the endpoint must change), not a network error to retry.
+			return httpOutcome{class: classPermanent, err: shortError(err), latency: latency}
 		}
 		return httpOutcome{class: classRetry, err: shortError(err), latency: latency}
 	}

@@ -45,7 +45,7 @@ func (nopStore) CountMessages(context.Context) (map[MessageState]int, time.Time,
 	return nil, time.Time{}, nil
 }
 func (nopStore) NextDue(context.Context) (time.Time, error) { return time.Time{}, nil }
-func (nopStore) CreateSubscription(_ context.Context, sub Subscription) (Subscription, error) {
+func (nopStore) CreateSubscription(_ context.Context, sub Subscription, _ int) (Subscription, error) {
 	return sub, nil
 }
 func (nopStore) GetSubscription(context.Context, string) (Subscription, error) {
@@ -85,9 +85,10 @@ func (nopStore) ReferralVersion(context.Context, string, int) (Referral, error) 
 func (nopStore) QueueHeartbeats(context.Context, time.Time, HeartbeatFunc) (int, error) {
 	return 0, nil
 }
-func (nopStore) Changes() <-chan struct{}   { return nil }
-func (nopStore) Ping(context.Context) error { return nil }
-func (nopStore) Close() error               { return nil }
+func (nopStore) Changes() <-chan struct{}                            { return nil }
+func (nopStore) Ping(context.Context) error                          { return nil }
+func (nopStore) CheckWrite(context.Context, string, time.Time) error { return nil }
+func (nopStore) Close() error                                        { return nil }
 
 var _ Store = nopStore{}
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-cleanhttp"
+
 	"github.com/socialrx/socialrx/mapping"
 )
 
@@ -233,7 +235,7 @@ func TestQuickRetries(t *testing.T) {
 				tt.responses[min(int(i), len(tt.responses)-1)](w)
 			}))
 			defer srv.Close()
-			c := newHTTPClient(5*time.Second, 2, 5*time.Millisecond)
+			c := newHTTPClient(5*time.Second, 2, 5*time.Millisecond, cleanhttp.DefaultPooledTransport())
 			req, err := newTestRequest(srv.URL)
 			if err != nil {
 				t.Fatal(err)

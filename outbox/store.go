@@ -19,6 +19,8 @@ var (
 	ErrVersionMismatch = fault.Sentinel(fault.Stale, "version mismatch")
 	// ErrLeaseLost: the message is no longer leased by this dispatcher (the lease expired and another took it).
 	ErrLeaseLost = fault.Sentinel(fault.Conflict, "lease lost")
+	// ErrSubscriptionLimit: the client already has the most active Subscriptions it may have.
+	ErrSubscriptionLimit = fault.Sentinel(fault.Rule, "subscription limit reached")
 	// ErrNoChange is returned by a ReferralUpdate that has nothing to change: the store then leaves the
 	// referral (and its version) untouched and commits the rest of the operation.
 	ErrNoChange = fault.Sentinel(fault.Internal, "no change")
@@ -250,16 +252,24 @@ type Store interface {
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.
 	Changes() <-chan struct{}
-	// Ping checks the database is reachable (readiness).
+	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
+	// CheckWrite is readiness: it commits a tiny write through the store's normal write path (the row of
+	// instance, one per process, stamped now), and fails (kind fault.Unavailable) when that write fails or
+	// when any write of this store failed for want of the database (down, locked, full: the kind
+	// fault.Unavailable at the backend's edge) since the previous CheckWrite. It recovers by itself: once
+	// writes succeed again, the next check but one passes.
+	CheckWrite(ctx context.Context, instance string, now time.Time) error
 	Close() error
 }
 
 // Referrals is the part of Store that keeps referrals and their outbox messages.
 type Referrals interface {
 	// CreateReferral writes the referral, its ServiceRequest, Task v1 and its events in one transaction.
-	// If any identifier is already used: same fingerprint → the existing referral (Created false);
-	// another fingerprint → ErrConflict. Nothing is written unless everything is.
+	// Identifiers are keys of the referring practice (Referral.PracticeODS, compared case-insensitively): if
+	// any is already used by a referral of the same practice: same fingerprint → the existing referral
+	// (Created false); another fingerprint → ErrConflict. Another practice's referral with the same identifier
+	// is neither found nor a conflict. Nothing is written unless everything is.
 	CreateReferral(ctx context.Context, in mapping.Intake) (CreateResult, error)
 	// GetReferral returns one referral by referral id, task id or ServiceRequest id (whichever matches).
 	GetReferral(ctx context.Context, id string) (Referral, error)
@@ -478,8 +488,11 @@ type NotifyFunc func(sub Subscription, ref Referral, eventNumber int64, now time
 type Subscriptions interface {
 	// CreateSubscription stores sub (ID, OwnerClientID, PracticeODS and Endpoint required; Status active;
 	// EventsSinceStart is set to 0) and, in the same transaction, queues sub.Handshake (when not nil) as its
-	// first message (type mapping.EventHandshake, no referral). An existing id is an error.
-	CreateSubscription(ctx context.Context, sub Subscription) (Subscription, error)
+	// first message (type mapping.EventHandshake, no referral). An existing id is an error. maxActive > 0
+	// caps the owner's subscriptions that still notify (active or error): when the owner already has that
+	// many, nothing is written and the error is ErrSubscriptionLimit (checked and written in one transaction:
+	// concurrent creates never pass the cap).
+	CreateSubscription(ctx context.Context, sub Subscription, maxActive int) (Subscription, error)
 	// GetSubscription returns one subscription (ErrNotFound if none).
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// UpdateSubscriptionStatus sets a subscription's status (ErrNotFound if none). Setting the current

@@ -24,23 +24,44 @@ var (
 // FHIRJSON is the MIME type of FHIR Subscription notifications (channel.payload).
 const FHIRJSON = "application/fhir+json"
 
+// ChannelHeaders are the request headers a FHIR Subscription's channel.header may set (names compare
+// case-insensitively): what GP endpoints authenticate and correlate with. Anything else — Cookie, Host,
+// hop-by-hop and proxy headers, Content-Type, the webhook-* headers — is refused when the Subscription is
+// made and never sent.
+func ChannelHeaders() []string {
+	return []string{"Authorization", "X-API-Key", "Api-Key", "Ocp-Apim-Subscription-Key", "X-Correlation-ID", "X-Request-ID"}
+}
+
+// ChannelHeaderAllowed reports whether a channel.header may set the header name.
+func ChannelHeaderAllowed(name string) bool {
+	for _, h := range ChannelHeaders() {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // WithSubscriptions composes next (for example DirectoryEndpoints) with the FHIR Subscriptions of store:
-// subscription destinations resolve, at delivery time, to the subscription's channel.endpoint with its
-// channel.header values and Content-Type application/fhir+json, and no signing secret (notifications are
-// unsigned; webhook-id and webhook-timestamp are still sent, webhook-id being the message id). A
-// subscription that is off or gone makes its pending messages dead (ErrDestinationOff, ErrUnknownDestination).
-// Every other destination goes to next (nil: none); one next does not know is unknown
-// ("kind:id: unknown destination").
-func WithSubscriptions(store Store, next EndpointResolver) EndpointResolver {
+// subscription destinations resolve, at delivery time, to the subscription's channel.endpoint (Guarded: it
+// came from a client, so the dispatcher's outbound policy applies) with its channel.header values (opened
+// with keys; only ChannelHeaders are ever sent) and Content-Type application/fhir+json, and no signing secret
+// (notifications are unsigned; webhook-id and webhook-timestamp are still sent, webhook-id being the message
+// id). A subscription that is off or gone makes its pending messages dead (ErrDestinationOff,
+// ErrUnknownDestination); headers that do not open (the key is missing) fail the lookup, which is retried.
+// Every other destination goes to next (nil: none); one next does not know is unknown ("kind:id: unknown
+// destination").
+func WithSubscriptions(store Store, next EndpointResolver, keys *Keyring) EndpointResolver {
 	if next == nil {
 		return next
 	}
-	return &subscriptionEndpoints{subs: store, next: next}
+	return &subscriptionEndpoints{subs: store, next: next, keys: keys}
 }
 
 type subscriptionEndpoints struct {
 	subs Subscriptions
 	next EndpointResolver
+	keys *Keyring
 }
 
 // Endpoint resolves d: subscriptions from the store, everything else through next.
@@ -60,14 +81,18 @@ func (r *subscriptionEndpoints) Endpoint(ctx context.Context, d mapping.Destinat
 			return Endpoint{}, fmt.Errorf("subscription %s is off (deleted by its owner): %w", d.ID, ErrDestinationOff)
 		}
 		h := http.Header{}
-		for _, line := range sub.Header {
+		for _, stored := range sub.Header {
+			line, err := r.keys.Open(stored, SubscriptionHeaderContext(sub.ID))
+			if err != nil {
+				return Endpoint{}, fmt.Errorf("subscription %s: channel.header: %w", d.ID, err)
+			}
 			k, v, ok := strings.Cut(line, ":")
-			if k = strings.TrimSpace(k); ok && k != "" {
+			if k = strings.TrimSpace(k); ok && k != "" && ChannelHeaderAllowed(k) {
 				h.Add(k, strings.TrimSpace(v))
 			}
 		}
 		h.Set("Content-Type", FHIRJSON)
-		return Endpoint{URL: sub.Endpoint, Header: h}, nil
+		return Endpoint{URL: sub.Endpoint, Header: h, Guarded: true}, nil
 	case mapping.DestinationService:
 	}
 	ep, err := r.next.Endpoint(ctx, d)

@@ -24,9 +24,9 @@ func subStore(t *testing.T) *sqlite.Store {
 	t.Cleanup(func() { _ = s.Close() })
 	if _, err := s.CreateSubscription(t.Context(), outbox.Subscription{
 		ID: "sub-1", OwnerClientID: "gp", PracticeODS: "A81001", Criteria: "Task?requester:identifier=x|A81001",
-		Endpoint: "https://gp.example/hook", Header: []string{"Authorization: Bearer s3cret", "X-Trace:  a b "},
+		Endpoint: "https://gp.example/hook", Header: []string{"Authorization: Bearer s3cret", "X-Correlation-ID:  a b ", "Cookie: stored before the allowlist"},
 		Payload: mapping.PayloadIDOnly, BaseURL: "https://socialrx.example/fhir", CreatedAt: base(),
-	}); err != nil {
+	}, 0); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -38,14 +38,14 @@ func TestWithSubscriptionsResolves(t *testing.T) {
 	next := outbox.EndpointFunc(func(d mapping.Destination) (outbox.Endpoint, bool) {
 		return outbox.Endpoint{URL: "https://service.example/" + d.ID, Secret: testSecret}, d.ID == "walks"
 	})
-	r := outbox.WithSubscriptions(s, next)
+	r := outbox.WithSubscriptions(s, next, nil)
 	ctx := t.Context()
 	sub := mapping.Destination{Kind: mapping.DestinationSubscription, ID: "sub-1"}
 
 	ep, err := r.Endpoint(ctx, sub)
 	if err != nil || ep.URL != "https://gp.example/hook" || ep.Secret != "" ||
-		ep.Header.Get("Authorization") != "Bearer s3cret" || ep.Header.Get("X-Trace") != "a b" ||
-		ep.Header.Get("Content-Type") != outbox.FHIRJSON {
+		ep.Header.Get("Authorization") != "Bearer s3cret" || ep.Header.Get("X-Correlation-ID") != "a b" ||
+		ep.Header.Get("Content-Type") != outbox.FHIRJSON || ep.Header.Get("Cookie") != "" || !ep.Guarded {
 		t.Errorf("active subscription: %+v, %v", ep, err)
 	}
 	if ep, err := r.Endpoint(context.Background(), sub); err != nil || ep.URL != "https://gp.example/hook" {
@@ -89,7 +89,7 @@ func TestOffSubscriptionMessagesGoDead(t *testing.T) {
 	reports := make(chan outbox.AttemptReport, 16)
 	d := outbox.NewDispatcher(s, outbox.WithSubscriptions(s, outbox.EndpointFunc(func(mapping.Destination) (outbox.Endpoint, bool) {
 		return outbox.Endpoint{}, false
-	})), outbox.DispatcherOptions{Clock: clock.Now, SafetyPoll: time.Hour, Logger: slog.New(slog.DiscardHandler),
+	}), nil), outbox.DispatcherOptions{Clock: clock.Now, SafetyPoll: time.Hour, Logger: slog.New(slog.DiscardHandler),
 		Observer: outbox.ObserverFunc(func(r outbox.AttemptReport) { reports <- r })})
 	runCtx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

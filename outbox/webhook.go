@@ -135,6 +135,10 @@ type Endpoint struct {
 	// Header holds extra request headers (for example a FHIR Subscription's channel.header). It cannot
 	// override the webhook-* headers.
 	Header http.Header
+	// Guarded says the URL came from a client (a FHIR Subscription's channel.endpoint), not the operator: the
+	// dispatcher connects only through its outbound policy (DispatcherOptions.Egress), and plain http only to
+	// a loopback host the policy allows.
+	Guarded bool
 }
 
 // EndpointResolver looks up a destination's endpoint at delivery time, so that a rotated secret or a moved

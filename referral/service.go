@@ -26,6 +26,14 @@ type Options struct {
 	Clock  func() time.Time // default time.Now
 	NewID  func() string    // default UUIDv7
 	Logger *slog.Logger     // default: discard
+	// Instance names this process's readiness probe row (default: "instance-" + a new id).
+	Instance string
+	// Secrets seal stored credentials (Subscription channel.header values); nil: none can be stored.
+	Secrets *outbox.Keyring
+	// MaxSubscriptionsPerClient caps a GP client's active Subscriptions (0: no cap).
+	MaxSubscriptionsPerClient int
+	// SubscriptionOff, if set, is told the id of each Subscription its owner turns off (metrics forget it).
+	SubscriptionOff func(id string)
 }
 
 // Service runs the use cases against one store and one directory. It is safe for concurrent use.
@@ -35,6 +43,12 @@ type Service struct {
 	now   func() time.Time
 	newID func() string
 	log   *slog.Logger
+	// instance names this process's readiness probe (CheckWrite).
+	instance string
+	// secrets, maxSubs and subscriptionOff: see Options.
+	secrets         *outbox.Keyring
+	maxSubs         int
+	subscriptionOff func(id string)
 }
 
 // New returns a Service.
@@ -52,6 +66,11 @@ func New(o Options) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.secrets, s.maxSubs, s.subscriptionOff = o.Secrets, o.MaxSubscriptionsPerClient, o.SubscriptionOff
+	s.instance = o.Instance
+	if s.instance == "" {
+		s.instance = "instance-" + s.newID()
+	}
 	return s, nil
 }
 
@@ -67,8 +86,14 @@ func NewUUIDv7() string {
 // Now is the Service's clock as stored: UTC, truncated to the microsecond.
 func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
-// Ping checks that the store answers (readiness).
+// Ping checks that the store answers.
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// CheckWrite is readiness: the store takes a write now, and none failed for want of the database since the
+// previous check (outbox.Store.CheckWrite).
+func (s *Service) CheckWrite(ctx context.Context) error {
+	return s.store.CheckWrite(ctx, s.instance, s.Now())
+}
 
 // Operator is the engineers' code path (admin API and CLI) over this Service's store and clock.
 func (s *Service) Operator() Operator { return Operator{Store: s.store, Clock: s.now} }

@@ -71,6 +71,7 @@ type env struct {
 	svc   *referral.Service
 	cfg   *config.Config
 	clock *atomic.Int64
+	keys  *outbox.Keyring
 }
 
 func newEnv(t *testing.T, st outbox.Store) *env {
@@ -78,9 +79,13 @@ func newEnv(t *testing.T, st outbox.Store) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, cfg: cfg, clock: &atomic.Int64{}}
+	keys, err := outbox.NewKeyring(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: st, cfg: cfg, clock: &atomic.Int64{}, keys: keys}
 	e.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	e.svc, err = referral.New(referral.Options{Store: st, Config: cfg, Logger: quiet,
+	e.svc, err = referral.New(referral.Options{Store: st, Config: cfg, Logger: quiet, Secrets: keys, MaxSubscriptionsPerClient: 3,
 		Clock: func() time.Time { return time.UnixMicro(e.clock.Add(1000)).UTC() }})
 	if err != nil {
 		t.Fatal(err)

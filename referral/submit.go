@@ -25,8 +25,9 @@ type Submission struct {
 // ServiceRequest (validation, consent, routing) and writes the referral, its Task and its outbox messages in
 // one transaction. Created is false for a resend. Errors: fault.Forbidden (not a GP client, or another
 // practice), fault.Rule (business rules, every issue at once), outbox.ErrConflict (the identifier is used by
-// another referral, or by one this client may not see), fault.Stale (a conditional create that matches
-// several referrals).
+// another referral of the same practice), fault.Stale (a conditional create that matches several referrals).
+// Identifiers are the referring practice's own keys: another practice's referral with the same identifier is
+// never found, never a conflict, and nothing about it is revealed.
 func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.CreateResult, error) {
 	cl := c.Client
 	if err := MaySubmit(c); err != nil {
@@ -39,6 +40,8 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 		return outbox.CreateResult{}, fhir.NewError(fault.Forbidden, fhir.CodeForbidden,
 			fmt.Sprintf("this client may not refer from practice %s (requester's organisation); it acts for %s",
 				ods, strings.Join(cl.Practices, ", ")), "ServiceRequest.requester", expr)
+	case ok:
+		ods = cl.Practice(ods) // as the directory spells it, so that scoping by practice is exact
 	case !ok && len(cl.Practices) == 1:
 		ods = cl.Practices[0]
 	case !ok:
@@ -47,7 +50,7 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 			Expression:  []string{"ServiceRequest.requester"}}
 	}
 	if sub.IfNoneExist != nil {
-		existing, found, err := s.ifNoneExist(ctx, cl, *sub.IfNoneExist)
+		existing, found, err := s.ifNoneExist(ctx, cl, ods, *sub.IfNoneExist)
 		if err != nil || found {
 			return existing, err
 		}
@@ -91,9 +94,15 @@ func MaySubmit(c Caller) error {
 	return nil
 }
 
-// ifNoneExist implements conditional create on identifier: one visible match is returned as it is.
-func (s *Service) ifNoneExist(ctx context.Context, cl config.Client, id mapping.Identifier) (outbox.CreateResult, bool, error) {
-	refs, _, err := s.store.SearchReferrals(ctx, outbox.ReferralQuery{Identifier: &id, Limit: 2})
+// ifNoneExist implements conditional create on identifier, among the referrals of the referring practice
+// (ods; every practice of the client when it is not known yet): one match is returned as it is. Other
+// practices' referrals are not searched, so the answer says nothing about them.
+func (s *Service) ifNoneExist(ctx context.Context, cl config.Client, ods string, id mapping.Identifier) (outbox.CreateResult, bool, error) {
+	practices := cl.Practices
+	if ods != "" {
+		practices = []string{ods}
+	}
+	refs, _, err := s.store.SearchReferrals(ctx, outbox.ReferralQuery{Identifier: &id, Practices: practices, Limit: 2})
 	if err != nil {
 		return outbox.CreateResult{}, false, err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -33,12 +32,15 @@ func (s *Service) Subscribe(ctx context.Context, c Caller, body []byte, baseURL 
 	if err := fhir.ValidateResource(body, "Subscription"); err != nil {
 		return outbox.Subscription{}, err
 	}
-	sub, resource, err := parseSubscription(cl, body)
+	sub, resource, err := parseSubscription(cl, body, s.cfg.Outbound.AllowLoopback)
 	if err != nil {
 		return outbox.Subscription{}, err
 	}
 	now := s.Now()
 	sub.ID = s.newID()
+	if err := s.sealHeaders(&sub); err != nil {
+		return outbox.Subscription{}, err
+	}
 	sub.OwnerClientID = cl.ID
 	sub.BaseURL = baseURL
 	sub.CreatedAt, sub.UpdatedAt = now, now
@@ -48,9 +50,9 @@ func (s *Service) Subscribe(ctx context.Context, c Caller, body []byte, baseURL 
 	if sub.Handshake, err = mapping.HandshakeBundle(outbox.SubscriptionInfo(sub), now); err != nil { // the first message of its queue
 		return outbox.Subscription{}, err
 	}
-	created, err := s.store.CreateSubscription(ctx, sub)
+	created, err := s.store.CreateSubscription(ctx, sub, s.maxSubs)
 	if err != nil {
-		return outbox.Subscription{}, err
+		return outbox.Subscription{}, s.subscriptionLimitError(err)
 	}
 	s.log.InfoContext(ctx, "subscription created", "request_id", c.RequestID,
 		"subscription_id", created.ID, "client", cl.ID, "practice", created.PracticeODS, "payload", string(created.Payload))
@@ -90,6 +92,9 @@ func (s *Service) Unsubscribe(ctx context.Context, c Caller, id string) (outbox.
 		return outbox.Subscription{}, err
 	}
 	s.log.InfoContext(ctx, "subscription off", "request_id", c.RequestID, "subscription_id", sub.ID)
+	if s.subscriptionOff != nil {
+		s.subscriptionOff(sub.ID)
+	}
 	return off, nil
 }
 
@@ -113,13 +118,9 @@ type subscriptionWire struct {
 	} `json:"channel"`
 }
 
-// reservedHeaders are request headers a channel.header may not set (socialrx sets them).
-var reservedHeaders = []string{"content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection",
-	outbox.HeaderWebhookID, outbox.HeaderWebhookTimestamp, outbox.HeaderWebhookSignature}
-
 // parseSubscription checks the business rules of a (schema-valid) Subscription and returns what to store and
 // the resource to keep (status active, channel.header removed: headers are write-only).
-func parseSubscription(cl config.Client, body []byte) (outbox.Subscription, json.RawMessage, error) {
+func parseSubscription(cl config.Client, body []byte, allowLoopback bool) (outbox.Subscription, json.RawMessage, error) {
 	var in subscriptionWire
 	if err := json.Unmarshal(body, &in); err != nil {
 		return outbox.Subscription{}, nil, fhir.NewError(fault.Invalid, fhir.CodeStructure, "the Subscription could not be read", "Subscription")
@@ -152,7 +153,7 @@ func parseSubscription(cl config.Client, body []byte) (outbox.Subscription, json
 	if in.Channel.Type != "rest-hook" {
 		add(fhir.CodeNotSupported, "Subscription.channel.type", fmt.Sprintf("only the rest-hook channel is supported (got %q)", in.Channel.Type))
 	}
-	if msg := checkEndpoint(in.Channel.Endpoint); msg != "" {
+	if msg := checkEndpoint(in.Channel.Endpoint, allowLoopback); msg != "" {
 		add(fhir.CodeBusinessRule, "Subscription.channel.endpoint", msg)
 	}
 	if mt, _, err := mime.ParseMediaType(in.Channel.Payload); err != nil || mt != outbox.FHIRJSON {
@@ -172,11 +173,7 @@ func parseSubscription(cl config.Client, body []byte) (outbox.Subscription, json
 			}
 		}
 	}
-	for i, h := range in.Channel.Header {
-		if msg := checkHeader(h); msg != "" {
-			add(fhir.CodeBusinessRule, fmt.Sprintf("Subscription.channel.header[%d]", i), msg)
-		}
-	}
+	checkHeaders(in.Channel.Header, add) // subscribe_rules.go
 	if len(is) > 0 {
 		return outbox.Subscription{}, nil, &fhir.Error{Kind: fault.Rule, Issues: is}
 	}
@@ -217,49 +214,6 @@ func criteriaPractice(cl config.Client, criteria string) (string, string) {
 		return "", fmt.Sprintf("this client may not subscribe to practice %s; %s", ods, want)
 	}
 	return mapping.NormalODS(cl.Practices[i]), ""
-}
-
-// checkEndpoint requires an absolute https URL (http only to a loopback host) without credentials.
-func checkEndpoint(raw string) string {
-	const rule = "channel.endpoint must be an absolute https URL (http only for a loopback host)"
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return rule
-	}
-	if u.User != nil {
-		return "channel.endpoint must not carry credentials; use channel.header (for example Authorization)"
-	}
-	switch u.Scheme {
-	case "https":
-		return ""
-	case "http":
-		host := u.Hostname()
-		if strings.EqualFold(host, "localhost") {
-			return ""
-		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			return ""
-		}
-	}
-	return rule
-}
-
-// checkHeader requires "Name: value" with a token name that socialrx does not set itself.
-func checkHeader(h string) string {
-	name, value, ok := strings.Cut(h, ":")
-	name = strings.TrimSpace(name)
-	if !ok || name == "" || strings.TrimSpace(value) == "" || strings.ContainsAny(h, "\r\n") {
-		return `channel.header entries must be "Name: value"`
-	}
-	for _, c := range name {
-		if c <= ' ' || c >= 0x7f || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
-			return "channel.header name is not a valid HTTP header name"
-		}
-	}
-	if slices.Contains(reservedHeaders, strings.ToLower(name)) {
-		return "channel.header may not set " + name + " (socialrx sets it)"
-	}
-	return ""
 }
 
 // withoutChannelHeader removes channel.header from a Subscription (headers may hold credentials: they are

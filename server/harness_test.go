@@ -42,6 +42,7 @@ type harness struct {
 	v     *fhirtest.Validator
 	clock *atomic.Int64 // unix micro
 	cfg   *config.Config
+	keys  *outbox.Keyring // seals Subscription channel.header values (the server's and the dispatcher's)
 }
 
 func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
@@ -71,7 +72,11 @@ func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	if mod != nil {
 		mod(cfg)
 	}
-	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
+	keys, err := outbox.RandomKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg, keys: keys}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
 	h.url = h.instance(cfg, nil, modOpts)
 	return h
@@ -85,7 +90,7 @@ func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Hand
 	h.t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
-	opts := server.Options{Config: cfg, Store: h.store, Version: "test", BaseURL: base + "/fhir",
+	opts := server.Options{Config: cfg, Store: h.store, Version: "test", BaseURL: base + "/fhir", Secrets: h.keys,
 		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
 	if modOpts != nil {
 		modOpts(&opts)

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,7 +125,24 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 }
 
-// metricsHandler serves /metrics in the Prometheus text format.
-func (s *Server) metricsHandler() http.Handler {
-	return promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: nil})
+// MetricsHandler serves /metrics in the Prometheus text format; with a metrics token (Options.MetricsToken)
+// only to a scraper that sends it as a bearer token (401 otherwise, compared in constant time). Serve it on the
+// API listener (the default) or on its own (Options.NoMetricsRoute and SOCIALRX_METRICS_ADDR).
+func (s *Server) MetricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{ErrorLog: nil})
+	if s.metricsToken == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(s.metricsToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx metrics"`)
+			web.WriteJSON(w, s.log, http.StatusUnauthorized, web.APIError{Error: "unauthorized",
+				Message: "send Authorization: Bearer <the metrics token (SOCIALRX_METRICS_TOKEN)>", RequestID: web.RequestID(r.Context())})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -51,17 +51,11 @@ func (s *Server) handle(rt web.Route) {
 				fmt.Sprintf("%s is not allowed here; allowed: %s", r.Method, allow)))
 			return
 		}
-		if rt.Access != web.Public {
-			cl, err := s.authenticate(r, rt.Access, rt.Path)
-			if err != nil {
-				if fault.KindOf(err) == fault.Unauthenticated {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
-				}
-				s.fail(w, r, err)
-				return
-			}
-			r = r.WithContext(web.WithClient(r.Context(), cl))
+		r, release, ok := s.admit(w, r, rt) // credentials, rates, body slots (admit.go)
+		if !ok {
+			return
 		}
+		defer release()
 		h(w, r)
 	})))
 }
@@ -79,14 +73,18 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.fail(w, r, fault.New(fault.NotFound, "not_found", "", msg))
 }
 
-// opsRoutes are the public ops endpoints.
+// opsRoutes are the public ops endpoints (/metrics only when it is not served on its own listener).
 func (s *Server) opsRoutes() []web.Route {
 	get := http.MethodGet
-	return []web.Route{
+	routes := []web.Route{
 		{Path: "/healthz", Name: "healthz", Access: web.Public, Methods: map[string]http.HandlerFunc{get: s.healthz}},
 		{Path: "/readyz", Name: "readyz", Access: web.Public, Methods: map[string]http.HandlerFunc{get: s.readyz}},
-		{Path: "/metrics", Name: "metrics", Access: web.Public, Methods: map[string]http.HandlerFunc{get: s.metricsHandler().ServeHTTP}},
 	}
+	if !s.noMetricsRoute {
+		routes = append(routes, web.Route{Path: "/metrics", Name: "metrics", Access: web.Public,
+			Methods: map[string]http.HandlerFunc{get: s.MetricsHandler().ServeHTTP}})
+	}
+	return routes
 }
 
 // healthz says the process is alive.
@@ -94,11 +92,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	web.WriteJSON(w, s.log, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz says the process can serve: the database answers and the dispatcher runs.
+// readyz says the process can serve: the database takes writes (a tiny write through the normal write path,
+// and no write failed for want of the database since the previous check) and the dispatcher runs.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.svc.Ping(ctx); err != nil {
+	if err := s.svc.CheckWrite(ctx); err != nil {
 		s.log.Warn("not ready: database", "err", err)
 		w.Header().Set("Retry-After", "5")
 		web.WriteJSON(w, s.log, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database"})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"time"
@@ -48,6 +49,22 @@ type Options struct {
 	// InboxSessions is how long community inbox sign-ins last (SOCIALRX_INBOX_IDLE_TIMEOUT,
 	// SOCIALRX_INBOX_SESSION_MAX) and how wrong ones are slowed down; zero fields: the defaults.
 	InboxSessions referral.SessionPolicy
+	// Limits are the rate limits, body slots and Subscription cap (config.Limits; the process passes
+	// config.Settings.Limits). Nil: no limits (tests and benchmarks that measure something else).
+	Limits *config.Limits
+	// LimitClock is the time the rate limits run on (default time.Now; never the data clock, Clock).
+	LimitClock func() time.Time
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client address.
+	TrustedProxies []netip.Prefix
+	// Secrets seal stored credentials (Subscription channel.header values; the dispatcher's resolver opens
+	// them with the same keyring). Nil: channel.header is refused.
+	Secrets *outbox.Keyring
+	// SubscriptionOff, if set, is told the id of each Subscription its owner deletes (DeliveryMetrics.Forget).
+	SubscriptionOff func(id string)
+	// MetricsToken, if set, is the bearer token /metrics requires (SOCIALRX_METRICS_TOKEN).
+	MetricsToken string
+	// NoMetricsRoute leaves /metrics off the API listener (it is served on its own: MetricsHandler).
+	NoMetricsRoute bool
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -61,6 +78,11 @@ type Server struct {
 	metrics *httpMetrics
 	smart   *smart.Server
 	router  *mux.Router
+	limits  *limiter
+	maxBody int64
+	// metricsToken guards /metrics when set; noMetricsRoute leaves it off the API listener.
+	metricsToken   string
+	noMetricsRoute bool
 }
 
 // New builds a Server: the use cases over o.Store, every API, and their routes.
@@ -90,11 +112,18 @@ func New(o Options) (*Server, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	svc, err := referral.New(referral.Options{Store: o.Store, Config: o.Config, Clock: o.Clock, NewID: o.NewID, Logger: o.Logger})
+	lim := config.Unlimited()
+	if o.Limits != nil {
+		lim = *o.Limits
+	}
+	svc, err := referral.New(referral.Options{Store: o.Store, Config: o.Config, Clock: o.Clock, NewID: o.NewID, Logger: o.Logger,
+		Secrets: o.Secrets, MaxSubscriptionsPerClient: lim.SubscriptionsPerClient, SubscriptionOff: o.SubscriptionOff})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: base, cors: o.CORSOrigins, ready: o.Ready}
+	s := &Server{cfg: o.Config, svc: svc, log: o.Logger, baseURL: base, cors: o.CORSOrigins, ready: o.Ready,
+		maxBody: o.MaxBodyBytes, metricsToken: o.MetricsToken, noMetricsRoute: o.NoMetricsRoute}
+	s.limits = newLimiter(lim, o.LimitClock, o.TrustedProxies)
 	if s.metrics, err = newHTTPMetrics(o.Registry, svc.Operator()); err != nil {
 		return nil, err
 	}
@@ -115,10 +144,11 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the root handler with every middleware applied: correlation id, panic recovery, CORS (when
-// origins are configured), the FHIR base's trailing slash, FHIR content negotiation, then the routes.
+// Handler returns the root handler with every middleware applied: correlation id, panic recovery, the security
+// headers, CORS (when origins are configured), clean input (no NUL or invalid UTF-8 in the path or query), the
+// FHIR base's trailing slash, FHIR content negotiation, then the routes.
 func (s *Server) Handler() http.Handler {
-	return s.withRequestID(s.withRecover(s.withCORS(withoutTrailingSlash(s.withNegotiation(s.router)))))
+	return s.withRequestID(s.withRecover(withSecurityHeaders(s.withCORS(s.withCleanInput(withoutTrailingSlash(s.withNegotiation(s.router)))))))
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9.-]{8,64}$`)
@@ -154,11 +184,14 @@ func (s *Server) withRecover(next http.Handler) http.Handler {
 
 // fail answers with the error format of the API the request is for.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if isFHIR(r.URL.Path) {
+	switch {
+	case isFHIR(r.URL.Path):
 		fhirapi.WriteError(w, r, s.log, err)
-		return
+	case r.URL.Path == smart.TokenPath:
+		smart.WriteError(w, r, s.log, err)
+	default:
+		web.WriteError(w, r, s.log, err)
 	}
-	web.WriteError(w, r, s.log, err)
 }
 
 func isFHIR(path string) bool { return strings.HasPrefix(path, "/fhir") }

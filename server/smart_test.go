@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/fhir/fhirtest"
-	"github.com/socialrx/socialrx/outbox/sqlite"
 	"github.com/socialrx/socialrx/server"
 )
 
@@ -334,11 +332,7 @@ func FuzzTokenRequest(f *testing.F) {
 	}
 	cfg.Clients = append(cfg.Clients, config.Client{ID: "emis-a81001", Role: config.RoleGP, Practices: []string{"A81001"},
 		JWKS: []jose.JSONWebKey{{Key: k.gp.Public(), KeyID: "gp-2026", Algorithm: config.AlgRS384}}})
-	st, err := sqlite.Open(f.Context(), filepath.Join(f.TempDir(), "fuzz.db"), sqlite.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = st.Close() })
+	st := fuzzStore(f) // SQLite, or PostgreSQL with SOCIALRX_FUZZ_BACKEND=postgres
 	now := time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC)
 	srv, err := server.New(server.Options{Config: cfg, Store: st, Clock: func() time.Time { return now }, BaseURL: "http://socialrx.test/fhir"})
 	if err != nil {

@@ -98,8 +98,9 @@ func startObservedDispatcher(t *testing.T, h *harness) <-chan outbox.AttemptRepo
 // startDispatcherWith is startDispatcher with an attempt observer (nil: none).
 func startDispatcherWith(t *testing.T, h *harness, obs outbox.Observer) {
 	t.Helper()
-	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory)),
+	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory), h.keys),
 		outbox.DispatcherOptions{
+			Egress:       outbox.EgressPolicy{AllowLoopback: h.cfg.Outbound.AllowLoopback},
 			Clock:        func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() },
 			Backoff:      func(int) time.Duration { return 5 * time.Millisecond },
 			Jitter:       func(time.Duration) time.Duration { return 0 },

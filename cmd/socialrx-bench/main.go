@@ -47,8 +47,25 @@ func main() {
 		"dispatcher PerDestination caps to run (concurrency = max(16, cap)); the first is the shipped default")
 	pgURL := flag.String("delivery-postgres", "", "run the delivery benchmark on this PostgreSQL server (a fresh schema per run) instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	saveEvent := flag.String("save-event", "", "write one received webhook body to this file (bench/river posts the same bytes)")
+	hostile := flag.Bool("hostile", false, "run only the hostile-load benchmark (make bench-hostile): the real binary under maximum-size bodies and bad tokens, peak RSS and a legitimate client's latency")
+	hostileBin := flag.String("hostile-binary", "", "hostile: the socialrx binary to attack (default: built from this module)")
+	hostileDur := flag.Duration("hostile-duration", 20*time.Second, "hostile: how long the attack lasts")
+	hostileBodies := flag.Int("hostile-bodies", 64, "hostile: connections posting maximum-size referrals")
+	hostileBad := flag.Int("hostile-bad-tokens", 32, "hostile: connections flooding with bad tokens")
+	hostileSize := flag.Int("hostile-body-size", (1<<20)-8<<10, "hostile: the size of the attack's referrals (bytes; the default body limit is 1 MiB)")
+	hostileRate := flag.Int("hostile-legit-rate", 20, "hostile: the legitimate GP client's requests per second")
 	flag.Parse()
 	ctx := context.Background()
+	if *hostile {
+		fmt.Fprintf(os.Stdout, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", strings.Join(os.Args, " "), runtime.GOOS, runtime.GOARCH,
+			runtime.NumCPU(), runtime.Version())
+		if err := runHostile(ctx, hostileOptions{binary: *hostileBin, duration: *hostileDur, bodies: *hostileBodies,
+			badTokens: *hostileBad, legitRate: max(*hostileRate, 1), bodySize: *hostileSize, out: os.Stdout}); err != nil {
+			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o := deliveryOptions{messages: *messages, duration: *ddur, saveEvent: *saveEvent, timeout: 5 * time.Minute,
 		log: slog.New(slog.DiscardHandler), out: os.Stdout, ctx: ctx, postgres: *pgURL}
 	var err error

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{err.Error()}
 	}
 	log := newLogger(settings, stderr)
+	applyMemoryLimit(log, getenv, os.ReadFile)
 	cfg, err := loadConfig(settings, log)
 	if err != nil {
 		return err
@@ -98,16 +100,19 @@ type Main struct {
 	// Logger receives the service's log.
 	Logger *slog.Logger
 
-	store     outbox.Store
-	httpSrv   *http.Server
-	addr      string
-	stopBg    context.CancelFunc // stops the dispatcher and the sweepers (overdue, heartbeats)
-	dispDone  chan struct{}      // closed when the dispatcher's Run has returned dispErr
-	dispErr   error
-	sweepDone chan struct{} // closed when the overdue sweeper has returned
-	beatDone  chan struct{} // closed when the heartbeat sweeper has returned
-	httpDone  chan struct{} // closed when the HTTP server's Serve has returned httpErr
-	httpErr   error
+	store   outbox.Store
+	httpSrv *http.Server
+	addr    string
+	// metricsSrv serves /metrics on its own listener (SOCIALRX_METRICS_ADDR); metricsAddr is where.
+	metricsSrv  *http.Server
+	metricsAddr string
+	stopBg      context.CancelFunc // stops the dispatcher and the sweepers (overdue, heartbeats)
+	dispDone    chan struct{}      // closed when the dispatcher's Run has returned dispErr
+	dispErr     error
+	sweepDone   chan struct{} // closed when the overdue sweeper has returned
+	beatDone    chan struct{} // closed when the heartbeat sweeper has returned
+	httpDone    chan struct{} // closed when the HTTP server's Serve has returned httpErr
+	httpErr     error
 
 	dispatcherRunning atomic.Bool // readiness: /readyz fails while the dispatcher is not running
 	dispReported      atomic.Bool // Wait returned the dispatcher's stop, so Close does not report it again
@@ -141,6 +146,13 @@ func (m *Main) Run(ctx context.Context) error {
 	if len(settings.TokenKey) == 0 && slices.ContainsFunc(cfg.Clients, func(c config.Client) bool { return len(c.JWKS) > 0 }) {
 		log.Warn("SOCIALRX_TOKEN_KEY is not set: SMART access tokens are signed with a random key and work only on this instance until it restarts")
 	}
+	if err := demoFailsClosed(settings, cfg, log); err != nil {
+		return err
+	}
+	secrets, err := keyring(settings, cfg, log)
+	if err != nil {
+		return err
+	}
 	store, err := openStore(ctx, settings, log)
 	if err != nil {
 		return err
@@ -149,7 +161,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	obs, err := server.NewDeliveryMetrics(reg)
+	deliveries, err := server.NewDeliveryMetrics(reg, settings.Security.MetricsSubscriptionIDs)
 	if err != nil {
 		return err
 	}
@@ -159,12 +171,13 @@ func (m *Main) Run(ctx context.Context) error {
 		RetryBudget: settings.RetryBudget,
 		Lease:       settings.DeliveryLease,
 		Version:     version,
-		Observer:    obs,
+		Observer:    deliveries,
+		Egress:      outbox.EgressPolicy{AllowLoopback: cfg.Outbound.AllowLoopback},
 	}
 	if err := dispOpts.Validate(); err != nil { // refuse bad delivery settings before serving anything
 		return usageError{fmt.Sprintf("delivery settings (SOCIALRX_DELIVERY_TIMEOUT, SOCIALRX_DELIVERY_LEASE): %v", err)}
 	}
-	disp := outbox.NewDispatcher(store, outbox.WithSubscriptions(store, outbox.DirectoryEndpoints(cfg.Directory)), dispOpts)
+	disp := outbox.NewDispatcher(store, outbox.WithSubscriptions(store, outbox.DirectoryEndpoints(cfg.Directory), secrets), dispOpts)
 
 	ln, err := net.Listen("tcp", settings.Addr)
 	if err != nil {
@@ -184,8 +197,15 @@ func (m *Main) Run(ctx context.Context) error {
 		BaseURL: base + "/fhir", CORSOrigins: settings.CORSOrigins,
 		Ready:         m.ready,
 		InboxSessions: referral.SessionPolicy{Idle: settings.InboxIdleTimeout, Max: settings.InboxSessionMax},
+		Limits:        &settings.Limits, TrustedProxies: settings.Security.TrustedProxies,
+		Secrets: secrets, SubscriptionOff: deliveries.Forget,
+		MetricsToken: settings.Security.MetricsToken, NoMetricsRoute: settings.Security.MetricsAddr != "",
 	})
 	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := m.serveMetrics(srv); err != nil {
 		_ = ln.Close()
 		return err
 	}
@@ -310,6 +330,9 @@ func (m *Main) shutdown() error {
 	<-m.sweepDone
 	<-m.beatDone
 	<-httpStopped
+	if m.metricsSrv != nil {
+		_ = m.metricsSrv.Close()
+	}
 	m.Logger.Info("stopped")
 	return err
 }

@@ -51,7 +51,7 @@ func subscription(id, practice string, created time.Time) outbox.Subscription {
 
 func createSub(t *testing.T, s outbox.Store, sub outbox.Subscription) outbox.Subscription {
 	t.Helper()
-	got, err := s.CreateSubscription(t.Context(), sub)
+	got, err := s.CreateSubscription(t.Context(), sub, 0)
 	if err != nil {
 		t.Fatalf("CreateSubscription(%s): %v", sub.ID, err)
 	}
@@ -108,12 +108,12 @@ func testSubscriptionCRUD(t *testing.T, open Opener) {
 	want.Status, want.UpdatedAt = outbox.SubscriptionActive, want.CreatedAt
 	diff(t, "created", got, want)
 	diff(t, "read back", getSub(t, s, "sub-a"), want)
-	if _, err := s.CreateSubscription(ctx, in); err == nil {
+	if _, err := s.CreateSubscription(ctx, in, 0); err == nil {
 		t.Error("CreateSubscription with an existing id succeeded")
 	}
 	bad := subscription("sub-bad", "A81001", at(time.Second))
 	bad.Payload = ""
-	if _, err := s.CreateSubscription(ctx, bad); err == nil {
+	if _, err := s.CreateSubscription(ctx, bad, 0); err == nil {
 		t.Error("CreateSubscription without payload content succeeded")
 	}
 	createSub(t, s, subscription("sub-b", "B82002", at(2*time.Second)))

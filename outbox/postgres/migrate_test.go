@@ -86,7 +86,7 @@ func TestMigration20(t *testing.T) {
 	if _, err := s.CreateSubscription(ctx, outbox.Subscription{ID: "sub-2", OwnerClientID: "gp", PracticeODS: "A81001",
 		Criteria: "Task?x", Endpoint: "https://gp.example/hook", Payload: mapping.PayloadIDOnly,
 		CreatedAt: time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), Resource: json.RawMessage(`{}`),
-		Handshake: json.RawMessage(`{"handshake":true}`)}); err != nil {
+		Handshake: json.RawMessage(`{"handshake":true}`)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

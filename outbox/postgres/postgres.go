@@ -35,6 +35,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
@@ -53,8 +55,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// ErrClosed is returned by calls made after Close.
-var ErrClosed = errors.New("postgres: store closed")
+// ErrClosed is returned by calls made after Close (the process is shutting down: fault.Unavailable).
+var ErrClosed = fault.Sentinel(fault.Unavailable, "postgres: store closed")
 
 // Options tune a Store. The zero value is a good default.
 type Options struct {
@@ -65,6 +67,13 @@ type Options struct {
 	// MaxRetries caps how many times a transaction that failed with a serialization failure or a deadlock
 	// is run again (default 8).
 	MaxRetries int
+	// LockTimeout is how long a statement waits for a lock (PostgreSQL's lock_timeout) before it gives up
+	// and the call fails with fault.Unavailable (503 + Retry-After, not a request that hangs): the database
+	// locked by a migration or maintenance, say. Default 10 s; a lock_timeout in the URL wins.
+	LockTimeout time.Duration
+	// ConnectTimeout bounds opening a connection (connect_timeout), so that an unreachable server is a
+	// prompt fault.Unavailable. Default 5 s; a connect_timeout in the URL wins.
+	ConnectTimeout time.Duration
 	// NewID makes outbox message ids for events that come without one (default: UUIDv7).
 	NewID func() string
 	// Logger receives migration logs (default: slog.Default()).
@@ -184,6 +193,26 @@ var queueSettings = [][2]string{
 	{"synchronous_commit", "off"},
 }
 
+// withTimeouts is dsn with lock_timeout and connect_timeout set unless it sets them itself.
+func withTimeouts(dsn string, lock, connect time.Duration) (string, error) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return dsn, nil // openDB says what is wrong
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("postgres: the database URL does not parse") // the URL may hold a password
+	}
+	q := u.Query()
+	if !q.Has("lock_timeout") {
+		q.Set("lock_timeout", strconv.FormatInt(lock.Milliseconds(), 10))
+	}
+	if !q.Has("connect_timeout") {
+		q.Set("connect_timeout", strconv.FormatInt(max(int64(connect/time.Second), 1), 10))
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
 // queueDSN is dsn with queueSettings as connection parameters (pgx sends unknown ones as session settings).
 func queueDSN(dsn string) (string, error) {
 	u, err := url.Parse(dsn)
@@ -206,6 +235,16 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 8
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = 10 * time.Second
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 5 * time.Second
+	}
+	dsn, err := withTimeouts(dsn, opts.LockTimeout, opts.ConnectTimeout)
+	if err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
@@ -427,6 +466,8 @@ func dialect() sqlstore.Dialect {
 		NextSeq:     "DEFAULT",
 		Subscribers: `lower(practice_ods) = lower(?) AND status IN ('active', 'error')`,
 		CleanText:   storableText,
+		OwnerLock:   `SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))`,
+		Classify:    classify,
 		Concurrent:  true,
 	}
 }
@@ -455,8 +496,8 @@ func (b backend) Due(ctx context.Context) (pending, lease sql.NullInt64, err err
 }
 
 // LockIdentifiers takes the identifiers' advisory locks (see lockIdentifiers).
-func (b backend) LockIdentifiers(ctx context.Context, w *sqlstore.Tx, ids []mapping.Identifier) error {
-	return b.s.lockIdentifiers(ctx, w, ids)
+func (b backend) LockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice string, ids []mapping.Identifier) error {
+	return b.s.lockIdentifiers(ctx, w, practice, ids)
 }
 
 // RecordAttempt records an attempt in one round trip (see recordAttempt).

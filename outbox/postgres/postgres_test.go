@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -248,4 +249,36 @@ func drainChanges(s outbox.Store) {
 func TestCancelledContext(t *testing.T) {
 	t.Parallel()
 	sqlstoretest.CancelledCreateWritesNothing(t, openStore(t, freshSchema(t), postgres.Options{}), testIntake(1))
+}
+
+// TestUnavailable: another connection locks the tables (LOCK … IN EXCLUSIVE MODE, as a migration or an
+// operator's maintenance would): writes fail with fault.Unavailable after lock_timeout and write nothing,
+// readiness says so, reads still answer, and everything recovers when the lock goes
+// (outboxtest.RunUnavailable).
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunUnavailable(t, func(t *testing.T) outboxtest.Lockable {
+		dsn := freshSchema(t)
+		s := openStore(t, dsn, postgres.Options{LockTimeout: 300 * time.Millisecond, NoListen: true})
+		return outboxtest.Lockable{Store: s, Lock: func(t *testing.T) func() {
+			db, err := sql.Open("pgx", dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := db.BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(t.Context(), `LOCK TABLE referrals, referral_identifiers, referral_events,
+				outbox_messages, used_nonces, health_probes, subscriptions IN EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if err := tx.Rollback(); err != nil {
+					t.Error(err)
+				}
+				db.Close()
+			}
+		}}
+	})
 }

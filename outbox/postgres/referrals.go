@@ -8,13 +8,13 @@ import (
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 )
 
-// lockIdentifiers takes a transaction-scoped advisory lock per identifier (in key order, so that two
-// creates never wait for each other in a cycle): a concurrent create of the same identifier, in this process
-// or another, waits until this transaction ends and then finds its referral.
-func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, ids []mapping.Identifier) error {
+// lockIdentifiers takes a transaction-scoped advisory lock per identifier of practice (in key order, so that
+// two creates never wait for each other in a cycle): a concurrent create of the same identifier for the same
+// practice, in this process or another, waits until this transaction ends and then finds its referral.
+func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice string, ids []mapping.Identifier) error {
 	keys := make([]int64, 0, len(ids))
 	for _, id := range ids {
-		keys = append(keys, lockKey("socialrx identifier", s.schema, id.System, id.Value))
+		keys = append(keys, lockKey("socialrx identifier", s.schema, practice, id.System, id.Value))
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)

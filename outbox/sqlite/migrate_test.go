@@ -196,7 +196,7 @@ func TestMigration20(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs := subscriptionFixture("sub-2")
-	if _, err := s.CreateSubscription(ctx, hs); err != nil {
+	if _, err := s.CreateSubscription(ctx, hs, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -222,4 +222,63 @@ func subscriptionFixture(id string) outbox.Subscription {
 	return outbox.Subscription{ID: id, OwnerClientID: "gp", PracticeODS: "A81001", Criteria: "Task?x", Endpoint: "https://gp.example/hook",
 		Payload: mapping.PayloadIDOnly, CreatedAt: time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC), Resource: json.RawMessage(`{}`),
 		Handshake: json.RawMessage(`{"handshake":true}`)}
+}
+
+// TestMigration30PracticeIdentifiers upgrades a version-4 database holding a referral of practice a81001 (as a
+// client spelled it) with an identifier: the identifier keeps its referral under the practice's upper-case key,
+// so that an identical resend still finds it after the upgrade and another practice's referral with the same
+// identifier is its own; going down keeps the first referral's identifier.
+func TestMigration30PracticeIdentifiers(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "db")
+	db, p := gooseAt(t, path)
+	if _, err := p.UpTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO referrals VALUES ('ref-1', 'task-1', 'sr-1', 'a81001', 'walks', 'requested', 'queued', '', '', '',
+			1, 1, 1, 'fp-1', '[{"system":"https://example.nhs.uk/id","value":"REF-1"}]',
+			'{"Record":{"id":"ref-1","task_id":"task-1","service_request_id":"sr-1","status":"requested"},"PracticeODS":"a81001"}', '{}')`,
+		`INSERT INTO referral_identifiers VALUES ('https://example.nhs.uk/id', 'REF-1', 'ref-1')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s, err := Open(ctx, path, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var practice string
+	if err := s.db.QueryRowContext(ctx, `SELECT practice_ods FROM referral_identifiers WHERE referral_id = 'ref-1'`).Scan(&practice); err != nil || practice != "A81001" {
+		t.Fatalf("practice after migration: %q, %v", practice, err)
+	}
+	in := func(id, ods, fp string) mapping.Intake {
+		return mapping.Intake{
+			Referral: mapping.Referral{Record: mapping.Record{ID: id, TaskID: "task-" + id, ServiceRequestID: "sr-" + id,
+				Status: mapping.StatusRequested, CreatedAt: time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)}, PracticeODS: ods},
+			Identifiers: []mapping.Identifier{{System: "https://example.nhs.uk/id", Value: "REF-1"}},
+			Fingerprint: fp,
+		}
+	}
+	if res, err := s.CreateReferral(ctx, in("ref-2", "A81001", "fp-1")); err != nil || res.Created || res.Referral.Record.ID != "ref-1" {
+		t.Errorf("resend after the upgrade: created=%v id %s, %v", res.Created, res.Referral.Record.ID, err)
+	}
+	if res, err := s.CreateReferral(ctx, in("ref-3", "B82002", "fp-3")); err != nil || !res.Created {
+		t.Errorf("another practice's referral under the same identifier: created=%v, %v", res.Created, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, p = gooseAt(t, path)
+	if _, err := p.DownTo(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	var rid string
+	if err := db.QueryRowContext(ctx, `SELECT referral_id FROM referral_identifiers WHERE system = 'https://example.nhs.uk/id' AND value = 'REF-1'`).Scan(&rid); err != nil || rid != "ref-1" {
+		t.Errorf("after down: %q, %v", rid, err)
+	}
 }

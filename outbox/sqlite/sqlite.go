@@ -20,13 +20,17 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/pressly/goose/v3"
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
@@ -37,8 +41,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// ErrClosed is returned by calls made after Close.
-var ErrClosed = errors.New("sqlite: store closed")
+// ErrClosed is returned by calls made after Close (the process is shutting down: fault.Unavailable).
+var ErrClosed = fault.Sentinel(fault.Unavailable, "sqlite: store closed")
 
 // Options tune a Store. The zero value is a good default.
 type Options struct {
@@ -50,6 +54,10 @@ type Options struct {
 	BusyTimeout time.Duration
 	// ReadConns caps the read pool (default max(4, GOMAXPROCS)).
 	ReadConns int
+	// MinFreeBytes is the free space, on the file system that holds the database, below which CheckWrite
+	// (readiness) fails even though a small write still fits: a nearly full disk fails referrals before it
+	// fails the probe. Default 4 MiB; negative: not checked.
+	MinFreeBytes int64
 	// NewID makes outbox message ids for events that come without one (default: UUIDv7).
 	NewID func() string
 	// Logger receives migration logs and writer errors (default: slog.Default()).
@@ -72,6 +80,7 @@ type Store struct {
 	*sqlstore.Store
 
 	d    sqlstore.Dialect
+	path string
 	db   *sql.DB // read pool, query_only
 	wdb  *sql.DB // the one write connection, used only by the writer goroutine (and migrations)
 	opts Options
@@ -120,9 +129,30 @@ func openDB(path string, write bool, busy time.Duration) (*sql.DB, error) {
 	return db, nil
 }
 
+// createPrivate creates the database file, if it does not exist yet, readable and writable by its owner only
+// (0600): it holds patient data. SQLite creates the -wal and -shm files with the database file's mode, so they
+// are private too. An existing file keeps its mode; one that others may read is logged as a warning.
+func createPrivate(path string, log *slog.Logger) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		return f.Close()
+	case errors.Is(err, fs.ErrExist):
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+			log.Warn("sqlite: the database file may be read by others than its owner; it holds patient data (chmod 600)",
+				"path", path, "mode", st.Mode().Perm().String())
+		}
+		return nil
+	}
+	return fmt.Errorf("sqlite: create %s: %w", path, err)
+}
+
 // Migrate brings the database at path to the latest schema (the embedded goose migrations) and returns.
 // Running it again is a no-op. It is what `socialrx migrate` runs; Open runs it too unless told not to.
 func Migrate(ctx context.Context, path string) error {
+	if err := createPrivate(path, slog.Default()); err != nil {
+		return err
+	}
 	db, err := openDB(path, true, 10*time.Second)
 	if err != nil {
 		return err
@@ -148,11 +178,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.ReadConns <= 0 {
 		opts.ReadConns = max(4, runtime.GOMAXPROCS(0))
 	}
+	if opts.MinFreeBytes == 0 {
+		opts.MinFreeBytes = 4 << 20
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 
+	if err := createPrivate(path, log); err != nil {
+		return nil, err
+	}
 	wdb, err := openDB(path, true, opts.BusyTimeout)
 	if err != nil {
 		return nil, err
@@ -186,6 +222,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 
 	s := &Store{
 		d:          dialect().Compile(),
+		path:       path,
 		db:         db,
 		wdb:        wdb,
 		opts:       opts,
@@ -224,6 +261,22 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
+// ErrDiskNearlyFull is CheckWrite's answer when the database's file system has less free space than
+// Options.MinFreeBytes.
+var ErrDiskNearlyFull = fault.Sentinel(fault.Unavailable, "sqlite: disk nearly full")
+
+// CheckWrite is readiness (outbox.Store.CheckWrite): the shared probe write, after checking that the file
+// system holding the database has at least Options.MinFreeBytes free.
+func (s *Store) CheckWrite(ctx context.Context, instance string, now time.Time) error {
+	if s.opts.MinFreeBytes > 0 {
+		if free, ok := freeBytes(filepath.Dir(s.path)); ok && free < uint64(s.opts.MinFreeBytes) {
+			return fmt.Errorf("%w: %d bytes free where the database is, below the %d bytes readiness needs",
+				ErrDiskNearlyFull, free, s.opts.MinFreeBytes)
+		}
+	}
+	return s.Store.CheckWrite(ctx, instance, now)
+}
+
 // Close stops accepting writes, lets the writer finish the writes already queued, stops it and closes the
 // database. It is safe to call more than once.
 func (s *Store) Close() error {
@@ -259,6 +312,7 @@ func dialect() sqlstore.Dialect {
 		IsUnique:    isUnique,
 		NextSeq:     `(SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_messages)`,
 		Subscribers: `practice_ods = ? COLLATE NOCASE AND status IN ('active', 'error')`,
+		Classify:    classify,
 	}
 }
 
@@ -289,7 +343,9 @@ func (b backend) Due(ctx context.Context) (pending, lease sql.NullInt64, err err
 }
 
 // LockIdentifiers has nothing to do: with one writer, a concurrent create runs after this one and finds it.
-func (backend) LockIdentifiers(context.Context, *sqlstore.Tx, []mapping.Identifier) error { return nil }
+func (backend) LockIdentifiers(context.Context, *sqlstore.Tx, string, []mapping.Identifier) error {
+	return nil
+}
 
 // RecordAttempt is the plain spelling (sqlstore.Dialect.RecordAttempt): statements are cheap in process.
 func (b backend) RecordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.AttemptRow) (sqlstore.Recorded, error) {

@@ -1,11 +1,13 @@
 package sqlite_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -189,5 +191,63 @@ func TestPathNeedsEscaping(t *testing.T) {
 	}
 	if n := count(t, rawDB(t, path), "referrals"); n != 1 {
 		t.Errorf("%d referrals in %q", n, path)
+	}
+}
+
+// TestUnavailable: another connection holds the database's write lock (BEGIN IMMEDIATE, as a second process
+// or an operator's sqlite3 shell would): writes fail with fault.Unavailable after the busy timeout and write
+// nothing, readiness says so, and everything recovers when the lock goes (outboxtest.RunUnavailable).
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunUnavailable(t, func(t *testing.T) outboxtest.Lockable {
+		path := filepath.Join(t.TempDir(), "socialrx.db")
+		s := openStore(t, path, sqlite.Options{BusyTimeout: 300 * time.Millisecond})
+		return outboxtest.Lockable{Store: s, Lock: func(t *testing.T) func() {
+			db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(5000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := db.Conn(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+					t.Error(err)
+				}
+				conn.Close()
+				db.Close()
+			}
+		}}
+	})
+}
+
+// TestFilesArePrivate: a new database file and its -wal and -shm files are created readable and writable by
+// their owner only (0600), whatever the umask: they hold patient data.
+func TestFilesArePrivate(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "socialrx.db")
+	s := openStore(t, path, sqlite.Options{})
+	if _, err := s.CreateReferral(t.Context(), testIntake(1)); err != nil { // a write: the WAL exists
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %s, want -rw-------", filepath.Base(p), st.Mode().Perm())
+		}
+	}
+	mig := filepath.Join(t.TempDir(), "migrated.db")
+	if err := sqlite.Migrate(t.Context(), mig); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(mig); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("a database created by migrate: %v %v", st.Mode().Perm(), err)
 	}
 }

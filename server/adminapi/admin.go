@@ -4,6 +4,7 @@
 package adminapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +69,14 @@ func (a *API) readJSONRequest(w http.ResponseWriter, r *http.Request, v any) err
 	if mt, _, ok := web.MediaType(r); !ok || mt != "application/json" {
 		return fault.New(fault.UnsupportedMedia, web.CodeUnsupportedMedia, "", "send Content-Type: application/json")
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.o.MaxBodyBytes))
+	body, err := web.ReadAll(w, r, a.o.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	if err := web.CheckJSONText(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

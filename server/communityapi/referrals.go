@@ -219,7 +219,11 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if !web.UTF8Charset(params) {
 		return nil, fault.New(fault.UnsupportedMedia, web.CodeUnsupportedMedia, "Content-Type", "only charset=utf-8 is supported")
 	}
-	return web.ReadAll(w, r, a.o.MaxBodyBytes)
+	body, err := web.ReadAll(w, r, a.o.MaxBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	return body, web.CheckJSONText(body)
 }
 
 // decodeStatusRequest decodes a status change strictly: one JSON object, no duplicate or unknown fields

@@ -159,9 +159,7 @@ func issue(code fhir.IssueCode, diag string, expr ...string) []fhir.Issue {
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	st, issues := outcomeOf(err)
 	web.LogFailure(log, r, st, err)
-	if st == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
-	}
+	web.SetRetryAfter(w, st, err)
 	Write(w, st, fhir.MarshalOutcome(web.RequestID(r.Context()), issues))
 }
 

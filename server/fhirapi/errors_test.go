@@ -1,9 +1,15 @@
 package fhirapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
@@ -71,6 +77,33 @@ func TestOutcomeRendering(t *testing.T) {
 	} {
 		if st, is := outcomeOf(tc.err); st != tc.status || is[0].Code != tc.code {
 			t.Errorf("%v: %d %+v", tc.err, st, is)
+		}
+	}
+}
+
+// TestWriteErrorRetryAfter: a 429 or 503 carries Retry-After (the error's own delay, rounded up, else the
+// default); other statuses carry none.
+func TestWriteErrorRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err    error
+		status int
+		want   string
+	}{
+		{fault.WithRetryAfter(fault.New(fault.RateLimited, "rate_limited", "", "slow down"), 2500*time.Millisecond), 429, "3"},
+		{fault.New(fault.RateLimited, "rate_limited", "", "slow down"), 429, "5"},
+		{fault.WithRetryAfter(fault.New(fault.Unavailable, "database_unavailable", "", "down"), 10*time.Second), 503, "10"},
+		{context.DeadlineExceeded, 503, "5"},
+		{fault.New(fault.Invalid, "bad", "", "bad"), 400, ""},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/fhir/Task", nil)
+		WriteError(rec, req, slog.New(slog.DiscardHandler), tc.err)
+		if rec.Code != tc.status || rec.Header().Get("Retry-After") != tc.want {
+			t.Errorf("%v: %d Retry-After %q, want %d %q", tc.err, rec.Code, rec.Header().Get("Retry-After"), tc.status, tc.want)
+		}
+		if tc.status == 429 && !strings.Contains(rec.Body.String(), `"code":"transient"`) {
+			t.Errorf("429 must be an OperationOutcome with issue code transient: %s", rec.Body)
 		}
 	}
 }

@@ -86,6 +86,9 @@ func ifNoneExist(h string) (mapping.Identifier, error) {
 	if len(q) != 1 || len(vals) != 1 || vals[0] == "" {
 		return mapping.Identifier{}, bad("If-None-Exist supports exactly one parameter: identifier=[system|]value")
 	}
+	if p := web.TextProblem(vals[0]); p != "" {
+		return mapping.Identifier{}, bad("If-None-Exist: the identifier " + p)
+	}
 	return referral.ParseToken(vals[0]), nil
 }
 

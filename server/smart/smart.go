@@ -325,10 +325,11 @@ type oauthError struct {
 
 func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
 
-// writeOAuth answers the token endpoint (never cached).
+// writeOAuth answers the token endpoint (never cached; Retry-After on 429 and 503).
 func (s *Server) writeOAuth(w http.ResponseWriter, r *http.Request, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
+	web.SetRetryAfter(w, status, nil)
 	if oe, ok := v.(*oauthError); ok {
 		if oe.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
@@ -337,6 +338,28 @@ func (s *Server) writeOAuth(w http.ResponseWriter, r *http.Request, status int, 
 			"reason", oe.Description)
 	}
 	web.WriteJSON(w, s.log, status, v)
+}
+
+// WriteError answers a token endpoint request that was refused before it reached the endpoint (a rate
+// limit, a busy server, a request too large or malformed) in RFC 6749's error format: 429 and 503 are
+// temporarily_unavailable with Retry-After, 401 invalid_client, other 4xx invalid_request, the rest
+// server_error; error_description says why.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status, body := web.JSONError(err)
+	web.LogFailure(log, r, status, err)
+	code := "invalid_request"
+	switch {
+	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable:
+		code = "temporarily_unavailable"
+	case status == http.StatusUnauthorized:
+		code = "invalid_client"
+	case status >= 500:
+		code = "server_error"
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	web.SetRetryAfter(w, status, err)
+	web.WriteJSON(w, log, status, &oauthError{Status: status, Code: code, Description: body.Message})
 }
 
 // token is POST /oauth/token: client_credentials with a private_key_jwt client assertion.

@@ -489,8 +489,8 @@ func (g *gpClient) post(ctx context.Context, body []byte) (string, error) {
 		}
 		b, err := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		if err != nil || resp.StatusCode >= 500 {
-			continue
+		if err != nil || resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+			continue // down, or over its limits (429, Retry-After): a GP system sends again
 		}
 		switch resp.StatusCode {
 		case http.StatusCreated, http.StatusOK:

@@ -442,6 +442,8 @@ type Creation struct {
 	Row ReferralRow
 	// Identifiers are the intake's identifiers without repeats.
 	Identifiers []mapping.Identifier
+	// Practice is the key the identifiers are unique under: the referring practice's ODS code, upper case.
+	Practice string
 	// Events are the referral's messages.
 	Events []EventRow
 	// Result is what the create returns when the referral is new.
@@ -475,7 +477,7 @@ func (d Dialect) NewCreation(in mapping.Intake, newID func() string) (Creation, 
 	if err != nil {
 		return Creation{}, err
 	}
-	return Creation{Row: row, Identifiers: ids, Events: events, Result: outbox.CreateResult{
+	return Creation{Row: row, Identifiers: ids, Practice: strings.ToUpper(r.PracticeODS), Events: events, Result: outbox.CreateResult{
 		Referral: outbox.Referral{Referral: r, ServiceRequest: in.ServiceRequest, Identifiers: ids,
 			Fingerprint: in.Fingerprint},
 		Created: true,
@@ -614,14 +616,14 @@ func (d Dialect) ReadReferral(ctx context.Context, q Querier, where string, lock
 	return r, nil
 }
 
-// ExistingByIdentifiers finds, inside a create's write transaction w, a referral already holding one of
-// ids: the same one with the same fingerprint is returned (a resend); anything else is ErrConflict.
-// Neither: nil, nil.
-func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, ids []mapping.Identifier, fingerprint string) (*outbox.Referral, error) {
+// ExistingByIdentifiers finds, inside a create's write transaction w, a referral of practice (upper case)
+// already holding one of ids: the same one with the same fingerprint is returned (a resend); anything else
+// is ErrConflict. Neither: nil, nil. Other practices' referrals are never looked at.
+func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, practice string, ids []mapping.Identifier, fingerprint string) (*outbox.Referral, error) {
 	found := ""
 	for _, id := range ids {
 		var rid string
-		err := w.QueryRowContext(ctx, d.rebind(selectIdentifier), id.System, id.Value).Scan(&rid)
+		err := w.QueryRowContext(ctx, d.rebind(selectIdentifier), practice, id.System, id.Value).Scan(&rid)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}

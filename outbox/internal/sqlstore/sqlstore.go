@@ -35,6 +35,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
@@ -59,8 +60,17 @@ type Dialect struct {
 	// Subscribers is the WHERE term, with one ? (a practice's ODS code), that matches the practice's active
 	// subscriptions case-insensitively, spelled so that the backend's index serves it.
 	Subscribers string
+	// OwnerLock, when several writers run at once, is the statement (one ?: a client id) that makes a
+	// concurrent capped CreateSubscription of the same owner wait until this transaction ends, so that the
+	// count it reads stays true until commit. Empty with one writer.
+	OwnerLock string
 	// CleanText, if not nil, makes a text storable (PostgreSQL text holds no NUL and only valid UTF-8).
 	CleanText func(string) string
+	// Classify, if not nil, gives a driver error its kind at the backend's edge (docs/design.md#house-style):
+	// fault.Unavailable for a database that is down, busy, locked, full or failing I/O (the caller may retry
+	// later), fault.Invalid for a value the database cannot store (a backstop: the adapters refuse NUL and
+	// invalid UTF-8 before any query), "" to leave the error as it is (a bug: internal).
+	Classify func(error) fault.Kind
 	// Concurrent says that several write transactions may run at once (PostgreSQL): a unique violation on a
 	// referral identifier then means a concurrent create got there first, and the transaction is run again
 	// (ErrRetry) to find it. With one writer (SQLite) it cannot happen; it is reported as ErrConflict.
@@ -100,13 +110,29 @@ func (d Dialect) rebind(q string) string {
 	return d.Rebind(q)
 }
 
-// DriverErr wraps a driver error of operation op with the backend's prefix (nil stays nil).
+// DriverErr wraps a driver error of operation op with the backend's prefix and the kind Classify gives it
+// (nil stays nil). The driver error stays in the chain (errors.As finds it) and in the text, for the log.
 func (d Dialect) DriverErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	if d.Classify != nil {
+		if k := d.Classify(err); k != "" && fault.KindOf(err) != k {
+			err = &kindError{kind: k, err: err}
+		}
+	}
 	return fmt.Errorf("%s: %s: %w", d.Name, op, err)
 }
+
+// kindError is a driver error with the kind Dialect.Classify gave it.
+type kindError struct {
+	kind fault.Kind
+	err  error
+}
+
+func (e *kindError) Error() string         { return e.err.Error() }
+func (e *kindError) Unwrap() error         { return e.err }
+func (e *kindError) FaultKind() fault.Kind { return e.kind }
 
 // RebindDollar turns the ? placeholders of q into PostgreSQL's $1, $2, … (the queries built here contain
 // no ? in literals).
@@ -168,9 +194,9 @@ type Backend interface {
 	// Due returns, as stored, the earliest due time of a claimable pending message (the head of its chain)
 	// and the earliest lease expiry of a claimable inflight one; NULL when there is none.
 	Due(ctx context.Context) (pending, lease sql.NullInt64, err error)
-	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids wait
-	// until w ends, so that it then finds this one (nothing to do with one writer).
-	LockIdentifiers(ctx context.Context, w *Tx, ids []mapping.Identifier) error
+	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids for the
+	// same practice wait until w ends, so that it then finds this one (nothing to do with one writer).
+	LockIdentifiers(ctx context.Context, w *Tx, practice string, ids []mapping.Identifier) error
 	// RecordAttempt records a delivery attempt and, if the lease is still held, moves the message on (see
 	// AttemptRow and Recorded). Dialect.RecordAttempt is the plain spelling.
 	RecordAttempt(ctx context.Context, w *Tx, a AttemptRow) (Recorded, error)

@@ -14,7 +14,7 @@ const (
 	service_request_status = ?
 	WHERE id = ? AND version = ?`
 
-	insertIdentifier = `INSERT INTO referral_identifiers (system, value, referral_id) VALUES (?, ?, ?)`
+	insertIdentifier = `INSERT INTO referral_identifiers (practice_ods, system, value, referral_id) VALUES (?, ?, ?, ?)`
 
 	// insertMessageHead and insertMessageTail surround Dialect.NextSeq.
 	insertMessageHead = `INSERT INTO outbox_messages (id, seq, referral_id, referral_version, destination_kind,
@@ -33,7 +33,7 @@ const (
 	byAnyID          = `id = ? OR task_id = ? OR service_request_id = ?`
 	byID             = `id = ?`
 	selectReferralID = `SELECT id FROM referrals WHERE ` + byAnyID
-	selectIdentifier = `SELECT referral_id FROM referral_identifiers WHERE system = ? AND value = ?`
+	selectIdentifier = `SELECT referral_id FROM referral_identifiers WHERE practice_ods = ? AND system = ? AND value = ?`
 	selectTimeline   = `SELECT version, at, cause, status, business_status, status_reason
 		FROM referral_events WHERE referral_id = ? ORDER BY version`
 	// selectVersions and selectVersion read the kept versions (versions written before migration 20 have an
@@ -76,6 +76,9 @@ const (
 	expireNonces  = `DELETE FROM used_nonces WHERE expires_at <= ?`
 	insertNonce   = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
 
+	upsertProbe = `INSERT INTO health_probes (instance, at) VALUES (?, ?)
+			ON CONFLICT (instance) DO UPDATE SET at = excluded.at`
+
 	selectSubscriptions = `SELECT ` + SubscriptionCols + ` FROM subscriptions WHERE `
 	selectSubscription  = selectSubscriptions + `id = ?`
 	insertSubscription  = `INSERT INTO subscriptions (id, owner_client_id, practice_ods, criteria,
@@ -85,6 +88,8 @@ const (
 	setSubscriptionStatus = `UPDATE subscriptions SET status = ?, error = ?, updated_at = ? WHERE id = ?`
 	// changeSubscription is an outbox.SubscriptionChange: status, error, updated_at, id, from.
 	changeSubscription = `UPDATE subscriptions SET status = ?, error = ?, updated_at = ? WHERE id = ? AND status = ?`
+	// countActiveSubscriptions counts an owner's subscriptions that still notify (the per-client cap).
+	countActiveSubscriptions = `SELECT COUNT(*) FROM subscriptions WHERE owner_client_id = ? AND status IN ('active', 'error')`
 	// heartbeatDue lists the active subscriptions with a heartbeat period, nothing queued and nothing queued
 	// for a period (? = now in microseconds).
 	heartbeatDue = `SELECT ` + SubscriptionCols + ` FROM subscriptions s
@@ -106,6 +111,6 @@ func statements() []string {
 		selectTimelineMessages, changeSubscription, heartbeatDue,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
 		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
-		insertSubscription, setSubscriptionStatus, numberEvent,
+		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
 	}, sessionStatements()...)
 }

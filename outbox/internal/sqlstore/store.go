@@ -3,10 +3,13 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
@@ -42,6 +45,47 @@ type Store struct {
 	b    Backend
 	read Querier
 	cfg  Config
+
+	// failed counts the writes that failed for want of the database (kind fault.Unavailable at the edge);
+	// checked is its value at the last CheckWrite (readiness).
+	failed, checked atomic.Uint64
+}
+
+// ErrWritesFailing is CheckWrite's answer when writes failed for want of the database since the previous
+// check, even though the probe's own small write went through.
+var ErrWritesFailing = fault.Sentinel(fault.Unavailable, "writes failed since the last readiness check")
+
+// write runs fn through the backend's write path, counting the failures that are the database's (see
+// CheckWrite).
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, w *Tx) error) error {
+	err := s.b.Write(ctx, fn)
+	var ke *kindError
+	if err != nil && errors.As(err, &ke) && ke.kind == fault.Unavailable {
+		s.failed.Add(1)
+	}
+	return err
+}
+
+// CheckWrite commits the readiness probe's write (instance's row of health_probes, stamped now) through the
+// normal write path; it fails when that write fails, or with ErrWritesFailing when another write failed for
+// want of the database since the previous check (outbox.Store.CheckWrite). A small probe may fit where a
+// referral does not (a nearly full disk): the failures of real writes keep readiness honest meanwhile.
+func (s *Store) CheckWrite(ctx context.Context, instance string, now time.Time) error {
+	if instance == "" {
+		return fmt.Errorf("%s: check write: an instance name is required", s.d.Name)
+	}
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
+		_, err := w.ExecContext(ctx, s.d.rebind(upsertProbe), instance, Micros(now))
+		return s.d.DriverErr("check write", err)
+	})
+	if err != nil {
+		return err
+	}
+	failed := s.failed.Load()
+	if prev := s.checked.Swap(failed); prev != failed {
+		return fmt.Errorf("%s: %d failed writes: %w", s.d.Name, failed-prev, ErrWritesFailing)
+	}
+	return nil
 }
 
 // New returns the scripts over backend b, spelled in d (compiled here), reading from read (a pool that sees
@@ -57,7 +101,8 @@ func New(d Dialect, b Backend, read Querier, cfg Config) *Store {
 }
 
 // CreateReferral writes the referral, its identifiers, its messages, its fan-out and its timeline entry in
-// one transaction (identifiers locked first, Backend.LockIdentifiers). The referral is stored as version 1
+// one transaction (identifiers locked first, Backend.LockIdentifiers). Identifiers are keys of the referring
+// practice: another practice's referral with the same identifier is neither found nor a conflict. The referral is stored as version 1
 // whatever the intake says, with its times truncated to the microsecond, UpdatedAt defaulting to CreatedAt
 // and moved later if needed to follow commit order (Dialect.Stamp). Events without an id get one from
 // Config.NewID. Messages are created pending and due at Record.CreatedAt.
@@ -74,12 +119,12 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 		return s.cfg.FailAfter(stage, in)
 	}
 	var res outbox.CreateResult
-	err = s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err = s.write(ctx, func(ctx context.Context, w *Tx) error {
 		res = c.Result
-		if err := s.b.LockIdentifiers(ctx, w, c.Identifiers); err != nil {
+		if err := s.b.LockIdentifiers(ctx, w, c.Practice, c.Identifiers); err != nil {
 			return err
 		}
-		existing, err := d.ExistingByIdentifiers(ctx, w, c.Identifiers, in.Fingerprint)
+		existing, err := d.ExistingByIdentifiers(ctx, w, c.Practice, c.Identifiers, in.Fingerprint)
 		if err != nil || existing != nil {
 			if existing != nil {
 				res = outbox.CreateResult{Referral: *existing, Created: false}
@@ -106,7 +151,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			return err
 		}
 		for _, id := range c.Identifiers {
-			if _, err := w.ExecContext(ctx, d.rebind(insertIdentifier), id.System, id.Value, row.ID); err != nil {
+			if _, err := w.ExecContext(ctx, d.rebind(insertIdentifier), c.Practice, id.System, id.Value, row.ID); err != nil {
 				if !d.IsUnique(err) {
 					return d.DriverErr("insert identifier", err)
 				}
@@ -230,7 +275,7 @@ func (s *Store) UpdateReferral(ctx context.Context, id string, expectVersion int
 		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", d.Name, outbox.ErrNotFound)
 	}
 	var out outbox.Referral
-	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 		cur, err := d.ReadReferral(ctx, w, byAnyID, true, id, id, id)
 		if err != nil {
 			return err
@@ -346,7 +391,7 @@ func (s *Store) CompleteAttempt(ctx context.Context, id string, now time.Time, r
 	}
 	row := newAttemptRow(d, id, now, res)
 	leaseLost := false
-	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 		leaseLost = false
 		rec, err := s.b.RecordAttempt(ctx, w, row)
 		if err != nil {
@@ -420,7 +465,7 @@ func (d Dialect) storableError(s string) string {
 func (s *Store) ReleaseMessages(ctx context.Context, owner string, now time.Time) (int, error) {
 	d := s.d
 	var n int64
-	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 		nowUS := Micros(now)
 		res, err := w.ExecContext(ctx, d.rebind(releaseMessages), nowUS, nowUS, owner)
 		if err != nil {
@@ -461,7 +506,7 @@ func (s *Store) ReplayMessages(ctx context.Context, now time.Time, req outbox.Re
 		return d.SelectReplay(ctx, s.read, now, req, false)
 	}
 	var out []outbox.Message
-	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 		ms, err := d.SelectReplay(ctx, w, now, req, true)
 		if err != nil {
 			return err
@@ -502,7 +547,7 @@ func (s *Store) CountMessages(ctx context.Context) (map[outbox.MessageState]int,
 // UseNonce records a single-use value for every instance sharing the database (outbox.Nonces).
 func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.Time) (bool, error) {
 	var fresh bool
-	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 		var err error
 		fresh, err = s.d.UseNonce(ctx, w, nonce, expiresAt, now)
 		return err
@@ -512,14 +557,30 @@ func (s *Store) UseNonce(ctx context.Context, nonce string, expiresAt, now time.
 
 // CreateSubscription stores sub as active with no events yet and, in the same transaction, queues its
 // handshake (sub.Handshake, when not nil) as its first message, due at once; times are truncated to the
-// microsecond and UpdatedAt defaults to CreatedAt (required).
-func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription) (outbox.Subscription, error) {
+// microsecond and UpdatedAt defaults to CreatedAt (required). With maxActive > 0 it first counts the owner's
+// subscriptions that still notify (active or error; under Dialect.OwnerLock when writers run at once) and
+// refuses with ErrSubscriptionLimit.
+func (s *Store) CreateSubscription(ctx context.Context, sub outbox.Subscription, maxActive int) (outbox.Subscription, error) {
 	d := s.d
 	row, err := d.NewSubscriptionRow(sub)
 	if err != nil {
 		return outbox.Subscription{}, err
 	}
-	err = s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err = s.write(ctx, func(ctx context.Context, w *Tx) error {
+		if maxActive > 0 {
+			if d.OwnerLock != "" {
+				if _, err := w.ExecContext(ctx, d.rebind(d.OwnerLock), sub.OwnerClientID); err != nil {
+					return d.DriverErr("lock owner", err)
+				}
+			}
+			var n int
+			if err := w.QueryRowContext(ctx, d.rebind(countActiveSubscriptions), sub.OwnerClientID).Scan(&n); err != nil {
+				return d.DriverErr("count subscriptions", err)
+			}
+			if n >= maxActive {
+				return fmt.Errorf("%s: %d active: %w", d.Name, n, outbox.ErrSubscriptionLimit)
+			}
+		}
 		if _, err := w.ExecContext(ctx, d.rebind(insertSubscription), row.Args()...); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert subscription: id already exists: %w", d.Name, err)
@@ -586,7 +647,7 @@ func (s *Store) UpdateSubscriptionStatus(ctx context.Context, id string, status 
 		return outbox.Subscription{}, fmt.Errorf("%s: update subscription: invalid status %q", d.Name, status)
 	}
 	var out outbox.Subscription
-	err := s.b.Write(ctx, func(ctx context.Context, w *Tx) error {
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 		var err error
 		out, err = d.SetSubscriptionStatus(ctx, w, id, status, now)
 		return err

@@ -8,7 +8,8 @@ import (
 )
 
 // ReadForm reads a posted application/x-www-form-urlencoded body of at most limit bytes into r.PostForm; the
-// error says, in words for the sender, why it could not.
+// error says, in words for the sender, why it could not (a field holding a NUL byte or invalid UTF-8 is
+// named).
 func ReadForm(w http.ResponseWriter, r *http.Request, limit int64) error {
 	if ct := strings.ToLower(r.Header.Get("Content-Type")); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return errors.New("the form was not sent as a web form (application/x-www-form-urlencoded)")
@@ -16,6 +17,16 @@ func ReadForm(w http.ResponseWriter, r *http.Request, limit int64) error {
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if err := r.ParseForm(); err != nil {
 		return errors.New("the form could not be read (too large or damaged)")
+	}
+	for k, vs := range r.PostForm {
+		if p := TextProblem(k); p != "" {
+			return errors.New("a form field name " + p)
+		}
+		for _, v := range vs {
+			if p := TextProblem(v); p != "" {
+				return errors.New("the form field " + k + " " + p)
+			}
+		}
 	}
 	return nil
 }

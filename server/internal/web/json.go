@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
@@ -104,16 +105,25 @@ func JSONError(err error) (int, APIError) {
 	return http.StatusInternalServerError, APIError{Error: "internal", Message: "internal error; quote request_id to the operator"}
 }
 
-// WriteError answers a JSON API request with the error body the table gives err, Retry-After on 503, and logs
-// it (the detail stays in the log; the client gets the correlation id).
+// WriteError answers a JSON API request with the error body the table gives err, Retry-After on 429 and 503,
+// and logs it (the detail stays in the log; the client gets the correlation id).
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status, body := JSONError(err)
 	LogFailure(log, r, status, err)
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
-	}
+	SetRetryAfter(w, status, err)
 	body.RequestID = RequestID(r.Context())
 	WriteJSON(w, log, status, body)
+}
+
+// DefaultRetryAfter is the Retry-After of a 503 whose error carries no delay of its own (fault.WithRetryAfter).
+const DefaultRetryAfter = 5 * time.Second
+
+// SetRetryAfter sets Retry-After on a 429 or 503 answer: the delay err carries (fault.WithRetryAfter), else
+// DefaultRetryAfter. Other statuses get none.
+func SetRetryAfter(w http.ResponseWriter, status int, err error) {
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(fault.RetryAfterSeconds(err, DefaultRetryAfter)))
+	}
 }
 
 // LogFailure logs a failed request: at debug for a client's mistake, at error for a server fault.

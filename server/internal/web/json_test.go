@@ -2,10 +2,14 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
@@ -63,5 +67,33 @@ func TestJSONErrorRendering(t *testing.T) {
 	}
 	if http.StatusText(jsonStatus(fault.Kind("nonsense"))) != "Internal Server Error" {
 		t.Error("an unknown kind must be a 500")
+	}
+}
+
+// TestWriteErrorRetryAfter: a 429 or 503 carries Retry-After (the error's own delay, rounded up, else the
+// default) and the JSON error; other statuses carry none.
+func TestWriteErrorRetryAfter(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+		want   string
+	}{
+		{fault.WithRetryAfter(fault.New(fault.RateLimited, "rate_limited", "", "slow down"), 1200*time.Millisecond), 429, "rate_limited", "2"},
+		{fault.WithRetryAfter(fault.New(fault.Unavailable, "database_unavailable", "", "down"), 7*time.Second), 503, "database_unavailable", "7"},
+		{context.Canceled, 503, "unavailable", "5"},
+		{fault.New(fault.NotFound, "not_found", "", "gone"), 404, "not_found", ""},
+	} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/community/v1/referrals", nil)
+		WriteError(rec, req, slog.New(slog.DiscardHandler), tc.err)
+		var body APIError
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tc.status || body.Error != tc.code || rec.Header().Get("Retry-After") != tc.want {
+			t.Errorf("%v: %d %q Retry-After %q, want %d %q %q", tc.err, rec.Code, body.Error, rec.Header().Get("Retry-After"), tc.status, tc.code, tc.want)
+		}
 	}
 }
