@@ -86,6 +86,14 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CancelWhileInflight", testCancelWhileInflight},
 		{"CancelAfterAcknowledgement", testCancelAfterAcknowledgement},
 		{"Nonces", testNonces},
+		{"DiscardMessages", testDiscardMessages},
+		{"DiscardUnblocks", testDiscardUnblocks},
+		{"PauseHoldsClaims", testPauseHoldsClaims},
+		{"ResumeKeepsBudgetAndOrder", testResumeKeepsBudgetAndOrder},
+		{"AttemptResponse", testAttemptResponse},
+		{"OverviewCounts", testOverviewCounts},
+		{"ListByType", testListByType},
+		{"ReplayPaced", testReplayPaced},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

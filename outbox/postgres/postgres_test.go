@@ -249,3 +249,10 @@ func TestCancelledContext(t *testing.T) {
 	t.Parallel()
 	sqlstoretest.CancelledCreateWritesNothing(t, openStore(t, freshSchema(t), postgres.Options{}), testIntake(1))
 }
+
+// TestPauseAcrossInstances: a pause made by one instance holds the others' claims (sqlstoretest).
+func TestPauseAcrossInstances(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	sqlstoretest.PauseAcrossInstances(t, openStore(t, dsn, postgres.Options{NoListen: true}), openStore(t, dsn, postgres.Options{}))
+}
