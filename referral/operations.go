@@ -212,12 +212,20 @@ func (o Operator) Overview(ctx context.Context) (Overview, error) {
 		}
 		ov.Destinations[i].Pause = &p
 	}
-	stats, err := o.Store.InboxStats(ctx)
-	if err != nil {
+	if ov.Inboxes, err = o.Inboxes(ctx); err != nil {
 		return ov, err
 	}
-	ov.Inboxes = o.inboxes(now, stats)
 	return ov, nil
+}
+
+// Inboxes reads the referrals waiting for their community services: every pull-only service of the
+// Directory (none waiting too), then every other service with referrals waiting.
+func (o Operator) Inboxes(ctx context.Context) ([]InboxOverview, error) {
+	stats, err := o.Store.InboxStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return o.inboxes(o.now(), stats), nil
 }
 
 // inboxes is the inbox overview: every pull-only service of the Directory (waiting or not), then the other

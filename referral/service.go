@@ -70,8 +70,11 @@ func (s *Service) Now() time.Time { return s.now().UTC().Truncate(time.Microseco
 // Ping checks that the store answers (readiness).
 func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 
-// Operator is the engineers' code path (admin API and CLI) over this Service's store and clock.
-func (s *Service) Operator() Operator { return Operator{Store: s.store, Clock: s.now} }
+// Operator is the engineers' code path (admin API, console and CLI) over this Service's store, clock,
+// directory and logger.
+func (s *Service) Operator() Operator {
+	return Operator{Store: s.store, Clock: s.now, Directory: &s.cfg.Directory, Logger: s.log}
+}
 
 // ServiceName is the directory name of a community service (its id when unnamed).
 func (s *Service) ServiceName(id string) string {

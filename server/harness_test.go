@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -52,6 +53,12 @@ func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
 // newHarnessWith is newHarness with the demo configuration changed by mod (e.g. a service's webhook URL).
 func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessLogged(t, v, mod, nil)
+}
+
+// newHarnessLogged is newHarnessWith with the server logging to log (nil: nowhere).
+func newHarnessLogged(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), log *slog.Logger) *harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "socialrx.db"), sqlite.Options{})
 	if err != nil {
@@ -67,7 +74,7 @@ func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	}
 	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test",
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test", Logger: log,
 		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
 	if err != nil {
 		t.Fatal(err)

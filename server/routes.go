@@ -54,6 +54,7 @@ func (s *Server) handle(rt web.Route) {
 		if rt.Access != web.Public {
 			cl, err := s.authenticate(r, rt.Access, rt.Path)
 			if err != nil {
+				web.NoteClient(r.Context(), cl.ID)
 				if fault.KindOf(err) == fault.Unauthenticated {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="socialrx"`)
 				}
@@ -76,6 +77,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.observe("not_found", r.Method, http.StatusNotFound, 0)
+	s.logRequest(r, "not_found", http.StatusNotFound, "", 0)
 	s.fail(w, r, fault.New(fault.NotFound, "not_found", "", msg))
 }
 
