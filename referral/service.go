@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -75,6 +76,9 @@ func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 func (s *Service) Operator() Operator {
 	return Operator{Store: s.store, Clock: s.now, Directory: &s.cfg.Directory, Logger: s.log}
 }
+
+// Directory is the community directory the Service routes to.
+func (s *Service) Directory() mapping.Directory { return s.cfg.Directory }
 
 // ServiceName is the directory name of a community service (its id when unnamed).
 func (s *Service) ServiceName(id string) string {

@@ -59,6 +59,12 @@ func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 // newHarnessLogged is newHarnessWith with the server logging to log (nil: nowhere).
 func newHarnessLogged(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), log *slog.Logger) *harness {
 	t.Helper()
+	return newHarnessOpts(t, v, mod, func(o *server.Options) { o.Logger = log })
+}
+
+// newHarnessOpts is newHarnessWith with the server's options changed by opt.
+func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), opt func(*server.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "socialrx.db"), sqlite.Options{})
 	if err != nil {
@@ -74,8 +80,12 @@ func newHarnessLogged(t *testing.T, v *fhirtest.Validator, mod func(*config.Conf
 	}
 	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	srv, err := server.New(server.Options{Config: cfg, Store: st, Version: "test", Logger: log,
-		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }})
+	o := server.Options{Config: cfg, Store: st, Version: "test",
+		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
+	if opt != nil {
+		opt(&o)
+	}
+	srv, err := server.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/adminapi"
 	"github.com/socialrx/socialrx/server/communityapi"
+	"github.com/socialrx/socialrx/server/console"
 	"github.com/socialrx/socialrx/server/fhirapi"
 	"github.com/socialrx/socialrx/server/internal/web"
 	"github.com/socialrx/socialrx/server/smart"
@@ -41,6 +42,9 @@ type Options struct {
 	// TokenKey signs the access tokens of SMART Backend Services (POST /oauth/token); instances that share a
 	// database must share it (SOCIALRX_TOKEN_KEY). Empty: a random key, so tokens work on this process only.
 	TokenKey []byte
+	// ConsoleSessions is the operations console's sign-in (admin clients, sessions kept server-side); nil:
+	// the console is not served.
+	ConsoleSessions console.Sessions
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -99,7 +103,16 @@ func New(o Options) (*Server, error) {
 		Started: o.Clock().UTC().Truncate(time.Second), MaxBodyBytes: o.MaxBodyBytes, Base: s.base, TokenPath: smart.TokenPath,
 		Referrals: s.metrics.referrals})
 	admin := adminapi.New(adminapi.Options{Service: svc, Logger: o.Logger, Clock: o.Clock, MaxBodyBytes: o.MaxBodyBytes})
-	s.routes(s.opsRoutes(), fhirAPI.Routes(), s.smart.Routes(), admin.Routes(), community.Routes())
+	apis := [][]web.Route{s.opsRoutes(), fhirAPI.Routes(), s.smart.Routes(), admin.Routes(), community.Routes()}
+	if o.ConsoleSessions != nil {
+		ops, err := console.New(console.Options{Service: svc, Sessions: o.ConsoleSessions, Logger: o.Logger, Clock: o.Clock,
+			BaseURL: s.baseURL})
+		if err != nil {
+			return nil, err
+		}
+		apis = append(apis, ops.Routes())
+	}
+	s.routes(apis...)
 	return s, nil
 }
 
