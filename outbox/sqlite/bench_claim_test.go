@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,5 +59,44 @@ func BenchmarkPollIdle(b *testing.B) {
 		if _, err := s.NextDue(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkOverviewCounts is what the console's overview asks of the store on every reload, on 20,000
+// messages (created by 32 concurrent writers, group-committed): counts by state, by destination and state,
+// the deliveries of the last minute, the pauses and the inboxes.
+func BenchmarkOverviewCounts(b *testing.B) {
+	s, _ := benchStore(b)
+	ctx := context.Background()
+	const total = 20000
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < total; i += 32 {
+				if _, err := s.CreateReferral(ctx, benchIntake(i+1, benchPayload)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, q := range []struct {
+		name string
+		run  func() error
+	}{
+		{"CountMessages", func() error { _, _, err := s.CountMessages(ctx); return err }},
+		{"CountByDestination", func() error { _, err := s.CountByDestination(ctx); return err }},
+		{"CountDelivered", func() error { _, err := s.CountDelivered(ctx, time.Now().Add(-time.Minute)); return err }},
+		{"ListPauses", func() error { _, err := s.ListPauses(ctx); return err }},
+		{"InboxStats", func() error { _, err := s.InboxStats(ctx); return err }},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := q.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

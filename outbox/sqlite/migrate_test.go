@@ -84,7 +84,8 @@ func TestMigration3KeepsMessages(t *testing.T) {
 		indexes = append(indexes, n)
 	}
 	rows.Close()
-	want := []string{"outbox_destination_seq", "outbox_inflight_lease", "outbox_pending_due", "outbox_referral_seq",
+	// Open migrates to the latest schema: migration 40 adds outbox_destination_state.
+	want := []string{"outbox_destination_seq", "outbox_destination_state", "outbox_inflight_lease", "outbox_pending_due", "outbox_referral_seq",
 		"outbox_state_created", "outbox_state_seq", "outbox_undelivered_chain", "outbox_undelivered_destination"}
 	if !slices.Equal(indexes, want) {
 		t.Errorf("indexes %v, want %v", indexes, want)

@@ -16,6 +16,9 @@ ALTER TABLE referral_events ADD CONSTRAINT referral_events_cause_check
     CHECK (cause IN ('create', 'update', 'attempt', 'replay', 'discard')) NOT VALID;
 ALTER TABLE referral_events VALIDATE CONSTRAINT referral_events_cause_check;
 
+-- The overview's messages by destination and state: a count from this index alone.
+CREATE INDEX outbox_destination_state ON outbox_messages (destination_kind, destination_id, state);
+
 CREATE TABLE outbox_discards (
     message_id TEXT   PRIMARY KEY REFERENCES outbox_messages (id),
     at         BIGINT NOT NULL,
@@ -42,6 +45,7 @@ ALTER TABLE outbox_attempts ADD COLUMN response TEXT NOT NULL DEFAULT '';
 CREATE INDEX outbox_attempts_started ON outbox_attempts (started_at);
 
 -- +goose Down
+DROP INDEX outbox_destination_state;
 DROP INDEX outbox_attempts_started;
 ALTER TABLE outbox_attempts DROP COLUMN response;
 DROP TABLE outbox_pauses;

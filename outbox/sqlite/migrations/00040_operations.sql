@@ -52,6 +52,8 @@ CREATE INDEX outbox_referral_seq ON outbox_messages (referral_id, seq);
 CREATE INDEX outbox_destination_seq ON outbox_messages (destination_kind, destination_id, seq);
 CREATE INDEX outbox_undelivered_destination
     ON outbox_messages (destination_kind, destination_id, seq) WHERE state <> 'delivered';
+-- The overview's messages by destination and state: a count from this index alone.
+CREATE INDEX outbox_destination_state ON outbox_messages (destination_kind, destination_id, state);
 
 CREATE TABLE referral_events_new (
     referral_id     TEXT    NOT NULL REFERENCES referrals (id),
@@ -99,6 +101,7 @@ PRAGMA foreign_keys = ON;
 -- Discarded messages go back to dead (never delivered, not retried), discard versions to update.
 PRAGMA foreign_keys = OFF;
 BEGIN IMMEDIATE;
+DROP INDEX outbox_destination_state;
 DROP INDEX outbox_attempts_started;
 ALTER TABLE outbox_attempts DROP COLUMN response;
 DROP TABLE outbox_pauses;
