@@ -20,6 +20,12 @@ test: fmt-check vet lint ## the whole test suite; PostgreSQL tests skip without 
 test-postgres: ## the store suite on PostgreSQL (SOCIALRX_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test); skips without a server unless CI is set
 	$(GO) test -count=1 ./outbox/postgres/...
 
+SCREENSHOT_DIR ?= $(CURDIR)/screenshots
+.PHONY: test-browser
+test-browser: ## the community inbox in headless Chromium (server/internal/browsertest); skips without Chromium unless CI is set; screenshots to SCREENSHOT_DIR
+	SCREENSHOT_DIR='$(SCREENSHOT_DIR)' $(GO) test -count=1 -timeout 10m -run '^TestBrowser' ./server/
+	@echo "screenshots: $(SCREENSHOT_DIR)"
+
 vet:
 	$(GO) vet $(PKGS)
 

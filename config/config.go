@@ -463,6 +463,12 @@ type Settings struct {
 	// TokenKey signs SMART Backend Services access tokens (SOCIALRX_TOKEN_KEY: standard base64 of at least 32
 	// random bytes). Instances sharing a database must share it; empty: a random key per process.
 	TokenKey []byte
+	// InboxIdleTimeout ends an inbox sign-in not used for this long (SOCIALRX_INBOX_IDLE_TIMEOUT; zero: 30
+	// minutes, referral.DefaultSessionPolicy).
+	InboxIdleTimeout time.Duration
+	// InboxSessionMax ends an inbox sign-in this long after it began, however much it is used
+	// (SOCIALRX_INBOX_SESSION_MAX; zero: 8 hours).
+	InboxSessionMax time.Duration
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -506,6 +512,8 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 	dur("SOCIALRX_DELIVERY_TIMEOUT", &s.DeliveryTimeout)
 	dur("SOCIALRX_ACK_DEADLINE", &s.AckDeadline)
 	dur("SOCIALRX_DELIVERY_LEASE", &s.DeliveryLease)
+	dur("SOCIALRX_INBOX_IDLE_TIMEOUT", &s.InboxIdleTimeout)
+	dur("SOCIALRX_INBOX_SESSION_MAX", &s.InboxSessionMax)
 	if v := getenv("SOCIALRX_TOKEN_KEY"); v != "" {
 		k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
 		if err != nil || len(k) < 32 {
@@ -546,6 +554,10 @@ func (s Settings) Validate() error {
 	}
 	if s.Addr == "" {
 		errs = append(errs, errors.New("SOCIALRX_ADDR: must not be empty"))
+	}
+	if s.InboxIdleTimeout > s.InboxSessionMax && s.InboxSessionMax > 0 {
+		errs = append(errs, fmt.Errorf("SOCIALRX_INBOX_IDLE_TIMEOUT: %s must not exceed SOCIALRX_INBOX_SESSION_MAX (%s)",
+			s.InboxIdleTimeout, s.InboxSessionMax))
 	}
 	return errors.Join(errs...)
 }

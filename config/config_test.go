@@ -143,3 +143,26 @@ func TestValidateSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestInboxSessionSettings: SOCIALRX_INBOX_IDLE_TIMEOUT and SOCIALRX_INBOX_SESSION_MAX are durations; the idle
+// timeout may not exceed the absolute one; unset, both are zero (the inbox's defaults, 30m and 8h, apply).
+func TestInboxSessionSettings(t *testing.T) {
+	t.Parallel()
+	env := func(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+	s, err := FromEnv(Defaults(), env(map[string]string{"SOCIALRX_INBOX_IDLE_TIMEOUT": "15m", "SOCIALRX_INBOX_SESSION_MAX": "4h"}))
+	if err != nil || s.InboxIdleTimeout != 15*time.Minute || s.InboxSessionMax != 4*time.Hour {
+		t.Errorf("FromEnv: %v, %v, %v", s.InboxIdleTimeout, s.InboxSessionMax, err)
+	}
+	if s, err := FromEnv(Defaults(), env(nil)); err != nil || s.InboxIdleTimeout != 0 || s.InboxSessionMax != 0 {
+		t.Errorf("unset: %v, %v, %v", s.InboxIdleTimeout, s.InboxSessionMax, err)
+	}
+	for _, kv := range []map[string]string{
+		{"SOCIALRX_INBOX_IDLE_TIMEOUT": "2h", "SOCIALRX_INBOX_SESSION_MAX": "1h"},
+		{"SOCIALRX_INBOX_IDLE_TIMEOUT": "soon"},
+		{"SOCIALRX_INBOX_SESSION_MAX": "-1h"},
+	} {
+		if _, err := FromEnv(Defaults(), env(kv)); err == nil || !strings.Contains(err.Error(), "SOCIALRX_INBOX_") {
+			t.Errorf("%v: %v, want an error naming the setting", kv, err)
+		}
+	}
+}

@@ -3,7 +3,7 @@ package mapping
 import "time"
 
 // MarkOverdue flags a referral that its community service has not acknowledged within deadline of its creation:
-// still requested, and its transport fact is queued, delivered or awaiting-pickup (a delivery-failed referral
+// still requested, and its transport fact is queued, delivered, awaiting-pickup or picked-up (a delivery-failed referral
 // keeps that more urgent fact). It returns the referral with businessStatus overdue and true, or the referral
 // unchanged and false. The service's first status move clears it again (ApplyStatus).
 func MarkOverdue(cur Referral, now time.Time, deadline time.Duration) (Referral, bool) {
@@ -11,7 +11,7 @@ func MarkOverdue(cur Referral, now time.Time, deadline time.Duration) (Referral,
 		return cur, false
 	}
 	switch cur.BusinessStatus {
-	case BusinessQueued, BusinessDelivered, BusinessAwaitingPickup:
+	case BusinessQueued, BusinessDelivered, BusinessAwaitingPickup, BusinessPickedUp:
 		return MarkBusinessStatus(cur, BusinessOverdue)
 	case BusinessDeliveryFailed, BusinessOverdue:
 	}

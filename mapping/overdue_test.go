@@ -43,7 +43,7 @@ func TestMarkOverdue(t *testing.T) {
 func TestAcknowledgementClearsOverdue(t *testing.T) {
 	t.Parallel()
 	cur := Referral{Record: Record{ID: "r", Status: StatusRequested, Version: 3}, BusinessStatus: BusinessOverdue}
-	next, _, err := ApplyStatus(cur, StatusChange{To: StatusReceived, By: ActorCommunity}, time.Now())
+	next, _, err := ApplyStatus(cur, StatusChange{To: StatusReceived, By: ActorCommunity, ServiceHasWebhook: true}, time.Now())
 	if err != nil || next.BusinessStatus != BusinessDelivered {
 		t.Fatalf("received: %v, businessStatus %q", err, next.BusinessStatus)
 	}

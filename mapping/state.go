@@ -267,7 +267,9 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 		return cur, nil, fault.New(fault.Rule, CodeTooManyNotes, FieldNote, fmt.Sprintf("a Task keeps at most %d notes", MaxTaskNotes))
 	}
 	if change.To == cur.Record.Status && change.To.Valid() && len(change.Notes) > 0 {
-		return AppendTaskNotes(cur, change.NoteAuthor, now, change.Notes...), nil, nil
+		next := AppendTaskNotes(cur, change.NoteAuthor, now, change.Notes...)
+		next.BusinessStatus = BusinessAfterMove(cur.BusinessStatus, change.By, change.ServiceHasWebhook)
+		return next, nil, nil
 	}
 	if err := CanTransition(cur.Record.Status, change.To, change.By); err != nil {
 		return cur, nil, err
@@ -294,10 +296,7 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 	next := AppendTaskNotes(cur, change.NoteAuthor, now, change.Notes...)
 	next.Record.Status = change.To
 	next.Record.StatusReason = reason
-	if cur.BusinessStatus == BusinessOverdue && change.By == ActorCommunity {
-		// The service answered: the referral reached it, so it is no longer overdue.
-		next.BusinessStatus = BusinessDelivered
-	}
+	next.BusinessStatus = BusinessAfterMove(cur.BusinessStatus, change.By, change.ServiceHasWebhook)
 	if change.Outcome != nil {
 		o := *change.Outcome
 		o.Text = strings.TrimSpace(o.Text)

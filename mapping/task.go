@@ -129,6 +129,8 @@ func (b BusinessStatus) Text() string {
 		return "Delivery to the community service failed; an engineer has been alerted"
 	case BusinessAwaitingPickup:
 		return "Waiting for the community service to collect it from its inbox"
+	case BusinessPickedUp:
+		return "Collected by the community service from its inbox"
 	case BusinessOverdue:
 		return "Not yet acknowledged by the community service"
 	}
@@ -140,7 +142,8 @@ func (b BusinessStatus) Valid() bool { return b.Text() != "" }
 
 // AllBusinessStatuses lists every transport fact.
 func AllBusinessStatuses() []BusinessStatus {
-	return []BusinessStatus{BusinessQueued, BusinessDelivered, BusinessDeliveryFailed, BusinessAwaitingPickup, BusinessOverdue}
+	return []BusinessStatus{BusinessQueued, BusinessDelivered, BusinessDeliveryFailed, BusinessAwaitingPickup, BusinessPickedUp,
+		BusinessOverdue}
 }
 
 // Valid reports whether t is a known event type.

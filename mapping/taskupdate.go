@@ -112,7 +112,7 @@ func TaskUpdate(cur Referral, body []byte) (StatusChange, error) {
 	}
 
 	if raw, ok := in["businessStatus"]; ok && !sameJSON(raw, now["businessStatus"]) {
-		is.add(fhir.CodeBusinessRule, "Task.businessStatus carries transport facts set by socialrx (queued, delivered, delivery-failed, awaiting-pickup, overdue); send it back unchanged or leave it out", "Task.businessStatus")
+		is.add(fhir.CodeBusinessRule, "Task.businessStatus carries transport facts set by socialrx (queued, delivered, delivery-failed, awaiting-pickup, picked-up, overdue); send it back unchanged or leave it out", "Task.businessStatus")
 	}
 
 	if raw, ok := in["output"]; ok && !sameJSON(raw, now["output"]) {

@@ -33,6 +33,7 @@ const (
 	BusinessDelivered      BusinessStatus = "delivered"       // the community service's endpoint took it (2xx)
 	BusinessDeliveryFailed BusinessStatus = "delivery-failed" // dead-lettered; an engineer must look
 	BusinessAwaitingPickup BusinessStatus = "awaiting-pickup" // pull-only service: waiting in its inbox
+	BusinessPickedUp       BusinessStatus = "picked-up"       // pull-only service: it has acted on it (BusinessAfterMove)
 	BusinessOverdue        BusinessStatus = "overdue"         // not acknowledged in time
 )
 

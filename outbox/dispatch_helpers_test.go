@@ -60,6 +60,21 @@ func (nopStore) ListSubscriptions(context.Context, SubscriptionQuery) ([]Subscri
 func (nopStore) UseNonce(context.Context, string, time.Time, time.Time) (bool, error) {
 	return true, nil
 }
+func (nopStore) CountByStatus(context.Context, string) (map[mapping.TaskStatus]int, error) {
+	return map[mapping.TaskStatus]int{}, nil
+}
+func (nopStore) CreateSession(context.Context, Session) error { return nil }
+func (nopStore) TouchSession(context.Context, string, time.Time, time.Duration) (Session, error) {
+	return Session{}, ErrNotFound
+}
+func (nopStore) DeleteSession(context.Context, string) error                      { return nil }
+func (nopStore) PruneSessions(context.Context, time.Time, time.Time) (int, error) { return 0, nil }
+func (nopStore) RecordSignInFailure(context.Context, []string, time.Time, time.Time) ([]FailureCount, error) {
+	return nil, nil
+}
+func (nopStore) SignInFailures(context.Context, []string, time.Time) ([]FailureCount, error) {
+	return nil, nil
+}
 func (nopStore) Changes() <-chan struct{}   { return nil }
 func (nopStore) Ping(context.Context) error { return nil }
 func (nopStore) Close() error               { return nil }

@@ -231,7 +231,7 @@ type ReplayRequest struct {
 }
 
 // Store is the storage contract: referrals and their timeline, outbox messages, FHIR Subscriptions and
-// single-use values, in one interface that every backend implements whole (there are no optional
+// single-use values and inbox sessions, in one interface that every backend implements whole (there are no optional
 // capabilities to probe for: the embedded groups below only arrange the documentation). Every behaviour is
 // proven on every backend by outboxtest. All times passed in are the caller's clock; backends never read the
 // wall clock for state decisions.
@@ -240,6 +240,7 @@ type Store interface {
 	Timeliner
 	Subscriptions
 	Nonces
+	Sessions
 	Operations
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
@@ -305,6 +306,9 @@ type Referrals interface {
 	// NextDue returns when the earliest claimable pending message becomes due (zero when none is pending), so that a
 	// dispatcher can sleep exactly that long.
 	NextDue(ctx context.Context) (time.Time, error)
+	// CountByStatus returns how many referrals of the community service serviceID are in each status (only
+	// statuses with referrals appear), for the inbox page's tabs.
+	CountByStatus(ctx context.Context, serviceID string) (map[mapping.TaskStatus]int, error)
 }
 
 // TimelineCause says which store operation produced a referral version. The zero value is invalid.

@@ -11,6 +11,8 @@
 //	Get, Search, ServiceRequest
 //	                   what a client may read, scoped to its practices or its service
 //	OverdueSweeper     marks referrals nobody acknowledged in time
+//	Inbox              the inbox page's sign-in: sessions (sign in, look up, sign out), throttling of wrong
+//	                   sign-ins, the per-status counts of its tabs
 //	Operator           an engineer lists, shows and replays outbox messages (admin API and CLI alike)
 //
 // It exists because those rules belong to no adapter: the FHIR API, the community API, the inbox page and the

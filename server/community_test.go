@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -470,5 +471,37 @@ func TestCommunityRequestsAreValidated(t *testing.T) {
 	}
 	if r := setStatus(h, tokWalks, ref.referral, `{"status": "received"}`, `If-Match: "1"`); r.status != http.StatusOK || record(t, r).Version != 2 {
 		t.Errorf("current If-Match: %d %s", r.status, r.body)
+	}
+}
+
+// TestREADMECommunityAPIExample runs the status changes of README.md's community API example, in the order
+// written, on a Frome Walking for Health referral: each is a legal move (200), and they end completed.
+func TestREADMECommunityAPIExample(t *testing.T) {
+	t.Parallel()
+	readme := string(readFile(t, "../README.md"))
+	start := strings.Index(readme, "\n## Community API")
+	if start < 0 {
+		t.Fatal("README.md has no Community API section")
+	}
+	block := readme[start:]
+	block = block[strings.Index(block, "```sh"):]
+	block = block[:strings.Index(block[5:], "```")+5]
+	var bodies []string
+	for _, m := range regexp.MustCompile(`-d '(\{[^']*\})'`).FindAllStringSubmatch(block, -1) {
+		bodies = append(bodies, m[1])
+	}
+	if len(bodies) < 2 {
+		t.Fatalf("found %d status changes in the README's example:\n%s", len(bodies), block)
+	}
+	h := newHarness(t, nil)
+	ref := refer(h, "", "walking-group-performer.json")
+	for i, b := range bodies {
+		r := setStatus(h, tokWalks, ref.referral, b)
+		if r.status != http.StatusOK {
+			t.Fatalf("README example step %d %s: %d %s", i+1, b, r.status, r.body)
+		}
+	}
+	if rec := record(t, h.do(http.MethodGet, "/community/v1/referrals/"+ref.referral, tokWalks, nil)); rec.Status != mapping.StatusCompleted {
+		t.Errorf("after the README's example the referral is %s, want completed", rec.Status)
 	}
 }

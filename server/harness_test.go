@@ -43,6 +43,7 @@ type harness struct {
 	v     *fhirtest.Validator
 	clock *atomic.Int64 // unix micro
 	cfg   *config.Config
+	opt   func(*server.Options) // changes each instance's server options (nil: none)
 }
 
 func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
@@ -78,21 +79,33 @@ func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	if mod != nil {
 		mod(cfg)
 	}
-	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg}
+	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg, opt: opt}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	o := server.Options{Config: cfg, Store: st, Version: "test",
+	h.url = h.instance(cfg, nil)
+	return h
+}
+
+// instance starts one more socialrx server on loopback over the harness's store and clock (another
+// instance sharing the database) with directory cfg and the harness's server options, its handler wrapped by
+// wrap when not nil; it returns its base URL.
+func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Handler) string {
+	h.t.Helper()
+	o := server.Options{Config: cfg, Store: h.store, Version: "test",
 		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
-	if opt != nil {
-		opt(&o)
+	if h.opt != nil {
+		h.opt(&o)
 	}
 	srv, err := server.New(o)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	h.url = ts.URL
-	return h
+	handler := srv.Handler()
+	if wrap != nil {
+		handler = wrap(handler)
+	}
+	ts := httptest.NewServer(handler)
+	h.t.Cleanup(ts.Close)
+	return ts.URL
 }
 
 // response is a finished HTTP exchange.

@@ -8,17 +8,24 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/socialrx/socialrx/fhir/fhirtest"
 	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
 )
 
-// browser is a person's browser on the inbox: a cookie jar, no automatic redirects.
+// browser is a program on the inbox that is not a web browser (like curl, or a browser too old to send
+// Fetch Metadata): a cookie jar, no automatic redirects, and no Origin, Sec-Fetch-* or Referer headers, which
+// only a browser sends (the real-browser tests in inbox_browser_test.go cover those). What protects such a
+// client's forms is the SameSite=Strict session and the CSRF token.
 type browser struct {
 	h      *harness
 	client *http.Client
+	jar    http.CookieJar
 }
 
 func newBrowser(h *harness) *browser {
@@ -26,7 +33,7 @@ func newBrowser(h *harness) *browser {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return &browser{h: h, client: &http.Client{Jar: jar,
+	return &browser{h: h, jar: jar, client: &http.Client{Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
@@ -54,7 +61,6 @@ func (b *browser) send(method, path string, form url.Values) response {
 	}
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", b.h.url) // as a browser sends it with a form from this site
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
@@ -68,10 +74,13 @@ func (b *browser) send(method, path string, form url.Values) response {
 	return response{status: resp.StatusCode, header: resp.Header, body: data}
 }
 
-// signIn signs the browser in with token and checks the cookie it gets.
+// inboxServiceOf is the service whose inbox a demo community token opens.
+var inboxServiceOf = map[string]string{tokLinkWorkers: "link-workers", tokMuseum: "museum-volunteers", tokWalks: "frome-walks"}
+
+// signIn signs the browser in with token (for its own service) and checks the cookie it gets.
 func (b *browser) signIn(token string) {
 	b.h.t.Helper()
-	r := b.post("/inbox/login", url.Values{"token": {token}})
+	r := b.post("/inbox/login", url.Values{"service": {inboxServiceOf[token]}, "token": {token}})
 	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/inbox/" {
 		b.h.t.Fatalf("sign-in: %d %s", r.status, r.body)
 	}
@@ -81,6 +90,20 @@ func (b *browser) signIn(token string) {
 			b.h.t.Errorf("sign-in cookie %q lacks %q", c, want)
 		}
 	}
+	if strings.Contains(c, token) || strings.Contains(c, url.QueryEscape(token)) {
+		b.h.t.Errorf("the sign-in cookie holds the token: %q", c)
+	}
+}
+
+// cookie is the browser's inbox session cookie ("" when it has none).
+func (b *browser) cookie() string {
+	u, _ := url.Parse(b.h.url + "/inbox/")
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == "socialrx_inbox" {
+			return c.Value
+		}
+	}
+	return ""
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]{64})"`)
@@ -136,25 +159,38 @@ func TestInboxSignIn(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("sign-in page: %d", r.status)
 	}
-	contains(t, "sign-in page", r, `action="/inbox/login"`, `name="token"`)
+	contains(t, "sign-in page", r, `action="/inbox/login"`, `name="token"`, `name="service"`,
+		`<option value="link-workers">Mendip Social Prescribing Link Workers</option>`, "for 30 minutes without use, and for 8 hours at most")
 
+	// Every wrong token gets the same answer: the page never tells whose token it was, nor its role.
+	const wrong = "That access token does not match the group you chose."
 	for _, c := range []struct {
 		name   string
 		form   url.Values
-		ct     string
 		status int
+		field  string
 		says   string
 	}{
-		{"empty token", url.Values{"token": {" "}}, "", http.StatusBadRequest, "Paste your service"},
-		{"unknown token", url.Values{"token": {"not-a-token"}}, "", http.StatusUnauthorized, "not recognised"},
-		{"GP token", url.Values{"token": {tokGP}}, "", http.StatusForbidden, "the inbox is for community services"},
-		{"admin token", url.Values{"token": {tokAdmin}}, "", http.StatusForbidden, "admin client"},
+		{"no group", url.Values{"token": {tokLinkWorkers}}, http.StatusBadRequest, "service", "Choose your group"},
+		{"unknown group", url.Values{"service": {"nobody"}, "token": {tokLinkWorkers}}, http.StatusBadRequest, "service", "Choose your group"},
+		{"empty token", url.Values{"service": {"link-workers"}, "token": {" "}}, http.StatusBadRequest, "token", "Paste your group"},
+		{"unknown token", url.Values{"service": {"link-workers"}, "token": {"not-a-token"}}, http.StatusUnauthorized, "token", wrong},
+		{"another group's token", url.Values{"service": {"link-workers"}, "token": {tokMuseum}}, http.StatusUnauthorized, "token", wrong},
+		{"GP token", url.Values{"service": {"link-workers"}, "token": {tokGP}}, http.StatusUnauthorized, "token", wrong},
 	} {
 		r := b.post("/inbox/login", c.form)
 		if r.status != c.status || r.header.Get("Set-Cookie") != "" {
 			t.Errorf("%s: %d, Set-Cookie %q; want %d and no cookie", c.name, r.status, r.header.Get("Set-Cookie"), c.status)
 		}
-		contains(t, c.name, r, c.says, `data-field="token"`)
+		contains(t, c.name, r, c.says, `data-field="`+c.field+`"`, `aria-describedby="error-message"`)
+		for _, leak := range []string{"gp client", "admin", "community client", "belongs to"} {
+			if strings.Contains(strings.ToLower(string(r.body)), leak) {
+				t.Errorf("%s: the page says %q", c.name, leak)
+			}
+		}
+		if c.field == "token" && !strings.Contains(string(r.body), `selected>Mendip Social Prescribing Link Workers`) {
+			t.Errorf("%s: the group chosen was not kept", c.name)
+		}
 		checkPageHeaders(t, c.name, r)
 	}
 	// A form that is not a web form (e.g. JSON) is refused, not guessed at.
@@ -168,18 +204,6 @@ func TestInboxSignIn(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Set-Cookie") != "" {
 		t.Errorf("JSON sign-in: %d, cookie %q", resp.StatusCode, resp.Header.Get("Set-Cookie"))
 	}
-	// A form posted from another web site is refused (the browser names it in Origin).
-	req, _ = http.NewRequest(http.MethodPost, h.url+"/inbox/login", strings.NewReader("token="+tokLinkWorkers))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", "https://evil.example")
-	resp, err = b.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Set-Cookie") != "" {
-		t.Errorf("cross-site sign-in: %d, cookie %q", resp.StatusCode, resp.Header.Get("Set-Cookie"))
-	}
 	// Wrong method: 405 with Allow.
 	if r := b.get("/inbox/login"); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "POST" {
 		t.Errorf("GET /inbox/login: %d Allow %q", r.status, r.header.Get("Allow"))
@@ -190,22 +214,60 @@ func TestInboxSignIn(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("inbox: %d %s", r.status, r.body)
 	}
-	contains(t, "empty inbox", r, "Mendip Social Prescribing Link Workers", "No referrals here.", `action="/inbox/logout"`)
+	contains(t, "empty inbox", r, "Mendip Social Prescribing Link Workers", "No referrals here.", `action="/inbox/logout"`,
+		"Open (0)", "New (0)", "Closed (0)", "All (0)")
 
 	// A bearer token is not a sign-in: the inbox reads its cookie only.
 	if r := h.do(http.MethodGet, "/inbox/", tokLinkWorkers, nil); !strings.Contains(string(r.body), `name="token"`) {
 		t.Errorf("a bearer header signed the inbox in: %s", r.body)
 	}
 
-	if r := b.post("/inbox/logout", url.Values{}); r.status != http.StatusSeeOther || !strings.Contains(r.header.Get("Set-Cookie"), "Max-Age=0") {
+	// Sign-out needs the page's CSRF token (another site cannot sign a volunteer out either)…
+	session := b.cookie()
+	if r := b.post("/inbox/logout", url.Values{}); r.status != http.StatusForbidden || b.cookie() != session {
+		t.Errorf("sign out without the page's token: %d, cookie kept %v", r.status, b.cookie() == session)
+	}
+	r = b.post("/inbox/logout", url.Values{"csrf": {csrf(t, b.get("/inbox/"))}})
+	if r.status != http.StatusSeeOther || !strings.Contains(r.header.Get("Set-Cookie"), "Max-Age=0") {
 		t.Errorf("sign out: %d %q", r.status, r.header.Get("Set-Cookie"))
 	}
-	if r := b.get("/inbox/"); !strings.Contains(string(r.body), `name="token"`) {
+	if r := b.get(r.header.Get("Location")); !strings.Contains(string(r.body), `name="token"`) || !strings.Contains(string(r.body), "You are signed out.") {
 		t.Errorf("still signed in after signing out: %s", r.body)
 	}
 	if r := b.get("/inbox/referrals/anything"); r.status != http.StatusSeeOther {
 		t.Errorf("a referral page when signed out: %d, want 303 to the sign-in page", r.status)
 	}
+	// …and ends the session in the database: the old cookie, presented again (as a copy of it would be),
+	// opens nothing and is deleted.
+	u, _ := url.Parse(h.url + "/inbox/")
+	b.jar.SetCookies(u, []*http.Cookie{{Name: "socialrx_inbox", Value: session, Path: "/inbox/"}})
+	r = b.get("/inbox/")
+	if !strings.Contains(string(r.body), `name="token"`) || !strings.Contains(string(r.body), "You were signed out") ||
+		!strings.Contains(r.header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Errorf("the signed-out session's cookie still opened the inbox: %s", r.body)
+	}
+}
+
+// TestInboxThrottle429: past the limit of wrong sign-ins from one address, the sign-in page answers 429 with
+// Retry-After and says when to try again, without looking at the token.
+func TestInboxThrottle429(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	b := newBrowser(h)
+	for i := range 5 {
+		if r := b.post("/inbox/login", url.Values{"service": {"museum-volunteers"}, "token": {"guess-" + string(rune('a'+i))}}); r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong sign-in %d: %d", i+1, r.status)
+		}
+	}
+	r := b.post("/inbox/login", url.Values{"service": {"museum-volunteers"}, "token": {tokMuseum}})
+	if r.status != http.StatusTooManyRequests || r.header.Get("Set-Cookie") != "" {
+		t.Fatalf("sixth sign-in: %d, cookie %q; want 429 and no cookie", r.status, r.header.Get("Set-Cookie"))
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 1 || ra > 15*60 {
+		t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	contains(t, "throttled sign-in", r, "Too many wrong sign-ins from this device or network recently", "try again")
+	checkPageHeaders(t, "throttled sign-in", r)
 }
 
 // TestInboxWalk: a group with no IT walks a referral from new to completed in the browser, and the GP's
@@ -271,7 +333,7 @@ func TestInboxWalk(t *testing.T) {
 	bad.Set("csrf", strings.Repeat("0", 64))
 	unchanged("wrong CSRF token", http.StatusForbidden, b.post(path, bad), 1, "did not come from your inbox page")
 	unchanged("decline without a reason", http.StatusUnprocessableEntity,
-		b.post(path, form("status", "rejected", "version", "1")), 1, "reason is required")
+		b.post(path, form("status", "rejected", "version", "1")), 1, "Write the reason before you press “Decline”")
 	unchanged("complete a new referral", http.StatusConflict,
 		b.post(path, form("status", "completed", "outcome", "done", "version", "1")), 1, "the referral is requested and cannot move to completed")
 	unchanged("cancel (the GP's move)", http.StatusBadRequest,
@@ -317,6 +379,10 @@ func TestInboxWalk(t *testing.T) {
 	if notes, _ := task["note"].([]any); len(notes) != 1 || !strings.Contains(string(mustMarshal(t, notes)), "Mendip Social Prescribing Link Workers") {
 		t.Errorf("GP Task notes %v", task["note"])
 	}
+	// A pull-only referral the service has acted on no longer says it is waiting to be collected.
+	if bs := string(mustMarshal(t, task["businessStatus"])); !strings.Contains(bs, `"code":"picked-up"`) {
+		t.Errorf("GP Task businessStatus %s, want picked-up", bs)
+	}
 
 	// Another service's referral does not exist for this group, and cannot be changed.
 	if r := b.get("/inbox/referrals/" + other.referral); r.status != http.StatusNotFound || strings.Contains(string(r.body), "Volunteer") {
@@ -343,4 +409,67 @@ func TestInboxEscapes(t *testing.T) {
 	if strings.Contains(string(r.body), "<script>") || !strings.Contains(string(r.body), "&lt;script&gt;alert(1)&lt;/script&gt; Bishop") {
 		t.Errorf("the patient's name is not escaped: %s", r.body)
 	}
+}
+
+// TestInboxAtAGlance: what a coordinator needs without opening anything: counts per tab, urgent first, how
+// long each referral has waited, an overdue mark, UK local time (BST in summer), readable dates, phone and
+// email links, Decline apart from Accept; and a refused form keeps what was typed.
+func TestInboxAtAGlance(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	body := string(readFile(t, filepath.Join(referrals, "museum-volunteering-bundle.json")))
+	// An urgent referral made on 1 July 2026 at 09:00 UTC (10:00 BST)…
+	h.clock.Store(time.Date(2026, 7, 1, 9, 0, 0, 0, time.UTC).UnixMicro())
+	urgent := strings.Replace(strings.Replace(body, `"priority": "routine"`, `"priority": "urgent"`, 1), "MVS-88412", "MVS-88413", 1)
+	if r := h.do(http.MethodPost, "/fhir", tokPCN, []byte(urgent)); r.status != http.StatusOK {
+		t.Fatalf("urgent referral: %d %s", r.status, r.body)
+	}
+	// …and a routine one on 21 November 2026 at 09:00 UTC (09:00 GMT), changed last.
+	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
+	routine := refer(h, tokPCN, "museum-volunteering-bundle.json")
+	h.clock.Store(time.Date(2026, 11, 24, 9, 30, 0, 0, time.UTC).UnixMicro())
+
+	b := newBrowser(h)
+	b.signIn(tokMuseum)
+	list := b.get("/inbox/")
+	contains(t, "list", list, "Open (2)", "New (2)", "Closed (0)", "All (2)",
+		"Referred 1 July 2026, 10:00: waiting 146 days", "Referred 21 November 2026, 09:00: waiting 3 days",
+		`<span class="tag urgent">Urgent</span>`)
+	page := string(list.body)
+	if u, r := strings.Index(page, "1 July 2026"), strings.Index(page, "21 November 2026"); u < 0 || r < 0 || u > r {
+		t.Errorf("the urgent referral is not listed first (at %d, the routine one at %d)", u, r)
+	}
+	if strings.Contains(page, "Overdue") {
+		t.Error("an overdue mark before anything is overdue")
+	}
+
+	// The overdue sweep marks the routine referral; the list and the page say so.
+	if _, err := h.store.UpdateReferral(context.Background(), routine.referral, 0, time.Date(2026, 11, 24, 9, 31, 0, 0, time.UTC),
+		func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+			next, _ := mapping.MarkBusinessStatus(cur.Referral, mapping.BusinessOverdue)
+			return next, nil, nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	contains(t, "list with an overdue referral", b.get("/inbox/"), `<span class="tag overdue">Overdue</span>`)
+	one := b.get("/inbox/referrals/" + routine.referral)
+	contains(t, "referral page", one, "Overdue: the GP practice has not had an answer in the agreed time",
+		"<dd>2 July 1990</dd>", `<a href="tel:07700900456">07700 900456</a>`, `<a href="mailto:d.okafor@example.net">d.okafor@example.net</a>`,
+		`<a href="mailto:tom.haddon@nhs.example">tom.haddon@nhs.example</a>`,
+		`<form class="move go" method="post"`, `<button class="go" type="submit">Accept</button>`,
+		`<form class="move stop" method="post"`, `<button class="stop" type="submit">Decline</button>`)
+
+	// A refused form keeps what the volunteer typed, and points at the field.
+	r := b.post("/inbox/referrals/"+routine.referral+"/status", url.Values{"csrf": {csrf(t, one)}, "version": {"2"},
+		"status": {"rejected"}, "reason": {"  "}})
+	if r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("decline without a reason: %d %s", r.status, r.body)
+	}
+	contains(t, "refused decline", r, `id="reason-rejected" name="reason" rows="2" class="invalid" aria-invalid="true" aria-describedby="error-message">  </textarea>`)
+	r = b.post("/inbox/referrals/"+routine.referral+"/status", url.Values{"csrf": {csrf(t, one)}, "version": {"2"},
+		"note": {strings.Repeat("Long note. ", 400)}})
+	if r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("a note too long: %d", r.status)
+	}
+	contains(t, "refused note", r, "The note is too long", `aria-invalid="true" aria-describedby="error-message">Long note. Long note.`)
 }

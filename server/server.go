@@ -42,6 +42,9 @@ type Options struct {
 	// TokenKey signs the access tokens of SMART Backend Services (POST /oauth/token); instances that share a
 	// database must share it (SOCIALRX_TOKEN_KEY). Empty: a random key, so tokens work on this process only.
 	TokenKey []byte
+	// InboxSessions is how long community inbox sign-ins last (SOCIALRX_INBOX_IDLE_TIMEOUT,
+	// SOCIALRX_INBOX_SESSION_MAX) and how wrong ones are slowed down; zero fields: the defaults.
+	InboxSessions referral.SessionPolicy
 	// ConsoleSessions is the operations console's sign-in (admin clients, sessions kept server-side); nil:
 	// the console is not served.
 	ConsoleSessions console.Sessions
@@ -95,7 +98,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	community, err := communityapi.New(communityapi.Options{Service: svc, Config: o.Config, Logger: o.Logger, Clock: o.Clock,
-		MaxBodyBytes: o.MaxBodyBytes, BaseURL: s.baseURL})
+		MaxBodyBytes: o.MaxBodyBytes, BaseURL: s.baseURL, Sessions: o.InboxSessions})
 	if err != nil {
 		return nil, err
 	}

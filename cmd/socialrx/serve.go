@@ -150,7 +150,8 @@ func (m *Main) Run(ctx context.Context) error {
 	srv, err := server.New(server.Options{
 		Config: cfg, Store: store, Logger: log, Version: version, Registry: reg,
 		MaxBodyBytes: settings.MaxBodyBytes, TokenKey: settings.TokenKey,
-		Ready: m.ready,
+		Ready:         m.ready,
+		InboxSessions: referral.SessionPolicy{Idle: settings.InboxIdleTimeout, Max: settings.InboxSessionMax},
 	})
 	if err != nil {
 		return err

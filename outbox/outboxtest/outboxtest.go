@@ -94,6 +94,10 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"OverviewCounts", testOverviewCounts},
 		{"ListByType", testListByType},
 		{"ReplayPaced", testReplayPaced},
+		{"Sessions", testSessions},
+		{"SessionsPrune", testSessionsPrune},
+		{"SignInFailures", testSignInFailures},
+		{"CountByStatus", testCountByStatus},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

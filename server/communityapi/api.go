@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	_ "time/tzdata" // the inbox shows UK local time (Europe/London) even where the machine has no zone database
 
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/referral"
@@ -27,23 +28,36 @@ type Options struct {
 	MaxBodyBytes int64
 	// BaseURL is the configured public base URL ("" when none): the inbox accepts forms whose Origin names it.
 	BaseURL string
+	// Sessions is how long inbox sign-ins last and how wrong ones are slowed down (zero fields: the defaults
+	// of referral.DefaultSessionPolicy).
+	Sessions referral.SessionPolicy
 }
 
 // API serves the community API and the inbox page.
 type API struct {
-	o    Options
-	svc  *referral.Service
-	log  *slog.Logger
-	tmpl *template.Template
+	o     Options
+	svc   *referral.Service
+	inbox referral.Inbox
+	log   *slog.Logger
+	tmpl  *template.Template
+	uk    *time.Location // the inbox's times are UK local time
+	now   func() time.Time
 }
 
 // New returns the community API.
 func New(o Options) (*API, error) {
-	t, err := inboxTemplates()
+	uk, err := time.LoadLocation(ukZone)
+	if err != nil {
+		return nil, fmt.Errorf("communityapi: %w", err)
+	}
+	t, err := inboxTemplates(uk)
 	if err != nil {
 		return nil, fmt.Errorf("communityapi: inbox templates: %w", err)
 	}
-	return &API{o: o, svc: o.Service, log: o.Logger, tmpl: t}, nil
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return &API{o: o, svc: o.Service, inbox: o.Service.Inbox(o.Sessions), log: o.Logger, tmpl: t, uk: uk, now: o.Clock}, nil
 }
 
 // Routes are the community API's and the inbox page's routes. The API is for community clients only, scoped

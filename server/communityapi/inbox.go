@@ -2,14 +2,11 @@ package communityapi
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -24,40 +21,41 @@ import (
 	"github.com/socialrx/socialrx/server/internal/web"
 )
 
-// The community inbox page (/inbox/, docs/design.md#community-inbox-page): server-rendered HTML for community groups with no IT, doing
-// what the community API does (list, read, acknowledge, accept, decline, start, hold, complete, not complete,
-// add a note) through the same use cases (referral.Service.Search, Get and ChangeStatus: the state machine, one
-// store transaction).
+// The community inbox page (/inbox/, docs/design.md#community-inbox-page): server-rendered HTML for community
+// groups with no IT, doing what the community API does (list, read, acknowledge, accept, decline, start,
+// hold, resume, complete, not complete, add a note) through the same use cases (referral.Service.Search, Get
+// and ChangeStatus: the state machine, one store transaction).
 //
-// Sign-in: the group pastes its community token once; it is kept in an HttpOnly, SameSite=Strict cookie
-// scoped to /inbox/ (Secure behind TLS) and checked like a bearer token on every request, so rotating the
-// token in the directory file signs everyone out at once and any instance can serve any request. Forms carry
-// a CSRF token derived from the signed-in token (HMAC), checked on every change. Pages are never cached.
+// Sign-in: the group chooses its name and pastes its community token once (referral.Inbox.SignIn); the
+// browser gets a random session id in an HttpOnly, SameSite=Strict cookie scoped to /inbox/ (never the
+// token), and the shared database keeps the id's hash, so sign-out, expiry (idle and absolute) and a token
+// rotation end the session on every instance. Forms carry a CSRF token derived from the session id and are
+// refused when a browser says another site sent them (inbox_guard.go). Pages are never cached.
 
 const (
 	inboxCookie = "socialrx_inbox"
 	inboxPath   = "/inbox/"
-	// inboxSession is how long a browser keeps the sign-in.
-	inboxSession = 8 * time.Hour
 	// inboxFormMax bounds a posted form.
 	inboxFormMax = 64 << 10
+	// inboxPage is how many referrals one list page shows (urgent first within it).
+	inboxPage = maxLimit
 )
 
 //go:embed inbox.html.tmpl
 var inboxTemplateText string
 
 // inboxTemplates parses the inbox page templates (html/template: every value is escaped for its context).
-func inboxTemplates() (*template.Template, error) {
+func inboxTemplates(uk *time.Location) (*template.Template, error) {
 	return template.New("inbox").Funcs(template.FuncMap{
-		"label": statusLabel,
-		"when":  func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
-		"join":  strings.Join,
-		"needsReason": func(st mapping.TaskStatus) bool {
-			return st == mapping.StatusRejected || st == mapping.StatusOnHold || st == mapping.StatusFailed
-		},
-		"takesOutcome": func(st mapping.TaskStatus) bool {
-			return st == mapping.StatusCompleted || st == mapping.StatusFailed
-		},
+		"label":    statusLabel,
+		"when":     func(t time.Time) string { return dateTime(t, uk) },
+		"date":     func(s string) string { return readableDate(s, uk) },
+		"nonEmpty": nonEmpty,
+		"waiting":  awaitsAnswer,
+		"join":     strings.Join,
+		"tel":      telLink,
+		"mailto":   mailtoLink,
+		"priority": priorityLabel,
 	}).Parse(inboxTemplateText)
 }
 
@@ -88,34 +86,57 @@ func statusLabel(st mapping.TaskStatus) string {
 	return string(st)
 }
 
-// inboxAction is one move offered as a button on a referral page.
+// inboxAction is one move offered as a button on a referral page, with what the volunteer typed into it
+// when the page is shown again after a refusal.
 type inboxAction struct {
 	Status mapping.TaskStatus
 	Label  string
+	// Style is the button's look: "go" (moves the referral on), "stop" (declines or gives up: red, apart
+	// from the others) or "plain".
+	Style         string
+	NeedsReason   bool
+	TakesOutcome  bool
+	NeedsOutcome  bool
+	Reason        string // as typed, after a refusal of this form
+	Outcome       string
+	ErrorOn       string // "reason" or "outcome": the field the refusal is about
+	ReasonPrompt  string
+	OutcomePrompt string
 }
 
-// actionLabel is the button text of a move.
-func actionLabel(st mapping.TaskStatus) string {
-	switch st {
+// moveAction is the button for a move from status from.
+func moveAction(from, to mapping.TaskStatus) inboxAction {
+	a := inboxAction{Status: to, Style: "plain"}
+	switch to {
 	case mapping.StatusReceived:
-		return "Mark as seen"
+		a.Label = "Mark as seen"
 	case mapping.StatusAccepted:
-		return "Accept"
+		a.Label, a.Style = "Accept", "go"
 	case mapping.StatusRejected:
-		return "Decline"
+		a.Label, a.Style, a.NeedsReason = "Decline", "stop", true
+		a.ReasonPrompt = "Why you cannot take this referral (the GP practice will see it)"
 	case mapping.StatusInProgress:
-		return "Start"
+		a.Label, a.Style = "Start", "go"
+		if from == mapping.StatusOnHold {
+			a.Label = "Resume"
+		}
 	case mapping.StatusOnHold:
-		return "Put on hold"
+		a.Label, a.NeedsReason = "Put on hold", true
+		a.ReasonPrompt = "Why it is on hold (the GP practice will see it)"
 	case mapping.StatusCompleted:
-		return "Complete"
+		a.Label, a.Style, a.TakesOutcome, a.NeedsOutcome = "Complete", "go", true, true
+		a.OutcomePrompt = "What happened (the GP practice will see it)"
 	case mapping.StatusFailed:
-		return "Could not complete"
+		a.Label, a.Style, a.NeedsReason, a.TakesOutcome = "Could not complete", "stop", true, true
+		a.ReasonPrompt = "Why it could not be completed (the GP practice will see it)"
+		a.OutcomePrompt = "What happened, if anything (optional)"
+	case mapping.StatusRequested, mapping.StatusCancelled, mapping.StatusEnteredInError:
+		a.Label = statusLabel(to)
 	}
-	return statusLabel(st)
+	return a
 }
 
-// inboxFilters are the list page's filters, in the order shown.
+// inboxFilters are the list page's tabs, in the order shown.
 var inboxFilters = []struct {
 	Key      string
 	Label    string
@@ -137,55 +158,69 @@ type inboxPageData struct {
 	Flash   string // a confirmation after a change
 	Error   string // what went wrong, in words
 	Field   string // the form field the error is about
+	// ErrorFor is the id of the element the error is about (the error links to it), "" when none.
+	ErrorFor string
 
-	// login
+	// sign-in
 	LoginNeeded bool
+	Services    []referral.InboxService
+	Chosen      string // the service chosen on a refused sign-in
+	Idle, Max   string // how long a sign-in lasts, in words
 
 	// list
-	Filter    string
-	Filters   []inboxFilterLink
-	Referrals []mapping.Record
-	More      string // link to the next page
+	Filter  string
+	Filters []inboxFilterLink
+	Items   []inboxItem
+	More    string // link to the next page
 
 	// one referral
-	Record  *mapping.Record
-	Notes   []mapping.TaskNote
-	Actions []inboxAction
-	Form    url.Values // the form as posted, when it is shown again with an error
+	Record   *mapping.Record
+	Overdue  bool
+	Waited   string
+	Notes    []mapping.TaskNote
+	Actions  []inboxAction
+	NoteText string // the note as typed, after a refusal
 }
 
-// inboxFilterLink is one filter tab.
+// inboxFilterLink is one tab, with how many referrals it holds.
 type inboxFilterLink struct {
 	Key, Label string
+	Count      int
 	Current    bool
 }
 
-// inboxSignedIn reads the sign-in cookie. When a community client is signed in it returns the request
-// carrying that client (as a bearer token would, so the community API's helpers apply) and the page data
-// every signed-in page starts from (title, service name, CSRF token, any confirmation); ok false otherwise.
-func (a *API) inboxSignedIn(r *http.Request, title string) (*http.Request, config.Client, inboxPageData, bool) {
-	c, err := r.Cookie(inboxCookie)
-	if err != nil || c.Value == "" {
-		return r, config.Client{}, inboxPageData{}, false
-	}
-	token, err := url.QueryUnescape(c.Value)
-	if err != nil {
-		return r, config.Client{}, inboxPageData{}, false
-	}
-	cl, ok := a.o.Config.Authenticate(token)
-	if !ok || cl.Role != config.RoleCommunity {
-		return r, config.Client{}, inboxPageData{}, false
-	}
-	d := inboxPageData{Title: title, Service: a.svc.ServiceName(cl.Service), CSRF: inboxCSRF(token), Flash: flashText(r)}
-	return r.WithContext(web.WithClient(r.Context(), cl)), cl, d, true
+// signedIn is a request's live inbox session.
+type signedIn struct {
+	r      *http.Request // carrying the client, as a bearer token would (the community API's helpers apply)
+	client config.Client
+	id     string // the secret session id (for the CSRF token)
+	d      inboxPageData
 }
 
-// inboxCSRF is the form token of a signed-in token: an HMAC keyed by the token, so only a page that the
-// signed-in browser loaded can know it.
-func inboxCSRF(token string) string {
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("socialrx inbox form"))
-	return hex.EncodeToString(m.Sum(nil))
+// inboxSignedIn finds the request's live session. ok is false when the browser has none (no cookie, or one
+// that no longer opens a session: then the cookie is deleted and ended is true); err is a store failure.
+func (a *API) inboxSignedIn(w http.ResponseWriter, r *http.Request, title string) (s signedIn, ok, ended bool, err error) {
+	c, cerr := r.Cookie(inboxCookie)
+	if cerr != nil || c.Value == "" {
+		return signedIn{}, false, false, nil
+	}
+	sess, err := a.inbox.Session(r.Context(), c.Value)
+	if errors.Is(err, referral.ErrNoSession) {
+		setSessionCookie(w, r, "", 0)
+		return signedIn{}, false, true, nil
+	}
+	if err != nil {
+		return signedIn{}, false, false, err
+	}
+	d := inboxPageData{Title: title, Service: a.svc.ServiceName(sess.Client.Service), CSRF: inboxCSRF(sess.ID), Flash: flashText(r)}
+	return signedIn{r: r.WithContext(web.WithClient(r.Context(), sess.Client)), client: sess.Client, id: sess.ID, d: d}, true, false, nil
+}
+
+// loginPage is the sign-in page's data.
+func (a *API) loginPage(r *http.Request) inboxPageData {
+	p := a.inbox.Policy()
+	return inboxPageData{Title: "Sign in", LoginNeeded: true, Services: a.inbox.Services(), Flash: flashText(r),
+		Idle: waited(p.Idle), Max: waited(p.Max)}
 }
 
 // renderInbox writes one inbox page with the headers every inbox page carries.
@@ -197,6 +232,9 @@ func (a *API) renderInbox(w http.ResponseWriter, r *http.Request, status int, d 
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
+	if d.ErrorFor == "" && d.LoginNeeded && (d.Field == "service" || d.Field == "token") {
+		d.ErrorFor = d.Field // the sign-in fields' ids are their names
+	}
 	var b bytes.Buffer
 	if err := a.tmpl.ExecuteTemplate(&b, "page", d); err != nil {
 		a.log.Error("render inbox page", "request_id", web.RequestID(r.Context()), "err", err)
@@ -221,26 +259,35 @@ func (a *API) inboxBare(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusMovedPermanently)
 }
 
+// sessionEnded is the notice shown when a browser's session has ended by itself.
+const sessionEnded = "You were signed out: the sign-in ended (after a while without use, at the end of the day, or because your group's token was changed). Sign in again."
+
 // inboxHome is GET /inbox/: the sign-in form, or the service's referrals.
 func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
-	r, cl, d, ok := a.inboxSignedIn(r, "Referrals")
-	if !ok {
-		a.renderInbox(w, r, http.StatusOK, inboxPageData{Title: "Sign in", LoginNeeded: true})
+	s, ok, ended, err := a.inboxSignedIn(w, r, "Referrals")
+	if err != nil {
+		a.inboxFailure(w, r, a.loginPage(r), err)
 		return
 	}
-	d.Filter = r.URL.Query().Get("show")
-	if d.Filter == "" {
-		d.Filter = "open"
-	}
-	var q referral.Query
-	q.Limit = defaultLimit
-	found := false
-	for _, f := range inboxFilters {
-		d.Filters = append(d.Filters, inboxFilterLink{Key: f.Key, Label: f.Label, Current: f.Key == d.Filter})
-		if f.Key == d.Filter {
-			q.Statuses, found = f.Statuses, true
+	if !ok {
+		d := a.loginPage(r)
+		if ended {
+			d.Flash = sessionEnded
 		}
+		a.renderInbox(w, r, http.StatusOK, d)
+		return
 	}
+	r, d := s.r, s.d
+	d.Filter = cmpOr(r.URL.Query().Get("show"), "open")
+	var q referral.Query
+	q.Limit = inboxPage
+	counts, err := a.inbox.Counts(r.Context(), web.Caller(r.Context()))
+	if err != nil {
+		a.inboxFailure(w, r, d, err)
+		return
+	}
+	var found bool
+	d.Filters, q.Statuses, found = tabs(counts, d.Filter)
 	if !found {
 		d.Error, d.Field = fmt.Sprintf("%q is not a list to show; choose open, new, closed or all", d.Filter), "show"
 		a.renderInbox(w, r, http.StatusBadRequest, d)
@@ -260,17 +307,48 @@ func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
 		a.inboxFailure(w, r, d, err)
 		return
 	}
+	now := a.now()
 	for _, ref := range refs {
-		if ref.Record.Service.ID == cl.Service { // defence in depth: the query is already scoped
-			d.Referrals = append(d.Referrals, ref.Record)
+		if ref.Record.Service.ID == s.client.Service { // defence in depth: the query is already scoped
+			d.Items = append(d.Items, listItem(ref.Record, ref.BusinessStatus, now, a.uk))
 		}
 	}
-	// Newest change first reads best for a person; keyset paging still walks the stored order.
-	slices.Reverse(d.Referrals)
+	// Newest change first reads best for a person; then the most pressing first (stable: within a priority,
+	// overdue first, then newest change first). Keyset paging still walks the stored order.
+	slices.Reverse(d.Items)
+	slices.SortStableFunc(d.Items, byUrgency)
 	if next != nil {
 		d.More = inboxPath + "?" + url.Values{"show": {d.Filter}, "after": {web.EncodeCursor(*next)}}.Encode()
 	}
 	a.renderInbox(w, r, http.StatusOK, d)
+}
+
+// tabs are the list's tabs with their counts, the statuses the current one (filter) shows, and whether
+// filter is a tab at all.
+func tabs(counts map[mapping.TaskStatus]int, filter string) ([]inboxFilterLink, []mapping.TaskStatus, bool) {
+	var out []inboxFilterLink
+	var statuses []mapping.TaskStatus
+	found := false
+	for _, f := range inboxFilters {
+		n := 0
+		for st, c := range counts {
+			if f.Statuses == nil || slices.Contains(f.Statuses, st) {
+				n += c
+			}
+		}
+		out = append(out, inboxFilterLink{Key: f.Key, Label: f.Label, Count: n, Current: f.Key == filter})
+		if f.Key == filter {
+			statuses, found = f.Statuses, true
+		}
+	}
+	return out, statuses, found
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }
 
 // flashText is the confirmation named by ?done= after a change.
@@ -282,6 +360,8 @@ func flashText(r *http.Request) string {
 		return "Your note was added."
 	case "same":
 		return "Nothing to change: the referral already had that status."
+	case "signed-out":
+		return "You are signed out."
 	}
 	st, ok := mapping.ParseTaskStatus(r.URL.Query().Get("done"))
 	if !ok {
@@ -290,118 +370,166 @@ func flashText(r *http.Request) string {
 	return "Saved: the referral is now “" + statusLabel(st) + "”. The GP practice can see this."
 }
 
-// inboxLogin is POST /inbox/login: check the pasted token and keep it in the cookie.
+// inboxLogin is POST /inbox/login: check the group and its token, open a session.
 func (a *API) inboxLogin(w http.ResponseWriter, r *http.Request) {
-	d := inboxPageData{Title: "Sign in", LoginNeeded: true}
-	if err := a.parseInboxForm(w, r); err != nil {
-		d.Error = err.Error()
+	d := a.loginPage(r)
+	if msg, crossSite := a.parseInboxForm(w, r); msg != "" {
+		d.Error = msg + "; nothing was done."
+		status := http.StatusBadRequest
+		if crossSite {
+			status = http.StatusForbidden
+			a.log.Warn("inbox sign-in refused: sent from another site", "request_id", web.RequestID(r.Context()))
+		}
+		a.renderInbox(w, r, status, d)
+		return
+	}
+	if k := web.RepeatedField(r.PostForm, "service", "token"); k != "" {
+		d.Error, d.Field = k+" was sent more than once", k
 		a.renderInbox(w, r, http.StatusBadRequest, d)
 		return
 	}
+	d.Chosen = r.PostForm.Get("service")
 	token := strings.TrimSpace(r.PostForm.Get("token"))
-	if token == "" {
-		d.Error, d.Field = "Paste your service's access token to sign in.", "token"
+	switch {
+	case !slices.ContainsFunc(d.Services, func(s referral.InboxService) bool { return s.ID == d.Chosen }):
+		d.Error, d.Field, d.Chosen = "Choose your group from the list.", "service", ""
+	case token == "":
+		d.Error, d.Field = "Paste your group's access token to sign in.", "token"
+	}
+	if d.Error != "" {
 		a.renderInbox(w, r, http.StatusBadRequest, d)
 		return
 	}
-	cl, ok := a.o.Config.Authenticate(token)
-	if !ok {
-		a.log.Info("inbox sign-in refused: unknown token", "request_id", web.RequestID(r.Context()))
-		d.Error, d.Field = "That token is not recognised. Check it with whoever set up socialrx for your group.", "token"
+	sess, err := a.inbox.SignIn(r.Context(), referral.SignInRequest{Token: token, ServiceID: d.Chosen, Address: r.RemoteAddr})
+	var te *referral.ThrottledError
+	switch {
+	case err == nil:
+	case errors.As(err, &te):
+		a.log.Warn("inbox sign-in throttled", "request_id", web.RequestID(r.Context()), "per_service", te.PerService)
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(te.RetryAfter.Seconds()))))
+		who := "from this device or network"
+		if te.PerService {
+			who = "for this group"
+		}
+		d.Error, d.Field = fmt.Sprintf("Too many wrong sign-ins %s recently. Wait %s and try again (the token was not checked this time).",
+			who, waited(te.RetryAfter+time.Minute-time.Second)), "token"
+		a.renderInbox(w, r, http.StatusTooManyRequests, d)
+		return
+	case errors.Is(err, referral.ErrSignInRefused):
+		// Whatever the token was (someone else's, another role's, nobody's), the answer is the same.
+		a.log.Info("inbox sign-in refused", "request_id", web.RequestID(r.Context()), "service", d.Chosen)
+		d.Error, d.Field = "That access token does not match the group you chose. Check both with whoever set up socialrx for your group.", "token"
 		a.renderInbox(w, r, http.StatusUnauthorized, d)
 		return
+	default:
+		a.inboxFailure(w, r, d, err)
+		return
 	}
-	if cl.Role != config.RoleCommunity {
-		a.log.Info("inbox sign-in refused: not a community client", "request_id", web.RequestID(r.Context()), "client", cl.ID)
-		d.Error, d.Field = "This token belongs to a "+string(cl.Role)+" client; the inbox is for community services.", "token"
+	setSessionCookie(w, r, sess.ID, sess.Session.ExpiresAt.Sub(sess.Session.CreatedAt))
+	a.log.Info("inbox sign-in", "request_id", web.RequestID(r.Context()), "client", sess.Client.ID)
+	inboxRedirect(w, inboxPath)
+}
+
+// inboxLogout is POST /inbox/logout: end the session for every instance and delete the cookie.
+func (a *API) inboxLogout(w http.ResponseWriter, r *http.Request) {
+	if msg, _ := a.parseInboxForm(w, r); msg != "" {
+		d := a.loginPage(r)
+		d.Error = msg + "; you are still signed in."
 		a.renderInbox(w, r, http.StatusForbidden, d)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: inboxCookie, Value: url.QueryEscape(token), Path: inboxPath,
-		MaxAge: int(inboxSession / time.Second), HttpOnly: true, Secure: web.SecureRequest(r), SameSite: http.SameSiteStrictMode})
-	a.log.Info("inbox sign-in", "request_id", web.RequestID(r.Context()), "client", cl.ID)
-	inboxRedirect(w, inboxPath)
-}
-
-// inboxLogout is POST /inbox/logout.
-func (a *API) inboxLogout(w http.ResponseWriter, r *http.Request) {
-	if err := a.parseInboxForm(w, r); err != nil {
-		a.renderInbox(w, r, http.StatusBadRequest, inboxPageData{Title: "Sign out", Error: err.Error()})
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: inboxCookie, Value: "", Path: inboxPath, MaxAge: -1, HttpOnly: true,
-		Secure: web.SecureRequest(r), SameSite: http.SameSiteStrictMode})
-	inboxRedirect(w, inboxPath)
-}
-
-// parseInboxForm reads a posted form (readForm) sent from a page of this site: a browser's Origin header, when it sends one, must name this host (as the request, a proxy's
-// X-Forwarded-Host or the configured base URL names it).
-func (a *API) parseInboxForm(w http.ResponseWriter, r *http.Request) error {
-	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		if err != nil || !a.ownHost(r, u.Host) {
-			return errors.New("the form was sent from another web site")
+	if c, err := r.Cookie(inboxCookie); err == nil && c.Value != "" {
+		if r.PostForm.Get("csrf") == "" || !csrfOK(r, c.Value) {
+			d := a.loginPage(r)
+			d.Error = "This sign-out did not come from your inbox page; you are still signed in. Use the Sign out button."
+			a.renderInbox(w, r, http.StatusForbidden, d)
+			return
+		}
+		if err := a.inbox.SignOut(r.Context(), c.Value); err != nil {
+			a.inboxFailure(w, r, a.loginPage(r), err)
+			return
 		}
 	}
-	return web.ReadForm(w, r, inboxFormMax)
-}
-
-// ownHost reports whether host (from a browser's Origin) is this service as the browser reached it.
-func (a *API) ownHost(r *http.Request, host string) bool {
-	if host == "" {
-		return false
-	}
-	hosts := []string{r.Host, r.Header.Get("X-Forwarded-Host")}
-	if b, err := url.Parse(a.o.BaseURL); err == nil && a.o.BaseURL != "" {
-		hosts = append(hosts, b.Host)
-	}
-	return slices.ContainsFunc(hosts, func(h string) bool { return h != "" && strings.EqualFold(h, host) })
+	setSessionCookie(w, r, "", 0)
+	inboxRedirect(w, inboxPath+"?done=signed-out")
 }
 
 // inboxShow is GET /inbox/referrals/{id}.
 func (a *API) inboxShow(w http.ResponseWriter, r *http.Request) {
-	r, _, d, ok := a.inboxSignedIn(r, "Referral")
+	s, ok, _, err := a.inboxSignedIn(w, r, "Referral")
+	if err != nil {
+		a.inboxFailure(w, r, a.loginPage(r), err)
+		return
+	}
 	if !ok {
 		inboxRedirect(w, inboxPath)
 		return
 	}
-	ref, err := a.referral(r)
+	ref, err := a.referral(s.r)
 	if err != nil {
-		a.inboxFailure(w, r, d, err)
+		a.inboxFailure(w, s.r, s.d, err)
 		return
 	}
-	a.renderInbox(w, r, http.StatusOK, referralPage(d, ref, nil))
+	a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.d, ref, nil, ""))
 }
 
-// referralPage fills the one-referral page.
-func referralPage(d inboxPageData, ref outbox.Referral, form url.Values) inboxPageData {
+// referralPage fills the one-referral page; form is the refused form (nil: none) and field the field its
+// refusal is about.
+func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values, field string) inboxPageData {
 	rec := ref.Record
 	d.Title = "Referral for " + rec.Patient.Name
 	if rec.Patient.Name == "" {
 		d.Title = "Referral " + rec.ID
 	}
-	d.Record, d.Notes, d.Form = &rec, ref.TaskNotes, form
+	d.Record, d.Notes = &rec, ref.TaskNotes
+	d.Overdue = ref.BusinessStatus == mapping.BusinessOverdue
+	d.Waited = waited(a.now().Sub(rec.CreatedAt))
+	posted := mapping.TaskStatus(form.Get("status"))
 	for _, st := range mapping.AllowedMoves(rec.Status, mapping.ActorCommunity) {
-		d.Actions = append(d.Actions, inboxAction{Status: st, Label: actionLabel(st)})
+		act := moveAction(rec.Status, st)
+		if form != nil && posted == st {
+			act.Reason, act.Outcome = form.Get("reason"), form.Get("outcome")
+			if field == "reason" || field == "outcome" {
+				act.ErrorOn = field
+				d.ErrorFor = field + "-" + string(st)
+			}
+		}
+		d.Actions = append(d.Actions, act)
+	}
+	if form != nil && form.Get("status") == "" {
+		d.NoteText = form.Get("note")
+		if field == "note" {
+			d.ErrorFor = "note"
+		}
 	}
 	return d
 }
 
 // inboxStatus is POST /inbox/referrals/{id}/status: one move (or a note) from the referral page's form.
 func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
-	r, cl, d, ok := a.inboxSignedIn(r, "Referral")
+	if msg, crossSite := a.parseInboxForm(w, r); msg != "" {
+		status := http.StatusBadRequest
+		if crossSite {
+			status = http.StatusForbidden
+			a.log.Warn("inbox form refused: sent from another site", "request_id", web.RequestID(r.Context()))
+		}
+		a.renderInbox(w, r, status, inboxPageData{Title: "Not saved", Error: msg + "; nothing was changed."})
+		return
+	}
+	s, ok, _, err := a.inboxSignedIn(w, r, "Referral")
+	if err != nil {
+		a.inboxFailure(w, r, a.loginPage(r), err)
+		return
+	}
 	if !ok {
-		a.renderInbox(w, r, http.StatusUnauthorized, inboxPageData{Title: "Sign in", LoginNeeded: true,
-			Error: "You are signed out (or your token changed). Sign in again; nothing was changed."})
+		d := a.loginPage(r)
+		d.Error = "You are signed out (or your group's token changed). Sign in again; nothing was changed."
+		a.renderInbox(w, r, http.StatusUnauthorized, d)
 		return
 	}
-	if err := a.parseInboxForm(w, r); err != nil {
-		d.Error = err.Error()
-		a.renderInbox(w, r, http.StatusBadRequest, d)
-		return
-	}
-	if got := r.PostForm.Get("csrf"); subtle.ConstantTimeCompare([]byte(got), []byte(d.CSRF)) != 1 {
-		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(r.Context()), "client", cl.ID)
+	r, d := s.r, s.d
+	if !csrfOK(r, s.id) {
+		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(r.Context()), "client", s.client.ID)
 		d.Error = "This form did not come from your inbox page (or it is out of date). Open the referral again; nothing was changed."
 		a.renderInbox(w, r, http.StatusForbidden, d)
 		return
@@ -413,38 +541,13 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	form := r.PostForm
 	fail := func(status int, field, msg string) {
-		pd := referralPage(d, ref, form)
+		pd := a.referralPage(d, ref, form, field)
 		pd.Error, pd.Field = msg, field
 		a.renderInbox(w, r, status, pd)
 	}
-	if k := web.RepeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
-		fail(http.StatusBadRequest, k, k+" was sent more than once")
-		return
-	}
-	expect, err := strconv.Atoi(form.Get("version"))
-	if err != nil || expect < 1 {
-		fail(http.StatusBadRequest, "version", "the form is missing the referral's version; open the referral again")
-		return
-	}
-	to := mapping.TaskStatus(form.Get("status"))
-	note := strings.TrimSpace(form.Get("note"))
-	if form.Get("status") == "" { // the note form
-		if note == "" {
-			fail(http.StatusUnprocessableEntity, "note", "Write a note before adding it.")
-			return
-		}
-		to = ref.Record.Status
-	} else if !slices.Contains(referral.CommunityStatuses(), to) {
-		fail(http.StatusBadRequest, "status", fmt.Sprintf("%q is not a status a service sets", form.Get("status")))
-		return
-	}
-	change := referral.StatusRequest{ReferralID: ref.Record.ID, ExpectVersion: expect, Status: to,
-		Reason: strings.TrimSpace(form.Get("reason")), Note: note}
-	if o := strings.TrimSpace(form.Get("outcome")); o != "" {
-		change.Outcome = &mapping.Outcome{Text: o}
-	}
-	if msg, field := inboxTextLimits(change, note); msg != "" {
-		fail(http.StatusUnprocessableEntity, field, msg)
+	change, bad := formChange(form, ref.Record)
+	if bad != nil {
+		fail(bad.status, bad.field, bad.msg)
 		return
 	}
 	from := ref.Record.Status
@@ -453,6 +556,9 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		status, je := web.JSONError(err)
 		web.LogFailure(a.log, r, status, err)
 		msg := je.Message
+		if je.Error == string(mapping.CodeReasonRequired) {
+			msg = fmt.Sprintf("Write the reason before you press “%s”: the GP practice will see it.", moveAction(from, change.Status).Label)
+		}
 		if errors.Is(err, outbox.ErrVersionMismatch) {
 			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
 			if cur, gerr := a.referral(r); gerr == nil {
@@ -475,6 +581,48 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		done = "note"
 	}
 	inboxRedirect(w, inboxPath+"referrals/"+url.PathEscape(ref.Record.ID)+"?done="+url.QueryEscape(done))
+}
+
+// formRefusal is why a posted referral form cannot be acted on: the page's status, the field, the words.
+type formRefusal struct {
+	status     int
+	field, msg string
+}
+
+// formChange reads a referral page's posted form (a move, or the note form) into the status change it asks
+// for on rec, or says why it cannot.
+func formChange(form url.Values, rec mapping.Record) (referral.StatusRequest, *formRefusal) {
+	refuse := func(status int, field, msg string) (referral.StatusRequest, *formRefusal) {
+		return referral.StatusRequest{}, &formRefusal{status: status, field: field, msg: msg}
+	}
+	if k := web.RepeatedField(form, "status", "reason", "outcome", "note", "version"); k != "" {
+		return refuse(http.StatusBadRequest, k, k+" was sent more than once")
+	}
+	expect, err := strconv.Atoi(form.Get("version"))
+	if err != nil || expect < 1 {
+		return refuse(http.StatusBadRequest, "version", "the form is missing the referral's version; open the referral again")
+	}
+	to := mapping.TaskStatus(form.Get("status"))
+	note := strings.TrimSpace(form.Get("note"))
+	switch {
+	case form.Get("status") == "" && note == "": // the note form, empty
+		return refuse(http.StatusUnprocessableEntity, "note", "Write a note before adding it.")
+	case form.Get("status") == "":
+		to = rec.Status
+	case !slices.Contains(referral.CommunityStatuses(), to):
+		return refuse(http.StatusBadRequest, "status", fmt.Sprintf("%q is not a status a service sets", form.Get("status")))
+	}
+	change := referral.StatusRequest{ReferralID: rec.ID, ExpectVersion: expect, Status: to,
+		Reason: strings.TrimSpace(form.Get("reason")), Note: note}
+	if o := strings.TrimSpace(form.Get("outcome")); o != "" {
+		change.Outcome = &mapping.Outcome{Text: o}
+	} else if to == mapping.StatusCompleted && to != rec.Status {
+		return refuse(http.StatusUnprocessableEntity, "outcome", "Say what happened before completing the referral.")
+	}
+	if msg, field := inboxTextLimits(change, note); msg != "" {
+		return refuse(http.StatusUnprocessableEntity, field, msg)
+	}
+	return change, nil
 }
 
 // inboxTextLimits applies the community API's length limits to the form's texts.
@@ -506,5 +654,6 @@ func (a *API) inboxFailure(w http.ResponseWriter, r *http.Request, d inboxPageDa
 	default:
 		d.Error = je.Message
 	}
+	d.LoginNeeded = false
 	a.renderInbox(w, r, status, d)
 }

@@ -79,7 +79,7 @@ const (
 
 // statements lists the static statements Dialect.Compile rebinds.
 func statements() []string {
-	return []string{
+	return append([]string{
 		insertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectTimelineMessages,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
@@ -87,5 +87,5 @@ func statements() []string {
 		insertSubscription, setSubscriptionStatus, numberEvent,
 		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
 		selectPauses, countByDestination, countDelivered, inboxStats,
-	}
+	}, sessionStatements()...)
 }
