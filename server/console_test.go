@@ -14,11 +14,10 @@ import (
 	"time"
 
 	"github.com/socialrx/socialrx/outbox"
-	"github.com/socialrx/socialrx/server"
 )
 
-// consoleHarness is a server with the operations console, its sessions as the server's, a person's browser
-// (cookie jar, no automatic redirects) and the log.
+// consoleHarness is a server (with the operations console), a person's browser (cookie jar, no automatic
+// redirects) and the server's log.
 type consoleHarness struct {
 	*harness
 	b    *browser
@@ -28,10 +27,7 @@ type consoleHarness struct {
 func newConsoleHarness(t *testing.T) *consoleHarness {
 	t.Helper()
 	logs := &logBuffer{}
-	h := newHarnessOpts(t, nil, nil, func(o *server.Options) {
-		o.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		o.ConsoleSessions = consoleSessions(t, o)
-	})
+	h := newHarnessLogged(t, nil, nil, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	return &consoleHarness{harness: h, b: newBrowser(h), logs: logs}
 }
 

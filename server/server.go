@@ -45,9 +45,9 @@ type Options struct {
 	// InboxSessions is how long community inbox sign-ins last (SOCIALRX_INBOX_IDLE_TIMEOUT,
 	// SOCIALRX_INBOX_SESSION_MAX) and how wrong ones are slowed down; zero fields: the defaults.
 	InboxSessions referral.SessionPolicy
-	// ConsoleSessions is the operations console's sign-in (admin clients, sessions kept server-side); nil:
-	// the console is not served.
-	ConsoleSessions console.Sessions
+	// ConsoleSessions is how long operations console sign-ins last and how wrong ones are slowed down; zero
+	// fields: the defaults (referral.DefaultSessionPolicy).
+	ConsoleSessions referral.SessionPolicy
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -107,15 +107,12 @@ func New(o Options) (*Server, error) {
 		Referrals: s.metrics.referrals})
 	admin := adminapi.New(adminapi.Options{Service: svc, Logger: o.Logger, Clock: o.Clock, MaxBodyBytes: o.MaxBodyBytes})
 	apis := [][]web.Route{s.opsRoutes(), fhirAPI.Routes(), s.smart.Routes(), admin.Routes(), community.Routes()}
-	if o.ConsoleSessions != nil {
-		ops, err := console.New(console.Options{Service: svc, Sessions: o.ConsoleSessions, Logger: o.Logger, Clock: o.Clock,
-			BaseURL: s.baseURL})
-		if err != nil {
-			return nil, err
-		}
-		apis = append(apis, ops.Routes())
+	ops, err := console.New(console.Options{Service: svc, Sessions: o.ConsoleSessions, Logger: o.Logger, Clock: o.Clock,
+		BaseURL: s.baseURL})
+	if err != nil {
+		return nil, err
 	}
-	s.routes(apis...)
+	s.routes(append(apis, ops.Routes())...)
 	return s, nil
 }
 

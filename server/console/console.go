@@ -6,25 +6,22 @@
 // number, replaying (one, selected, or every dead message matching a filter, after a preview of how many),
 // discarding, and pausing and resuming a community service.
 //
-// Sign-in: an admin client's token and the engineer's name; the browser gets a random session id in an
-// HttpOnly, SameSite=Strict cookie scoped to /admin/ (never the token), the sessions are kept server-side
-// (Sessions), and every action is recorded as "console:<client>/<name>". Forms carry a CSRF token derived
+// Sign-in: an admin client's token and the engineer's name (referral.Console); the browser gets a random
+// session id in an HttpOnly, SameSite=Strict cookie scoped to /admin/ (never the token), the sessions are
+// kept in the shared database as the inbox's are, so sign-out, expiry and a token rotation end them on every
+// instance, and every action is recorded as "console:<client>/<name>". Forms carry a CSRF token derived
 // from the session id and are refused when the browser says another site sent them (guard.go). Pages are
 // never cached, cannot be framed and run no script (Content-Security-Policy).
 package console
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/internal/web"
 )
@@ -40,48 +37,12 @@ const (
 	pageSize = 50
 )
 
-// Session is a signed-in console browser.
-type Session struct {
-	// ID is the secret the browser's cookie holds.
-	ID string
-	// Client is the admin client whose token signed in.
-	Client config.Client
-	// Expires is when the session ends however much it is used (the cookie's end).
-	Expires time.Time
-}
-
-// Errors of a Sessions implementation.
-var (
-	// ErrSignInRefused: the token is not an admin client's.
-	ErrSignInRefused = errors.New("that token is not an admin token")
-	// ErrNoSession: no live session (none, signed out, expired, or void after a token rotation).
-	ErrNoSession = errors.New("not signed in")
-)
-
-// ThrottledError refuses a sign-in for a while after too many wrong ones.
-type ThrottledError struct {
-	RetryAfter time.Duration
-}
-
-func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("too many wrong sign-ins; try again in %s", e.RetryAfter)
-}
-
-// Sessions is the console's sign-in, kept server-side so that signing out ends a session on every instance.
-type Sessions interface {
-	// SignIn opens a session for the admin client whose token this is (ErrSignInRefused otherwise, or a
-	// *ThrottledError after too many wrong ones from address).
-	SignIn(ctx context.Context, token, address string) (Session, error)
-	// Session returns the live session whose cookie holds id, recording its use (ErrNoSession when none).
-	Session(ctx context.Context, id string) (Session, error)
-	// SignOut ends the session whose cookie holds id.
-	SignOut(ctx context.Context, id string) error
-}
-
 // Options are what the console needs.
 type Options struct {
-	Service  *referral.Service
-	Sessions Sessions
+	Service *referral.Service
+	// Sessions is how long console sign-ins last and how wrong ones are slowed down (zero fields: those of
+	// referral.DefaultSessionPolicy).
+	Sessions referral.SessionPolicy
 	Logger   *slog.Logger
 	Clock    func() time.Time
 	// BaseURL is the configured public base URL ("" when none): forms whose Origin names it are accepted.
@@ -90,16 +51,17 @@ type Options struct {
 
 // Console serves the operations console.
 type Console struct {
-	o    Options
-	op   referral.Operator
-	log  *slog.Logger
-	tmpl *template.Template
+	o      Options
+	op     referral.Operator
+	signIn referral.Console
+	log    *slog.Logger
+	tmpl   *template.Template
 }
 
 // New returns the console.
 func New(o Options) (*Console, error) {
-	if o.Service == nil || o.Sessions == nil {
-		return nil, errors.New("console: Service and Sessions are required")
+	if o.Service == nil {
+		return nil, errors.New("console: Service is required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -113,7 +75,7 @@ func New(o Options) (*Console, error) {
 	}
 	op := o.Service.Operator()
 	op.Logger = o.Logger
-	return &Console{o: o, op: op, log: o.Logger, tmpl: t}, nil
+	return &Console{o: o, op: op, signIn: o.Service.Console(o.Sessions), log: o.Logger, tmpl: t}, nil
 }
 
 // Routes are the console's routes. They are public to the router: the console signs in with its own
@@ -153,32 +115,13 @@ type page struct {
 	Login   bool
 }
 
-// render writes one console page with the headers every console page carries.
+// render writes one console page with the headers every page carries (web.WritePage).
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, p page) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store") // patient data and operations: never kept by a browser or a proxy
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	var b bytes.Buffer
-	if err := c.tmpl.ExecuteTemplate(&b, "page", p); err != nil {
-		c.log.Error("render console page", "request_id", web.RequestID(r.Context()), "err", err)
-		http.Error(w, "the page could not be shown", http.StatusInternalServerError)
-		return
-	}
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
-	w.WriteHeader(status)
-	_, _ = b.WriteTo(w)
+	web.WritePage(w, r, c.log, c.tmpl, status, p)
 }
 
 // redirect answers a form post with 303 See Other to path (post/redirect/get).
-func redirect(w http.ResponseWriter, path string) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Location", path)
-	w.WriteHeader(http.StatusSeeOther)
-}
+func redirect(w http.ResponseWriter, path string) { web.SeeOther(w, path) }
 
 // bare redirects /admin to /admin/.
 func (c *Console) bare(w http.ResponseWriter, _ *http.Request) {

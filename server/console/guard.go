@@ -6,20 +6,21 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/internal/web"
 )
 
 // signedIn is a request of a signed-in engineer.
 type signedIn struct {
-	sess  Session
+	sess  referral.ConsoleSession
 	name  string
 	actor string // "console:<client>/<name>", recorded with every change
 	page  page   // what every page of this engineer starts from
@@ -32,9 +33,9 @@ func (c *Console) signedIn(r *http.Request, title string) (signedIn, bool) {
 	if err != nil || ck.Value == "" {
 		return signedIn{}, false
 	}
-	sess, err := c.o.Sessions.Session(r.Context(), ck.Value)
+	sess, err := c.signIn.Session(r.Context(), ck.Value)
 	if err != nil {
-		if !errors.Is(err, ErrNoSession) {
+		if !errors.Is(err, referral.ErrNoSession) {
 			c.log.Error("console session", "request_id", web.RequestID(r.Context()), "err", err)
 		}
 		return signedIn{}, false
@@ -97,34 +98,11 @@ func csrfToken(sessionID string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// crossSite says why a form must be refused because another site sent it ("" when it may be read). A
-// browser's Sec-Fetch-Site is decisive (same-origin: our own page; none: the person's own action); without
-// it, an Origin that names another host is refused.
+// crossSite says why a form must be refused because another site sent it ("" when it may be read): the
+// rule every page of socialrx applies (web.CrossSiteRefusal).
 func (c *Console) crossSite(r *http.Request) string {
-	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Sec-Fetch-Site"))) {
-	case "same-origin", "none":
-		return ""
-	case "":
-		o := r.Header.Get("Origin")
-		if o == "" || o == "null" {
-			return ""
-		}
-		u, err := url.Parse(o)
-		if err != nil || u.Host == "" || !c.ownHost(r, u.Host) {
-			return "the form was sent from another web site"
-		}
-		return ""
-	}
-	return "the form was sent from another web site"
-}
-
-// ownHost reports whether host is this service as the browser reached it.
-func (c *Console) ownHost(r *http.Request, host string) bool {
-	hosts := []string{r.Host, r.Header.Get("X-Forwarded-Host")}
-	if b, err := url.Parse(c.o.BaseURL); err == nil && c.o.BaseURL != "" {
-		hosts = append(hosts, b.Host)
-	}
-	return slices.ContainsFunc(hosts, func(h string) bool { return h != "" && strings.EqualFold(h, host) })
+	return web.CrossSiteRefusal(r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Origin"),
+		func(host string) bool { return web.OwnHost(r, c.o.BaseURL, host) })
 }
 
 // form checks and reads a posted form of a signed-in engineer: not from another site, within the size
@@ -183,15 +161,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.signInPage(w, r, http.StatusBadRequest, "Paste an admin token to sign in.", "token")
 		return
 	}
-	sess, err := c.o.Sessions.SignIn(r.Context(), token, r.RemoteAddr)
-	var th *ThrottledError
+	sess, err := c.signIn.SignIn(r.Context(), token, r.RemoteAddr)
+	var th *referral.ThrottledError
 	switch {
 	case errors.As(err, &th):
-		w.Header().Set("Retry-After", strconv.Itoa(int(th.RetryAfter.Round(time.Second)/time.Second)))
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(th.RetryAfter.Seconds()))))
 		c.log.Info("console sign-in throttled", "request_id", web.RequestID(r.Context()))
 		c.signInPage(w, r, http.StatusTooManyRequests, "Too many wrong sign-ins from here: try again in "+th.RetryAfter.Round(time.Second).String()+".", "token")
 		return
-	case errors.Is(err, ErrSignInRefused):
+	case errors.Is(err, referral.ErrSignInRefused):
 		c.log.Info("console sign-in refused", "request_id", web.RequestID(r.Context()))
 		c.signInPage(w, r, http.StatusUnauthorized, "That is not an admin token. Nothing was signed in.", "token")
 		return
@@ -202,7 +180,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.NoteClient(r.Context(), sess.Client.ID)
-	ttl := max(sess.Expires.Sub(c.o.Clock()), time.Minute)
+	ttl := max(sess.Session.ExpiresAt.Sub(sess.Session.CreatedAt), time.Minute)
 	setCookie(w, r, cookieName, sess.ID, ttl)
 	setCookie(w, r, nameCookie, url.QueryEscape(name), ttl)
 	c.log.Info("console sign-in", "request_id", web.RequestID(r.Context()), "client", sess.Client.ID, "name", name)
@@ -219,7 +197,7 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	if !c.form(w, r, s) {
 		return
 	}
-	if err := c.o.Sessions.SignOut(r.Context(), s.sess.ID); err != nil {
+	if err := c.signIn.SignOut(r.Context(), s.sess.ID); err != nil {
 		c.failure(w, r, s.page, err)
 		return
 	}
