@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -234,4 +236,52 @@ func TestBrowserConsole(t *testing.T) {
 	if st := b.Open(s.url + "/admin/messages"); st != http.StatusUnauthorized {
 		t.Errorf("the message list after sign-out: %d", st)
 	}
+}
+
+// TestBrowserConsoleCrossSite: a page of another site that makes the engineer's browser post a console form
+// (pause a service, replay a message) changes nothing: the browser says cross-site and sends no session
+// cookie, the console refuses (403) and says why.
+func TestBrowserConsoleCrossSite(t *testing.T) {
+	t.Parallel()
+	s, _ := consoleSite(t)
+	msg, _ := deadLetterWith(t, s.harness, "CONSOLE-X-1")
+	b := browsertest.New(t, browsertest.Options{Width: browsertest.DesktopWidth, Height: browsertest.DesktopHeight})
+	b.Open(s.url + "/admin/")
+	b.Type("#name", "Alice")
+	b.Type("#token", tokAdmin)
+	if st := b.PressButton("Sign in"); st != http.StatusOK {
+		t.Fatalf("sign in: %d", st)
+	}
+	s.lastPost()
+	forms := map[string]string{
+		"/pause": fmt.Sprintf(`<form method="post" action="%s/admin/services/frome-walks/pause"><input name="reason" value="pwned">`+
+			`<input name="csrf" value="%s"></form>`, s.url, strings.Repeat("0", 64)),
+		"/replay": fmt.Sprintf(`<form method="post" action="%s/admin/messages/%s/replay"><input name="reason" value="pwned">`+
+			`<input name="csrf" value="%s"></form>`, s.url, msg, strings.Repeat("0", 64)),
+	}
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, "<!doctype html><title>Win a prize</title>"+forms[r.URL.Path]+`<script>document.forms[0].submit()</script>`)
+	}))
+	t.Cleanup(evil.Close)
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1) // another site
+	for path := range forms {
+		b.Open(evilURL + path)
+		p := s.nextPost() // the page's script posts the form
+		if p.status != http.StatusForbidden || p.fetchSite != "cross-site" || p.cookie {
+			t.Errorf("%s: the console answered %d (Sec-Fetch-Site %q, session cookie sent %v); want 403, cross-site, no cookie",
+				path, p.status, p.fetchSite, p.cookie)
+		}
+		b.WaitFor(fmt.Sprintf("location.host === %q && document.readyState === 'complete'", strings.TrimPrefix(s.url, "http://")))
+		b.Shot("console-cross-site" + strings.ReplaceAll(path, "/", "-"))
+	}
+	if ps, _ := s.store.ListPauses(context.Background()); len(ps) != 0 {
+		t.Errorf("a cross-site form paused %v", ps)
+	}
+	if d, _ := s.store.GetMessage(context.Background(), msg); d.Message.State != outbox.StateDead || len(d.Replays) != 0 {
+		t.Errorf("a cross-site form replayed the message: %s", d.Message.State)
+	}
+	// Still signed in, nothing changed.
+	b.Open(s.url + "/admin/services/frome-walks")
+	shows(t, b, "after the attacks", "Alice (ops)", "Deliveries are running")
 }

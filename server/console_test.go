@@ -288,3 +288,21 @@ func deadLetterWith(t *testing.T, h *harness, ident string) (msgID, referralID s
 	}
 	return msgs[0].ID, msgs[0].ReferralID
 }
+
+// TestConsoleSignInThrottled: after five wrong sign-ins from one address, the sixth (even with the right
+// token) is 429 with Retry-After, and no session is opened.
+func TestConsoleSignInThrottled(t *testing.T) {
+	t.Parallel()
+	c := newConsoleHarness(t)
+	for i := range 5 {
+		if r := c.b.post("/admin/login", url.Values{"token": {"guess-" + fmt.Sprint(i)}, "name": {"mallory"}}); r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong sign-in %d: %d", i+1, r.status)
+		}
+	}
+	r := c.b.post("/admin/login", url.Values{"token": {tokAdmin}, "name": {"mallory"}})
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || len(r.header.Values("Set-Cookie")) != 0 {
+		t.Errorf("sixth sign-in: %d Retry-After %q cookies %v; want 429 with Retry-After and no session",
+			r.status, r.header.Get("Retry-After"), r.header.Values("Set-Cookie"))
+	}
+	contains(t, "throttled sign-in", r, "Too many wrong sign-ins")
+}

@@ -62,9 +62,15 @@ func (c *Console) get(w http.ResponseWriter, r *http.Request, title, what string
 	return s, ok
 }
 
-// post is signedIn for a form that changes something: signed out (the sign-in form, 401) or refused (form)
-// it has answered, nothing changed, and ok is false.
+// post is signedIn for a form that changes something: sent from another site (403, checked first: such a
+// request arrives without the session cookie), signed out (the sign-in form, 401) or refused (form) it has
+// answered, nothing changed, and ok is false.
 func (c *Console) post(w http.ResponseWriter, r *http.Request, title string) (signedIn, bool) {
+	if why := c.crossSite(r); why != "" {
+		c.log.Info("console form refused", "request_id", web.RequestID(r.Context()), "reason", why)
+		c.render(w, r, http.StatusForbidden, page{Title: "Refused", View: "none", Error: why + "; nothing was changed."})
+		return signedIn{}, false
+	}
 	s, ok := c.signedIn(r, title)
 	if !ok {
 		c.signInPage(w, r, http.StatusUnauthorized, "You are signed out (or your session ended). Sign in again; nothing was changed.", "")
