@@ -24,20 +24,7 @@ func consoleSite(t *testing.T) (*site, *logBuffer) {
 	logs := &logBuffer{}
 	s := &site{harness: newHarnessLogged(t, nil, nil, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))),
 		posts: make(chan post, 256)}
-	s.url = s.instance(s.cfg, func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/admin/") {
-				next.ServeHTTP(w, r)
-				return
-			}
-			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-			_, err := r.Cookie("socialrx_console")
-			p := post{path: r.URL.Path, origin: r.Header.Get("Origin"), fetchSite: r.Header.Get("Sec-Fetch-Site"), cookie: err == nil}
-			next.ServeHTTP(sw, r)
-			p.status = sw.status
-			s.posts <- p
-		})
-	})
+	s.url = s.instance(s.cfg, s.recordUnder("/admin/", "socialrx_console"))
 	return s, logs
 }
 

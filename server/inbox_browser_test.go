@@ -43,18 +43,25 @@ func newSite(t *testing.T) *site {
 
 // record passes requests on and reports each form post to /inbox/ once it is answered.
 func (s *site) record(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/inbox/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		_, err := r.Cookie("socialrx_inbox")
-		p := post{path: r.URL.Path, origin: r.Header.Get("Origin"), fetchSite: r.Header.Get("Sec-Fetch-Site"), cookie: err == nil}
-		next.ServeHTTP(sw, r)
-		p.status = sw.status
-		s.posts <- p
-	})
+	return s.recordUnder("/inbox/", "socialrx_inbox")(next)
+}
+
+// recordUnder is record for the form posts under prefix, whose session cookie is named cookie.
+func (s *site) recordUnder(prefix, cookie string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, prefix) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			_, err := r.Cookie(cookie)
+			p := post{path: r.URL.Path, origin: r.Header.Get("Origin"), fetchSite: r.Header.Get("Sec-Fetch-Site"), cookie: err == nil}
+			next.ServeHTTP(sw, r)
+			p.status = sw.status
+			s.posts <- p
+		})
+	}
 }
 
 type statusWriter struct {

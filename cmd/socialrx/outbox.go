@@ -151,20 +151,28 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 		r.op.Directory = &cfg.Directory
 	}
 	if cmd.changes {
-		actor := strings.TrimSpace(firstNonEmpty(actorFlag, getenv("SOCIALRX_ACTOR")))
-		if actor == "" && !dryRun {
-			if f := fs.Lookup("reason"); f != nil && strings.TrimSpace(f.Value.String()) == "" {
-				return usageError{"a reason is required: --reason TEXT (it is recorded with the change)"}
-			}
-			return usageError{"say who you are: --actor NAME or SOCIALRX_ACTOR=NAME (it is recorded with the change)"}
+		if r.actor, err = actorOf(fs, actorFlag, getenv("SOCIALRX_ACTOR"), dryRun); err != nil {
+			return err
 		}
-		r.actor = "cli:" + firstNonEmpty(actor, "dry-run")
 	}
 	err = cmd.run(ctx, r, pos)
 	if errors.Is(err, outbox.ErrBadRequest) {
 		return usageError{strings.TrimPrefix(err.Error(), outbox.ErrBadRequest.Error()+": ")}
 	}
 	return err
+}
+
+// actorOf is who a change is recorded as: "cli:" and the --actor flag, else SOCIALRX_ACTOR (never $USER);
+// a dry run needs neither. Without one it says what to do (a missing reason first, as it is asked first).
+func actorOf(fs *flag.FlagSet, flagValue, env string, dryRun bool) (string, error) {
+	actor := strings.TrimSpace(firstNonEmpty(flagValue, env))
+	if actor == "" && !dryRun {
+		if f := fs.Lookup("reason"); f != nil && strings.TrimSpace(f.Value.String()) == "" {
+			return "", usageError{"a reason is required: --reason TEXT (it is recorded with the change)"}
+		}
+		return "", usageError{"say who you are: --actor NAME or SOCIALRX_ACTOR=NAME (it is recorded with the change)"}
+	}
+	return "cli:" + firstNonEmpty(actor, "dry-run"), nil
 }
 
 // outboxCommands are the outbox subcommands, their flags bound to fresh variables.
