@@ -210,8 +210,12 @@ func listCommand() outboxCommand {
 		printPauses(r.stdout, pauses)
 		tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATE\tDESTINATION\tTYPE\tATTEMPTS\tCREATED\tLAST ERROR")
+		listed := 0
 		n, err := r.op.Each(ctx, q, func(page []outbox.Message) error {
 			printRows(tw, page, pauses)
+			if listed += len(page); listed > len(page) { // a long run: say how far it got (the table comes at the end)
+				fmt.Fprintf(r.stderr, "… %d listed\n", listed)
+			}
 			return nil
 		})
 		_ = tw.Flush()

@@ -105,6 +105,9 @@ func TestCLIBulkReplayEveryMessage(t *testing.T) {
 	if code != 0 || strings.Count(out, "\nm-frome-walks-") != 250 || !strings.Contains(out, "250 message(s)") {
 		t.Fatalf("list --state dead: exit %d, %d rows\n%s", code, strings.Count(out, "\nm-frome-walks-"), errOut)
 	}
+	if want := "… 200 listed\n… 250 listed\n"; errOut != want {
+		t.Errorf("list progress on stderr %q, want %q", errOut, want)
+	}
 	code, out, _ = cliRun(env, "outbox", "list", "--state", "dead", "--json")
 	var listed []struct{ ID string }
 	if err := json.Unmarshal([]byte(out), &listed); code != 0 || err != nil || len(listed) != 250 || listed[249].ID != ids[249] {
