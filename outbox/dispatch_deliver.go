@@ -302,7 +302,7 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 			res.Update = MarkDelivered
 		case StateDead:
 			res.Update = MarkDeliveryFailed
-		case StatePending, StateInflight, StateCancelled:
+		case StatePending, StateInflight, StateCancelled, StateDiscarded:
 		}
 	}
 

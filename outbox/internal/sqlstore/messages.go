@@ -201,7 +201,7 @@ func ValidNext(st outbox.MessageState) bool {
 	switch st {
 	case outbox.StateDelivered, outbox.StatePending, outbox.StateDead:
 		return true
-	case outbox.StateInflight, outbox.StateCancelled:
+	case outbox.StateInflight, outbox.StateCancelled, outbox.StateDiscarded:
 	}
 	return false
 }
@@ -315,7 +315,7 @@ func Replayable(m outbox.Message, now time.Time, byID bool) bool {
 		return true
 	case outbox.StatePending:
 		return byID && m.NextAttemptAt.After(now)
-	case outbox.StateInflight, outbox.StateDelivered, outbox.StateCancelled:
+	case outbox.StateInflight, outbox.StateDelivered, outbox.StateCancelled, outbox.StateDiscarded:
 	}
 	return false
 }

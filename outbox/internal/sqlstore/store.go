@@ -396,7 +396,7 @@ func newAttemptRow(d Dialect, id string, now time.Time, res outbox.AttemptResult
 		row.Next = Micros(res.NextAttemptAt)
 	case outbox.StateDelivered:
 		row.Delivered = Micros(now)
-	case outbox.StateDead, outbox.StateInflight, outbox.StateCancelled:
+	case outbox.StateDead, outbox.StateInflight, outbox.StateCancelled, outbox.StateDiscarded:
 	}
 	return row
 }
