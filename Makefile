@@ -22,7 +22,7 @@ test-postgres: ## the store suite on PostgreSQL (SOCIALRX_TEST_POSTGRES_URL, def
 
 SCREENSHOT_DIR ?= $(CURDIR)/screenshots
 .PHONY: test-browser
-test-browser: ## the community inbox in headless Chromium (server/internal/browsertest); skips without Chromium unless CI is set; screenshots to SCREENSHOT_DIR
+test-browser: ## the community inbox and the operations console in headless Chromium (server/internal/browsertest); skips without Chromium unless CI is set; screenshots to SCREENSHOT_DIR
 	SCREENSHOT_DIR='$(SCREENSHOT_DIR)' $(GO) test -count=1 -timeout 10m -run '^TestBrowser' ./server/
 	@echo "screenshots: $(SCREENSHOT_DIR)"
 # The real-client walk (clients/fhir, Node 20+ and npm): fhir-kit-client and the SMART fhirclient drive a real

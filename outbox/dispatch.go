@@ -91,8 +91,8 @@ type DispatcherOptions struct {
 	ShutdownTimeout time.Duration
 	// Version goes into the User-Agent header "socialrx/<Version>". Default "dev".
 	Version string
-	// Logger receives one line per attempt (message id, destination, outcome, status, latency; never a
-	// payload). Default slog.Default().
+	// Logger receives one line per attempt (message and referral ids, destination, outcome, status,
+	// latency; never a payload nor the receiver's answer). Default slog.Default().
 	Logger *slog.Logger
 	// Observer, if not nil, is told about every attempt (for metrics). It must be safe for concurrent use.
 	Observer Observer
@@ -205,6 +205,7 @@ const (
 // AttemptReport describes one finished attempt to an Observer. It carries no payload and no patient data.
 type AttemptReport struct {
 	MessageID     string
+	ReferralID    string
 	Destination   mapping.Destination
 	Type          mapping.EventType
 	Attempt       int // 1-based, across replays
@@ -446,7 +447,8 @@ func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopS
 			st.nHeld--
 			if !m.LeaseUntil.IsZero() && now.Add(d.limit).After(m.LeaseUntil) {
 				delete(st.active, m.ID)
-				log.Warn("outbox: held message's lease too short to deliver; leaving it to expire", "message_id", m.ID, "destination", dest.String())
+				log.Warn("outbox: held message's lease too short to deliver; leaving it to expire", "message_id", m.ID,
+					"referral_id", m.ReferralID, "destination", dest.String())
 				continue
 			}
 			d.start(dctx, log, st, done, m)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-retryablehttp"
 
@@ -23,7 +24,9 @@ import (
 // maxErrorLen bounds the error text recorded with an attempt.
 const maxErrorLen = 200
 
-// maxResponseDrain is how much of a response body is read (and discarded) to reuse the connection.
+// maxResponseDrain is how much of a response body is read to reuse the connection: its first
+// MaxResponseBytes are kept with the attempt (ResponseText), the rest discarded. A longer body is cut off
+// (the connection is then closed, not reused).
 const maxResponseDrain = 64 << 10
 
 // class is how one HTTP outcome is treated. The zero value is invalid.
@@ -52,6 +55,7 @@ type httpOutcome struct {
 	class         class
 	statusCode    int // 0: no response
 	err           string
+	response      string // the start of the answer's body, as text (ResponseText)
 	retryAfter    time.Duration
 	hasRetryAfter bool
 	latency       time.Duration
@@ -206,9 +210,9 @@ func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.T
 		}
 		return httpOutcome{class: classRetry, err: shortError(err), latency: latency}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseDrain))
+	out := httpOutcome{class: classifyStatus(resp.StatusCode), statusCode: resp.StatusCode, latency: latency,
+		response: readResponse(resp.Body)}
 	_ = resp.Body.Close()
-	out := httpOutcome{class: classifyStatus(resp.StatusCode), statusCode: resp.StatusCode, latency: latency}
 	if out.class != classDelivered {
 		out.err = statusError(resp.StatusCode)
 	}
@@ -216,6 +220,17 @@ func (d *Dispatcher) post(ctx context.Context, m Message, ep Endpoint, ts time.T
 		out.retryAfter, out.hasRetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), d.opts.Clock())
 	}
 	return out
+}
+
+// readResponse reads at most maxResponseDrain bytes of an answer's body (within the attempt's deadline) and
+// returns its start as text (ResponseText). A read error keeps what was read.
+func readResponse(body io.Reader) string {
+	head := make([]byte, MaxResponseBytes+utf8.UTFMax)
+	n, _ := io.ReadFull(body, head)
+	head = head[:n]
+	rest, _ := io.Copy(io.Discard, io.LimitReader(body, maxResponseDrain-int64(n)))
+	total := n + int(rest)
+	return ResponseText(head, total, total < maxResponseDrain)
 }
 
 // endpoint looks dest up; a non-nil outcome says why no request can be made: permanent for an unknown or
@@ -255,7 +270,7 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 	}
 
 	rep := AttemptReport{
-		MessageID: m.ID, Destination: m.Destination, Type: m.Type, Attempt: n,
+		MessageID: m.ID, ReferralID: m.ReferralID, Destination: m.Destination, Type: m.Type, Attempt: n,
 		StatusCode: out.statusCode, Latency: out.latency, Error: out.err,
 	}
 	if out.statusCode == 0 && dctx.Err() != nil {
@@ -268,8 +283,9 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 
 	now := d.opts.Clock()
 	res := AttemptResult{
-		Attempt: Attempt{MessageID: m.ID, N: n, StartedAt: started, Latency: out.latency, StatusCode: out.statusCode, Error: out.err},
-		Owner:   d.opts.Owner,
+		Attempt: Attempt{MessageID: m.ID, N: n, StartedAt: started, Latency: out.latency, StatusCode: out.statusCode,
+			Error: out.err, Response: out.response},
+		Owner: d.opts.Owner,
 	}
 	switch out.class {
 	case classDelivered:
@@ -298,7 +314,7 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 			res.Update = MarkDelivered
 		case StateDead:
 			res.Update = MarkDeliveryFailed
-		case StatePending, StateInflight, StateCancelled:
+		case StatePending, StateInflight, StateCancelled, StateDiscarded:
 		}
 	case mapping.DestinationSubscription:
 		res.Subscription = subscriptionChange(m.Destination.ID, res.State, res.Attempt.Error)
@@ -320,7 +336,7 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 	case err != nil:
 		rep.Outcome = OutcomeStoreError
 		log.Error("outbox: recording an attempt failed; the message is retried when its lease expires",
-			"message_id", m.ID, "destination", m.Destination.String(), "err", err)
+			"message_id", m.ID, "referral_id", m.ReferralID, "destination", m.Destination.String(), "err", err)
 	}
 	d.report(log, rep)
 }
@@ -354,6 +370,7 @@ func (d *Dispatcher) report(log *slog.Logger, r AttemptReport) {
 	}
 	attrs := []slog.Attr{
 		slog.String("message_id", r.MessageID),
+		slog.String("referral_id", r.ReferralID),
 		slog.String("destination", r.Destination.String()),
 		slog.String("type", string(r.Type)),
 		slog.Int("attempt", r.Attempt),

@@ -17,6 +17,8 @@
 //	pending ─┐  GP cancels the referral before its referral.created was delivered
 //	dead ────┴───────────────────────────────────────────────────────────────▶ cancelled
 //	                                                   ("withdrawn before delivery"; terminal)
+//	pending ─┐  an engineer decides it must never be sent (reason and actor recorded)
+//	dead ────┴───────────────────────────────────────────────────────────────▶ discarded (terminal)
 //
 // cancelled is terminal and finished: a referral.created withdrawn before delivery because the GP cancelled
 // the referral in the meantime (Store.UpdateReferral: the referral.cancelled is then not sent either, and the
@@ -24,9 +26,18 @@
 // later messages. An inflight or delivered referral.created is never withdrawn: the cancellation is queued
 // behind it and delivered after it.
 //
+// discarded is terminal and finished too (Store.DiscardMessages): never claimed nor replayed, it does not hold
+// up later messages; a service's referral then says delivery-failed (nothing will be delivered).
+//
+// Paused destinations (Store.PauseDestination, in the database, so every instance and the CLI see them): no
+// claim leases their messages, which stay pending (no attempt is made, so their retry budget cannot run
+// out); ResumeDestination makes them due at once and adds the paused time back to their budgets, and the
+// usual per-referral order delivers them.
+//
 // Delivery (Dispatcher): each attempt POSTs the stored payload unchanged with the Standard Webhooks headers
 // webhook-id (the message id, the same on every retry and replay), webhook-timestamp and webhook-signature
-// (Sign; receivers check with Verify). 2xx is delivered; 408, 429, 5xx, network errors and timeouts are
+// (Sign; receivers check with Verify). The first KB of each answer is kept with the attempt, as text
+// (Attempt.Response). 2xx is delivered; 408, 429, 5xx, network errors and timeouts are
 // retried at now + max(backoff + jitter, min(Retry-After, MaxRetryAfter)) until the retry budget, counted
 // from creation or the last replay, is spent; any other status (3xx included: redirects are not followed)
 // is permanent. For community services the referral's Task.businessStatus follows: delivered, or

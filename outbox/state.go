@@ -14,8 +14,8 @@ var ErrBadRequest = fault.Sentinel(fault.Invalid, "bad request")
 func ParseState(s string) (MessageState, error) {
 	st := MessageState(s)
 	switch st {
-	case StatePending, StateInflight, StateDelivered, StateDead, StateCancelled:
+	case StatePending, StateInflight, StateDelivered, StateDead, StateCancelled, StateDiscarded:
 		return st, nil
 	}
-	return "", fmt.Errorf("%w: state %q must be pending, inflight, delivered, dead or cancelled", ErrBadRequest, s)
+	return "", fmt.Errorf("%w: state %q must be pending, inflight, delivered, dead, cancelled or discarded", ErrBadRequest, s)
 }

@@ -9,7 +9,7 @@ import (
 
 func TestMessageStates(t *testing.T) {
 	t.Parallel()
-	finished := map[outbox.MessageState]bool{outbox.StateDelivered: true, outbox.StateCancelled: true}
+	finished := map[outbox.MessageState]bool{outbox.StateDelivered: true, outbox.StateCancelled: true, outbox.StateDiscarded: true}
 	for _, st := range outbox.AllStates() {
 		if !st.Valid() {
 			t.Errorf("%s not valid", st)

@@ -87,28 +87,32 @@ const (
 	// referral the GP cancelled before it reached the service; see Store.UpdateReferral). It is never
 	// claimed, never replayed, and does not block the messages after it.
 	StateCancelled MessageState = "cancelled"
+	// StateDiscarded is terminal: an engineer decided the message must never be sent (Store.DiscardMessages,
+	// with a reason and an actor). Like cancelled, it is never claimed nor replayed and does not block the
+	// messages after it.
+	StateDiscarded MessageState = "discarded"
 )
 
 // AllStates lists every message state.
 func AllStates() []MessageState {
-	return []MessageState{StatePending, StateInflight, StateDelivered, StateDead, StateCancelled}
+	return []MessageState{StatePending, StateInflight, StateDelivered, StateDead, StateCancelled, StateDiscarded}
 }
 
 // Valid reports whether s is a message state.
 func (s MessageState) Valid() bool {
 	switch s {
-	case StatePending, StateInflight, StateDelivered, StateDead, StateCancelled:
+	case StatePending, StateInflight, StateDelivered, StateDead, StateCancelled, StateDiscarded:
 		return true
 	}
 	return false
 }
 
 // Finished reports whether a message in state s will never be delivered again by the dispatcher
-// (delivered or cancelled): a finished message does not hold up the later messages of its referral and
-// destination. Dead is not finished: it blocks them until it is replayed and delivered.
+// (delivered, cancelled or discarded): a finished message does not hold up the later messages of its
+// referral and destination. Dead is not finished: it blocks them until it is replayed and delivered.
 func (s MessageState) Finished() bool {
 	switch s {
-	case StateDelivered, StateCancelled:
+	case StateDelivered, StateCancelled, StateDiscarded:
 		return true
 	case StatePending, StateInflight, StateDead:
 	}
@@ -117,7 +121,7 @@ func (s MessageState) Finished() bool {
 
 // Progress is how far a message in state s got towards its destination, as mapping.Withdrawal sees it:
 // pending and dead are unsent, inflight may be reaching it, delivered is delivered, cancelled was
-// withdrawn.
+// withdrawn, discarded will never be sent (withdrawn by an engineer).
 func (s MessageState) Progress() mapping.DeliveryProgress {
 	switch s {
 	case StatePending, StateDead:
@@ -126,7 +130,7 @@ func (s MessageState) Progress() mapping.DeliveryProgress {
 		return mapping.ProgressInFlight
 	case StateDelivered:
 		return mapping.ProgressDelivered
-	case StateCancelled:
+	case StateCancelled, StateDiscarded:
 		return mapping.ProgressWithdrawn
 	}
 	return ""
@@ -163,6 +167,10 @@ type Attempt struct {
 	Latency    time.Duration
 	StatusCode int    // 0: no HTTP response (network error, timeout)
 	Error      string // short, no patient data; empty on success
+	// Response is the start of the receiver's answer (at most MaxResponseBytes of its body, as valid UTF-8
+	// text; a binary body is described, not kept), so that an engineer can read why it refused. It may
+	// echo what it was sent: it is shown to engineers, never logged.
+	Response string
 }
 
 // Replay records an engineer's replay of a message.
@@ -180,9 +188,10 @@ type MessageQuery struct {
 	Destination   *mapping.Destination
 	ServiceID     string // shorthand for Destination{Kind: service, ID: ServiceID}
 	ReferralID    string
-	CreatedBefore time.Time // older than (age filter)
-	AfterSeq      int64     // paging
-	Limit         int       // 0: backend default (100)
+	Types         []mapping.EventType // only these event types
+	CreatedBefore time.Time           // older than (age filter)
+	AfterSeq      int64               // paging
+	Limit         int                 // 0: backend default (100)
 }
 
 // MessageDetail is one message with its full history.
@@ -190,6 +199,8 @@ type MessageDetail struct {
 	Message  Message
 	Attempts []Attempt
 	Replays  []Replay
+	// Discard is the engineer's decision that made the message discarded (nil unless it is).
+	Discard *Discard
 }
 
 // ReferralUpdate changes a referral inside the store's transaction. It receives the current state and returns
@@ -235,6 +246,11 @@ type ReplayRequest struct {
 	// referral with a replayed message to a service destination (replaying a subscription notification does
 	// not change its referral).
 	Update ReferralUpdate
+	// Pace > 0 spreads the replayed messages out: the i-th of them (0-based, in Seq order) becomes due at
+	// DueFrom + i × Pace (DueFrom: now when zero or earlier), so that a receiver that has just recovered
+	// is not sent a whole backlog at once. 0: all due at now.
+	Pace    time.Duration
+	DueFrom time.Time
 }
 
 // Store is the storage contract: referrals and their timeline, outbox messages, FHIR Subscriptions and
@@ -248,6 +264,7 @@ type Store interface {
 	Subscriptions
 	Nonces
 	Sessions
+	Operations
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.
@@ -337,7 +354,13 @@ const (
 	CauseUpdate  TimelineCause = "update"  // UpdateReferral
 	CauseAttempt TimelineCause = "attempt" // CompleteAttempt's Update
 	CauseReplay  TimelineCause = "replay"  // ReplayMessages' Update
+	CauseDiscard TimelineCause = "discard" // DiscardMessages' Update
 )
+
+// AllTimelineCauses lists every timeline cause.
+func AllTimelineCauses() []TimelineCause {
+	return []TimelineCause{CauseCreate, CauseUpdate, CauseAttempt, CauseReplay, CauseDiscard}
+}
 
 // TimelineEntry is one version of a referral in its timeline: what the referral became and which outbox
 // messages that change enqueued.

@@ -16,6 +16,7 @@ func TestMessageStateProgress(t *testing.T) {
 		outbox.StateInflight:  mapping.ProgressInFlight,
 		outbox.StateDelivered: mapping.ProgressDelivered,
 		outbox.StateCancelled: mapping.ProgressWithdrawn,
+		outbox.StateDiscarded: mapping.ProgressWithdrawn,
 	}
 	for _, st := range outbox.AllStates() {
 		got := st.Progress()

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -95,8 +96,14 @@ func (s *Service) CheckWrite(ctx context.Context) error {
 	return s.store.CheckWrite(ctx, s.instance, s.Now())
 }
 
-// Operator is the engineers' code path (admin API and CLI) over this Service's store and clock.
-func (s *Service) Operator() Operator { return Operator{Store: s.store, Clock: s.now} }
+// Operator is the engineers' code path (admin API, console and CLI) over this Service's store, clock,
+// directory and logger.
+func (s *Service) Operator() Operator {
+	return Operator{Store: s.store, Clock: s.now, Directory: &s.cfg.Directory, Logger: s.log}
+}
+
+// Directory is the community directory the Service routes to.
+func (s *Service) Directory() mapping.Directory { return s.cfg.Directory }
 
 // ServiceName is the directory name of a community service (its id when unnamed).
 func (s *Service) ServiceName(id string) string {

@@ -12,7 +12,8 @@ import (
 )
 
 // authenticate checks the bearer token (a directory token, or on the FHIR API a SMART access token whose
-// scopes cover the route) and the route's access rule.
+// scopes cover the route) and the route's access rule. A client the rule refuses is returned with the error
+// (for the log line).
 func (s *Server) authenticate(r *http.Request, acc web.Access, path string) (config.Client, error) {
 	unauthorized := func(msg string) error { return fault.New(fault.Unauthenticated, "unauthorized", "", msg) }
 	forbidden := func(msg string) error { return fault.New(fault.Forbidden, "forbidden", "", msg) }
@@ -50,7 +51,7 @@ func (s *Server) authenticate(r *http.Request, acc web.Access, path string) (con
 	case web.Public, web.AnyClient:
 	}
 	if !allowed {
-		return config.Client{}, forbidden(fmt.Sprintf("a %s client may not use this endpoint", cl.Role))
+		return cl, forbidden(fmt.Sprintf("a %s client may not use this endpoint", cl.Role))
 	}
 	return cl, nil
 }

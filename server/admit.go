@@ -40,6 +40,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rt web.Route) (*h
 				"method", r.Method, "client_addr", addrString(addr), "reason", err.Error())
 		}
 		if err != nil {
+			web.NoteClient(r.Context(), cl.ID) // a known client refused this route: its id goes in the log line
 			return refuse(err)
 		}
 		if err := s.limits.allowClient(cl); err != nil {

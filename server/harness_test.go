@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,7 +43,8 @@ type harness struct {
 	v     *fhirtest.Validator
 	clock *atomic.Int64 // unix micro
 	cfg   *config.Config
-	keys  *outbox.Keyring // seals Subscription channel.header values (the server's and the dispatcher's)
+	keys  *outbox.Keyring       // seals Subscription channel.header values (the server's and the dispatcher's)
+	opt   func(*server.Options) // changes each instance's server options (nil: none)
 }
 
 func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
@@ -53,11 +55,18 @@ func newHarness(t *testing.T, v *fhirtest.Validator) *harness {
 // newHarnessWith is newHarness with the demo configuration changed by mod (e.g. a service's webhook URL).
 func newHarnessWith(t *testing.T, v *fhirtest.Validator, mod func(*config.Config)) *harness {
 	t.Helper()
-	return newHarnessOpts(t, v, mod, nil)
+	return newHarnessLogged(t, v, mod, nil)
 }
 
-// newHarnessOpts is newHarnessWith with the server options changed by modOpts (e.g. CORS origins).
-func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), modOpts func(*server.Options)) *harness {
+// newHarnessLogged is newHarnessWith with the server logging to log (nil: nowhere).
+func newHarnessLogged(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), log *slog.Logger) *harness {
+	t.Helper()
+	return newHarnessOpts(t, v, mod, func(o *server.Options) { o.Logger = log })
+}
+
+// newHarnessOpts is newHarnessWith with the server's options changed by opt (e.g. CORS origins), for every
+// instance.
+func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config), opt func(*server.Options)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "socialrx.db"), sqlite.Options{})
@@ -76,24 +85,24 @@ func newHarnessOpts(t *testing.T, v *fhirtest.Validator, mod func(*config.Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg, keys: keys}
+	h := &harness{t: t, store: st, v: v, clock: &atomic.Int64{}, cfg: cfg, keys: keys, opt: opt}
 	h.clock.Store(time.Date(2026, 11, 21, 9, 0, 0, 0, time.UTC).UnixMicro())
-	h.url = h.instance(cfg, nil, modOpts)
+	h.url = h.instance(cfg, nil)
 	return h
 }
 
 // instance starts one more socialrx server on loopback over the harness's store and clock (another
-// instance sharing the database) with directory cfg, its handler wrapped by wrap and its options changed by
-// modOpts when not nil; it returns its base URL. The server's public base URL is configured (never derived from
-// a request's Host): the instance's own loopback address, known before it starts serving.
-func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Handler, modOpts func(*server.Options)) string {
+// instance sharing the database) with directory cfg and the harness's server options, its handler wrapped by
+// wrap when not nil; it returns its base URL. The server's public base URL is configured (never derived from a
+// request's Host): the instance's own loopback address, known before it starts serving.
+func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Handler) string {
 	h.t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
 	opts := server.Options{Config: cfg, Store: h.store, Version: "test", BaseURL: base + "/fhir", Secrets: h.keys,
 		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
-	if modOpts != nil {
-		modOpts(&opts)
+	if h.opt != nil {
+		h.opt(&opts)
 	}
 	srv, err := server.New(opts)
 	if err != nil {

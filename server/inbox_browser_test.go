@@ -37,24 +37,31 @@ type site struct {
 func newSite(t *testing.T) *site {
 	t.Helper()
 	s := &site{harness: newHarness(t, nil), posts: make(chan post, 256)}
-	s.url = s.instance(s.cfg, s.record, nil)
+	s.url = s.instance(s.cfg, s.record)
 	return s
 }
 
 // record passes requests on and reports each form post to /inbox/ once it is answered.
 func (s *site) record(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/inbox/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		_, err := r.Cookie("socialrx_inbox")
-		p := post{path: r.URL.Path, origin: r.Header.Get("Origin"), fetchSite: r.Header.Get("Sec-Fetch-Site"), cookie: err == nil}
-		next.ServeHTTP(sw, r)
-		p.status = sw.status
-		s.posts <- p
-	})
+	return s.recordUnder("/inbox/", "socialrx_inbox")(next)
+}
+
+// recordUnder is record for the form posts under prefix, whose session cookie is named cookie.
+func (s *site) recordUnder(prefix, cookie string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, prefix) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			_, err := r.Cookie(cookie)
+			p := post{path: r.URL.Path, origin: r.Header.Get("Origin"), fetchSite: r.Header.Get("Sec-Fetch-Site"), cookie: err == nil}
+			next.ServeHTTP(sw, r)
+			p.status = sw.status
+			s.posts <- p
+		})
+	}
 }
 
 type statusWriter struct {
@@ -339,7 +346,7 @@ func TestBrowserInboxSessionEnds(t *testing.T) {
 			rotated.Clients[i].TokenSHA256 = sha256.Sum256([]byte("the-new-link-workers-token"))
 		}
 	}
-	other := s.instance(rotated, nil, nil) // same host, another port: the browser sends the same cookie
+	other := s.instance(rotated, nil) // same host, another port: the browser sends the same cookie
 	if st := b.Open(other + "/inbox/"); st != http.StatusOK {
 		t.Fatalf("the rotated instance: %d", st)
 	}

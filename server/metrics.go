@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -78,33 +79,60 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// instrument counts and times requests of one named route.
+// instrument counts and times requests of one named route, and logs each: a request that ends in 4xx or 5xx
+// at info (request id, route, method, status, client), so that the id a client quotes from an error is in the
+// default log; the others at debug. The line holds no path, query or body (they may carry patient data), and
+// no token.
 func (s *Server) instrument(route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		note := &web.LogNote{}
+		next.ServeHTTP(rec, r.WithContext(web.WithLogNote(r.Context(), note)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
 		s.metrics.observe(route, r.Method, rec.status, time.Since(start))
-		s.log.Debug("request", "request_id", web.RequestID(r.Context()), "route", route, "method", r.Method,
-			"status", rec.status, "duration", time.Since(start))
+		s.logRequest(r, route, rec.status, note.ClientID, time.Since(start))
 	})
+}
+
+// logRequest writes a request's log line (see instrument).
+func (s *Server) logRequest(r *http.Request, route string, status int, client string, d time.Duration) {
+	level := slog.LevelDebug
+	if status >= 400 {
+		level = slog.LevelInfo
+	}
+	if client == "" {
+		client = "-"
+	}
+	s.log.Log(r.Context(), level, "request", "request_id", web.RequestID(r.Context()), "route", route,
+		"method", r.Method, "status", status, "client", client, "duration", d)
 }
 
 // outboxCollector reports outbox depth at scrape time, straight from the store.
 type outboxCollector struct{ op referral.Operator }
 
 var (
-	descMessages = prometheus.NewDesc("socialrx_outbox_messages", "Outbox messages by state.", []string{"state"}, nil)
+	descMessages = prometheus.NewDesc("socialrx_outbox_messages", "Outbox messages by state (discarded: retired by an engineer).", []string{"state"}, nil)
 	descOldest   = prometheus.NewDesc("socialrx_outbox_oldest_pending_age_seconds",
 		"Age of the oldest pending outbox message (0 when none).", nil, nil)
+	descPaused = prometheus.NewDesc("socialrx_outbox_destination_paused",
+		"1 for each paused destination (its messages are held pending).", []string{"destination"}, nil)
+	descPausedCount = prometheus.NewDesc("socialrx_outbox_paused_destinations", "Number of paused destinations.", nil, nil)
+	descWaiting     = prometheus.NewDesc("socialrx_inbox_referrals_waiting",
+		"Referrals still requested (not acknowledged) per community service; every pull-only service is listed.",
+		[]string{"service", "delivery"}, nil)
+	descOverdue = prometheus.NewDesc("socialrx_inbox_referrals_overdue",
+		"Waiting referrals past SOCIALRX_ACK_DEADLINE (businessStatus overdue) per community service.", []string{"service", "delivery"}, nil)
+	descOldestWait = prometheus.NewDesc("socialrx_inbox_oldest_wait_seconds",
+		"How long the oldest waiting referral of each community service has waited (0 when none).", []string{"service", "delivery"}, nil)
 )
 
 func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descMessages
-	ch <- descOldest
+	for _, d := range []*prometheus.Desc{descMessages, descOldest, descPaused, descPausedCount, descWaiting, descOverdue, descOldestWait} {
+		ch <- d
+	}
 }
 
 func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
@@ -123,6 +151,29 @@ func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
 		age = time.Since(oldest).Seconds()
 	}
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
+	pauses, err := c.op.Pauses(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descPaused, err)
+		return
+	}
+	for _, p := range pauses {
+		ch <- prometheus.MustNewConstMetric(descPaused, prometheus.GaugeValue, 1, p.Destination.String())
+	}
+	ch <- prometheus.MustNewConstMetric(descPausedCount, prometheus.GaugeValue, float64(len(pauses)))
+	inboxes, err := c.op.Inboxes(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descWaiting, err)
+		return
+	}
+	for _, in := range inboxes {
+		delivery := "webhook"
+		if in.PullOnly {
+			delivery = "pull"
+		}
+		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(in.Waiting), in.ServiceID, delivery)
+		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(in.Overdue), in.ServiceID, delivery)
+		ch <- prometheus.MustNewConstMetric(descOldestWait, prometheus.GaugeValue, in.OldestWait.Seconds(), in.ServiceID, delivery)
+	}
 }
 
 // MetricsHandler serves /metrics in the Prometheus text format; with a metrics token (Options.MetricsToken)

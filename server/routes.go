@@ -70,6 +70,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.observe("not_found", r.Method, http.StatusNotFound, 0)
+	s.logRequest(r, "not_found", http.StatusNotFound, "", 0)
 	s.fail(w, r, fault.New(fault.NotFound, "not_found", "", msg))
 }
 

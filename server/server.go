@@ -18,6 +18,7 @@ import (
 	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/adminapi"
 	"github.com/socialrx/socialrx/server/communityapi"
+	"github.com/socialrx/socialrx/server/console"
 	"github.com/socialrx/socialrx/server/fhirapi"
 	"github.com/socialrx/socialrx/server/internal/web"
 	"github.com/socialrx/socialrx/server/smart"
@@ -65,6 +66,9 @@ type Options struct {
 	MetricsToken string
 	// NoMetricsRoute leaves /metrics off the API listener (it is served on its own: MetricsHandler).
 	NoMetricsRoute bool
+	// ConsoleSessions is how long operations console sign-ins last and how wrong ones are slowed down; zero
+	// fields: the defaults (referral.DefaultSessionPolicy).
+	ConsoleSessions referral.SessionPolicy
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -140,7 +144,13 @@ func New(o Options) (*Server, error) {
 		Started: o.Clock().UTC().Truncate(time.Second), MaxBodyBytes: o.MaxBodyBytes, Base: s.baseURL, TokenPath: smart.TokenPath,
 		Referrals: s.metrics.referrals})
 	admin := adminapi.New(adminapi.Options{Service: svc, Logger: o.Logger, Clock: o.Clock, MaxBodyBytes: o.MaxBodyBytes})
-	s.routes(s.opsRoutes(), fhirAPI.Routes(), s.smart.Routes(), admin.Routes(), community.Routes())
+	apis := [][]web.Route{s.opsRoutes(), fhirAPI.Routes(), s.smart.Routes(), admin.Routes(), community.Routes()}
+	ops, err := console.New(console.Options{Service: svc, Sessions: o.ConsoleSessions, Logger: o.Logger, Clock: o.Clock,
+		BaseURL: s.baseURL})
+	if err != nil {
+		return nil, err
+	}
+	s.routes(append(apis, ops.Routes())...)
 	return s, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/socialrx/socialrx/config"
@@ -29,17 +30,24 @@ func main() {
 const usage = `socialrx — social-prescribing FHIR R4 adapter
 
 Usage:
-  socialrx serve [flags]                 run the service (FHIR, community, admin APIs; outbox dispatcher)
-  socialrx migrate                       create or upgrade the database schema
-  socialrx outbox list [--state S] [--service ID] [--referral ID] [--json]
+  socialrx serve [flags]                 run the service (FHIR, community, admin APIs, console; outbox dispatcher)
+  socialrx migrate [flags]               create or upgrade the database schema
+  socialrx outbox list [--state S] [--service ID] [--referral ID] [--type T] [--older-than D] [--limit N] [--json]
   socialrx outbox show ID [--json]
-  socialrx outbox replay (ID… | --state dead [--service ID]) --reason TEXT [--dry-run] [--json]
+  socialrx outbox replay (ID… | --state dead [--service ID] …) --reason TEXT [--actor NAME] [--rate N] [--dry-run]
+  socialrx outbox discard ID… --reason TEXT [--actor NAME] [--dry-run]
+  socialrx outbox pause SERVICE --reason TEXT [--actor NAME]
+  socialrx outbox resume SERVICE [--actor NAME]
+  socialrx outbox pauses
   socialrx hash-token [TOKEN]            print the SHA-256 hex of a client token (reads stdin without TOKEN)
   socialrx jwks [--kid K] KEY.pem        print a client's directory jwks (public JWK Set) for an RSA or P-384 key
   socialrx client-assertion --key KEY.pem --kid K --client ID [--aud URL]
                                          sign a SMART Backend Services client assertion (prints the JWT)
   socialrx demo-receiver [--addr A]      a webhook receiver for the demo that verifies and prints events
   socialrx version
+  socialrx help [COMMAND [SUBCOMMAND]]   this text, or a command's (as COMMAND --help does)
+
+Every command and subcommand answers --help with its flags.
 
 Settings (flags override): SOCIALRX_ADDR (127.0.0.1:8080), SOCIALRX_DATABASE_URL (sqlite:socialrx.db or
 postgres://…), SOCIALRX_CONFIG (directory file; unset: embedded demo), SOCIALRX_LOG_LEVEL (info),
@@ -54,6 +62,7 @@ SOCIALRX_SECRET_KEY_PREVIOUS, SOCIALRX_RATE_GP|COMMUNITY|ADMIN|TOKEN|AUTH_FAILUR
 SOCIALRX_MAX_CONCURRENT_BODIES (16), SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT (4), SOCIALRX_REFUSAL_DELAY (1s),
 SOCIALRX_SUBSCRIPTIONS_PER_CLIENT (10), SOCIALRX_TRUSTED_PROXIES, SOCIALRX_METRICS_TOKEN, SOCIALRX_METRICS_ADDR,
 SOCIALRX_METRICS_SUBSCRIPTION_IDS, SOCIALRX_DEMO_PUBLIC, GOMEMLIMIT.
+SOCIALRX_ACTOR (who runs the outbox commands that change something; --actor overrides).
 `
 
 // exitUsage is the exit code for a command-line mistake.
@@ -76,6 +85,11 @@ func CLI(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runOutbox(ctx, args[1:], getenv, stdout, stderr)
 	case "hash-token":
 		err = runHashToken(args[1:], stdin, stdout)
+	case "help":
+		if len(args) > 1 {
+			return CLI(ctx, append(slices.Clone(args[1:]), "--help"), getenv, stdin, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
 	case "demo-receiver":
 		err = runDemoReceiver(ctx, args[1:], stdout, stderr)
 	case "jwks":
@@ -83,8 +97,8 @@ func CLI(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case "client-assertion":
 		err = runClientAssertion(args[1:], stdout)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "socialrx", version)
-	case "help", "-h", "--help":
+		err = runVersion(args[1:], stdout)
+	case "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "socialrx: unknown command %q\n\n%s", args[0], usage)
@@ -92,6 +106,11 @@ func CLI(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	if err != nil {
 		var ue usageError
+		var help helpShown
+		if errors.As(err, &help) {
+			fmt.Fprint(stdout, help.text)
+			return 0
+		}
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "socialrx %s: %v\n", args[0], err)
 			return exitUsage
@@ -109,11 +128,15 @@ func (e usageError) Error() string { return e.msg }
 
 // settingsFlags binds the process-setting flags shared by serve, migrate and outbox.
 func settingsFlags(fs *flag.FlagSet) (apply func(getenv func(string) string) (config.Settings, error)) {
-	addr := fs.String("addr", "", "listen address (SOCIALRX_ADDR)")
-	db := fs.String("database-url", "", "sqlite:PATH or postgres://… (SOCIALRX_DATABASE_URL)")
-	cfg := fs.String("config", "", "directory file (SOCIALRX_CONFIG); unset: embedded demo")
-	level := fs.String("log-level", "", "debug|info|warn|error (SOCIALRX_LOG_LEVEL)")
-	format := fs.String("log-format", "", "text|json (SOCIALRX_LOG_FORMAT)")
+	addrHelp := "listen `address` (SOCIALRX_ADDR)"
+	if fs.Name() != "serve" {
+		addrHelp = "listen `address` (SOCIALRX_ADDR; used by serve only, accepted here for scripts that pass it to every command)"
+	}
+	addr := fs.String("addr", "", addrHelp)
+	db := fs.String("database-url", "", "the database: sqlite:`PATH` or postgres://… (SOCIALRX_DATABASE_URL; default sqlite:socialrx.db)")
+	cfg := fs.String("config", "", "directory `file` (SOCIALRX_CONFIG); unset: the embedded demo")
+	level := fs.String("log-level", "", "`level`: debug|info|warn|error (SOCIALRX_LOG_LEVEL; default info)")
+	format := fs.String("log-format", "", "`format`: text|json (SOCIALRX_LOG_FORMAT; default text)")
 	return func(getenv func(string) string) (config.Settings, error) {
 		over := map[string]string{
 			"SOCIALRX_ADDR": *addr, "SOCIALRX_DATABASE_URL": *db, "SOCIALRX_CONFIG": *cfg,
@@ -139,17 +162,26 @@ func newLogger(s config.Settings, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// parseFlags parses fs, turning flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+// runVersion prints the version.
+func runVersion(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
+	if fs.NArg() > 0 {
+		return usageError{"version takes no arguments"}
+	}
+	fmt.Fprintln(stdout, "socialrx", version)
 	return nil
 }
 
-// runHashToken prints the SHA-256 hex of a token.
+// runHashToken prints the SHA-256 hex of a token (never of a flag: --help prints the help).
 func runHashToken(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("hash-token", flag.ContinueOnError)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	args = fs.Args()
 	var token string
 	switch len(args) {
 	case 0:

@@ -497,7 +497,7 @@ func testCountAndNextDue(t *testing.T, open Opener) {
 	s := open(t, Options{})
 	ctx := t.Context()
 	zero := map[outbox.MessageState]int{outbox.StatePending: 0, outbox.StateInflight: 0, outbox.StateDelivered: 0,
-		outbox.StateDead: 0, outbox.StateCancelled: 0}
+		outbox.StateDead: 0, outbox.StateCancelled: 0, outbox.StateDiscarded: 0}
 	counts, oldest, err := s.CountMessages(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +527,7 @@ func testCountAndNextDue(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	diff(t, "counts", counts, map[outbox.MessageState]int{outbox.StatePending: 2, outbox.StateInflight: 1,
-		outbox.StateDelivered: 1, outbox.StateDead: 1, outbox.StateCancelled: 0})
+		outbox.StateDelivered: 1, outbox.StateDead: 1, outbox.StateCancelled: 0, outbox.StateDiscarded: 0})
 	if !oldest.Equal(at(3 * time.Second)) {
 		t.Errorf("oldest pending created %v, want %v (msg-003-1)", oldest, at(3*time.Second))
 	}

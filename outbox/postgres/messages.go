@@ -223,9 +223,9 @@ func (s *Store) recordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.At
 	}
 	row := w.QueryRowContext(ctx, `WITH `+withReferral+` m AS (
 				SELECT id, state, lease_owner FROM outbox_messages WHERE id = $1`+lockFirst+` FOR UPDATE),
-			a AS (INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error)
+			a AS (INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
 				SELECT $1, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = $1),
-					$2, $3, $4, $5 FROM m),
+					$2, $3, $4, $5, $10 FROM m),
 			u AS (UPDATE outbox_messages o SET state = $6, attempts = o.attempts + 1, last_error = $5,
 					lease_owner = '', lease_until = 0, next_attempt_at = COALESCE($7::bigint, o.next_attempt_at),
 					delivered_at = COALESCE($8::bigint, o.delivered_at)
@@ -236,7 +236,8 @@ func (s *Store) recordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.At
 						WHERE e.destination_kind = o.destination_kind AND e.destination_id = o.destination_id
 						AND e.state IN ('pending', 'inflight', 'dead') AND e.seq > o.seq)) AS succ)
 			SELECT m.state, m.lease_owner, EXISTS (SELECT 1 FROM u), COALESCE((SELECT succ FROM u), false)`+referralOut,
-		a.MessageID, a.StartedUS, a.LatencyUS, a.StatusCode, a.Error, string(a.State), a.Next, a.Delivered, a.Owner)
+		a.MessageID, a.StartedUS, a.LatencyUS, a.StatusCode, a.Error, string(a.State), a.Next, a.Delivered, a.Owner,
+		a.Response)
 	var err error
 	if a.WithReferral {
 		rec.Referral, err = s.d.ScanReferral(prefixScanner{row, []any{&state, &owner, &rec.Moved, &rec.Successor}})
@@ -264,13 +265,14 @@ func (p prefixScanner) Scan(dest ...any) error {
 }
 
 // due reads when the next claim can succeed (sqlstore.Backend.Due) in one statement on the queue pool (see
-// queueSettings): the ordered index scans, whatever the statistics.
-func (s *Store) due(ctx context.Context) (pending, lease sql.NullInt64, err error) {
-	err = s.qdb.QueryRowContext(ctx, `SELECT
-		(SELECT m.next_attempt_at FROM outbox_messages m WHERE m.state = 'pending' AND `+headOnly+`
+// queueSettings): the ordered index scans, whatever the statistics, leaving out the paused destinations.
+func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
+	skip, args := sqlstore.ExcludeDestinations(paused)
+	err = s.qdb.QueryRowContext(ctx, sqlstore.RebindDollar(`SELECT
+		(SELECT m.next_attempt_at FROM outbox_messages m WHERE m.state = 'pending'`+skip+` AND `+headOnly+`
 			ORDER BY m.next_attempt_at, m.seq LIMIT 1),
-		(SELECT m.lease_until FROM outbox_messages m WHERE m.state = 'inflight' AND `+headOnly+`
-			ORDER BY m.lease_until, m.seq LIMIT 1)`).Scan(&pending, &lease)
+		(SELECT m.lease_until FROM outbox_messages m WHERE m.state = 'inflight'`+skip+` AND `+headOnly+`
+			ORDER BY m.lease_until, m.seq LIMIT 1)`), append(args, args...)...).Scan(&pending, &lease)
 	if err != nil {
 		return pending, lease, s.d.DriverErr("next due", err)
 	}

@@ -62,6 +62,10 @@ var ErrClosed = fault.Sentinel(fault.Unavailable, "postgres: store closed")
 type Options struct {
 	// SkipMigrations leaves the schema alone (run Migrate, or `socialrx migrate`, first).
 	SkipMigrations bool
+	// Existing opens an existing, migrated schema only, changing nothing on the way (the CLI's mode): the
+	// schema is checked, not migrated (outbox.ErrNoDatabase when it holds no socialrx tables,
+	// outbox.ErrSchemaBehind when a migration is missing).
+	Existing bool
 	// MaxConns caps the connection pool (default 16).
 	MaxConns int
 	// MaxRetries caps how many times a transaction that failed with a serialization failure or a deadlock
@@ -227,6 +231,9 @@ func queueDSN(dsn string) (string, error) {
 	return u.String(), nil
 }
 
+// hasTable counts the tables named ? in the current schema (CheckSchema).
+const hasTable = `SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = ?`
+
 // Open connects to the database at dsn (a postgres:// URL; search_path may be given as a parameter),
 // migrates it unless opts.SkipMigrations, and returns the store.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
@@ -262,7 +269,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if !opts.SkipMigrations {
+	switch {
+	case opts.Existing:
+		if err := dialect().CheckSchema(ctx, db, migrationFiles, hasTable); err != nil {
+			db.Close()
+			return nil, err
+		}
+	case !opts.SkipMigrations:
 		if err := migrate(ctx, db, schema, log); err != nil {
 			db.Close()
 			return nil, err
@@ -491,8 +504,8 @@ func (b backend) Claim(ctx context.Context, owner string, now time.Time, lease t
 }
 
 // Due reads when the next claim can succeed (see due).
-func (b backend) Due(ctx context.Context) (pending, lease sql.NullInt64, err error) {
-	return b.s.due(ctx)
+func (b backend) Due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
+	return b.s.due(ctx, paused)
 }
 
 // LockIdentifiers takes the identifiers' advisory locks (see lockIdentifiers).

@@ -282,3 +282,10 @@ func TestUnavailable(t *testing.T) {
 		}}
 	})
 }
+
+// TestPauseAcrossInstances: a pause made by one instance holds the others' claims (sqlstoretest).
+func TestPauseAcrossInstances(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	sqlstoretest.PauseAcrossInstances(t, openStore(t, dsn, postgres.Options{NoListen: true}), openStore(t, dsn, postgres.Options{}))
+}

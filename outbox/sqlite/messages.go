@@ -8,21 +8,23 @@ import (
 	"slices"
 	"time"
 
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 )
 
 // headOnly keeps a message only if no earlier message of its referral and destination is unfinished (not
-// delivered and not cancelled), and, for a subscription destination, no earlier unfinished message of that
+// delivered, cancelled or discarded), and, for a subscription destination, no earlier unfinished message of that
 // destination at all (whatever its referral): a Subscription's notifications are numbered across referrals
 // and must arrive in that order. The term e.state <> 'delivered' is spelled exactly as the partial indexes'
 // WHERE so that SQLite uses them.
 const headOnly = `NOT EXISTS (SELECT 1 FROM outbox_messages e
 	WHERE e.referral_id = m.referral_id AND e.destination_kind = m.destination_kind
-	AND e.destination_id = m.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled' AND e.seq < m.seq)
+	AND e.destination_id = m.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled'
+	AND e.state <> 'discarded' AND e.seq < m.seq)
 	AND (m.destination_kind <> 'subscription' OR NOT EXISTS (SELECT 1 FROM outbox_messages e
 	WHERE e.destination_kind = m.destination_kind AND e.destination_id = m.destination_id
-	AND e.state <> 'delivered' AND e.state <> 'cancelled' AND e.seq < m.seq))`
+	AND e.state <> 'delivered' AND e.state <> 'cancelled' AND e.state <> 'discarded' AND e.seq < m.seq))`
 
 // heads reads up to limit claimable messages of one kind (pending and due, or inflight with an expired
 // lease) in index order, taking room as it goes: the shared scan (sqlstore.Dialect.Heads) as headScan
@@ -73,15 +75,16 @@ func (s *Store) claim(ctx context.Context, owner string, now time.Time, lease ti
 }
 
 // due reads when the next claim can succeed (sqlstore.Backend.Due), on the read pool: each scan names its
-// partial index.
-func (s *Store) due(ctx context.Context) (pending, lease sql.NullInt64, err error) {
+// partial index, whose destination columns leave out the paused destinations without reading rows.
+func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
+	skip, args := sqlstore.ExcludeDestinations(paused)
 	err = s.db.QueryRowContext(ctx, `SELECT m.next_attempt_at FROM outbox_messages m
-		INDEXED BY outbox_pending_due WHERE m.state = 'pending' AND `+headOnly+` ORDER BY m.next_attempt_at, m.seq LIMIT 1`).Scan(&pending)
+		INDEXED BY outbox_pending_due WHERE m.state = 'pending'`+skip+` AND `+headOnly+` ORDER BY m.next_attempt_at, m.seq LIMIT 1`, args...).Scan(&pending)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return pending, lease, s.d.DriverErr("next due", err)
 	}
 	err = s.db.QueryRowContext(ctx, `SELECT m.lease_until FROM outbox_messages m
-		INDEXED BY outbox_inflight_lease WHERE m.state = 'inflight' AND `+headOnly+` ORDER BY m.lease_until, m.seq LIMIT 1`).Scan(&lease)
+		INDEXED BY outbox_inflight_lease WHERE m.state = 'inflight'`+skip+` AND `+headOnly+` ORDER BY m.lease_until, m.seq LIMIT 1`, args...).Scan(&lease)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return pending, lease, s.d.DriverErr("next due", err)
 	}

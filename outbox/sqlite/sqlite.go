@@ -48,6 +48,10 @@ var ErrClosed = fault.Sentinel(fault.Unavailable, "sqlite: store closed")
 type Options struct {
 	// SkipMigrations leaves the schema alone (run Migrate, or `socialrx migrate`, first).
 	SkipMigrations bool
+	// Existing opens an existing, migrated database only, changing nothing on the way (the CLI's mode): the
+	// file is opened with mode=rw, so SQLite never creates it (outbox.ErrNoDatabase when it is missing), and
+	// the schema is checked, not migrated (outbox.ErrSchemaBehind when a migration is missing).
+	Existing bool
 	// MaxBatch caps how many writes one group commit takes (default 128).
 	MaxBatch int
 	// BusyTimeout is how long a write waits for another process's write lock (default 10s).
@@ -101,10 +105,14 @@ type Store struct {
 
 var _ outbox.Store = (*Store)(nil)
 
-// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection.
-func dsn(path string, write bool, busy time.Duration) string {
+// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection; with
+// existing, mode=rw, so that SQLite opens the file only if it is there.
+func dsn(path string, write, existing bool, busy time.Duration) string {
 	u := url.URL{Path: path}
 	q := url.Values{}
+	if existing {
+		q.Set("mode", "rw")
+	}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "foreign_keys(1)")
 	if write {
@@ -119,10 +127,14 @@ func dsn(path string, write bool, busy time.Duration) string {
 }
 
 func openDB(path string, write bool, busy time.Duration) (*sql.DB, error) {
+	return openDBMode(path, write, false, busy)
+}
+
+func openDBMode(path string, write, existing bool, busy time.Duration) (*sql.DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
-	db, err := sql.Open("sqlite", dsn(path, write, busy))
+	db, err := sql.Open("sqlite", dsn(path, write, existing, busy))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -166,8 +178,30 @@ func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	return dialect().Migrate(ctx, db, migrationFiles, goose.DialectSQLite3, log)
 }
 
+// hasTable counts the tables named ? (CheckSchema).
+const hasTable = `SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`
+
+// checkExisting checks, through a read-only connection that sets no pragma (so that not even an empty file
+// is written to), that path is a socialrx database with every migration applied.
+func checkExisting(ctx context.Context, path string, busy time.Duration) error {
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("sqlite: %w (no file %s)", outbox.ErrNoDatabase, path)
+	}
+	u := url.URL{Path: path}
+	q := url.Values{}
+	q.Set("mode", "ro")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	db, err := sql.Open("sqlite", "file:"+u.EscapedPath()+"?"+q.Encode())
+	if err != nil {
+		return fmt.Errorf("sqlite: open: %w", err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return dialect().CheckSchema(ctx, db, migrationFiles, hasTable)
+}
+
 // Open opens (creating if needed) the database file at path, migrates it unless opts.SkipMigrations, and
-// starts the writer goroutine.
+// starts the writer goroutine. With opts.Existing it creates and migrates nothing (see Options.Existing).
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 128
@@ -186,10 +220,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		log = slog.Default()
 	}
 
-	if err := createPrivate(path, log); err != nil {
+	if opts.Existing {
+		if err := checkExisting(ctx, path, opts.BusyTimeout); err != nil {
+			return nil, err
+		}
+	} else if err := createPrivate(path, log); err != nil {
 		return nil, err
 	}
-	wdb, err := openDB(path, true, opts.BusyTimeout)
+	wdb, err := openDBMode(path, true, opts.Existing, opts.BusyTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -201,13 +239,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %w", err)
 	}
-	if !opts.SkipMigrations {
+	if !opts.SkipMigrations && !opts.Existing {
 		if err := migrate(ctx, wdb, log); err != nil {
 			wdb.Close()
 			return nil, err
 		}
 	}
-	db, err := openDB(path, false, opts.BusyTimeout)
+	db, err := openDBMode(path, false, opts.Existing, opts.BusyTimeout)
 	if err != nil {
 		wdb.Close()
 		return nil, err
@@ -338,8 +376,8 @@ func (b backend) Claim(ctx context.Context, owner string, now time.Time, lease t
 }
 
 // Due reads when the next claim can succeed (see due).
-func (b backend) Due(ctx context.Context) (pending, lease sql.NullInt64, err error) {
-	return b.s.due(ctx)
+func (b backend) Due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
+	return b.s.due(ctx, paused)
 }
 
 // LockIdentifiers has nothing to do: with one writer, a concurrent create runs after this one and finds it.

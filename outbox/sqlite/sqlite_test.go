@@ -251,3 +251,13 @@ func TestFilesArePrivate(t *testing.T) {
 		t.Errorf("a database created by migrate: %v %v", st.Mode().Perm(), err)
 	}
 }
+
+// TestPauseAcrossInstances: a pause made through another Store on the same file (as the CLI is) holds this
+// one's claims (sqlstoretest).
+func TestPauseAcrossInstances(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "socialrx.db")
+	b := openStore(t, path, sqlite.Options{})
+	a := openStore(t, path, sqlite.Options{Existing: true})
+	sqlstoretest.PauseAcrossInstances(t, a, b)
+}

@@ -1,6 +1,7 @@
 // Package adminapi is socialrx's admin API (/admin/v1, admin clients only): the HTTP face of referral.Operator,
-// the same code path as the `socialrx outbox` CLI: list and filter outbox messages, show one with every
-// attempt, replay one or many (reason recorded, dry run), and a referral's timeline.
+// the same code path as the `socialrx outbox` CLI and the operations console: list and filter outbox
+// messages, show one with every attempt, replay one or many (reason recorded, dry run, paced), discard,
+// pause and resume a service, the overview, and a referral's timeline.
 package adminapi
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/internal/web"
@@ -51,6 +53,12 @@ func (a *API) Routes() []web.Route {
 		{Path: "/admin/v1/messages/{id}/replay", Name: "admin_message_replay", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.replayOne}},
 		{Path: "/admin/v1/replay", Name: "admin_replay", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.replayMany}},
 		{Path: "/admin/v1/referrals/{id}/timeline", Name: "admin_timeline", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.timeline}},
+		{Path: "/admin/v1/messages/{id}/discard", Name: "admin_message_discard", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.discardOne}},
+		{Path: "/admin/v1/discard", Name: "admin_discard", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.discardMany}},
+		{Path: "/admin/v1/pauses", Name: "admin_pauses", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.pauses}},
+		{Path: "/admin/v1/services/{id}/pause", Name: "admin_service_pause", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.pause}},
+		{Path: "/admin/v1/services/{id}/resume", Name: "admin_service_resume", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.resume}},
+		{Path: "/admin/v1/overview", Name: "admin_overview", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.overview}},
 	}
 }
 
@@ -100,8 +108,8 @@ func (a *API) readJSONRequest(w http.ResponseWriter, r *http.Request, v any) err
 	return nil
 }
 
-// messageQuery parses the admin list filters: state (comma list), service, referral, older_than (a Go duration
-// like 30m), limit (1..1000), after_seq (paging).
+// messageQuery parses the admin list filters: state (comma list), service, referral, type (comma list),
+// older_than (a Go duration like 30m), limit (1..1000), after_seq (paging).
 func (a *API) messageQuery(r *http.Request) (outbox.MessageQuery, error) {
 	q := outbox.MessageQuery{Limit: 100}
 	for key, vals := range r.URL.Query() {
@@ -112,9 +120,16 @@ func (a *API) messageQuery(r *http.Request) (outbox.MessageQuery, error) {
 			for _, st := range strings.Split(v, ",") {
 				ms, err := outbox.ParseState(st)
 				if err != nil {
-					return q, invalid(fmt.Sprintf("state %q must be pending, inflight, delivered, dead or cancelled", st))
+					return q, invalid(fmt.Sprintf("state %q must be pending, inflight, delivered, dead, cancelled or discarded", st))
 				}
 				q.States = append(q.States, ms)
+			}
+		case "type":
+			for _, typ := range strings.Split(v, ",") {
+				if strings.TrimSpace(typ) == "" {
+					return q, invalid("type needs event types, e.g. referral.created")
+				}
+				q.Types = append(q.Types, mapping.EventType(strings.TrimSpace(typ)))
 			}
 		case "service", "referral":
 			if strings.TrimSpace(v) == "" {
@@ -144,7 +159,7 @@ func (a *API) messageQuery(r *http.Request) (outbox.MessageQuery, error) {
 			}
 			q.AfterSeq = n
 		default:
-			return q, invalid(fmt.Sprintf("unknown parameter %q (state, service, referral, older_than, limit, after_seq)", key))
+			return q, invalid(fmt.Sprintf("unknown parameter %q (state, service, referral, type, older_than, limit, after_seq)", key))
 		}
 	}
 	return q, nil
@@ -162,7 +177,12 @@ func (a *API) listMessages(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := map[string]any{"messages": referral.Views(msgs)}
+	pauses, err := a.op.Pauses(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := map[string]any{"messages": referral.MarkPaused(referral.Views(msgs), pauses)}
 	if len(msgs) == q.Limit {
 		out["next_after_seq"] = msgs[len(msgs)-1].Seq
 	}
@@ -186,6 +206,9 @@ type replayBody struct {
 	Service string   `json:"service"`
 	Reason  string   `json:"reason"`
 	DryRun  bool     `json:"dry_run"`
+	// PerSecond paces a filtered replay: at most this many replayed messages become due per second (0: all
+	// at once).
+	PerSecond float64 `json:"per_second"`
 }
 
 // replayOne is POST /admin/v1/messages/{id}/replay {"reason": "…", "dry_run": false}.
@@ -195,7 +218,7 @@ func (a *API) replayOne(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if len(b.IDs) > 0 || b.State != "" || b.Service != "" {
+	if len(b.IDs) > 0 || b.State != "" || b.Service != "" || b.PerSecond != 0 {
 		a.fail(w, r, bad("invalid_field", "", "this endpoint replays the message in its path; use /admin/v1/replay for many"))
 		return
 	}
@@ -215,7 +238,7 @@ func (a *API) replayMany(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) replay(w http.ResponseWriter, r *http.Request, b replayBody) {
-	req := outbox.ReplayRequest{IDs: b.IDs, Reason: b.Reason, Actor: "admin:" + web.Client(r.Context()).ID, DryRun: b.DryRun}
+	req := outbox.ReplayRequest{IDs: b.IDs, Reason: b.Reason, Actor: actor(r), DryRun: b.DryRun}
 	if len(b.IDs) == 0 && (b.State != "" || b.Service != "") {
 		f := outbox.MessageQuery{ServiceID: b.Service}
 		if b.State != "" {
@@ -227,23 +250,194 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request, b replayBody) {
 			f.States = []outbox.MessageState{st}
 		}
 		req.Filter = &f
+		switch {
+		case b.PerSecond < 0:
+			a.fail(w, r, bad("invalid_field", "per_second", "per_second must not be negative"))
+			return
+		case b.PerSecond > 0:
+			req.Pace = time.Duration(float64(time.Second) / b.PerSecond)
+		}
 	}
 	msgs, err := a.op.Replay(r.Context(), req)
-	if errors.Is(err, outbox.ErrBadRequest) {
-		field := "reason"
-		if !strings.Contains(err.Error(), "reason") {
-			field = "ids"
-		}
-		err = bad("invalid_replay", field, err.Error())
-	}
 	if err != nil {
-		a.fail(w, r, err)
+		a.fail(w, r, badRequest("invalid_replay", err))
 		return
 	}
 	if !b.DryRun {
 		a.log.Info("outbox replay", "request_id", web.RequestID(r.Context()), "actor", req.Actor, "messages", len(msgs))
 	}
-	web.WriteJSON(w, a.log, http.StatusOK, map[string]any{"dry_run": b.DryRun, "replayed": referral.Views(msgs)})
+	web.WriteJSON(w, a.log, http.StatusOK, map[string]any{"dry_run": b.DryRun, "count": len(msgs), "replayed": referral.Views(msgs)})
+}
+
+// badRequest turns an operator's outbox.ErrBadRequest into a 400 with code and the field it is about (the
+// reason when the message says so, else the selection); other errors pass unchanged.
+func badRequest(code string, err error) error {
+	if !errors.Is(err, outbox.ErrBadRequest) {
+		return err
+	}
+	msg := strings.TrimPrefix(err.Error(), outbox.ErrBadRequest.Error()+": ")
+	field := "ids"
+	switch {
+	case strings.Contains(msg, "reason"):
+		field = "reason"
+	case strings.Contains(msg, "actor"):
+		field = ""
+	case strings.Contains(msg, "service") || strings.Contains(msg, "pull-only") || strings.Contains(msg, "paused"):
+		field = "service"
+	}
+	return bad(code, field, msg)
+}
+
+// actor is who an admin API change is recorded as: the admin client.
+func actor(r *http.Request) string { return "admin:" + web.Client(r.Context()).ID }
+
+// discardBody is the body of the discard endpoints.
+type discardBody struct {
+	IDs    []string `json:"ids"`
+	Reason string   `json:"reason"`
+	DryRun bool     `json:"dry_run"`
+}
+
+// discardOne is POST /admin/v1/messages/{id}/discard {"reason": "…", "dry_run": false}.
+func (a *API) discardOne(w http.ResponseWriter, r *http.Request) {
+	var b discardBody
+	if err := a.readJSONRequest(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if len(b.IDs) > 0 {
+		a.fail(w, r, bad("invalid_field", "ids", "this endpoint discards the message in its path; use /admin/v1/discard for many"))
+		return
+	}
+	b.IDs = []string{mux.Vars(r)["id"]}
+	a.discard(w, r, b)
+}
+
+// discardMany is POST /admin/v1/discard {"ids": […], "reason": "…", "dry_run": false}.
+func (a *API) discardMany(w http.ResponseWriter, r *http.Request) {
+	var b discardBody
+	if err := a.readJSONRequest(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.discard(w, r, b)
+}
+
+func (a *API) discard(w http.ResponseWriter, r *http.Request, b discardBody) {
+	msgs, err := a.op.Discard(r.Context(), outbox.DiscardRequest{IDs: b.IDs, Reason: b.Reason, Actor: actor(r), DryRun: b.DryRun})
+	if err != nil {
+		a.fail(w, r, badRequest("invalid_discard", err))
+		return
+	}
+	if !b.DryRun {
+		a.log.Info("outbox discard", "request_id", web.RequestID(r.Context()), "actor", actor(r), "messages", len(msgs))
+	}
+	web.WriteJSON(w, a.log, http.StatusOK, map[string]any{"dry_run": b.DryRun, "count": len(msgs), "discarded": referral.Views(msgs)})
+}
+
+// pauses is GET /admin/v1/pauses: the paused services.
+func (a *API) pauses(w http.ResponseWriter, r *http.Request) {
+	ps, err := a.op.Pauses(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	web.WriteJSON(w, a.log, http.StatusOK, map[string]any{"pauses": referral.PauseViews(ps)})
+}
+
+// pause is POST /admin/v1/services/{id}/pause {"reason": "…"}: 201 with the pause, or 200 with the pause
+// already in force.
+func (a *API) pause(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Reason string `json:"reason"`
+	}
+	if err := a.readJSONRequest(w, r, &b); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	p, started, err := a.op.Pause(r.Context(), mux.Vars(r)["id"], b.Reason, actor(r))
+	if err != nil {
+		a.fail(w, r, badRequest("invalid_pause", err))
+		return
+	}
+	status := http.StatusOK
+	if started {
+		status = http.StatusCreated
+		a.log.Info("outbox pause", "request_id", web.RequestID(r.Context()), "actor", actor(r), "destination", p.Destination.String())
+	}
+	web.WriteJSON(w, a.log, status, map[string]any{"started": started, "pause": referral.PauseViewOf(p)})
+}
+
+// resume is POST /admin/v1/services/{id}/resume (no body, or {}).
+func (a *API) resume(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		var b struct{}
+		if err := a.readJSONRequest(w, r, &b); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
+	res, err := a.op.Resume(r.Context(), mux.Vars(r)["id"], actor(r))
+	if err != nil {
+		a.fail(w, r, badRequest("invalid_resume", err))
+		return
+	}
+	a.log.Info("outbox resume", "request_id", web.RequestID(r.Context()), "actor", actor(r),
+		"destination", res.Pause.Destination.String(), "messages", res.Messages)
+	web.WriteJSON(w, a.log, http.StatusOK, map[string]any{"pause": referral.PauseViewOf(res.Pause), "messages": res.Messages})
+}
+
+// overviewView is the JSON form of the overview.
+type overviewView struct {
+	At                   time.Time                 `json:"at"`
+	Counts               map[string]int            `json:"counts"`
+	OldestPendingSeconds float64                   `json:"oldest_pending_seconds"`
+	DeliveredLastMinute  int                       `json:"delivered_last_minute"`
+	Destinations         []destinationOverviewView `json:"destinations"`
+	Pauses               []referral.PauseView      `json:"pauses"`
+	Inboxes              []inboxOverviewView       `json:"inboxes"`
+}
+
+type destinationOverviewView struct {
+	Destination string         `json:"destination"`
+	Counts      map[string]int `json:"counts"`
+	Paused      bool           `json:"paused"`
+}
+
+type inboxOverviewView struct {
+	Service           string  `json:"service"`
+	Name              string  `json:"name"`
+	PullOnly          bool    `json:"pull_only"`
+	Waiting           int     `json:"waiting"`
+	Overdue           int     `json:"overdue"`
+	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
+}
+
+// overview is GET /admin/v1/overview: the system at a glance.
+func (a *API) overview(w http.ResponseWriter, r *http.Request) {
+	ov, err := a.op.Overview(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := overviewView{At: ov.At, Counts: map[string]int{}, OldestPendingSeconds: ov.OldestPending.Seconds(),
+		DeliveredLastMinute: ov.DeliveredLastMinute, Destinations: []destinationOverviewView{},
+		Pauses: referral.PauseViews(ov.Pauses), Inboxes: []inboxOverviewView{}}
+	for st, n := range ov.Counts {
+		out.Counts[string(st)] = n
+	}
+	for _, d := range ov.Destinations {
+		v := destinationOverviewView{Destination: d.Destination.String(), Counts: map[string]int{}, Paused: d.Pause != nil}
+		for st, n := range d.Counts {
+			v.Counts[string(st)] = n
+		}
+		out.Destinations = append(out.Destinations, v)
+	}
+	for _, in := range ov.Inboxes {
+		out.Inboxes = append(out.Inboxes, inboxOverviewView{Service: in.ServiceID, Name: in.Name, PullOnly: in.PullOnly,
+			Waiting: in.Waiting, Overdue: in.Overdue, OldestWaitSeconds: in.OldestWait.Seconds()})
+	}
+	web.WriteJSON(w, a.log, http.StatusOK, out)
 }
 
 // timelineView is one version of a referral in the admin timeline.

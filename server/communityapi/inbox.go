@@ -1,7 +1,6 @@
 package communityapi
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -223,35 +222,16 @@ func (a *API) loginPage(r *http.Request) inboxPageData {
 		Idle: waited(p.Idle), Max: waited(p.Max)}
 }
 
-// renderInbox writes one inbox page with the headers every inbox page carries.
+// renderInbox writes one inbox page with the headers every page carries (web.WritePage).
 func (a *API) renderInbox(w http.ResponseWriter, r *http.Request, status int, d inboxPageData) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store") // patient details: never kept by a browser or a proxy
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
 	if d.ErrorFor == "" && d.LoginNeeded && (d.Field == "service" || d.Field == "token") {
 		d.ErrorFor = d.Field // the sign-in fields' ids are their names
 	}
-	var b bytes.Buffer
-	if err := a.tmpl.ExecuteTemplate(&b, "page", d); err != nil {
-		a.log.Error("render inbox page", "request_id", web.RequestID(r.Context()), "err", err)
-		http.Error(w, "the page could not be shown", http.StatusInternalServerError)
-		return
-	}
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
-	w.WriteHeader(status)
-	_, _ = b.WriteTo(w)
+	web.WritePage(w, r, a.log, a.tmpl, status, d)
 }
 
 // inboxRedirect answers a form post with 303 See Other to path (post/redirect/get).
-func inboxRedirect(w http.ResponseWriter, path string) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Location", path)
-	w.WriteHeader(http.StatusSeeOther)
-}
+func inboxRedirect(w http.ResponseWriter, path string) { web.SeeOther(w, path) }
 
 // inboxBare redirects /inbox to /inbox/.
 func (a *API) inboxBare(w http.ResponseWriter, r *http.Request) {

@@ -6,9 +6,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/socialrx/socialrx/server/internal/web"
@@ -35,24 +32,10 @@ import (
 // in as the attacker's own group, and only in browsers older than those above).
 
 // crossSiteRefusal says why a form posted with these request headers must be refused ("" when it may be
-// read): secFetchSite and origin as the browser sent them, own reports whether a host is this service.
+// read): secFetchSite and origin as the browser sent them, own reports whether a host is this service. The
+// rule (layers 1 and 2 above) is the one every page of socialrx applies, web.CrossSiteRefusal.
 func crossSiteRefusal(secFetchSite, origin string, own func(host string) bool) string {
-	switch strings.ToLower(strings.TrimSpace(secFetchSite)) {
-	case "same-origin", "none":
-		return ""
-	case "":
-		// No Fetch Metadata: fall back to Origin when it names a host.
-		if origin == "" || origin == "null" {
-			return ""
-		}
-		u, err := url.Parse(origin)
-		if err != nil || u.Host == "" || !own(u.Host) {
-			return "the form was sent from another web site"
-		}
-		return ""
-	default: // "same-site", "cross-site" or anything a browser does not send
-		return "the form was sent from another web site"
-	}
+	return web.CrossSiteRefusal(secFetchSite, origin, own)
 }
 
 // inboxCSRF is the form token of a session: an HMAC of a fixed label keyed by the secret session id, so
@@ -82,13 +65,7 @@ func (a *API) parseInboxForm(w http.ResponseWriter, r *http.Request) (msg string
 }
 
 // ownHost reports whether host (from a browser's Origin) is this service as the browser reached it.
-func (a *API) ownHost(r *http.Request, host string) bool {
-	hosts := []string{r.Host, r.Header.Get("X-Forwarded-Host")}
-	if b, err := url.Parse(a.o.BaseURL); err == nil && a.o.BaseURL != "" {
-		hosts = append(hosts, b.Host)
-	}
-	return host != "" && slices.ContainsFunc(hosts, func(h string) bool { return h != "" && strings.EqualFold(h, host) })
-}
+func (a *API) ownHost(r *http.Request, host string) bool { return web.OwnHost(r, a.o.BaseURL, host) }
 
 // setSessionCookie gives the browser its session id: HttpOnly (no script reads it), SameSite=Strict (no
 // other site's request carries it), scoped to /inbox/, Secure behind TLS, and dropped by the browser at the

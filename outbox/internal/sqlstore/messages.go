@@ -203,7 +203,7 @@ func ValidNext(st outbox.MessageState) bool {
 	switch st {
 	case outbox.StateDelivered, outbox.StatePending, outbox.StateDead:
 		return true
-	case outbox.StateInflight, outbox.StateCancelled:
+	case outbox.StateInflight, outbox.StateCancelled, outbox.StateDiscarded:
 	}
 	return false
 }
@@ -230,6 +230,12 @@ func MessageWhere(q outbox.MessageQuery) (string, []any) {
 	if q.ReferralID != "" {
 		where = append(where, "referral_id = ?")
 		args = append(args, q.ReferralID)
+	}
+	if len(q.Types) > 0 {
+		where = append(where, "type IN ("+Placeholders(len(q.Types))+")")
+		for _, t := range q.Types {
+			args = append(args, string(t))
+		}
 	}
 	if !q.CreatedBefore.IsZero() {
 		where = append(where, "created_at < ?")
@@ -267,7 +273,7 @@ func (d Dialect) GetMessage(ctx context.Context, db Querier, id string) (outbox.
 	for rows.Next() {
 		a := outbox.Attempt{MessageID: id}
 		var started, latency int64
-		if err := rows.Scan(&a.N, &started, &latency, &a.StatusCode, &a.Error); err != nil {
+		if err := rows.Scan(&a.N, &started, &latency, &a.StatusCode, &a.Error, &a.Response); err != nil {
 			return outbox.MessageDetail{}, d.DriverErr("read attempts", err)
 		}
 		a.StartedAt = FromMicros(started)
@@ -295,6 +301,12 @@ func (d Dialect) GetMessage(ctx context.Context, db Querier, id string) (outbox.
 	if err := rrows.Err(); err != nil {
 		return outbox.MessageDetail{}, d.DriverErr("read replays", err)
 	}
+	rrows.Close()
+	if m.State == outbox.StateDiscarded {
+		if md.Discard, err = d.readDiscard(ctx, db, id); err != nil {
+			return outbox.MessageDetail{}, err
+		}
+	}
 	return md, nil
 }
 
@@ -305,7 +317,7 @@ func Replayable(m outbox.Message, now time.Time, byID bool) bool {
 		return true
 	case outbox.StatePending:
 		return byID && m.NextAttemptAt.After(now)
-	case outbox.StateInflight, outbox.StateDelivered, outbox.StateCancelled:
+	case outbox.StateInflight, outbox.StateDelivered, outbox.StateCancelled, outbox.StateDiscarded:
 	}
 	return false
 }
@@ -369,22 +381,36 @@ func SortBySeq(ms []outbox.Message) []outbox.Message {
 	return ms
 }
 
+// ReplayDue is when the i-th message (0-based) of a replay at now becomes due: now, or with req.Pace,
+// max(now, req.DueFrom) + i × req.Pace.
+func ReplayDue(now time.Time, req outbox.ReplayRequest, i int) time.Time {
+	if req.Pace <= 0 {
+		return now
+	}
+	from := now
+	if req.DueFrom.After(now) {
+		from = req.DueFrom
+	}
+	return from.Add(time.Duration(i) * req.Pace)
+}
+
 // MarkReplayed moves the selected messages ms back to pending inside the replay's write transaction w: due
-// at now, with a new retry budget from now and a Replay row recording req's actor and reason and the state
-// left. It updates ms to match and returns the referrals with a replayed service message, in order (the
-// ones req.Update applies to).
+// at now (or paced, ReplayDue), with a new retry budget from now and a Replay row recording req's actor and
+// reason and the state left. It updates ms to match and returns the referrals with a replayed service
+// message, in order (the ones req.Update applies to).
 func (d Dialect) MarkReplayed(ctx context.Context, w Querier, ms []outbox.Message, now time.Time, req outbox.ReplayRequest) ([]string, error) {
 	nowUS := Micros(now)
 	var referrals []string
 	for i, m := range ms {
-		if _, err := w.ExecContext(ctx, d.rebind(replayMessage), nowUS, nowUS, m.ID); err != nil {
+		dueUS := Micros(ReplayDue(now, req, i))
+		if _, err := w.ExecContext(ctx, d.rebind(replayMessage), dueUS, nowUS, m.ID); err != nil {
 			return nil, d.DriverErr("replay", err)
 		}
 		if _, err := w.ExecContext(ctx, d.rebind(insertReplay), m.ID, nowUS, req.Actor, req.Reason, string(m.State)); err != nil {
 			return nil, d.DriverErr("record replay", err)
 		}
 		ms[i].State = outbox.StatePending
-		ms[i].NextAttemptAt = FromMicros(nowUS)
+		ms[i].NextAttemptAt = FromMicros(dueUS)
 		ms[i].BudgetFrom = FromMicros(nowUS)
 		ms[i].LeaseOwner, ms[i].LeaseUntil = "", time.Time{}
 		// Update (businessStatus: the community delivery) concerns service messages only: replaying a
@@ -456,6 +482,8 @@ type AttemptRow struct {
 	StatusCode           int
 	// Error is the attempt's error text, already capped and storable.
 	Error string
+	// Response is the start of the receiver's answer, already capped and storable.
+	Response string
 	// State is the message's next state (delivered, pending or dead).
 	State outbox.MessageState
 	// Next is the next attempt's time (unix microseconds) when State is pending, else nil (kept as it is).
@@ -494,7 +522,7 @@ func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Re
 		return Recorded{}, d.DriverErr("complete attempt", err)
 	}
 	if _, err := w.ExecContext(ctx, d.rebind(insertAttempt), a.MessageID, a.MessageID, a.StartedUS, a.LatencyUS,
-		a.StatusCode, a.Error); err != nil {
+		a.StatusCode, a.Error, a.Response); err != nil {
 		return Recorded{}, d.DriverErr("record attempt", err)
 	}
 	if outbox.MessageState(state) != outbox.StateInflight || owner != a.Owner {

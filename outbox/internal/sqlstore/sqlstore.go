@@ -189,11 +189,12 @@ type Backend interface {
 	// Changes (and, unless Tx.Quiet, tells other instances sharing the database).
 	Write(ctx context.Context, fn func(ctx context.Context, w *Tx) error) error
 	// Claim is outbox.Store.ClaimMessages with its arguments checked (owner set, lease positive, limit in
-	// (0, MaxLimit]).
+	// (0, MaxLimit]) and the paused destinations given no room in f (HoldPaused).
 	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error)
 	// Due returns, as stored, the earliest due time of a claimable pending message (the head of its chain)
-	// and the earliest lease expiry of a claimable inflight one; NULL when there is none.
-	Due(ctx context.Context) (pending, lease sql.NullInt64, err error)
+	// and the earliest lease expiry of a claimable inflight one, leaving out the messages of the paused
+	// destinations (ExcludeDestinations spells the term); NULL when there is none.
+	Due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error)
 	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids for the
 	// same practice wait until w ends, so that it then finds this one (nothing to do with one writer).
 	LockIdentifiers(ctx context.Context, w *Tx, practice string, ids []mapping.Identifier) error

@@ -52,14 +52,14 @@ const (
 
 	selectMessages = `SELECT ` + MessageCols + ` FROM outbox_messages WHERE `
 	selectMessage  = selectMessages + `id = ?`
-	selectAttempts = `SELECT n, started_at, latency_us, status_code, error
+	selectAttempts = `SELECT n, started_at, latency_us, status_code, error, response
 		FROM outbox_attempts WHERE message_id = ? ORDER BY n`
 	selectReplays = `SELECT at, actor, reason, from_state FROM outbox_replays
 		WHERE message_id = ? ORDER BY id`
 	selectLease   = `SELECT state, lease_owner, COALESCE(referral_id, '') FROM outbox_messages WHERE id = ?`
 	insertAttempt = `INSERT INTO outbox_attempts (message_id, n, started_at, latency_us,
-			status_code, error) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
-			?, ?, ?, ?)`
+			status_code, error, response) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
+			?, ?, ?, ?, ?)`
 	moveMessage = `UPDATE outbox_messages SET state = ?, attempts = attempts + 1,
 			last_error = ?, lease_owner = '', lease_until = 0,
 			next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = COALESCE(?, delivered_at)
@@ -112,5 +112,7 @@ func statements() []string {
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
 		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
 		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
+		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
+		selectPauses, countByDestination, countDelivered, inboxStats,
 	}, sessionStatements()...)
 }

@@ -334,6 +334,24 @@ func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now
 	return out, nil
 }
 
+// updateEach applies fn (when not nil) to each of the referrals (by id, row locked) in w, as versions of
+// cause.
+func (s *Store) updateEach(ctx context.Context, w *Tx, referrals []string, now time.Time, fn outbox.ReferralUpdate, cause outbox.TimelineCause) error {
+	if fn == nil {
+		return nil
+	}
+	for _, rid := range referrals {
+		cur, err := s.d.ReadReferral(ctx, w, byID, true, rid)
+		if err != nil {
+			return err
+		}
+		if _, err := s.applyUpdate(ctx, w, cur, now, fn, cause); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Timeline returns every version of the referral (by referral, task or ServiceRequest id), oldest first,
 // with the ids of the messages each version enqueued and withdrew.
 func (s *Store) Timeline(ctx context.Context, id string) ([]outbox.TimelineEntry, error) {
@@ -352,15 +370,24 @@ func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, 
 	if limit <= 0 {
 		return nil, nil
 	}
-	return s.b.Claim(ctx, owner, now, lease, min(limit, MaxLimit), f)
+	paused, err := s.pausedDestinations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.b.Claim(ctx, owner, now, lease, min(limit, MaxLimit), HoldPaused(f, paused))
 }
 
 // NextDue returns when the next claim can succeed: the earliest due time of a pending message that heads its
 // referral and destination, or the earliest lease expiry of an inflight one, whichever is first (zero when
-// there is neither). Pending messages blocked behind an earlier unfinished one are not counted, so a
-// dispatcher sleeping until NextDue never spins on a message it cannot claim.
+// there is neither). Pending messages blocked behind an earlier unfinished one, and the messages of paused
+// destinations, are not counted, so a dispatcher sleeping until NextDue never spins on a message it cannot
+// claim.
 func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
-	pending, lease, err := s.b.Due(ctx)
+	paused, err := s.pausedDestinations(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	pending, lease, err := s.b.Due(ctx, paused)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -438,22 +465,26 @@ func newAttemptRow(d Dialect, id string, now time.Time, res outbox.AttemptResult
 		started = now
 	}
 	row := AttemptRow{MessageID: id, Owner: res.Owner, StartedUS: Micros(started), LatencyUS: a.Latency.Microseconds(),
-		StatusCode: a.StatusCode, Error: d.storableError(a.Error), State: res.State, WithReferral: res.Update != nil}
+		StatusCode: a.StatusCode, Error: d.storableError(a.Error), Response: d.storableResponse(a.Response),
+		State: res.State, WithReferral: res.Update != nil}
 	switch res.State {
 	case outbox.StatePending:
 		row.Next = Micros(res.NextAttemptAt)
 	case outbox.StateDelivered:
 		row.Delivered = Micros(now)
-	case outbox.StateDead, outbox.StateInflight, outbox.StateCancelled:
+	case outbox.StateDead, outbox.StateInflight, outbox.StateCancelled, outbox.StateDiscarded:
 	}
 	return row
 }
 
 // storableError caps an error text at maxErrorLen bytes without cutting a rune, and makes it storable
 // (Dialect.CleanText).
-func (d Dialect) storableError(s string) string {
-	if len(s) > maxErrorLen {
-		s = strings.ToValidUTF8(s[:maxErrorLen], "")
+func (d Dialect) storableError(s string) string { return d.capText(s, maxErrorLen) }
+
+// capText caps s at n bytes without cutting a rune, and makes it storable (Dialect.CleanText).
+func (d Dialect) capText(s string, n int) string {
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "")
 	}
 	if d.CleanText != nil {
 		s = d.CleanText(s)
@@ -518,16 +549,8 @@ func (s *Store) ReplayMessages(ctx context.Context, now time.Time, req outbox.Re
 		if len(ms) > 0 {
 			w.Changed = true
 		}
-		if req.Update != nil {
-			for _, rid := range referrals {
-				cur, err := d.ReadReferral(ctx, w, byID, true, rid)
-				if err != nil {
-					return err
-				}
-				if _, err := s.applyUpdate(ctx, w, cur, now, req.Update, outbox.CauseReplay); err != nil {
-					return err
-				}
-			}
+		if err := s.updateEach(ctx, w, referrals, now, req.Update, outbox.CauseReplay); err != nil {
+			return err
 		}
 		out = ms
 		return nil

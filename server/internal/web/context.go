@@ -12,10 +12,31 @@ type ctxKey int
 const (
 	keyRequestID ctxKey = iota + 1
 	keyClient
+	keyLogNote
 )
 
-// WithClient returns ctx carrying the authenticated client.
+// LogNote is what the request's log line says beyond what the router knows: the client that turned out to
+// be calling (bearer token, inbox or console session). The server puts one in each request's context
+// (WithLogNote) before routing; WithClient fills it in, wherever in the handlers the client is found.
+type LogNote struct {
+	ClientID string
+}
+
+// WithLogNote returns ctx carrying n.
+func WithLogNote(ctx context.Context, n *LogNote) context.Context {
+	return context.WithValue(ctx, keyLogNote, n)
+}
+
+// NoteClient notes the client id for the request's log line (a client that was refused, say).
+func NoteClient(ctx context.Context, id string) {
+	if n, ok := ctx.Value(keyLogNote).(*LogNote); ok && n != nil {
+		n.ClientID = id
+	}
+}
+
+// WithClient returns ctx carrying the authenticated client (and notes it for the request's log line).
 func WithClient(ctx context.Context, c config.Client) context.Context {
+	NoteClient(ctx, c.ID)
 	return context.WithValue(ctx, keyClient, c)
 }
 

@@ -61,3 +61,34 @@ func Open[S outbox.Store](t *testing.T, open func() (S, error)) S {
 	})
 	return s
 }
+
+// PauseAcrossInstances checks that a pause is the database's, not the process's: a destination paused
+// through store a (the CLI, another instance) is not claimed by store b on the same database, and resumed
+// through a it is claimed by b again, its message intact (no attempt was made while paused).
+func PauseAcrossInstances(t *testing.T, a, b outbox.Store) {
+	t.Helper()
+	ctx := t.Context()
+	now := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "paused-elsewhere"}
+	if _, err := b.CreateReferral(ctx, Intake(9001, now, dest, json.RawMessage(`{}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.PauseDestination(ctx, outbox.Pause{Destination: dest, PausedAt: now, PausedBy: "cli:ops",
+		Reason: "down"}); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(time.Hour)
+	if ms, err := b.ClaimMessages(ctx, "b", later, time.Minute, 10, outbox.ClaimFilter{}); err != nil || len(ms) != 0 {
+		t.Fatalf("claim on another instance while paused: %d messages, %v", len(ms), err)
+	}
+	if ps, err := b.ListPauses(ctx); err != nil || len(ps) != 1 || ps[0].Destination != dest {
+		t.Fatalf("pauses seen by another instance: %+v, %v", ps, err)
+	}
+	if _, err := a.ResumeDestination(ctx, dest, later, "cli:ops"); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := b.ClaimMessages(ctx, "b", later, time.Minute, 10, outbox.ClaimFilter{})
+	if err != nil || len(ms) != 1 || ms[0].ID != "msg-9001" || ms[0].Attempts != 0 {
+		t.Fatalf("claim on another instance after resume: %+v, %v", ms, err)
+	}
+}
