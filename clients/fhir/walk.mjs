@@ -10,7 +10,7 @@
 
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { generateKeyPairSync, randomBytes, randomUUID, sign as cryptoSign } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, randomUUID, sign as cryptoSign } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -90,18 +90,31 @@ function freePort() {
   });
 }
 
-// directoryWithSmartClient is the demo directory plus a GP client that authenticates with a signed JWT (its
-// public key inline as jwks).
+// tokens are this run's own client tokens: a real directory refuses the demo's published ones, so the walk
+// gives every demo client a fresh random token (by client id) and writes only their hashes.
+const tokens = {};
+
+// directoryWithSmartClient is the demo directory, every client with a fresh token (tokens), plus a GP client
+// that authenticates with a signed JWT (its public key inline as jwks).
 async function directoryWithSmartClient(jwk) {
   const demo = await readFile(path.join(repo, 'config', 'demo.yaml'), 'utf8');
+  let current = '';
+  const fresh = demo.split('\n').map((line) => {
+    const id = line.match(/^  - id: ([A-Za-z0-9._-]+)/);
+    if (id) current = id[1];
+    const hash = line.match(/^(\s+token_sha256: )"[0-9a-f]{64}"/);
+    if (!hash) return line;
+    tokens[current] = `walk-${current}-${randomBytes(16).toString('hex')}`;
+    return `${hash[1]}"${createHash('sha256').update(tokens[current]).digest('hex')}"`;
+  }).join('\n');
   const client = [
     '  - id: smart-walk',
     '    role: gp',
     '    practices: [A81001]',
     `    jwks: ${JSON.stringify({ keys: [jwk] })}`,
   ].join('\n');
-  if (!demo.includes('\nclients:\n')) throw new Error('config/demo.yaml has no clients list');
-  return demo.replace('\nclients:\n', `\nclients:\n${client}\n`);
+  if (!fresh.includes('\nclients:\n')) throw new Error('config/demo.yaml has no clients list');
+  return fresh.replace('\nclients:\n', `\nclients:\n${client}\n`);
 }
 
 async function startServer(dir, port, directory) {
@@ -118,6 +131,7 @@ async function startServer(dir, port, directory) {
       SOCIALRX_BASE_URL: base,
       SOCIALRX_LOG_FORMAT: 'json',
       SOCIALRX_TOKEN_KEY: randomBytes(32).toString('base64'),
+      SOCIALRX_SECRET_KEY: randomBytes(32).toString('base64'),
     },
     stdio: ['ignore', 'inherit', 'pipe'],
   });
@@ -192,9 +206,9 @@ await writeFile(directory, await directoryWithSmartClient(jwk));
 const server = await startServer(dir, await freePort(), directory);
 console.log(`socialrx at ${server.base} (${dir})`);
 
-const gp = new Client({ baseUrl: server.fhir, bearerToken: 'demo-gp-token' });
-const pcn = new Client({ baseUrl: server.fhir, bearerToken: 'demo-pcn-token' });
-const walks = new Client({ baseUrl: server.fhir, bearerToken: 'demo-walks-token' });
+const gp = new Client({ baseUrl: server.fhir, bearerToken: tokens['practice-a81001'] });
+const pcn = new Client({ baseUrl: server.fhir, bearerToken: tokens['frome-valley-pcn'] });
+const walks = new Client({ baseUrl: server.fhir, bearerToken: tokens['frome-walks'] });
 const ctx = {};
 
 try {
@@ -305,7 +319,7 @@ try {
   });
 
   await step('fhir-kit-client: XML is 406 with an OperationOutcome', async (s) => {
-    const xml = new Client({ baseUrl: server.fhir, bearerToken: 'demo-gp-token', customHeaders: { accept: 'application/fhir+xml' } });
+    const xml = new Client({ baseUrl: server.fhir, bearerToken: tokens['practice-a81001'], customHeaders: { accept: 'application/fhir+xml' } });
     const oo = await expectStatus(s, xml.read({ resourceType: 'Task', id: ctx.task.id }), 406);
     check(s, oo?.resourceType === 'OperationOutcome', 'no OperationOutcome');
   });
