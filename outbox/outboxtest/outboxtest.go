@@ -105,6 +105,9 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SearchListsAndCount", testSearchListsAndCount},
 		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
+		{"AuditAppendAndList", testAuditAppendAndList},
+		{"AuditChainsConcurrent", testAuditChainsConcurrent},
+		{"AuditHeadConflict", testAuditHeadConflict},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
