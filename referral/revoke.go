@@ -78,6 +78,7 @@ func (s *Service) Revoke(ctx context.Context, c Caller, ref outbox.Referral, exp
 	if before.Record.ID == "" {
 		before = ref
 	}
+	_ = s.audit(ctx, c, outbox.AuditUpdate, ByServiceRequestID, next) // a change: logged, never refused
 	s.logStatusChange(c, before, next)
 	return next, nil
 }

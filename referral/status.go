@@ -64,6 +64,13 @@ func (s *Service) ChangeStatus(ctx context.Context, c Caller, req StatusRequest)
 	if before.Record.ID == "" { // a no-op answered without running the update
 		before = after
 	}
+	action := outbox.AuditUpdate
+	if after.Record.Version == before.Record.Version {
+		action = outbox.AuditRead
+	}
+	if err := s.audit(ctx, c, action, ByRecordID, after); err != nil {
+		return outbox.Referral{}, outbox.Referral{}, err
+	}
 	s.logStatusChange(c, before, after)
 	return before, after, nil
 }

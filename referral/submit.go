@@ -77,6 +77,13 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 		// The identifier belongs to a referral this client cannot see: say no more than "taken".
 		return outbox.CreateResult{}, outbox.ErrConflict
 	}
+	action := outbox.AuditRead // a resend is answered with the existing referral
+	if res.Created {
+		action = outbox.AuditCreate
+	}
+	if err := s.audit(ctx, c, action, ByServiceRequestID, res.Referral); err != nil {
+		return outbox.CreateResult{}, err
+	}
 	if res.Created {
 		s.log.Info("referral created", "request_id", c.RequestID, "referral_id", res.Referral.Record.ID,
 			"service", res.Referral.Record.Service.ID, "client", cl.ID)

@@ -87,6 +87,13 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 	if err != nil {
 		return outbox.Referral{}, err
 	}
+	action := outbox.AuditUpdate
+	if next.Record.Version == before.Record.Version {
+		action = outbox.AuditRead
+	}
+	if err := s.audit(ctx, c, action, ByTaskID, next); err != nil {
+		return outbox.Referral{}, err
+	}
 	s.logStatusChange(c, before, next)
 	return next, nil
 }

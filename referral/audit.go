@@ -1,0 +1,247 @@
+package referral
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// Auditor records audited accesses (outbox.AuditLog).
+type Auditor interface {
+	Record(ctx context.Context, recs ...outbox.AuditRecord) error
+}
+
+// Routes an access can come through (AuditRecord.Via).
+const (
+	ViaFHIR      = "fhir"
+	ViaCommunity = "community-api"
+	ViaInbox     = "inbox"
+	ViaAdmin     = "admin-api"
+	ViaConsole   = "console"
+	ViaCLI       = "cli"
+	ViaWebhook   = "webhook"
+)
+
+// RoleOperator is the audit role of an engineer at the CLI; RoleSystem that of socialrx itself (the
+// dispatcher's deliveries).
+const (
+	RoleOperator = "operator"
+	RoleSystem   = "system"
+)
+
+// Origin is where a request comes from, as the audit trail records it: the server's request id, the
+// client's X-Request-ID beside it, the client's address and the route; and, for the engineers' routes
+// (console, CLI), who the actor is beyond the client (Actor, e.g. "console:ops/alice", "cli:alice").
+type Origin struct {
+	RequestID       string
+	ClientRequestID string
+	Address         string
+	Via             string
+	Actor           string
+	ActorRole       string
+}
+
+type originKey struct{}
+
+// WithOrigin returns ctx carrying o. The server puts one in every request's context; the CLI one per run.
+// The pointer is shared: SetActor fills the actor in once it is known.
+func WithOrigin(ctx context.Context, o *Origin) context.Context {
+	return context.WithValue(ctx, originKey{}, o)
+}
+
+// OriginOf is the request's origin (the zero Origin when none was set).
+func OriginOf(ctx context.Context) Origin {
+	if o, ok := ctx.Value(originKey{}).(*Origin); ok && o != nil {
+		return *o
+	}
+	return Origin{}
+}
+
+// SetActor names the actor of the request in ctx's origin (an engineer behind a console session).
+func SetActor(ctx context.Context, actor, role string) {
+	if o, ok := ctx.Value(originKey{}).(*Origin); ok && o != nil {
+		o.Actor, o.ActorRole = actor, role
+	}
+}
+
+// errNotAudited: an access to patient data could not be recorded in the audit trail, so it is refused.
+var errNotAudited = fault.Sentinel(fault.Unavailable, "the access could not be audited")
+
+// resourceOf is the audit resource type of an id kind.
+func resourceOf(k IDKind) string {
+	switch k {
+	case ByTaskID:
+		return "Task"
+	case ByServiceRequestID:
+		return "ServiceRequest"
+	case ByRecordID:
+		return "Referral"
+	}
+	return "Referral"
+}
+
+// auditBase is the record of an access by c (or, without a client, by the origin's actor) with ctx's origin.
+func auditBase(ctx context.Context, c Caller, now func() outbox.AuditRecord) outbox.AuditRecord {
+	o := OriginOf(ctx)
+	r := now()
+	r.RequestID, r.ClientRequestID, r.Address, r.Via = o.RequestID, o.ClientRequestID, o.Address, o.Via
+	if r.RequestID == "" {
+		r.RequestID = c.RequestID
+	}
+	r.ActorID, r.ActorRole = c.Client.ID, string(c.Client.Role)
+	if o.Actor != "" {
+		r.ActorID, r.ActorRole = o.Actor, o.ActorRole
+	}
+	if r.Via == "" {
+		r.Via = "internal"
+	}
+	return r
+}
+
+// audit records that c did action on the referrals refs (one record each, the resource named by kind). A
+// read that cannot be recorded fails (fault.Unavailable: patient data is not shown unaudited); a change
+// that cannot be recorded is already committed, so it is logged and the change's answer stands.
+func (s *Service) audit(ctx context.Context, c Caller, action outbox.AuditAction, kind IDKind, refs ...outbox.Referral) error {
+	if s.auditor == nil || len(refs) == 0 {
+		return nil
+	}
+	recs := make([]outbox.AuditRecord, 0, len(refs))
+	for _, ref := range refs {
+		r := auditBase(ctx, c, func() outbox.AuditRecord { return outbox.AuditRecord{At: s.Now()} })
+		r.Action, r.ResourceType, r.ResourceID = action, resourceOf(kind), idOf(ref, kind)
+		r.ReferralID, r.PracticeODS, r.ServiceID = ref.Record.ID, ref.PracticeODS, ref.Record.Service.ID
+		recs = append(recs, r)
+	}
+	return s.record(ctx, action, recs)
+}
+
+func (s *Service) record(ctx context.Context, action outbox.AuditAction, recs []outbox.AuditRecord) error {
+	err := s.auditor.Record(ctx, recs...)
+	if err == nil {
+		return nil
+	}
+	if action == outbox.AuditRead {
+		return fmt.Errorf("referral: %w (%v)", errNotAudited, err)
+	}
+	s.log.Error("a change could not be audited", "request_id", recs[0].RequestID, "referral_id", recs[0].ReferralID,
+		"action", string(action), "err", err)
+	return nil
+}
+
+// AuditQuery is an admin's or a GP client's query of the audit trail.
+type AuditQuery = outbox.AuditQuery
+
+// Audit returns the audit records q selects that the caller may see: an admin every record, a GP client
+// only the records of its practices' referrals (q.Practices is narrowed to them), anyone else nothing
+// (fault.Forbidden).
+func (s *Service) Audit(ctx context.Context, c Caller, q AuditQuery) ([]outbox.AuditRecord, error) {
+	switch c.Client.Role {
+	case config.RoleAdmin:
+	case config.RoleGP:
+		var mine []string
+		for _, p := range q.Practices {
+			if c.Client.MayReferFrom(p) {
+				mine = append(mine, p)
+			}
+		}
+		if q.Practices == nil {
+			mine = append([]string(nil), c.Client.Practices...)
+		}
+		q.Practices = mine
+		if q.Practices == nil {
+			q.Practices = []string{}
+		}
+	case config.RoleCommunity:
+		return nil, fault.New(fault.Forbidden, "forbidden", "", "the audit trail is for admin and GP clients")
+	}
+	return s.store.ListAudit(ctx, q)
+}
+
+// auditMessages records action by ctx's actor on the referrals of msgs (once per message with a referral).
+func (o Operator) auditMessages(ctx context.Context, action outbox.AuditAction, msgs ...outbox.Message) error {
+	if o.Audit == nil {
+		return nil
+	}
+	var recs []outbox.AuditRecord
+	for _, m := range msgs {
+		if m.ReferralID == "" {
+			continue
+		}
+		r := o.auditRecord(ctx, action, "Message", m.ID)
+		r.ReferralID = m.ReferralID
+		if m.Destination.Kind == "service" {
+			r.ServiceID = m.Destination.ID
+		}
+		recs = append(recs, r)
+	}
+	return o.recordAudit(ctx, action, recs)
+}
+
+// auditReferrals records action by ctx's actor on refs (resource Referral).
+func (o Operator) auditReferrals(ctx context.Context, action outbox.AuditAction, refs ...outbox.Referral) error {
+	if o.Audit == nil {
+		return nil
+	}
+	var recs []outbox.AuditRecord
+	for _, ref := range refs {
+		r := o.auditRecord(ctx, action, "Referral", ref.Record.ID)
+		r.ReferralID, r.PracticeODS, r.ServiceID = ref.Record.ID, ref.PracticeODS, ref.Record.Service.ID
+		recs = append(recs, r)
+	}
+	return o.recordAudit(ctx, action, recs)
+}
+
+func (o Operator) auditRecord(ctx context.Context, action outbox.AuditAction, typ, id string) outbox.AuditRecord {
+	r := auditBase(ctx, Caller{}, func() outbox.AuditRecord { return outbox.AuditRecord{At: o.now()} })
+	if r.ActorID == "" {
+		r.ActorID, r.ActorRole = "unidentified", RoleOperator
+	}
+	r.Action, r.ResourceType, r.ResourceID = action, typ, id
+	return r
+}
+
+func (o Operator) recordAudit(ctx context.Context, action outbox.AuditAction, recs []outbox.AuditRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	// The practice of a message's referral, for the GP's view of the trail.
+	for i := range recs {
+		if recs[i].PracticeODS == "" && recs[i].ReferralID != "" {
+			if ref, err := o.Store.GetReferral(ctx, recs[i].ReferralID); err == nil {
+				recs[i].PracticeODS, recs[i].ServiceID = ref.PracticeODS, ref.Record.Service.ID
+			}
+		}
+	}
+	err := o.Audit.Record(ctx, recs...)
+	if err == nil {
+		return nil
+	}
+	if action == outbox.AuditRead {
+		return fmt.Errorf("referral: %w (%v)", errNotAudited, err)
+	}
+	o.logger().Error("a change could not be audited", "request_id", recs[0].RequestID, "action", string(action), "err", err)
+	return nil
+}
+
+func (o Operator) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// CLIOrigin is the origin of a CLI run by actor ("cli:<name>"; "" when the command needs none).
+func CLIOrigin(actor string) *Origin {
+	if actor == "" {
+		actor = "cli:unidentified"
+	}
+	if !strings.HasPrefix(actor, "cli:") {
+		actor = "cli:" + actor
+	}
+	return &Origin{RequestID: NewUUIDv7(), Via: ViaCLI, Actor: actor, ActorRole: RoleOperator}
+}
