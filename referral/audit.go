@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/fault"
@@ -244,4 +245,50 @@ func CLIOrigin(actor string) *Origin {
 		actor = "cli:" + actor
 	}
 	return &Origin{RequestID: NewUUIDv7(), Via: ViaCLI, Actor: actor, ActorRole: RoleOperator}
+}
+
+// AuditTrail returns the audit records q selects (every record: the engineers' view), ordered by Seq.
+func (o Operator) AuditTrail(ctx context.Context, q outbox.AuditQuery) ([]outbox.AuditRecord, error) {
+	return o.Store.ListAudit(ctx, q)
+}
+
+// VerifyAudit checks every chain of the audit trail (outbox.VerifyAudit), reporting progress when set.
+func (o Operator) VerifyAudit(ctx context.Context) (outbox.AuditReport, error) {
+	var progress func(int64)
+	if o.Progress != nil {
+		progress = func(n int64) { o.Progress(int(n), int(n)) }
+	}
+	return outbox.VerifyAudit(ctx, o.Store, progress)
+}
+
+// AuditView is the JSON form of an audit record (admin API, CLI).
+type AuditView struct {
+	Seq             int64     `json:"seq"`
+	At              time.Time `json:"at"`
+	Actor           string    `json:"actor"`
+	Role            string    `json:"role"`
+	Via             string    `json:"via"`
+	Action          string    `json:"action"`
+	Resource        string    `json:"resource"`
+	ReferralID      string    `json:"referral_id,omitempty"`
+	Practice        string    `json:"practice,omitempty"`
+	Service         string    `json:"service,omitempty"`
+	Address         string    `json:"address,omitempty"`
+	RequestID       string    `json:"request_id"`
+	ClientRequestID string    `json:"client_request_id,omitempty"`
+	Chain           string    `json:"chain"`
+	ChainSeq        int64     `json:"chain_seq"`
+	Hash            string    `json:"hash"`
+}
+
+// AuditViews renders audit records as AuditViews.
+func AuditViews(recs []outbox.AuditRecord) []AuditView {
+	out := make([]AuditView, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, AuditView{Seq: r.Seq, At: r.At, Actor: r.ActorID, Role: r.ActorRole, Via: r.Via,
+			Action: string(r.Action), Resource: r.ResourceType + "/" + r.ResourceID, ReferralID: r.ReferralID,
+			Practice: r.PracticeODS, Service: r.ServiceID, Address: r.Address, RequestID: r.RequestID,
+			ClientRequestID: r.ClientRequestID, Chain: r.Chain, ChainSeq: r.ChainSeq, Hash: r.Hash})
+	}
+	return out
 }

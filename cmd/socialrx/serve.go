@@ -201,7 +201,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Ready:         m.ready,
 		InboxSessions: referral.SessionPolicy{Idle: settings.InboxIdleTimeout, Max: settings.InboxSessionMax},
 		Limits:        &settings.Limits, TrustedProxies: settings.Security.TrustedProxies,
-		Auditor:       m.audit,
+		Auditor: m.audit,
 		Secrets: secrets, SubscriptionOff: deliveries.Forget,
 		MetricsToken: settings.Security.MetricsToken, NoMetricsRoute: settings.Security.MetricsAddr != "",
 	})
