@@ -2,6 +2,7 @@ package referral
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -291,4 +292,53 @@ func AuditViews(recs []outbox.AuditRecord) []AuditView {
 			ClientRequestID: r.ClientRequestID, Chain: r.Chain, ChainSeq: r.ChainSeq, Hash: r.Hash})
 	}
 	return out
+}
+
+// AuditEntry is an audit record with what a FHIR AuditEvent names of its referral: the ServiceRequest (the
+// referral as the GP knows it) and the patient reference.
+type AuditEntry struct {
+	outbox.AuditRecord
+	ServiceRequestID string
+	Patient          string
+}
+
+// AuditEntries answers a practice's "who saw this referral": the audit records q selects of the referrals
+// the caller may see (a GP client its practices', an admin every one; others fault.Forbidden), narrowed to
+// the referral whose ServiceRequest or Task id is entityID when set (a referral the caller may not see: no
+// records, as if it did not exist). Reading the trail is not itself recorded.
+func (s *Service) AuditEntries(ctx context.Context, c Caller, entityKind IDKind, entityID string, q outbox.AuditQuery) ([]AuditEntry, error) {
+	if entityID != "" {
+		ref, err := s.store.GetReferral(ctx, entityID)
+		switch {
+		case errors.Is(err, outbox.ErrNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		if !Visible(c.Client, ref) || idOf(ref, entityKind) != entityID {
+			return nil, nil
+		}
+		q.ReferralID = ref.Record.ID
+	}
+	recs, err := s.Audit(ctx, c, q)
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]outbox.Referral{}
+	out := make([]AuditEntry, 0, len(recs))
+	for _, r := range recs {
+		e := AuditEntry{AuditRecord: r}
+		if r.ReferralID != "" {
+			ref, ok := refs[r.ReferralID]
+			if !ok {
+				if ref, err = s.store.GetReferral(ctx, r.ReferralID); err != nil && !errors.Is(err, outbox.ErrNotFound) {
+					return nil, err
+				}
+				refs[r.ReferralID] = ref
+			}
+			e.ServiceRequestID, e.Patient = ref.Record.ServiceRequestID, ref.Patient.Reference
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

@@ -5,7 +5,10 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/socialrx/socialrx/fhir/fhirtest"
 )
 
 type auditPage struct {
@@ -103,5 +106,116 @@ func TestAuditOverHTTP(t *testing.T) {
 		if r := h.do(http.MethodGet, "/admin/v1/audit", tok, nil); r.status != http.StatusForbidden {
 			t.Errorf("a non-admin reads the trail: %d", r.status)
 		}
+	}
+}
+
+// TestAuditEventSearch: the practice asks "who saw this referral" as FHIR AuditEvents (R4-valid by the
+// official schema): every access, with the actor, its route and address, the interaction and the request
+// ids; by entity (ServiceRequest or Task) and date; another practice finds nothing, a community client is
+// refused, bad parameters are a 400 naming them; the CapabilityStatement declares it.
+func TestAuditEventSearch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	ids := refer(h, tokGP, "walking-group-performer.json")
+	if r := h.do(http.MethodGet, "/community/v1/referrals/"+ids.referral, tokWalks, nil, "X-Request-ID: walks-own-id-0001"); r.status != http.StatusOK {
+		t.Fatalf("community read: %d", r.status)
+	}
+	type event struct {
+		ResourceType string
+		ID           string
+		Type         struct{ Code string }
+		Subtype      []struct{ Code string }
+		Action       string
+		Agent        []struct {
+			Who struct {
+				Identifier struct{ Value string }
+			}
+			Requestor bool
+			Network   struct{ Address string }
+		}
+		Entity []struct {
+			What struct {
+				Reference  string
+				Identifier struct{ System, Value string }
+			}
+		}
+	}
+	search := func(token, query string) (int, []event, string) {
+		t.Helper()
+		r := h.do(http.MethodGet, "/fhir/AuditEvent"+query, token, nil)
+		var b struct {
+			Entry []struct{ Resource event }
+			Link  []struct{ Relation, URL string }
+		}
+		if r.status == http.StatusOK {
+			if err := json.Unmarshal(r.body, &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var out []event
+		for _, e := range b.Entry {
+			out = append(out, e.Resource)
+		}
+		next := ""
+		for _, l := range b.Link {
+			if l.Relation == "next" {
+				next = l.URL
+			}
+		}
+		return r.status, out, next
+	}
+	code, evs, _ := search(tokGP, "?entity=ServiceRequest/"+ids.sr)
+	if code != http.StatusOK || len(evs) != 2 {
+		t.Fatalf("search by entity: %d, %d events, want 2: %+v", code, len(evs), evs)
+	}
+	create, read := evs[0], evs[1]
+	if create.ResourceType != "AuditEvent" || create.Action != "C" || create.Type.Code != "rest" || create.Subtype[0].Code != "create" ||
+		create.Agent[0].Who.Identifier.Value != "practice-a81001" || !create.Agent[0].Requestor || create.Agent[0].Network.Address != "127.0.0.1" {
+		t.Errorf("create event: %+v", create)
+	}
+	var refs, reqIDs []string
+	for _, e := range read.Entity {
+		if e.What.Reference != "" {
+			refs = append(refs, e.What.Reference)
+		}
+		if e.What.Identifier.Value != "" {
+			reqIDs = append(reqIDs, e.What.Identifier.Value)
+		}
+	}
+	if read.Action != "R" || read.Agent[0].Who.Identifier.Value != "frome-walks" || len(refs) == 0 || refs[0] != "ServiceRequest/"+ids.sr ||
+		len(reqIDs) != 2 || reqIDs[1] != "walks-own-id-0001" {
+		t.Errorf("the community read's event: %+v (references %v, request ids %v)", read, refs, reqIDs)
+	}
+	if code, evs, _ := search(tokGP, "?entity=Task/"+ids.task+"&date=ge2026-01-01&date=lt2999-01-01"); code != http.StatusOK || len(evs) != 2 {
+		t.Errorf("by Task and date: %d, %d events", code, len(evs))
+	}
+	if code, evs, _ := search(tokGP, "?entity=ServiceRequest/"+ids.sr+"&date=lt2000-01-01"); code != http.StatusOK || len(evs) != 0 {
+		t.Errorf("before 2000: %d, %d events", code, len(evs))
+	}
+	code, page, next := search(tokGP, "?entity=ServiceRequest/"+ids.sr+"&_count=1")
+	if code != http.StatusOK || len(page) != 1 || next == "" {
+		t.Fatalf("first page: %d %d %q", code, len(page), next)
+	}
+	if _, rest, _ := search(tokGP, next[strings.Index(next, "/AuditEvent")+len("/AuditEvent"):]); len(rest) != 1 || rest[0].ID == page[0].ID {
+		t.Errorf("next page: %+v", rest)
+	}
+	// Another practice sees nothing of it, by entity or at all; a community client may not ask.
+	if code, evs, _ := search(tokGP2, "?entity=ServiceRequest/"+ids.sr); code != http.StatusOK || len(evs) != 0 {
+		t.Errorf("another practice by entity: %d, %d events", code, len(evs))
+	}
+	if code, evs, _ := search(tokGP2, ""); code != http.StatusOK || len(evs) != 0 {
+		t.Errorf("another practice, everything: %d, %d events", code, len(evs))
+	}
+	if code, _, _ := search(tokWalks, ""); code != http.StatusForbidden {
+		t.Errorf("a community client: %d, want 403", code)
+	}
+	for q, expr := range map[string]string{"?date=yesterday": "date", "?entity=Patient/1": "entity", "?_count=0": "_count", "?colour=blue": "colour"} {
+		r := h.do(http.MethodGet, "/fhir/AuditEvent"+q, tokGP, nil)
+		if r.status != http.StatusBadRequest || !hasExpression(issues(t, r), expr) {
+			t.Errorf("%s: %d %s, want 400 naming %s", q, r.status, r.body, expr)
+		}
+	}
+	if r := h.do(http.MethodGet, "/fhir/metadata", "", nil); !strings.Contains(string(r.body), `"type":"AuditEvent"`) {
+		t.Error("the CapabilityStatement does not declare AuditEvent")
 	}
 }

@@ -35,6 +35,12 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				SearchInclude: declaredIncludes(typeTask, "_include"),
 			},
 			{
+				Type:          typeAuditEvent,
+				Documentation: auditEventDoc,
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionSearchType},
+				SearchParams:  auditEventParams,
+			},
+			{
 				Type:          "Subscription",
 				Profile:       "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription",
 				Documentation: "R4 Subscriptions, Subscriptions R5 Backport IG 1.1.0: rest-hook channel; criteria Task?requester:identifier=https://fhir.nhs.uk/Id/ods-organization-code|ODS for one of the client's practices, or the topic " + referral.TopicPracticeTasks + " with that filter in the backport-filter-criteria extension; payload application/fhir+json (full-resource or id-only); heartbeatPeriod (60 to 86400 s) honoured, timeout refused. A handshake is sent first, then every Task version change as a numbered history Bundle (SubscriptionStatus first), in order. A notification that goes dead puts the Subscription in error (read and $status show it, with why); later changes are still numbered and wait behind it; its owner re-activates it with update or patch (status requested), which replays the dead notification. $status (instance and type level) reports events-since-subscription-start for gap detection. delete sets it off; reading it is then 410.",
