@@ -30,6 +30,8 @@ type BuildInput struct {
 	// NewID returns a fresh id (UUIDv7 in the server). Build calls it, in this order, for the referral id, the
 	// ServiceRequest id, the Task id and the id of each event.
 	NewID func() string
+	// Actor, when set, is named in the referral.created payload (the GP client that posted it).
+	Actor *EventActor
 }
 
 // ErrBadInput is returned (wrapped) when Build or ApplyStatus are called wrongly by the program (nil
@@ -136,7 +138,7 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	var events []Event
 	if svc.Delivery.URL != "" {
 		ref.BusinessStatus = BusinessQueued
-		payload, err := WebhookPayload(EventReferralCreated, rec, now)
+		payload, err := WebhookPayloadBy(EventReferralCreated, rec, now, in.Actor)
 		if err != nil {
 			return Intake{}, err
 		}

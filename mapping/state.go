@@ -228,6 +228,8 @@ type StatusChange struct {
 	Notes []string
 	// NoteAuthor is who adds Notes: the service's name or the GP client's id.
 	NoteAuthor string
+	// Actor, when set, is named in the event's webhook payload (who made the change).
+	Actor *EventActor
 }
 
 // needsReason reports whether moving to s requires a reason.
@@ -333,7 +335,7 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 	snapshot := next.Record
 	snapshot.Version = cur.Record.Version + 1
 	snapshot.UpdatedAt = now.UTC()
-	payload, err := WebhookPayload(typ, snapshot, now)
+	payload, err := WebhookPayloadBy(typ, snapshot, now, change.Actor)
 	if err != nil {
 		return cur, nil, err
 	}

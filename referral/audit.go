@@ -10,6 +10,7 @@ import (
 
 	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/fault"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -73,6 +74,15 @@ func SetActor(ctx context.Context, actor, role string) {
 
 // errNotAudited: an access to patient data could not be recorded in the audit trail, so it is refused.
 var errNotAudited = fault.Sentinel(fault.Unavailable, "the access could not be audited")
+
+// eventActor is who the events of a change by c name (the origin's actor for an engineer).
+func eventActor(ctx context.Context, c Caller) *mapping.EventActor {
+	r := auditBase(ctx, c, func() outbox.AuditRecord { return outbox.AuditRecord{} })
+	if r.ActorID == "" {
+		return nil
+	}
+	return &mapping.EventActor{ID: r.ActorID, Role: r.ActorRole}
+}
 
 // resourceOf is the audit resource type of an id kind.
 func resourceOf(k IDKind) string {

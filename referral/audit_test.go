@@ -2,6 +2,7 @@ package referral_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/socialrx/socialrx/mapping"
@@ -107,6 +108,19 @@ func TestAuditLifecycle(t *testing.T) {
 		}
 		if _, err := svc.Audit(context.Background(), walks, outbox.AuditQuery{}); err == nil {
 			t.Error("a community client read the audit trail")
+		}
+		// The change events name their actor: the GP client that posted the referral.
+		msgs, err := e.store.ListMessages(context.Background(), outbox.MessageQuery{ReferralID: rec.ID})
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("messages: %d, %v", len(msgs), err)
+		}
+		var body struct {
+			Type  string
+			Actor *mapping.EventActor
+		}
+		if err := json.Unmarshal(msgs[0].Payload, &body); err != nil || body.Type != "referral.created" || body.Actor == nil ||
+			*body.Actor != (mapping.EventActor{ID: "practice-a81001", Role: "gp"}) {
+			t.Errorf("referral.created names no actor, or the wrong one: %s", msgs[0].Payload)
 		}
 		rep, err := outbox.VerifyAudit(context.Background(), e.store, nil)
 		if err != nil || !rep.OK {

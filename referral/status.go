@@ -44,7 +44,8 @@ func (s *Service) ChangeStatus(ctx context.Context, c Caller, req StatusRequest)
 	if c.Client.Role != config.RoleCommunity {
 		return outbox.Referral{}, outbox.Referral{}, fault.New(fault.Forbidden, "forbidden", "", "only the referral's community service may change its status here")
 	}
-	change := mapping.StatusChange{To: req.Status, By: mapping.ActorCommunity, Reason: req.Reason, Outcome: req.Outcome, NewID: s.newID}
+	change := mapping.StatusChange{To: req.Status, By: mapping.ActorCommunity, Reason: req.Reason, Outcome: req.Outcome, NewID: s.newID,
+		Actor: eventActor(ctx, c)}
 	if req.Note != "" {
 		change.Notes, change.NoteAuthor = []string{req.Note}, s.noteAuthor(c.Client)
 	}

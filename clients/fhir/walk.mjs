@@ -318,6 +318,15 @@ try {
     check(s, history.total === 2 && history.entry[1].resource.status === 'active', 'ServiceRequest history');
   });
 
+  await step('fhir-kit-client: who saw this referral (AuditEvent search, scoped to the practice)', async (s) => {
+    const events = validate(s, await gp.search({ resourceType: 'AuditEvent', searchParams: { entity: `ServiceRequest/${ctx.sr.id}` } }));
+    const actors = new Set((events.entry ?? []).map((e) => e.resource.agent?.[0]?.who?.identifier?.value));
+    check(s, events.entry?.length >= 3 && actors.has('practice-a81001') && actors.has('frome-walks'),
+      `AuditEvents: ${events.entry?.length}, actors ${[...actors].join(', ')}`);
+    const other = validate(s, await pcn.search({ resourceType: 'AuditEvent', searchParams: { entity: `ServiceRequest/${ctx.sr.id}`, date: 'ge2000-01-01' } }));
+    check(s, (other.entry ?? []).every((e) => e.resource.resourceType === 'AuditEvent'), 'AuditEvent search by a practice network');
+  });
+
   await step('fhir-kit-client: XML is 406 with an OperationOutcome', async (s) => {
     const xml = new Client({ baseUrl: server.fhir, bearerToken: tokens['practice-a81001'], customHeaders: { accept: 'application/fhir+xml' } });
     const oo = await expectStatus(s, xml.read({ resourceType: 'Task', id: ctx.task.id }), 406);
