@@ -266,6 +266,7 @@ type Store interface {
 	Sessions
 	Operations
 	Audit
+	Capacities
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.

@@ -109,6 +109,8 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"AuditAppendAndList", testAuditAppendAndList},
 		{"AuditChainsConcurrent", testAuditChainsConcurrent},
 		{"AuditHeadConflict", testAuditHeadConflict},
+		{"CapacityStates", testCapacityStates},
+		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
