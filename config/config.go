@@ -176,7 +176,7 @@ type fileService struct {
 	// WhenUnavailable is what to do with a referral that names the service while it has no room: link-worker
 	// (the default) or waitlist.
 	WhenUnavailable string `yaml:"when_unavailable"`
-	Delivery struct {
+	Delivery        struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`

@@ -88,7 +88,9 @@ const (
 )
 
 // Valid reports whether p is a policy ("" is the default, link-worker).
-func (p UnavailablePolicy) Valid() bool { return p == "" || p == PolicyLinkWorker || p == PolicyWaitlist }
+func (p UnavailablePolicy) Valid() bool {
+	return p == "" || p == PolicyLinkWorker || p == PolicyWaitlist
+}
 
 // RouteDecision is how a referral was routed, kept with it (Record.Route) and shown to the GP when
 // RouteOutcome.Shown (Task.businessStatus coding in RouteDecisionSystem, Task.statusReason Text).
