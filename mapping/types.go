@@ -122,6 +122,8 @@ type Record struct {
 	Consent          Consent    `json:"consent"`
 	StatusReason     string     `json:"status_reason,omitempty"`
 	Outcome          *Outcome   `json:"outcome,omitempty"`
+	// Measures are the outcome measures the service recorded (AddMeasure), oldest first; append-only.
+	Measures []Measure `json:"measures,omitempty"`
 }
 
 // ServiceRef names the community service a referral is routed to.
