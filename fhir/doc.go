@@ -16,6 +16,8 @@
 //	GET  /fhir/Task/{id}                         read; …/_history, …/_history/{vid}: history, vread
 //	PUT  /fhir/Task/{id}                         status changes (If-Match required): community owner or GP
 //	PATCH /fhir/Task/{id}                        the same as JSON Patch
+//	POST /fhir/Observation                       an outcome measure against the Task (focus), by its service
+//	GET  /fhir/Observation/{id}                  a measure, referenced from Task.output
 //	POST /fhir/Subscription                      GP notifications (R4 backport rest-hook, classic or topic
 //	                                             criteria), scoped to a practice; a handshake first
 //	GET  /fhir/Subscription/{id}                 read (owner; 410 once deleted); PUT/PATCH: re-activate

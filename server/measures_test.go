@@ -297,3 +297,98 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestOutcomeMeasureFHIR: a FHIR-capable platform posts an Observation against the referral's Task; it is
+// kept as the Observation the GP reads; a bad one is refused with every problem at once, each with the
+// element's FHIRPath, and changes nothing.
+func TestOutcomeMeasureFHIR(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, fhirtest.NewValidator(t))
+	ref := refer(h, tokGP, "walking-group-performer.json")
+	if r := setStatus(h, tokWalks, ref.referral, `{"status":"accepted"}`); r.status != http.StatusOK {
+		t.Fatalf("accept: %d %s", r.status, r.body)
+	}
+	obs := func(code, timing, date string, items map[string]any) []byte {
+		o := map[string]any{
+			"resourceType": "Observation", "status": "final",
+			"extension":         []any{map[string]any{"url": mapping.MeasureTimingExtension, "valueCode": timing}},
+			"code":              map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": code}}},
+			"focus":             []any{map[string]any{"reference": "Task/" + ref.task}},
+			"effectiveDateTime": date,
+			"note":              []any{map[string]any{"authorString": "Jo", "text": "first session"}},
+		}
+		var comps []any
+		for k, v := range items {
+			c := map[string]any{"code": map[string]any{"coding": []any{map[string]any{"system": mapping.MeasureItemSystem, "code": k}}}}
+			if v != nil {
+				c["valueInteger"] = v
+			}
+			comps = append(comps, c)
+		}
+		if comps != nil {
+			o["component"] = comps
+		}
+		return mustJSON(t, o)
+	}
+	good := map[string]any{"swemwbs-1": 2, "swemwbs-2": 2, "swemwbs-3": 2, "swemwbs-4": 2, "swemwbs-5": 2, "swemwbs-6": 2, "swemwbs-7": 2}
+	v := h.version(ref.referral)
+
+	missing := map[string]any{"swemwbs-1": 2, "swemwbs-2": 9, "swemwbs-3": 2, "swemwbs-5": 2, "swemwbs-6": 2, "swemwbs-7": 2}
+	r := h.do(http.MethodPost, "/fhir/Observation", tokWalks, obs("718466001", "baseline", "2026-11-21", missing))
+	is := issues(t, r)
+	if r.status != http.StatusBadRequest || len(is) != 2 || !hasExpression(is, "Observation.component") {
+		t.Fatalf("a missing and an out-of-range item: %d %s", r.status, r.body)
+	}
+	var diag []string
+	for _, i := range is {
+		diag = append(diag, i.Diagnostics)
+	}
+	if all := strings.Join(diag, " | "); !strings.Contains(all, "item 4") || !strings.Contains(all, "item 2") || !strings.Contains(all, "is 9") {
+		t.Errorf("diagnostics do not name the items: %s", all)
+	}
+	r = h.do(http.MethodPost, "/fhir/Observation", tokWalks, obs("12345", "sometime", "2026-11-21", good))
+	if is := issues(t, r); r.status != http.StatusBadRequest || !hasExpression(is, "Observation.code") {
+		t.Fatalf("unknown code: %d %s", r.status, r.body)
+	}
+	r = h.do(http.MethodPost, "/fhir/Observation", tokWalks, obs("718466001", "sometime", "2026-11", good))
+	if is := issues(t, r); r.status != http.StatusBadRequest || !hasExpression(is, "Observation.extension") || !hasExpression(is, "Observation.effectiveDateTime") {
+		t.Fatalf("bad timing and a partial date: %d %s", r.status, r.body)
+	}
+	r = h.do(http.MethodPost, "/fhir/Observation", tokWalks, []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueFoo":1}`))
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("not R4: %d %s", r.status, r.body)
+	}
+	r = h.do(http.MethodPost, "/fhir/Observation", tokWalks, obs("718466001", "follow-up", "2026-11-21", good))
+	if is := issues(t, r); r.status != http.StatusUnprocessableEntity || !hasExpression(is, "Observation.extension") {
+		t.Fatalf("follow-up without a baseline: %d %s", r.status, r.body)
+	}
+	for _, tok := range []string{tokGP, tokMuseum} {
+		if r := h.do(http.MethodPost, "/fhir/Observation", tok, obs("718466001", "baseline", "2026-11-21", good)); r.status != http.StatusForbidden && r.status != http.StatusNotFound {
+			t.Errorf("a client other than the service posts a measure: %d %s", r.status, r.body)
+		}
+	}
+	if h.version(ref.referral) != v {
+		t.Fatal("a refused Observation changed the referral")
+	}
+
+	r = h.do(http.MethodPost, "/fhir/Observation", tokWalks, obs("718466001", "baseline", "2026-11-21", good))
+	if r.status != http.StatusCreated || r.header.Get("Location") == "" {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	created := r.json(t)
+	if created["id"] != ref.task+"-m1" || created["valueInteger"] != float64(14) {
+		t.Fatalf("created: %s", r.body)
+	}
+	read := h.do(http.MethodGet, "/fhir/Observation/"+ref.task+"-m1", tokGP, nil)
+	if read.status != http.StatusOK || string(read.body) != string(r.body) {
+		t.Fatalf("the GP reads another Observation than the one created: %s", read.body)
+	}
+	if got := outputs(h.task(tokGP, ref.task)); len(got) != 1 || got[0][1] != "Observation/"+ref.task+"-m1" {
+		t.Fatalf("Task.output %v", got)
+	}
+	// The community API sees the same measure, with who took it.
+	list := h.do(http.MethodGet, "/community/v1/referrals/"+ref.referral+"/measures", tokWalks, nil)
+	if !strings.Contains(string(list.body), `"recorder":"Jo"`) || !strings.Contains(string(list.body), `"metric_score":15.32`) {
+		t.Fatalf("measures: %s", list.body)
+	}
+}

@@ -105,6 +105,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SearchListsAndCount", testSearchListsAndCount},
 		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
+		{"MeasuresKept", testMeasuresKept},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
