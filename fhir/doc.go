@@ -18,6 +18,9 @@
 //	PATCH /fhir/Task/{id}                        the same as JSON Patch
 //	POST /fhir/Observation                       an outcome measure against the Task (focus), by its service
 //	GET  /fhir/Observation/{id}                  a measure, referenced from Task.output
+//	GET  /fhir/HealthcareService[?…]             the directory's services with their capacity (SDOH
+//	                                             capacity-status extension); _id, service-type, code, capacity
+//	GET  /fhir/HealthcareService/{id}            one service (also POST /fhir/HealthcareService/_search)
 //	POST /fhir/Subscription                      GP notifications (R4 backport rest-hook, classic or topic
 //	                                             criteria), scoped to a practice; a handshake first
 //	GET  /fhir/Subscription/{id}                 read (owner; 410 once deleted); PUT/PATCH: re-activate

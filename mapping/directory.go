@@ -8,6 +8,9 @@ type Service struct {
 	Codes       []string     // "system|code" referral codes this service takes
 	Default     bool         // takes referrals that name no performer and match no other code
 	Delivery    Delivery
+	// Capacity is the directory's initial capacity for the service (nil: none; the service is open until it
+	// says otherwise). Only Status, ExpectedWaitDays, Until and MaxOpen are set.
+	Capacity *Capacity
 }
 
 // Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).

@@ -265,6 +265,7 @@ type Store interface {
 	Nonces
 	Sessions
 	Operations
+	Capacities
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.

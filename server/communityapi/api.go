@@ -72,10 +72,13 @@ func (a *API) Routes() []web.Route {
 			Methods: map[string]http.HandlerFunc{post: a.status}},
 		{Path: "/community/v1/referrals/{id}/measures", Name: "community_referral_measures", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.listMeasures, post: a.recordMeasure}},
+		{Path: "/community/v1/capacity", Name: "community_capacity", Access: web.CommunityOnly,
+			Methods: map[string]http.HandlerFunc{get: a.getCapacity, http.MethodPut: a.putCapacity}},
 		{Path: "/inbox", Name: "inbox_bare", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxBare}},
 		{Path: "/inbox/", Name: "inbox", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxHome}},
 		{Path: "/inbox/login", Name: "inbox_login", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogin}},
 		{Path: "/inbox/logout", Name: "inbox_logout", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogout}},
+		{Path: "/inbox/capacity", Name: "inbox_capacity", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxCapacity}},
 		{Path: "/inbox/referrals/{id}", Name: "inbox_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxShow}},
 		{Path: "/inbox/referrals/{id}/status", Name: "inbox_referral_status", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxStatus}},
 	}

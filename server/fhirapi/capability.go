@@ -42,6 +42,12 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				Versioning:    fhir.VersioningVersioned,
 			},
 			{
+				Type:          typeHealthcareService,
+				Documentation: "The community services of socialrx's directory, each with its capacity now in the SDOH Clinical Care capacity-status extension (" + mapping.SDOHCapacityExtension + ": capacityStatus capacity, waitlist or no-capacity, and capacityNotes, e.g. the expected wait) and socialrx's " + mapping.CapacityDetailExtension + " (the group's own status, the state now, expected wait in days, the date a pause ends, the maximum and the number of open referrals). type lists the referral codes the service takes. A service with a maximum of open referrals shows no-capacity while it holds that many. Search is GET or POST _search, all matches on one page with total.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionSearchType},
+				SearchParams:  declaredParams(typeHealthcareService),
+			},
+			{
 				Type:          "Subscription",
 				Profile:       "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription",
 				Documentation: "R4 Subscriptions, Subscriptions R5 Backport IG 1.1.0: rest-hook channel; criteria Task?requester:identifier=https://fhir.nhs.uk/Id/ods-organization-code|ODS for one of the client's practices, or the topic " + referral.TopicPracticeTasks + " with that filter in the backport-filter-criteria extension; payload application/fhir+json (full-resource or id-only); heartbeatPeriod (60 to 86400 s) honoured, timeout refused. A handshake is sent first, then every Task version change as a numbered history Bundle (SubscriptionStatus first), in order. A notification that goes dead puts the Subscription in error (read and $status show it, with why); later changes are still numbered and wait behind it; its owner re-activates it with update or patch (status requested), which replays the dead notification. $status (instance and type level) reports events-since-subscription-start for gap detection. delete sets it off; reading it is then 410.",
