@@ -122,6 +122,12 @@ type Record struct {
 	Consent          Consent    `json:"consent"`
 	StatusReason     string     `json:"status_reason,omitempty"`
 	Outcome          *Outcome   `json:"outcome,omitempty"`
+	// SupportNeeds are the person's support needs (ServiceRequest.orderDetail codings in SupportNeedSystem,
+	// and interpreter when the patient needs one).
+	SupportNeeds []SupportNeed `json:"support_needs,omitempty"`
+	// Route is how the referral was routed, when there is more to say than the service it went to (a waiting
+	// list, a hand-off to the link-worker service and why, no better route): RouteOutcome.Shown.
+	Route *RouteDecision `json:"route,omitempty"`
 }
 
 // ServiceRef names the community service a referral is routed to.
