@@ -109,6 +109,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"AuditAppendAndList", testAuditAppendAndList},
 		{"AuditChainsConcurrent", testAuditChainsConcurrent},
 		{"AuditHeadConflict", testAuditHeadConflict},
+		{"MeasuresKept", testMeasuresKept},
 		{"CapacityStates", testCapacityStates},
 		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
 	}

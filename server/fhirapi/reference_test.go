@@ -95,6 +95,7 @@ func TestCapabilityDeclaresWhatWorks(t *testing.T) {
 		typeTask:           {"read", "vread", "update", "patch", "search-type", "history-instance"},
 		typeAuditEvent:     {"search-type"},
 		"Subscription":     {"create", "read", "update", "patch", "delete"},
+		"Observation":      {"create", "read"},
 	} {
 		if diff := cmp.Diff(want, interactions(byType[typ])); diff != "" {
 			t.Errorf("%s interactions (-want +got):\n%s", typ, diff)
