@@ -72,6 +72,7 @@ func (a *API) Routes() []web.Route {
 			Methods: map[string]http.HandlerFunc{post: a.status}},
 		{Path: "/community/v1/referrals/{id}/measures", Name: "community_referral_measures", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.listMeasures, post: a.recordMeasure}},
+		{Path: "/community/v1/figures", Name: "community_figures", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.figures}},
 		{Path: "/community/v1/capacity", Name: "community_capacity", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.getCapacity, http.MethodPut: a.putCapacity}},
 		{Path: "/inbox", Name: "inbox_bare", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxBare}},
