@@ -122,6 +122,8 @@ type Record struct {
 	Consent          Consent    `json:"consent"`
 	StatusReason     string     `json:"status_reason,omitempty"`
 	Outcome          *Outcome   `json:"outcome,omitempty"`
+	// Measures are the outcome measures the service recorded (AddMeasure), oldest first; append-only.
+	Measures []Measure `json:"measures,omitempty"`
 	// SupportNeeds are the person's support needs (ServiceRequest.orderDetail codings in SupportNeedSystem,
 	// and interpreter when the patient needs one).
 	SupportNeeds []SupportNeed `json:"support_needs,omitempty"`
