@@ -10,9 +10,8 @@ import (
 // UnmetDeclined is the unmet-need reason of a referral a service declined (Task rejected).
 const UnmetDeclined UnmetReason = "declined"
 
-// SuppressBelow is the small-number threshold of the unmet-need export: a count from 1 to SuppressBelow-1 is
-// never shown (it could point at a person), only that it is small.
-const SuppressBelow = 5
+// The unmet-need export suppresses small numbers with SuppressBelow (figures.go): a count from 1 to 4 is
+// never shown, only that it is small.
 
 // UnmetKey is one cell of the unmet-need counts: why, which need ("" when the reason is not about a need),
 // which month (YYYY-MM, UTC, of the referral's creation) and which postcode district (the outward code:
