@@ -167,7 +167,10 @@ type fileService struct {
 	Identifiers []fileIdentifier `yaml:"identifiers"`
 	Codes       []string         `yaml:"codes"`
 	Default     bool             `yaml:"default"`
-	Delivery    struct {
+	// Sharing lists the record's fields the service receives (mapping.SharingField names, or "all");
+	// absent: the safe default (mapping.DefaultSharingFields).
+	Sharing  *[]string `yaml:"sharing"`
+	Delivery struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`
@@ -262,6 +265,17 @@ func (p *parser) service(at string, s fileService) mapping.Service {
 		svc.Codes = append(svc.Codes, code)
 	}
 	svc.Delivery = p.delivery(at, s)
+	if s.Sharing != nil {
+		if len(*s.Sharing) == 0 {
+			p.bad("%s.sharing: list the fields the service receives (or leave sharing out for the default: %s)",
+				at, strings.Join(mapping.SharingProfile{}.Names(), ", "))
+		}
+		prof, err := mapping.ParseSharingFields(*s.Sharing)
+		if err != nil {
+			p.bad("%s.sharing: %v", at, err)
+		}
+		svc.Sharing = prof
+	}
 	return svc
 }
 

@@ -261,7 +261,8 @@ func needsReason(s TaskStatus) bool {
 // Events go only to a service with a webhook that has the referral (ServiceHasWebhook and
 // ServiceHasReferral), and only for the requester's moves, which the service cannot otherwise know:
 // cancelled → referral.cancelled, entered-in-error → referral.updated. The community service's own moves are
-// not echoed back to it. Telling the GP side (Subscriptions) is not mapping's job.
+// not echoed back to it. An event's record is IdentifiersOnly: the service already has what its sharing profile
+// lets it have from referral.created, and a change needs nothing more. Telling the GP side (Subscriptions) is not mapping's job.
 func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []Event, error) {
 	if len(change.Notes) > 0 && len(cur.TaskNotes)+len(change.Notes) > MaxTaskNotes {
 		return cur, nil, fault.New(fault.Rule, CodeTooManyNotes, FieldNote, fmt.Sprintf("a Task keeps at most %d notes", MaxTaskNotes))
@@ -333,7 +334,7 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 	snapshot := next.Record
 	snapshot.Version = cur.Record.Version + 1
 	snapshot.UpdatedAt = now.UTC()
-	payload, err := WebhookPayload(typ, snapshot, now)
+	payload, err := WebhookPayload(typ, IdentifiersOnly(snapshot), now)
 	if err != nil {
 		return cur, nil, err
 	}
