@@ -228,6 +228,9 @@ type StatusChange struct {
 	Notes []string
 	// NoteAuthor is who adds Notes: the service's name or the GP client's id.
 	NoteAuthor string
+	// ConsentWithdrawn: the GP records that the person withdrew their consent (a Task cancelled with the coded
+	// reason CancelReasonSystem|ConsentWithdrawnCode); ApplyStatus then applies WithdrawConsent.
+	ConsentWithdrawn bool
 }
 
 // needsReason reports whether moving to s requires a reason.
@@ -264,6 +267,9 @@ func needsReason(s TaskStatus) bool {
 // not echoed back to it. An event's record is IdentifiersOnly: the service already has what its sharing profile
 // lets it have from referral.created, and a change needs nothing more. Telling the GP side (Subscriptions) is not mapping's job.
 func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []Event, error) {
+	if change.ConsentWithdrawn {
+		return WithdrawConsent(cur, change, now)
+	}
 	if len(change.Notes) > 0 && len(cur.TaskNotes)+len(change.Notes) > MaxTaskNotes {
 		return cur, nil, fault.New(fault.Rule, CodeTooManyNotes, FieldNote, fmt.Sprintf("a Task keeps at most %d notes", MaxTaskNotes))
 	}

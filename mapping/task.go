@@ -44,6 +44,12 @@ func TaskFor(r Referral) fhir.Task {
 	if rec.StatusReason != "" {
 		t.StatusReason = &fhir.CodeableConcept{Text: rec.StatusReason}
 	}
+	if rec.ConsentWithdrawn { // the GP's coded reason, as it was sent
+		t.StatusReason = &fhir.CodeableConcept{
+			Coding: []fhir.Coding{{System: CancelReasonSystem, Code: ConsentWithdrawnCode, Display: ConsentWithdrawnText}},
+			Text:   ConsentWithdrawnText,
+		}
+	}
 	if r.BusinessStatus != "" {
 		text := r.BusinessStatus.Text()
 		t.BusinessStatus = &fhir.CodeableConcept{
@@ -149,7 +155,7 @@ func AllBusinessStatuses() []BusinessStatus {
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {
 	switch t {
-	case EventReferralCreated, EventReferralCancelled, EventReferralUpdated:
+	case EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn:
 		return true
 	}
 	return false
@@ -157,7 +163,7 @@ func (t EventType) Valid() bool {
 
 // AllEventTypes lists every webhook event type.
 func AllEventTypes() []EventType {
-	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated}
+	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn}
 }
 
 // webhookBody is the JSON body of a webhook event (docs/design.md#webhooks).
@@ -165,6 +171,8 @@ type webhookBody struct {
 	Type      EventType `json:"type"`
 	Timestamp string    `json:"timestamp"`
 	Data      Record    `json:"data"`
+	// Action is what the event asks of the service (referral.withdrawn: ActionDeletePersonalData).
+	Action string `json:"action,omitempty"`
 }
 
 // WebhookPayload renders the body of a webhook event sent to a community service:
