@@ -671,3 +671,32 @@ func testErrNoChange(t *testing.T, open Opener) {
 	}
 	diff(t, "after no-change replay", get(t, s, "ref-001"), created)
 }
+
+// testClaimFilteredInterleaved: with several destinations' backlogs interleaved in time, a filtered claim
+// takes the earliest claimable messages in (NextAttemptAt, Seq) order across destinations, each destination
+// up to its room, and the limit cuts that order (a backend that reads each destination apart must merge).
+func testClaimFilteredInterleaved(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	for i := 1; i <= 8; i++ {
+		in := intake(i)
+		if i%2 == 0 {
+			in = toService(in, debt)
+		}
+		create(t, s, in)
+	}
+	now := at(time.Hour)
+	fclaim := func(limit int, f outbox.ClaimFilter) []string {
+		t.Helper()
+		ms, err := s.ClaimMessages(t.Context(), "a", now, lease, limit, f)
+		if err != nil {
+			t.Fatalf("ClaimMessages(%+v): %v", f, err)
+		}
+		return ids(ms)
+	}
+	diff(t, "limit across destinations", fclaim(3, outbox.ClaimFilter{PerDestination: 2}),
+		[]string{"msg-001-1", "msg-002-1", "msg-003-1"})
+	diff(t, "room left", fclaim(10, outbox.ClaimFilter{PerDestination: 2, Room: map[mapping.Destination]int{walks: 0, debt: 1}}),
+		[]string{"msg-004-1"})
+	diff(t, "the rest in order", fclaim(10, outbox.ClaimFilter{PerDestination: 8}),
+		[]string{"msg-005-1", "msg-006-1", "msg-007-1", "msg-008-1"})
+}

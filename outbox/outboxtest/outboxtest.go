@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"ClaimDeadBlocks", testClaimDeadBlocks},
 		{"ClaimAcrossReferrals", testClaimAcrossReferrals},
 		{"ClaimFiltered", testClaimFiltered},
+		{"ClaimFilteredInterleaved", testClaimFilteredInterleaved},
 		{"LeaseExpiryAndLeaseLost", testLeaseExpiryAndLeaseLost},
 		{"CompleteAttemptStates", testCompleteAttemptStates},
 		{"CompleteAttemptUpdate", testCompleteAttemptUpdate},

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -97,6 +98,48 @@ func BenchmarkOverviewCounts(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkClaimBacklog is the dispatcher's store round for one message with a backlog of pending messages
+// for one service whose in-flight room is one: claim (limit 32, as the dispatcher asks when it has free
+// workers) and record a successful attempt. The claim's cost must not grow with the backlog (issue 12).
+func BenchmarkClaimBacklog(b *testing.B) {
+	for _, backlog := range []int{2000, 20000} {
+		b.Run(fmt.Sprintf("pending=%d", backlog), func(b *testing.B) {
+			s, _ := benchStore(b)
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			for w := range 32 {
+				wg.Go(func() {
+					for i := w; i < backlog; i += 32 {
+						if _, err := s.CreateReferral(ctx, benchIntake(i+1, benchPayload)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			now := time.Now().Add(time.Hour)
+			walks := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+			f := outbox.ClaimFilter{PerDestination: 8, Room: map[mapping.Destination]int{walks: 1}}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if i >= backlog {
+					b.Fatal("backlog drained: lower -benchtime")
+				}
+				ms, err := s.ClaimMessages(ctx, "bench", now, time.Minute, 32, f)
+				if err != nil || len(ms) != 1 {
+					b.Fatalf("claim: %d, %v", len(ms), err)
+				}
+				if err := s.CompleteAttempt(ctx, ms[0].ID, now, outbox.AttemptResult{Owner: "bench", State: outbox.StateDelivered,
+					Attempt: outbox.Attempt{StatusCode: 204}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "messages/s")
 		})
 	}
 }
