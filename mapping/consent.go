@@ -80,11 +80,20 @@ func WithdrawConsent(cur Referral, change StatusChange, now time.Time) (Referral
 // the referrer, the service and the outcome stay, so that the service's and the GP's records still make
 // sense. It is pure and idempotent.
 func ScrubReferral(r Referral) Referral {
+	out := ExpireReferral(r)
+	out.Record.Consent = Consent{Recorded: r.Record.Consent.Recorded, Status: "inactive", Source: r.Record.Consent.Source}
+	out.Record.ConsentWithdrawn = true
+	return out
+}
+
+// ExpireReferral is r with every personal field erased, as retention does to a referral closed long ago: the
+// person (Record.Patient and the Task's subject reference), the clinical reasons, needs and the GP's notes,
+// the text of every Task note. Identifiers, state, referrer, service, consent and outcome stay. It is pure and
+// idempotent.
+func ExpireReferral(r Referral) Referral {
 	out := r
 	out.Record.Patient = Person{}
 	out.Record.Reasons, out.Record.Needs, out.Record.Notes = nil, "", nil
-	out.Record.Consent = Consent{Recorded: r.Record.Consent.Recorded, Status: "inactive", Source: r.Record.Consent.Source}
-	out.Record.ConsentWithdrawn = true
 	out.Patient = Reference{}
 	out.TaskNotes = nil
 	for _, n := range r.TaskNotes {
@@ -137,7 +146,7 @@ func ScrubPayload(typ EventType, payload []byte) []byte {
 		if json.Unmarshal(payload, &body) != nil {
 			return payload
 		}
-		body.Data = IdentifiersOnly(ScrubReferral(Referral{Record: body.Data}).Record)
+		body.Data = IdentifiersOnly(ExpireReferral(Referral{Record: body.Data}).Record)
 		out, err := json.Marshal(body)
 		if err != nil {
 			return payload

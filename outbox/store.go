@@ -269,6 +269,7 @@ type Store interface {
 	Nonces
 	Sessions
 	Operations
+	Retention
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.

@@ -37,6 +37,7 @@ func RunErasure(t *testing.T, open func(t *testing.T) Raw) {
 		{"BeforeDelivery", testWithdrawBeforeDelivery},
 		{"AfterDelivery", testWithdrawAfterDelivery},
 		{"AfterServiceActed", testWithdrawAfterServiceActed},
+		{"RetentionClosedReferral", testRetentionErases},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -304,10 +305,7 @@ func testWithdrawAfterServiceActed(t *testing.T, r Raw) {
 // request.
 func assertWithdrawnEvent(t *testing.T, s outbox.Store, ref outbox.Referral) {
 	t.Helper()
-	var found []outbox.Message
-	for _, m := range list(t, s, outbox.MessageQuery{ReferralID: ref.Record.ID, Types: []mapping.EventType{mapping.EventReferralWithdrawn}}) {
-		found = append(found, m)
-	}
+	found := list(t, s, outbox.MessageQuery{ReferralID: ref.Record.ID, Types: []mapping.EventType{mapping.EventReferralWithdrawn}})
 	if len(found) != 1 || found[0].State != outbox.StatePending || found[0].Destination != walks {
 		t.Fatalf("referral.withdrawn messages: %+v", found)
 	}
@@ -327,5 +325,49 @@ func assertWithdrawnEvent(t *testing.T, s outbox.Store, ref outbox.Referral) {
 		if _, ok := body.Data[k]; ok {
 			t.Errorf("referral.withdrawn carries %q: %s", k, found[0].Payload)
 		}
+	}
+}
+
+// testRetentionErases: a referral completed long ago, its messages delivered: retention (outbox.Retention)
+// leaves nothing of the person in any table, except in a dead message, which it never scrubs.
+func testRetentionErases(t *testing.T, r Raw) {
+	s := r.Store
+	ref, _ := setupErasure(t, s)
+	deliver(t, s, at(time.Second), `{"echo": "`+fixtureFamily+`"}`)
+	if _, err := s.UpdateReferral(t.Context(), ref.Record.ID, 0, at(2*time.Second), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.Record.Status = mapping.StatusCompleted
+		return next, []mapping.Event{{ID: "late-1", Type: mapping.EventReferralUpdated, Destination: walks,
+			Payload: []byte(`{"type":"referral.updated","timestamp":"x","data":{"id":"` + ref.Record.ID + `","patient":{"nhs_number":"` + fixtureNHS + `"}}}`)}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The late message goes dead: retention must leave it (and only it) as it is.
+	for _, m := range claim(t, s, "owner-1", at(3*time.Second), time.Minute, 100) {
+		if err := s.CompleteAttempt(t.Context(), m.ID, at(3*time.Second), outbox.AttemptResult{Owner: "owner-1", State: outbox.StateDead,
+			Attempt: outbox.Attempt{StartedAt: at(3 * time.Second), StatusCode: 410}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := s.Prune(t.Context(), at(48*time.Hour), outbox.PruneRequest{DeliveredBefore: at(time.Hour), ClosedBefore: at(time.Hour)})
+	if err != nil || res.Referrals != 1 || res.Payloads < 2 {
+		t.Fatalf("prune: %+v %v", res, err)
+	}
+	hits := scanDatabase(t, r.DB, []string{fixtureNHS, fixtureGiven, fixtureFamily, fixturePhone, fixtureAddress})
+	for _, h := range hits {
+		if h != "outbox_messages.payload holds \""+fixtureNHS+"\"" {
+			t.Errorf("after retention, personal data is left: %s", h)
+		}
+	}
+	if len(hits) == 0 {
+		t.Error("the dead messages lost their payload")
+	}
+	for _, m := range list(t, s, outbox.MessageQuery{ReferralID: ref.Record.ID}) {
+		if strings.Contains(string(m.Payload), fixtureNHS) && m.State != outbox.StateDead {
+			t.Errorf("message %s (%s) keeps the NHS number", m.ID, m.State)
+		}
+	}
+	if m := message(t, s, "late-1").Message; m.State != outbox.StateDead || !strings.Contains(string(m.Payload), fixtureNHS) {
+		t.Errorf("the dead message was scrubbed: %s %s", m.State, m.Payload)
 	}
 }

@@ -106,6 +106,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SearchListsAndCount", testSearchListsAndCount},
 		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
+		{"Retention", testRetention},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

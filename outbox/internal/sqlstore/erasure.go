@@ -19,10 +19,10 @@ const (
 	selectEventReferrals = `SELECT version, referral FROM referral_events
 			WHERE referral_id = ? AND length(referral) > 0 ORDER BY version`
 	eraseEventReferral = `UPDATE referral_events SET referral = ? WHERE referral_id = ? AND version = ?`
-	selectPayloads     = `SELECT id, type, payload FROM outbox_messages WHERE referral_id = ? ORDER BY seq`
+	selectPayloads     = `SELECT id, type, state, payload FROM outbox_messages WHERE referral_id = ? ORDER BY seq`
 	erasePayload       = `UPDATE outbox_messages SET payload = ? WHERE id = ?`
 	eraseResponses     = `UPDATE outbox_attempts SET response = '' WHERE response <> ''
-			AND message_id IN (SELECT id FROM outbox_messages WHERE referral_id = ?)`
+			AND message_id IN (SELECT id FROM outbox_messages WHERE referral_id = ? AND state <> ?)`
 )
 
 // erasureStatements lists the static statements of this file.
@@ -59,7 +59,11 @@ func (d Dialect) serviceFacts(ctx context.Context, w Querier, referralID string,
 // version of the referral (mapping.ScrubReferral), each of its outbox messages' payloads
 // (mapping.ScrubPayload: whatever their state, so that nothing queued, dead or delivered keeps the person's
 // data) and the receivers' answers kept with its attempts (they may echo what they were sent).
-func (d Dialect) EraseReferral(ctx context.Context, w Querier, referralID string, sr json.RawMessage) error {
+//
+// scrub erases one kept version (mapping.ScrubReferral for a withdrawal, mapping.ExpireReferral for
+// retention); keepDead leaves dead messages' payloads as they are (retention never scrubs a dead message).
+func (d Dialect) EraseReferral(ctx context.Context, w Querier, referralID string, sr json.RawMessage,
+	scrub func(mapping.Referral) mapping.Referral, keepDead bool) error {
 	if _, err := w.ExecContext(ctx, d.rebind(eraseServiceRequest), []byte(sr), referralID); err != nil {
 		return d.DriverErr("erase service request", err)
 	}
@@ -83,7 +87,7 @@ func (d Dialect) EraseReferral(ctx context.Context, w Querier, referralID string
 		if err := json.Unmarshal(v.body, &r); err != nil {
 			return fmt.Errorf("%s: erase referral version %d: %w", d.Name, v.version, err)
 		}
-		b, err := json.Marshal(mapping.ScrubReferral(r))
+		b, err := json.Marshal(scrub(r))
 		if err != nil {
 			return fmt.Errorf("%s: erase referral version %d: %w", d.Name, v.version, err)
 		}
@@ -92,13 +96,13 @@ func (d Dialect) EraseReferral(ctx context.Context, w Querier, referralID string
 		}
 	}
 	type payloadRow struct {
-		id, typ string
-		body    []byte
+		id, typ, state string
+		body           []byte
 	}
 	var payloads []payloadRow
 	if err := d.each(ctx, w, selectPayloads, []any{referralID}, func(sc Scanner) error {
 		var p payloadRow
-		if err := sc.Scan(&p.id, &p.typ, &p.body); err != nil {
+		if err := sc.Scan(&p.id, &p.typ, &p.state, &p.body); err != nil {
 			return err
 		}
 		payloads = append(payloads, p)
@@ -107,6 +111,9 @@ func (d Dialect) EraseReferral(ctx context.Context, w Querier, referralID string
 		return d.DriverErr("read payloads", err)
 	}
 	for _, p := range payloads {
+		if keepDead && p.state == string(outbox.StateDead) {
+			continue
+		}
 		scrubbed := mapping.ScrubPayload(mapping.EventType(p.typ), p.body)
 		if string(scrubbed) == string(p.body) {
 			continue
@@ -115,7 +122,11 @@ func (d Dialect) EraseReferral(ctx context.Context, w Querier, referralID string
 			return d.DriverErr("erase payload", err)
 		}
 	}
-	if _, err := w.ExecContext(ctx, d.rebind(eraseResponses), referralID); err != nil {
+	spared := "" // no state: every message's answers
+	if keepDead {
+		spared = string(outbox.StateDead)
+	}
+	if _, err := w.ExecContext(ctx, d.rebind(eraseResponses), referralID, spared); err != nil {
 		return d.DriverErr("erase responses", err)
 	}
 	return nil

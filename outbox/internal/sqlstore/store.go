@@ -328,7 +328,7 @@ func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now
 		if err := d.WithdrawMessages(ctx, w, ch.ConsentWithdraw, ch.Row.Version, outbox.ConsentWithdrawnError); err != nil {
 			return outbox.Referral{}, err
 		}
-		if err := d.EraseReferral(ctx, w, cur.Record.ID, ch.ErasedSR); err != nil {
+		if err := d.EraseReferral(ctx, w, cur.Record.ID, ch.ErasedSR, mapping.ScrubReferral, false); err != nil {
 			return outbox.Referral{}, err
 		}
 		w.Changed = true
