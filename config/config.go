@@ -169,12 +169,24 @@ type fileService struct {
 	Default     bool             `yaml:"default"`
 	// Sharing lists the record's fields the service receives (mapping.SharingField names, or "all");
 	// absent: the safe default (mapping.DefaultSharingFields).
-	Sharing  *[]string `yaml:"sharing"`
+	Sharing *[]string `yaml:"sharing"`
+	// Capacity is the service's initial capacity (issue 13): stored at start when the service has never set
+	// one; what the group later says through the community API or the inbox wins.
+	Capacity *fileCapacity `yaml:"capacity"`
 	Delivery struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`
 	} `yaml:"delivery"`
+}
+
+// fileCapacity is a service's capacity block: status open | waitlist | full | paused, expected_wait_days
+// (waitlist), until (paused: YYYY-MM-DD, the first day it takes referrals again), max_open (0: none).
+type fileCapacity struct {
+	Status           string `yaml:"status"`
+	ExpectedWaitDays int    `yaml:"expected_wait_days"`
+	Until            string `yaml:"until"`
+	MaxOpen          int    `yaml:"max_open"`
 }
 
 type file struct {
@@ -276,7 +288,30 @@ func (p *parser) service(at string, s fileService) mapping.Service {
 		}
 		svc.Sharing = prof
 	}
+	svc.Capacity = p.capacity(at, s.Capacity)
 	return svc
+}
+
+// capacity checks a service's initial capacity (mapping.CheckCapacity, with until any valid date: a pause
+// that has ended simply reads as open).
+func (p *parser) capacity(at string, fc *fileCapacity) *mapping.Capacity {
+	if fc == nil {
+		return nil
+	}
+	c := mapping.Capacity{Status: mapping.CapacityStatus(fc.Status), ExpectedWaitDays: fc.ExpectedWaitDays, MaxOpen: fc.MaxOpen}
+	if fc.Until != "" {
+		u, err := time.Parse(time.DateOnly, fc.Until)
+		if err != nil {
+			p.bad("%s.capacity.until: %q must be a date, YYYY-MM-DD", at, fc.Until)
+			return nil
+		}
+		c.Until = u
+	}
+	if field, why := mapping.CheckCapacity(c, time.Time{}); field != "" {
+		p.bad("%s.capacity.%s: %s", at, field, why)
+		return nil
+	}
+	return &c
 }
 
 // delivery checks a service's delivery: a webhook URL with its signing secret, or nothing (pull-only).

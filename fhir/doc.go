@@ -16,6 +16,9 @@
 //	GET  /fhir/Task/{id}                         read; …/_history, …/_history/{vid}: history, vread
 //	PUT  /fhir/Task/{id}                         status changes (If-Match required): community owner or GP
 //	PATCH /fhir/Task/{id}                        the same as JSON Patch
+//	GET  /fhir/HealthcareService[?…]             the directory's services with their capacity (SDOH
+//	                                             capacity-status extension); _id, service-type, code, capacity
+//	GET  /fhir/HealthcareService/{id}            one service (also POST /fhir/HealthcareService/_search)
 //	POST /fhir/Subscription                      GP notifications (R4 backport rest-hook, classic or topic
 //	                                             criteria), scoped to a practice; a handshake first
 //	GET  /fhir/Subscription/{id}                 read (owner; 410 once deleted); PUT/PATCH: re-activate

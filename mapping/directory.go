@@ -11,6 +11,9 @@ type Service struct {
 	// Sharing is which fields of the community referral record the service receives (the zero value: the
 	// safe default, DefaultSharingFields).
 	Sharing SharingProfile
+	// Capacity is the directory's initial capacity for the service (nil: none; the service is open until it
+	// says otherwise). Only Status, ExpectedWaitDays, Until and MaxOpen are set.
+	Capacity *Capacity
 }
 
 // Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).

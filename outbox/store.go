@@ -270,6 +270,7 @@ type Store interface {
 	Sessions
 	Operations
 	Retention
+	Capacities
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
 	// dispatcher in this process wakes without polling.

@@ -294,6 +294,19 @@ try {
     check(s, count.total === 5 && !count.entry, `_summary=count: ${count.total}`);
   });
 
+  await step('fhir-kit-client: HealthcareService with the SDOH capacity-status extension, by code and capacity', async (s) => {
+    const all = validate(s, await gp.search({ resourceType: 'HealthcareService' }));
+    check(s, all.total >= 7 && all.entry.every((e) => e.resource.extension?.some((x) =>
+      x.url === 'http://hl7.org/fhir/us/sdoh-clinicalcare/StructureDefinition/SDOHCC-ExtensionHealthcareServiceCapacityStatus')),
+      `HealthcareService: total ${all.total}, each with the capacity-status extension`);
+    const walk = validate(s, await gp.read({ resourceType: 'HealthcareService', id: 'frome-walks' }));
+    check(s, walk.type?.some((t) => t.coding?.[0]?.code === 'walking-group'), 'frome-walks takes walking-group');
+    const open = validate(s, await gp.search({ resourceType: 'HealthcareService', searchParams: { code: 'walking-group', capacity: 'open,waitlist' } }));
+    check(s, open.total === 1 && open.entry[0].resource.id === 'frome-walks', `by code and capacity: ${open.total}`);
+    const none = validate(s, await gp.search({ resourceType: 'HealthcareService', searchParams: { capacity: 'no-capacity' } }));
+    check(s, none.total === 0, `capacity=no-capacity: ${none.total}`);
+  });
+
   await step('fhir-kit-client: Subscription and $status (GET, POST, type level)', async (s) => {
     const sub = validate(s, await gp.create({ resourceType: 'Subscription', body: {
       resourceType: 'Subscription', status: 'requested', reason: 'Keep our record in step',

@@ -107,6 +107,8 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
 		{"Retention", testRetention},
+		{"CapacityStates", testCapacityStates},
+		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

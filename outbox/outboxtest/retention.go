@@ -19,10 +19,7 @@ func testRetention(t *testing.T, open Opener) {
 		create(t, s, intake(n)) // msg-00n-1 referral.created to walks, created at t0+n s
 	}
 	// ref-001's and ref-002's created are delivered at t0+10s; ref-003's goes dead; ref-004's stays pending.
-	var owned []outbox.Message
-	for _, m := range claim(t, s, "o", at(10*time.Second), time.Minute, 10) {
-		owned = append(owned, m)
-	}
+	owned := claim(t, s, "o", at(10*time.Second), time.Minute, 10)
 	if len(owned) != 4 {
 		t.Fatalf("claimed %d", len(owned))
 	}

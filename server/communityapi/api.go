@@ -70,10 +70,13 @@ func (a *API) Routes() []web.Route {
 		{Path: "/community/v1/referrals/{id}", Name: "community_referral", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.get}},
 		{Path: "/community/v1/referrals/{id}/status", Name: "community_referral_status", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{post: a.status}},
+		{Path: "/community/v1/capacity", Name: "community_capacity", Access: web.CommunityOnly,
+			Methods: map[string]http.HandlerFunc{get: a.getCapacity, http.MethodPut: a.putCapacity}},
 		{Path: "/inbox", Name: "inbox_bare", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxBare}},
 		{Path: "/inbox/", Name: "inbox", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxHome}},
 		{Path: "/inbox/login", Name: "inbox_login", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogin}},
 		{Path: "/inbox/logout", Name: "inbox_logout", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogout}},
+		{Path: "/inbox/capacity", Name: "inbox_capacity", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxCapacity}},
 		{Path: "/inbox/referrals/{id}", Name: "inbox_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxShow}},
 		{Path: "/inbox/referrals/{id}/status", Name: "inbox_referral_status", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxStatus}},
 	}

@@ -172,6 +172,10 @@ type inboxPageData struct {
 	Items   []inboxItem
 	More    string // link to the next page
 
+	// the group's capacity (the list page's one-tap control, or alone after a refused setting)
+	Capacity     *capacityBox
+	CapacityOnly bool
+
 	// one referral
 	Record   *mapping.Record
 	Overdue  bool
@@ -266,6 +270,10 @@ func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
 		a.inboxFailure(w, r, d, err)
 		return
 	}
+	if d.Capacity, err = a.capacityBox(r, nil); err != nil {
+		a.inboxFailure(w, r, d, err)
+		return
+	}
 	var found bool
 	d.Filters, q.Statuses, found = tabs(counts, d.Filter)
 	if !found {
@@ -342,6 +350,8 @@ func flashText(r *http.Request) string {
 		return "Nothing to change: the referral already had that status."
 	case "signed-out":
 		return "You are signed out."
+	case "capacity":
+		return "Saved: GP practices and link workers now see how full your group is."
 	}
 	st, ok := mapping.ParseTaskStatus(r.URL.Query().Get("done"))
 	if !ok {

@@ -75,6 +75,9 @@ func (a *API) Routes() []web.Route {
 			get: a.readTask}},
 		{Path: "/fhir/Task/{id}/_history", Name: "fhir_task_history", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.historyTask}},
 		{Path: "/fhir/Task/{id}/_history/{vid}", Name: "fhir_task_vread", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.vreadTask}},
+		{Path: "/fhir/HealthcareService", Name: "fhir_healthcareservice_type", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.searchHealthcareServices}},
+		{Path: "/fhir/HealthcareService/_search", Name: "fhir_healthcareservice_search", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{post: a.searchHealthcareServices}},
+		{Path: "/fhir/HealthcareService/{id}", Name: "fhir_healthcareservice", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.readHealthcareService}},
 		{Path: "/fhir/Subscription", Name: "fhir_subscription_type", Access: web.GPOrAdmin, Methods: map[string]http.HandlerFunc{
 			post: a.createSubscription}},
 		{Path: "/fhir/Subscription/$status", Name: "fhir_subscription_statuses", Access: web.GPOrAdmin, Methods: map[string]http.HandlerFunc{

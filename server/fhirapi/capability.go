@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/socialrx/socialrx/fhir"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/referral"
 )
 
@@ -33,6 +34,12 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				Versioning:    fhir.VersioningVersionedUpdate,
 				SearchParams:  declaredParams(typeTask),
 				SearchInclude: declaredIncludes(typeTask, "_include"),
+			},
+			{
+				Type:          typeHealthcareService,
+				Documentation: "The community services of socialrx's directory, each with its capacity now in the SDOH Clinical Care capacity-status extension (" + mapping.SDOHCapacityExtension + ": capacityStatus capacity, waitlist or no-capacity, and capacityNotes, e.g. the expected wait) and socialrx's " + mapping.CapacityDetailExtension + " (the group's own status, the state now, expected wait in days, the date a pause ends, the maximum and the number of open referrals). type lists the referral codes the service takes. A service with a maximum of open referrals shows no-capacity while it holds that many. Search is GET or POST _search, all matches on one page with total.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionSearchType},
+				SearchParams:  declaredParams(typeHealthcareService),
 			},
 			{
 				Type:          "Subscription",

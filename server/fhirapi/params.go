@@ -152,8 +152,16 @@ var searchParams = []searchParam{
 		}},
 	// _format is content negotiation (negotiate.go: json only, anything else 406); _pretty is accepted and
 	// ignored (the JSON is compact).
-	{Name: "_format", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
-	{Name: "_pretty", Types: []string{typeServiceRequest, typeTask}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
+	{Name: "_format", Types: []string{typeServiceRequest, typeTask, typeHealthcareService}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
+	{Name: "_pretty", Types: []string{typeServiceRequest, typeTask, typeHealthcareService}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
+	{Name: "_id", Types: []string{typeHealthcareService}, Type: fhir.SearchParamToken,
+		Doc: "a community service's directory id; a comma-separated list matches any", apply: applyHealthcareID},
+	{Name: "service-type", Types: []string{typeHealthcareService}, Type: fhir.SearchParamToken,
+		Doc: "a referral code the service takes (HealthcareService.type), system|code or code; a comma-separated list matches any", apply: applyServiceType},
+	{Name: "code", Types: []string{typeHealthcareService}, Type: fhir.SearchParamToken,
+		Doc: "the same as service-type (socialrx's name): a referral code the service takes, system|code or code", apply: applyServiceType},
+	{Name: "capacity", Types: []string{typeHealthcareService}, Type: fhir.SearchParamToken,
+		Doc: "the service's capacity now (socialrx's parameter): open, waitlist, full or paused (" + capacitySearchSystem + "), or the SDOH capacity-status codes capacity, waitlist or no-capacity (" + mapping.SDOHCapacityCodeSystem + "); a comma-separated list matches any", apply: applyCapacity},
 }
 
 // declaredParams are the parameters of typ the CapabilityStatement declares, in table order.
@@ -200,10 +208,11 @@ type searchParse struct {
 	base      string // this server's FHIR base: absolute references under it are local
 	svc       *referral.Service
 	q         referral.Query
-	used      url.Values // parameters applied, echoed in the self link (the page cursor included)
-	include   bool       // _include=Task:focus (Task) or _revinclude=Task:focus (ServiceRequest)
-	countOnly bool       // _summary=count or _count=0: the total only
-	noTotal   bool       // _total=none
+	hs        healthcareQuery // a HealthcareService search's filters
+	used      url.Values      // parameters applied, echoed in the self link (the page cursor included)
+	include   bool            // _include=Task:focus (Task) or _revinclude=Task:focus (ServiceRequest)
+	countOnly bool            // _summary=count or _count=0: the total only
+	noTotal   bool            // _total=none
 	issues    []fhir.Issue
 }
 

@@ -46,7 +46,7 @@ func TestCapabilityDeclaresTheTable(t *testing.T) {
 		}
 		var want []string
 		for _, sp := range searchParams {
-			if sp.Doc != "" && (rc.Type == typeTask && contains(sp.Types, typeTask) || rc.Type == typeServiceRequest && contains(sp.Types, typeServiceRequest)) {
+			if sp.Doc != "" && contains(sp.Types, rc.Type) {
 				want = append(want, sp.Name)
 			}
 		}

@@ -304,6 +304,9 @@ func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now
 	if !ok {
 		return cur, nil
 	}
+	if err := d.checkCapacity(ctx, w, cur.Referral, ch.Next); err != nil {
+		return outbox.Referral{}, err
+	}
 	// The version's UpdatedAt is stamped in commit order (it may be a few microseconds after now); its
 	// messages are due at the caller's now.
 	dueUS := Micros(now)

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+)
+
+// TestDirectoryCapacity: a service's capacity block is read, and every bad value is named with its place.
+func TestDirectoryCapacity(t *testing.T) {
+	t.Parallel()
+	good := `services:
+  - {id: s1, name: One, capacity: {status: waitlist, expected_wait_days: 10, max_open: 4}}
+  - {id: s2, name: Two, capacity: {status: paused, until: "2027-01-04"}}
+  - {id: s3, name: Three}
+`
+	c, err := Parse([]byte(good), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, s2, s3 := c.Directory.Services[0].Capacity, c.Directory.Services[1].Capacity, c.Directory.Services[2].Capacity
+	if s1 == nil || *s1 != (mapping.Capacity{Status: mapping.CapacityWaitlist, ExpectedWaitDays: 10, MaxOpen: 4}) {
+		t.Errorf("s1: %+v", s1)
+	}
+	if s2 == nil || s2.Status != mapping.CapacityPaused || !s2.Until.Equal(time.Date(2027, 1, 4, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("s2: %+v", s2)
+	}
+	if s3 != nil {
+		t.Errorf("s3: %+v", s3)
+	}
+	bad := `services:
+  - {id: s1, name: One, capacity: {status: roomy}}
+  - {id: s2, name: Two, capacity: {status: open, expected_wait_days: 3}}
+  - {id: s3, name: Three, capacity: {status: paused, until: "soon"}}
+  - {id: s4, name: Four, capacity: {status: open, max_open: -2}}
+  - {id: s5, name: Five, capacity: {status: open, colour: red}}
+`
+	_, err = Parse([]byte(bad), "")
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{"colour"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q:\n%v", want, err)
+		}
+	}
+	bad = strings.ReplaceAll(bad, "  - {id: s5, name: Five, capacity: {status: open, colour: red}}\n", "")
+	_, err = Parse([]byte(bad), "")
+	for _, want := range []string{"services[0].capacity.status", "services[1].capacity.expected_wait_days",
+		"services[2].capacity.until", "services[3].capacity.max_open"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q:\n%v", want, err)
+		}
+	}
+}
