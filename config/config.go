@@ -555,6 +555,8 @@ type Settings struct {
 	Limits Limits
 	// Security holds the outbound, secrets, metrics and demo settings (limits.go).
 	Security Security
+	// Retention holds the retention periods (retention.go).
+	Retention Retention
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -569,6 +571,7 @@ func Defaults() Settings {
 		AckDeadline:     72 * time.Hour,
 		MaxBodyBytes:    1 << 20,
 		Limits:          DefaultLimits(),
+		Retention:       DefaultRetention(),
 	}
 }
 
@@ -637,6 +640,8 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 	s.Limits, more = limitsFromEnv(s.Limits, getenv)
 	errs = append(errs, more...)
 	s.Security, more = securityFromEnv(getenv)
+	errs = append(errs, more...)
+	s.Retention, more = retentionFromEnv(s.Retention, getenv)
 	errs = append(errs, more...)
 	if b := s.Limits.BodyBytes; !b.Off() && int64(b.Burst) < s.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("SOCIALRX_RATE_BODY_BYTES: the burst (%d bytes) must hold the largest body, SOCIALRX_MAX_BODY_BYTES (%d)", b.Burst, s.MaxBodyBytes))
