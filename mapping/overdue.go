@@ -17,3 +17,9 @@ func MarkOverdue(cur Referral, now time.Time, deadline time.Duration) (Referral,
 	}
 	return cur, false
 }
+
+// OverdueFrom lists the transport facts MarkOverdue moves to overdue, so that a store can leave out every
+// other referral before any is decoded (the overdue sweep reads only candidates).
+func OverdueFrom() []BusinessStatus {
+	return []BusinessStatus{BusinessQueued, BusinessDelivered, BusinessAwaitingPickup, BusinessPickedUp}
+}

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -50,5 +51,18 @@ func TestAcknowledgementClearsOverdue(t *testing.T) {
 	next, _, err = ApplyStatus(cur, StatusChange{To: StatusCancelled, By: ActorRequester, Reason: "patient moved away"}, time.Now())
 	if err != nil || next.BusinessStatus != BusinessOverdue {
 		t.Fatalf("GP cancellation keeps the transport fact: %v, %q", err, next.BusinessStatus)
+	}
+}
+
+// TestOverdueFrom: OverdueFrom lists exactly the transport facts MarkOverdue marks (every fact walked).
+func TestOverdueFrom(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	for _, bs := range append(AllBusinessStatuses(), "") {
+		cur := Referral{Record: Record{Status: StatusRequested, CreatedAt: t0}, BusinessStatus: bs}
+		_, marked := MarkOverdue(cur, t0.Add(time.Hour), time.Minute)
+		if listed := slices.Contains(OverdueFrom(), bs); listed != marked {
+			t.Errorf("%q: listed %v, MarkOverdue marks it %v", bs, listed, marked)
+		}
 	}
 }

@@ -66,6 +66,10 @@ type ReferralQuery struct {
 	UpdatedUntil           time.Time // inclusive (le)
 	After                  *Cursor   // keyset paging
 	Limit                  int       // 0: backend default (100)
+	// CreatedUntil, if set, selects referrals created at or before it (inclusive).
+	CreatedUntil time.Time
+	// BusinessStatuses selects referrals whose Task businessStatus is one of these (nil: any).
+	BusinessStatuses []mapping.BusinessStatus
 }
 
 // Cursor is a position in the (UpdatedAt, ID) order.

@@ -33,7 +33,11 @@ func (s OverdueSweeper) SweepOnce(ctx context.Context) (int, error) {
 		now = s.Clock()
 	}
 	changed := 0
-	q := outbox.ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested}, Limit: 500}
+	// Only candidates are read (and decoded): still requested, created at or before now-Deadline, with a
+	// transport fact MarkOverdue marks. Reading every open referral each minute cost most of the CPU with a
+	// large backlog (issue 12).
+	q := outbox.ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested}, CreatedUntil: now.Add(-s.Deadline),
+		BusinessStatuses: mapping.OverdueFrom(), Limit: 500}
 	for {
 		refs, next, err := s.Store.SearchReferrals(ctx, q)
 		if err != nil {

@@ -83,3 +83,59 @@ func TestOverdueSweep(t *testing.T) {
 		t.Error("a zero deadline must be refused")
 	}
 }
+
+// countingStore counts the referrals SearchReferrals hands back (what a caller decodes).
+type countingStore struct {
+	outbox.Store
+	read int
+}
+
+func (c *countingStore) SearchReferrals(ctx context.Context, q outbox.ReferralQuery) ([]outbox.Referral, *outbox.Cursor, error) {
+	rs, next, err := c.Store.SearchReferrals(ctx, q)
+	c.read += len(rs)
+	return rs, next, err
+}
+
+// TestOverdueSweepReadsOnlyCandidates: the sweep reads the referrals it may mark, not every open one (a
+// backlog of young referrals costs it nothing to decode).
+func TestOverdueSweepReadsOnlyCandidates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "o.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	deadline := 72 * time.Hour
+	mk := func(id string, created time.Time, bs mapping.BusinessStatus) {
+		in := mapping.Intake{
+			Referral: mapping.Referral{
+				Record: mapping.Record{ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
+					Version: 1, CreatedAt: created, UpdatedAt: created, Service: mapping.ServiceRef{ID: "walks", Name: "Walks"}},
+				PracticeODS: "A81001", BusinessStatus: bs, ServiceRequestStatus: "active",
+			},
+			ServiceRequest: []byte(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
+			Identifiers:    []mapping.Identifier{{System: "urn:test", Value: id}},
+			Fingerprint:    "fp-" + id,
+		}
+		if _, err := st.CreateReferral(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 40 {
+		mk(fmt.Sprintf("young%d", i), t0.Add(time.Hour), mapping.BusinessQueued)
+	}
+	mk("old-queued", t0, mapping.BusinessQueued)
+	mk("old-delivered", t0, mapping.BusinessDelivered)
+	mk("old-failed", t0, mapping.BusinessDeliveryFailed)
+	cs := &countingStore{Store: st}
+	n, err := referral.OverdueSweeper{Store: cs, Deadline: deadline, Clock: func() time.Time { return t0.Add(deadline) }}.SweepOnce(ctx)
+	if err != nil || n != 2 || cs.read != 2 {
+		t.Fatalf("sweep: marked %d, read %d, %v; want 2 marked, 2 read", n, cs.read, err)
+	}
+	cs.read = 0
+	if n, err := (referral.OverdueSweeper{Store: cs, Deadline: deadline, Clock: func() time.Time { return t0.Add(deadline + time.Minute) }}).SweepOnce(ctx); err != nil || n != 0 || cs.read != 0 {
+		t.Fatalf("second sweep: marked %d, read %d, %v; want nothing", n, cs.read, err)
+	}
+}

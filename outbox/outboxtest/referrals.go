@@ -299,19 +299,23 @@ func searchFixtures(t *testing.T, s outbox.Store) {
 		status   mapping.TaskStatus
 		patient  string
 		req      string
+		business mapping.BusinessStatus // "": the intake's (queued)
 	}
 	for i, f := range []fx{
-		{"A81001", walks, mapping.StatusRequested, "Patient/p1", "PractitionerRole/r1"},
-		{"A81001", debt, mapping.StatusAccepted, "Patient/p2", "PractitionerRole/r1"},
-		{"B82002", walks, mapping.StatusCompleted, "Patient/p1", "PractitionerRole/r2"},
-		{"B82002", debt, mapping.StatusRequested, "Patient/p3", "PractitionerRole/r3"},
-		{"C83003", walks, mapping.StatusInProgress, "Patient/p4", "PractitionerRole/r3"},
+		{"A81001", walks, mapping.StatusRequested, "Patient/p1", "PractitionerRole/r1", ""},
+		{"A81001", debt, mapping.StatusAccepted, "Patient/p2", "PractitionerRole/r1", mapping.BusinessDeliveryFailed},
+		{"B82002", walks, mapping.StatusCompleted, "Patient/p1", "PractitionerRole/r2", ""},
+		{"B82002", debt, mapping.StatusRequested, "Patient/p3", "PractitionerRole/r3", mapping.BusinessOverdue},
+		{"C83003", walks, mapping.StatusInProgress, "Patient/p4", "PractitionerRole/r3", ""},
 	} {
 		in := toService(intake(i+1), f.dest)
 		in.Referral.PracticeODS = f.practice
 		in.Referral.Record.Status = f.status
 		in.Referral.Patient.Reference = f.patient
 		in.Referral.Requester.Reference = f.req
+		if f.business != "" {
+			in.Referral.BusinessStatus = f.business
+		}
 		create(t, s, in)
 	}
 }
@@ -354,6 +358,10 @@ func testSearchFilters(t *testing.T, open Opener) {
 		{"between microseconds", outbox.ReferralQuery{UpdatedFrom: sec(3).Add(-time.Microsecond),
 			UpdatedUntil: sec(3).Add(time.Microsecond)}, []string{"ref-003"}},
 		{"after cursor", outbox.ReferralQuery{After: &outbox.Cursor{UpdatedAt: sec(3), ID: "ref-003"}}, all[3:]},
+		{"created until (le)", outbox.ReferralQuery{CreatedUntil: sec(3)}, all[:3]},
+		{"created until, microseconds", outbox.ReferralQuery{CreatedUntil: sec(3).Add(-time.Microsecond)}, all[:2]},
+		{"business status", outbox.ReferralQuery{BusinessStatuses: []mapping.BusinessStatus{mapping.BusinessDeliveryFailed}}, []string{"ref-002"}},
+		{"business statuses", outbox.ReferralQuery{BusinessStatuses: []mapping.BusinessStatus{mapping.BusinessDeliveryFailed, mapping.BusinessOverdue}}, []string{"ref-002", "ref-004"}},
 		{"combined", outbox.ReferralQuery{ServiceID: walks.ID, Statuses: []mapping.TaskStatus{mapping.StatusCompleted,
 			mapping.StatusInProgress}, UpdatedFrom: sec(4)}, []string{"ref-005"}},
 	} {

@@ -180,6 +180,17 @@ func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int
 			args = append(args, Micros(t))
 		}
 	}
+	if !q.CreatedUntil.IsZero() {
+		where = append(where, "created_at <= ?")
+		args = append(args, Micros(q.CreatedUntil))
+	}
+	if len(q.BusinessStatuses) > 0 {
+		bs := make([]string, len(q.BusinessStatuses))
+		for i, v := range q.BusinessStatuses {
+			bs[i] = string(v)
+		}
+		in("business_status", bs)
+	}
 	bound(">", q.UpdatedAfter)
 	bound(">=", q.UpdatedFrom)
 	bound("<", q.UpdatedBefore)
