@@ -55,3 +55,31 @@ func TestDirectoryCapacity(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryNeedsAndPolicy: meets and when_unavailable are read; left out, meets is not declared (nil).
+func TestDirectoryNeedsAndPolicy(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(`services:
+  - {id: s1, name: One, meets: [wheelchair-access, interpreter], when_unavailable: waitlist}
+  - {id: s2, name: Two, meets: []}
+  - {id: s3, name: Three}
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Directory.Services
+	if len(s[0].CanMeet) != 2 || s[0].WhenUnavailable != mapping.PolicyWaitlist {
+		t.Errorf("s1: %+v", s[0])
+	}
+	if s[1].CanMeet == nil || len(s[1].CanMeet) != 0 || s[2].CanMeet != nil {
+		t.Errorf("declared none %v, undeclared %v", s[1].CanMeet, s[2].CanMeet)
+	}
+	_, err = Parse([]byte(`services:
+  - {id: s1, name: One, meets: [teleportation], when_unavailable: shrug}
+`), "")
+	for _, want := range []string{"services[0].meets[0]", "services[0].when_unavailable"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q: %v", want, err)
+		}
+	}
+}

@@ -173,7 +173,13 @@ type fileService struct {
 	// Capacity is the service's initial capacity (issue 13): stored at start when the service has never set
 	// one; what the group later says through the community API or the inbox wins.
 	Capacity *fileCapacity `yaml:"capacity"`
-	Delivery struct {
+	// Meets are the support needs the service can meet (mapping.SupportNeed codes); left out: not declared,
+	// so routing does not check them; [] declares none.
+	Meets *[]string `yaml:"meets"`
+	// WhenUnavailable is what to do with a referral that names the service while it has no room: link-worker
+	// (the default) or waitlist.
+	WhenUnavailable string `yaml:"when_unavailable"`
+	Delivery        struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`
@@ -289,7 +295,31 @@ func (p *parser) service(at string, s fileService) mapping.Service {
 		svc.Sharing = prof
 	}
 	svc.Capacity = p.capacity(at, s.Capacity)
+	if s.Meets != nil {
+		svc.CanMeet = []mapping.SupportNeed{}
+		for j, code := range *s.Meets {
+			n := mapping.SupportNeed(code)
+			if !n.Valid() {
+				p.bad("%s.meets[%d]: %q is not a support need (%s)", at, j, code, strings.Join(needCodes(), ", "))
+				continue
+			}
+			svc.CanMeet = append(svc.CanMeet, n)
+		}
+	}
+	svc.WhenUnavailable = mapping.UnavailablePolicy(s.WhenUnavailable)
+	if !svc.WhenUnavailable.Valid() {
+		p.bad("%s.when_unavailable: %q must be link-worker or waitlist", at, s.WhenUnavailable)
+	}
 	return svc
+}
+
+// needCodes are the support needs' codes.
+func needCodes() []string {
+	var out []string
+	for _, n := range mapping.AllSupportNeeds() {
+		out = append(out, string(n))
+	}
+	return out
 }
 
 // capacity checks a service's initial capacity (mapping.CheckCapacity, with until any valid date: a pause

@@ -27,6 +27,9 @@ type BuildInput struct {
 	// used as given, converted to UTC; a server that wants every backend to round-trip it exactly should pass
 	// a clock truncated to microseconds.
 	Now time.Time
+	// Capacities are the community services' capacities now (by service id; absent: open), for routing
+	// (Decide).
+	Capacities map[string]Capacity
 	// NewID returns a fresh id (UUIDv7 in the server). Build calls it, in this order, for the referral id, the
 	// ServiceRequest id, the Task id and the id of each event.
 	NewID func() string
@@ -78,7 +81,8 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	c.checkPatients(&is)
 	c.checkRequester(&is)
 	consent := c.checkConsent(&is, subj)
-	svc, routed := c.route(in.Directory, &is)
+	needs := c.supportNeeds(&is, subj.person.InterpreterNeeded)
+	svc, decision, routed := c.route(in.Directory, in.Capacities, needs, in.Now, &is)
 	if len(is) > 0 {
 		return Intake{}, &fhir.Error{Kind: fault.Rule, Issues: is}
 	}
@@ -123,6 +127,10 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	}
 	if sr.Priority != nil {
 		rec.Priority = sr.Priority.Code()
+	}
+	rec.SupportNeeds = needs
+	if decision.Outcome.Shown() {
+		rec.Route, rec.StatusReason = &decision, decision.Text
 	}
 
 	ref := Referral{

@@ -93,7 +93,12 @@ func ScrubReferral(r Referral) Referral {
 func ExpireReferral(r Referral) Referral {
 	out := r
 	out.Record.Patient = Person{}
-	out.Record.Reasons, out.Record.Needs, out.Record.Notes = nil, "", nil
+	out.Record.Reasons, out.Record.Needs, out.Record.Notes, out.Record.SupportNeeds = nil, "", nil, nil
+	if r.Record.Route != nil {
+		route := *r.Record.Route
+		route.Needs = nil
+		out.Record.Route = &route
+	}
 	out.Patient = Reference{}
 	out.TaskNotes = nil
 	for _, n := range r.TaskNotes {

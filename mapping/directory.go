@@ -14,6 +14,12 @@ type Service struct {
 	// Capacity is the directory's initial capacity for the service (nil: none; the service is open until it
 	// says otherwise). Only Status, ExpectedWaitDays, Until and MaxOpen are set.
 	Capacity *Capacity
+	// CanMeet are the support needs the service can meet (directory meets). nil: not declared, so not
+	// checked (Meets); empty: it meets none.
+	CanMeet []SupportNeed
+	// WhenUnavailable is what it wants done with a referral that names it while it has no room
+	// ("": PolicyLinkWorker).
+	WhenUnavailable UnavailablePolicy
 }
 
 // Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).

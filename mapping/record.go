@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -284,7 +285,13 @@ func (c *ctx) requested() []Concept {
 		out = append(out, concepts(fromModelCC(*sr.Code))...)
 	}
 	for _, d := range sr.OrderDetail {
-		out = append(out, concepts(fromModelCC(d))...)
+		cc := fromModelCC(d)
+		// Support needs travel as orderDetail codings too; they are the record's support_needs, not a service.
+		cc.Coding = slices.DeleteFunc(cc.Coding, func(cd rawCoding) bool { return cd.System == SupportNeedSystem })
+		if len(cc.Coding) == 0 && len(fromModelCC(d).Coding) > 0 {
+			continue
+		}
+		out = append(out, concepts(cc)...)
 	}
 	return out
 }

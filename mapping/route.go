@@ -1,8 +1,10 @@
 package mapping
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/socialrx/socialrx/fhir"
 )
@@ -37,16 +39,21 @@ func addDistinct(ss []Service, s Service) []Service {
 	return append(ss, s)
 }
 
-// route picks the community service (docs/design.md#intake-validation-and-routing, issue 2):
+// route picks the community service (docs/design.md#intake-validation-and-routing, issues 2 and 13): it finds
+// the candidates and Decide chooses among them by capacity, the person's support needs and each service's
+// policy:
 //
 //  1. the service named by ServiceRequest.performer: a performer whose identifier, or whose contained
 //     Organization / HealthcareService / PractitionerRole's identifier, is one of the service's identifiers
 //     (performers naming several different services: 422);
-//  2. failing that, the one service whose codes ("system|code") contain a coding of ServiceRequest.code
-//     (several: 422 naming the candidates and asking for a performer);
+//  2. failing that, the services whose codes ("system|code") contain a coding of ServiceRequest.code (several
+//     that all have room and meet the needs: 422 naming them and asking for a performer);
 //  3. failing that, the default service;
 //  4. none: 422 saying why.
-func (c *ctx) route(dir Directory, is *issueList) (Service, bool) {
+//
+// A candidate that cannot take the referral hands it to the default (link-worker) service, or keeps it on
+// its waiting list, as Decide says; the decision comes back with the service.
+func (c *ctx) route(dir Directory, caps map[string]Capacity, needs []SupportNeed, now time.Time, is *issueList) (Service, RouteDecision, bool) {
 	sr := &c.sub.ServiceRequest
 	var byPerformer []Service
 	for i := range sr.Performer {
@@ -66,41 +73,38 @@ func (c *ctx) route(dir Directory, is *issueList) (Service, bool) {
 			}
 		}
 	}
+	in := RouteInput{Needs: needs, Capacities: caps, Now: now}
+	for i := range dir.Services {
+		if dir.Services[i].Default {
+			in.Default = &dir.Services[i]
+			break
+		}
+	}
 	switch len(byPerformer) {
 	case 0:
 	case 1:
-		return byPerformer[0], true
+		in.Named = &byPerformer[0]
 	default:
 		is.add(fhir.CodeBusinessRule, "ServiceRequest.performer names several community services: "+names(byPerformer)+"; name exactly one", "ServiceRequest.performer")
-		return Service{}, false
+		return Service{}, RouteDecision{}, false
 	}
-
-	var byCode []Service
-	if sr.Code != nil {
+	if in.Named == nil && sr.Code != nil {
 		for _, cd := range fromModelCC(*sr.Code).Coding {
 			key := cd.System + "|" + cd.Code
 			for _, s := range dir.Services {
-				for _, k := range s.Codes {
-					if k == key {
-						byCode = addDistinct(byCode, s)
-					}
+				if slices.Contains(s.Codes, key) {
+					in.Matched = addDistinct(in.Matched, s)
 				}
 			}
 		}
 	}
-	switch len(byCode) {
-	case 0:
-	case 1:
-		return byCode[0], true
-	default:
-		is.add(fhir.CodeBusinessRule, "ServiceRequest.code matches several community services: "+names(byCode)+"; add a performer with the chosen service's identifier to say which one", "ServiceRequest.code")
-		return Service{}, false
+	svc, d, amb, ok := Decide(in)
+	if amb != nil {
+		is.add(fhir.CodeBusinessRule, "ServiceRequest.code matches several community services: "+names(amb.Services)+"; add a performer with the chosen service's identifier to say which one", "ServiceRequest.code")
+		return Service{}, RouteDecision{}, false
 	}
-
-	for _, s := range dir.Services {
-		if s.Default {
-			return s, true
-		}
+	if ok {
+		return svc, d, true
 	}
 	why := "no community service takes this referral: "
 	if len(sr.Performer) > 0 {
@@ -110,7 +114,7 @@ func (c *ctx) route(dir Directory, is *issueList) (Service, bool) {
 	}
 	why += "no service takes any ServiceRequest.code coding, and no default service is configured"
 	is.add(fhir.CodeBusinessRule, why, "ServiceRequest.performer", "ServiceRequest.code")
-	return Service{}, false
+	return Service{}, RouteDecision{}, false
 }
 
 // ownerRef is Task.owner: the service as a logical reference by its first identifier, with its name.

@@ -24,7 +24,7 @@ const (
 	ShareLanguage         SharingField = "language"          // patient.language and patient.interpreter_needed
 	ShareServiceRequested SharingField = "service_requested" // service_requested (the referral codes)
 	ShareReasons          SharingField = "reasons"           // reasons: the clinical reasons for the referral
-	ShareNeeds            SharingField = "needs"             // needs: what the person asked for
+	ShareNeeds            SharingField = "needs"             // needs and support_needs: what the person asked for and needs
 	ShareNotes            SharingField = "notes"             // notes: the GP's notes on the ServiceRequest
 	ShareReferrer         SharingField = "referrer"          // referrer
 	ShareConsent          SharingField = "consent"           // consent
@@ -163,6 +163,12 @@ func (p SharingProfile) Apply(rec Record) Record {
 	out.Notes = keepIf(p.Shares(ShareNotes), rec.Notes)
 	if !p.Shares(ShareNeeds) {
 		out.Needs = ""
+		out.SupportNeeds = nil
+		if rec.Route != nil {
+			r := *rec.Route
+			r.Needs = nil
+			out.Route = &r
+		}
 	}
 	if !p.Shares(ShareReferrer) {
 		out.Referrer = Referrer{}

@@ -15,7 +15,9 @@ import (
 //
 //   - id = TaskID; meta.versionId = Version; meta.lastUpdated = UpdatedAt (FHIR instant);
 //   - status; statusReason.text when a reason is recorded;
-//   - businessStatus (a coding in BusinessStatusSystem plus text) when a transport fact is set;
+//   - businessStatus (a coding in BusinessStatusSystem plus text) when a transport fact is set, and a coding in
+//     RouteDecisionSystem when the routing decision is worth showing (RouteOutcome.Shown: waitlisted, handed
+//     to the link-worker service, no better route), its text appended;
 //   - intent "order"; priority; code http://hl7.org/fhir/CodeSystem/task-code#fulfill;
 //   - focus ServiceRequest/{id}; for (the patient); authoredOn = CreatedAt; lastModified = UpdatedAt;
 //   - requester; owner (the routed community service);
@@ -56,6 +58,14 @@ func TaskFor(r Referral) fhir.Task {
 			Coding: []fhir.Coding{{System: BusinessStatusSystem, Code: string(r.BusinessStatus), Display: text}},
 			Text:   text,
 		}
+	}
+	if d := rec.Route; d != nil && d.Outcome.Shown() {
+		// The routing decision (issue 13) stays beside whatever transport fact follows.
+		if t.BusinessStatus == nil {
+			t.BusinessStatus = &fhir.CodeableConcept{}
+		}
+		t.BusinessStatus.Coding = append(t.BusinessStatus.Coding, fhir.Coding{System: RouteDecisionSystem, Code: string(d.Outcome), Display: d.Outcome.Display()})
+		t.BusinessStatus.Text = strings.TrimPrefix(t.BusinessStatus.Text+"; "+d.Text, "; ")
 	}
 	if o := rec.Outcome; o != nil && (o.Text != "" || (o.Code != nil && o.Code.Code != "")) {
 		out := fhir.TaskOutput{Type: fhir.CodeableConcept{Text: "outcome"}}

@@ -125,6 +125,12 @@ type Record struct {
 	// ConsentWithdrawn is true once the person withdrew their consent (WithdrawConsent): the record is then a
 	// stub, every personal field erased.
 	ConsentWithdrawn bool `json:"consent_withdrawn,omitempty"`
+	// SupportNeeds are the person's support needs (ServiceRequest.orderDetail codings in SupportNeedSystem,
+	// and interpreter when the patient needs one).
+	SupportNeeds []SupportNeed `json:"support_needs,omitempty"`
+	// Route is how the referral was routed, when there is more to say than the service it went to (a waiting
+	// list, a hand-off to the link-worker service and why, no better route): RouteOutcome.Shown.
+	Route *RouteDecision `json:"route,omitempty"`
 }
 
 // ServiceRef names the community service a referral is routed to.

@@ -144,3 +144,16 @@ func (s *Service) ServiceCapacities(ctx context.Context) ([]ServiceCapacity, err
 
 // parseDate reads a YYYY-MM-DD date as its UTC midnight.
 func parseDate(s string) (time.Time, error) { return time.Parse(time.DateOnly, s) }
+
+// capacities are every directory service's capacity now, by id, for routing (mapping.BuildInput.Capacities).
+func (s *Service) capacities(ctx context.Context) (map[string]mapping.Capacity, error) {
+	all, err := s.ServiceCapacities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]mapping.Capacity, len(all))
+	for _, sc := range all {
+		out[sc.Service.ID] = sc.Capacity
+	}
+	return out, nil
+}

@@ -55,7 +55,11 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 			return existing, err
 		}
 	}
-	in, err := mapping.Build(sub.Parsed, mapping.BuildInput{Directory: s.cfg.Directory, PracticeODS: ods, Now: s.Now(), NewID: s.newID})
+	caps, err := s.capacities(ctx)
+	if err != nil {
+		return outbox.CreateResult{}, err
+	}
+	in, err := mapping.Build(sub.Parsed, mapping.BuildInput{Directory: s.cfg.Directory, Capacities: caps, PracticeODS: ods, Now: s.Now(), NewID: s.newID})
 	if practiceIssue != nil {
 		// Report every business-rule issue at once: the practice one joins mapping's.
 		var fe *fhir.Error

@@ -91,3 +91,25 @@ func TestBrowserInboxCapacity(t *testing.T) {
 	}
 	page(t, b, "capacity-paused")
 }
+
+// TestBrowserInboxShowsRouting: the link workers' inbox shows the person's support needs and why the referral
+// came to them (the group asked for was full).
+func TestBrowserInboxShowsRouting(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	if r := putCapacity(s.harness, tokWalks, `{"status": "full"}`); r.status != http.StatusOK {
+		t.Fatal(r.status)
+	}
+	ref := referVariant(s.harness, "walking-group-performer.json", "FVMC-2025-0142", "FVMC-2025-8001", withNeeds("wheelchair-access"))
+	b := browsertest.New(t, browsertest.Options{})
+	b.Open(s.url + "/inbox/")
+	if st := signInWith(b, "link-workers", tokLinkWorkers); st != http.StatusOK {
+		t.Fatalf("sign in: %d", st)
+	}
+	if st := b.Open(s.url + "/inbox/referrals/" + ref.referral); st != http.StatusOK {
+		t.Fatalf("open: %d", st)
+	}
+	shows(t, b, "handed-on referral", "Support needs", "Wheelchair access", "How it reached you",
+		"Frome Walking for Health has no place now (full: not taking referrals); sent to Mendip Social Prescribing Link Workers to find another group")
+	page(t, b, "referral-handed-on")
+}

@@ -9,10 +9,13 @@
 //   - Every writer locks the referral row (SELECT … FOR UPDATE) before changing it, so versions and the
 //     messages of one referral follow commit order; the fan-out numbers subscription events with
 //     UPDATE … RETURNING, holding the subscription's row lock until commit (gap-free, commit-ordered).
-//   - Every referral change takes one advisory lock per schema (stampLock) from choosing its UpdatedAt to
-//     commit, so UpdatedAt increases in commit order and a GP polling _lastUpdated=gt… never misses a change
-//     that committed late with an earlier time. Only referral writes queue on it; claims, leases and
-//     attempts that change no referral do not.
+//   - Referral changes commit in parallel, and polling stays exact: each change reserves its UpdatedAt
+//     (socialrx_reserve_stamp, migration 60: a short autocommit call on the stamp pool that holds the
+//     per-schema stamp lock only while it chooses, never over the writer's commit) together with its
+//     transaction id, and every referral search and message listing shows only what no transaction still
+//     running could precede (visibleStamps, visibleSeqs). A GP polling _lastUpdated=gt… therefore never
+//     misses a change that commits late with an earlier time, while writers no longer queue behind each
+//     other's fsync.
 //   - ClaimMessages selects with FOR UPDATE SKIP LOCKED and leases what it selected: two instances never
 //     lease the same message at once, and neither waits for the other. Claims and NextDue run on a small
 //     second pool whose sessions pin the queue's plans (see queueSettings).
@@ -107,6 +110,7 @@ type Store struct {
 	d      sqlstore.Dialect
 	db     *sql.DB
 	qdb    *sql.DB // the queue pool: claims and NextDue, with queueSettings
+	sdb    *sql.DB // the stamp pool: socialrx_reserve_stamp, autocommit, outside the writers' transactions
 	opts   Options
 	log    *slog.Logger
 	schema string // current_schema() of the connections: scopes advisory lock keys and the channel
@@ -294,10 +298,26 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	qdb.SetMaxOpenConns(min(opts.MaxConns, 4))
 	qdb.SetMaxIdleConns(min(opts.MaxConns, 4))
 	qdb.SetConnMaxIdleTime(5 * time.Minute)
+	sdsn, err := stampDSN(dsn)
+	if err != nil {
+		db.Close()
+		qdb.Close()
+		return nil, err
+	}
+	sdb, err := openDB(sdsn)
+	if err != nil {
+		db.Close()
+		qdb.Close()
+		return nil, err
+	}
+	sdb.SetMaxOpenConns(min(opts.MaxConns, 4))
+	sdb.SetMaxIdleConns(min(opts.MaxConns, 4))
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{
 		d:          dialect().Compile(),
 		db:         db,
 		qdb:        qdb,
+		sdb:        sdb,
 		opts:       opts,
 		log:        log,
 		schema:     schema,
@@ -309,6 +329,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		listenDone: make(chan struct{}),
 		version:    versionStatement(),
 	}
+	s.d.Stamper = s.stamp
 	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
 	if opts.NoListen {
@@ -320,6 +341,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		db.Close()
 		qdb.Close()
+		sdb.Close()
 		return nil, err
 	}
 	lctx, stop := context.WithCancel(context.Background())
@@ -350,7 +372,7 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.stopListen()
 		<-s.listenDone
-		if err := errors.Join(s.db.Close(), s.qdb.Close()); err != nil {
+		if err := errors.Join(s.db.Close(), s.qdb.Close(), s.sdb.Close()); err != nil {
 			s.closeErr = fmt.Errorf("postgres: close: %w", err)
 		}
 	})
@@ -459,29 +481,73 @@ func isUnique(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-// stampLock serialises referral changes from reading the newest UpdatedAt to commit (sqlstore.Dialect.Stamp),
-// per schema. It uses the two-key advisory lock space, apart from lockKey's single bigint keys. Every
-// transaction takes it after its referral row lock and before any other lock that a transaction waiting for
-// it could hold; a replay of several referrals can still meet a deadlock, which PostgreSQL breaks and write
-// retries.
-const stampLock = `SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1936292216)`
+// stampDSN is dsn for the stamp pool: its reservations are in an UNLOGGED table, so its commits have nothing
+// to wait for (synchronous_commit off makes that explicit).
+func stampDSN(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", errors.New("postgres: the database URL does not parse") // the URL may hold a password
+	}
+	q := u.Query()
+	q.Set("synchronous_commit", "off")
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// stamp is the dialect's Stamper: it reserves the UpdatedAt of a referral change written in transaction w
+// (socialrx_reserve_stamp, migration 60) with w's transaction id, in an autocommit call on the stamp pool.
+// The call holds the per-schema stamp lock only while it chooses (after every stamp chosen before, at least
+// nowUS); w commits whenever it is ready, in parallel with other writers, and visibleStamps keeps its change
+// from polls that could otherwise move past it.
+func (s *Store) stamp(ctx context.Context, w sqlstore.Querier, nowUS int64) (int64, error) {
+	var xid string
+	if err := w.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+		return 0, s.d.DriverErr("stamp", err)
+	}
+	var at int64
+	if err := s.sdb.QueryRowContext(ctx, `SELECT socialrx_reserve_stamp($1, $2::xid8)`, nowUS, xid).Scan(&at); err != nil {
+		if s.closed() {
+			return 0, ErrClosed
+		}
+		return 0, s.d.DriverErr("stamp", err)
+	}
+	return at, nil
+}
+
+// unfinished is the stamp reservations of transactions still running in the statement's snapshot (a
+// transaction that reserved a stamp before the snapshot was taken is either visible in it, finished, or one
+// of these).
+const unfinished = `FROM stamp_reservations sr WHERE NOT pg_visible_in_snapshot(sr.xid, pg_current_snapshot())`
+
+// visibleStamps is the dialect's VisibleStamps: a referral search shows the changes stamped before the
+// earliest stamp still reserved by a running transaction. A change committed after the search's snapshot
+// either reserved its stamp before it (then it is running in the snapshot, and its stamp bounds the search)
+// or after it (then its stamp is later than every stamp the snapshot shows: stamps are reserved one at a
+// time, each reservation committed before the next is chosen).
+const visibleStamps = `updated_at < (SELECT COALESCE(min(sr.stamp), 9223372036854775807) ` + unfinished + `)`
+
+// visibleSeqs is the dialect's VisibleSeqs: a message listing shows seqs up to the smallest seq floor of the
+// running transactions that reserved a stamp (each inserts its messages after its reservation, so with seqs
+// above its floor).
+const visibleSeqs = `seq <= (SELECT COALESCE(min(sr.seq_floor), 9223372036854775807) ` + unfinished + `)`
 
 // dialect is this backend's spelling of the shared SQL (outbox/internal/sqlstore): $n placeholders, rows
-// read in a write transaction locked FOR UPDATE, the stamp lock, seq from the identity column, practices
+// read in a write transaction locked FOR UPDATE, what polls may see of parallel writers, seq from the identity column, practices
 // matched on lower() (the index subscriptions_practice_status), text without NUL, several writers.
 func dialect() sqlstore.Dialect {
 	return sqlstore.Dialect{
-		Name:        "postgres",
-		Rebind:      sqlstore.RebindDollar,
-		Lock:        " FOR UPDATE",
-		StampLock:   stampLock,
-		IsUnique:    isUnique,
-		NextSeq:     "DEFAULT",
-		Subscribers: `lower(practice_ods) = lower(?) AND status IN ('active', 'error')`,
-		CleanText:   storableText,
-		OwnerLock:   `SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))`,
-		Classify:    classify,
-		Concurrent:  true,
+		Name:          "postgres",
+		Rebind:        sqlstore.RebindDollar,
+		Lock:          " FOR UPDATE",
+		VisibleStamps: visibleStamps,
+		VisibleSeqs:   visibleSeqs,
+		IsUnique:      isUnique,
+		NextSeq:       "DEFAULT",
+		Subscribers:   `lower(practice_ods) = lower(?) AND status IN ('active', 'error')`,
+		CleanText:     storableText,
+		OwnerLock:     `SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))`,
+		Classify:      classify,
+		Concurrent:    true,
 	}
 }
 

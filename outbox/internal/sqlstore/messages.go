@@ -251,6 +251,9 @@ func MessageWhere(q outbox.MessageQuery) (string, []any) {
 // ListMessages returns messages matching q in Seq order (default limit 100, at most 1000).
 func (d Dialect) ListMessages(ctx context.Context, db Querier, q outbox.MessageQuery) ([]outbox.Message, error) {
 	where, args := MessageWhere(q)
+	if d.VisibleSeqs != "" {
+		where += " AND " + d.VisibleSeqs
+	}
 	rows, err := db.QueryContext(ctx, d.rebind(selectMessages+where+` ORDER BY seq LIMIT ?`), append(args, ClampLimit(q.Limit))...)
 	if err != nil {
 		return nil, d.DriverErr("list messages", err)

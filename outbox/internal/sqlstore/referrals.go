@@ -116,7 +116,15 @@ func Dedupe(ids []mapping.Identifier) []mapping.Identifier {
 // filters, in (updated_at, id) order, limited to limit+1 rows (one more than the page, to tell whether more
 // follow), with ? placeholders. none reports a query that matches nothing (a non-nil empty Practices).
 func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int, none bool) {
+	return referralSearch(q, "")
+}
+
+// referralSearch is ReferralSearch with the extra WHERE term visible (no placeholders), if not "".
+func referralSearch(q outbox.ReferralQuery, visible string) (query string, args []any, limit int, none bool) {
 	var where []string
+	if visible != "" {
+		where = append(where, visible)
+	}
 	eq := func(col, v string) {
 		if v != "" {
 			where = append(where, col+" = ?")
@@ -216,8 +224,13 @@ func whereClause(where []string) string {
 // ReferralCount builds the query counting the referrals that match q's filters (After and Limit ignored), with
 // ? placeholders; none reports a query that matches nothing.
 func ReferralCount(q outbox.ReferralQuery) (query string, args []any, none bool) {
+	return referralCount(q, "")
+}
+
+// referralCount is ReferralCount with the extra WHERE term visible (no placeholders), if not "".
+func referralCount(q outbox.ReferralQuery, visible string) (query string, args []any, none bool) {
 	q.After, q.Limit = nil, 0
-	page, args, _, none := ReferralSearch(q)
+	page, args, _, none := referralSearch(q, visible)
 	if none {
 		return "", nil, true
 	}
@@ -229,7 +242,7 @@ func ReferralCount(q outbox.ReferralQuery) (query string, args []any, none bool)
 
 // CountReferrals counts the referrals matching q's filters on db.
 func (d Dialect) CountReferrals(ctx context.Context, db Querier, q outbox.ReferralQuery) (int, error) {
-	query, args, none := ReferralCount(q)
+	query, args, none := referralCount(q, d.VisibleStamps)
 	if none {
 		return 0, nil
 	}
@@ -244,7 +257,7 @@ func (d Dialect) CountReferrals(ctx context.Context, db Querier, q outbox.Referr
 // 100, at most 1000) and the cursor of the last one when more follow. A non-nil empty Practices matches
 // nothing.
 func (d Dialect) SearchReferrals(ctx context.Context, db Querier, q outbox.ReferralQuery) ([]outbox.Referral, *outbox.Cursor, error) {
-	query, args, limit, none := ReferralSearch(q)
+	query, args, limit, none := referralSearch(q, d.VisibleStamps)
 	if none {
 		return nil, nil, nil
 	}
@@ -500,8 +513,15 @@ func (d Dialect) NewCreation(in mapping.Intake, newID func() string) (Creation, 
 // strictly increases in commit order, which is what makes a poll with _lastUpdated=gt<the last value seen>
 // (or a since cursor) return every change exactly once: a change that commits later can never carry an
 // earlier time than one a poller has already seen, even when its caller read the clock first or two
-// callers read the same microsecond. It runs d.StampLock first.
+// callers read the same microsecond. It runs d.StampLock first; with a d.Stamper, the Stamper chooses.
 func (d Dialect) Stamp(ctx context.Context, w Querier, now time.Time) (time.Time, error) {
+	if d.Stamper != nil {
+		us, err := d.Stamper(ctx, w, Micros(Norm(now)))
+		if err != nil {
+			return time.Time{}, err
+		}
+		return FromMicros(us), nil
+	}
 	if d.StampLock != "" {
 		if _, err := w.ExecContext(ctx, d.StampLock); err != nil {
 			return time.Time{}, d.DriverErr("stamp lock", err)

@@ -52,6 +52,17 @@ type Dialect struct {
 	// must hold until commit, so that referral changes commit in the order of their UpdatedAt. Empty when
 	// the backend already runs one write transaction at a time (SQLite's single writer).
 	StampLock string
+	// Stamper, if set, chooses the UpdatedAt (unix microseconds) of a referral change written in transaction w
+	// instead of StampLock and the newest UpdatedAt (Stamp): at least nowUS, and after every stamp chosen
+	// before. A backend whose writers then commit in any order must spell VisibleStamps and VisibleSeqs.
+	Stamper func(ctx context.Context, w Querier, nowUS int64) (int64, error)
+	// VisibleStamps, if set, is a WHERE term (no placeholders) over referrals that every referral search adds:
+	// it leaves out the changes that a transaction still running could precede, so that a poll following
+	// UpdatedAt never sees a change before one that commits later with an earlier stamp.
+	VisibleStamps string
+	// VisibleSeqs, if set, is the WHERE term (no placeholders) over outbox_messages that ListMessages adds for
+	// the same reason: paging by seq misses no message that commits late.
+	VisibleSeqs string
 	// IsUnique reports a unique or primary key violation.
 	IsUnique func(error) bool
 	// NextSeq is the value a new message's seq column is inserted with: an expression (SQLite: one more than

@@ -1,0 +1,145 @@
+package postgres_test
+
+import (
+	"database/sql"
+	"net/url"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/postgres"
+)
+
+// holdAfterStamp is a FailAfter hook that stops each create of a referral in hold right after its row is
+// written (its stamp taken, the transaction still open): it reports the referral on arrived and waits for
+// release.
+func holdAfterStamp(hold map[string]bool, arrived chan<- string, release <-chan struct{}) func(string, mapping.Intake) error {
+	return func(stage string, in mapping.Intake) error {
+		if stage == "referral" && hold[in.Referral.Record.ID] {
+			arrived <- in.Referral.Record.ID
+			<-release
+		}
+		return nil
+	}
+}
+
+// withAppName is dsn with an application_name of its own, so that the test finds its backends in
+// pg_stat_activity.
+func withAppName(t *testing.T, dsn string) (string, string) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "socialrx-test-" + uuid.NewString()[:8]
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	return u.String(), name
+}
+
+// TestStampsCommitInParallel: two referral writes both hold their stamps (transactions open, rows written)
+// at the same time; neither waits on a lock for the other (the former design held one advisory lock per
+// schema from the stamp to the commit, so the second waited for the first's commit).
+func TestStampsCommitInParallel(t *testing.T) {
+	t.Parallel()
+	dsn, app := withAppName(t, freshSchema(t))
+	arrived, release := make(chan string, 2), make(chan struct{})
+	ids := map[string]bool{testIntake(1).Referral.Record.ID: true, testIntake(2).Referral.Record.ID: true}
+	s := openStore(t, dsn, postgres.Options{MaxConns: 4, FailAfter: holdAfterStamp(ids, arrived, release)})
+	watch, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	errs := make(chan error, 2)
+	for _, n := range []int{1, 2} {
+		go func() {
+			_, err := s.CreateReferral(t.Context(), testIntake(n))
+			errs <- err
+		}()
+	}
+	defer func() {
+		close(release)
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	held := 0
+	for held < 2 {
+		select {
+		case <-arrived:
+			held++
+			continue
+		default:
+		}
+		if held == 0 {
+			<-arrived
+			held++
+			continue
+		}
+		// One write holds its stamp: the other either arrives too, or is found waiting on a lock.
+		var waiting int
+		if err := watch.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND wait_event_type = 'Lock'`, app).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			t.Fatal("the second referral write waits on a lock while the first holds its stamp")
+		}
+	}
+}
+
+// TestPollNeverSeesPastARunningWriter: a referral write A holds its stamp (transaction open) while a later
+// write B commits with a later stamp. A poll then shows neither B's referral nor its message (a GP moving its
+// _lastUpdated past B would miss A forever); once A commits, the poll shows both, A before B.
+func TestPollNeverSeesPastARunningWriter(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	arrived, release := make(chan string, 1), make(chan struct{})
+	a, b := testIntake(1), testIntake(2)
+	s := openStore(t, dsn, postgres.Options{MaxConns: 4,
+		FailAfter: holdAfterStamp(map[string]bool{a.Referral.Record.ID: true}, arrived, release)})
+	ctx := t.Context()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.CreateReferral(ctx, a)
+		done <- err
+	}()
+	<-arrived
+	rb, err := s.CreateReferral(ctx, b)
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	rs, _, err := s.SearchReferrals(ctx, outbox.ReferralQuery{})
+	if err != nil || len(rs) != 0 {
+		t.Errorf("poll while A runs: %d referrals, %v; want none (B is stamped after A)", len(rs), err)
+	}
+	if n, err := s.CountReferrals(ctx, outbox.ReferralQuery{}); err != nil || n != 0 {
+		t.Errorf("count while A runs: %d, %v; want 0", n, err)
+	}
+	ms, err := s.ListMessages(ctx, outbox.MessageQuery{})
+	if err != nil || len(ms) != 0 {
+		t.Errorf("message listing while A runs: %d messages, %v; want none", len(ms), err)
+	}
+	if got, err := s.GetReferral(ctx, rb.Referral.Record.ID); err != nil || got.Record.Version != 1 {
+		t.Errorf("B read by id: %+v, %v (a read by id is not held back)", got.Record, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rs, _, err = s.SearchReferrals(ctx, outbox.ReferralQuery{})
+	if err != nil || len(rs) != 2 || rs[0].Record.ID != a.Referral.Record.ID || rs[1].Record.ID != b.Referral.Record.ID ||
+		!rs[0].Record.UpdatedAt.Before(rs[1].Record.UpdatedAt) {
+		t.Fatalf("poll after A commits: %v, %v; want A then B, A's stamp first", rs, err)
+	}
+	if ms, err := s.ListMessages(ctx, outbox.MessageQuery{}); err != nil || len(ms) != len(a.Events)+len(b.Events) {
+		t.Errorf("message listing after A commits: %d, %v; want %d", len(ms), err, len(a.Events)+len(b.Events))
+	}
+}
