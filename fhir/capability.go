@@ -206,6 +206,7 @@ type Extension struct {
 	Extension      []Extension `json:"extension,omitempty"`
 	ValueURI       string      `json:"valueUri,omitempty"`
 	ValueCanonical string      `json:"valueCanonical,omitempty"`
+	ValueCode      string      `json:"valueCode,omitempty"`
 }
 
 // CapabilityResource is CapabilityStatement.rest.resource.

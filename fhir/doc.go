@@ -16,6 +16,8 @@
 //	GET  /fhir/Task/{id}                         read; …/_history, …/_history/{vid}: history, vread
 //	PUT  /fhir/Task/{id}                         status changes (If-Match required): community owner or GP
 //	PATCH /fhir/Task/{id}                        the same as JSON Patch
+//	POST /fhir/Observation                       an outcome measure against the Task (focus), by its service
+//	GET  /fhir/Observation/{id}                  a measure, referenced from Task.output
 //	GET  /fhir/HealthcareService[?…]             the directory's services with their capacity (SDOH
 //	                                             capacity-status extension); _id, service-type, code, capacity
 //	GET  /fhir/HealthcareService/{id}            one service (also POST /fhir/HealthcareService/_search)

@@ -23,6 +23,8 @@ import (
 //   - requester; owner (the routed community service);
 //   - output, when the service reported an outcome: type.text "outcome" with valueCodeableConcept (a coded
 //     outcome, its text alongside) or valueString (text only);
+//   - output, after the outcome: "episode-code" SNOMED CT 871711000000103 when the referral was rejected, and
+//     one "outcome-measure" per recorded measure referencing its Observation (taskOutputs);
 //   - note: one Annotation per TaskNote, oldest first (authorString, time, text).
 func TaskFor(r Referral) fhir.Task {
 	rec := r.Record
@@ -80,6 +82,7 @@ func TaskFor(r Referral) fhir.Task {
 		}
 		t.Output = []fhir.TaskOutput{out}
 	}
+	t.Output = append(t.Output, taskOutputs(r)...)
 	for _, n := range r.TaskNotes {
 		t.Note = append(t.Note, fhir.Annotation{AuthorString: n.Author, Time: fhir.ExactInstant(n.Time), Text: n.Text})
 	}

@@ -125,6 +125,8 @@ type Record struct {
 	// ConsentWithdrawn is true once the person withdrew their consent (WithdrawConsent): the record is then a
 	// stub, every personal field erased.
 	ConsentWithdrawn bool `json:"consent_withdrawn,omitempty"`
+	// Measures are the outcome measures the service recorded (AddMeasure), oldest first; append-only.
+	Measures []Measure `json:"measures,omitempty"`
 	// SupportNeeds are the person's support needs (ServiceRequest.orderDetail codings in SupportNeedSystem,
 	// and interpreter when the patient needs one).
 	SupportNeeds []SupportNeed `json:"support_needs,omitempty"`

@@ -138,7 +138,7 @@ func (h *harness) poll(token, ods, since string) []map[string]any {
 // recordKeys are the community record's documented top-level fields (README): nothing GP-internal.
 var recordKeys = []string{"id", "service_request_id", "task_id", "status", "version", "service", "priority",
 	"referred_at", "created_at", "updated_at", "patient", "service_requested", "reasons", "needs", "notes",
-	"referrer", "consent", "status_reason", "outcome"}
+	"referrer", "consent", "status_reason", "outcome", "measures"}
 
 func TestCommunityWalkToCompletion(t *testing.T) {
 	t.Parallel()

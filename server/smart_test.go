@@ -175,7 +175,7 @@ func TestSMARTTokenAndUse(t *testing.T) {
 
 	// v1 and wildcard scopes are narrowed to what a community client may have.
 	ecTok := h.accessToken(tokenForm(assertion(t, k.community, jose.ES384, "ec-1", h.claims("museum-platform", "j1")),
-		"system/*.read system/Task.write system/Subscription.*"), "system/ServiceRequest.rs system/Task.rus")
+		"system/*.read system/Task.write system/Subscription.*"), "system/Observation.r system/ServiceRequest.rs system/Task.rus")
 	if r := h.do(http.MethodGet, "/fhir/Task/"+museum.task, ecTok, nil); r.status != http.StatusOK {
 		t.Errorf("community platform reads its Task: %d %s", r.status, r.body)
 	}

@@ -352,6 +352,34 @@ try {
     check(s, oo?.resourceType === 'OperationOutcome', 'no OperationOutcome');
   });
 
+  await step('fhir-kit-client: outcome measures (Observation create and read, Task.output, a declined episode)', async (s) => {
+    const sr = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'MEASURE-1') }));
+    const task = validate(s, (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } })).entry[0].resource);
+    const accepted = validate(s, await walks.update({ resourceType: 'Task', id: task.id, body: { ...task, status: 'accepted' },
+      options: { headers: { 'If-Match': 'W/"1"' } } }));
+    check(s, accepted.status === 'accepted', `accept: ${accepted.status}`);
+    const item = (code, value) => ({ code: { coding: [{ system: 'https://socialrx.dev/fhir/CodeSystem/wellbeing-item', code }] }, valueInteger: value });
+    const today = new Date().toISOString().slice(0, 10);
+    const obs = validate(s, await walks.create({ resourceType: 'Observation', body: {
+      resourceType: 'Observation', status: 'final',
+      extension: [{ url: 'https://socialrx.dev/fhir/StructureDefinition/measure-timing', valueCode: 'baseline' }],
+      code: { coding: [{ system: 'http://snomed.info/sct', code: '718466001' }] },
+      focus: [{ reference: `Task/${task.id}` }], effectiveDateTime: today,
+      component: [1, 2, 3, 4, 5, 6, 7].map((n) => item(`swemwbs-${n}`, 3)),
+    } }));
+    check(s, obs.valueInteger === 21 && obs.component.some((c) => c.valueQuantity?.value === 19.25), `SWEMWBS 21 → metric 19.25: ${JSON.stringify(obs).slice(0, 300)}`);
+    const read = validate(s, await gp.read({ resourceType: 'Observation', id: obs.id }));
+    check(s, read.code.coding[0].code === '718466001', `the GP reads ${JSON.stringify(read.code)}`);
+    const after = validate(s, await gp.read({ resourceType: 'Task', id: task.id }));
+    check(s, after.output?.some((o) => o.valueReference?.reference === `Observation/${obs.id}`), `Task.output ${JSON.stringify(after.output)}`);
+    const sr2 = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'MEASURE-2') }));
+    const task2 = (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr2.id}` } })).entry[0].resource;
+    validate(s, await walks.update({ resourceType: 'Task', id: task2.id, body: { ...task2, status: 'rejected', statusReason: { text: 'The person chose not to join' } },
+      options: { headers: { 'If-Match': 'W/"1"' } } }));
+    const declined = validate(s, await gp.read({ resourceType: 'Task', id: task2.id }));
+    check(s, declined.output?.some((o) => o.valueCodeableConcept?.coding?.[0]?.code === '871711000000103'), `declined Task.output ${JSON.stringify(declined.output)}`);
+  });
+
   await step('fhirclient (SMART): backend services token, then create, search all pages, history, update', async (s) => {
     const discovery = await (await fetch(`${server.fhir}/.well-known/smart-configuration`)).json();
     check(s, discovery.token_endpoint === `${server.base}/oauth/token`, `token_endpoint ${discovery.token_endpoint}`);

@@ -107,6 +107,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
 		{"Retention", testRetention},
+		{"MeasuresKept", testMeasuresKept},
 		{"CapacityStates", testCapacityStates},
 		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
 	}

@@ -83,10 +83,12 @@ func ruleType(c fault.Code) fhir.IssueCode {
 	switch c {
 	case mapping.CodeReasonRequired, mapping.CodeOutcomeRequired:
 		return fhir.CodeRequired
-	case mapping.CodeOutcomeNotAllowed, mapping.CodeTooManyNotes, mapping.CodeIllegalTransition:
+	case mapping.CodeOutcomeNotAllowed, mapping.CodeTooManyNotes, mapping.CodeIllegalTransition, mapping.CodeMeasureNotAllowed:
 		return fhir.CodeBusinessRule
 	case web.CodeUnreadable:
 		return fhir.CodeStructure
+	case mapping.CodeInvalidMeasure:
+		return fhir.CodeValue
 	}
 	return ""
 }

@@ -89,6 +89,7 @@ func TestCapabilityDeclaresWhatWorks(t *testing.T) {
 		typeServiceRequest: {"create", "read", "vread", "update", "patch", "search-type", "history-instance"},
 		typeTask:           {"read", "vread", "update", "patch", "search-type", "history-instance"},
 		"Subscription":     {"create", "read", "update", "patch", "delete"},
+		"Observation":      {"create", "read"},
 	} {
 		if diff := cmp.Diff(want, interactions(byType[typ])); diff != "" {
 			t.Errorf("%s interactions (-want +got):\n%s", typ, diff)

@@ -53,9 +53,9 @@ const smartPerms = "cruds"
 
 // roleScopes is what each role may be granted: resource type → permissions.
 var roleScopes = map[config.Role]map[string]string{
-	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "cruds"}, // u: re-activation
-	config.RoleCommunity: {"ServiceRequest": "rs", "Task": "rus"},
-	config.RoleAdmin:     {"ServiceRequest": "cruds", "Task": "cruds", "Subscription": "crds"},
+	config.RoleGP:        {"ServiceRequest": "cruds", "Task": "rus", "Subscription": "cruds", "Observation": "r"}, // u: re-activation
+	config.RoleCommunity: {"ServiceRequest": "rs", "Task": "rus", "Observation": "cr"},
+	config.RoleAdmin:     {"ServiceRequest": "cruds", "Task": "cruds", "Subscription": "crds", "Observation": "r"},
 }
 
 // Grant is what an access token allows: the client and, per resource type, the permission letters.

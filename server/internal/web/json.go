@@ -21,6 +21,16 @@ type APIError struct {
 	Message   string `json:"message"`         // what a person reads
 	Field     string `json:"field,omitempty"` // the offending field or parameter
 	RequestID string `json:"request_id"`
+	// Issues lists every problem when there is more than one (the first is also in error, message and
+	// field): an outcome measure's validation reports all its problems at once.
+	Issues []APIIssue `json:"issues,omitempty"`
+}
+
+// APIIssue is one problem of several in an APIError.
+type APIIssue struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
 }
 
 // jsonStatus is the JSON APIs' status of each kind. A stale version is a 409 here (the FHIR API answers 412).
@@ -82,7 +92,13 @@ func JSONError(err error) (int, APIError) {
 		if is.Code == mapping.CodeReasonRequired {
 			msg = strings.Replace(msg, "a reason is required", "reason is required", 1)
 		}
-		return jsonStatus(fe.Kind), APIError{Error: jsonCode(is.Code), Message: msg, Field: is.Field}
+		out := APIError{Error: jsonCode(is.Code), Message: msg, Field: is.Field}
+		if len(fe.Issues) > 1 {
+			for _, i := range fe.Issues {
+				out.Issues = append(out.Issues, APIIssue{Error: jsonCode(i.Code), Message: i.Message, Field: i.Field})
+			}
+		}
+		return jsonStatus(fe.Kind), out
 	case errors.As(err, &he) && len(he.Issues) > 0:
 		is := he.Issues[0]
 		out := APIError{Error: string(is.Code), Message: is.Diagnostics}
