@@ -244,6 +244,10 @@ func measureAllowed(s TaskStatus) bool {
 	return false
 }
 
+// TakesMeasures reports whether a referral in status s takes outcome measures (accepted, in-progress,
+// on-hold, completed, failed).
+func (s TaskStatus) TakesMeasures() bool { return measureAllowed(s) }
+
 // CheckMeasure validates a submitted measure on its own, reporting every problem at once (a *fault.Error of
 // kind fault.Invalid, code CodeInvalidMeasure, one issue per field) or nil: the instrument and timing are
 // known, the date is a real day (YYYY-MM-DD) not after today (today is now's date in UTC and the day after,

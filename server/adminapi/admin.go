@@ -59,6 +59,7 @@ func (a *API) Routes() []web.Route {
 		{Path: "/admin/v1/services/{id}/pause", Name: "admin_service_pause", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.pause}},
 		{Path: "/admin/v1/services/{id}/resume", Name: "admin_service_resume", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.resume}},
 		{Path: "/admin/v1/overview", Name: "admin_overview", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.overview}},
+		{Path: "/admin/v1/figures", Name: "admin_figures", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.figures}},
 	}
 }
 
@@ -476,4 +477,32 @@ func (a *API) timeline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.WriteJSON(w, a.log, http.StatusOK, map[string]any{"referral_id": refID, "versions": out, "messages": referral.Views(msgs)})
+}
+
+// figures is GET /admin/v1/figures?from=YYYY-MM&to=YYYY-MM[&practice=ODS|&service=ID][&format=csv]: monthly
+// figures for one practice, one service or (with neither) the whole area (issue 14).
+func (a *API) figures(w http.ResponseWriter, r *http.Request) {
+	q, err := web.ParseFiguresQuery(r.URL.Query(), "practice", "service")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if q.Extra["practice"] != "" && q.Extra["service"] != "" {
+		a.fail(w, r, fault.New(fault.Invalid, "invalid_parameter", "practice", "give practice or service, not both"))
+		return
+	}
+	figs, err := a.o.Service.Figures(r.Context(), web.Caller(r.Context()),
+		referral.FiguresRequest{From: q.From, To: q.To, Practice: q.Extra["practice"], ServiceID: q.Extra["service"]})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	scope := "area"
+	switch {
+	case q.Extra["practice"] != "":
+		scope = "practice-" + strings.ToUpper(q.Extra["practice"])
+	case q.Extra["service"] != "":
+		scope = "service-" + q.Extra["service"]
+	}
+	web.WriteFigures(w, a.log, q, scope, figs)
 }

@@ -72,6 +72,7 @@ func (a *API) Routes() []web.Route {
 			Methods: map[string]http.HandlerFunc{post: a.status}},
 		{Path: "/community/v1/referrals/{id}/measures", Name: "community_referral_measures", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.listMeasures, post: a.recordMeasure}},
+		{Path: "/community/v1/figures", Name: "community_figures", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.figures}},
 		{Path: "/community/v1/capacity", Name: "community_capacity", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.getCapacity, http.MethodPut: a.putCapacity}},
 		{Path: "/inbox", Name: "inbox_bare", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxBare}},
@@ -80,6 +81,8 @@ func (a *API) Routes() []web.Route {
 		{Path: "/inbox/logout", Name: "inbox_logout", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogout}},
 		{Path: "/inbox/capacity", Name: "inbox_capacity", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxCapacity}},
 		{Path: "/inbox/referrals/{id}", Name: "inbox_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxShow}},
+		{Path: "/inbox/referrals/{id}/measures", Name: "inbox_referral_measures", Access: web.Public,
+			Methods: map[string]http.HandlerFunc{get: a.inboxMeasureForm, post: a.inboxRecordMeasure}},
 		{Path: "/inbox/referrals/{id}/status", Name: "inbox_referral_status", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxStatus}},
 	}
 }

@@ -55,6 +55,7 @@ func inboxTemplates(uk *time.Location) (*template.Template, error) {
 		"tel":      telLink,
 		"mailto":   mailtoLink,
 		"priority": priorityLabel,
+		"summary":  func(m mapping.Measure) string { return m.Summary() },
 	}).Parse(inboxTemplateText)
 }
 
@@ -183,6 +184,9 @@ type inboxPageData struct {
 	Notes    []mapping.TaskNote
 	Actions  []inboxAction
 	NoteText string // the note as typed, after a refusal
+
+	// an outcome measure's form (issue 14)
+	MeasureForm *measureForm
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
@@ -352,6 +356,8 @@ func flashText(r *http.Request) string {
 		return "You are signed out."
 	case "capacity":
 		return "Saved: GP practices and link workers now see how full your group is."
+	case "measure":
+		return "Saved: the measure was recorded. The GP practice can see it."
 	}
 	st, ok := mapping.ParseTaskStatus(r.URL.Query().Get("done"))
 	if !ok {

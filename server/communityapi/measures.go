@@ -149,3 +149,19 @@ func decodeMeasure(body []byte) (mapping.MeasureInput, error) {
 	}
 	return in, nil
 }
+
+// figures is GET /community/v1/figures?from=YYYY-MM&to=YYYY-MM[&format=csv]: the service's monthly figures.
+func (a *API) figures(w http.ResponseWriter, r *http.Request) {
+	q, err := web.ParseFiguresQuery(r.URL.Query())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	c := web.Caller(r.Context())
+	figs, err := a.svc.Figures(r.Context(), c, referral.FiguresRequest{From: q.From, To: q.To})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	web.WriteFigures(w, a.log, q, "service-"+c.Client.Service, figs)
+}
