@@ -30,6 +30,8 @@
 //	GET  /fhir/Task?…                            search (_id lists, focus, patient, requester, owner, status,
 //	                                             code, _lastUpdated, _include, _count, _summary=count, _total;
 //	                                             total, self and next links); also POST /fhir/Task/_search
+//	GET  /fhir/AuditEvent?entity=…&date=…        who saw or changed a referral (the audit trail, IHE BALP
+//	                                             shape), the GP's own practices' referrals only
 //
 // # Validation
 //

@@ -33,6 +33,8 @@ type BuildInput struct {
 	// NewID returns a fresh id (UUIDv7 in the server). Build calls it, in this order, for the referral id, the
 	// ServiceRequest id, the Task id and the id of each event.
 	NewID func() string
+	// Actor, when set, is named in the referral.created payload (the GP client that posted it).
+	Actor *EventActor
 }
 
 // ErrBadInput is returned (wrapped) when Build or ApplyStatus are called wrongly by the program (nil
@@ -145,7 +147,7 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	var events []Event
 	if svc.Delivery.URL != "" {
 		ref.BusinessStatus = BusinessQueued
-		payload, err := WebhookPayload(EventReferralCreated, svc.Sharing.Apply(rec), now)
+		payload, err := WebhookPayloadBy(EventReferralCreated, svc.Sharing.Apply(rec), now, in.Actor)
 		if err != nil {
 			return Intake{}, err
 		}

@@ -231,6 +231,8 @@ type StatusChange struct {
 	// ConsentWithdrawn: the GP records that the person withdrew their consent (a Task cancelled with the coded
 	// reason CancelReasonSystem|ConsentWithdrawnCode); ApplyStatus then applies WithdrawConsent.
 	ConsentWithdrawn bool
+	// Actor, when set, is named in the event's webhook payload (who made the change).
+	Actor *EventActor
 }
 
 // needsReason reports whether moving to s requires a reason.
@@ -340,7 +342,7 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 	snapshot := next.Record
 	snapshot.Version = cur.Record.Version + 1
 	snapshot.UpdatedAt = now.UTC()
-	payload, err := WebhookPayload(typ, IdentifiersOnly(snapshot), now)
+	payload, err := WebhookPayloadBy(typ, IdentifiersOnly(snapshot), now, change.Actor)
 	if err != nil {
 		return cur, nil, err
 	}

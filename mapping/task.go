@@ -181,11 +181,20 @@ func AllEventTypes() []EventType {
 
 // webhookBody is the JSON body of a webhook event (docs/design.md#webhooks).
 type webhookBody struct {
-	Type      EventType `json:"type"`
-	Timestamp string    `json:"timestamp"`
-	Data      Record    `json:"data"`
+	Type      EventType   `json:"type"`
+	Timestamp string      `json:"timestamp"`
+	Actor     *EventActor `json:"actor,omitempty"`
+	Data      Record      `json:"data"`
 	// Action is what the event asks of the service (referral.withdrawn: ActionDeletePersonalData).
 	Action string `json:"action,omitempty"`
+}
+
+// EventActor is who made the change an event tells of: a directory client's id (the GP system, the
+// community service) or an engineer ("console:<client>/<name>", "cli:<name>"), and its role (gp, community,
+// admin, operator).
+type EventActor struct {
+	ID   string `json:"id"`
+	Role string `json:"role"`
 }
 
 // WebhookPayload renders the body of a webhook event sent to a community service:
@@ -195,10 +204,17 @@ type webhookBody struct {
 // The body is built once, when the event is enqueued, and delivered byte for byte on every attempt, so that
 // receivers can dedupe on webhook-id and verify the signature over exactly these bytes.
 func WebhookPayload(t EventType, rec Record, now time.Time) (json.RawMessage, error) {
+	return WebhookPayloadBy(t, rec, now, nil)
+}
+
+// WebhookPayloadBy is WebhookPayload with the actor of the change (nil: none is named):
+//
+//	{"type": "referral.updated", "timestamp": "…", "actor": {"id": "practice-a81001", "role": "gp"}, "data": <Record>}
+func WebhookPayloadBy(t EventType, rec Record, now time.Time, actor *EventActor) (json.RawMessage, error) {
 	if !t.Valid() {
 		return nil, fmt.Errorf("%w: unknown event type %q", ErrBadInput, t)
 	}
-	b, err := json.Marshal(webhookBody{Type: t, Timestamp: now.UTC().Format(time.RFC3339Nano), Data: rec})
+	b, err := json.Marshal(webhookBody{Type: t, Timestamp: now.UTC().Format(time.RFC3339Nano), Actor: actor, Data: rec})
 	if err != nil {
 		return nil, fmt.Errorf("mapping: webhook payload: %w", err)
 	}

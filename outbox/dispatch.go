@@ -96,6 +96,9 @@ type DispatcherOptions struct {
 	Logger *slog.Logger
 	// Observer, if not nil, is told about every attempt (for metrics). It must be safe for concurrent use.
 	Observer Observer
+	// Audit, if not nil, records every webhook delivered to a community service in the audit trail (action
+	// send, actor socialrx, via webhook, the message's referral and the service).
+	Audit *AuditLog
 }
 
 // withDefaults fills zero fields and validates the rest.

@@ -337,8 +337,25 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 		rep.Outcome = OutcomeStoreError
 		log.Error("outbox: recording an attempt failed; the message is retried when its lease expires",
 			"message_id", m.ID, "referral_id", m.ReferralID, "destination", m.Destination.String(), "err", err)
+	case res.State == StateDelivered && m.Destination.Kind == mapping.DestinationService && d.opts.Audit != nil:
+		d.auditSend(dctx, m, now)
 	}
 	d.report(log, rep)
+}
+
+// auditSend records a delivered webhook in the audit trail: the service received the referral's data.
+func (d *Dispatcher) auditSend(dctx context.Context, m Message, now time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
+	defer cancel()
+	r := AuditRecord{At: now, RequestID: m.ID, ActorID: "socialrx", ActorRole: "system", Via: "webhook",
+		Action: AuditSend, ResourceType: "Message", ResourceID: m.ID, ReferralID: m.ReferralID,
+		ServiceID: m.Destination.ID}
+	if ref, err := d.store.GetReferral(ctx, m.ReferralID); err == nil {
+		r.PracticeODS = ref.PracticeODS
+	}
+	if err := d.opts.Audit.Record(ctx, r); err != nil {
+		d.opts.Logger.Error("outbox: a delivery could not be audited", "message_id", m.ID, "referral_id", m.ReferralID, "err", err)
+	}
 }
 
 // subscriptionChange is what an attempt's outcome does to its Subscription (R4 Backport IG: status error): a

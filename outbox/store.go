@@ -274,6 +274,7 @@ type Store interface {
 	Sessions
 	Operations
 	Retention
+	Audit
 	Capacities
 
 	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a

@@ -38,6 +38,9 @@ func (o Operator) Discard(ctx context.Context, req outbox.DiscardRequest) ([]out
 	}
 	req.Update = outbox.MarkDeliveryFailed
 	ms, err := o.Store.DiscardMessages(ctx, o.now(), req)
+	if err == nil && !req.DryRun {
+		_ = o.auditMessages(ctx, outbox.AuditUpdate, ms...) // a change: never refused for the trail
+	}
 	return withoutPayloads(ms), err
 }
 
@@ -306,6 +309,9 @@ func (o Operator) FindReferrals(ctx context.Context, text string) ([]outbox.Refe
 		}
 		add(rs...)
 	}
+	if err := o.auditReferrals(ctx, outbox.AuditRead, out...); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -323,5 +329,8 @@ func (o Operator) Reveal(ctx context.Context, id, actor, requestID string) (outb
 	}
 	log.InfoContext(ctx, "payload revealed", "actor", actor, "message_id", d.Message.ID,
 		"referral_id", d.Message.ReferralID, "request_id", requestID)
+	if err := o.auditMessages(ctx, outbox.AuditRead, d.Message); err != nil {
+		return outbox.MessageDetail{}, err
+	}
 	return d, nil
 }

@@ -31,6 +31,9 @@ type Operator struct {
 	Progress func(done, total int)
 	// Logger receives the audit lines of Reveal (default: discard).
 	Logger *slog.Logger
+	// Audit, when set, records every read and change of patient data in the audit trail, by the actor of
+	// the context's Origin (the console's engineer, the CLI's --actor, the admin client).
+	Audit Auditor
 }
 
 // DefaultPageSize is the page of a bulk run.
@@ -95,7 +98,14 @@ func (o Operator) Counts(ctx context.Context) (map[outbox.MessageState]int, time
 
 // Show returns one message with every attempt and replay.
 func (o Operator) Show(ctx context.Context, id string) (outbox.MessageDetail, error) {
-	return o.Store.GetMessage(ctx, id)
+	d, err := o.Store.GetMessage(ctx, id)
+	if err != nil {
+		return d, err
+	}
+	if err := o.auditMessages(ctx, outbox.AuditRead, d.Message); err != nil {
+		return outbox.MessageDetail{}, err
+	}
+	return d, nil
 }
 
 // maxReasonLen bounds a replay reason (it is stored with every replayed message).
@@ -150,6 +160,9 @@ func (o Operator) Replay(ctx context.Context, req outbox.ReplayRequest) ([]outbo
 	req.Update = outbox.QueuedAgain
 	if req.Filter == nil {
 		ms, err := o.Store.ReplayMessages(ctx, o.now(), req)
+		if err == nil && !req.DryRun {
+			_ = o.auditMessages(ctx, outbox.AuditUpdate, ms...) // a change: never refused for the trail
+		}
 		return withoutPayloads(ms), err
 	}
 	f := *req.Filter
@@ -162,7 +175,11 @@ func (o Operator) Replay(ctx context.Context, req outbox.ReplayRequest) ([]outbo
 	if slices.ContainsFunc(f.States, func(s outbox.MessageState) bool { return s != outbox.StateDead }) {
 		return nil, fmt.Errorf("%w: a filtered replay takes dead messages only; name other messages by id", outbox.ErrBadRequest)
 	}
-	return o.replayPages(ctx, req, f)
+	ms, err := o.replayPages(ctx, req, f)
+	if !req.DryRun {
+		_ = o.auditMessages(ctx, outbox.AuditUpdate, ms...) // a change: never refused for the trail
+	}
+	return ms, err
 }
 
 // replayPages replays (or, with req.DryRun, lists) every dead message matching f, a page per transaction.
@@ -215,7 +232,16 @@ func withoutPayloads(ms []outbox.Message) []outbox.Message {
 // Timeline returns every version of a referral with the messages each wrote (outbox.ErrNotFound when there is
 // no such referral).
 func (o Operator) Timeline(ctx context.Context, referralID string) ([]outbox.TimelineEntry, error) {
-	return o.Store.Timeline(ctx, referralID)
+	es, err := o.Store.Timeline(ctx, referralID)
+	if err != nil || len(es) == 0 || o.Audit == nil {
+		return es, err
+	}
+	r := o.auditRecord(ctx, outbox.AuditRead, "Referral", es[0].ReferralID)
+	r.ReferralID = es[0].ReferralID
+	if err := o.recordAudit(ctx, outbox.AuditRead, []outbox.AuditRecord{r}); err != nil {
+		return nil, err
+	}
+	return es, nil
 }
 
 // MessageView is the JSON form of a message shared by the admin API and the CLI. It carries no payload (which

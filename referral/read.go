@@ -49,6 +49,9 @@ func (s *Service) Get(ctx context.Context, c Caller, k IDKind, id string) (outbo
 	if !Visible(c.Client, ref) || idOf(ref, k) != id {
 		return outbox.Referral{}, notVisible(string(k))
 	}
+	if err := s.audit(ctx, c, outbox.AuditRead, k, ref); err != nil {
+		return outbox.Referral{}, err
+	}
 	return ref, nil
 }
 
@@ -73,6 +76,10 @@ type Query struct {
 	// None says the filters contradict each other or name nothing that exists (an unknown owner, a Task code
 	// other than fulfill): nothing matches, and the store is not asked.
 	None bool
+	// Resource is which of the referrals' resources the caller is shown (the audit trail's resource):
+	// ByTaskID for a Task search, ByServiceRequestID for a ServiceRequest search, ByRecordID (or "") for the
+	// community record.
+	Resource IDKind
 }
 
 // Search returns the referrals matching q that the caller may see, in (UpdatedAt, ID) order, and the cursor of
@@ -92,6 +99,9 @@ func (s *Service) Search(ctx context.Context, c Caller, q Query) ([]outbox.Refer
 		if Visible(c.Client, r) { // defence in depth: the query is already scoped
 			out = append(out, r)
 		}
+	}
+	if err := s.audit(ctx, c, outbox.AuditRead, q.Resource, out...); err != nil {
+		return nil, nil, err
 	}
 	return out, next, nil
 }

@@ -60,7 +60,8 @@ func (s *Service) Revoke(ctx context.Context, c Caller, ref outbox.Referral, exp
 	if status == cur.Status {
 		return ref, nil
 	}
-	change := mapping.StatusChange{To: mapping.StatusCancelled, By: mapping.ActorRequester, Reason: RevokeReason, NewID: s.newID}
+	change := mapping.StatusChange{To: mapping.StatusCancelled, By: mapping.ActorRequester, Reason: RevokeReason, NewID: s.newID,
+		Actor: eventActor(ctx, c)}
 	now := s.Now()
 	apply := s.statusUpdate(change, now)
 	var before outbox.Referral
@@ -78,6 +79,7 @@ func (s *Service) Revoke(ctx context.Context, c Caller, ref outbox.Referral, exp
 	if before.Record.ID == "" {
 		before = ref
 	}
+	_ = s.audit(ctx, c, outbox.AuditUpdate, ByServiceRequestID, next) // a change: logged, never refused
 	s.logStatusChange(c, before, next)
 	return next, nil
 }

@@ -35,6 +35,8 @@ type Options struct {
 	MaxSubscriptionsPerClient int
 	// SubscriptionOff, if set, is told the id of each Subscription its owner turns off (metrics forget it).
 	SubscriptionOff func(id string)
+	// Auditor, when set, records every read and change of patient data (the audit trail).
+	Auditor Auditor
 }
 
 // Service runs the use cases against one store and one directory. It is safe for concurrent use.
@@ -50,6 +52,7 @@ type Service struct {
 	secrets         *outbox.Keyring
 	maxSubs         int
 	subscriptionOff func(id string)
+	auditor         Auditor
 }
 
 // New returns a Service.
@@ -69,6 +72,7 @@ func New(o Options) (*Service, error) {
 	}
 	s.secrets, s.maxSubs, s.subscriptionOff = o.Secrets, o.MaxSubscriptionsPerClient, o.SubscriptionOff
 	s.instance = o.Instance
+	s.auditor = o.Auditor
 	if s.instance == "" {
 		s.instance = "instance-" + s.newID()
 	}
@@ -99,7 +103,7 @@ func (s *Service) CheckWrite(ctx context.Context) error {
 // Operator is the engineers' code path (admin API, console and CLI) over this Service's store, clock,
 // directory and logger.
 func (s *Service) Operator() Operator {
-	return Operator{Store: s.store, Clock: s.now, Directory: &s.cfg.Directory, Logger: s.log}
+	return Operator{Store: s.store, Clock: s.now, Directory: &s.cfg.Directory, Logger: s.log, Audit: s.auditor}
 }
 
 // Directory is the community directory the Service routes to.

@@ -44,7 +44,8 @@ func (s *Service) ChangeStatus(ctx context.Context, c Caller, req StatusRequest)
 	if c.Client.Role != config.RoleCommunity {
 		return outbox.Referral{}, outbox.Referral{}, fault.New(fault.Forbidden, "forbidden", "", "only the referral's community service may change its status here")
 	}
-	change := mapping.StatusChange{To: req.Status, By: mapping.ActorCommunity, Reason: req.Reason, Outcome: req.Outcome, NewID: s.newID}
+	change := mapping.StatusChange{To: req.Status, By: mapping.ActorCommunity, Reason: req.Reason, Outcome: req.Outcome, NewID: s.newID,
+		Actor: eventActor(ctx, c)}
 	if req.Note != "" {
 		change.Notes, change.NoteAuthor = []string{req.Note}, s.noteAuthor(c.Client)
 	}
@@ -63,6 +64,13 @@ func (s *Service) ChangeStatus(ctx context.Context, c Caller, req StatusRequest)
 	}
 	if before.Record.ID == "" { // a no-op answered without running the update
 		before = after
+	}
+	action := outbox.AuditUpdate
+	if after.Record.Version == before.Record.Version {
+		action = outbox.AuditRead
+	}
+	if err := s.audit(ctx, c, action, ByRecordID, after); err != nil {
+		return outbox.Referral{}, outbox.Referral{}, err
 	}
 	s.logStatusChange(c, before, after)
 	return before, after, nil

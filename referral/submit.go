@@ -59,7 +59,8 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 	if err != nil {
 		return outbox.CreateResult{}, err
 	}
-	in, err := mapping.Build(sub.Parsed, mapping.BuildInput{Directory: s.cfg.Directory, Capacities: caps, PracticeODS: ods, Now: s.Now(), NewID: s.newID})
+	in, err := mapping.Build(sub.Parsed, mapping.BuildInput{Directory: s.cfg.Directory, Capacities: caps, PracticeODS: ods, Now: s.Now(), NewID: s.newID,
+		Actor: eventActor(ctx, c)})
 	if practiceIssue != nil {
 		// Report every business-rule issue at once: the practice one joins mapping's.
 		var fe *fhir.Error
@@ -80,6 +81,13 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 	if !res.Created && !Visible(cl, res.Referral) {
 		// The identifier belongs to a referral this client cannot see: say no more than "taken".
 		return outbox.CreateResult{}, outbox.ErrConflict
+	}
+	action := outbox.AuditRead // a resend is answered with the existing referral
+	if res.Created {
+		action = outbox.AuditCreate
+	}
+	if err := s.audit(ctx, c, action, ByServiceRequestID, res.Referral); err != nil {
+		return outbox.CreateResult{}, err
 	}
 	if res.Created {
 		s.log.Info("referral created", "request_id", c.RequestID, "referral_id", res.Referral.Record.ID,

@@ -82,9 +82,17 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 			}
 			// New notes (with the same status: a note-only change) are authored by the calling client, now.
 			change.By, change.NewID, change.NoteAuthor = actor, s.newID, s.noteAuthor(c.Client)
+			change.Actor = eventActor(ctx, c)
 			return s.statusUpdate(change, now)(cur)
 		})
 	if err != nil {
+		return outbox.Referral{}, err
+	}
+	action := outbox.AuditUpdate
+	if next.Record.Version == before.Record.Version {
+		action = outbox.AuditRead
+	}
+	if err := s.audit(ctx, c, action, ByTaskID, next); err != nil {
 		return outbox.Referral{}, err
 	}
 	s.logStatusChange(c, before, next)

@@ -174,7 +174,8 @@ func TestMetadataAndOps(t *testing.T) {
 			params, _ := rm["searchParam"].([]any)
 			for _, p := range params {
 				name := p.(map[string]any)["name"].(string)
-				val := map[string]string{"_lastUpdated": "gt2026-01-01T00:00:00Z", "status": "requested", "_count": "5", "capacity": "open"}[name]
+				val := map[string]string{"_lastUpdated": "gt2026-01-01T00:00:00Z", "status": "requested", "_count": "5", "capacity": "open",
+					"entity": "ServiceRequest/x", "date": "ge2026-01-01"}[name]
 				if val == "" {
 					val = "x"
 				}

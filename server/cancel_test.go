@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/socialrx/socialrx/fhir/fhirtest"
@@ -70,6 +71,8 @@ func TestGPRevokesServiceRequestMidWay(t *testing.T) {
 	}
 	if msgs := h.messages(ref.referral, mapping.EventReferralCancelled); len(msgs) != 1 || msgs[0].Destination.ID != "frome-walks" {
 		t.Fatalf("want one referral.cancelled to frome-walks, got %+v", msgs)
+	} else if !strings.Contains(string(msgs[0].Payload), `"actor":{"id":"practice-a81001","role":"gp"}`) {
+		t.Errorf("referral.cancelled does not name the GP client that cancelled it: %.200s", msgs[0].Payload)
 	}
 	// Revoking again is harmless: 200, nothing new.
 	if r := h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokGP, body); r.status != http.StatusOK || h.version(ref.referral) != 5 {

@@ -99,8 +99,10 @@ func (h *harness) instance(cfg *config.Config, wrap func(http.Handler) http.Hand
 	h.t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
+	audit := outbox.NewAuditLog(h.store, outbox.AuditLogOptions{Instance: "test"})
+	h.t.Cleanup(audit.Close) // after the server closes (cleanups run last first)
 	opts := server.Options{Config: cfg, Store: h.store, Version: "test", BaseURL: base + "/fhir", Secrets: h.keys,
-		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }}
+		Clock: func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() }, Auditor: audit}
 	if h.opt != nil {
 		h.opt(&opts)
 	}

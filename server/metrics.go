@@ -106,8 +106,12 @@ func (s *Server) logRequest(r *http.Request, route string, status int, client st
 	if client == "" {
 		client = "-"
 	}
-	s.log.Log(r.Context(), level, "request", "request_id", web.RequestID(r.Context()), "route", route,
-		"method", r.Method, "status", status, "client", client, "duration", d)
+	attrs := []any{"request_id", web.RequestID(r.Context()), "route", route,
+		"method", r.Method, "status", status, "client", client, "duration", d}
+	if cid := web.ClientRequestID(r.Context()); cid != "" {
+		attrs = append(attrs, "client_request_id", cid)
+	}
+	s.log.Log(r.Context(), level, "request", attrs...)
 }
 
 // outboxCollector reports outbox depth at scrape time, straight from the store.

@@ -69,6 +69,9 @@ type Options struct {
 	// ConsoleSessions is how long operations console sign-ins last and how wrong ones are slowed down; zero
 	// fields: the defaults (referral.DefaultSessionPolicy).
 	ConsoleSessions referral.SessionPolicy
+	// Auditor records every read and change of patient data in the audit trail (an outbox.AuditLog the
+	// process closes after the server). Nil: nothing is audited (tests that measure something else).
+	Auditor referral.Auditor
 }
 
 // Server serves socialrx's HTTP APIs.
@@ -121,7 +124,8 @@ func New(o Options) (*Server, error) {
 		lim = *o.Limits
 	}
 	svc, err := referral.New(referral.Options{Store: o.Store, Config: o.Config, Clock: o.Clock, NewID: o.NewID, Logger: o.Logger,
-		Secrets: o.Secrets, MaxSubscriptionsPerClient: lim.SubscriptionsPerClient, SubscriptionOff: o.SubscriptionOff})
+		Secrets: o.Secrets, MaxSubscriptionsPerClient: lim.SubscriptionsPerClient, SubscriptionOff: o.SubscriptionOff,
+		Auditor: o.Auditor})
 	if err != nil {
 		return nil, err
 	}
@@ -163,17 +167,43 @@ func (s *Server) Handler() http.Handler {
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9.-]{8,64}$`)
 
-// withRequestID gives every request a correlation id (the client's X-Request-ID when well-formed), echoed in
-// the response header, in OperationOutcome.id and in every log line.
+// withRequestID gives every request a correlation id the server makes (a UUIDv7, never the client's),
+// sent in the X-Request-ID response header, OperationOutcome.id, JSON errors' request_id, every log line and
+// the audit trail. A client's own X-Request-ID (when well-formed) is kept beside it: in the request's log
+// line and its audit records (client_request_id), never instead of it. The request's origin for the audit
+// trail (ids, client address, route) goes into its context (referral.WithOrigin).
 func (s *Server) withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-ID")
-		if !requestIDPattern.MatchString(id) {
-			id = referral.NewUUIDv7()
+		id := referral.NewUUIDv7()
+		clientID := r.Header.Get("X-Request-ID")
+		if !requestIDPattern.MatchString(clientID) {
+			clientID = ""
 		}
 		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(web.WithRequestID(r.Context(), id)))
+		o := &referral.Origin{RequestID: id, ClientRequestID: clientID, Via: via(r.URL.Path)}
+		if a := s.limits.clientAddr(r); a.IsValid() {
+			o.Address = a.String()
+		}
+		ctx := web.WithClientRequestID(web.WithRequestID(r.Context(), id), clientID)
+		next.ServeHTTP(w, r.WithContext(referral.WithOrigin(ctx, o)))
 	})
+}
+
+// via is the audit trail's name of the route a path belongs to.
+func via(path string) string {
+	switch {
+	case isFHIR(path):
+		return referral.ViaFHIR
+	case strings.HasPrefix(path, "/community/"):
+		return referral.ViaCommunity
+	case strings.HasPrefix(path, "/inbox"):
+		return referral.ViaInbox
+	case strings.HasPrefix(path, "/admin/v1/"):
+		return referral.ViaAdmin
+	case strings.HasPrefix(path, "/admin"):
+		return referral.ViaConsole
+	}
+	return "http"
 }
 
 // withRecover turns a panic (a bug, never a client's mistake) into a 500 in the API's error format and a log line.

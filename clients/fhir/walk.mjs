@@ -344,6 +344,13 @@ try {
     const erased = validate(s, await gp.read({ resourceType: 'ServiceRequest', id: sr.id }));
     check(s, erased.status === 'revoked' && !JSON.stringify(erased).includes('9999542557'), 'the ServiceRequest is revoked and holds no NHS number');
     for (const v of ['1', '2']) validate(s, await gp.vread({ resourceType: 'ServiceRequest', id: sr.id, version: v }));
+  await step('fhir-kit-client: who saw this referral (AuditEvent search, scoped to the practice)', async (s) => {
+    const events = validate(s, await gp.search({ resourceType: 'AuditEvent', searchParams: { entity: `ServiceRequest/${ctx.sr.id}` } }));
+    const actors = new Set((events.entry ?? []).map((e) => e.resource.agent?.[0]?.who?.identifier?.value));
+    check(s, events.entry?.length >= 3 && actors.has('practice-a81001') && actors.has('frome-walks'),
+      `AuditEvents: ${events.entry?.length}, actors ${[...actors].join(', ')}`);
+    const other = validate(s, await pcn.search({ resourceType: 'AuditEvent', searchParams: { entity: `ServiceRequest/${ctx.sr.id}`, date: 'ge2000-01-01' } }));
+    check(s, (other.entry ?? []).every((e) => e.resource.resourceType === 'AuditEvent'), 'AuditEvent search by a practice network');
   });
 
   await step('fhir-kit-client: XML is 406 with an OperationOutcome', async (s) => {

@@ -39,6 +39,8 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "how long each intake run lasts")
 	clients := flag.String("clients", "1,4,16,64", "concurrent GP clients per run")
 	intake := flag.Bool("intake", true, "run the intake benchmark")
+	audit := flag.Bool("audit", true, "intake: record the audit trail as serve does (false: the cost without it)")
+	reads := flag.Bool("reads", false, "intake: after seeding 500 referrals, clients read them (GET ServiceRequest/{id}) instead of posting")
 	delivery := flag.Bool("delivery", true, "run the delivery benchmark (throughput and commit→received latency)")
 	messages := flag.Int("delivery-messages", 2000, "delivery throughput: referrals pre-loaded before the dispatcher starts")
 	rates := flag.String("delivery-rates", "50,200", "delivery latency: paced intake rates (referrals/s)")
@@ -81,7 +83,7 @@ func main() {
 	}
 	fmt.Fprintf(os.Stdout, "command: %s\n", strings.Join(os.Args, " "))
 	if *intake {
-		if err := run(ctx, *dur, *clients, os.Stdout); err != nil {
+		if err := run(ctx, intakeOptions{dur: *dur, audit: *audit, reads: *reads}, *clients, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
 			os.Exit(1)
 		}
@@ -114,7 +116,15 @@ func intList(name, s string) ([]int, error) {
 	return out, nil
 }
 
-func run(ctx context.Context, dur time.Duration, clientList string, out io.Writer) error {
+// intakeOptions are the intake runs' settings.
+type intakeOptions struct {
+	dur   time.Duration
+	audit bool // record the audit trail (an outbox.AuditLog, as serve does)
+	reads bool // read seeded referrals instead of posting new ones
+}
+
+func run(ctx context.Context, o intakeOptions, clientList string, out io.Writer) error {
+	dur := o.dur
 	dir, err := os.MkdirTemp("", "socialrx-bench-")
 	if err != nil {
 		return err
@@ -128,13 +138,14 @@ func run(ctx context.Context, dur time.Duration, clientList string, out io.Write
 	}
 	fmt.Fprintf(out, "baseline: bare SQLite insert loop (WAL, synchronous=FULL, one commit per row): %.0f commits/s\n\n", raw)
 
-	fmt.Fprintf(out, "%-8s %10s %10s %10s %10s %8s\n", "clients", "ref/s", "p50", "p99", "max", "errors")
+	fmt.Fprintf(out, "audit trail: %v; %s\n", o.audit, map[bool]string{false: "clients post new referrals", true: "clients read seeded referrals (GET ServiceRequest/{id})"}[o.reads])
+	fmt.Fprintf(out, "%-8s %10s %10s %10s %10s %8s\n", "clients", "req/s", "p50", "p99", "max", "errors")
 	for i, c := range strings.Split(clientList, ",") {
 		var n int
 		if _, err := fmt.Sscan(strings.TrimSpace(c), &n); err != nil || n < 1 {
 			return fmt.Errorf("-clients: %q is not a positive number", c)
 		}
-		r, err := intakeRun(ctx, filepath.Join(dir, fmt.Sprintf("intake-%d.db", i)), n, dur)
+		r, err := intakeRun(ctx, filepath.Join(dir, fmt.Sprintf("intake-%d.db", i)), n, o)
 		if err != nil {
 			return err
 		}
@@ -181,8 +192,10 @@ type result struct {
 }
 
 // intakeRun starts the real HTTP server on loopback with a fresh SQLite database and the demo directory, and
-// lets n clients post unique referrals (routed to a pull-only service) for dur.
-func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (result, error) {
+// lets n clients post unique referrals (routed to a pull-only service) for o.dur; with o.reads, it seeds 500
+// referrals and the clients read them instead.
+func intakeRun(ctx context.Context, path string, n int, o intakeOptions) (result, error) {
+	dur := o.dur
 	log := slog.New(slog.DiscardHandler)
 	store, err := sqlite.Open(ctx, path, sqlite.Options{Logger: log})
 	if err != nil {
@@ -197,7 +210,13 @@ func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (resu
 	if err != nil {
 		return result{}, err
 	}
-	srv, err := server.New(server.Options{Config: cfg, Store: store, Logger: log, BaseURL: "http://" + ln.Addr().String() + "/fhir"})
+	so := server.Options{Config: cfg, Store: store, Logger: log, BaseURL: "http://" + ln.Addr().String() + "/fhir"}
+	if o.audit {
+		a := outbox.NewAuditLog(store, outbox.AuditLogOptions{Instance: "bench", Logger: log})
+		defer a.Close()
+		so.Auditor = a
+	}
+	srv, err := server.New(so)
 	if err != nil {
 		_ = ln.Close()
 		return result{}, err
@@ -207,6 +226,25 @@ func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (resu
 	defer hs.Close()
 	url := "http://" + ln.Addr().String() + "/fhir/ServiceRequest"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}, Timeout: 30 * time.Second}
+	var seeded []string // ServiceRequest URLs to read (o.reads)
+	if o.reads {
+		for k := range int64(500) {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(referral(-k-1)))
+			req.Header.Set("Content-Type", "application/fhir+json")
+			req.Header.Set("Authorization", "Bearer demo-gp-token")
+			req.Header.Set("Prefer", "return=minimal")
+			resp, err := client.Do(req)
+			if err != nil {
+				return result{}, err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return result{}, fmt.Errorf("seeding: %s", resp.Status)
+			}
+			seeded = append(seeded, resp.Header.Get("Location"))
+		}
+	}
 
 	var seq, errs atomic.Int64
 	lat := make([][]time.Duration, n)
@@ -218,11 +256,16 @@ func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (resu
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				body := referral(seq.Add(1))
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/fhir+json")
+				k := seq.Add(1)
+				var req *http.Request
+				if o.reads {
+					req, _ = http.NewRequestWithContext(ctx, http.MethodGet, seeded[k%int64(len(seeded))], nil)
+				} else {
+					req, _ = http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(referral(k)))
+					req.Header.Set("Content-Type", "application/fhir+json")
+					req.Header.Set("Prefer", "return=minimal")
+				}
 				req.Header.Set("Authorization", "Bearer demo-gp-token")
-				req.Header.Set("Prefer", "return=minimal")
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
@@ -231,7 +274,7 @@ func intakeRun(ctx context.Context, path string, n int, dur time.Duration) (resu
 				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
+				if resp.StatusCode != http.StatusCreated && !(o.reads && resp.StatusCode == http.StatusOK) {
 					errs.Add(1)
 					continue
 				}

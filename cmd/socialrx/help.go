@@ -41,7 +41,22 @@ Run socialrx outbox SUBCOMMAND --help for its flags.`},
 	"outbox list": {"[--state S[,S…]] [--service ID] [--referral ID] [--type T[,T…]] [--older-than D] [--limit N] [--json]",
 		`Lists every outbox message that matches, oldest first, reading the database a page at a time (a
 filter matching 10,000 messages lists 10,000). Messages of a paused service say so.`},
-	"outbox show": {"ID [--json]", `Shows one message: its state, every attempt (time, HTTP status, latency, error and the start
+	"audit": {"SUBCOMMAND [flags]", `Reads and checks the audit trail (every read and change of patient data: who, what, when, from
+where, the server's request id and the client's) in the database of SOCIALRX_DATABASE_URL. It
+never creates nor migrates a database.
+
+Subcommands:
+  list      the records that match, oldest first (paged internally)
+  verify    check every hash chain: reports each record changed, deleted, inserted or reordered
+
+Run socialrx audit SUBCOMMAND --help for its flags.`},
+	"audit list": {"[--referral ID] [--client ID] [--since T] [--until T] [--limit N] [--json]",
+		`Lists the audit records that match, oldest first: time, actor and role, route, action, resource,
+referral, client address and request id.`},
+	"audit verify": {"[--json]", `Walks every chain of the audit trail and recomputes each record's hash. Prints each chain (its
+writer, records and head hash: keep the heads elsewhere to prove later that nothing was rewritten) and
+every problem: a record changed, deleted, inserted or reordered. Exit 0 when intact, 1 otherwise.`},
+	"outbox show": {"ID [--actor NAME] [--json]", `Shows one message: its state, every attempt (time, HTTP status, latency, error and the start
 of the receiver's answer), every replay, and the discard if it was discarded.`},
 	"outbox replay": {"(ID… | --state dead [--service ID] [--referral ID] [--type T] [--older-than D] [--limit N]) --reason TEXT [flags]",
 		`Sends messages again: named ones, or every dead message matching the filter (paged internally;

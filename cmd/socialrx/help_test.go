@@ -20,7 +20,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		"migrate":          settings,
 		"outbox":           nil,
 		"outbox list":      append(append([]string{"json"}, filter...), settings...),
-		"outbox show":      append([]string{"json"}, settings...),
+		"outbox show":      append([]string{"json", "actor"}, settings...),
 		"outbox replay":    append(append([]string{"json", "reason", "actor", "dry-run", "rate"}, filter...), settings...),
 		"outbox discard":   append([]string{"json", "reason", "actor", "dry-run"}, settings...),
 		"outbox pause":     append([]string{"json", "reason", "actor"}, settings...),
@@ -31,6 +31,9 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		"client-assertion": {"key", "kid", "client", "aud", "ttl"},
 		"demo-receiver":    {"addr", "secret"},
 		"version":          nil,
+		"audit":            nil,
+		"audit list":       append([]string{"json", "referral", "client", "since", "until", "limit"}, settings...),
+		"audit verify":     append([]string{"json"}, settings...),
 	}
 	flagLine := regexp.MustCompile(`(?m)^  --([a-z-]+)[^\n]*\n {6}(\S[^\n]*)$`)
 	for name, flags := range commands {

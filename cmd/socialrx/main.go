@@ -33,7 +33,7 @@ Usage:
   socialrx serve [flags]                 run the service (FHIR, community, admin APIs, console; outbox dispatcher)
   socialrx migrate [flags]               create or upgrade the database schema
   socialrx outbox list [--state S] [--service ID] [--referral ID] [--type T] [--older-than D] [--limit N] [--json]
-  socialrx outbox show ID [--json]
+  socialrx outbox show ID [--actor NAME] [--json]
   socialrx outbox replay (ID… | --state dead [--service ID] …) --reason TEXT [--actor NAME] [--rate N] [--dry-run]
   socialrx outbox discard ID… --reason TEXT [--actor NAME] [--dry-run]
   socialrx outbox pause SERVICE --reason TEXT [--actor NAME]
@@ -41,6 +41,8 @@ Usage:
   socialrx outbox pauses
   socialrx prune [--dry-run] [--delivered-days N] [--closed-months N] [--json]
                                          apply the retention periods now (README "Patient data"); safe while serve runs
+  socialrx audit list [--referral ID] [--client ID] [--since T] [--until T] [--limit N] [--json]
+  socialrx audit verify [--json]         check the audit trail's hash chains (exit 1 when tampered with)
   socialrx hash-token [TOKEN]            print the SHA-256 hex of a client token (reads stdin without TOKEN)
   socialrx jwks [--kid K] KEY.pem        print a client's directory jwks (public JWK Set) for an RSA or P-384 key
   socialrx client-assertion --key KEY.pem --kid K --client ID [--aud URL]
@@ -66,7 +68,7 @@ SOCIALRX_SECRET_KEY_PREVIOUS, SOCIALRX_RATE_GP|COMMUNITY|ADMIN|TOKEN|AUTH_FAILUR
 SOCIALRX_MAX_CONCURRENT_BODIES (16), SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT (4), SOCIALRX_REFUSAL_DELAY (1s),
 SOCIALRX_SUBSCRIPTIONS_PER_CLIENT (10), SOCIALRX_TRUSTED_PROXIES, SOCIALRX_METRICS_TOKEN, SOCIALRX_METRICS_ADDR,
 SOCIALRX_METRICS_SUBSCRIPTION_IDS, SOCIALRX_DEMO_PUBLIC, GOMEMLIMIT.
-SOCIALRX_ACTOR (who runs the outbox commands that change something; --actor overrides).
+SOCIALRX_ACTOR (who runs the outbox commands that change something or show patient data; --actor overrides).
 `
 
 // exitUsage is the exit code for a command-line mistake.
@@ -87,6 +89,8 @@ func CLI(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "outbox":
 		err = runOutbox(ctx, args[1:], getenv, stdout, stderr)
+	case "audit":
+		err = runAudit(ctx, args[1:], getenv, stdout, stderr)
 	case "hash-token":
 		err = runHashToken(args[1:], stdin, stdout)
 	case "prune":

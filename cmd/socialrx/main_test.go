@@ -188,7 +188,7 @@ func TestMainEndToEnd(t *testing.T) {
 	if c != 0 || !strings.Contains(out, hook.id) || !strings.Contains(out, `"state": "delivered"`) {
 		t.Fatalf("outbox list: %d %s", c, out)
 	}
-	c, out = cli("outbox", "show", hook.id)
+	c, out = cli("outbox", "show", hook.id, "--actor", "tester")
 	if c != 0 || !strings.Contains(out, "delivered") || !strings.Contains(out, "204") {
 		t.Fatalf("outbox show: %d %s", c, out)
 	}

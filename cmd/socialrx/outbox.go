@@ -42,6 +42,8 @@ type outboxCommand struct {
 	run func(ctx context.Context, r *outboxRun, pos []string) error
 	// changes: the subcommand changes something (it needs an actor, unless it is a dry run).
 	changes bool
+	// reads: the subcommand shows patient data (it needs an actor, recorded in the audit trail).
+	reads bool
 }
 
 // filterFlags are the message filter flags of list and replay.
@@ -121,8 +123,11 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 	fs.BoolVar(&r.asJSON, "json", false, "print JSON instead of a table")
 	var actorFlag string
 	var dryRun bool
-	if cmd.changes {
-		fs.StringVar(&actorFlag, "actor", "", "who you are, recorded with the change (SOCIALRX_ACTOR; one of the two is required)")
+	switch {
+	case cmd.changes:
+		fs.StringVar(&actorFlag, "actor", "", "who you are, recorded with the change and in the audit trail (SOCIALRX_ACTOR; one of the two is required)")
+	case cmd.reads:
+		fs.StringVar(&actorFlag, "actor", "", "who you are, recorded in the audit trail (SOCIALRX_ACTOR; one of the two is required)")
 	}
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -150,10 +155,15 @@ func runOutbox(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		r.op.Directory = &cfg.Directory
 	}
-	if cmd.changes {
+	if cmd.changes || cmd.reads {
 		if r.actor, err = actorOf(fs, actorFlag, getenv("SOCIALRX_ACTOR"), dryRun); err != nil {
 			return err
 		}
+		// This run's reads and changes of patient data go into the audit trail, on a chain of its own.
+		audit := outbox.NewAuditLog(store, outbox.AuditLogOptions{Instance: "cli", Logger: log})
+		defer audit.Close()
+		r.op.Audit = audit
+		ctx = referral.WithOrigin(ctx, referral.CLIOrigin(r.actor))
 	}
 	err = cmd.run(ctx, r, pos)
 	if errors.Is(err, outbox.ErrBadRequest) {
@@ -170,7 +180,7 @@ func actorOf(fs *flag.FlagSet, flagValue, env string, dryRun bool) (string, erro
 		if f := fs.Lookup("reason"); f != nil && strings.TrimSpace(f.Value.String()) == "" {
 			return "", usageError{"a reason is required: --reason TEXT (it is recorded with the change)"}
 		}
-		return "", usageError{"say who you are: --actor NAME or SOCIALRX_ACTOR=NAME (it is recorded with the change)"}
+		return "", usageError{"say who you are: --actor NAME or SOCIALRX_ACTOR=NAME (it is recorded with the change and in the audit trail)"}
 	}
 	return "cli:" + firstNonEmpty(actor, "dry-run"), nil
 }
@@ -179,7 +189,7 @@ func actorOf(fs *flag.FlagSet, flagValue, env string, dryRun bool) (string, erro
 func outboxCommands() map[string]outboxCommand {
 	return map[string]outboxCommand{
 		"list":    listCommand(),
-		"show":    {fs: flag.NewFlagSet("outbox show", flag.ContinueOnError), run: runShow},
+		"show":    {fs: flag.NewFlagSet("outbox show", flag.ContinueOnError), run: runShow, reads: true},
 		"replay":  replayCommand(),
 		"discard": discardCommand(),
 		"pause":   pauseCommand(),

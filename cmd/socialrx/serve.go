@@ -101,6 +101,7 @@ type Main struct {
 	Logger *slog.Logger
 
 	store   outbox.Store
+	audit   *outbox.AuditLog // this process's audit chain, closed after the server and the dispatcher
 	httpSrv *http.Server
 	addr    string
 	// metricsSrv serves /metrics on its own listener (SOCIALRX_METRICS_ADDR); metricsAddr is where.
@@ -173,7 +174,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.audit = outbox.NewAuditLog(store, outbox.AuditLogOptions{Instance: "serve", Logger: log})
 	dispOpts := outbox.DispatcherOptions{
+		Audit:       m.audit,
 		Logger:      log,
 		Timeout:     settings.DeliveryTimeout,
 		RetryBudget: settings.RetryBudget,
@@ -206,6 +209,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Ready:         m.ready,
 		InboxSessions: referral.SessionPolicy{Idle: settings.InboxIdleTimeout, Max: settings.InboxSessionMax},
 		Limits:        &settings.Limits, TrustedProxies: settings.Security.TrustedProxies,
+		Auditor: m.audit,
 		Secrets: secrets, SubscriptionOff: deliveries.Forget,
 		MetricsToken: settings.Security.MetricsToken, NoMetricsRoute: settings.Security.MetricsAddr != "",
 	})
@@ -301,6 +305,9 @@ func (m *Main) Close() error {
 	m.closeOnce.Do(func() {
 		if m.stopBg != nil {
 			m.closeErr = m.shutdown()
+		}
+		if m.audit != nil {
+			m.audit.Close()
 		}
 		if m.store != nil {
 			if err := m.store.Close(); err != nil {

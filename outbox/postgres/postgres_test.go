@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
 	"github.com/socialrx/socialrx/outbox/outboxtest"
 	"github.com/socialrx/socialrx/outbox/postgres"
@@ -288,4 +290,23 @@ func TestPauseAcrossInstances(t *testing.T) {
 	t.Parallel()
 	dsn := freshSchema(t)
 	sqlstoretest.PauseAcrossInstances(t, openStore(t, dsn, postgres.Options{NoListen: true}), openStore(t, dsn, postgres.Options{}))
+}
+
+// TestAuditTamper: the audit trail's verification finds records changed, deleted, inserted and reordered by
+// SQL on PostgreSQL (outboxtest.RunAuditTamper).
+func TestAuditTamper(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunAuditTamper(t, func(t *testing.T) (outbox.Store, outboxtest.Exec) {
+		dsn := freshSchema(t)
+		s := openStore(t, dsn, postgres.Options{})
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return s, func(ctx context.Context, q string, args ...any) error {
+			_, err := db.ExecContext(ctx, sqlstore.RebindDollar(q), args...)
+			return err
+		}
+	})
 }

@@ -261,3 +261,22 @@ func TestPauseAcrossInstances(t *testing.T) {
 	a := openStore(t, path, sqlite.Options{Existing: true})
 	sqlstoretest.PauseAcrossInstances(t, a, b)
 }
+
+// TestAuditTamper: the audit trail's verification finds records changed, deleted, inserted and reordered by
+// SQL on a SQLite file (outboxtest.RunAuditTamper).
+func TestAuditTamper(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunAuditTamper(t, func(t *testing.T) (outbox.Store, outboxtest.Exec) {
+		path := filepath.Join(t.TempDir(), "socialrx.db")
+		s := openStore(t, path, sqlite.Options{})
+		db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return s, func(ctx context.Context, q string, args ...any) error {
+			_, err := db.ExecContext(ctx, q, args...)
+			return err
+		}
+	})
+}

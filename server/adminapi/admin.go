@@ -59,6 +59,7 @@ func (a *API) Routes() []web.Route {
 		{Path: "/admin/v1/services/{id}/pause", Name: "admin_service_pause", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.pause}},
 		{Path: "/admin/v1/services/{id}/resume", Name: "admin_service_resume", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{post: a.resume}},
 		{Path: "/admin/v1/overview", Name: "admin_overview", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.overview}},
+		{Path: "/admin/v1/audit", Name: "admin_audit", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.audit}},
 		{Path: "/admin/v1/figures", Name: "admin_figures", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.figures}},
 	}
 }

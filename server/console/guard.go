@@ -48,6 +48,7 @@ func (c *Console) signedIn(r *http.Request, title string) (signedIn, bool) {
 		}
 	}
 	s := signedIn{sess: sess, name: name, actor: "console:" + sess.Client.ID + "/" + name}
+	referral.SetActor(r.Context(), s.actor, string(sess.Client.Role)) // the audit trail's actor
 	s.page = page{Title: title, Who: name + " (" + sess.Client.ID + ")", CSRF: csrfToken(sess.ID), Flash: flashText(r)}
 	return s, true
 }

@@ -75,6 +75,7 @@ func (a *API) Routes() []web.Route {
 			get: a.readTask}},
 		{Path: "/fhir/Task/{id}/_history", Name: "fhir_task_history", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.historyTask}},
 		{Path: "/fhir/Task/{id}/_history/{vid}", Name: "fhir_task_vread", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.vreadTask}},
+		{Path: "/fhir/AuditEvent", Name: "fhir_auditevent_type", Access: web.GPOrAdmin, Methods: map[string]http.HandlerFunc{get: a.searchAuditEvents}},
 		{Path: "/fhir/Observation", Name: "fhir_observation_type", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{
 			post: a.createObservation}},
 		{Path: "/fhir/Observation/{id}", Name: "fhir_observation", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{

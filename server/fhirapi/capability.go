@@ -36,6 +36,12 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				SearchInclude: declaredIncludes(typeTask, "_include"),
 			},
 			{
+				Type:          typeAuditEvent,
+				Documentation: auditEventDoc,
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionSearchType},
+				SearchParams:  auditEventParams,
+			},
+			{
 				Type:          "Observation",
 				Documentation: "Outcome measures of a referral (ONS4, SWEMWBS, WEMWBS), each referenced from the Task's output. read: the requesting practice, the referral's service. create: the referral's community service records a measure against the Task (focus Task/{id}); code SNOMED CT 718466001 (SWEMWBS), 718426000 (WEMWBS) or https://socialrx.dev/fhir/CodeSystem/ons4|ons4; the extension " + mapping.MeasureTimingExtension + " (valueCode baseline or follow-up); effectiveDateTime the day answered (a date); one component per item, valueInteger (ONS4 0-10 coded in https://socialrx.dev/fhir/CodeSystem/ons4, SWEMWBS and WEMWBS 1-5 coded in https://socialrx.dev/fhir/CodeSystem/wellbeing-item). Every item must be answered; every problem is reported at once (400); a measure before the referral is accepted, a second baseline or a follow-up without one is 422. The SWEMWBS metric score is computed by socialrx from the published conversion table. Measures are never changed (version 1).",
 				Interactions:  []fhir.TypeInteraction{fhir.InteractionCreate, fhir.InteractionRead},

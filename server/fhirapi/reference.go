@@ -44,6 +44,12 @@ func (a *API) Reference() string {
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", name, sp.Type, strings.ReplaceAll(doc, "|", `\|`))
 		}
 	}
+	fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typeAuditEvent)
+	for _, sp := range auditEventParams {
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", sp.Name, sp.Type, strings.ReplaceAll(sp.Documentation, "|", `\|`))
+	}
+	fmt.Fprintf(&b, "| `_count` | number | page size, 1 to %d (default %d) |\n", maxAuditCount, defaultAuditCount)
+	b.WriteString("| `_cursor` | special | the position of the next page: follow the Bundle's `next` link unchanged |\n")
 	b.WriteString("\nUnknown parameters are a 400 naming them, unless the request sends `Prefer: handling=lenient`.\n")
 	return b.String()
 }

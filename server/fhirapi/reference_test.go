@@ -45,6 +45,11 @@ func TestCapabilityDeclaresTheTable(t *testing.T) {
 			names = append(names, sp.Name)
 		}
 		var want []string
+		if rc.Type == typeAuditEvent {
+			for _, sp := range auditEventParams {
+				want = append(want, sp.Name)
+			}
+		}
 		for _, sp := range searchParams {
 			if sp.Doc != "" && contains(sp.Types, rc.Type) {
 				want = append(want, sp.Name)
@@ -88,6 +93,7 @@ func TestCapabilityDeclaresWhatWorks(t *testing.T) {
 	for typ, want := range map[string][]string{
 		typeServiceRequest: {"create", "read", "vread", "update", "patch", "search-type", "history-instance"},
 		typeTask:           {"read", "vread", "update", "patch", "search-type", "history-instance"},
+		typeAuditEvent:     {"search-type"},
 		"Subscription":     {"create", "read", "update", "patch", "delete"},
 		"Observation":      {"create", "read"},
 	} {

@@ -10,6 +10,7 @@ import (
 	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/fhir"
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/internal/web"
 )
 
@@ -80,6 +81,10 @@ func (a *API) searchBundle(r *http.Request, typ string, p *searchParse) ([]byte,
 	}
 	if p.countOnly {
 		return json.Marshal(out)
+	}
+	p.q.Resource = referral.ByServiceRequestID
+	if typ == typeTask {
+		p.q.Resource = referral.ByTaskID
 	}
 	refs, next, err := a.svc.Search(ctx, c, p.q)
 	if err != nil {

@@ -349,7 +349,7 @@ type attempt struct {
 
 // outboxShow runs `socialrx outbox show ID --json` and returns the message and its attempts.
 func (p *proc) outboxShow(ctx context.Context, id string) (cliMessage, []attempt, error) {
-	cmd := exec.CommandContext(ctx, binPath, "outbox", "show", id, "--json")
+	cmd := exec.CommandContext(ctx, binPath, "outbox", "show", id, "--json", "--actor", "crashtest")
 	cmd.Env = p.env
 	out, err := cmd.Output()
 	if err != nil {

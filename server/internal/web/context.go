@@ -13,7 +13,19 @@ const (
 	keyRequestID ctxKey = iota + 1
 	keyClient
 	keyLogNote
+	keyClientRequestID
 )
+
+// WithClientRequestID returns ctx carrying the X-Request-ID the client sent ("" when none or malformed).
+func WithClientRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, keyClientRequestID, id)
+}
+
+// ClientRequestID is the X-Request-ID the client sent, kept beside the server's request id.
+func ClientRequestID(ctx context.Context) string {
+	id, _ := ctx.Value(keyClientRequestID).(string)
+	return id
+}
 
 // LogNote is what the request's log line says beyond what the router knows: the client that turned out to
 // be calling (bearer token, inbox or console session). The server puts one in each request's context
@@ -34,9 +46,11 @@ func NoteClient(ctx context.Context, id string) {
 	}
 }
 
-// WithClient returns ctx carrying the authenticated client (and notes it for the request's log line).
+// WithClient returns ctx carrying the authenticated client (and notes it for the request's log line and as
+// the actor of the request's audit records).
 func WithClient(ctx context.Context, c config.Client) context.Context {
 	NoteClient(ctx, c.ID)
+	referral.SetActor(ctx, c.ID, string(c.Role))
 	return context.WithValue(ctx, keyClient, c)
 }
 

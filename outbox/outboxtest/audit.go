@@ -1,0 +1,314 @@
+package outboxtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// auditRec is audit record n of the fixtures: a GP read of ref-00n (practice A81001), or, for odd n from
+// the second actor, a community read.
+func auditRec(n int) outbox.AuditRecord {
+	r := outbox.AuditRecord{At: at(time.Duration(n) * time.Second), RequestID: fmt.Sprintf("req-%03d", n),
+		ActorID: "practice-a81001", ActorRole: "gp", Via: "fhir", Action: outbox.AuditRead,
+		ResourceType: "ServiceRequest", ResourceID: fmt.Sprintf("sr-%03d", n), ReferralID: fmt.Sprintf("ref-%03d", n%3),
+		PracticeODS: "A81001", ServiceID: walks.ID, Address: "127.0.0.1"}
+	if n%2 == 1 {
+		r.ActorID, r.ActorRole, r.Via, r.ClientRequestID = "frome-walks", "community", "community-api", "client-"+r.RequestID
+		r.PracticeODS = "B82002"
+	}
+	return r
+}
+
+func newAuditLog(t *testing.T, s outbox.Store, instance string) *outbox.AuditLog {
+	t.Helper()
+	a := outbox.NewAuditLog(s, outbox.AuditLogOptions{Instance: instance})
+	t.Cleanup(a.Close)
+	return a
+}
+
+func verifyOK(t *testing.T, s outbox.Store) outbox.AuditReport {
+	t.Helper()
+	rep, err := outbox.VerifyAudit(t.Context(), s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK {
+		t.Fatalf("verify: not OK: %+v", rep)
+	}
+	return rep
+}
+
+// testAuditAppendAndList: records are appended to the process's chain, numbered and linked, and found by
+// referral, actor, practice and time, a page at a time; the untouched trail verifies.
+func testAuditAppendAndList(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	a := newAuditLog(t, s, "serve")
+	for n := 1; n <= 12; n++ {
+		if err := a.Record(ctx, auditRec(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.ListAudit(ctx, outbox.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 12 {
+		t.Fatalf("listed %d records, want 12", len(all))
+	}
+	for i, r := range all {
+		want := auditRec(i + 1)
+		if r.Chain != a.Chain() || r.ChainSeq != int64(i+1) || r.RequestID != want.RequestID || r.ActorID != want.ActorID ||
+			r.ClientRequestID != want.ClientRequestID || !r.At.Equal(want.At) || r.Address != want.Address ||
+			r.Action != outbox.AuditRead || r.Hash != outbox.AuditHash(r) {
+			t.Errorf("record %d = %+v, want %+v in chain %s", i+1, r, want, a.Chain())
+		}
+		if i > 0 && (r.PrevHash != all[i-1].Hash || r.Seq <= all[i-1].Seq) {
+			t.Errorf("record %d does not follow record %d", i+1, i)
+		}
+	}
+	if all[0].PrevHash != outbox.AuditGenesis {
+		t.Errorf("first record's previous hash = %s", all[0].PrevHash)
+	}
+	count := func(q outbox.AuditQuery) int {
+		t.Helper()
+		rs, err := s.ListAudit(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+	for name, c := range map[string]struct {
+		q    outbox.AuditQuery
+		want int
+	}{
+		"referral":       {outbox.AuditQuery{ReferralID: "ref-001"}, 4},
+		"actor":          {outbox.AuditQuery{ActorID: "frome-walks"}, 6},
+		"practice":       {outbox.AuditQuery{Practices: []string{"A81001"}}, 6},
+		"no practices":   {outbox.AuditQuery{Practices: []string{}}, 0},
+		"since":          {outbox.AuditQuery{Since: at(10 * time.Second)}, 3},
+		"until":          {outbox.AuditQuery{Until: at(3 * time.Second)}, 2},
+		"combined":       {outbox.AuditQuery{ReferralID: "ref-001", ActorID: "frome-walks"}, 2},
+		"after":          {outbox.AuditQuery{AfterSeq: all[9].Seq}, 2},
+		"limit":          {outbox.AuditQuery{Limit: 5}, 5},
+		"other referral": {outbox.AuditQuery{ReferralID: "ref-999"}, 0},
+	} {
+		if got := count(c.q); got != c.want {
+			t.Errorf("%s: %d records, want %d", name, got, c.want)
+		}
+	}
+	rep := verifyOK(t, s)
+	if rep.Records != 12 || len(rep.Chains) != 1 || rep.Chains[0].HeadSeq != 12 || rep.Chains[0].Instance != "serve" {
+		t.Errorf("report = %+v", rep)
+	}
+	// A batch recorded at once stays in order.
+	if err := a.Record(ctx, auditRec(13), auditRec(14)); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(outbox.AuditQuery{}); got != 14 {
+		t.Errorf("%d records after a batch, want 14", got)
+	}
+	verifyOK(t, s)
+}
+
+// testAuditChainsConcurrent: several processes (AuditLogs) append at once, each to its own chain, from
+// many goroutines; nothing is lost and every chain verifies.
+func testAuditChainsConcurrent(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	const logs, writers, each = 3, 8, 15
+	var wg sync.WaitGroup
+	errs := make(chan error, logs*writers*each)
+	for l := range logs {
+		a := newAuditLog(t, s, fmt.Sprintf("serve%d", l))
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					if err := a.Record(ctx, auditRec(w*each+i+1)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	rep := verifyOK(t, s)
+	if rep.Records != logs*writers*each || len(rep.Chains) != logs {
+		t.Fatalf("report: %d records in %d chains, want %d in %d", rep.Records, len(rep.Chains), logs*writers*each, logs)
+	}
+	for _, c := range rep.Chains {
+		if c.Records != writers*each || c.HeadSeq != writers*each {
+			t.Errorf("chain %s: %d records, head %d", c.Chain, c.Records, c.HeadSeq)
+		}
+	}
+}
+
+// testAuditHeadConflict: an append that does not follow its chain's head is refused and writes nothing;
+// a chain cannot be started twice.
+func testAuditHeadConflict(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	chain := func(n int64, prev string) outbox.AuditRecord {
+		r := auditRec(int(n))
+		r.Chain, r.ChainSeq, r.PrevHash = "c1", n, prev
+		r.Hash = outbox.AuditHash(r)
+		return r
+	}
+	r1 := chain(1, outbox.AuditGenesis)
+	if err := s.AppendAudit(ctx, "test", []outbox.AuditRecord{r1}); err != nil {
+		t.Fatal(err)
+	}
+	for name, recs := range map[string][]outbox.AuditRecord{
+		"restart":    {chain(1, outbox.AuditGenesis)},
+		"gap":        {chain(3, r1.Hash)},
+		"wrong hash": {chain(2, outbox.AuditGenesis)},
+	} {
+		if err := s.AppendAudit(ctx, "test", recs); !errors.Is(err, outbox.ErrAuditHead) {
+			t.Errorf("%s: err = %v, want ErrAuditHead", name, err)
+		}
+	}
+	if err := s.AppendAudit(ctx, "test", []outbox.AuditRecord{chain(2, r1.Hash)}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.AuditHead(ctx, "c1")
+	if err != nil || h.HeadSeq != 2 || h.Instance != "test" {
+		t.Fatalf("head = %+v, %v", h, err)
+	}
+	if _, err := s.AuditHead(ctx, "nope"); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("unknown chain: %v", err)
+	}
+	verifyOK(t, s)
+}
+
+// Exec runs one SQL statement directly on a store's database, beneath the Store API (the tamper tests).
+type Exec func(ctx context.Context, query string, args ...any) error
+
+// AuditOpener opens a new, empty store for one subtest and a way to run SQL on its database; placeholders
+// are written "?" and the backend rebinds them.
+type AuditOpener func(t *testing.T) (outbox.Store, Exec)
+
+// RunAuditTamper proves on a backend that VerifyAudit passes on an untouched trail and finds, after SQL run
+// directly on the database, a record changed, deleted (from the middle or the end), inserted (even with a
+// correctly computed hash) or reordered.
+func RunAuditTamper(t *testing.T, open AuditOpener) {
+	cases := []struct {
+		name string
+		// tamper changes the trail of chain c (five records); want is in the report's problems.
+		tamper func(ctx context.Context, exec Exec, c string, recs []outbox.AuditRecord) error
+		want   string
+	}{
+		{"changed", func(ctx context.Context, exec Exec, c string, _ []outbox.AuditRecord) error {
+			return exec(ctx, `UPDATE audit_records SET actor_id = 'someone-else' WHERE chain = ? AND chain_seq = 3`, c)
+		}, "(changed)"},
+		{"changed time", func(ctx context.Context, exec Exec, c string, recs []outbox.AuditRecord) error {
+			return exec(ctx, `UPDATE audit_records SET at = at + 1 WHERE chain = ? AND chain_seq = 2`, c)
+		}, "(changed)"},
+		{"deleted", func(ctx context.Context, exec Exec, c string, _ []outbox.AuditRecord) error {
+			return exec(ctx, `DELETE FROM audit_records WHERE chain = ? AND chain_seq = 3`, c)
+		}, "missing (deleted)"},
+		{"deleted last", func(ctx context.Context, exec Exec, c string, _ []outbox.AuditRecord) error {
+			return exec(ctx, `DELETE FROM audit_records WHERE chain = ? AND chain_seq = 5`, c)
+		}, "deleted from its end"},
+		{"inserted", func(ctx context.Context, exec Exec, c string, recs []outbox.AuditRecord) error {
+			// A forged record that links correctly to the last one: only the head gives it away.
+			f := recs[4]
+			f.ChainSeq, f.PrevHash, f.ActorID = 6, recs[4].Hash, "forger"
+			f.Hash = outbox.AuditHash(f)
+			return insertAudit(ctx, exec, f)
+		}, "(inserted)"},
+		{"inserted between", func(ctx context.Context, exec Exec, c string, recs []outbox.AuditRecord) error {
+			// Records 3..5 moved up one place and a forged record 3 put between 2 and 4.
+			for n := 5; n >= 3; n-- {
+				if err := exec(ctx, `UPDATE audit_records SET chain_seq = chain_seq + 1 WHERE chain = ? AND chain_seq = ?`, c, n); err != nil {
+					return err
+				}
+			}
+			f := recs[2]
+			f.PrevHash, f.ActorID = recs[1].Hash, "forger"
+			f.Hash = outbox.AuditHash(f)
+			return insertAudit(ctx, exec, f)
+		}, "does not follow"},
+		{"reordered", func(ctx context.Context, exec Exec, c string, _ []outbox.AuditRecord) error {
+			for _, q := range []string{
+				`UPDATE audit_records SET chain_seq = 100 WHERE chain = ? AND chain_seq = 2`,
+				`UPDATE audit_records SET chain_seq = 2 WHERE chain = ? AND chain_seq = 3`,
+				`UPDATE audit_records SET chain_seq = 3 WHERE chain = ? AND chain_seq = 100`,
+			} {
+				if err := exec(ctx, q, c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, "does not follow"},
+		{"head deleted", func(ctx context.Context, exec Exec, c string, _ []outbox.AuditRecord) error {
+			return exec(ctx, `DELETE FROM audit_chains WHERE chain = ?`, c)
+		}, "no head"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, exec := open(t)
+			ctx := t.Context()
+			a := newAuditLog(t, s, "serve")
+			other := newAuditLog(t, s, "cli")
+			for n := 1; n <= 5; n++ {
+				if err := a.Record(ctx, auditRec(n)); err != nil {
+					t.Fatal(err)
+				}
+				if err := other.Record(ctx, auditRec(n+10)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			verifyOK(t, s)
+			recs, err := s.ChainRecords(ctx, a.Chain(), 0, 0)
+			if err != nil || len(recs) != 5 {
+				t.Fatalf("chain records: %d, %v", len(recs), err)
+			}
+			if err := tc.tamper(ctx, exec, a.Chain(), recs); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := outbox.VerifyAudit(ctx, s, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK {
+				t.Fatalf("verify passed a trail %s by SQL", tc.name)
+			}
+			var found []string
+			for _, c := range rep.Chains {
+				for _, p := range c.Problems {
+					if p.Chain != a.Chain() {
+						t.Errorf("a problem in the untouched chain: %+v", p)
+					}
+					found = append(found, p.Problem)
+				}
+			}
+			if !strings.Contains(strings.Join(found, "\n"), tc.want) {
+				t.Errorf("problems %q do not say %q", found, tc.want)
+			}
+		})
+	}
+}
+
+func insertAudit(ctx context.Context, exec Exec, r outbox.AuditRecord) error {
+	return exec(ctx, `INSERT INTO audit_records (chain, chain_seq, at, request_id, client_request_id, actor_id,
+		actor_role, via, action, resource_type, resource_id, referral_id, practice_ods, service_id, address,
+		prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Chain, r.ChainSeq, r.At.UnixMicro(), r.RequestID, r.ClientRequestID, r.ActorID, r.ActorRole, r.Via,
+		string(r.Action), r.ResourceType, r.ResourceID, r.ReferralID, r.PracticeODS, r.ServiceID, r.Address,
+		r.PrevHash, r.Hash)
+}
