@@ -167,6 +167,9 @@ type fileService struct {
 	Identifiers []fileIdentifier `yaml:"identifiers"`
 	Codes       []string         `yaml:"codes"`
 	Default     bool             `yaml:"default"`
+	// Sharing lists the record's fields the service receives (mapping.SharingField names, or "all");
+	// absent: the safe default (mapping.DefaultSharingFields).
+	Sharing *[]string `yaml:"sharing"`
 	// Capacity is the service's initial capacity (issue 13): stored at start when the service has never set
 	// one; what the group later says through the community API or the inbox wins.
 	Capacity *fileCapacity `yaml:"capacity"`
@@ -280,6 +283,17 @@ func (p *parser) service(at string, s fileService) mapping.Service {
 		svc.Codes = append(svc.Codes, code)
 	}
 	svc.Delivery = p.delivery(at, s)
+	if s.Sharing != nil {
+		if len(*s.Sharing) == 0 {
+			p.bad("%s.sharing: list the fields the service receives (or leave sharing out for the default: %s)",
+				at, strings.Join(mapping.SharingProfile{}.Names(), ", "))
+		}
+		prof, err := mapping.ParseSharingFields(*s.Sharing)
+		if err != nil {
+			p.bad("%s.sharing: %v", at, err)
+		}
+		svc.Sharing = prof
+	}
 	svc.Capacity = p.capacity(at, s.Capacity)
 	if s.Meets != nil {
 		svc.CanMeet = []mapping.SupportNeed{}
@@ -571,6 +585,8 @@ type Settings struct {
 	Limits Limits
 	// Security holds the outbound, secrets, metrics and demo settings (limits.go).
 	Security Security
+	// Retention holds the retention periods (retention.go).
+	Retention Retention
 }
 
 // Defaults returns the settings used when nothing is set.
@@ -585,6 +601,7 @@ func Defaults() Settings {
 		AckDeadline:     72 * time.Hour,
 		MaxBodyBytes:    1 << 20,
 		Limits:          DefaultLimits(),
+		Retention:       DefaultRetention(),
 	}
 }
 
@@ -653,6 +670,8 @@ func FromEnv(s Settings, getenv func(string) string) (Settings, error) {
 	s.Limits, more = limitsFromEnv(s.Limits, getenv)
 	errs = append(errs, more...)
 	s.Security, more = securityFromEnv(getenv)
+	errs = append(errs, more...)
+	s.Retention, more = retentionFromEnv(s.Retention, getenv)
 	errs = append(errs, more...)
 	if b := s.Limits.BodyBytes; !b.Off() && int64(b.Burst) < s.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("SOCIALRX_RATE_BODY_BYTES: the burst (%d bytes) must hold the largest body, SOCIALRX_MAX_BODY_BYTES (%d)", b.Burst, s.MaxBodyBytes))

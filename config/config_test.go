@@ -3,9 +3,12 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/socialrx/socialrx/mapping"
 )
 
 func TestDemoConfigurationLoadsAndAuthenticates(t *testing.T) {
@@ -43,6 +46,24 @@ func TestDemoConfigurationLoadsAndAuthenticates(t *testing.T) {
 	if defaults != 1 {
 		t.Errorf("demo directory has %d default services", defaults)
 	}
+	// The demo shows different sharing profiles (README "Patient data").
+	profiles := map[string][]string{}
+	for _, s := range c.Directory.Services {
+		profiles[s.ID] = s.Sharing.Names()
+	}
+	for id, want := range map[string][]string{
+		"frome-walks": {"first_name", "contact", "needs", "referrer"},
+		"debt-advice": {"first_name", "name", "birth_date", "contact", "address", "language", "service_requested",
+			"needs", "referrer", "consent"},
+		"lunch-club": {"first_name", "contact", "language", "service_requested", "needs", "referrer", "consent"},
+	} {
+		if !slices.Equal(profiles[id], want) {
+			t.Errorf("%s shares %v, want %v", id, profiles[id], want)
+		}
+	}
+	if len(profiles["link-workers"]) != len(mapping.AllSharingFields()) {
+		t.Errorf("link-workers shares %v, want all", profiles["link-workers"])
+	}
 }
 
 func TestParseReportsEveryProblemWithItsPlace(t *testing.T) {
@@ -55,6 +76,8 @@ services:
   - {id: s1, name: "", codes: ["no-bar"], default: true}
   - {id: s2, name: Two, default: true, delivery: {url: "ftp://x", secret: "nope"}}
   - {id: s3, name: Three, delivery: {secret: "whsec_AAAA"}}
+  - {id: s4, name: Four, sharing: [nhs, name]}
+  - {id: s5, name: Five, sharing: []}
 `
 	_, err := Parse([]byte(y), "")
 	if err == nil {
@@ -64,7 +87,8 @@ services:
 		"clients[0].practices", "clients[1].id", "clients[1].role", "clients[1].token_sha256",
 		"clients[2].token_sha256: same token", "clients[2].service", "services[0].name", "services[0].codes[0]",
 		"services: 2 services have default", "services[1].delivery.url", "services[1].delivery.secret",
-		"services[2].delivery: a secret without a url",
+		"services[2].delivery: a secret without a url", `services[3].sharing: unknown field "nhs"`,
+		"services[4].sharing: list the fields",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %q:\n%v", want, err)

@@ -64,7 +64,8 @@ var ErrBadInput = errors.New("mapping: bad input")
 //     one service whose codes contain a ServiceRequest.code coding (several: ask for a performer); else the
 //     default service; else 422.
 //
-// Pull-only services (no delivery URL) get no event: nothing is ever sent to them, their referrals wait in the
+// The referral.created payload carries the record cut to the service's sharing profile (Service.Sharing);
+// the referral keeps it whole (the GP's view). Pull-only services (no delivery URL) get no event: nothing is ever sent to them, their referrals wait in the
 // community inbox (BusinessStatus awaiting-pickup). A service with a delivery URL gets one referral.created
 // event (BusinessStatus queued).
 func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
@@ -146,7 +147,7 @@ func Build(sub *fhir.Submission, in BuildInput) (Intake, error) {
 	var events []Event
 	if svc.Delivery.URL != "" {
 		ref.BusinessStatus = BusinessQueued
-		payload, err := WebhookPayloadBy(EventReferralCreated, rec, now, in.Actor)
+		payload, err := WebhookPayloadBy(EventReferralCreated, svc.Sharing.Apply(rec), now, in.Actor)
 		if err != nil {
 			return Intake{}, err
 		}

@@ -8,6 +8,9 @@ type Service struct {
 	Codes       []string     // "system|code" referral codes this service takes
 	Default     bool         // takes referrals that name no performer and match no other code
 	Delivery    Delivery
+	// Sharing is which fields of the community referral record the service receives (the zero value: the
+	// safe default, DefaultSharingFields).
+	Sharing SharingProfile
 	// Capacity is the directory's initial capacity for the service (nil: none; the service is open until it
 	// says otherwise). Only Status, ExpectedWaitDays, Until and MaxOpen are set.
 	Capacity *Capacity

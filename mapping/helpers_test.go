@@ -51,6 +51,8 @@ func demoDirectory() Directory {
 			Identifiers: []Identifier{{System: serviceSystem, Value: "debt-advice"}},
 			Codes:       []string{"http://snomed.info/sct|41920009", offerSystem + "|debt-advice"},
 			Delivery:    Delivery{URL: "https://advice-mendip.example/webhooks/socialrx", Secret: "whsec_ZGVidC1hZHZpY2UgZGVtbyBzZWNyZXQgMjAyNSEh"},
+			Sharing: SharingProfile{Fields: []SharingField{ShareFirstName, ShareName, ShareBirthDate, ShareContact,
+				ShareAddress, ShareLanguage, ShareServiceRequested, ShareNeeds, ShareReferrer, ShareConsent}},
 		},
 		{
 			ID:          "lunch-club",
@@ -77,6 +79,7 @@ func demoDirectory() Directory {
 			Identifiers: []Identifier{{System: serviceSystem, Value: "link-workers"}},
 			Default:     true,
 			Delivery:    Delivery{URL: "https://mendip-linkworkers.example/socialrx", Secret: "whsec_bGluay13b3JrZXJzIGRlbW8gc2VjcmV0IDIwMjUh"},
+			Sharing:     SharingProfile{Fields: AllSharingFields()},
 		},
 	}}
 }

@@ -11,8 +11,10 @@ import (
 
 // personOf reads who was referred and how to reach them from a Patient.
 func personOf(p rawPatient) Person {
+	name := pickName(p.Name)
 	out := Person{
-		Name:      nameText(pickName(p.Name)),
+		Name:      nameText(name),
+		FirstName: firstName(name),
 		BirthDate: p.BirthDate,
 		Gender:    p.Gender,
 		Phone:     pickTelecom("phone", p.Telecom),
@@ -54,6 +56,19 @@ func personOf(p rawPatient) Person {
 		out.InterpreterNeeded = out.InterpreterNeeded || interpreterRequired(c.Extension)
 	}
 	return out
+}
+
+// firstName is a name's first given name, else the first word of its text.
+func firstName(n rawHumanName) string {
+	for _, g := range n.Given {
+		if g = strings.TrimSpace(g); g != "" {
+			return g
+		}
+	}
+	if f := strings.Fields(n.Text); len(f) > 0 {
+		return f[0]
+	}
+	return ""
 }
 
 // interpreterRequired reads the "interpreter required" flag: the core extension

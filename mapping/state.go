@@ -228,6 +228,9 @@ type StatusChange struct {
 	Notes []string
 	// NoteAuthor is who adds Notes: the service's name or the GP client's id.
 	NoteAuthor string
+	// ConsentWithdrawn: the GP records that the person withdrew their consent (a Task cancelled with the coded
+	// reason CancelReasonSystem|ConsentWithdrawnCode); ApplyStatus then applies WithdrawConsent.
+	ConsentWithdrawn bool
 	// Actor, when set, is named in the event's webhook payload (who made the change).
 	Actor *EventActor
 }
@@ -263,8 +266,12 @@ func needsReason(s TaskStatus) bool {
 // Events go only to a service with a webhook that has the referral (ServiceHasWebhook and
 // ServiceHasReferral), and only for the requester's moves, which the service cannot otherwise know:
 // cancelled → referral.cancelled, entered-in-error → referral.updated. The community service's own moves are
-// not echoed back to it. Telling the GP side (Subscriptions) is not mapping's job.
+// not echoed back to it. An event's record is IdentifiersOnly: the service already has what its sharing profile
+// lets it have from referral.created, and a change needs nothing more. Telling the GP side (Subscriptions) is not mapping's job.
 func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []Event, error) {
+	if change.ConsentWithdrawn {
+		return WithdrawConsent(cur, change, now)
+	}
 	if len(change.Notes) > 0 && len(cur.TaskNotes)+len(change.Notes) > MaxTaskNotes {
 		return cur, nil, fault.New(fault.Rule, CodeTooManyNotes, FieldNote, fmt.Sprintf("a Task keeps at most %d notes", MaxTaskNotes))
 	}
@@ -335,7 +342,7 @@ func ApplyStatus(cur Referral, change StatusChange, now time.Time) (Referral, []
 	snapshot := next.Record
 	snapshot.Version = cur.Record.Version + 1
 	snapshot.UpdatedAt = now.UTC()
-	payload, err := WebhookPayloadBy(typ, snapshot, now, change.Actor)
+	payload, err := WebhookPayloadBy(typ, IdentifiersOnly(snapshot), now, change.Actor)
 	if err != nil {
 		return cur, nil, err
 	}

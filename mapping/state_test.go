@@ -356,9 +356,12 @@ func TestApplyStatus(t *testing.T) {
 			if body.Type != tt.wantEvent || body.Timestamp != fhir.ExactInstant(later) {
 				t.Errorf("payload type %q timestamp %q", body.Type, body.Timestamp)
 			}
-			want := next.Record
+			want := IdentifiersOnly(next.Record)
 			want.Version = cur.Record.Version + 1
 			want.UpdatedAt = later
+			if !cmp.Equal(want.Patient, Person{}) || want.Referrer != (Referrer{}) || len(want.Reasons) > 0 {
+				t.Errorf("a later event carries personal data: %+v", want)
+			}
 			if diff := cmp.Diff(want, body.Data); diff != "" {
 				t.Errorf("payload record (-want +got):\n%s", diff)
 			}

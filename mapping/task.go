@@ -48,6 +48,12 @@ func TaskFor(r Referral) fhir.Task {
 	if rec.StatusReason != "" {
 		t.StatusReason = &fhir.CodeableConcept{Text: rec.StatusReason}
 	}
+	if rec.ConsentWithdrawn { // the GP's coded reason, as it was sent
+		t.StatusReason = &fhir.CodeableConcept{
+			Coding: []fhir.Coding{{System: CancelReasonSystem, Code: ConsentWithdrawnCode, Display: ConsentWithdrawnText}},
+			Text:   ConsentWithdrawnText,
+		}
+	}
 	if r.BusinessStatus != "" {
 		text := r.BusinessStatus.Text()
 		t.BusinessStatus = &fhir.CodeableConcept{
@@ -162,7 +168,7 @@ func AllBusinessStatuses() []BusinessStatus {
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {
 	switch t {
-	case EventReferralCreated, EventReferralCancelled, EventReferralUpdated:
+	case EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn:
 		return true
 	}
 	return false
@@ -170,7 +176,7 @@ func (t EventType) Valid() bool {
 
 // AllEventTypes lists every webhook event type.
 func AllEventTypes() []EventType {
-	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated}
+	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn}
 }
 
 // webhookBody is the JSON body of a webhook event (docs/design.md#webhooks).
@@ -179,6 +185,8 @@ type webhookBody struct {
 	Timestamp string      `json:"timestamp"`
 	Actor     *EventActor `json:"actor,omitempty"`
 	Data      Record      `json:"data"`
+	// Action is what the event asks of the service (referral.withdrawn: ActionDeletePersonalData).
+	Action string `json:"action,omitempty"`
 }
 
 // EventActor is who made the change an event tells of: a directory client's id (the GP system, the

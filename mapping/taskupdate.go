@@ -104,6 +104,13 @@ func TaskUpdate(cur Referral, body []byte) (StatusChange, error) {
 		switch {
 		case json.Unmarshal(raw, &cc) != nil:
 			is.add(fhir.CodeStructure, "Task.statusReason must be a CodeableConcept", "Task.statusReason")
+		case consentWithdrawn(cc):
+			// A consent withdrawal: with status cancelled, whatever the status now (a final referral keeps
+			// its status and is erased; WithdrawConsent).
+			if change.To != StatusCancelled {
+				is.add(fhir.CodeBusinessRule, "the reason "+CancelReasonSystem+"|"+ConsentWithdrawnCode+" comes with Task.status cancelled", "Task.statusReason")
+			}
+			change.ConsentWithdrawn, change.Reason = true, ConsentWithdrawnText
 		case !statusChanged:
 			is.add(fhir.CodeBusinessRule, "Task.statusReason can only change together with Task.status", "Task.statusReason")
 		default:
@@ -137,6 +144,16 @@ func TaskUpdate(cur Referral, body []byte) (StatusChange, error) {
 		return StatusChange{}, &fhir.Error{Kind: fault.Rule, Issues: is}
 	}
 	return change, nil
+}
+
+// consentWithdrawn reports whether a statusReason carries the coded consent withdrawal.
+func consentWithdrawn(cc fhir.CodeableConcept) bool {
+	for _, c := range cc.Coding {
+		if c.System == CancelReasonSystem && c.Code == ConsentWithdrawnCode {
+			return true
+		}
+	}
+	return false
 }
 
 // newNotes compares the Task.note sent (raw; nil when absent) with the current one (cur; nil when there are

@@ -113,15 +113,18 @@ type Record struct {
 	ReferredAt       string     `json:"referred_at,omitempty"`
 	CreatedAt        time.Time  `json:"created_at"`
 	UpdatedAt        time.Time  `json:"updated_at"`
-	Patient          Person     `json:"patient"`
+	Patient          Person     `json:"patient,omitzero"`
 	Requested        []Concept  `json:"service_requested,omitempty"` // ServiceRequest.code and orderDetail
 	Reasons          []string   `json:"reasons,omitempty"`           // why: reasonCode / reasonReference text
 	Needs            string     `json:"needs,omitempty"`             // patientInstruction: what the person asked for
 	Notes            []string   `json:"notes,omitempty"`             // ServiceRequest.note texts
-	Referrer         Referrer   `json:"referrer"`
-	Consent          Consent    `json:"consent"`
+	Referrer         Referrer   `json:"referrer,omitzero"`
+	Consent          Consent    `json:"consent,omitzero"`
 	StatusReason     string     `json:"status_reason,omitempty"`
 	Outcome          *Outcome   `json:"outcome,omitempty"`
+	// ConsentWithdrawn is true once the person withdrew their consent (WithdrawConsent): the record is then a
+	// stub, every personal field erased.
+	ConsentWithdrawn bool `json:"consent_withdrawn,omitempty"`
 	// Measures are the outcome measures the service recorded (AddMeasure), oldest first; append-only.
 	Measures []Measure `json:"measures,omitempty"`
 	// SupportNeeds are the person's support needs (ServiceRequest.orderDetail codings in SupportNeedSystem,
@@ -141,6 +144,7 @@ type ServiceRef struct {
 // Person is who was referred and how to reach them.
 type Person struct {
 	NHSNumber         string   `json:"nhs_number,omitempty"`
+	FirstName         string   `json:"first_name,omitempty"` // the first given name (or the name's first word)
 	Name              string   `json:"name,omitempty"`
 	BirthDate         string   `json:"birth_date,omitempty"`
 	Gender            string   `json:"gender,omitempty"`
@@ -150,6 +154,15 @@ type Person struct {
 	Postcode          string   `json:"postcode,omitempty"`
 	Language          string   `json:"language,omitempty"`
 	InterpreterNeeded bool     `json:"interpreter_needed,omitempty"`
+}
+
+// Called is how a person reading the record addresses the person: the full name, else the first name ("" when
+// the service's sharing profile gives neither).
+func (p Person) Called() string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.FirstName
 }
 
 // Referrer is who made the referral.

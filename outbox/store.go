@@ -143,6 +143,10 @@ func (s MessageState) Progress() mapping.DeliveryProgress {
 // WithdrawnError is the LastError of a message retired into StateCancelled by a cancellation.
 const WithdrawnError = "withdrawn: referral cancelled before delivery"
 
+// ConsentWithdrawnError is the LastError of a message retired into StateCancelled because the person withdrew
+// their consent before it reached its service.
+const ConsentWithdrawnError = "withdrawn: consent withdrawn"
+
 // Message is one outbox message.
 type Message struct {
 	ID            string // UUIDv7; webhook-id; never changes, not on retry nor on replay
@@ -269,6 +273,7 @@ type Store interface {
 	Nonces
 	Sessions
 	Operations
+	Retention
 	Audit
 	Capacities
 

@@ -117,6 +117,15 @@ func (s *Service) ServiceName(id string) string {
 	return id
 }
 
+// Shared is rec as its community service may see it: cut to the service's sharing profile (the directory's
+// sharing; the safe default for a service the directory no longer lists). Every surface a community service
+// reads the record through (the community API, the inbox page) shows this; webhook payloads are cut by mapping
+// when they are built.
+func (s *Service) Shared(rec mapping.Record) mapping.Record {
+	svc, _ := s.cfg.Directory.Service(rec.Service.ID)
+	return svc.Sharing.Apply(rec)
+}
+
 // noteAuthor is the author shown on a note a client adds: a community service's name (the directory requires
 // one), a GP client's id.
 func (s *Service) noteAuthor(cl config.Client) string {

@@ -77,7 +77,7 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 			if err != nil {
 				return cur.Referral, nil, err
 			}
-			if change.To == cur.Record.Status && len(change.Notes) == 0 { // the Task as it is (TaskUpdate refused any other change): a no-op
+			if change.To == cur.Record.Status && len(change.Notes) == 0 && !change.ConsentWithdrawn { // the Task as it is (TaskUpdate refused any other change): a no-op
 				return cur.Referral, nil, outbox.ErrNoChange // whoever sends it, even if it is not their status to set
 			}
 			// New notes (with the same status: a note-only change) are authored by the calling client, now.

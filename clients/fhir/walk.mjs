@@ -331,6 +331,19 @@ try {
     check(s, history.total === 2 && history.entry[1].resource.status === 'active', 'ServiceRequest history');
   });
 
+  await step('fhir-kit-client: consent withdrawn (Task cancelled with the coded reason), the erased ServiceRequest', async (s) => {
+    const sr = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'WITHDRAW-1') }));
+    const tasks = validate(s, await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } }));
+    const task = tasks.entry[0].resource;
+    const withdrawn = validate(s, await gp.patch({ resourceType: 'Task', id: task.id,
+      jsonPatch: [{ op: 'replace', path: '/status', value: 'cancelled' },
+        { op: 'add', path: '/statusReason', value: { coding: [{ system: 'https://socialrx.dev/fhir/CodeSystem/cancel-reason', code: 'consent-withdrawn', display: 'Consent withdrawn' }] } }],
+      options: { headers: { 'content-type': 'application/json-patch+json', 'if-match': `W/"${task.meta.versionId}"` } } }));
+    check(s, withdrawn.status === 'cancelled' && withdrawn.statusReason?.coding?.[0]?.code === 'consent-withdrawn' && !withdrawn.for,
+      `withdrawn Task: ${withdrawn.status} ${JSON.stringify(withdrawn.statusReason)}`);
+    const erased = validate(s, await gp.read({ resourceType: 'ServiceRequest', id: sr.id }));
+    check(s, erased.status === 'revoked' && !JSON.stringify(erased).includes('9999542557'), 'the ServiceRequest is revoked and holds no NHS number');
+    for (const v of ['1', '2']) validate(s, await gp.vread({ resourceType: 'ServiceRequest', id: sr.id, version: v }));
   await step('fhir-kit-client: who saw this referral (AuditEvent search, scoped to the practice)', async (s) => {
     const events = validate(s, await gp.search({ resourceType: 'AuditEvent', searchParams: { entity: `ServiceRequest/${ctx.sr.id}` } }));
     const actors = new Set((events.entry ?? []).map((e) => e.resource.agent?.[0]?.who?.identifier?.value));

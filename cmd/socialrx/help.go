@@ -71,6 +71,11 @@ attempt is made and their retry budget does not run out. Pausing a paused servic
 	"outbox resume": {"SERVICE [--actor NAME] [--json]", `Ends a service's pause: its held messages are due at once and delivered in order, and the
 paused time is given back to their retry budgets.`},
 	"outbox pauses": {"[--json]", `Lists the paused services: since when, by whom and why.`},
+	"prune": {"[--dry-run] [--delivered-days N] [--closed-months N] [--json] [flags]", `Applies the retention periods now (serve also does, every SOCIALRX_RETENTION_INTERVAL): delivered
+messages' payloads older than the days are scrubbed (their metadata, a SHA-256 and their attempts kept);
+closed referrals last changed longer ago than the months lose their personal fields; dead messages are
+never scrubbed. Safe while serve runs, on either backend (a batch per short transaction). Progress on
+stderr; --dry-run counts the same selection and changes nothing. It never creates nor migrates a database.`},
 	"hash-token": {"[TOKEN]", `Prints the SHA-256 hex of a client token, the form the directory file stores (token_sha256).
 Without TOKEN it reads the token from stdin (so that it stays out of the shell history). A token
 that starts with "-" goes after "--".`},

@@ -39,6 +39,8 @@ Usage:
   socialrx outbox pause SERVICE --reason TEXT [--actor NAME]
   socialrx outbox resume SERVICE [--actor NAME]
   socialrx outbox pauses
+  socialrx prune [--dry-run] [--delivered-days N] [--closed-months N] [--json]
+                                         apply the retention periods now (README "Patient data"); safe while serve runs
   socialrx audit list [--referral ID] [--client ID] [--since T] [--until T] [--limit N] [--json]
   socialrx audit verify [--json]         check the audit trail's hash chains (exit 1 when tampered with)
   socialrx hash-token [TOKEN]            print the SHA-256 hex of a client token (reads stdin without TOKEN)
@@ -59,6 +61,8 @@ SOCIALRX_MAX_BODY_BYTES (1048576), SOCIALRX_TOKEN_KEY (signs SMART access tokens
 SOCIALRX_BASE_URL (the public URL of every absolute URL socialrx writes; unset: http://<listen address>),
 SOCIALRX_CORS_ORIGINS (browser origins allowed to call the FHIR API; unset: CORS off),
 SOCIALRX_INBOX_IDLE_TIMEOUT (30m), SOCIALRX_INBOX_SESSION_MAX (8h).
+Retention (README "Patient data"): SOCIALRX_RETAIN_DELIVERED_DAYS (30), SOCIALRX_RETAIN_CLOSED_MONTHS (24),
+SOCIALRX_RETENTION_INTERVAL (1h); 0 days or months: keep for ever.
 Security (README "Security"): SOCIALRX_SECRET_KEY (encrypts stored credentials; base64, 32 bytes),
 SOCIALRX_SECRET_KEY_PREVIOUS, SOCIALRX_RATE_GP|COMMUNITY|ADMIN|TOKEN|AUTH_FAILURES|BODY_BYTES (RATE,BURST or off),
 SOCIALRX_MAX_CONCURRENT_BODIES (16), SOCIALRX_MAX_CONCURRENT_BODIES_PER_CLIENT (4), SOCIALRX_REFUSAL_DELAY (1s),
@@ -89,6 +93,8 @@ func CLI(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = runAudit(ctx, args[1:], getenv, stdout, stderr)
 	case "hash-token":
 		err = runHashToken(args[1:], stdin, stdout)
+	case "prune":
+		err = runPrune(ctx, args[1:], getenv, stdout, stderr)
 	case "help":
 		if len(args) > 1 {
 			return CLI(ctx, append(slices.Clone(args[1:]), "--help"), getenv, stdin, stdout, stderr)

@@ -112,6 +112,7 @@ type Main struct {
 	dispErr     error
 	sweepDone   chan struct{} // closed when the overdue sweeper has returned
 	beatDone    chan struct{} // closed when the heartbeat sweeper has returned
+	pruneDone   chan struct{} // closed when the retention sweeper has returned
 	httpDone    chan struct{} // closed when the HTTP server's Serve has returned httpErr
 	httpErr     error
 
@@ -166,6 +167,10 @@ func (m *Main) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deliveries, err := server.NewDeliveryMetrics(reg, settings.Security.MetricsSubscriptionIDs)
+	if err != nil {
+		return err
+	}
+	retained, err := server.NewRetentionMetrics(reg)
 	if err != nil {
 		return err
 	}
@@ -238,6 +243,11 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() {
 		defer close(m.sweepDone)
 		_ = referral.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log}.Run(bgCtx)
+	}()
+	m.pruneDone = make(chan struct{})
+	go func() {
+		defer close(m.pruneDone)
+		_ = referral.RetentionSweeper{Store: store, Retention: settings.Retention, Logger: log, Scrubbed: retained.Add}.Run(bgCtx)
 	}()
 	go func() {
 		defer close(m.beatDone)
@@ -339,6 +349,9 @@ func (m *Main) shutdown() error {
 	}
 	<-m.sweepDone
 	<-m.beatDone
+	if m.pruneDone != nil {
+		<-m.pruneDone
+	}
 	<-httpStopped
 	if m.metricsSrv != nil {
 		_ = m.metricsSrv.Close()

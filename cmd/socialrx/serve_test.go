@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,12 @@ func TestMainRunClose(t *testing.T) {
 	}
 	if err := m.Run(context.Background()); err == nil {
 		t.Error("a second Run succeeded")
+	}
+	// Retention runs in serve; its counters are on /metrics from the start.
+	if code, body := call(t, http.MethodGet, "http://"+addr+"/metrics", "", nil); code != http.StatusOK ||
+		!strings.Contains(string(body), `socialrx_retention_scrubbed_total{kind="payload"} 0`) ||
+		!strings.Contains(string(body), `socialrx_retention_scrubbed_total{kind="referral"} 0`) {
+		t.Errorf("/metrics lacks the retention counters: %d", code)
 	}
 
 	if err := m.Close(); err != nil {

@@ -106,6 +106,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SearchListsAndCount", testSearchListsAndCount},
 		{"SubscriptionHandshakeAndError", testSubscriptionHandshakeAndError},
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
+		{"Retention", testRetention},
 		{"AuditAppendAndList", testAuditAppendAndList},
 		{"AuditChainsConcurrent", testAuditChainsConcurrent},
 		{"AuditHeadConflict", testAuditHeadConflict},

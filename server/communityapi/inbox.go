@@ -302,7 +302,7 @@ func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
 	now := a.now()
 	for _, ref := range refs {
 		if ref.Record.Service.ID == s.client.Service { // defence in depth: the query is already scoped
-			d.Items = append(d.Items, listItem(ref.Record, ref.BusinessStatus, now, a.uk))
+			d.Items = append(d.Items, listItem(a.svc.Shared(ref.Record), ref.BusinessStatus, now, a.uk))
 		}
 	}
 	// Newest change first reads best for a person; then the most pressing first (stable: within a priority,
@@ -472,9 +472,9 @@ func (a *API) inboxShow(w http.ResponseWriter, r *http.Request) {
 // referralPage fills the one-referral page; form is the refused form (nil: none) and field the field its
 // refusal is about.
 func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values, field string) inboxPageData {
-	rec := ref.Record
-	d.Title = "Referral for " + rec.Patient.Name
-	if rec.Patient.Name == "" {
+	rec := a.svc.Shared(ref.Record) // only what the service's sharing profile lets it see
+	d.Title = "Referral for " + rec.Patient.Called()
+	if rec.Patient.Called() == "" {
 		d.Title = "Referral " + rec.ID
 	}
 	d.Record, d.Notes = &rec, ref.TaskNotes

@@ -146,7 +146,7 @@ type inboxItem struct {
 
 // listItem is a referral as the list shows it at now.
 func listItem(rec mapping.Record, bs mapping.BusinessStatus, now time.Time, loc *time.Location) inboxItem {
-	name := rec.Patient.Name
+	name := rec.Patient.Called()
 	if name == "" {
 		name = "Referral " + rec.ID
 	}

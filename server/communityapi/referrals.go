@@ -46,9 +46,9 @@ type record struct {
 	TaskNotes []mapping.TaskNote `json:"task_notes,omitempty"`
 }
 
-// view renders a referral for the community API.
-func view(ref outbox.Referral) record {
-	return record{Record: ref.Record, TaskNotes: ref.TaskNotes}
+// view renders a referral for the community API: its record cut to the service's sharing profile.
+func (a *API) view(ref outbox.Referral) record {
+	return record{Record: a.svc.Shared(ref.Record), TaskNotes: ref.TaskNotes}
 }
 
 // page is the body of GET /community/v1/referrals.
@@ -75,7 +75,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	}
 	p := page{Referrals: make([]record, 0, len(refs)), Resume: since}
 	for _, ref := range refs {
-		p.Referrals = append(p.Referrals, view(ref))
+		p.Referrals = append(p.Referrals, a.view(ref))
 	}
 	if n := len(refs); n > 0 {
 		last := refs[n-1].Record
@@ -152,7 +152,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.Itoa(ref.Record.Version)))
-	web.WriteJSON(w, a.log, http.StatusOK, view(ref))
+	web.WriteJSON(w, a.log, http.StatusOK, a.view(ref))
 }
 
 // statusRequest is the body of POST /community/v1/referrals/{id}/status.
@@ -206,7 +206,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.Itoa(next.Record.Version)))
-	web.WriteJSON(w, a.log, http.StatusOK, view(next))
+	web.WriteJSON(w, a.log, http.StatusOK, a.view(next))
 }
 
 // readJSON checks the media type (415: application/json) and size (413) of a JSON API request body.

@@ -566,6 +566,12 @@ type Change struct {
 	// Withdraw are the ids of the referral.created messages to retire into the cancelled state
 	// (mapping.Withdrawal's decision).
 	Withdraw []string
+	// Erase: the change records a consent withdrawal; ErasedSR is the referral's ServiceRequest scrubbed
+	// (mapping.ScrubServiceRequest), and ConsentWithdraw the ids of the service's unsent messages to retire
+	// (mapping.ConsentWithdrawal's decision).
+	Erase           bool
+	ErasedSR        json.RawMessage
+	ConsentWithdraw []string
 }
 
 // NewChange runs fn on cur inside the update's write transaction w and decides what to write (see
@@ -602,6 +608,18 @@ func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, 
 	}
 	events, withdraw, business := mapping.Withdrawal(cur.Referral, next, events, facts)
 	next.BusinessStatus = business
+	var erase []string
+	sr := cur.ServiceRequest
+	erasing := next.Record.ConsentWithdrawn && !cur.Record.ConsentWithdrawn
+	if erasing {
+		dest := mapping.Destination{Kind: mapping.DestinationService, ID: cur.Record.Service.ID}
+		fs, err := d.serviceFacts(ctx, w, cur.Record.ID, dest)
+		if err != nil {
+			return Change{}, false, err
+		}
+		events, erase = mapping.ConsentWithdrawal(events, fs)
+		sr = mapping.ScrubServiceRequest(cur.ServiceRequest, cur.Record.Patient)
+	}
 	rows, err := d.EventRows(events, newID)
 	if err != nil {
 		return Change{}, false, err
@@ -612,18 +630,24 @@ func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, 
 	}
 	next.Record.Version = c.Version + 1
 	next.Record.UpdatedAt = at
-	row, err := d.RowOf(next, cur.Identifiers, cur.Fingerprint, cur.ServiceRequest)
+	row, err := d.RowOf(next, cur.Identifiers, cur.Fingerprint, sr)
 	if err != nil {
 		return Change{}, false, err
 	}
-	return Change{Next: next, Row: row, Events: rows, Withdraw: withdraw}, true, nil
+	return Change{Next: next, Row: row, Events: rows, Withdraw: withdraw, Erase: erasing, ErasedSR: sr,
+		ConsentWithdraw: erase}, true, nil
 }
 
 // WithdrawMessages retires the messages ids into the cancelled state inside the update's write
-// transaction w, recording the referral version that withdrew them.
-func (d Dialect) WithdrawMessages(ctx context.Context, w Querier, ids []string, version int) error {
+// transaction w, recording the referral version that withdrew them (why: outbox.WithdrawnError, or
+// outbox.ConsentWithdrawnError).
+func (d Dialect) WithdrawMessages(ctx context.Context, w Querier, ids []string, version int, why ...string) error {
+	reason := outbox.WithdrawnError
+	if len(why) > 0 {
+		reason = why[0]
+	}
 	for _, id := range ids {
-		if _, err := w.ExecContext(ctx, d.rebind(withdrawMessage), outbox.WithdrawnError, version, id); err != nil {
+		if _, err := w.ExecContext(ctx, d.rebind(withdrawMessage), reason, version, id); err != nil {
 			return d.DriverErr("withdraw message", err)
 		}
 	}

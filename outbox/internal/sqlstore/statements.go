@@ -114,5 +114,5 @@ func statements() []string {
 		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
 		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
 		selectPauses, countByDestination, countDelivered, inboxStats,
-	}, append(sessionStatements(), auditStatements()...)...)
+	}, append(append(append(sessionStatements(), auditStatements()...), erasureStatements()...), retentionStatements()...)...)
 }

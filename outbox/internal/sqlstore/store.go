@@ -327,8 +327,18 @@ func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now
 	if len(ch.Withdraw) > 0 {
 		w.Changed = true
 	}
+	if ch.Erase {
+		if err := d.WithdrawMessages(ctx, w, ch.ConsentWithdraw, ch.Row.Version, outbox.ConsentWithdrawnError); err != nil {
+			return outbox.Referral{}, err
+		}
+		if err := d.EraseReferral(ctx, w, cur.Record.ID, ch.ErasedSR, mapping.ScrubReferral, false); err != nil {
+			return outbox.Referral{}, err
+		}
+		w.Changed = true
+	}
 	out := cur
 	out.Referral = ch.Next
+	out.ServiceRequest = ch.ErasedSR
 	if subscribed {
 		if err := s.fanOut(ctx, w, out, dueUS); err != nil {
 			return outbox.Referral{}, err

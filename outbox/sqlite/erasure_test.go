@@ -1,0 +1,19 @@
+package sqlite_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/socialrx/socialrx/outbox/outboxtest"
+	"github.com/socialrx/socialrx/outbox/sqlite"
+)
+
+// TestErasure runs the consent-withdrawal conformance tests on a real SQLite file, scanning it directly.
+func TestErasure(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunErasure(t, func(t *testing.T) outboxtest.Raw {
+		path := filepath.Join(t.TempDir(), "socialrx.db")
+		s := openStore(t, path, sqlite.Options{})
+		return outboxtest.Raw{Store: s, DB: rawDB(t, path)}
+	})
+}
