@@ -344,6 +344,8 @@ try {
     const erased = validate(s, await gp.read({ resourceType: 'ServiceRequest', id: sr.id }));
     check(s, erased.status === 'revoked' && !JSON.stringify(erased).includes('9999542557'), 'the ServiceRequest is revoked and holds no NHS number');
     for (const v of ['1', '2']) validate(s, await gp.vread({ resourceType: 'ServiceRequest', id: sr.id, version: v }));
+  });
+
   await step('fhir-kit-client: who saw this referral (AuditEvent search, scoped to the practice)', async (s) => {
     const events = validate(s, await gp.search({ resourceType: 'AuditEvent', searchParams: { entity: `ServiceRequest/${ctx.sr.id}` } }));
     const actors = new Set((events.entry ?? []).map((e) => e.resource.agent?.[0]?.who?.identifier?.value));
