@@ -501,8 +501,11 @@ func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values
 	return d
 }
 
-// inboxStatus is POST /inbox/referrals/{id}/status: one move (or a note) from the referral page's form.
-func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
+// inboxFormPost is what every inbox form that changes something checks first, in this order: the form itself
+// and where the browser says it came from (parseInboxForm: 400, or 403 cross-site), a live session (401 with the
+// sign-in page), and the CSRF token derived from the session id (403; reopen names the page to open again). It
+// answers the refusal itself; ok is false then and nothing was read or changed.
+func (a *API) inboxFormPost(w http.ResponseWriter, r *http.Request, title, reopen string) (signedIn, bool) {
 	if msg, crossSite := a.parseInboxForm(w, r); msg != "" {
 		status := http.StatusBadRequest
 		if crossSite {
@@ -510,26 +513,35 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 			a.log.Warn("inbox form refused: sent from another site", "request_id", web.RequestID(r.Context()))
 		}
 		a.renderInbox(w, r, status, inboxPageData{Title: "Not saved", Error: msg + "; nothing was changed."})
-		return
+		return signedIn{}, false
 	}
-	s, ok, _, err := a.inboxSignedIn(w, r, "Referral")
+	s, ok, _, err := a.inboxSignedIn(w, r, title)
 	if err != nil {
 		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
+		return signedIn{}, false
 	}
 	if !ok {
 		d := a.loginPage(r)
 		d.Error = "You are signed out (or your group's token changed). Sign in again; nothing was changed."
 		a.renderInbox(w, r, http.StatusUnauthorized, d)
+		return signedIn{}, false
+	}
+	if !csrfOK(s.r, s.id) {
+		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(s.r.Context()), "client", s.client.ID)
+		s.d.Error = "This form did not come from your inbox page (or it is out of date). Open the " + reopen + " again; nothing was changed."
+		a.renderInbox(w, s.r, http.StatusForbidden, s.d)
+		return signedIn{}, false
+	}
+	return s, true
+}
+
+// inboxStatus is POST /inbox/referrals/{id}/status: one move (or a note) from the referral page's form.
+func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.inboxFormPost(w, r, "Referral", "referral")
+	if !ok {
 		return
 	}
 	r, d := s.r, s.d
-	if !csrfOK(r, s.id) {
-		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(r.Context()), "client", s.client.ID)
-		d.Error = "This form did not come from your inbox page (or it is out of date). Open the referral again; nothing was changed."
-		a.renderInbox(w, r, http.StatusForbidden, d)
-		return
-	}
 	ref, err := a.referral(r)
 	if err != nil {
 		a.inboxFailure(w, r, d, err)

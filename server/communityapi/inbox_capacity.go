@@ -70,33 +70,11 @@ func (a *API) capacityBox(r *http.Request, form url.Values) (*capacityBox, error
 // inboxCapacity is POST /inbox/capacity: one tap sets how full the group is (referral.Service.SetCapacity,
 // the same change as PUT /community/v1/capacity; the maximum of open referrals is kept).
 func (a *API) inboxCapacity(w http.ResponseWriter, r *http.Request) {
-	if msg, crossSite := a.parseInboxForm(w, r); msg != "" {
-		status := http.StatusBadRequest
-		if crossSite {
-			status = http.StatusForbidden
-			a.log.Warn("inbox form refused: sent from another site", "request_id", web.RequestID(r.Context()))
-		}
-		a.renderInbox(w, r, status, inboxPageData{Title: "Not saved", Error: msg + "; nothing was changed."})
-		return
-	}
-	s, ok, _, err := a.inboxSignedIn(w, r, "How full is your group?")
-	if err != nil {
-		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
-	}
+	s, ok := a.inboxFormPost(w, r, "How full is your group?", "inbox")
 	if !ok {
-		d := a.loginPage(r)
-		d.Error = "You are signed out (or your group's token changed). Sign in again; nothing was changed."
-		a.renderInbox(w, r, http.StatusUnauthorized, d)
 		return
 	}
 	r, d := s.r, s.d
-	if !csrfOK(r, s.id) {
-		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(r.Context()), "client", s.client.ID)
-		d.Error = "This form did not come from your inbox page (or it is out of date). Open the inbox again; nothing was changed."
-		a.renderInbox(w, r, http.StatusForbidden, d)
-		return
-	}
 	form := r.PostForm
 	fail := func(status int, field, msg string) {
 		box, err := a.capacityBox(r, form)

@@ -144,33 +144,11 @@ func (a *API) measurePage(d inboxPageData, ref outbox.Referral, f *measureForm) 
 
 // inboxRecordMeasure is POST /inbox/referrals/{id}/measures.
 func (a *API) inboxRecordMeasure(w http.ResponseWriter, r *http.Request) {
-	if msg, crossSite := a.parseInboxForm(w, r); msg != "" {
-		status := http.StatusBadRequest
-		if crossSite {
-			status = http.StatusForbidden
-			a.log.Warn("inbox form refused: sent from another site", "request_id", web.RequestID(r.Context()))
-		}
-		a.renderInbox(w, r, status, inboxPageData{Title: "Not saved", Error: msg + "; nothing was changed."})
-		return
-	}
-	s, ok, _, err := a.inboxSignedIn(w, r, "Record a measure")
-	if err != nil {
-		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
-	}
+	s, ok := a.inboxFormPost(w, r, "Record a measure", "referral")
 	if !ok {
-		d := a.loginPage(r)
-		d.Error = "You are signed out (or your group's token changed). Sign in again; nothing was changed."
-		a.renderInbox(w, r, http.StatusUnauthorized, d)
 		return
 	}
 	r, d := s.r, s.d
-	if !csrfOK(r, s.id) {
-		a.log.Warn("inbox form refused: bad CSRF token", "request_id", web.RequestID(r.Context()), "client", s.client.ID)
-		d.Error = "This form did not come from your inbox page (or it is out of date). Open the referral again; nothing was changed."
-		a.renderInbox(w, r, http.StatusForbidden, d)
-		return
-	}
 	ref, err := a.referral(r)
 	if err != nil {
 		a.inboxFailure(w, r, d, err)
