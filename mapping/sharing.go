@@ -196,3 +196,33 @@ func keepIf[T any](keep bool, s []T) []T {
 func IdentifiersOnly(rec Record) Record {
 	return SharingProfile{Fields: []SharingField{}}.Apply(rec)
 }
+
+// ForService is the referral as a community service with profile p sees it through FHIR (its Task and the
+// Observations of its measures): the record cut by Apply, the patient reference (Task.for,
+// Observation.subject) cut to what the profile shares (the NHS number identifier only with nhs_number; the
+// display only with name, or the first name alone with first_name; the GP system's Patient reference never,
+// as it resolves only there, and nothing at all when none of those is shared) and the requester only with
+// referrer. The GP's FHIR view (TaskFor of the referral itself) is never cut. ForService is pure.
+func (p SharingProfile) ForService(r Referral) Referral {
+	out := r
+	out.Record = p.Apply(r.Record)
+	pt := Reference{Type: r.Patient.Type}
+	if p.Shares(ShareNHSNumber) && r.Patient.Identifier != nil {
+		id := *r.Patient.Identifier
+		pt.Identifier = &id
+	}
+	switch {
+	case p.Shares(ShareName):
+		pt.Display = r.Patient.Display
+	case p.Shares(ShareFirstName):
+		pt.Display = r.Record.Patient.FirstName
+	}
+	out.Patient = Reference{}
+	if pt.Identifier != nil || pt.Display != "" {
+		out.Patient = pt
+	}
+	if !p.Shares(ShareReferrer) {
+		out.Requester = Reference{}
+	}
+	return out
+}

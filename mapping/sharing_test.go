@@ -166,3 +166,54 @@ func TestSharingFieldValid(t *testing.T) {
 		t.Error("zero value or all valid")
 	}
 }
+
+// TestSharingProfileForService cuts the FHIR view's patient reference and requester to the profile: the NHS
+// number identifier only with nhs_number, the name only with name (the first name with first_name), the GP
+// system's Patient reference never; the requester only with referrer. The referral itself is not changed.
+func TestSharingProfileForService(t *testing.T) {
+	t.Parallel()
+	nhs := &Identifier{System: "https://fhir.nhs.uk/Id/nhs-number", Value: "9999542557"}
+	ref := Referral{Record: fullRecord(),
+		Patient:   Reference{Reference: "Patient/p1", Type: "Patient", Identifier: nhs, Display: "Margaret Anne Ellis"},
+		Requester: Reference{Reference: "Practitioner/dr1", Display: "Dr Rahman"}}
+	cases := []struct {
+		name      string
+		fields    []SharingField
+		patient   Reference
+		requester bool
+	}{
+		{"nothing", []SharingField{}, Reference{}, false},
+		{"default", nil, Reference{Type: "Patient", Display: "Margaret"}, true},
+		{"nhs number only", []SharingField{ShareNHSNumber}, Reference{Type: "Patient", Identifier: nhs}, false},
+		{"name and nhs number", []SharingField{ShareName, ShareFirstName, ShareNHSNumber, ShareReferrer},
+			Reference{Type: "Patient", Identifier: nhs, Display: "Margaret Anne Ellis"}, true},
+		{"contact only", []SharingField{ShareContact}, Reference{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := SharingProfile{Fields: tc.fields}
+			got := p.ForService(ref)
+			if diff := cmp.Diff(tc.patient, got.Patient); diff != "" {
+				t.Errorf("patient reference (-want +got):\n%s", diff)
+			}
+			if (got.Requester != Reference{}) != tc.requester {
+				t.Errorf("requester = %+v, want shared=%v", got.Requester, tc.requester)
+			}
+			if diff := cmp.Diff(p.Apply(ref.Record), got.Record); diff != "" {
+				t.Errorf("record not cut as Apply cuts it (-want +got):\n%s", diff)
+			}
+			task, err := json.Marshal(TaskFor(got))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, leak := range []string{"Patient/p1", "Low mood"} {
+				if strings.Contains(string(task), leak) {
+					t.Errorf("the service's Task holds %q: %s", leak, task)
+				}
+			}
+		})
+	}
+	if ref.Patient.Reference != "Patient/p1" || ref.Patient.Identifier.Value != "9999542557" {
+		t.Errorf("ForService changed its argument: %+v", ref.Patient)
+	}
+}

@@ -29,7 +29,8 @@ const (
 	AuditCreate AuditAction = "create"
 	// AuditUpdate: a referral or one of its messages was changed (status, note, cancellation, replay, discard).
 	AuditUpdate AuditAction = "update"
-	// AuditSend: a webhook carrying patient data was delivered to a community service.
+	// AuditSend: a message about a referral was delivered: a webhook to a community service, or a
+	// Subscription notification to a GP system.
 	AuditSend AuditAction = "send"
 )
 
@@ -66,7 +67,8 @@ type AuditRecord struct {
 	// "operator" for the CLI, "system" for the dispatcher.
 	ActorID   string
 	ActorRole string
-	// Via is the route: fhir, community-api, inbox, admin-api, console, cli, webhook.
+	// Via is the route: fhir, community-api, inbox, admin-api, console, cli, webhook (a community service's),
+	// subscription (a GP system's Subscription notification).
 	Via string
 	// Action is what was done, on ResourceType/ResourceID (e.g. ServiceRequest, Task, Referral, Message).
 	Action       AuditAction

@@ -337,19 +337,25 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 		rep.Outcome = OutcomeStoreError
 		log.Error("outbox: recording an attempt failed; the message is retried when its lease expires",
 			"message_id", m.ID, "referral_id", m.ReferralID, "destination", m.Destination.String(), "err", err)
-	case res.State == StateDelivered && m.Destination.Kind == mapping.DestinationService && d.opts.Audit != nil:
+	case res.State == StateDelivered && m.ReferralID != "" && d.opts.Audit != nil:
 		d.auditSend(dctx, m, now)
 	}
 	d.report(log, rep)
 }
 
-// auditSend records a delivered webhook in the audit trail: the service received the referral's data.
+// auditSend records a delivered message about a referral in the audit trail: a webhook (the community service
+// received the referral's data, as its sharing profile lets it) or a GP system's Subscription notification
+// (resource Subscription/{id}: the practice's system received the referral's Task). The message id is the
+// record's request id.
 func (d *Dispatcher) auditSend(dctx context.Context, m Message, now time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
 	defer cancel()
 	r := AuditRecord{At: now, RequestID: m.ID, ActorID: "socialrx", ActorRole: "system", Via: "webhook",
 		Action: AuditSend, ResourceType: "Message", ResourceID: m.ID, ReferralID: m.ReferralID,
 		ServiceID: m.Destination.ID}
+	if m.Destination.Kind == mapping.DestinationSubscription {
+		r.Via, r.ResourceType, r.ResourceID, r.ServiceID = "subscription", "Subscription", m.Destination.ID, ""
+	}
 	if ref, err := d.store.GetReferral(ctx, m.ReferralID); err == nil {
 		r.PracticeODS = ref.PracticeODS
 	}

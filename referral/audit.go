@@ -124,12 +124,26 @@ func (s *Service) audit(ctx context.Context, c Caller, action outbox.AuditAction
 	}
 	recs := make([]outbox.AuditRecord, 0, len(refs))
 	for _, ref := range refs {
-		r := auditBase(ctx, c, func() outbox.AuditRecord { return outbox.AuditRecord{At: s.Now()} })
-		r.Action, r.ResourceType, r.ResourceID = action, resourceOf(kind), idOf(ref, kind)
-		r.ReferralID, r.PracticeODS, r.ServiceID = ref.Record.ID, ref.PracticeODS, ref.Record.Service.ID
-		recs = append(recs, r)
+		recs = append(recs, s.auditRecord(ctx, c, action, resourceOf(kind), idOf(ref, kind), ref))
 	}
 	return s.record(ctx, action, recs)
+}
+
+// auditResource records that c did action on typ/id, a resource of the referral ref other than its Task,
+// ServiceRequest or record (an Observation of one of its measures), as audit does.
+func (s *Service) auditResource(ctx context.Context, c Caller, action outbox.AuditAction, typ, id string, ref outbox.Referral) error {
+	if s.auditor == nil {
+		return nil
+	}
+	return s.record(ctx, action, []outbox.AuditRecord{s.auditRecord(ctx, c, action, typ, id, ref)})
+}
+
+// auditRecord is the record of c doing action on typ/id of the referral ref, now, with ctx's origin.
+func (s *Service) auditRecord(ctx context.Context, c Caller, action outbox.AuditAction, typ, id string, ref outbox.Referral) outbox.AuditRecord {
+	r := auditBase(ctx, c, func() outbox.AuditRecord { return outbox.AuditRecord{At: s.Now()} })
+	r.Action, r.ResourceType, r.ResourceID = action, typ, id
+	r.ReferralID, r.PracticeODS, r.ServiceID = ref.Record.ID, ref.PracticeODS, ref.Record.Service.ID
+	return r
 }
 
 func (s *Service) record(ctx context.Context, action outbox.AuditAction, recs []outbox.AuditRecord) error {

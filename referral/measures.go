@@ -46,6 +46,8 @@ func (s *Service) RecordMeasure(ctx context.Context, c Caller, req MeasureReques
 	if err != nil {
 		return outbox.Referral{}, mapping.Measure{}, err
 	}
+	obs := mapping.ObservationID(after.Record.TaskID, added.N)
+	_ = s.auditResource(ctx, c, outbox.AuditCreate, "Observation", obs, after) // a change: logged, never refused
 	s.log.Info("outcome measure recorded", "request_id", c.RequestID, "referral_id", after.Record.ID,
 		"instrument", added.Instrument, "timing", added.Timing, "n", added.N, "version", after.Record.Version, "client", c.Client.ID)
 	return after, added, nil
@@ -59,13 +61,16 @@ func (s *Service) Observation(ctx context.Context, c Caller, id string) (outbox.
 	if !ok {
 		return outbox.Referral{}, mapping.Measure{}, notVisible("observation")
 	}
-	ref, err := s.Get(ctx, c, ByTaskID, taskID)
+	ref, err := s.get(ctx, c, ByTaskID, taskID)
 	if err != nil {
 		return outbox.Referral{}, mapping.Measure{}, err
 	}
 	m, ok := ref.Measure(n)
 	if !ok {
 		return outbox.Referral{}, mapping.Measure{}, notVisible("observation")
+	}
+	if err := s.auditResource(ctx, c, outbox.AuditRead, "Observation", id, ref); err != nil {
+		return outbox.Referral{}, mapping.Measure{}, err
 	}
 	return ref, m, nil
 }

@@ -42,15 +42,29 @@ func notVisible(what string) error {
 
 // Get returns the referral whose id of kind k is id, if the caller may see it (outbox.ErrNotFound otherwise).
 func (s *Service) Get(ctx context.Context, c Caller, k IDKind, id string) (outbox.Referral, error) {
+	ref, err := s.get(ctx, c, k, id)
+	if err != nil {
+		return outbox.Referral{}, err
+	}
+	if err := s.audit(ctx, c, outbox.AuditRead, k, ref); err != nil {
+		return outbox.Referral{}, err
+	}
+	return ref, nil
+}
+
+// get is Get without the audit record (the caller records what it shows).
+func (s *Service) get(ctx context.Context, c Caller, k IDKind, id string) (outbox.Referral, error) {
+	if k == ByServiceRequestID {
+		if err := MayReadServiceRequest(c); err != nil {
+			return outbox.Referral{}, err
+		}
+	}
 	ref, err := s.store.GetReferral(ctx, id)
 	if err != nil {
 		return outbox.Referral{}, err
 	}
 	if !Visible(c.Client, ref) || idOf(ref, k) != id {
 		return outbox.Referral{}, notVisible(string(k))
-	}
-	if err := s.audit(ctx, c, outbox.AuditRead, k, ref); err != nil {
-		return outbox.Referral{}, err
 	}
 	return ref, nil
 }
@@ -86,6 +100,11 @@ type Query struct {
 // the next page (nil when none). The caller's scope is applied here, whatever q asks: a GP client sees its
 // practices only, a community client its service only.
 func (s *Service) Search(ctx context.Context, c Caller, q Query) ([]outbox.Referral, *outbox.Cursor, error) {
+	if q.Resource == ByServiceRequestID {
+		if err := MayReadServiceRequest(c); err != nil {
+			return nil, nil, err
+		}
+	}
 	sq, ok := scope(c.Client, q)
 	if !ok {
 		return nil, nil, nil

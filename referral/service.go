@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
@@ -124,6 +125,28 @@ func (s *Service) ServiceName(id string) string {
 func (s *Service) Shared(rec mapping.Record) mapping.Record {
 	svc, _ := s.cfg.Directory.Service(rec.Service.ID)
 	return svc.Sharing.Apply(rec)
+}
+
+// ViewFor is ref as the client sees it through FHIR (its Task and Observations): a community service's cut
+// to its sharing profile (mapping.SharingProfile.ForService), anyone else's whole.
+func (s *Service) ViewFor(cl config.Client, ref outbox.Referral) outbox.Referral {
+	if cl.Role != config.RoleCommunity {
+		return ref
+	}
+	svc, _ := s.cfg.Directory.Service(ref.Record.Service.ID)
+	ref.Referral = svc.Sharing.ForService(ref.Referral)
+	return ref
+}
+
+// MayReadServiceRequest reports whether c may read ServiceRequests at all: not a community service
+// (fault.Forbidden), as the GP's ServiceRequest carries everything the GP system sent, and a service sees
+// the referral only as its sharing profile lets it (its Task, the community API, the inbox).
+func MayReadServiceRequest(c Caller) error {
+	if c.Client.Role == config.RoleCommunity {
+		return fault.New(fault.Forbidden, "forbidden", "", "a community service reads its referrals as its Task "+
+			"or through the community API, cut to its sharing profile; the GP's ServiceRequest is not shared with it")
+	}
+	return nil
 }
 
 // noteAuthor is the author shown on a note a client adds: a community service's name (the directory requires

@@ -65,7 +65,10 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 	if err := json.Unmarshal(body, &head); err != nil || head.ID == nil || *head.ID != ref.Record.TaskID {
 		return outbox.Referral{}, fhir.NewError(fault.Invalid, fhir.CodeInvalid, "Task.id is required and must equal the id in the URL", "Task.id")
 	}
-	if _, err := mapping.TaskUpdate(ref.Referral, body); err != nil {
+	// The client sends back the Task as it was shown to it (a community service's cut to its sharing profile),
+	// so that is what the update is compared with; the change is applied to the whole referral.
+	shown := func(r outbox.Referral) mapping.Referral { return s.ViewFor(c.Client, r).Referral }
+	if _, err := mapping.TaskUpdate(shown(ref), body); err != nil {
 		return outbox.Referral{}, err
 	}
 	now := s.Now()
@@ -73,7 +76,7 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 	next, err := s.store.UpdateReferral(ctx, ref.Record.ID, expect, now,
 		func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
 			before = cur
-			change, err := mapping.TaskUpdate(cur.Referral, body) // against the state inside the transaction
+			change, err := mapping.TaskUpdate(shown(cur), body) // against the state inside the transaction
 			if err != nil {
 				return cur.Referral, nil, err
 			}

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/fhir/fhirtest"
+	"github.com/socialrx/socialrx/outbox"
 )
 
 type auditPage struct {
@@ -217,5 +219,69 @@ func TestAuditEventSearch(t *testing.T) {
 	}
 	if r := h.do(http.MethodGet, "/fhir/metadata", "", nil); !strings.Contains(string(r.body), `"type":"AuditEvent"`) {
 		t.Error("the CapabilityStatement does not declare AuditEvent")
+	}
+}
+
+// TestAuditSends: every message about a referral that leaves socialrx is in the audit trail as a send by
+// socialrx (role system): the referral.created webhook to the community service (resource Message/{id},
+// via webhook) and the Subscription notification to the GP system (resource Subscription/{id}, via
+// subscription, the message id as the request id); the practice sees both as Export AuditEvents, the
+// notification's recipient being its own Subscription.
+func TestAuditSends(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	h := newHarnessWith(t, fhirtest.NewValidator(t), func(c *config.Config) {
+		for i := range c.Directory.Services {
+			if c.Directory.Services[i].ID == "frome-walks" {
+				c.Directory.Services[i].Delivery.URL = rc.url + "/hooks/frome-walks"
+				c.Directory.Services[i].Delivery.Secret = "whsec_c29jaWFscngtZGVtby13ZWJob29rLXNlY3JldC0zMmI="
+			}
+		}
+	})
+	sub := createSubscription(t, h, tokGP, subscriptionBody(gpCriteria, rc.url+"/gp", "id-only"))
+	subID := sub["id"].(string)
+	reports := make(chan outbox.AttemptReport, 64)
+	startDispatcherWith(t, h, outbox.ObserverFunc(func(r outbox.AttemptReport) { reports <- r }), func(o *outbox.DispatcherOptions) {
+		audit := outbox.NewAuditLog(h.store, outbox.AuditLogOptions{Instance: "dispatcher"})
+		t.Cleanup(audit.Close)
+		o.Audit = audit
+	})
+	ids := refer(h, tokGP, "walking-group-performer.json")
+	sent := map[string]string{} // destination kind → message id
+	for len(sent) < 2 {
+		r := waitFor(t, reports, "the webhook and the notification delivered")
+		if r.Outcome == outbox.OutcomeDelivered && r.ReferralID == ids.referral {
+			sent[string(r.Destination.Kind)] = r.MessageID
+		}
+	}
+	found := map[string]bool{}
+	for _, rec := range readAudit(t, h, "?referral="+ids.referral).Records {
+		if rec.Action != "send" {
+			continue
+		}
+		if rec.Actor != "socialrx" || rec.Role != "system" {
+			t.Errorf("send record by %s (%s), want socialrx (system)", rec.Actor, rec.Role)
+		}
+		switch {
+		case rec.Via == "webhook" && rec.Resource == "Message/"+sent["service"] && rec.RequestID == sent["service"]:
+			found["webhook"] = true
+		case rec.Via == "subscription" && rec.Resource == "Subscription/"+subID && rec.RequestID == sent["subscription"]:
+			found["subscription"] = true
+		default:
+			t.Errorf("unexpected send record %+v", rec)
+		}
+	}
+	if !found["webhook"] || !found["subscription"] {
+		t.Fatalf("send records found: %v, want the webhook's and the notification's", found)
+	}
+	r := h.do(http.MethodGet, "/fhir/AuditEvent?entity=ServiceRequest/"+ids.sr, tokGP, nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("AuditEvent search: %d %s", r.status, r.body)
+	}
+	if n := strings.Count(string(r.body), `"code":"110106"`); n != 2 {
+		t.Errorf("%d Export AuditEvents, want 2: %s", n, r.body)
+	}
+	if !strings.Contains(string(r.body), `"reference":"Subscription/`+subID+`"`) {
+		t.Errorf("the notification's AuditEvent does not name the practice's Subscription: %s", r.body)
 	}
 }

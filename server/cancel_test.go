@@ -37,7 +37,7 @@ func TestGPRevokesServiceRequestMidWay(t *testing.T) {
 	wantOutcome(t, "community client", h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokWalks, body), http.StatusForbidden, "")
 	wantOutcome(t, "admin client", h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokAdmin, body), http.StatusForbidden, "")
 	wantOutcome(t, "another practice", h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokGP2, body), http.StatusNotFound, "")
-	wantOutcome(t, "another service's view", h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokMuseum, body), http.StatusNotFound, "")
+	wantOutcome(t, "another service's view", h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokMuseum, body), http.StatusForbidden, "")
 	wantOutcome(t, "stale If-Match", h.do(http.MethodPut, "/fhir/ServiceRequest/"+ref.sr, tokGP, body, `If-Match: W/"2"`), http.StatusPreconditionFailed, "")
 	if v := h.version(ref.referral); v != 4 {
 		t.Fatalf("refused revokes changed the version to %d", v)

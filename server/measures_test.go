@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"github.com/google/go-cmp/cmp"
+
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -379,9 +381,23 @@ func TestOutcomeMeasureFHIR(t *testing.T) {
 	if created["id"] != ref.task+"-m1" || created["valueInteger"] != float64(14) {
 		t.Fatalf("created: %s", r.body)
 	}
+	// The service reads what it created, cut to its sharing profile (the walking group's has no NHS number);
+	// the GP reads the same Observation with the whole subject.
+	if own := h.do(http.MethodGet, "/fhir/Observation/"+ref.task+"-m1", tokWalks, nil); own.status != http.StatusOK || string(own.body) != string(r.body) {
+		t.Fatalf("the service reads another Observation than the one created: %s", own.body)
+	}
+	if strings.Contains(string(r.body), "9999542557") {
+		t.Fatalf("the walking group's Observation shows the NHS number its profile withholds: %s", r.body)
+	}
 	read := h.do(http.MethodGet, "/fhir/Observation/"+ref.task+"-m1", tokGP, nil)
-	if read.status != http.StatusOK || string(read.body) != string(r.body) {
-		t.Fatalf("the GP reads another Observation than the one created: %s", read.body)
+	gp, mine := read.json(t), r.json(t)
+	if read.status != http.StatusOK || !strings.Contains(string(read.body), "9999542557") {
+		t.Fatalf("the GP's Observation lost the subject's NHS number: %s", read.body)
+	}
+	delete(gp, "subject")
+	delete(mine, "subject")
+	if !cmp.Equal(gp, mine) {
+		t.Fatalf("the GP reads another Observation than the one created: %s", cmp.Diff(mine, gp))
 	}
 	if got := outputs(h.task(tokGP, ref.task)); len(got) != 1 || got[0][1] != "Observation/"+ref.task+"-m1" {
 		t.Fatalf("Task.output %v", got)
@@ -390,5 +406,18 @@ func TestOutcomeMeasureFHIR(t *testing.T) {
 	list := h.do(http.MethodGet, "/community/v1/referrals/"+ref.referral+"/measures", tokWalks, nil)
 	if !strings.Contains(string(list.body), `"recorder":"Jo"`) || !strings.Contains(string(list.body), `"metric_score":15.32`) {
 		t.Fatalf("measures: %s", list.body)
+	}
+	// The audit trail has the measure's creation by the service and each read of its Observation, by whom.
+	obsRes := "Observation/" + ref.task + "-m1"
+	want := map[string]bool{"frome-walks create fhir": false, "frome-walks read fhir": false, "practice-a81001 read fhir": false}
+	for _, rec := range readAudit(t, h, "?referral="+ref.referral).Records {
+		if rec.Resource == obsRes {
+			want[rec.Actor+" "+rec.Action+" "+rec.Via] = true
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("no audit record %q on %s", k, obsRes)
+		}
 	}
 }

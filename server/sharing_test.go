@@ -156,6 +156,30 @@ func TestSharingProfilesOnEverySurface(t *testing.T) {
 			}
 		}
 
+		// FHIR: the service's Task (read, search, version, history) is cut to its profile like the record; the
+		// GP's ServiceRequest, which carries everything, is not shared with it at all.
+		for _, path := range []string{"/fhir/Task/" + ref.task, "/fhir/Task?_id=" + ref.task, "/fhir/Task/" + ref.task + "/_history/1", "/fhir/Task/" + ref.task + "/_history"} {
+			r := h.do(http.MethodGet, path, c.token, nil)
+			if r.status != http.StatusOK || !strings.Contains(string(r.body), ref.task) {
+				t.Fatalf("%s %s: %d %s", c.service, path, r.status, r.body)
+			}
+			for _, v := range hidden {
+				if strings.Contains(string(r.body), jsonEscape(v)) {
+					t.Errorf("%s FHIR %s: shows %q, which its profile withholds", c.service, path, v)
+				}
+			}
+			if svc.Sharing.Shares(mapping.ShareNHSNumber) != strings.Contains(string(r.body), full.Patient.NHSNumber) {
+				t.Errorf("%s FHIR %s: the NHS number is shown iff the profile shares it (shares: %v)", c.service, path, svc.Sharing.Shares(mapping.ShareNHSNumber))
+			}
+		}
+		for _, path := range []string{"/fhir/ServiceRequest/" + ref.sr, "/fhir/ServiceRequest?_id=" + ref.sr, "/fhir/ServiceRequest/" + ref.sr + "/_history",
+			"/fhir/ServiceRequest/" + ref.sr + "/_history/1", "/fhir/Task?_id=" + ref.task + "&_include=Task:focus"} {
+			r := h.do(http.MethodGet, path, c.token, nil)
+			if r.status != http.StatusForbidden || strings.Contains(string(r.body), full.Patient.NHSNumber) {
+				t.Errorf("%s %s: want 403 without patient data, got %d %s", c.service, path, r.status, r.body)
+			}
+		}
+
 		// The GP's FHIR view is whole.
 		sr := h.do(http.MethodGet, "/fhir/ServiceRequest/"+ref.sr, tokPCN, nil)
 		if sr.status != http.StatusOK || !strings.Contains(string(sr.body), full.Patient.NHSNumber) {

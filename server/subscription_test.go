@@ -95,20 +95,23 @@ func startObservedDispatcher(t *testing.T, h *harness) <-chan outbox.AttemptRepo
 	return ch
 }
 
-// startDispatcherWith is startDispatcher with an attempt observer (nil: none).
-func startDispatcherWith(t *testing.T, h *harness, obs outbox.Observer) {
+// startDispatcherWith is startDispatcher with an attempt observer (nil: none) and further options.
+func startDispatcherWith(t *testing.T, h *harness, obs outbox.Observer, more ...func(*outbox.DispatcherOptions)) {
 	t.Helper()
-	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory), h.keys),
-		outbox.DispatcherOptions{
-			Egress:       outbox.EgressPolicy{AllowLoopback: h.cfg.Outbound.AllowLoopback},
-			Clock:        func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() },
-			Backoff:      func(int) time.Duration { return 5 * time.Millisecond },
-			Jitter:       func(time.Duration) time.Duration { return 0 },
-			QuickRetries: -1,
-			SafetyPoll:   10 * time.Millisecond,
-			Logger:       slog.New(slog.DiscardHandler),
-			Observer:     obs,
-		})
+	opts := outbox.DispatcherOptions{
+		Egress:       outbox.EgressPolicy{AllowLoopback: h.cfg.Outbound.AllowLoopback},
+		Clock:        func() time.Time { return time.UnixMicro(h.clock.Add(1000)).UTC() },
+		Backoff:      func(int) time.Duration { return 5 * time.Millisecond },
+		Jitter:       func(time.Duration) time.Duration { return 0 },
+		QuickRetries: -1,
+		SafetyPoll:   10 * time.Millisecond,
+		Logger:       slog.New(slog.DiscardHandler),
+		Observer:     obs,
+	}
+	for _, f := range more {
+		f(&opts)
+	}
+	d := outbox.NewDispatcher(h.store, outbox.WithSubscriptions(h.store, outbox.DirectoryEndpoints(h.cfg.Directory), h.keys), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()

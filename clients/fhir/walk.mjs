@@ -246,6 +246,9 @@ try {
     const task = validate(s, await walks.read({ resourceType: 'Task', id: ctx.task.id }));
     const etag = httpFor(task).headers.get('etag');
     check(s, etag === 'W/"1"', `ETag ${etag}`);
+    // The walking group's Task is cut to its sharing profile (no NHS number), and the GP's ServiceRequest is not shared with it.
+    check(s, !JSON.stringify(task).includes('9999542557') && JSON.stringify(ctx.task).includes('9999542557'), 'the NHS number is in the GP\'s Task only');
+    await expectStatus(s, walks.read({ resourceType: 'ServiceRequest', id: ctx.sr.id }), 403);
     const received = validate(s, await walks.update({ resourceType: 'Task', id: task.id, body: { ...task, status: 'received' },
       options: { headers: { 'If-Match': etag } } }));
     check(s, received.status === 'received' && received.meta.versionId === '2', `update: ${received.status} v${received.meta.versionId}`);
@@ -363,7 +366,8 @@ try {
 
   await step('fhir-kit-client: outcome measures (Observation create and read, Task.output, a declined episode)', async (s) => {
     const sr = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'MEASURE-1') }));
-    const task = validate(s, (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } })).entry[0].resource);
+    const found = validate(s, (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } })).entry[0].resource);
+    const task = validate(s, await walks.read({ resourceType: 'Task', id: found.id })); // the group updates the Task as it is shown to it
     const accepted = validate(s, await walks.update({ resourceType: 'Task', id: task.id, body: { ...task, status: 'accepted' },
       options: { headers: { 'If-Match': 'W/"1"' } } }));
     check(s, accepted.status === 'accepted', `accept: ${accepted.status}`);
@@ -382,7 +386,8 @@ try {
     const after = validate(s, await gp.read({ resourceType: 'Task', id: task.id }));
     check(s, after.output?.some((o) => o.valueReference?.reference === `Observation/${obs.id}`), `Task.output ${JSON.stringify(after.output)}`);
     const sr2 = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'MEASURE-2') }));
-    const task2 = (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr2.id}` } })).entry[0].resource;
+    const found2 = (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr2.id}` } })).entry[0].resource;
+    const task2 = validate(s, await walks.read({ resourceType: 'Task', id: found2.id }));
     validate(s, await walks.update({ resourceType: 'Task', id: task2.id, body: { ...task2, status: 'rejected', statusReason: { text: 'The person chose not to join' } },
       options: { headers: { 'If-Match': 'W/"1"' } } }));
     const declined = validate(s, await gp.read({ resourceType: 'Task', id: task2.id }));

@@ -224,6 +224,9 @@ func auditEventOf(e referral.AuditEntry) fhir.AuditEvent {
 		client.Requestor, server.Requestor = false, true
 		client.Type, server.Type = server.Type, client.Type
 		client.Who = &fhir.Reference{Identifier: &fhir.Identifier{System: ClientIDSystem, Value: e.ServiceID}, Display: e.ServiceID + " (community service, webhook)"}
+		if e.ResourceType == "Subscription" { // a GP system's Subscription notification
+			client.Who = &fhir.Reference{Reference: "Subscription/" + e.ResourceID, Display: "the practice's system (Subscription notification)"}
+		}
 	}
 	ev.Agent = []fhir.AuditEventAgent{client, server}
 	if e.ServiceRequestID != "" {
@@ -236,8 +239,8 @@ func auditEventOf(e referral.AuditEntry) fhir.AuditEvent {
 			Type: &fhir.Coding{System: entityTypeSystem, Code: "1", Display: "Person"},
 			Role: &fhir.Coding{System: objectRoleSystem, Code: "1", Display: "Patient"}})
 	}
-	if e.ResourceType == typeTask {
-		ev.Entity = append(ev.Entity, fhir.AuditEventEntity{What: &fhir.Reference{Reference: "Task/" + e.ResourceID},
+	if e.ResourceType == typeTask || e.ResourceType == "Observation" {
+		ev.Entity = append(ev.Entity, fhir.AuditEventEntity{What: &fhir.Reference{Reference: e.ResourceType + "/" + e.ResourceID},
 			Type: &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
 			Role: &fhir.Coding{System: objectRoleSystem, Code: "4", Display: "Domain Resource"}})
 	}

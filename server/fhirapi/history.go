@@ -36,7 +36,7 @@ func (a *API) vreadTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	b, err := json.Marshal(taskOf(ref))
+	b, err := json.Marshal(a.taskOf(r, ref))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -77,7 +77,7 @@ func (a *API) historyTask(w http.ResponseWriter, r *http.Request) {
 	}
 	versions := make([]version, 0, len(refs))
 	for _, ref := range refs {
-		b, err := json.Marshal(taskOf(ref))
+		b, err := json.Marshal(a.taskOf(r, ref))
 		if err != nil {
 			a.fail(w, r, err)
 			return

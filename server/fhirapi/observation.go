@@ -34,7 +34,7 @@ func (a *API) readObservation(w http.ResponseWriter, r *http.Request) {
 
 // writeObservation answers with the measure's Observation and its headers.
 func (a *API) writeObservation(w http.ResponseWriter, r *http.Request, status int, ref outbox.Referral, m mapping.Measure) {
-	o := mapping.ObservationFor(ref.Referral, m)
+	o := mapping.ObservationFor(a.svc.ViewFor(web.Caller(r.Context()).Client, ref).Referral, m)
 	b, err := json.Marshal(o)
 	if err != nil {
 		a.fail(w, r, err)

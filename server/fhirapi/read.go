@@ -43,7 +43,7 @@ func (a *API) readTask(w http.ResponseWriter, r *http.Request) {
 
 // writeTask answers 200 with the referral's Task and its ETag, Last-Modified and Location.
 func (a *API) writeTask(w http.ResponseWriter, r *http.Request, ref outbox.Referral) {
-	b, err := json.Marshal(taskOf(ref))
+	b, err := json.Marshal(a.taskOf(r, ref))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -52,5 +52,8 @@ func (a *API) writeTask(w http.ResponseWriter, r *http.Request, ref outbox.Refer
 	Write(w, http.StatusOK, b)
 }
 
-// taskOf is the referral's Task as the FHIR API shows it.
-func taskOf(ref outbox.Referral) fhir.Task { return mapping.TaskFor(ref.Referral) }
+// taskOf is the referral's Task as the FHIR API shows it to the request's client: a community service's cut to
+// its sharing profile (referral.Service.ViewFor), the GP's and an admin's whole.
+func (a *API) taskOf(r *http.Request, ref outbox.Referral) fhir.Task {
+	return mapping.TaskFor(a.svc.ViewFor(web.Caller(r.Context()).Client, ref).Referral)
+}

@@ -68,6 +68,11 @@ func (a *API) searchForm(w http.ResponseWriter, r *http.Request) (url.Values, er
 // searchBundle runs the parsed search for the caller and renders its searchset Bundle.
 func (a *API) searchBundle(r *http.Request, typ string, p *searchParse) ([]byte, error) {
 	ctx, c := r.Context(), web.Caller(r.Context())
+	if typ == typeServiceRequest || p.include {
+		if err := referral.MayReadServiceRequest(c); err != nil {
+			return nil, err
+		}
+	}
 	base := a.o.Base
 	out := fhir.Bundle{ResourceType: "Bundle", ID: a.o.NewID(), Type: fhir.BundleSearchset,
 		Meta: &fhir.Meta{LastUpdated: fhir.Instant(a.now())}}
@@ -123,7 +128,7 @@ func (a *API) searchBundle(r *http.Request, typ string, p *searchParse) ([]byte,
 // entries renders a referral's Task and ServiceRequest as Bundle entries (each only when asked for).
 func (a *API) entries(r *http.Request, ref outbox.Referral, wantTask, wantSR bool) (task, sr fhir.BundleEntry, err error) {
 	if wantTask {
-		body, err := json.Marshal(taskOf(ref))
+		body, err := json.Marshal(a.taskOf(r, ref))
 		if err != nil {
 			return task, sr, err
 		}

@@ -125,7 +125,7 @@ func (a *API) patchTask(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	cur, err := patchableTask(ref.Referral)
+	cur, err := patchableTask(a.svc.ViewFor(web.Caller(r.Context()).Client, ref).Referral) // the Task as this client is shown it
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -171,7 +171,7 @@ func (a *API) applyTask(w http.ResponseWriter, r *http.Request, ref outbox.Refer
 		a.fail(w, r, err)
 		return
 	}
-	b, err := json.Marshal(taskOf(next))
+	b, err := json.Marshal(a.taskOf(r, next))
 	if err != nil {
 		a.fail(w, r, err)
 		return
