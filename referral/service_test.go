@@ -360,7 +360,12 @@ func TestUpdateTask(t *testing.T) {
 		if err := referral.ExpectVersion(cur, 2); !errors.Is(err, outbox.ErrVersionMismatch) {
 			t.Errorf("ExpectVersion(2) of v1: %v", err)
 		}
-		task := mapping.TaskFor(cur.Referral)
+		// The service sends back the Task as it is shown to it (cut to its sharing profile); the whole Task,
+		// with the NHS number it may not see, is a change of Task.for.
+		if _, err := e.svc.UpdateTask(ctx, walks, cur, actor, 1, mustJSON(t, mapping.TaskFor(cur.Referral))); fault.KindOf(err) != fault.Rule {
+			t.Errorf("the service sends back the GP's whole Task: %v, want a rule error on Task.for", err)
+		}
+		task := mapping.TaskFor(e.svc.ViewFor(walks.Client, cur).Referral)
 		task.Status = string(mapping.StatusReceived)
 		body, err := json.Marshal(task)
 		if err != nil {
@@ -370,11 +375,11 @@ func TestUpdateTask(t *testing.T) {
 		if err != nil || next.Record.Status != mapping.StatusReceived || next.Record.Version != 2 {
 			t.Fatalf("UpdateTask: %+v, %v", next.Record, err)
 		}
-		same, err := e.svc.UpdateTask(ctx, walks, next, actor, 2, mustJSON(t, mapping.TaskFor(next.Referral)))
+		same, err := e.svc.UpdateTask(ctx, walks, next, actor, 2, mustJSON(t, mapping.TaskFor(e.svc.ViewFor(walks.Client, next).Referral)))
 		if err != nil || same.Record.Version != 2 {
 			t.Errorf("the Task sent back as read: version %d, %v; want no change", same.Record.Version, err)
 		}
-		task = mapping.TaskFor(next.Referral)
+		task = mapping.TaskFor(e.svc.ViewFor(walks.Client, next).Referral)
 		task.Priority = "stat"
 		if _, err := e.svc.UpdateTask(ctx, walks, next, actor, 2, mustJSON(t, task)); fault.KindOf(err) != fault.Rule {
 			t.Errorf("changing priority: %v, want a rule error", err)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/socialrx/socialrx/mapping"
@@ -31,7 +32,10 @@ func TestBrowserInboxMeasures(t *testing.T) {
 	if st := b.Press(`a[href$="instrument=swemwbs"]`); st != http.StatusOK {
 		t.Fatalf("open the SWEMWBS form: %d", st)
 	}
-	shows(t, b, "form", "SWEMWBS", "1. I've been feeling optimistic about the future", "When is this?")
+	shows(t, b, "form", "SWEMWBS", "1. I've been feeling optimistic about the future", "When is this?", "For Margaret.")
+	if body := b.Body(); strings.Contains(body, "Ellis") || strings.Contains(body, "9999542557") {
+		t.Errorf("the measure form shows the person's surname or NHS number, which the walking group's profile withholds")
+	}
 	page(t, b, "measure-form")
 	if got := b.Count("select"); got != 7 {
 		t.Fatalf("%d questions, want 7", got)
@@ -56,6 +60,9 @@ func TestBrowserInboxMeasures(t *testing.T) {
 	}
 	if b.Value("#item-0") != "3" || b.Value("#item-6") != "4" || b.Value("#item-3") != "" {
 		t.Errorf("the answers chosen were not kept")
+	}
+	if v := b.Value("#date"); v != "" {
+		t.Errorf("the refused form shows the date %q where the person left it empty (and is told it is required)", v)
 	}
 	if inv := browsertest.Eval[string](b, `document.getElementById("item-3").getAttribute("aria-invalid")`); inv != "true" {
 		t.Errorf("the unanswered question is not marked invalid")

@@ -122,12 +122,14 @@ func (a *API) inboxMeasureForm(w http.ResponseWriter, r *http.Request) {
 		a.renderInbox(w, s.r, http.StatusBadRequest, d)
 		return
 	}
-	a.renderInbox(w, s.r, http.StatusOK, a.measurePage(s.d, ref, newMeasureForm(i, nil)))
+	f := newMeasureForm(i, nil)
+	f.Date = a.now().In(a.uk).Format("2006-01-02") // a new form proposes today; a refused one keeps what was typed
+	a.renderInbox(w, s.r, http.StatusOK, a.measurePage(s.d, ref, f))
 }
 
 // measurePage fills the measure page of referral ref.
 func (a *API) measurePage(d inboxPageData, ref outbox.Referral, f *measureForm) inboxPageData {
-	rec := ref.Record
+	rec := a.svc.Shared(ref.Record) // only what the service's sharing profile lets it see
 	d.Title = "Record " + f.Name
 	d.Record, d.MeasureForm = &rec, f
 	if f.Timing == "" {
@@ -135,9 +137,6 @@ func (a *API) measurePage(d inboxPageData, ref outbox.Referral, f *measureForm) 
 		if ref.Baseline(f.Instrument) != nil {
 			f.Timing = string(mapping.TimingFollowUp)
 		}
-	}
-	if f.Date == "" {
-		f.Date = a.now().In(a.uk).Format("2006-01-02")
 	}
 	return d
 }
