@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +57,16 @@ func main() {
 	hostileBad := flag.Int("hostile-bad-tokens", 32, "hostile: connections flooding with bad tokens")
 	hostileSize := flag.Int("hostile-body-size", (1<<20)-8<<10, "hostile: the size of the attack's referrals (bytes; the default body limit is 1 MiB)")
 	hostileRate := flag.Int("hostile-legit-rate", 20, "hostile: the legitimate GP client's requests per second")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+			os.Exit(2)
+		}
+		defer stop()
+	}
 	ctx := context.Background()
 	if *hostile {
 		fmt.Fprintf(os.Stdout, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", strings.Join(os.Args, " "), runtime.GOOS, runtime.GOARCH,
@@ -101,6 +111,22 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// startCPUProfile profiles the process's CPU into the file path until the returned stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // intList parses a comma-separated list of positive numbers.

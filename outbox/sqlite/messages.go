@@ -107,7 +107,7 @@ func (s *Store) pendingByDestination(w *wtx, nowUS int64, limit int, r *sqlstore
 		rows, err := w.QueryContext(w.ctx, `SELECT `+sqlstore.MessageCols+` FROM outbox_messages m
 			INDEXED BY outbox_pending_destination WHERE m.state = 'pending' AND m.destination_kind = ?
 			AND m.destination_id = ? AND m.next_attempt_at <= ? AND `+headOnly+`
-			ORDER BY m.next_attempt_at, m.seq LIMIT ?`, string(dest.Kind), dest.ID, nowUS, n)
+			ORDER BY m.next_attempt_at, m.seq`+sqlstore.LimitLiteral(n), string(dest.Kind), dest.ID, nowUS)
 		if err != nil {
 			return nil, s.d.DriverErr("claim", err)
 		}
@@ -115,7 +115,7 @@ func (s *Store) pendingByDestination(w *wtx, nowUS int64, limit int, r *sqlstore
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, ms...)
+		all = append(all, ms[:min(n, len(ms))]...)
 	}
 	slices.SortFunc(all, func(a, b outbox.Message) int {
 		return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), cmp.Compare(a.Seq, b.Seq))
@@ -167,12 +167,12 @@ func (s *Store) pendingDestinations(w *wtx) ([]mapping.Destination, error) {
 // partial index, whose destination columns leave out the paused destinations without reading rows.
 func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
 	skip, args := sqlstore.ExcludeDestinations(paused)
-	err = s.db.QueryRowContext(ctx, `SELECT m.next_attempt_at FROM outbox_messages m
+	err = s.reads.QueryRowContext(ctx, `SELECT m.next_attempt_at FROM outbox_messages m
 		INDEXED BY outbox_pending_due WHERE m.state = 'pending'`+skip+` AND `+headOnly+` ORDER BY m.next_attempt_at, m.seq LIMIT 1`, args...).Scan(&pending)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return pending, lease, s.d.DriverErr("next due", err)
 	}
-	err = s.db.QueryRowContext(ctx, `SELECT m.lease_until FROM outbox_messages m
+	err = s.reads.QueryRowContext(ctx, `SELECT m.lease_until FROM outbox_messages m
 		INDEXED BY outbox_inflight_lease WHERE m.state = 'inflight'`+skip+` AND `+headOnly+` ORDER BY m.lease_until, m.seq LIMIT 1`, args...).Scan(&lease)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return pending, lease, s.d.DriverErr("next due", err)
@@ -182,7 +182,7 @@ func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending,
 
 // headScan is SQLite's spelling of the claim scan: the partial index named, so that SQLite uses it.
 func headScan() sqlstore.HeadScan {
-	return sqlstore.HeadScan{HeadOnly: headOnly, From: func(index string) string {
+	return sqlstore.HeadScan{HeadOnly: headOnly, LiteralLimit: true, From: func(index string) string {
 		return ` FROM outbox_messages m INDEXED BY ` + index
 	}}
 }

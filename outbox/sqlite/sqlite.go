@@ -99,6 +99,7 @@ type Store struct {
 
 	stmts  map[string]*sql.Stmt // prepared on wdb; touched only by the writer goroutine
 	missed map[string]bool      // statements to prepare once the write connection is idle
+	reads  *readStmts           // the read pool with its statements kept (readcache.go)
 	// afterBatch, if set, sees the size of every committed batch (internal tests).
 	afterBatch func(n int)
 }
@@ -271,8 +272,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 		stmts:      make(map[string]*sql.Stmt),
 		missed:     make(map[string]bool),
+		reads:      newReadStmts(db),
 	}
-	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
+	s.Store = sqlstore.New(s.d, backend{s}, s.reads, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
 	go s.writer()
 	return s, nil
@@ -325,6 +327,7 @@ func (s *Store) Close() error {
 		for _, st := range s.stmts {
 			errs = append(errs, st.Close())
 		}
+		errs = append(errs, s.reads.close()...)
 		errs = append(errs, s.wdb.Close(), s.db.Close())
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", err)

@@ -374,3 +374,12 @@ func TestVersionUpdateArgs(t *testing.T) {
 		t.Errorf("args %v for %d placeholders", args, n)
 	}
 }
+
+// TestLimitLiteral: a claim's limit is written as one of a few literals, never below what it must allow.
+func TestLimitLiteral(t *testing.T) {
+	for n, want := range map[int]string{1: " LIMIT 1", 2: " LIMIT 2", 3: " LIMIT 4", 8: " LIMIT 8", 9: " LIMIT 16", 32: " LIMIT 32", 33: " LIMIT 64"} {
+		if got := LimitLiteral(n); got != want {
+			t.Errorf("LimitLiteral(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
