@@ -187,6 +187,8 @@ type inboxPageData struct {
 
 	// an outcome measure's form (issue 14)
 	MeasureForm *measureForm
+	// the monthly figures page (issue 14)
+	Figures *figuresView
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
