@@ -95,13 +95,7 @@ func TestBrowserFiguresChart(t *testing.T) {
 	shows(t, b, "bad month", "There is a problem", "from", "From (month)")
 
 	// The operations console: the area's figures.
-	c := browsertest.New(t, browsertest.Options{Width: browsertest.DesktopWidth, Height: browsertest.DesktopHeight})
-	c.Open(s.url + "/admin/")
-	c.Type("#name", "Alice")
-	c.Type("#token", tokAdmin)
-	if st := c.PressButton("Sign in"); st != http.StatusOK {
-		t.Fatalf("console sign in: %d", st)
-	}
+	c := consoleBrowser(t, s.url)
 	if st := c.Press(`a[href="/admin/figures"]`); st != http.StatusOK {
 		t.Fatalf("console figures: %d\n%s", st, c.Body())
 	}

@@ -19,17 +19,8 @@ type figuresView struct {
 // asked otherwise. A month that is not one, or a span too long, is the page with the problem in words (400).
 // It is a page of its own, linked from the list, because the figures read every referral of the months.
 func (a *API) inboxFigures(w http.ResponseWriter, r *http.Request) {
-	s, ok, ended, err := a.inboxSignedIn(w, r, "Monthly figures")
-	if err != nil {
-		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
-	}
+	s, ok := a.inboxPageSession(w, r, "Monthly figures")
 	if !ok {
-		d := a.loginPage(r)
-		if ended {
-			d.Flash = sessionEnded
-		}
-		a.renderInbox(w, r, http.StatusOK, d)
 		return
 	}
 	r, d := s.r, s.d

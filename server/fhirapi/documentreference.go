@@ -63,25 +63,11 @@ func (a *API) searchDocumentReferences(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := fhir.Bundle{ResourceType: "Bundle", ID: a.o.NewID(), Type: fhir.BundleSearchset, Meta: &fhir.Meta{LastUpdated: fhir.Instant(a.now())}}
-	out.Link = append(out.Link, fhir.BundleLink{Relation: "self", URL: a.o.Base + "/" + typeDocumentReference + "?" + p.used.Encode()})
-	for _, gl := range letters {
-		body, err := json.Marshal(a.documentReference(gl))
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		out.Entry = append(out.Entry, fhir.BundleEntry{FullURL: a.o.Base + "/" + typeDocumentReference + "/" + gl.Letter.ID,
-			Resource: body, Search: &fhir.BundleEntrySearch{Mode: fhir.SearchMatch}})
+	matches := make([]match, len(letters))
+	for i, gl := range letters {
+		matches[i] = match{id: gl.Letter.ID, resource: a.documentReference(gl)}
 	}
-	n := len(out.Entry)
-	out.Total = &n
-	b, err := json.Marshal(out)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	Write(w, http.StatusOK, b)
+	a.writeSearchset(w, r, typeDocumentReference, p.used, matches)
 }
 
 // readBinary is GET /fhir/Binary/{id}: the letter's PDF as it is (Content-Type application/pdf) when the
