@@ -207,6 +207,12 @@ func TestGPLetter(t *testing.T) {
 	if docReads != 2 || binReads != 4 {
 		t.Errorf("audited %d DocumentReference reads (want 2: the search that found it, the read) and %d Binary reads (want 4)", docReads, binReads)
 	}
+	// The practice sees them as AuditEvents naming the letter (validated R4 by the harness).
+	ae := h.do(http.MethodGet, "/fhir/AuditEvent?entity="+url.QueryEscape("ServiceRequest/"+ref.sr), tokGP, nil)
+	if ae.status != http.StatusOK || !strings.Contains(string(ae.body), `"reference":"DocumentReference/`+letterID+`"`) ||
+		!strings.Contains(string(ae.body), `"reference":"Binary/`+letterID+`"`) {
+		t.Errorf("AuditEvents of the referral do not name the letter: %d %.400s", ae.status, ae.body)
+	}
 }
 
 // TestGPLetterDeclinedAndBadInput: a declined referral has a letter (with the declined code); a cancelled

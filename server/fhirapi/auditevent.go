@@ -236,8 +236,9 @@ func auditEventOf(e referral.AuditEntry) fhir.AuditEvent {
 			Type: &fhir.Coding{System: entityTypeSystem, Code: "1", Display: "Person"},
 			Role: &fhir.Coding{System: objectRoleSystem, Code: "1", Display: "Patient"}})
 	}
-	if e.ResourceType == typeTask {
-		ev.Entity = append(ev.Entity, fhir.AuditEventEntity{What: &fhir.Reference{Reference: "Task/" + e.ResourceID},
+	switch e.ResourceType {
+	case typeTask, typeDocumentReference, "Binary": // the Task, the GP letter (issue 14)
+		ev.Entity = append(ev.Entity, fhir.AuditEventEntity{What: &fhir.Reference{Reference: e.ResourceType + "/" + e.ResourceID},
 			Type: &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
 			Role: &fhir.Coding{System: objectRoleSystem, Code: "4", Display: "Domain Resource"}})
 	}
