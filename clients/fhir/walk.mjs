@@ -412,6 +412,18 @@ try {
     check(s, bytes.length === att.size && createHash('sha1').update(bytes).digest('base64') === att.hash, `PDF size ${bytes.length} / ${att.size}, hash ${att.hash}`);
   });
 
+  await step('fhir-kit-client: monthly figures as MeasureReports (admin), suppressed counts masked', async (s) => {
+    const admin = new Client({ baseUrl: server.fhir, bearerToken: tokens['ops'] });
+    const month = new Date().toISOString().slice(0, 7);
+    const found = validate(s, await admin.search({ resourceType: 'MeasureReport', searchParams: { period: month } }));
+    check(s, found.total === 1 && found.entry?.length === 1, `MeasureReports: ${JSON.stringify(found).slice(0, 300)}`);
+    const mr = validate(s, found.entry[0].resource);
+    const received = mr.group.find((g) => g.code?.coding?.[0]?.code === 'received');
+    check(s, mr.type === 'summary' && received && (received.population[0].count >= 5 || received.population[0].extension?.[0]?.valueCode === 'masked'),
+      `received: ${JSON.stringify(received)}`);
+    await expectStatus(s, gp.search({ resourceType: 'MeasureReport' }), 403);
+  });
+
   await step('fhirclient (SMART): backend services token, then create, search all pages, history, update', async (s) => {
     const discovery = await (await fetch(`${server.fhir}/.well-known/smart-configuration`)).json();
     check(s, discovery.token_endpoint === `${server.base}/oauth/token`, `token_endpoint ${discovery.token_endpoint}`);

@@ -84,6 +84,7 @@ func (a *API) Routes() []web.Route {
 			get: a.searchDocumentReferences}},
 		{Path: "/fhir/DocumentReference/{id}", Name: "fhir_documentreference", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{
 			get: a.readDocumentReference}},
+		{Path: "/fhir/MeasureReport", Name: "fhir_measurereport_type", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.searchMeasureReports}},
 		{Path: "/fhir/Binary/{id}", Name: "fhir_binary", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.readBinary}},
 		{Path: "/fhir/HealthcareService", Name: "fhir_healthcareservice_type", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.searchHealthcareServices}},
 		{Path: "/fhir/HealthcareService/_search", Name: "fhir_healthcareservice_search", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{post: a.searchHealthcareServices}},

@@ -55,6 +55,12 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				SearchParams:  declaredParams(typeDocumentReference),
 			},
 			{
+				Type:          typeMeasureReport,
+				Documentation: "The monthly figures (admin clients): one summary MeasureReport per UK month (measure " + mapping.FiguresMeasure + "), for the area, one practice or one service (identifier " + mapping.FiguresScopeSystem + "). A group per figure coded in " + mapping.FiguresSystem + ": counts as population initial-population (received, accepted, declined, completed, with-baseline, with-follow-up; referrals counted in the month received), statistics as measureScore with their n (median days to first contact and to completion, mean SWEMWBS metric change, mean change of each ONS4 item). A count of 1 to 4, or a statistic resting on fewer than 5 referrals, is left out and marked with the data-absent-reason extension (masked). Search only, all months on one page.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionSearchType},
+				SearchParams:  measureReportParams,
+			},
+			{
 				Type:          "Binary",
 				Documentation: "The GP letter's PDF (the id of its DocumentReference). read: with Accept: application/pdf the PDF itself (Content-Type application/pdf), otherwise a FHIR Binary (contentType application/pdf, data base64). Who may read it is who may read the Task.",
 				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead},

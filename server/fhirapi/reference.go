@@ -44,6 +44,10 @@ func (a *API) Reference() string {
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", name, sp.Type, strings.ReplaceAll(doc, "|", `\|`))
 		}
 	}
+	fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typeMeasureReport)
+	for _, sp := range measureReportParams {
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", sp.Name, sp.Type, strings.ReplaceAll(sp.Documentation, "|", `\|`))
+	}
 	fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typeAuditEvent)
 	for _, sp := range auditEventParams {
 		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", sp.Name, sp.Type, strings.ReplaceAll(sp.Documentation, "|", `\|`))
