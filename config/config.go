@@ -179,7 +179,10 @@ type fileService struct {
 	// WhenUnavailable is what to do with a referral that names the service while it has no room: link-worker
 	// (the default) or waitlist.
 	WhenUnavailable string `yaml:"when_unavailable"`
-	Delivery        struct {
+	// Contact is how the GP and the referrer reach the group (a phone number, an email address: free text,
+	// printed on the GP letter); left out: the letter says none was given.
+	Contact  string `yaml:"contact"`
+	Delivery struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`
@@ -238,6 +241,9 @@ func Parse(b []byte, base string) (*Config, error) {
 	}
 	return c, nil
 }
+
+// maxContact bounds a service's contact (it must fit on the GP letter's line).
+const maxContact = 200
 
 // parser collects every problem of one directory file, and what later entries are checked against.
 type parser struct {
@@ -305,6 +311,10 @@ func (p *parser) service(at string, s fileService) mapping.Service {
 			}
 			svc.CanMeet = append(svc.CanMeet, n)
 		}
+	}
+	svc.Contact = strings.TrimSpace(s.Contact)
+	if len([]rune(svc.Contact)) > maxContact {
+		p.bad("%s.contact: at most %d characters", at, maxContact)
 	}
 	svc.WhenUnavailable = mapping.UnavailablePolicy(s.WhenUnavailable)
 	if !svc.WhenUnavailable.Valid() {

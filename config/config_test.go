@@ -33,6 +33,9 @@ func TestDemoConfigurationLoadsAndAuthenticates(t *testing.T) {
 			t.Errorf("token %q must not authenticate", bad)
 		}
 	}
+	if walks, ok := c.Directory.Service("frome-walks"); !ok || walks.Contact != "01373 465000, walks@frome-walks.example.org" {
+		t.Errorf("frome-walks' contact (printed on the GP letter): %q", walks.Contact)
+	}
 	gp, _ := c.Authenticate("demo-gp-token")
 	if !gp.MayReferFrom("a81001") || gp.MayReferFrom("B82002") {
 		t.Errorf("practice scope of demo-gp-token: %v", gp.Practices)
@@ -78,6 +81,7 @@ services:
   - {id: s3, name: Three, delivery: {secret: "whsec_AAAA"}}
   - {id: s4, name: Four, sharing: [nhs, name]}
   - {id: s5, name: Five, sharing: []}
+  - {id: s6, name: Six, contact: "` + strings.Repeat("x", 201) + `"}
 `
 	_, err := Parse([]byte(y), "")
 	if err == nil {
@@ -88,7 +92,7 @@ services:
 		"clients[2].token_sha256: same token", "clients[2].service", "services[0].name", "services[0].codes[0]",
 		"services: 2 services have default", "services[1].delivery.url", "services[1].delivery.secret",
 		"services[2].delivery: a secret without a url", `services[3].sharing: unknown field "nhs"`,
-		"services[4].sharing: list the fields",
+		"services[4].sharing: list the fields", "services[5].contact: at most 200 characters",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %q:\n%v", want, err)

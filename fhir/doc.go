@@ -18,6 +18,10 @@
 //	PATCH /fhir/Task/{id}                        the same as JSON Patch
 //	POST /fhir/Observation                       an outcome measure against the Task (focus), by its service
 //	GET  /fhir/Observation/{id}                  a measure, referenced from Task.output
+//	GET  /fhir/DocumentReference?related=…       the GP letter of a closed referral (ServiceRequest/{id})
+//	GET  /fhir/DocumentReference/{id}            the GP letter, referenced from Task.output
+//	GET  /fhir/Binary/{id}                       its PDF (Accept: application/pdf) or a FHIR Binary
+//	GET  /fhir/MeasureReport[?period=…]          monthly figures, one report per month (admin clients)
 //	GET  /fhir/HealthcareService[?…]             the directory's services with their capacity (SDOH
 //	                                             capacity-status extension); _id, service-type, code, capacity
 //	GET  /fhir/HealthcareService/{id}            one service (also POST /fhir/HealthcareService/_search)

@@ -20,6 +20,9 @@ type Service struct {
 	// WhenUnavailable is what it wants done with a referral that names it while it has no room
 	// ("": PolicyLinkWorker).
 	WhenUnavailable UnavailablePolicy
+	// Contact is how the GP and the referrer reach the service (free text from the directory, printed on
+	// the GP letter; "" when none was given).
+	Contact string
 }
 
 // Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).

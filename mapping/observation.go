@@ -164,7 +164,8 @@ func ObservationFor(r Referral, m Measure) fhir.Observation {
 
 // taskOutputs are the Task.output entries of measures and of the episode's code (after the outcome's):
 // one "outcome-measure" per measure, referencing its Observation, and "episode-code" SNOMED CT
-// 871711000000103 (social prescribing declined) when the referral was rejected.
+// 871711000000103 (social prescribing declined) when the referral was rejected; and, once the referral closed
+// with one (HasLetter), "gp-letter" referencing the GP letter's DocumentReference.
 func taskOutputs(r Referral) []fhir.TaskOutput {
 	var out []fhir.TaskOutput
 	if r.Record.Status == StatusRejected {
@@ -182,6 +183,9 @@ func taskOutputs(r Referral) []fhir.TaskOutput {
 			ValueReference: &fhir.Reference{Reference: "Observation/" + ObservationID(r.Record.TaskID, m.N), Type: "Observation",
 				Display: m.Summary()},
 		})
+	}
+	if r.HasLetter() {
+		out = append(out, letterOutput(r))
 	}
 	return out
 }

@@ -122,8 +122,8 @@ func TaskUpdate(cur Referral, body []byte) (StatusChange, error) {
 		is.add(fhir.CodeBusinessRule, "Task.businessStatus carries transport facts set by socialrx (queued, delivered, delivery-failed, awaiting-pickup, picked-up, overdue); send it back unchanged or leave it out", "Task.businessStatus")
 	}
 
-	if raw, ok := in["output"]; ok && !sameJSON(raw, now["output"]) {
-		o, oerr := outcomeFromOutput(raw)
+	if raw, ok := in["output"]; ok && !sameJSON(withoutOwnOutputs(raw), withoutOwnOutputs(now["output"])) {
+		o, oerr := outcomeFromOutput(withoutOwnOutputs(raw))
 		switch {
 		case oerr != nil:
 			is = append(is, oerr.Issues...)
@@ -203,6 +203,33 @@ func newNotes(raw, cur json.RawMessage) ([]string, issueList) {
 		texts = append(texts, *a.Text)
 	}
 	return texts, is
+}
+
+// withoutOwnOutputs is Task.output without the entries socialrx writes itself (typed in TaskOutputSystem: the
+// episode code, the measures' Observations, the GP letter): a client sends them back or leaves them out, and
+// either way they are not the outcome it may change. Anything that is not an array is returned as it is.
+func withoutOwnOutputs(raw json.RawMessage) json.RawMessage {
+	var items []json.RawMessage
+	if len(raw) == 0 || json.Unmarshal(raw, &items) != nil {
+		return raw
+	}
+	kept := make([]json.RawMessage, 0, len(items))
+	for _, it := range items {
+		var o struct {
+			Type struct {
+				Coding []fhir.Coding `json:"coding"`
+			} `json:"type"`
+		}
+		if json.Unmarshal(it, &o) == nil && len(o.Type.Coding) > 0 && o.Type.Coding[0].System == TaskOutputSystem {
+			continue
+		}
+		kept = append(kept, it)
+	}
+	b, err := json.Marshal(kept)
+	if err != nil {
+		return raw
+	}
+	return b
 }
 
 // outcomeFromOutput reads Task.output into an Outcome: the inverse of TaskFor's rendering.

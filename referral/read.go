@@ -55,7 +55,7 @@ func (s *Service) Get(ctx context.Context, c Caller, k IDKind, id string) (outbo
 // get is Get without the audit record (the caller records what it shows).
 func (s *Service) get(ctx context.Context, c Caller, k IDKind, id string) (outbox.Referral, error) {
 	if k == ByServiceRequestID {
-		if err := MayReadServiceRequest(c); err != nil {
+		if err := MayReadGPRecord(c); err != nil {
 			return outbox.Referral{}, err
 		}
 	}
@@ -101,7 +101,7 @@ type Query struct {
 // practices only, a community client its service only.
 func (s *Service) Search(ctx context.Context, c Caller, q Query) ([]outbox.Referral, *outbox.Cursor, error) {
 	if q.Resource == ByServiceRequestID {
-		if err := MayReadServiceRequest(c); err != nil {
+		if err := MayReadGPRecord(c); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -138,13 +138,14 @@ func (s *Service) ViewFor(cl config.Client, ref outbox.Referral) outbox.Referral
 	return ref
 }
 
-// MayReadServiceRequest reports whether c may read ServiceRequests at all: not a community service
-// (fault.Forbidden), as the GP's ServiceRequest carries everything the GP system sent, and a service sees
-// the referral only as its sharing profile lets it (its Task, the community API, the inbox).
-func MayReadServiceRequest(c Caller) error {
+// MayReadGPRecord reports whether c may read the GP side's own documents — the ServiceRequest as the GP system
+// sent it, and the GP letter — which carry everything about the person: not a community service
+// (fault.Forbidden), which sees the referral only as its sharing profile lets it (its Task, the community API,
+// the inbox).
+func MayReadGPRecord(c Caller) error {
 	if c.Client.Role == config.RoleCommunity {
 		return fault.New(fault.Forbidden, "forbidden", "", "a community service reads its referrals as its Task "+
-			"or through the community API, cut to its sharing profile; the GP's ServiceRequest is not shared with it")
+			"or through the community API, cut to its sharing profile; the GP's ServiceRequest and the GP letter are not shared with it")
 	}
 	return nil
 }

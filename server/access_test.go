@@ -179,7 +179,7 @@ func TestMetadataAndOps(t *testing.T) {
 			for _, p := range params {
 				name := p.(map[string]any)["name"].(string)
 				val := map[string]string{"_lastUpdated": "gt2026-01-01T00:00:00Z", "status": "requested", "_count": "5", "capacity": "open",
-					"entity": "ServiceRequest/x", "date": "ge2026-01-01"}[name]
+					"entity": "ServiceRequest/x", "date": "ge2026-01-01", "period": "2026-11"}[name]
 				if val == "" {
 					val = "x"
 				}

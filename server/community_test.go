@@ -219,8 +219,8 @@ func TestCommunityWalkToCompletion(t *testing.T) {
 
 	tk := h.task(tokGP, ref.task)
 	out, _ := tk["output"].([]any)
-	if len(out) != 1 {
-		t.Fatalf("completed Task has no output: %v", tk)
+	if len(out) != 2 || out[1].(map[string]any)["valueReference"].(map[string]any)["reference"] != "DocumentReference/"+ref.task+"-letter" {
+		t.Fatalf("a completed Task's output: the outcome, then the GP letter (issue 14): %v", tk)
 	}
 	cc := out[0].(map[string]any)["valueCodeableConcept"].(map[string]any)
 	if cc["text"] != "Joined the Tuesday walk; attends weekly" || cc["coding"].([]any)[0].(map[string]any)["code"] != "engaged" {

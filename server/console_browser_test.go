@@ -28,6 +28,19 @@ func consoleSite(t *testing.T) (*site, *logBuffer) {
 	return s, logs
 }
 
+// consoleBrowser is a laptop-sized browser signed in to the console at url as Alice with the admin token.
+func consoleBrowser(t *testing.T, url string) *browsertest.Browser {
+	t.Helper()
+	b := browsertest.New(t, browsertest.Options{Width: browsertest.DesktopWidth, Height: browsertest.DesktopHeight})
+	b.Open(url + "/admin/")
+	b.Type("#name", "Alice")
+	b.Type("#token", tokAdmin)
+	if st := b.PressButton("Sign in"); st != http.StatusOK {
+		t.Fatalf("sign in to the console: %d", st)
+	}
+	return b
+}
+
 // consolePage checks what every console page must be (the WCAG basics that can be checked mechanically, no
 // sideways scrolling on a laptop) and keeps a screenshot.
 func consolePage(t *testing.T, b *browsertest.Browser, name string) {
@@ -232,13 +245,7 @@ func TestBrowserConsoleCrossSite(t *testing.T) {
 	t.Parallel()
 	s, _ := consoleSite(t)
 	msg, _ := deadLetterWith(t, s.harness, "CONSOLE-X-1")
-	b := browsertest.New(t, browsertest.Options{Width: browsertest.DesktopWidth, Height: browsertest.DesktopHeight})
-	b.Open(s.url + "/admin/")
-	b.Type("#name", "Alice")
-	b.Type("#token", tokAdmin)
-	if st := b.PressButton("Sign in"); st != http.StatusOK {
-		t.Fatalf("sign in: %d", st)
-	}
+	b := consoleBrowser(t, s.url)
 	s.lastPost()
 	forms := map[string]string{
 		"/pause": fmt.Sprintf(`<form method="post" action="%s/admin/services/frome-walks/pause"><input name="reason" value="pwned">`+

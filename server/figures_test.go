@@ -134,4 +134,73 @@ func TestMonthlyFigures(t *testing.T) {
 	if r := h.do(http.MethodGet, "/admin/v1/figures?from=2026-11&to=2026-12", tokGP, nil); r.status != http.StatusForbidden {
 		t.Errorf("a GP client reads the area's figures: %d", r.status)
 	}
+	checkMeasureReports(t, h)
+}
+
+// checkMeasureReports: the same figures as FHIR MeasureReports (valid R4: the harness validates them), one per
+// month, the suppressed ones left out and marked masked; bad periods are 400 naming period; only admins.
+func checkMeasureReports(t *testing.T, h *harness) {
+	t.Helper()
+	r := h.do(http.MethodGet, "/fhir/MeasureReport?period=ge2026-11&period=le2026-12&practice=A81001", tokAdmin, nil)
+	var b struct {
+		Total int `json:"total"`
+		Entry []struct {
+			Resource struct {
+				ID     string `json:"id"`
+				Period struct{ Start, End string }
+				Group  []struct {
+					Extension []struct{ ValueCode string } `json:"extension"`
+					Code      struct {
+						Coding []struct{ Code string } `json:"coding"`
+					} `json:"code"`
+					Population []struct {
+						Count     *int `json:"count"`
+						Extension []struct {
+							ValueCode string `json:"valueCode"`
+						} `json:"extension"`
+					} `json:"population"`
+					MeasureScore *struct{ Value float64 } `json:"measureScore"`
+				} `json:"group"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil || r.status != http.StatusOK || b.Total != 2 {
+		t.Fatalf("MeasureReports: %d %.500s", r.status, r.body)
+	}
+	nov := b.Entry[0].Resource
+	got := map[string]string{}
+	for _, g := range nov.Group {
+		v := "masked"
+		switch p := g.Population[0]; {
+		case g.MeasureScore != nil:
+			v = fmt.Sprintf("%v (n %d)", g.MeasureScore.Value, *p.Count)
+		case p.Count != nil && len(g.Extension) == 0:
+			v = fmt.Sprint(*p.Count)
+		case p.Count == nil && (len(p.Extension) == 0 || p.Extension[0].ValueCode != "masked"):
+			v = "missing without a reason"
+		}
+		got[g.Code.Coding[0].Code] = v
+	}
+	want := map[string]string{"received": "6", "accepted": "5", "declined": "masked", "completed": "masked", "with-baseline": "5",
+		"with-follow-up": "5", "median-days-to-first-contact": "1 (n 6)", "median-days-to-completion": "masked",
+		"swemwbs-metric-change": "4.8 (n 5)"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("November's %s: %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	if nov.ID != "practice-A81001-2026-11" || nov.Period.Start != "2026-11-01" || nov.Period.End != "2026-11-30" {
+		t.Errorf("November's report %s %+v", nov.ID, nov.Period)
+	}
+	for q, field := range map[string]string{"?period=soon": "period", "?period=2026-13": "period", "?period=ge2026-11&period=le2026-10": "period",
+		"?practice=A81001&service=x": "practice", "?colour=red": "colour"} {
+		if r := h.do(http.MethodGet, "/fhir/MeasureReport"+q, tokAdmin, nil); r.status != http.StatusBadRequest || !hasExpression(issues(t, r), field) {
+			t.Errorf("MeasureReport%s: want 400 naming %s, got %d %s", q, field, r.status, r.body)
+		}
+	}
+	for _, tok := range []string{tokGP, tokWalks} {
+		if r := h.do(http.MethodGet, "/fhir/MeasureReport", tok, nil); r.status != http.StatusForbidden {
+			t.Errorf("a non-admin client reads MeasureReports: %d", r.status)
+		}
+	}
 }

@@ -394,6 +394,41 @@ try {
     check(s, declined.output?.some((o) => o.valueCodeableConcept?.coding?.[0]?.code === '871711000000103'), `declined Task.output ${JSON.stringify(declined.output)}`);
   });
 
+  await step('fhir-kit-client: the GP letter (DocumentReference by related, its Binary as FHIR and as the PDF itself)', async (s) => {
+    const sr = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'LETTER-1') }));
+    const task = (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } })).entry[0].resource;
+    validate(s, await walks.update({ resourceType: 'Task', id: task.id, body: { ...task, status: 'rejected', statusReason: { text: 'The person chose not to join' } },
+      options: { headers: { 'If-Match': 'W/"1"' } } }));
+    const found = validate(s, await gp.search({ resourceType: 'DocumentReference', searchParams: { related: `ServiceRequest/${sr.id}` } }));
+    check(s, found.total === 1 && found.entry?.length === 1, `letters found: ${JSON.stringify(found).slice(0, 300)}`);
+    const doc = validate(s, found.entry[0].resource);
+    check(s, doc.type?.coding?.[0]?.system === 'http://snomed.info/sct' && doc.type.coding[0].code === '371531000', `type ${JSON.stringify(doc.type)}`);
+    check(s, doc.context?.related?.some((r) => r.reference === `ServiceRequest/${sr.id}`), `context.related ${JSON.stringify(doc.context)}`);
+    const read = validate(s, await gp.read({ resourceType: 'DocumentReference', id: doc.id }));
+    check(s, read.id === doc.id, `read ${read.id}`);
+    const after = validate(s, await gp.read({ resourceType: 'Task', id: task.id }));
+    check(s, after.output?.some((o) => o.valueReference?.reference === `DocumentReference/${doc.id}`), `Task.output ${JSON.stringify(after.output)}`);
+    const att = doc.content[0].attachment;
+    const bin = validate(s, await gp.read({ resourceType: 'Binary', id: doc.id }));
+    check(s, bin.contentType === 'application/pdf' && Buffer.from(bin.data, 'base64').length === att.size, `Binary ${bin.contentType} ${bin.data?.length}`);
+    const pdf = await fetch(att.url, { headers: { authorization: `Bearer ${tokens['practice-a81001']}`, accept: 'application/pdf' } });
+    const bytes = Buffer.from(await pdf.arrayBuffer());
+    check(s, pdf.status === 200 && pdf.headers.get('content-type') === 'application/pdf' && bytes.subarray(0, 5).toString() === '%PDF-', `PDF: ${pdf.status} ${pdf.headers.get('content-type')}`);
+    check(s, bytes.length === att.size && createHash('sha1').update(bytes).digest('base64') === att.hash, `PDF size ${bytes.length} / ${att.size}, hash ${att.hash}`);
+  });
+
+  await step('fhir-kit-client: monthly figures as MeasureReports (admin), suppressed counts masked', async (s) => {
+    const admin = new Client({ baseUrl: server.fhir, bearerToken: tokens['ops'] });
+    const month = new Date().toISOString().slice(0, 7);
+    const found = validate(s, await admin.search({ resourceType: 'MeasureReport', searchParams: { period: month } }));
+    check(s, found.total === 1 && found.entry?.length === 1, `MeasureReports: ${JSON.stringify(found).slice(0, 300)}`);
+    const mr = validate(s, found.entry[0].resource);
+    const received = mr.group.find((g) => g.code?.coding?.[0]?.code === 'received');
+    check(s, mr.type === 'summary' && received && (received.population[0].count >= 5 || received.population[0].extension?.[0]?.valueCode === 'masked'),
+      `received: ${JSON.stringify(received)}`);
+    await expectStatus(s, gp.search({ resourceType: 'MeasureReport' }), 403);
+  });
+
   await step('fhirclient (SMART): backend services token, then create, search all pages, history, update', async (s) => {
     const discovery = await (await fetch(`${server.fhir}/.well-known/smart-configuration`)).json();
     check(s, discovery.token_endpoint === `${server.base}/oauth/token`, `token_endpoint ${discovery.token_endpoint}`);

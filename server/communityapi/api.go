@@ -79,6 +79,7 @@ func (a *API) Routes() []web.Route {
 		{Path: "/inbox/", Name: "inbox", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxHome}},
 		{Path: "/inbox/login", Name: "inbox_login", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogin}},
 		{Path: "/inbox/logout", Name: "inbox_logout", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxLogout}},
+		{Path: "/inbox/figures", Name: "inbox_figures", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxFigures}},
 		{Path: "/inbox/capacity", Name: "inbox_capacity", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxCapacity}},
 		{Path: "/inbox/referrals/{id}", Name: "inbox_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxShow}},
 		{Path: "/inbox/referrals/{id}/measures", Name: "inbox_referral_measures", Access: web.Public,

@@ -187,6 +187,8 @@ type inboxPageData struct {
 
 	// an outcome measure's form (issue 14)
 	MeasureForm *measureForm
+	// the monthly figures page (issue 14)
+	Figures *figuresView
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
@@ -223,6 +225,24 @@ func (a *API) inboxSignedIn(w http.ResponseWriter, r *http.Request, title string
 	return signedIn{r: r.WithContext(web.WithClient(r.Context(), sess.Client)), client: sess.Client, id: sess.ID, d: d}, true, false, nil
 }
 
+// inboxPageSession is inboxSignedIn for a page that shows the sign-in form to a signed-out browser (saying
+// so when its session ended by itself): ok is false when it has answered (that form, or a store failure).
+func (a *API) inboxPageSession(w http.ResponseWriter, r *http.Request, title string) (signedIn, bool) {
+	s, ok, ended, err := a.inboxSignedIn(w, r, title)
+	if err != nil {
+		a.inboxFailure(w, r, a.loginPage(r), err)
+		return s, false
+	}
+	if !ok {
+		d := a.loginPage(r)
+		if ended {
+			d.Flash = sessionEnded
+		}
+		a.renderInbox(w, r, http.StatusOK, d)
+	}
+	return s, ok
+}
+
 // loginPage is the sign-in page's data.
 func (a *API) loginPage(r *http.Request) inboxPageData {
 	p := a.inbox.Policy()
@@ -252,17 +272,8 @@ const sessionEnded = "You were signed out: the sign-in ended (after a while with
 
 // inboxHome is GET /inbox/: the sign-in form, or the service's referrals.
 func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
-	s, ok, ended, err := a.inboxSignedIn(w, r, "Referrals")
-	if err != nil {
-		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
-	}
+	s, ok := a.inboxPageSession(w, r, "Referrals")
 	if !ok {
-		d := a.loginPage(r)
-		if ended {
-			d.Flash = sessionEnded
-		}
-		a.renderInbox(w, r, http.StatusOK, d)
 		return
 	}
 	r, d := s.r, s.d

@@ -56,6 +56,7 @@ type Console struct {
 	signIn referral.Console
 	log    *slog.Logger
 	tmpl   *template.Template
+	uk     *time.Location // the figures' months are UK months
 }
 
 // New returns the console.
@@ -73,9 +74,13 @@ func New(o Options) (*Console, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: templates: %w", err)
 	}
+	uk, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	op := o.Service.Operator()
 	op.Logger = o.Logger
-	return &Console{o: o, op: op, signIn: o.Service.Console(o.Sessions), log: o.Logger, tmpl: t}, nil
+	return &Console{o: o, op: op, signIn: o.Service.Console(o.Sessions), log: o.Logger, tmpl: t, uk: uk}, nil
 }
 
 // Routes are the console's routes. They are public to the router: the console signs in with its own
@@ -98,6 +103,7 @@ func (c *Console) Routes() []web.Route {
 		{Path: "/admin/services/{id}/resume", Name: "console_service_resume", Access: web.Public, Methods: map[string]http.HandlerFunc{post: c.resume}},
 		{Path: "/admin/referrals/{id}", Name: "console_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: c.referral}},
 		{Path: "/admin/find", Name: "console_find", Access: web.Public, Methods: map[string]http.HandlerFunc{get: c.find}},
+		{Path: "/admin/figures", Name: "console_figures", Access: web.Public, Methods: map[string]http.HandlerFunc{get: c.figures}},
 	}
 }
 

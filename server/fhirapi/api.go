@@ -80,6 +80,12 @@ func (a *API) Routes() []web.Route {
 			post: a.createObservation}},
 		{Path: "/fhir/Observation/{id}", Name: "fhir_observation", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{
 			get: a.readObservation}},
+		{Path: "/fhir/DocumentReference", Name: "fhir_documentreference_type", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{
+			get: a.searchDocumentReferences}},
+		{Path: "/fhir/DocumentReference/{id}", Name: "fhir_documentreference", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{
+			get: a.readDocumentReference}},
+		{Path: "/fhir/MeasureReport", Name: "fhir_measurereport_type", Access: web.AdminOnly, Methods: map[string]http.HandlerFunc{get: a.searchMeasureReports}},
+		{Path: "/fhir/Binary/{id}", Name: "fhir_binary", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.readBinary}},
 		{Path: "/fhir/HealthcareService", Name: "fhir_healthcareservice_type", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.searchHealthcareServices}},
 		{Path: "/fhir/HealthcareService/_search", Name: "fhir_healthcareservice_search", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{post: a.searchHealthcareServices}},
 		{Path: "/fhir/HealthcareService/{id}", Name: "fhir_healthcareservice", Access: web.AnyClient, Methods: map[string]http.HandlerFunc{get: a.readHealthcareService}},

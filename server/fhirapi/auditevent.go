@@ -239,7 +239,8 @@ func auditEventOf(e referral.AuditEntry) fhir.AuditEvent {
 			Type: &fhir.Coding{System: entityTypeSystem, Code: "1", Display: "Person"},
 			Role: &fhir.Coding{System: objectRoleSystem, Code: "1", Display: "Patient"}})
 	}
-	if e.ResourceType == typeTask || e.ResourceType == "Observation" {
+	switch e.ResourceType {
+	case typeTask, "Observation", typeDocumentReference, "Binary": // the Task, a measure, the GP letter (issue 14)
 		ev.Entity = append(ev.Entity, fhir.AuditEventEntity{What: &fhir.Reference{Reference: e.ResourceType + "/" + e.ResourceID},
 			Type: &fhir.Coding{System: entityTypeSystem, Code: "2", Display: "System Object"},
 			Role: &fhir.Coding{System: objectRoleSystem, Code: "4", Display: "Domain Resource"}})

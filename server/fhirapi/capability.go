@@ -48,6 +48,24 @@ func (a *API) capabilityOptions(base string) fhir.CapabilityOptions {
 				Versioning:    fhir.VersioningVersioned,
 			},
 			{
+				Type:          typeDocumentReference,
+				Documentation: "The GP letter (" + mapping.LetterDescription + "): a one-page PDF issued when a referral closes as completed, failed or rejected (declined), made from the referral as it was when it closed and never changed (version 1). type SNOMED CT " + mapping.SNOMEDLetterType + " (" + mapping.LetterTypeDisplay + "); subject the patient as the ServiceRequest names them; context.related the ServiceRequest and the Task; content.attachment application/pdf with url the Binary (GET Binary/{id} with Accept: application/pdf answers the PDF itself, otherwise a FHIR Binary), size and SHA-1. The Task's output references it (type https://socialrx.dev/fhir/CodeSystem/task-output|gp-letter). read and search: who may read the Task (the requesting practice, the referral's service); search needs related.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionSearchType},
+				Versioning:    fhir.VersioningVersioned,
+				SearchParams:  declaredParams(typeDocumentReference),
+			},
+			{
+				Type:          typeMeasureReport,
+				Documentation: "The monthly figures (admin clients): one summary MeasureReport per UK month (measure " + mapping.FiguresMeasure + "), for the area, one practice or one service (identifier " + mapping.FiguresScopeSystem + "). A group per figure coded in " + mapping.FiguresSystem + ": counts as population initial-population (received, accepted, declined, completed, with-baseline, with-follow-up; referrals counted in the month received), statistics as measureScore with their n (median days to first contact and to completion, mean SWEMWBS metric change, mean change of each ONS4 item). A count of 1 to 4, or a statistic resting on fewer than 5 referrals, is left out and marked with the data-absent-reason extension (masked). Search only, all months on one page.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionSearchType},
+				SearchParams:  measureReportParams,
+			},
+			{
+				Type:          "Binary",
+				Documentation: "The GP letter's PDF (the id of its DocumentReference). read: with Accept: application/pdf the PDF itself (Content-Type application/pdf), otherwise a FHIR Binary (contentType application/pdf, data base64). Who may read it is who may read the Task.",
+				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead},
+			},
+			{
 				Type:          typeHealthcareService,
 				Documentation: "The community services of socialrx's directory, each with its capacity now in the SDOH Clinical Care capacity-status extension (" + mapping.SDOHCapacityExtension + ": capacityStatus capacity, waitlist or no-capacity, and capacityNotes, e.g. the expected wait) and socialrx's " + mapping.CapacityDetailExtension + " (the group's own status, the state now, expected wait in days, the date a pause ends, the maximum and the number of open referrals). type lists the referral codes the service takes. A service with a maximum of open referrals shows no-capacity while it holds that many. Search is GET or POST _search, all matches on one page with total.",
 				Interactions:  []fhir.TypeInteraction{fhir.InteractionRead, fhir.InteractionSearchType},

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -166,18 +167,33 @@ func (a *API) searchHealthcareServices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
-	out := fhir.Bundle{ResourceType: "Bundle", ID: a.o.NewID(), Type: fhir.BundleSearchset, Meta: &fhir.Meta{LastUpdated: fhir.Instant(now)}}
-	out.Link = append(out.Link, fhir.BundleLink{Relation: "self", URL: a.o.Base + "/" + typeHealthcareService + "?" + p.used.Encode()})
+	var matches []match
 	for _, sc := range all {
-		if !p.hs.matches(sc, sc.Capacity.Effective(now)) {
-			continue
+		if p.hs.matches(sc, sc.Capacity.Effective(now)) {
+			matches = append(matches, match{id: sc.Service.ID, resource: mapping.HealthcareService(sc.Service, sc.Capacity, now)})
 		}
-		body, err := json.Marshal(mapping.HealthcareService(sc.Service, sc.Capacity, now))
+	}
+	a.writeSearchset(w, r, typeHealthcareService, p.used, matches)
+}
+
+// match is one resource of a searchset that fits on one page.
+type match struct {
+	id       string
+	resource any
+}
+
+// writeSearchset answers with a searchset Bundle holding every match on one page (total: their number) and
+// a self link with the parameters used.
+func (a *API) writeSearchset(w http.ResponseWriter, r *http.Request, typ string, used url.Values, matches []match) {
+	out := fhir.Bundle{ResourceType: "Bundle", ID: a.o.NewID(), Type: fhir.BundleSearchset, Meta: &fhir.Meta{LastUpdated: fhir.Instant(a.now())}}
+	out.Link = append(out.Link, fhir.BundleLink{Relation: "self", URL: a.o.Base + "/" + typ + "?" + used.Encode()})
+	for _, m := range matches {
+		body, err := json.Marshal(m.resource)
 		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		out.Entry = append(out.Entry, fhir.BundleEntry{FullURL: a.o.Base + "/" + typeHealthcareService + "/" + sc.Service.ID,
+		out.Entry = append(out.Entry, fhir.BundleEntry{FullURL: a.o.Base + "/" + typ + "/" + m.id,
 			Resource: body, Search: &fhir.BundleEntrySearch{Mode: fhir.SearchMatch}})
 	}
 	n := len(out.Entry)

@@ -107,10 +107,14 @@ func negotiate(r *http.Request) (string, error) {
 }
 
 // Negotiate wraps the FHIR API's handler: a request whose _format or Accept excludes JSON is answered 406
-// with an OperationOutcome; one that prefers application/json gets every FHIR body with Content-Type
+// with an OperationOutcome (except a Binary read asking for application/pdf: pdfWanted); one that prefers application/json gets every FHIR body with Content-Type
 // application/json.
 func Negotiate(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && isBinaryRead(r.URL.Path) && pdfWanted(r) {
+			next.ServeHTTP(w, r) // the GP letter's PDF as it is (documentreference.go)
+			return
+		}
 		mt, err := negotiate(r)
 		if err != nil {
 			WriteError(w, r, log, err)

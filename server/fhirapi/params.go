@@ -18,6 +18,8 @@ import (
 const (
 	typeServiceRequest = "ServiceRequest"
 	typeTask           = "Task"
+	// typeDocumentReference is the GP letter (issue 14): read and search by related.
+	typeDocumentReference = "DocumentReference"
 )
 
 const (
@@ -152,8 +154,10 @@ var searchParams = []searchParam{
 		}},
 	// _format is content negotiation (negotiate.go: json only, anything else 406); _pretty is accepted and
 	// ignored (the JSON is compact).
-	{Name: "_format", Types: []string{typeServiceRequest, typeTask, typeHealthcareService}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
-	{Name: "_pretty", Types: []string{typeServiceRequest, typeTask, typeHealthcareService}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
+	{Name: "_format", Types: []string{typeServiceRequest, typeTask, typeHealthcareService, typeDocumentReference}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
+	{Name: "_pretty", Types: []string{typeServiceRequest, typeTask, typeHealthcareService, typeDocumentReference}, Type: fhir.SearchParamSpecial, Repeat: true, AnyModifier: true},
+	{Name: "related", Types: []string{typeDocumentReference}, Type: fhir.SearchParamReference,
+		Doc: "required: the referral's ServiceRequest/{id} (or its absolute URL on this server; a comma-separated list matches any): its GP letter, once the referral closed with one", apply: applyRelated},
 	{Name: "_id", Types: []string{typeHealthcareService}, Type: fhir.SearchParamToken,
 		Doc: "a community service's directory id; a comma-separated list matches any", apply: applyHealthcareID},
 	{Name: "service-type", Types: []string{typeHealthcareService}, Type: fhir.SearchParamToken,
@@ -301,18 +305,30 @@ func applyID(p *searchParse, key, _ string, vals []string) {
 
 // applyFocus: focus=ServiceRequest/{id} (or the id, or its absolute URL on this server); a comma list OR.
 func applyFocus(p *searchParse, key, _ string, vals []string) {
+	applyServiceRequestRef(p, key, vals, "focus must name a ServiceRequest: ServiceRequest/{id}")
+}
+
+// applyRelated is related on DocumentReference (the GP letter's context.related): ServiceRequest/{id}, or
+// its absolute URL on this server; a comma-separated list matches any.
+func applyRelated(p *searchParse, key, _ string, vals []string) {
+	applyServiceRequestRef(p, key, vals, "related must name the referral's ServiceRequest: ServiceRequest/{id}")
+}
+
+// applyServiceRequestRef reads ServiceRequest references (a comma-separated list: any of them) into the
+// query's ServiceRequest ids; msg is the issue for a value that names none.
+func applyServiceRequestRef(p *searchParse, key string, vals []string, msg string) {
 	p.use(key, vals)
 	var ids []string
 	for _, v := range splitList(vals[0]) {
 		id := strings.TrimPrefix(p.local(v), "ServiceRequest/")
 		if id == "" || strings.Contains(id, "/") {
-			p.bad(key, "focus must name a ServiceRequest: ServiceRequest/{id}")
+			p.bad(key, msg)
 			return
 		}
 		ids = append(ids, id)
 	}
 	if len(ids) == 0 {
-		p.bad(key, "focus must name a ServiceRequest: ServiceRequest/{id}")
+		p.bad(key, msg)
 		return
 	}
 	p.q.ServiceRequestIDs = intersect(p.q.ServiceRequestIDs, ids)

@@ -27,7 +27,7 @@ func (a *API) Reference() string {
 	b.WriteString("A searchset carries `total` (every match, whatever the page), a `self` link that repeats the search with its page cursor and a `next` link while more match. ")
 	b.WriteString("`[type]/{id}/_history` lists every version (newest first) and `[type]/{id}/_history/{vid}` reads one as it was served. ")
 	b.WriteString("The base also answers with a trailing slash (`POST /fhir/`, `GET /fhir/Task/`). socialrx speaks FHIR JSON only: `_format=xml` or an `Accept` without JSON is 406.\n")
-	for _, typ := range []string{typeServiceRequest, typeTask, typeHealthcareService} {
+	for _, typ := range []string{typeServiceRequest, typeTask, typeHealthcareService, typeDocumentReference} {
 		fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typ)
 		for _, sp := range searchParams {
 			if !slices.Contains(sp.Types, typ) {
@@ -43,6 +43,10 @@ func (a *API) Reference() string {
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s |\n", name, sp.Type, strings.ReplaceAll(doc, "|", `\|`))
 		}
+	}
+	fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typeMeasureReport)
+	for _, sp := range measureReportParams {
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", sp.Name, sp.Type, strings.ReplaceAll(sp.Documentation, "|", `\|`))
 	}
 	fmt.Fprintf(&b, "\n## Searching %s\n\n| parameter | type | meaning |\n|---|---|---|\n", typeAuditEvent)
 	for _, sp := range auditEventParams {

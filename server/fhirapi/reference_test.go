@@ -45,10 +45,9 @@ func TestCapabilityDeclaresTheTable(t *testing.T) {
 			names = append(names, sp.Name)
 		}
 		var want []string
-		if rc.Type == typeAuditEvent {
-			for _, sp := range auditEventParams {
-				want = append(want, sp.Name)
-			}
+		own := map[string][]fhir.SearchParam{typeAuditEvent: auditEventParams, typeMeasureReport: measureReportParams}
+		for _, sp := range own[rc.Type] {
+			want = append(want, sp.Name)
 		}
 		for _, sp := range searchParams {
 			if sp.Doc != "" && contains(sp.Types, rc.Type) {

@@ -69,7 +69,7 @@ func (a *API) searchForm(w http.ResponseWriter, r *http.Request) (url.Values, er
 func (a *API) searchBundle(r *http.Request, typ string, p *searchParse) ([]byte, error) {
 	ctx, c := r.Context(), web.Caller(r.Context())
 	if typ == typeServiceRequest || p.include {
-		if err := referral.MayReadServiceRequest(c); err != nil {
+		if err := referral.MayReadGPRecord(c); err != nil {
 			return nil, err
 		}
 	}
