@@ -20,6 +20,19 @@ type Service struct {
 	// WhenUnavailable is what it wants done with a referral that names it while it has no room
 	// ("": PolicyLinkWorker).
 	WhenUnavailable UnavailablePolicy
+	// LinkWorker marks the link-worker service (directory link_worker): it is told of escalations and
+	// automatic declines (Directory.LinkWorker; without one marked, the default service is).
+	LinkWorker bool
+	// Deadlines are the service's response deadlines (directory deadlines; nil: DefaultDeadlines).
+	Deadlines *Deadlines
+}
+
+// ResponseDeadlines are the service's response deadlines: its own, else DefaultDeadlines.
+func (s Service) ResponseDeadlines() Deadlines {
+	if s.Deadlines != nil {
+		return *s.Deadlines
+	}
+	return DefaultDeadlines()
 }
 
 // Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).

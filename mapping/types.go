@@ -133,6 +133,9 @@ type Record struct {
 	// Route is how the referral was routed, when there is more to say than the service it went to (a waiting
 	// list, a hand-off to the link-worker service and why, no better route): RouteOutcome.Shown.
 	Route *RouteDecision `json:"route,omitempty"`
+	// DeadlineStep is the rung of the response-deadline ladder the referral reached (ClimbDeadline): "" while
+	// none, then reminded, escalated, declined.
+	DeadlineStep DeadlineStep `json:"deadline_step,omitempty"`
 }
 
 // ServiceRef names the community service a referral is routed to.

@@ -70,6 +70,9 @@ type ReferralQuery struct {
 	CreatedUntil time.Time
 	// BusinessStatuses selects referrals whose Task businessStatus is one of these (nil: any).
 	BusinessStatuses []mapping.BusinessStatus
+	// DeadlineSteps selects referrals standing on one of these rungs of the deadline ladder (nil: any;
+	// mapping.DeadlineNone: none reached yet).
+	DeadlineSteps []mapping.DeadlineStep
 }
 
 // Cursor is a position in the (UpdatedAt, ID) order.

@@ -25,6 +25,7 @@ type ReferralRow struct {
 	ID, TaskID, SRID, Practice, Service, Status, Business string
 	PatientRef, PatientNHS, RequesterRef                  string
 	SRStatus                                              string // the ServiceRequest's status
+	Deadline                                              string // the deadline ladder's rung (mapping.DeadlineStep)
 	Version                                               int
 	CreatedAt, UpdatedAt                                  int64
 	Fingerprint                                           string
@@ -59,7 +60,7 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: r.Record.ServiceRequestID, SRStatus: srStatus,
 		Practice: mapping.NormalODS(r.PracticeODS), Service: r.Record.Service.ID, Status: string(r.Record.Status),
 		Business: string(r.BusinessStatus), PatientRef: r.Patient.Reference, PatientNHS: nhs,
-		RequesterRef: r.Requester.Reference, Version: r.Record.Version,
+		RequesterRef: r.Requester.Reference, Version: r.Record.Version, Deadline: string(r.Record.DeadlineStep),
 		CreatedAt: Micros(r.Record.CreatedAt), UpdatedAt: Micros(r.Record.UpdatedAt),
 		Fingerprint: fingerprint, Identifiers: ij, Referral: rj, ServiceRequest: sr,
 	}, nil
@@ -198,6 +199,13 @@ func referralSearch(q outbox.ReferralQuery, visible string) (query string, args 
 			bs[i] = string(v)
 		}
 		in("business_status", bs)
+	}
+	if len(q.DeadlineSteps) > 0 {
+		ds := make([]string, len(q.DeadlineSteps))
+		for i, v := range q.DeadlineSteps {
+			ds[i] = string(v)
+		}
+		in("deadline_step", ds)
 	}
 	bound(">", q.UpdatedAfter)
 	bound(">=", q.UpdatedFrom)
@@ -718,7 +726,7 @@ type Version struct {
 func (v Version) UpdateArgs() []any {
 	r := v.Row
 	return []any{r.Practice, r.Service, r.Status, r.Business, r.PatientRef, r.PatientNHS, r.RequesterRef,
-		r.Version, r.UpdatedAt, r.Referral, r.SRStatus, r.ID, v.From}
+		r.Version, r.UpdatedAt, r.Referral, r.SRStatus, r.Deadline, r.ID, v.From}
 }
 
 // EventArgs are the arguments of insertEvent for v, in order.

@@ -141,7 +141,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 		if _, err := w.ExecContext(ctx, d.rebind(insertReferral), row.ID, row.TaskID, row.SRID, row.Practice,
 			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
 			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
-			row.ServiceRequest, row.SRStatus); err != nil {
+			row.ServiceRequest, row.SRStatus, row.Deadline); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert referral: referral, task or service request id already exists: %w", d.Name, err)
 			}
