@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// DeadlineStep is the rung of the response-deadline ladder a referral has reached (docs/design.md#response-
-// deadlines): none yet (""), reminded, escalated, declined. The ladder is climbed one rung at a time, in that
+// DeadlineStep is the rung of the response-deadline ladder a referral has reached
+// (docs/design.md#response-deadlines): none yet (""), reminded, escalated, declined. The ladder is climbed one rung at a time, in that
 // order, while the referral is still requested (NextDeadlineStep); the rung is kept on the referral
 // (Record.DeadlineStep, and the store's deadline_step column).
 type DeadlineStep string
