@@ -183,5 +183,11 @@ func taskOutputs(r Referral) []fhir.TaskOutput {
 				Display: m.Summary()},
 		})
 	}
+	for _, c := range r.Children {
+		out = append(out, fhir.TaskOutput{
+			Type:           fhir.CodeableConcept{Coding: []fhir.Coding{{System: TaskOutputSystem, Code: "onward-referral"}}, Text: "onward referral"},
+			ValueReference: &fhir.Reference{Reference: "Task/" + c.TaskID, Type: "Task"},
+		})
+	}
 	return out
 }

@@ -48,6 +48,9 @@ func TaskFor(r Referral) fhir.Task {
 	if rec.StatusReason != "" {
 		t.StatusReason = &fhir.CodeableConcept{Text: rec.StatusReason}
 	}
+	if p := r.Parent; p != nil {
+		t.PartOf = []fhir.Reference{{Reference: "Task/" + p.TaskID, Type: "Task"}}
+	}
 	if rec.DeadlineStep == DeadlineDeclined && rec.Status == StatusRejected { // socialrx's own decline, coded
 		t.StatusReason = &fhir.CodeableConcept{
 			Coding: []fhir.Coding{{System: DeclineReasonSystem, Code: DeclineNoResponseCode, Display: DeclineNoResponseText}},

@@ -70,6 +70,8 @@ func (a *API) Routes() []web.Route {
 		{Path: "/community/v1/referrals/{id}", Name: "community_referral", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.get}},
 		{Path: "/community/v1/referrals/{id}/status", Name: "community_referral_status", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{post: a.status}},
+		{Path: "/community/v1/referrals/{id}/forward", Name: "community_referral_forward", Access: web.CommunityOnly,
+			Methods: map[string]http.HandlerFunc{post: a.forward}},
 		{Path: "/community/v1/referrals/{id}/measures", Name: "community_referral_measures", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.listMeasures, post: a.recordMeasure}},
 		{Path: "/community/v1/figures", Name: "community_figures", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.figures}},

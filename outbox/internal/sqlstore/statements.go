@@ -5,8 +5,8 @@ package sqlstore
 const (
 	insertReferral = `INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
 	business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at, updated_at,
-	fingerprint, identifiers, referral, service_request, service_request_status, deadline_step)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	fingerprint, identifiers, referral, service_request, service_request_status, deadline_step, parent_task_id)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// UpdateReferral sets a referral's new version (arguments: VersionRow.UpdateArgs).
 	UpdateReferral = `UPDATE referrals SET practice_ods = ?, service_id = ?, status = ?, business_status = ?,
