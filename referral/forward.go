@@ -50,7 +50,11 @@ func (s *Service) Forward(ctx context.Context, c Caller, req ForwardRequest) (pa
 		if !Visible(c.Client, cur) || cur.Record.ID != req.ReferralID {
 			return cur.Referral, nil, notVisible(string(ByRecordID))
 		}
-		return mapping.Forward(cur.Referral, in)
+		next, kids, err := mapping.Forward(cur.Referral, in)
+		for i := range kids {
+			kids[i].ServiceRequest = cur.ServiceRequest // the same ServiceRequest: the children's Task focus
+		}
+		return next, kids, err
 	})
 	if err != nil {
 		return outbox.Referral{}, nil, err
