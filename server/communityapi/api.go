@@ -85,6 +85,7 @@ func (a *API) Routes() []web.Route {
 		{Path: "/inbox/referrals/{id}", Name: "inbox_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxShow}},
 		{Path: "/inbox/referrals/{id}/measures", Name: "inbox_referral_measures", Access: web.Public,
 			Methods: map[string]http.HandlerFunc{get: a.inboxMeasureForm, post: a.inboxRecordMeasure}},
+		{Path: "/inbox/referrals/{id}/forward", Name: "inbox_referral_forward", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxForward}},
 		{Path: "/inbox/referrals/{id}/status", Name: "inbox_referral_status", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxStatus}},
 	}
 }

@@ -1,6 +1,7 @@
 package communityapi
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -187,6 +188,10 @@ type inboxPageData struct {
 
 	// an outcome measure's form (issue 14)
 	MeasureForm *measureForm
+
+	// the link worker's "Suggest groups" form: the directory's other groups (nil: not the link worker's to
+	// forward)
+	Suggest []suggestGroup
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
@@ -358,6 +363,8 @@ func flashText(r *http.Request) string {
 		return "Saved: GP practices and link workers now see how full your group is."
 	case "measure":
 		return "Saved: the measure was recorded. The GP practice can see it."
+	case "forwarded":
+		return "Sent: each group you ticked now has the referral in its inbox. The GP practice can see this."
 	}
 	st, ok := mapping.ParseTaskStatus(r.URL.Query().Get("done"))
 	if !ok {
@@ -466,12 +473,12 @@ func (a *API) inboxShow(w http.ResponseWriter, r *http.Request) {
 		a.inboxFailure(w, s.r, s.d, err)
 		return
 	}
-	a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.d, ref, nil, ""))
+	a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.r.Context(), s.d, ref, nil, ""))
 }
 
 // referralPage fills the one-referral page; form is the refused form (nil: none) and field the field its
 // refusal is about.
-func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values, field string) inboxPageData {
+func (a *API) referralPage(ctx context.Context, d inboxPageData, ref outbox.Referral, form url.Values, field string) inboxPageData {
 	rec := a.svc.Shared(ref.Record) // only what the service's sharing profile lets it see
 	d.Title = "Referral for " + rec.Patient.Called()
 	if rec.Patient.Called() == "" {
@@ -480,6 +487,7 @@ func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values
 	d.Record, d.Notes = &rec, ref.TaskNotes
 	d.Overdue = ref.BusinessStatus == mapping.BusinessOverdue
 	d.Waited = waited(a.now().Sub(rec.CreatedAt))
+	d.Suggest = a.suggestions(ctx, ref, form)
 	posted := mapping.TaskStatus(form.Get("status"))
 	for _, st := range mapping.AllowedMoves(rec.Status, mapping.ActorCommunity) {
 		act := moveAction(rec.Status, st)
@@ -549,7 +557,7 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	form := r.PostForm
 	fail := func(status int, field, msg string) {
-		pd := a.referralPage(d, ref, form, field)
+		pd := a.referralPage(r.Context(), d, ref, form, field)
 		pd.Error, pd.Field = msg, field
 		a.renderInbox(w, r, status, pd)
 	}

@@ -117,7 +117,7 @@ func (a *API) inboxMeasureForm(w http.ResponseWriter, r *http.Request) {
 	}
 	i, ok := measureInstrument(r.URL.Query().Get("instrument"))
 	if !ok {
-		d := a.referralPage(s.d, ref, nil, "")
+		d := a.referralPage(s.r.Context(), s.d, ref, nil, "")
 		d.Error = "Choose one of the measures listed on this page."
 		a.renderInbox(w, s.r, http.StatusBadRequest, d)
 		return
@@ -157,7 +157,7 @@ func (a *API) inboxRecordMeasure(w http.ResponseWriter, r *http.Request) {
 	form := r.PostForm
 	i, ok := measureInstrument(form.Get("instrument"))
 	if k := web.RepeatedField(form, "instrument", "timing", "date", "recorder", "version"); k != "" || !ok {
-		pd := a.referralPage(d, ref, nil, "")
+		pd := a.referralPage(r.Context(), d, ref, nil, "")
 		pd.Error = "This form is not one of the inbox's measure forms; nothing was changed."
 		a.renderInbox(w, r, http.StatusBadRequest, pd)
 		return
