@@ -2,7 +2,6 @@ package communityapi
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -55,53 +54,28 @@ func (a *API) suggestions(ctx context.Context, ref outbox.Referral, form url.Val
 // inboxForward is POST /inbox/referrals/{id}/forward: the link worker's "Suggest groups" form (the same
 // change as POST /community/v1/referrals/{id}/forward).
 func (a *API) inboxForward(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.inboxFormPost(w, r, "Referral", "referral")
+	p, ok := a.inboxReferralForm(w, r, "Referral")
 	if !ok {
 		return
 	}
-	r, d := s.r, s.d
-	ref, err := a.referral(r)
-	if err != nil {
-		a.inboxFailure(w, r, d, err)
-		return
-	}
-	form := r.PostForm
-	fail := func(status int, field, msg string) {
-		pd := a.referralPage(r.Context(), d, ref, form, field)
-		pd.Error, pd.Field = msg, field
-		a.renderInbox(w, r, status, pd)
-	}
+	r, ref, form := p.s.r, p.ref, p.form
 	if k := web.RepeatedField(form, "note", "version"); k != "" {
-		fail(http.StatusBadRequest, k, k+" was sent more than once")
+		p.fail(w, http.StatusBadRequest, k, k+" was sent more than once")
 		return
 	}
 	expect, err := strconv.Atoi(form.Get("version"))
 	if err != nil || expect < 1 {
-		fail(http.StatusBadRequest, "version", "the form is missing the referral's version; open the referral again")
+		p.fail(w, http.StatusBadRequest, "version", "the form is missing the referral's version; open the referral again")
 		return
 	}
 	if len(form["service"]) == 0 {
-		fail(http.StatusUnprocessableEntity, "services", "Tick at least one group to suggest.")
+		p.fail(w, http.StatusUnprocessableEntity, "services", "Tick at least one group to suggest.")
 		return
 	}
 	_, children, err := a.svc.Forward(r.Context(), web.Caller(r.Context()), referral.ForwardRequest{ReferralID: ref.Record.ID,
 		ExpectVersion: expect, Services: form["service"], Note: strings.TrimSpace(form.Get("note"))})
 	if err != nil {
-		status, je := web.JSONError(err)
-		web.LogFailure(a.log, r, status, err)
-		if status >= http.StatusInternalServerError {
-			a.inboxFailure(w, r, d, err)
-			return
-		}
-		msg := je.Message
-		if errors.Is(err, outbox.ErrVersionMismatch) {
-			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
-			if cur, gerr := a.referral(r); gerr == nil {
-				ref = cur
-			}
-			form = nil
-		}
-		fail(status, "services", msg)
+		p.refused(w, err, "services", nil)
 		return
 	}
 	a.log.Info("inbox: referral forwarded", "request_id", web.RequestID(r.Context()), "referral_id", ref.Record.ID, "children", len(children))

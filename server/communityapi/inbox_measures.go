@@ -144,17 +144,12 @@ func (a *API) measurePage(d inboxPageData, ref outbox.Referral, f *measureForm) 
 
 // inboxRecordMeasure is POST /inbox/referrals/{id}/measures.
 func (a *API) inboxRecordMeasure(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.inboxFormPost(w, r, "Record a measure", "referral")
+	p, ok := a.inboxReferralForm(w, r, "Record a measure")
 	if !ok {
 		return
 	}
-	r, d := s.r, s.d
-	ref, err := a.referral(r)
-	if err != nil {
-		a.inboxFailure(w, r, d, err)
-		return
-	}
-	form := r.PostForm
+	s := p.s
+	r, d, ref, form := s.r, s.d, p.ref, p.form
 	i, ok := measureInstrument(form.Get("instrument"))
 	if k := web.RepeatedField(form, "instrument", "timing", "date", "recorder", "version"); k != "" || !ok {
 		pd := a.referralPage(r.Context(), d, ref, nil, "")
@@ -181,7 +176,10 @@ func (a *API) inboxRecordMeasure(w http.ResponseWriter, r *http.Request) {
 		}
 		in.Items = append(in.Items, &x)
 	}
-	var next outbox.Referral
+	var (
+		next outbox.Referral
+		err  error
+	)
 	if len(problems) == 0 {
 		next, _, err = a.svc.RecordMeasure(r.Context(), web.Caller(r.Context()),
 			referral.MeasureRequest{ID: ref.Record.ID, Kind: referral.ByRecordID, ExpectVersion: expect, Measure: in})
