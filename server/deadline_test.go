@@ -86,6 +86,11 @@ func TestDeadlineLadderEndToEnd(t *testing.T) {
 	if n := len(hist["entry"].([]any)); n != 5 {
 		t.Errorf("Task history: %d versions, want 5", n)
 	}
+	// The engineer's timeline has each rung as a version, the decline with its reason.
+	tl := h.do(http.MethodGet, "/admin/v1/referrals/"+ref.referral+"/timeline", tokAdmin, nil)
+	if tl.status != http.StatusOK || strings.Count(string(tl.body), `"version"`) < 5 || !strings.Contains(string(tl.body), mapping.DeclineNoResponseText) {
+		t.Errorf("the console timeline: %d %s", tl.status, tl.body)
+	}
 	contains(t, "page after the decline", b.get("/inbox/referrals/"+ref.referral),
 		"Declined by socialrx: no reply within the time allowed.", mapping.DeclineNoResponseText)
 	if n := len(messagesOf(t, h.store, mapping.EventReferralEscalated)); n != 2 {
