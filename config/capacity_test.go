@@ -83,3 +83,35 @@ func TestDirectoryNeedsAndPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryDeadlines: deadlines are read in days or hours, one left out keeps its default, bad ones are
+// named; at most one service is the link worker.
+func TestDirectoryDeadlines(t *testing.T) {
+	t.Parallel()
+	c, err := Parse([]byte(`services:
+  - {id: s1, name: One, deadlines: {remind_after: 36h, decline_after: 10d}}
+  - {id: s2, name: Two, link_worker: true}
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Directory.Services
+	want := mapping.Deadlines{RemindAfter: 36 * time.Hour, EscalateAfter: 4 * 24 * time.Hour, DeclineAfter: 10 * 24 * time.Hour}
+	if s[0].ResponseDeadlines() != want || s[1].Deadlines != nil || s[1].ResponseDeadlines() != mapping.DefaultDeadlines() {
+		t.Errorf("deadlines %+v, %+v", s[0].Deadlines, s[1].Deadlines)
+	}
+	if lw, ok := c.Directory.LinkWorker(); !ok || lw.ID != "s2" {
+		t.Errorf("link worker %q %v", lw.ID, ok)
+	}
+	_, err = Parse([]byte(`services:
+  - {id: s1, name: One, deadlines: {remind_after: soon}}
+  - {id: s2, name: Two, deadlines: {remind_after: 5d}}
+  - {id: s3, name: Three, link_worker: true}
+  - {id: s4, name: Four, link_worker: true}
+`), "")
+	for _, want := range []string{"services[0].deadlines.remind_after", "services[1].deadlines: escalate_after", "link_worker"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %q: %v", want, err)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -181,8 +182,13 @@ type fileService struct {
 	WhenUnavailable string `yaml:"when_unavailable"`
 	// Contact is how the GP and the referrer reach the group (a phone number, an email address: free text,
 	// printed on the GP letter); left out: the letter says none was given.
-	Contact  string `yaml:"contact"`
-	Delivery struct {
+	Contact string `yaml:"contact"`
+	// LinkWorker marks the link-worker service, told of escalations and automatic declines (at most one;
+	// without one, the default service is).
+	LinkWorker bool `yaml:"link_worker"`
+	// Deadlines are the service's response deadlines ("2d", "36h"); left out: mapping.DefaultDeadlines.
+	Deadlines *fileDeadlines `yaml:"deadlines"`
+	Delivery  struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`
@@ -196,6 +202,14 @@ type fileCapacity struct {
 	ExpectedWaitDays int    `yaml:"expected_wait_days"`
 	Until            string `yaml:"until"`
 	MaxOpen          int    `yaml:"max_open"`
+}
+
+// fileDeadlines is a service's deadlines block: durations from the referral's creation, in days ("2d") or
+// Go durations ("36h"); one left out keeps its default.
+type fileDeadlines struct {
+	RemindAfter   string `yaml:"remind_after"`
+	EscalateAfter string `yaml:"escalate_after"`
+	DeclineAfter  string `yaml:"decline_after"`
 }
 
 type file struct {
@@ -221,16 +235,22 @@ func Parse(b []byte, base string) (*Config, error) {
 	}
 	p := &parser{base: base, serviceIDs: map[string]bool{}, clientIDs: map[string]bool{}, hashes: map[string]string{}}
 	c := &Config{}
-	defaults := 0
+	defaults, linkWorkers := 0, 0
 	for i, s := range f.Services {
 		svc := p.service(fmt.Sprintf("services[%d]", i), s)
 		if svc.Default {
 			defaults++
 		}
+		if svc.LinkWorker {
+			linkWorkers++
+		}
 		c.Directory.Services = append(c.Directory.Services, svc)
 	}
 	if defaults > 1 {
 		p.bad("services: %d services have default: true; at most one may", defaults)
+	}
+	if linkWorkers > 1 {
+		p.bad("services: %d services have link_worker: true; at most one may", linkWorkers)
 	}
 	for i, fc := range f.Clients {
 		c.Clients = append(c.Clients, p.client(fmt.Sprintf("clients[%d]", i), fc))
@@ -320,7 +340,50 @@ func (p *parser) service(at string, s fileService) mapping.Service {
 	if !svc.WhenUnavailable.Valid() {
 		p.bad("%s.when_unavailable: %q must be link-worker or waitlist", at, s.WhenUnavailable)
 	}
+	svc.LinkWorker = s.LinkWorker
+	svc.Deadlines = p.deadlines(at+".deadlines", s.Deadlines)
 	return svc
+}
+
+// deadlines checks a service's deadlines block (nil: none given, the defaults apply).
+func (p *parser) deadlines(at string, fd *fileDeadlines) *mapping.Deadlines {
+	if fd == nil {
+		return nil
+	}
+	d := mapping.DefaultDeadlines()
+	ok := true
+	for _, f := range []struct {
+		name, v string
+		to      *time.Duration
+	}{{"remind_after", fd.RemindAfter, &d.RemindAfter}, {"escalate_after", fd.EscalateAfter, &d.EscalateAfter},
+		{"decline_after", fd.DeclineAfter, &d.DeclineAfter}} {
+		if f.v == "" {
+			continue
+		}
+		v, err := parseDays(f.v)
+		if err != nil || v <= 0 {
+			p.bad("%s.%s: %q must be a positive duration in days (\"2d\") or hours (\"36h\")", at, f.name, f.v)
+			ok = false
+			continue
+		}
+		*f.to = v
+	}
+	if msg := d.Check(); ok && msg != "" {
+		p.bad("%s: %s", at, msg)
+	}
+	return &d
+}
+
+// parseDays reads a duration in whole days ("14d") or as a Go duration ("36h").
+func parseDays(v string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, fmt.Errorf("days: %w", err)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // needCodes are the support needs' codes.

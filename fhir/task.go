@@ -59,6 +59,7 @@ type Task struct {
 	Meta           *Meta            `json:"meta,omitempty"`
 	Identifier     []Identifier     `json:"identifier,omitempty"`
 	BasedOn        []Reference      `json:"basedOn,omitempty"`
+	PartOf         []Reference      `json:"partOf,omitempty"` // a forwarded referral's link-worker Task
 	Status         string           `json:"status"`
 	StatusReason   *CodeableConcept `json:"statusReason,omitempty"`
 	BusinessStatus *CodeableConcept `json:"businessStatus,omitempty"`

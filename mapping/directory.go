@@ -23,6 +23,19 @@ type Service struct {
 	// Contact is how the GP and the referrer reach the service (free text from the directory, printed on
 	// the GP letter; "" when none was given).
 	Contact string
+	// LinkWorker marks the link-worker service (directory link_worker): it is told of escalations and
+	// automatic declines (Directory.LinkWorker; without one marked, the default service is).
+	LinkWorker bool
+	// Deadlines are the service's response deadlines (directory deadlines; nil: DefaultDeadlines).
+	Deadlines *Deadlines
+}
+
+// ResponseDeadlines are the service's response deadlines: its own, else DefaultDeadlines.
+func (s Service) ResponseDeadlines() Deadlines {
+	if s.Deadlines != nil {
+		return *s.Deadlines
+	}
+	return DefaultDeadlines()
 }
 
 // Delivery is how a service receives referrals. An empty URL means pull-only (community inbox).

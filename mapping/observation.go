@@ -187,5 +187,11 @@ func taskOutputs(r Referral) []fhir.TaskOutput {
 	if r.HasLetter() {
 		out = append(out, letterOutput(r))
 	}
+	for _, c := range r.Children {
+		out = append(out, fhir.TaskOutput{
+			Type:           fhir.CodeableConcept{Coding: []fhir.Coding{{System: TaskOutputSystem, Code: "onward-referral"}}, Text: "onward referral"},
+			ValueReference: &fhir.Reference{Reference: "Task/" + c.TaskID, Type: "Task"},
+		})
+	}
 	return out
 }

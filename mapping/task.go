@@ -48,6 +48,15 @@ func TaskFor(r Referral) fhir.Task {
 	if rec.StatusReason != "" {
 		t.StatusReason = &fhir.CodeableConcept{Text: rec.StatusReason}
 	}
+	if p := r.Parent; p != nil {
+		t.PartOf = []fhir.Reference{{Reference: "Task/" + p.TaskID, Type: "Task"}}
+	}
+	if rec.DeadlineStep == DeadlineDeclined && rec.Status == StatusRejected { // socialrx's own decline, coded
+		t.StatusReason = &fhir.CodeableConcept{
+			Coding: []fhir.Coding{{System: DeclineReasonSystem, Code: DeclineNoResponseCode, Display: DeclineNoResponseText}},
+			Text:   DeclineNoResponseText,
+		}
+	}
 	if rec.ConsentWithdrawn { // the GP's coded reason, as it was sent
 		t.StatusReason = &fhir.CodeableConcept{
 			Coding: []fhir.Coding{{System: CancelReasonSystem, Code: ConsentWithdrawnCode, Display: ConsentWithdrawnText}},
@@ -168,7 +177,8 @@ func AllBusinessStatuses() []BusinessStatus {
 // Valid reports whether t is a known event type.
 func (t EventType) Valid() bool {
 	switch t {
-	case EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn:
+	case EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn,
+		EventReferralReminder, EventReferralEscalated:
 		return true
 	}
 	return false
@@ -176,7 +186,8 @@ func (t EventType) Valid() bool {
 
 // AllEventTypes lists every webhook event type.
 func AllEventTypes() []EventType {
-	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn}
+	return []EventType{EventReferralCreated, EventReferralCancelled, EventReferralUpdated, EventReferralWithdrawn,
+		EventReferralReminder, EventReferralEscalated}
 }
 
 // webhookBody is the JSON body of a webhook event (docs/design.md#webhooks).

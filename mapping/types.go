@@ -133,6 +133,9 @@ type Record struct {
 	// Route is how the referral was routed, when there is more to say than the service it went to (a waiting
 	// list, a hand-off to the link-worker service and why, no better route): RouteOutcome.Shown.
 	Route *RouteDecision `json:"route,omitempty"`
+	// DeadlineStep is the rung of the response-deadline ladder the referral reached (ClimbDeadline): "" while
+	// none, then reminded, escalated, declined.
+	DeadlineStep DeadlineStep `json:"deadline_step,omitempty"`
 }
 
 // ServiceRef names the community service a referral is routed to.
@@ -204,6 +207,13 @@ type Referral struct {
 	// TaskNotes are the Task's notes (Task.note), oldest first. They are append-only: an update may add notes
 	// at the end but never edit or remove one (TaskUpdate, AppendTaskNotes).
 	TaskNotes []TaskNote `json:"TaskNotes,omitempty"`
+	// Parent is the link worker's referral this one was forwarded from (Forward; nil: not forwarded): the
+	// Task's partOf.
+	Parent *LinkRef `json:"Parent,omitempty"`
+	// Children are the referrals the link worker forwarded this one to, oldest first: the Task's output.
+	Children []LinkRef `json:"Children,omitempty"`
+	// ChosenChild is the id of the child the person chose: the first one a group accepted ("": none yet).
+	ChosenChild string `json:"ChosenChild,omitempty"`
 }
 
 // TaskNote is one Task.note: a remark the community service or the GP practice added to the referral's Task

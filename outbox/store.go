@@ -70,6 +70,11 @@ type ReferralQuery struct {
 	CreatedUntil time.Time
 	// BusinessStatuses selects referrals whose Task businessStatus is one of these (nil: any).
 	BusinessStatuses []mapping.BusinessStatus
+	// DeadlineSteps selects referrals standing on one of these rungs of the deadline ladder (nil: any;
+	// mapping.DeadlineNone: none reached yet).
+	DeadlineSteps []mapping.DeadlineStep
+	// ParentTaskID selects the referrals forwarded from the referral with this Task id (Task?part-of).
+	ParentTaskID string
 }
 
 // Cursor is a position in the (UpdatedAt, ID) order.
@@ -354,6 +359,19 @@ type Referrals interface {
 	// CountByStatus returns how many referrals of the community service serviceID are in each status (only
 	// statuses with referrals appear), for the inbox page's tabs.
 	CountByStatus(ctx context.Context, serviceID string) (map[mapping.TaskStatus]int, error)
+}
+
+// ForwardUpdate decides a link worker's onward referral inside the store's transaction: it receives the link
+// worker's referral (locked) and returns it changed and the linked referrals to create (mapping.Forward).
+type ForwardUpdate func(cur Referral) (parent mapping.Referral, children []mapping.Intake, err error)
+
+// Forwarder is the part of a store that writes a link worker's onward referral (both backends have it).
+type Forwarder interface {
+	// Forward applies fn to the referral id (by referral, task or ServiceRequest id, its row locked;
+	// expectVersion > 0 must match) and writes, in one transaction, its new version and every child fn
+	// returns (each as CreateReferral would, with no identifiers), so that the link worker's Task never
+	// references a child that does not exist. It returns the parent as written and the children.
+	Forward(ctx context.Context, id string, expectVersion int, now time.Time, fn ForwardUpdate) (Referral, []Referral, error)
 }
 
 // TimelineCause says which store operation produced a referral version. The zero value is invalid.

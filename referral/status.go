@@ -73,6 +73,7 @@ func (s *Service) ChangeStatus(ctx context.Context, c Caller, req StatusRequest)
 		return outbox.Referral{}, outbox.Referral{}, err
 	}
 	s.logStatusChange(c, before, after)
+	s.settleChoice(ctx, before, after)
 	return before, after, nil
 }
 

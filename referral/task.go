@@ -99,5 +99,11 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 		return outbox.Referral{}, err
 	}
 	s.logStatusChange(c, before, next)
+	if next.Record.ConsentWithdrawn && !before.Record.ConsentWithdrawn {
+		if err := s.propagateConsent(ctx, c, next, now); err != nil {
+			return outbox.Referral{}, err
+		}
+	}
+	s.settleChoice(ctx, before, next)
 	return next, nil
 }

@@ -300,19 +300,21 @@ func searchFixtures(t *testing.T, s outbox.Store) {
 		patient  string
 		req      string
 		business mapping.BusinessStatus // "": the intake's (queued)
+		step     mapping.DeadlineStep   // the deadline ladder's rung
 	}
 	for i, f := range []fx{
-		{"A81001", walks, mapping.StatusRequested, "Patient/p1", "PractitionerRole/r1", ""},
-		{"A81001", debt, mapping.StatusAccepted, "Patient/p2", "PractitionerRole/r1", mapping.BusinessDeliveryFailed},
-		{"B82002", walks, mapping.StatusCompleted, "Patient/p1", "PractitionerRole/r2", ""},
-		{"B82002", debt, mapping.StatusRequested, "Patient/p3", "PractitionerRole/r3", mapping.BusinessOverdue},
-		{"C83003", walks, mapping.StatusInProgress, "Patient/p4", "PractitionerRole/r3", ""},
+		{"A81001", walks, mapping.StatusRequested, "Patient/p1", "PractitionerRole/r1", "", mapping.DeadlineReminded},
+		{"A81001", debt, mapping.StatusAccepted, "Patient/p2", "PractitionerRole/r1", mapping.BusinessDeliveryFailed, ""},
+		{"B82002", walks, mapping.StatusCompleted, "Patient/p1", "PractitionerRole/r2", "", ""},
+		{"B82002", debt, mapping.StatusRequested, "Patient/p3", "PractitionerRole/r3", mapping.BusinessOverdue, mapping.DeadlineEscalated},
+		{"C83003", walks, mapping.StatusInProgress, "Patient/p4", "PractitionerRole/r3", "", ""},
 	} {
 		in := toService(intake(i+1), f.dest)
 		in.Referral.PracticeODS = f.practice
 		in.Referral.Record.Status = f.status
 		in.Referral.Patient.Reference = f.patient
 		in.Referral.Requester.Reference = f.req
+		in.Referral.Record.DeadlineStep = f.step
 		if f.business != "" {
 			in.Referral.BusinessStatus = f.business
 		}
@@ -362,6 +364,9 @@ func testSearchFilters(t *testing.T, open Opener) {
 		{"created until, microseconds", outbox.ReferralQuery{CreatedUntil: sec(3).Add(-time.Microsecond)}, all[:2]},
 		{"business status", outbox.ReferralQuery{BusinessStatuses: []mapping.BusinessStatus{mapping.BusinessDeliveryFailed}}, []string{"ref-002"}},
 		{"business statuses", outbox.ReferralQuery{BusinessStatuses: []mapping.BusinessStatus{mapping.BusinessDeliveryFailed, mapping.BusinessOverdue}}, []string{"ref-002", "ref-004"}},
+		{"deadline step", outbox.ReferralQuery{DeadlineSteps: []mapping.DeadlineStep{mapping.DeadlineReminded}}, []string{"ref-001"}},
+		{"no deadline step yet", outbox.ReferralQuery{DeadlineSteps: []mapping.DeadlineStep{mapping.DeadlineNone}}, []string{"ref-002", "ref-003", "ref-005"}},
+		{"deadline steps", outbox.ReferralQuery{DeadlineSteps: []mapping.DeadlineStep{mapping.DeadlineReminded, mapping.DeadlineEscalated}}, []string{"ref-001", "ref-004"}},
 		{"combined", outbox.ReferralQuery{ServiceID: walks.ID, Statuses: []mapping.TaskStatus{mapping.StatusCompleted,
 			mapping.StatusInProgress}, UpdatedFrom: sec(4)}, []string{"ref-005"}},
 	} {

@@ -26,13 +26,13 @@ func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice st
 	return nil
 }
 
-// versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $13: the
-// referral's JSON is $10, its id $12), its timeline entry with that JSON (cause $14, status reason $15) and
+// versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $14: the
+// referral's JSON is $10, its id $13), its timeline entry with that JSON (cause $15, status reason $16) and
 // whether its practice has any subscription that gets notifications.
 func versionStatement() string {
 	return `WITH u AS (` + sqlstore.RebindDollar(sqlstore.UpdateReferral) + ` RETURNING 1),
 		e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
-			SELECT $12, $8, $9, $14, $3, $4, $15, $10 FROM u RETURNING 1)
+			SELECT $13, $8, $9, $15, $3, $4, $16, $10 FROM u RETURNING 1)
 		SELECT (SELECT count(*) FROM e), EXISTS (SELECT 1 FROM subscriptions
 			WHERE lower(practice_ods) = lower($1) AND status IN ('active', 'error'))`
 }

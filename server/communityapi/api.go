@@ -70,6 +70,8 @@ func (a *API) Routes() []web.Route {
 		{Path: "/community/v1/referrals/{id}", Name: "community_referral", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.get}},
 		{Path: "/community/v1/referrals/{id}/status", Name: "community_referral_status", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{post: a.status}},
+		{Path: "/community/v1/referrals/{id}/forward", Name: "community_referral_forward", Access: web.CommunityOnly,
+			Methods: map[string]http.HandlerFunc{post: a.forward}},
 		{Path: "/community/v1/referrals/{id}/measures", Name: "community_referral_measures", Access: web.CommunityOnly,
 			Methods: map[string]http.HandlerFunc{get: a.listMeasures, post: a.recordMeasure}},
 		{Path: "/community/v1/figures", Name: "community_figures", Access: web.CommunityOnly, Methods: map[string]http.HandlerFunc{get: a.figures}},
@@ -84,6 +86,7 @@ func (a *API) Routes() []web.Route {
 		{Path: "/inbox/referrals/{id}", Name: "inbox_referral", Access: web.Public, Methods: map[string]http.HandlerFunc{get: a.inboxShow}},
 		{Path: "/inbox/referrals/{id}/measures", Name: "inbox_referral_measures", Access: web.Public,
 			Methods: map[string]http.HandlerFunc{get: a.inboxMeasureForm, post: a.inboxRecordMeasure}},
+		{Path: "/inbox/referrals/{id}/forward", Name: "inbox_referral_forward", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxForward}},
 		{Path: "/inbox/referrals/{id}/status", Name: "inbox_referral_status", Access: web.Public, Methods: map[string]http.HandlerFunc{post: a.inboxStatus}},
 	}
 }

@@ -1,6 +1,7 @@
 package communityapi
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -189,6 +190,10 @@ type inboxPageData struct {
 	MeasureForm *measureForm
 	// the monthly figures page (issue 14)
 	Figures *figuresView
+
+	// the link worker's "Suggest groups" form: the directory's other groups (nil: not the link worker's to
+	// forward)
+	Suggest []suggestGroup
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
@@ -369,6 +374,8 @@ func flashText(r *http.Request) string {
 		return "Saved: GP practices and link workers now see how full your group is."
 	case "measure":
 		return "Saved: the measure was recorded. The GP practice can see it."
+	case "forwarded":
+		return "Sent: each group you ticked now has the referral in its inbox. The GP practice can see this."
 	}
 	st, ok := mapping.ParseTaskStatus(r.URL.Query().Get("done"))
 	if !ok {
@@ -477,12 +484,12 @@ func (a *API) inboxShow(w http.ResponseWriter, r *http.Request) {
 		a.inboxFailure(w, s.r, s.d, err)
 		return
 	}
-	a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.d, ref, nil, ""))
+	a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.r.Context(), s.d, ref, nil, ""))
 }
 
 // referralPage fills the one-referral page; form is the refused form (nil: none) and field the field its
 // refusal is about.
-func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values, field string) inboxPageData {
+func (a *API) referralPage(ctx context.Context, d inboxPageData, ref outbox.Referral, form url.Values, field string) inboxPageData {
 	rec := a.svc.Shared(ref.Record) // only what the service's sharing profile lets it see
 	d.Title = "Referral for " + rec.Patient.Called()
 	if rec.Patient.Called() == "" {
@@ -491,6 +498,7 @@ func (a *API) referralPage(d inboxPageData, ref outbox.Referral, form url.Values
 	d.Record, d.Notes = &rec, ref.TaskNotes
 	d.Overdue = ref.BusinessStatus == mapping.BusinessOverdue
 	d.Waited = waited(a.now().Sub(rec.CreatedAt))
+	d.Suggest = a.suggestions(ctx, ref, form)
 	posted := mapping.TaskStatus(form.Get("status"))
 	for _, st := range mapping.AllowedMoves(rec.Status, mapping.ActorCommunity) {
 		act := moveAction(rec.Status, st)
@@ -548,48 +556,25 @@ func (a *API) inboxFormPost(w http.ResponseWriter, r *http.Request, title, reope
 
 // inboxStatus is POST /inbox/referrals/{id}/status: one move (or a note) from the referral page's form.
 func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.inboxFormPost(w, r, "Referral", "referral")
+	p, ok := a.inboxReferralForm(w, r, "Referral")
 	if !ok {
 		return
 	}
-	r, d := s.r, s.d
-	ref, err := a.referral(r)
-	if err != nil {
-		a.inboxFailure(w, r, d, err)
-		return
-	}
-	form := r.PostForm
-	fail := func(status int, field, msg string) {
-		pd := a.referralPage(d, ref, form, field)
-		pd.Error, pd.Field = msg, field
-		a.renderInbox(w, r, status, pd)
-	}
-	change, bad := formChange(form, ref.Record)
+	r, ref := p.s.r, p.ref
+	change, bad := formChange(r.PostForm, ref.Record)
 	if bad != nil {
-		fail(bad.status, bad.field, bad.msg)
+		p.fail(w, bad.status, bad.field, bad.msg)
 		return
 	}
 	from := ref.Record.Status
 	_, next, err := a.svc.ChangeStatus(r.Context(), web.Caller(r.Context()), change)
 	if err != nil {
-		status, je := web.JSONError(err)
-		web.LogFailure(a.log, r, status, err)
-		msg := je.Message
-		if je.Error == string(mapping.CodeReasonRequired) {
-			msg = fmt.Sprintf("Write the reason before you press “%s”: the GP practice will see it.", moveAction(from, change.Status).Label)
-		}
-		if errors.Is(err, outbox.ErrVersionMismatch) {
-			msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
-			if cur, gerr := a.referral(r); gerr == nil {
-				ref = cur
+		p.refused(w, err, "", func(je web.APIError) string {
+			if je.Error == string(mapping.CodeReasonRequired) {
+				return fmt.Sprintf("Write the reason before you press “%s”: the GP practice will see it.", moveAction(from, change.Status).Label)
 			}
-			form = nil
-		}
-		if status >= http.StatusInternalServerError {
-			a.inboxFailure(w, r, d, err)
-			return
-		}
-		fail(status, je.Field, msg)
+			return je.Message
+		})
 		return
 	}
 	done := string(next.Record.Status)
@@ -600,6 +585,64 @@ func (a *API) inboxStatus(w http.ResponseWriter, r *http.Request) {
 		done = "note"
 	}
 	inboxRedirect(w, inboxPath+"referrals/"+url.PathEscape(ref.Record.ID)+"?done="+url.QueryEscape(done))
+}
+
+// referralForm is a form posted from a referral's page, checked (inboxFormPost) and its referral read.
+type referralForm struct {
+	a    *API
+	s    signedIn
+	ref  outbox.Referral
+	form url.Values // what was posted, kept on the page drawn after a refusal (nil: drop it)
+}
+
+// inboxReferralForm checks a form posted from a referral's page and reads its referral (the session's own);
+// ok false when it already answered.
+func (a *API) inboxReferralForm(w http.ResponseWriter, r *http.Request, title string) (referralForm, bool) {
+	s, ok := a.inboxFormPost(w, r, title, "referral")
+	if !ok {
+		return referralForm{}, false
+	}
+	ref, err := a.referral(s.r)
+	if err != nil {
+		a.inboxFailure(w, s.r, s.d, err)
+		return referralForm{}, false
+	}
+	return referralForm{a: a, s: s, ref: ref, form: s.r.PostForm}, true
+}
+
+// fail draws the referral's page again with msg at field, what was typed kept.
+func (p referralForm) fail(w http.ResponseWriter, status int, field, msg string) {
+	pd := p.a.referralPage(p.s.r.Context(), p.s.d, p.ref, p.form, field)
+	pd.Error, pd.Field = msg, field
+	p.a.renderInbox(w, p.s.r, status, pd)
+}
+
+// refused answers a change the use case refused: a failure of socialrx is the failure page; a stale form
+// shows the referral as it is now (the form dropped); anything else the page with the message (words: the
+// message for the error, nil: its own) at field ("": the error's).
+func (p referralForm) refused(w http.ResponseWriter, err error, field string, words func(web.APIError) string) {
+	r := p.s.r
+	status, je := web.JSONError(err)
+	web.LogFailure(p.a.log, r, status, err)
+	if status >= http.StatusInternalServerError {
+		p.a.inboxFailure(w, r, p.s.d, err)
+		return
+	}
+	msg := je.Message
+	if words != nil {
+		msg = words(je)
+	}
+	if errors.Is(err, outbox.ErrVersionMismatch) {
+		msg = "Someone changed this referral since you opened it. Here it is as it is now; nothing was changed."
+		if cur, gerr := p.a.referral(r); gerr == nil {
+			p.ref = cur
+		}
+		p.form = nil
+	}
+	if field == "" {
+		field = je.Field
+	}
+	p.fail(w, status, field, msg)
 }
 
 // formRefusal is why a posted referral form cannot be acted on: the page's status, the field, the words.

@@ -117,7 +117,7 @@ func (a *API) inboxMeasureForm(w http.ResponseWriter, r *http.Request) {
 	}
 	i, ok := measureInstrument(r.URL.Query().Get("instrument"))
 	if !ok {
-		d := a.referralPage(s.d, ref, nil, "")
+		d := a.referralPage(s.r.Context(), s.d, ref, nil, "")
 		d.Error = "Choose one of the measures listed on this page."
 		a.renderInbox(w, s.r, http.StatusBadRequest, d)
 		return
@@ -143,20 +143,15 @@ func (a *API) measurePage(d inboxPageData, ref outbox.Referral, f *measureForm) 
 
 // inboxRecordMeasure is POST /inbox/referrals/{id}/measures.
 func (a *API) inboxRecordMeasure(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.inboxFormPost(w, r, "Record a measure", "referral")
+	p, ok := a.inboxReferralForm(w, r, "Record a measure")
 	if !ok {
 		return
 	}
-	r, d := s.r, s.d
-	ref, err := a.referral(r)
-	if err != nil {
-		a.inboxFailure(w, r, d, err)
-		return
-	}
-	form := r.PostForm
+	s := p.s
+	r, d, ref, form := s.r, s.d, p.ref, p.form
 	i, ok := measureInstrument(form.Get("instrument"))
 	if k := web.RepeatedField(form, "instrument", "timing", "date", "recorder", "version"); k != "" || !ok {
-		pd := a.referralPage(d, ref, nil, "")
+		pd := a.referralPage(r.Context(), d, ref, nil, "")
 		pd.Error = "This form is not one of the inbox's measure forms; nothing was changed."
 		a.renderInbox(w, r, http.StatusBadRequest, pd)
 		return
@@ -180,7 +175,10 @@ func (a *API) inboxRecordMeasure(w http.ResponseWriter, r *http.Request) {
 		}
 		in.Items = append(in.Items, &x)
 	}
-	var next outbox.Referral
+	var (
+		next outbox.Referral
+		err  error
+	)
 	if len(problems) == 0 {
 		next, _, err = a.svc.RecordMeasure(r.Context(), web.Caller(r.Context()),
 			referral.MeasureRequest{ID: ref.Record.ID, Kind: referral.ByRecordID, ExpectVersion: expect, Measure: in})

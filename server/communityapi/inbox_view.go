@@ -142,6 +142,7 @@ type inboxItem struct {
 	Referred          string // when, UK time
 	Waited            string // how long ago it was referred
 	Waiting           bool   // still waits for the service's answer (new or seen)
+	Deadline          string // the deadline ladder's rung while it waits ("Reminder sent", "Escalated"), else ""
 }
 
 // listItem is a referral as the list shows it at now.
@@ -152,7 +153,22 @@ func listItem(rec mapping.Record, bs mapping.BusinessStatus, now time.Time, loc 
 	}
 	return inboxItem{ID: rec.ID, Name: name, Reasons: strings.Join(rec.Reasons, "; "), Status: rec.Status,
 		Priority: rec.Priority, Overdue: bs == mapping.BusinessOverdue, Referred: dateTime(rec.CreatedAt, loc),
-		Waited: waited(now.Sub(rec.CreatedAt)), Waiting: awaitsAnswer(rec.Status)}
+		Waited: waited(now.Sub(rec.CreatedAt)), Waiting: awaitsAnswer(rec.Status), Deadline: deadlineTag(rec)}
+}
+
+// deadlineTag is the list's tag for a referral on the deadline ladder that still waits for an answer.
+func deadlineTag(rec mapping.Record) string {
+	if !awaitsAnswer(rec.Status) {
+		return ""
+	}
+	switch rec.DeadlineStep {
+	case mapping.DeadlineReminded:
+		return "Reminder sent"
+	case mapping.DeadlineEscalated:
+		return "Escalated"
+	case mapping.DeadlineNone, mapping.DeadlineDeclined:
+	}
+	return ""
 }
 
 // awaitsAnswer reports whether a referral in status st still waits for the service to say yes or no.

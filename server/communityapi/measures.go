@@ -57,23 +57,8 @@ func (a *API) listMeasures(w http.ResponseWriter, r *http.Request) {
 // recordMeasure is POST /community/v1/referrals/{id}/measures: 201 with the measure; 400 naming every
 // problem of the measure at once (issues), 422 when the referral's state or measures forbid it.
 func (a *API) recordMeasure(w http.ResponseWriter, r *http.Request) {
-	ref, err := a.referral(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	expect := 0
-	if h := r.Header.Get("If-Match"); h != "" {
-		v, ok := web.ParseETagVersion(h)
-		if !ok {
-			a.fail(w, r, bad("invalid_if_match", "If-Match", `If-Match must name one version, e.g. "3" (the record's version or ETag)`))
-			return
-		}
-		expect = v
-	}
-	body, err := a.readJSON(w, r)
-	if err != nil {
-		a.fail(w, r, err)
+	ref, expect, body, ok := a.changeRequest(w, r)
+	if !ok {
 		return
 	}
 	in, err := decodeMeasure(body)

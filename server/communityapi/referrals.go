@@ -169,23 +169,8 @@ type statusRequest struct {
 // status is POST /community/v1/referrals/{id}/status: acknowledge, accept, decline, start, hold, complete or
 // fail a referral, optionally adding a note (referral.Service.ChangeStatus).
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	ref, err := a.referral(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	expect := 0
-	if h := r.Header.Get("If-Match"); h != "" {
-		v, ok := web.ParseETagVersion(h)
-		if !ok {
-			a.fail(w, r, bad("invalid_if_match", "If-Match", `If-Match must name one version, e.g. "3" (the record's version or ETag)`))
-			return
-		}
-		expect = v
-	}
-	body, err := a.readJSON(w, r)
-	if err != nil {
-		a.fail(w, r, err)
+	ref, expect, body, ok := a.changeRequest(w, r)
+	if !ok {
 		return
 	}
 	req, err := decodeStatusRequest(body)
@@ -207,6 +192,29 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("ETag", strconv.Quote(strconv.Itoa(next.Record.Version)))
 	web.WriteJSON(w, a.log, http.StatusOK, a.view(next))
+}
+
+// changeRequest reads what every change of one referral starts with: the referral (the caller's own), the
+// optional If-Match (0: none) and the JSON body; ok false when it already answered with the error.
+func (a *API) changeRequest(w http.ResponseWriter, r *http.Request) (ref outbox.Referral, expect int, body []byte, ok bool) {
+	ref, err := a.referral(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return ref, 0, nil, false
+	}
+	if h := r.Header.Get("If-Match"); h != "" {
+		v, ok := web.ParseETagVersion(h)
+		if !ok {
+			a.fail(w, r, bad("invalid_if_match", "If-Match", `If-Match must name one version, e.g. "3" (the record's version or ETag)`))
+			return ref, 0, nil, false
+		}
+		expect = v
+	}
+	if body, err = a.readJSON(w, r); err != nil {
+		a.fail(w, r, err)
+		return ref, 0, nil, false
+	}
+	return ref, expect, body, true
 }
 
 // readJSON checks the media type (415: application/json) and size (413) of a JSON API request body.
@@ -231,17 +239,8 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // well-formed outcome_code.
 func decodeStatusRequest(body []byte) (statusRequest, error) {
 	var req statusRequest
-	if !utf8.Valid(body) {
-		return req, bad("invalid_json", "", "the body is not UTF-8")
-	}
-	if _, err := fhir.Canonical(body); err != nil {
-		return req, bad("invalid_json", "", "the body must be one JSON object without duplicate keys")
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return req, bad("invalid_json", "", "the body must be a JSON object")
-	}
-	if err := unknownFields(top, "", "status", "reason", "outcome", "outcome_code", "note"); err != nil {
+	top, err := strictObject(body, "status", "reason", "outcome", "outcome_code", "note")
+	if err != nil {
 		return req, err
 	}
 	if raw, ok := top["outcome_code"]; ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
@@ -253,12 +252,8 @@ func decodeStatusRequest(body []byte) (statusRequest, error) {
 			return req, err
 		}
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return req, bad("invalid_type", te.Field, fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String())))
-		}
-		return req, bad("invalid_json", "", "the body is not a valid status change")
+	if err := typedUnmarshal(body, &req, "status change"); err != nil {
+		return req, err
 	}
 	st := mapping.TaskStatus(req.Status)
 	statuses := referral.CommunityStatuses()
@@ -287,6 +282,34 @@ func decodeStatusRequest(body []byte) (statusRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// strictObject checks a JSON API body: UTF-8, one JSON object without duplicate keys, no member outside
+// allowed (all named); it returns the object's members.
+func strictObject(body []byte, allowed ...string) (map[string]json.RawMessage, error) {
+	if !utf8.Valid(body) {
+		return nil, bad("invalid_json", "", "the body is not UTF-8")
+	}
+	if _, err := fhir.Canonical(body); err != nil {
+		return nil, bad("invalid_json", "", "the body must be one JSON object without duplicate keys")
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, bad("invalid_json", "", "the body must be a JSON object")
+	}
+	return top, unknownFields(top, "", allowed...)
+}
+
+// typedUnmarshal decodes body into v, a 400 naming the member of the wrong type (what: the request's name).
+func typedUnmarshal(body []byte, v any, what string) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return bad("invalid_type", te.Field, fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String())))
+		}
+		return bad("invalid_json", "", "the body is not a valid "+what)
+	}
+	return nil
 }
 
 // unknownFields is a 400 naming every member of obj not in allowed (prefix qualifies nested names).

@@ -256,7 +256,7 @@ func (c *Console) renderMessages(w http.ResponseWriter, r *http.Request, s signe
 // eventTypes are the event types the list filters on.
 func eventTypes() []mapping.EventType {
 	return []mapping.EventType{mapping.EventReferralCreated, mapping.EventReferralUpdated, mapping.EventReferralCancelled,
-		mapping.EventNotification}
+		mapping.EventReferralReminder, mapping.EventReferralEscalated, mapping.EventNotification}
 }
 
 // messageBody is one message's page.

@@ -90,6 +90,8 @@ var searchParams = []searchParam{
 		}},
 	{Name: "focus", Types: []string{typeTask}, Type: fhir.SearchParamReference,
 		Doc: "ServiceRequest/{id} (or its absolute URL on this server); a comma-separated list matches any", apply: applyFocus},
+	{Name: "part-of", Types: []string{typeTask}, Type: fhir.SearchParamReference,
+		Doc: "Task/{id} of a link worker's Task: the Tasks of the groups it forwarded the referral to (Task.partOf)", apply: applyPartOf},
 	{Name: "owner", Modifiers: []string{"identifier"}, Types: []string{typeTask}, Type: fhir.SearchParamReference,
 		Doc: "a community service id, or owner:identifier=system|value of its directory identifier",
 		apply: func(p *searchParse, key, modifier string, vals []string) {
@@ -332,6 +334,18 @@ func applyServiceRequestRef(p *searchParse, key string, vals []string, msg strin
 		return
 	}
 	p.q.ServiceRequestIDs = intersect(p.q.ServiceRequestIDs, ids)
+}
+
+// applyPartOf is part-of=Task/{id}: the Tasks forwarded from that Task.
+func applyPartOf(p *searchParse, key, _ string, vals []string) {
+	p.use(key, vals)
+	id := strings.TrimPrefix(p.local(vals[0]), "Task/")
+	if id == "" || strings.Contains(id, "/") || strings.Contains(id, ",") {
+		p.bad(key, "part-of must name one Task: Task/{id}")
+		return
+	}
+	p.tooLong(key, id, fhir.MaxIdentifierValue)
+	p.q.ParentTaskID = id
 }
 
 // intersect is the ids in both lists (b when a is nil: no filter yet).

@@ -20,11 +20,16 @@ const NHSNumberSystem = "https://fhir.nhs.uk/Id/nhs-number"
 // ReferralCols are the columns ScanReferral reads, in order.
 const ReferralCols = `version, created_at, updated_at, fingerprint, identifiers, referral, service_request`
 
+// ForwardedSRKey prefixes a forwarded referral's own key in the service_request_id column.
+const ForwardedSRKey = "forward:"
+
 // ReferralRow is a referral as its row is written.
 type ReferralRow struct {
 	ID, TaskID, SRID, Practice, Service, Status, Business string
 	PatientRef, PatientNHS, RequesterRef                  string
 	SRStatus                                              string // the ServiceRequest's status
+	Deadline                                              string // the deadline ladder's rung (mapping.DeadlineStep)
+	ParentTask                                            string // a forwarded referral's parent Task id ("": none)
 	Version                                               int
 	CreatedAt, UpdatedAt                                  int64
 	Fingerprint                                           string
@@ -55,11 +60,17 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 	if srStatus == "" {
 		srStatus = "active"
 	}
+	// A forwarded referral shares its parent's ServiceRequest (Task.focus) but the column is unique and finds
+	// the parent: the child's row holds a key of its own there.
+	srid, parent := r.Record.ServiceRequestID, ""
+	if r.Parent != nil {
+		srid, parent = ForwardedSRKey+r.Record.ID, r.Parent.TaskID
+	}
 	return ReferralRow{
-		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: r.Record.ServiceRequestID, SRStatus: srStatus,
+		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: srid, SRStatus: srStatus, ParentTask: parent,
 		Practice: mapping.NormalODS(r.PracticeODS), Service: r.Record.Service.ID, Status: string(r.Record.Status),
 		Business: string(r.BusinessStatus), PatientRef: r.Patient.Reference, PatientNHS: nhs,
-		RequesterRef: r.Requester.Reference, Version: r.Record.Version,
+		RequesterRef: r.Requester.Reference, Version: r.Record.Version, Deadline: string(r.Record.DeadlineStep),
 		CreatedAt: Micros(r.Record.CreatedAt), UpdatedAt: Micros(r.Record.UpdatedAt),
 		Fingerprint: fingerprint, Identifiers: ij, Referral: rj, ServiceRequest: sr,
 	}, nil
@@ -198,6 +209,14 @@ func referralSearch(q outbox.ReferralQuery, visible string) (query string, args 
 			bs[i] = string(v)
 		}
 		in("business_status", bs)
+	}
+	eq("parent_task_id", q.ParentTaskID)
+	if len(q.DeadlineSteps) > 0 {
+		ds := make([]string, len(q.DeadlineSteps))
+		for i, v := range q.DeadlineSteps {
+			ds[i] = string(v)
+		}
+		in("deadline_step", ds)
 	}
 	bound(">", q.UpdatedAfter)
 	bound(">=", q.UpdatedFrom)
@@ -718,7 +737,7 @@ type Version struct {
 func (v Version) UpdateArgs() []any {
 	r := v.Row
 	return []any{r.Practice, r.Service, r.Status, r.Business, r.PatientRef, r.PatientNHS, r.RequesterRef,
-		r.Version, r.UpdatedAt, r.Referral, r.SRStatus, r.ID, v.From}
+		r.Version, r.UpdatedAt, r.Referral, r.SRStatus, r.Deadline, r.ID, v.From}
 }
 
 // EventArgs are the arguments of insertEvent for v, in order.

@@ -370,7 +370,7 @@ func TestVersionUpdateArgs(t *testing.T) {
 	t.Parallel()
 	v := Version{Row: ReferralRow{ID: "r", Practice: "A", Version: 3, UpdatedAt: 9}, From: 2}
 	args := v.UpdateArgs()
-	if n := strings.Count(UpdateReferral, "?"); len(args) != n || args[0] != "A" || args[7] != 3 || args[11] != "r" || args[12] != 2 {
+	if n := strings.Count(UpdateReferral, "?"); len(args) != n || args[0] != "A" || args[7] != 3 || args[12] != "r" || args[13] != 2 {
 		t.Errorf("args %v for %d placeholders", args, n)
 	}
 }

@@ -5,13 +5,13 @@ package sqlstore
 const (
 	insertReferral = `INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
 	business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at, updated_at,
-	fingerprint, identifiers, referral, service_request, service_request_status)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	fingerprint, identifiers, referral, service_request, service_request_status, deadline_step, parent_task_id)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// UpdateReferral sets a referral's new version (arguments: VersionRow.UpdateArgs).
 	UpdateReferral = `UPDATE referrals SET practice_ods = ?, service_id = ?, status = ?, business_status = ?,
 	patient_ref = ?, patient_nhs_number = ?, requester_ref = ?, version = ?, updated_at = ?, referral = ?,
-	service_request_status = ?
+	service_request_status = ?, deadline_step = ?
 	WHERE id = ? AND version = ?`
 
 	insertIdentifier = `INSERT INTO referral_identifiers (practice_ods, system, value, referral_id) VALUES (?, ?, ?, ?)`

@@ -120,11 +120,71 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 	}
 	var res outbox.CreateResult
 	err = s.write(ctx, func(ctx context.Context, w *Tx) error {
-		res = c.Result
+		var err error
+		res, err = s.createIn(ctx, w, c, in.Fingerprint, hook)
+		return err
+	})
+	if err != nil {
+		return outbox.CreateResult{}, err
+	}
+	return res, nil
+}
+
+// Forward writes a link worker's onward referral in one transaction (outbox.Forwarder): the parent's new
+// version (fn's, through the usual update path) and each child it returns.
+func (s *Store) Forward(ctx context.Context, id string, expectVersion int, now time.Time, fn outbox.ForwardUpdate) (outbox.Referral, []outbox.Referral, error) {
+	d := s.d
+	var (
+		parent   outbox.Referral
+		children []outbox.Referral
+	)
+	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
+		cur, err := d.ReadReferral(ctx, w, byAnyID, true, id, id, id)
+		if err != nil {
+			return err
+		}
+		if expectVersion > 0 && cur.Record.Version != expectVersion {
+			return fmt.Errorf("%s: forward referral: %w", d.Name, outbox.ErrVersionMismatch)
+		}
+		var intakes []mapping.Intake
+		parent, err = s.applyUpdate(ctx, w, cur, now, func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+			next, kids, err := fn(cur)
+			intakes = kids
+			return next, nil, err
+		}, outbox.CauseUpdate)
+		if err != nil {
+			return err
+		}
+		children = children[:0]
+		for _, in := range intakes {
+			c, err := d.NewCreation(in, s.cfg.NewID)
+			if err != nil {
+				return err
+			}
+			res, err := s.createIn(ctx, w, c, in.Fingerprint, func(string) error { return nil })
+			if err != nil {
+				return err
+			}
+			children = append(children, res.Referral)
+		}
+		return nil
+	})
+	if err != nil {
+		return outbox.Referral{}, nil, err
+	}
+	return parent, children, nil
+}
+
+// createIn is CreateReferral's transaction body in w: the creation c (fingerprint: the intake's), with hook
+// run after each stage.
+func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint string, hook func(string) error) (outbox.CreateResult, error) {
+	d := s.d
+	res := c.Result
+	err := func() error {
 		if err := s.b.LockIdentifiers(ctx, w, c.Practice, c.Identifiers); err != nil {
 			return err
 		}
-		existing, err := d.ExistingByIdentifiers(ctx, w, c.Practice, c.Identifiers, in.Fingerprint)
+		existing, err := d.ExistingByIdentifiers(ctx, w, c.Practice, c.Identifiers, fingerprint)
 		if err != nil || existing != nil {
 			if existing != nil {
 				res = outbox.CreateResult{Referral: *existing, Created: false}
@@ -141,7 +201,7 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 		if _, err := w.ExecContext(ctx, d.rebind(insertReferral), row.ID, row.TaskID, row.SRID, row.Practice,
 			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
 			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
-			row.ServiceRequest, row.SRStatus); err != nil {
+			row.ServiceRequest, row.SRStatus, row.Deadline, row.ParentTask); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert referral: referral, task or service request id already exists: %w", d.Name, err)
 			}
@@ -181,11 +241,8 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 			return d.DriverErr("insert referral event", err)
 		}
 		return hook(stageEvents)
-	})
-	if err != nil {
-		return outbox.CreateResult{}, err
-	}
-	return res, nil
+	}()
+	return res, err
 }
 
 // insertMessages writes events as pending messages due at now, for the referral's given version (referralID

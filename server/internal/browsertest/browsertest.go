@@ -200,6 +200,12 @@ func (b *Browser) Press(sel string) int {
 	return b.navigate("press "+sel, chromedp.Click(chromedp.CSS(sel)))
 }
 
+// Tick clicks what sel finds and stays on the page (a checkbox or a radio button, as a person ticks it).
+func (b *Browser) Tick(sel string) {
+	b.t.Helper()
+	b.do("tick "+sel, chromedp.Click(chromedp.CSS(sel)))
+}
+
 // PressButton clicks the (first) button whose text is label and waits for the page it leads to; it
 // returns that page's HTTP status.
 func (b *Browser) PressButton(label string) int {
