@@ -114,15 +114,31 @@ func (s *Service) settleChoice(ctx context.Context, before, after outbox.Referra
 	}
 }
 
-// propagateConsent withdraws the person's consent on every referral forwarded from parent, after the GP
-// recorded the withdrawal on parent (each child its own transaction; a failure is returned after trying all).
-func (s *Service) propagateConsent(ctx context.Context, c Caller, parent outbox.Referral, now time.Time) error {
+// propagateEnd carries the GP's end of the link worker's referral parent — its cancellation (the Task
+// cancelled, the ServiceRequest revoked), or the person's consent withdrawn — to every referral forwarded from
+// it, with the parent's reason: each child its own transaction, a failure returned after trying all. A child
+// already final keeps its status (a consent withdrawal still erases it); a child already ended is no change,
+// so the GP system's retry (a repeat, no change to the parent) finishes a propagation cut short.
+func (s *Service) propagateEnd(ctx context.Context, c Caller, parent outbox.Referral, now time.Time) error {
+	if parent.Record.Status != mapping.StatusCancelled || len(parent.Children) == 0 {
+		return nil
+	}
+	change := mapping.StatusChange{To: mapping.StatusCancelled, By: mapping.ActorRequester, NewID: s.newID,
+		ConsentWithdrawn: parent.Record.ConsentWithdrawn, Actor: eventActor(ctx, c)}
+	if !change.ConsentWithdrawn {
+		change.Reason = parent.Record.StatusReason
+	}
+	apply := s.statusUpdate(change, now)
 	var errs []error
 	for _, ch := range parent.Children {
-		change := mapping.StatusChange{To: mapping.StatusCancelled, By: mapping.ActorRequester, ConsentWithdrawn: true,
-			NewID: s.newID, Actor: eventActor(ctx, c)}
-		if _, err := s.store.UpdateReferral(ctx, ch.ReferralID, 0, now, s.statusUpdate(change, now)); err != nil {
-			errs = append(errs, fmt.Errorf("withdraw consent on forwarded referral %s: %w", ch.ReferralID, err))
+		_, err := s.store.UpdateReferral(ctx, ch.ReferralID, 0, now, func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+			if cur.Record.Status.Terminal() && !change.ConsentWithdrawn {
+				return cur.Referral, nil, outbox.ErrNoChange
+			}
+			return apply(cur)
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("end forwarded referral %s: %w", ch.ReferralID, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/socialrx/socialrx/fhir"
 
@@ -94,6 +96,78 @@ func TestForward(t *testing.T) {
 			t.Errorf("the person's choice %q", p.ChosenChild)
 		}
 		checkConsentReachesChildren(t, e, ref, children)
+	})
+}
+
+// TestConsentReachesChildrenOnRetry: the parent's withdrawal committed but its propagation to the forwarded
+// referrals never ran (a crash between the two): the GP system's retry of the withdrawal — a repeat, no
+// change to the parent — finishes it. On both backends.
+func TestConsentReachesChildrenOnRetry(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ref := e.submitToLinkWorkers()
+		lw := e.caller("link-workers")
+		_, children, err := e.svc.Forward(ctx, lw, referral.ForwardRequest{ReferralID: ref.Record.ID, Services: []string{"frome-walks", "lunch-club"}})
+		if err != nil || len(children) != 2 {
+			t.Fatalf("forward: %v", err)
+		}
+		// The parent's withdrawal alone, as if the process died before propagating it.
+		n := 0
+		now := time.UnixMicro(e.clock.Add(1000)).UTC()
+		if _, err := e.store.UpdateReferral(ctx, ref.Record.ID, 0, now, func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+			return mapping.ApplyStatus(cur.Referral, mapping.StatusChange{To: mapping.StatusCancelled, By: mapping.ActorRequester,
+				ConsentWithdrawn: true, NewID: func() string { n++; return fmt.Sprintf("retry-test-%d", n) }}, now)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range children {
+			if got, _ := e.store.GetReferral(ctx, ch.Record.ID); got.Record.ConsentWithdrawn {
+				t.Fatal("the simulation propagated the withdrawal; the test proves nothing")
+			}
+		}
+		checkConsentReachesChildren(t, e, ref, children) // the GP system retries
+	})
+}
+
+// TestGPCancelReachesChildren: the GP cancels the link worker's Task with a reason: every referral forwarded
+// from it is cancelled with that reason, except one already final (it keeps its status). On both backends.
+func TestGPCancelReachesChildren(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		ref := e.submitToLinkWorkers()
+		lw := e.caller("link-workers")
+		_, children, err := e.svc.Forward(ctx, lw, referral.ForwardRequest{ReferralID: ref.Record.ID, Services: []string{"frome-walks", "lunch-club"}})
+		if err != nil || len(children) != 2 {
+			t.Fatalf("forward: %v", err)
+		}
+		// The lunch club declines (final); the walking group has not answered.
+		if _, _, err := e.svc.ChangeStatus(ctx, e.caller("lunch-club"), referral.StatusRequest{ReferralID: children[1].Record.ID,
+			Status: mapping.StatusRejected, Reason: "No places until spring"}); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := e.store.GetReferral(ctx, ref.Record.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task := mapping.TaskFor(cur.Referral)
+		task.Status, task.StatusReason = "cancelled", &fhir.CodeableConcept{Text: "The person moved away"}
+		body, err := json.Marshal(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.UpdateTask(ctx, e.caller("practice-a81001"), cur, mapping.ActorRequester, cur.Record.Version, body); err != nil {
+			t.Fatal(err)
+		}
+		walks, _ := e.store.GetReferral(ctx, children[0].Record.ID)
+		lunch, _ := e.store.GetReferral(ctx, children[1].Record.ID)
+		if walks.Record.Status != mapping.StatusCancelled || walks.Record.StatusReason != "The person moved away" {
+			t.Errorf("the walking group's child: %s %q, want cancelled with the GP's reason", walks.Record.Status, walks.Record.StatusReason)
+		}
+		if lunch.Record.Status != mapping.StatusRejected {
+			t.Errorf("the declined child became %s", lunch.Record.Status)
+		}
 	})
 }
 

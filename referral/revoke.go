@@ -57,7 +57,10 @@ func (s *Service) Revoke(ctx context.Context, c Caller, ref outbox.Referral, exp
 	if err != nil {
 		return outbox.Referral{}, err
 	}
-	if status == cur.Status {
+	if status == cur.Status { // a repeat: no change, but it finishes carrying the end to forwarded referrals
+		if err := s.propagateEnd(ctx, c, ref, s.Now()); err != nil {
+			return outbox.Referral{}, err
+		}
 		return ref, nil
 	}
 	change := mapping.StatusChange{To: mapping.StatusCancelled, By: mapping.ActorRequester, Reason: RevokeReason, NewID: s.newID,
@@ -81,6 +84,9 @@ func (s *Service) Revoke(ctx context.Context, c Caller, ref outbox.Referral, exp
 	}
 	_ = s.audit(ctx, c, outbox.AuditUpdate, ByServiceRequestID, next) // a change: logged, never refused
 	s.logStatusChange(c, before, next)
+	if err := s.propagateEnd(ctx, c, next, now); err != nil { // the referrals a link worker forwarded end too
+		return outbox.Referral{}, err
+	}
 	return next, nil
 }
 

@@ -99,8 +99,11 @@ func (s *Service) UpdateTask(ctx context.Context, c Caller, ref outbox.Referral,
 		return outbox.Referral{}, err
 	}
 	s.logStatusChange(c, before, next)
-	if next.Record.ConsentWithdrawn && !before.Record.ConsentWithdrawn {
-		if err := s.propagateConsent(ctx, c, next, now); err != nil {
+	// Every cancellation and withdrawal by the GP, a repeat included, reaches the forwarded referrals (a child
+	// already ended is no change): a propagation cut short (an error, a crash after the parent's commit) is
+	// finished by the GP system's retry.
+	if actor == mapping.ActorRequester {
+		if err := s.propagateEnd(ctx, c, next, now); err != nil {
 			return outbox.Referral{}, err
 		}
 	}
