@@ -28,6 +28,7 @@ const (
 	ViaConsole   = "console"
 	ViaCLI       = "cli"
 	ViaWebhook   = "webhook"
+	ViaSweeper   = "sweeper" // socialrx's own changes: the response-deadline ladder
 )
 
 // RoleOperator is the audit role of an engineer at the CLI; RoleSystem that of socialrx itself (the

@@ -103,6 +103,12 @@ func testDeadlineLadder(t *testing.T, open func(t *testing.T) (outbox.Store, out
 	createWaiting(t, a, "r2", "walks", t0)
 	createWaiting(t, a, "r3", "quiet", t0)
 	dir := deadlineDirectory()
+	// Each sweeper appends to its own audit chain, as each serve instance does.
+	audits := []*outbox.AuditLog{outbox.NewAuditLog(a, outbox.AuditLogOptions{Instance: "sweeper-a"}),
+		outbox.NewAuditLog(b, outbox.AuditLogOptions{Instance: "sweeper-b"})}
+	for _, l := range audits {
+		t.Cleanup(l.Close)
+	}
 	// race runs two sweepers at once, one per store, and returns how many versions they wrote together.
 	race := func(at time.Duration) int {
 		t.Helper()
@@ -111,7 +117,8 @@ func testDeadlineLadder(t *testing.T, open func(t *testing.T) (outbox.Store, out
 		errs := make([]error, 2)
 		for i, st := range []outbox.Store{a, b} {
 			wg.Go(func() {
-				sw := referral.OverdueSweeper{Store: st, Deadline: 10 * day, Directory: dir, Clock: func() time.Time { return t0.Add(at) }}
+				sw := referral.OverdueSweeper{Store: st, Deadline: 10 * day, Directory: dir, Clock: func() time.Time { return t0.Add(at) },
+					Audit: audits[i]}
 				counts[i], errs[i] = sw.SweepOnce(ctx)
 			})
 		}
@@ -173,6 +180,22 @@ func testDeadlineLadder(t *testing.T, open func(t *testing.T) (outbox.Store, out
 		t.Errorf("declined Task: status %q, statusReason %+v, %d notes", task.Status, task.StatusReason, len(task.Note))
 	}
 	checkLadderMessages(t, a)
+	// The audit trail has each rung once (3 reminders, 2 escalations, 2 declines), by socialrx; the overdue
+	// marks are transport facts, not recorded.
+	recs, err := a.ListAudit(ctx, outbox.AuditQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rungs := map[string]int{}
+	for _, r := range recs {
+		if r.ActorID != "socialrx" || r.ActorRole != referral.RoleSystem || r.Via != referral.ViaSweeper || r.Action != outbox.AuditUpdate {
+			t.Errorf("audit record %+v, want an update by socialrx via the sweeper", r)
+		}
+		rungs[r.ReferralID]++
+	}
+	if rungs["r1"] != 3 || rungs["r2"] != 1 || rungs["r3"] != 3 || len(recs) != 7 {
+		t.Errorf("audited rungs %v (%d records), want r1 3, r2 1, r3 3", rungs, len(recs))
+	}
 }
 
 // checkLadderMessages: each rung's webhooks were written once, to the right service, carrying identifiers and

@@ -27,6 +27,9 @@ type OverdueSweeper struct {
 	Directory *mapping.Directory
 	// NewID makes the ladder's event ids (default NewUUIDv7).
 	NewID func() string
+	// Audit, when set, records each rung climbed in the audit trail (a change of the referral by socialrx:
+	// actor socialrx, role system, via sweeper); the overdue mark, a transport fact, is not recorded.
+	Audit Auditor
 }
 
 // SweepOnce marks every overdue referral now, climbs the deadline ladder one rung for every referral due
@@ -144,7 +147,16 @@ func (s OverdueSweeper) climbOne(ctx context.Context, r outbox.Referral, from ma
 	if err != nil && !errors.Is(err, outbox.ErrNoChange) {
 		return false, fmt.Errorf("deadline sweep: referral %s: %w", r.Record.ID, err)
 	}
-	return climbed && err == nil, nil
+	climbed = climbed && err == nil
+	if climbed && s.Audit != nil {
+		rec := outbox.AuditRecord{At: now, RequestID: NewUUIDv7(), ActorID: "socialrx", ActorRole: RoleSystem, Via: ViaSweeper,
+			Action: outbox.AuditUpdate, ResourceType: "Task", ResourceID: r.Record.TaskID, ReferralID: r.Record.ID,
+			PracticeODS: r.PracticeODS, ServiceID: r.Record.Service.ID}
+		if err := s.Audit.Record(ctx, rec); err != nil { // the rung is committed: logged, never undone
+			logOr(s.Logger).Error("a deadline rung could not be audited", "referral_id", r.Record.ID, "err", err)
+		}
+	}
+	return climbed, nil
 }
 
 // deadlineInput is what mapping.ClimbDeadline needs for a referral of service id: its deadlines (the defaults
@@ -206,4 +218,12 @@ func sweepEvery(ctx context.Context, interval, def time.Duration, log *slog.Logg
 		case <-t.C:
 		}
 	}
+}
+
+// logOr is l, or a logger that discards when l is nil.
+func logOr(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -242,7 +242,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer close(m.sweepDone)
-		_ = referral.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log, Directory: &cfg.Directory}.Run(bgCtx)
+		_ = referral.OverdueSweeper{Store: store, Deadline: settings.AckDeadline, Logger: log, Directory: &cfg.Directory,
+			Audit: m.audit}.Run(bgCtx)
 	}()
 	m.pruneDone = make(chan struct{})
 	go func() {
