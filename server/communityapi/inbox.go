@@ -194,6 +194,16 @@ type inboxPageData struct {
 	// the link worker's "Suggest groups" form: the directory's other groups (nil: not the link worker's to
 	// forward)
 	Suggest []suggestGroup
+
+	// the link worker's list: referrals of other groups escalated to it or declined for no answer (the
+	// response-deadline ladder), identifiers and dates only
+	Escalations []escalationItem
+}
+
+// escalationItem is one line of the link worker's "Waiting too long at other groups".
+type escalationItem struct {
+	Group, Practice, Task, Referred, Since string
+	Declined                                bool
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
@@ -316,6 +326,10 @@ func (a *API) inboxHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.now()
+	if d.Escalations, err = a.escalations(r, now); err != nil {
+		a.inboxFailure(w, r, d, err)
+		return
+	}
 	for _, ref := range refs {
 		if ref.Record.Service.ID == s.client.Service { // defence in depth: the query is already scoped
 			d.Items = append(d.Items, listItem(a.svc.Shared(ref.Record), ref.BusinessStatus, now, a.uk))
@@ -718,4 +732,25 @@ func (a *API) inboxFailure(w http.ResponseWriter, r *http.Request, d inboxPageDa
 	}
 	d.LoginNeeded = false
 	a.renderInbox(w, r, status, d)
+}
+
+// escalationWindow is how far back the link worker's list of escalations reaches.
+const escalationWindow = 30 * 24 * time.Hour
+
+// escalations is the link worker's "Waiting too long at other groups" (nil for any other group).
+func (a *API) escalations(r *http.Request, now time.Time) ([]escalationItem, error) {
+	c := web.Caller(r.Context())
+	if lw, ok := a.svc.Directory().LinkWorker(); !ok || lw.ID != c.Client.Service {
+		return nil, nil
+	}
+	es, err := a.svc.Escalations(r.Context(), c, now.Add(-escalationWindow))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]escalationItem, 0, len(es))
+	for _, e := range es {
+		out = append(out, escalationItem{Group: e.ServiceName, Practice: e.PracticeODS, Task: e.TaskID,
+			Referred: dateTime(e.CreatedAt, a.uk), Since: dateTime(e.UpdatedAt, a.uk), Declined: e.Step == mapping.DeadlineDeclined})
+	}
+	return out, nil
 }
