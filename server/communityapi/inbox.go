@@ -203,7 +203,7 @@ type inboxPageData struct {
 // escalationItem is one line of the link worker's "Waiting too long at other groups".
 type escalationItem struct {
 	Group, Practice, Task, Referred, Since string
-	Declined                                bool
+	Declined                               bool
 }
 
 // inboxFilterLink is one tab, with how many referrals it holds.
