@@ -99,6 +99,19 @@ func TestForward(t *testing.T) {
 	})
 }
 
+// forwardToTwo submits a referral the link workers hold and forwards it to the walking group and the lunch
+// club; it returns the link worker's referral and the two children.
+func (e *env) forwardToTwo() (outbox.Referral, []outbox.Referral) {
+	e.t.Helper()
+	ref := e.submitToLinkWorkers()
+	_, children, err := e.svc.Forward(context.Background(), e.caller("link-workers"),
+		referral.ForwardRequest{ReferralID: ref.Record.ID, Services: []string{"frome-walks", "lunch-club"}})
+	if err != nil || len(children) != 2 {
+		e.t.Fatalf("forward: %v", err)
+	}
+	return ref, children
+}
+
 // TestConsentReachesChildrenOnRetry: the parent's withdrawal committed but its propagation to the forwarded
 // referrals never ran (a crash between the two): the GP system's retry of the withdrawal — a repeat, no
 // change to the parent — finishes it. On both backends.
@@ -106,12 +119,7 @@ func TestConsentReachesChildrenOnRetry(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		ref := e.submitToLinkWorkers()
-		lw := e.caller("link-workers")
-		_, children, err := e.svc.Forward(ctx, lw, referral.ForwardRequest{ReferralID: ref.Record.ID, Services: []string{"frome-walks", "lunch-club"}})
-		if err != nil || len(children) != 2 {
-			t.Fatalf("forward: %v", err)
-		}
+		ref, children := e.forwardToTwo()
 		// The parent's withdrawal alone, as if the process died before propagating it.
 		n := 0
 		now := time.UnixMicro(e.clock.Add(1000)).UTC()
@@ -136,12 +144,7 @@ func TestGPCancelReachesChildren(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		ref := e.submitToLinkWorkers()
-		lw := e.caller("link-workers")
-		_, children, err := e.svc.Forward(ctx, lw, referral.ForwardRequest{ReferralID: ref.Record.ID, Services: []string{"frome-walks", "lunch-club"}})
-		if err != nil || len(children) != 2 {
-			t.Fatalf("forward: %v", err)
-		}
+		ref, children := e.forwardToTwo()
 		// The lunch club declines (final); the walking group has not answered.
 		if _, _, err := e.svc.ChangeStatus(ctx, e.caller("lunch-club"), referral.StatusRequest{ReferralID: children[1].Record.ID,
 			Status: mapping.StatusRejected, Reason: "No places until spring"}); err != nil {

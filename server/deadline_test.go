@@ -36,13 +36,7 @@ func TestDeadlineLadderEndToEnd(t *testing.T) {
 	// signs the museum in again (its session has long expired).
 	sweep := func(at time.Duration) {
 		t.Helper()
-		at += time.Minute
-		h.clock.Store(t0.Add(at).UnixMicro())
-		sw := referral.OverdueSweeper{Store: h.store, Deadline: 10 * day, Directory: &h.cfg.Directory,
-			Clock: func() time.Time { return t0.Add(at) }}
-		if _, err := sw.SweepOnce(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		sweepLadder(t, h, t0, at)
 		b = newBrowser(h)
 		b.signIn(tokMuseum)
 	}
@@ -106,4 +100,17 @@ func messagesOf(t *testing.T, st outbox.Store, typ mapping.EventType) []outbox.M
 		t.Fatal(err)
 	}
 	return ms
+}
+
+// sweepLadder runs the overdue sweeper (overdue after 10 days, the directory's deadline ladder) at t0+at and a
+// minute (the harness clock ticks as a referral is made), with the harness clock set there.
+func sweepLadder(t *testing.T, h *harness, t0 time.Time, at time.Duration) {
+	t.Helper()
+	at += time.Minute
+	h.clock.Store(t0.Add(at).UnixMicro())
+	sw := referral.OverdueSweeper{Store: h.store, Deadline: 10 * 24 * time.Hour, Directory: &h.cfg.Directory,
+		Clock: func() time.Time { return t0.Add(at) }}
+	if _, err := sw.SweepOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/socialrx/socialrx/referral"
 	"github.com/socialrx/socialrx/server/internal/browsertest"
 )
 
@@ -24,16 +23,7 @@ func TestBrowserInboxEscalations(t *testing.T) {
 	h.clock.Store(t0.UnixMicro())
 	ref := refer(h, tokPCN, "museum-volunteering-bundle.json") // → museum-volunteers
 	day := 24 * time.Hour
-	sweep := func(at time.Duration) {
-		t.Helper()
-		at += time.Minute
-		h.clock.Store(t0.Add(at).UnixMicro())
-		sw := referral.OverdueSweeper{Store: h.store, Deadline: 10 * day, Directory: &h.cfg.Directory,
-			Clock: func() time.Time { return t0.Add(at) }}
-		if _, err := sw.SweepOnce(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sweep := func(at time.Duration) { sweepLadder(t, h, t0, at) }
 	sweep(2 * day) // reminded
 	sweep(4 * day) // escalated
 	h.clock.Store(time.Now().UTC().UnixMicro())
