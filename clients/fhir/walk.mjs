@@ -396,7 +396,8 @@ try {
 
   await step('fhir-kit-client: the GP letter (DocumentReference by related, its Binary as FHIR and as the PDF itself)', async (s) => {
     const sr = validate(s, await gp.create({ resourceType: 'ServiceRequest', body: await fixture('walking-group-performer.json', 'LETTER-1') }));
-    const task = (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } })).entry[0].resource;
+    const found1 = (await gp.search({ resourceType: 'Task', searchParams: { focus: `ServiceRequest/${sr.id}` } })).entry[0].resource;
+    const task = validate(s, await walks.read({ resourceType: 'Task', id: found1.id })); // the group updates the Task it was shown
     validate(s, await walks.update({ resourceType: 'Task', id: task.id, body: { ...task, status: 'rejected', statusReason: { text: 'The person chose not to join' } },
       options: { headers: { 'If-Match': 'W/"1"' } } }));
     const found = validate(s, await gp.search({ resourceType: 'DocumentReference', searchParams: { related: `ServiceRequest/${sr.id}` } }));
@@ -415,6 +416,8 @@ try {
     const bytes = Buffer.from(await pdf.arrayBuffer());
     check(s, pdf.status === 200 && pdf.headers.get('content-type') === 'application/pdf' && bytes.subarray(0, 5).toString() === '%PDF-', `PDF: ${pdf.status} ${pdf.headers.get('content-type')}`);
     check(s, bytes.length === att.size && createHash('sha1').update(bytes).digest('base64') === att.hash, `PDF size ${bytes.length} / ${att.size}, hash ${att.hash}`);
+    // The letter names the person beyond the walking group's sharing profile: the group is refused.
+    await expectStatus(s, walks.read({ resourceType: 'DocumentReference', id: doc.id }), 403);
   });
 
   await step('fhir-kit-client: monthly figures as MeasureReports (admin), suppressed counts masked', async (s) => {
