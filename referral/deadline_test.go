@@ -63,21 +63,11 @@ func deadlineDirectory() *mapping.Directory {
 // createWaiting writes a requested referral to service, created at t0, with the person's details on its record.
 func createWaiting(t *testing.T, st outbox.Store, id, service string, t0 time.Time) {
 	t.Helper()
-	in := mapping.Intake{
-		Referral: mapping.Referral{
-			Record: mapping.Record{ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
-				Version: 1, CreatedAt: t0, UpdatedAt: t0, Service: mapping.ServiceRef{ID: service, Name: service},
-				Patient: mapping.Person{FirstName: "Ada", Name: "Ada Lovelace", NHSNumber: "9434765919", Phone: "07700 900123",
-					Postcode: "BA11 1AA"}, Needs: "gentle walks"},
-			PracticeODS: "A81001", BusinessStatus: mapping.BusinessDelivered, ServiceRequestStatus: "active",
-		},
-		ServiceRequest: []byte(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
-		Identifiers:    []mapping.Identifier{{System: "urn:test", Value: id}},
-		Fingerprint:    "fp-" + id,
-	}
-	if _, err := st.CreateReferral(t.Context(), in); err != nil {
-		t.Fatal(err)
-	}
+	in := waitingIntake(id, service, t0, mapping.BusinessDelivered)
+	in.Referral.Record.Patient = mapping.Person{FirstName: "Ada", Name: "Ada Lovelace", NHSNumber: "9434765919",
+		Phone: "07700 900123", Postcode: "BA11 1AA"}
+	in.Referral.Record.Needs = "gentle walks"
+	createIntake(t, st, in)
 }
 
 // TestDeadlineLadder climbs the ladder step by step with an injected clock, two sweepers (two instances on

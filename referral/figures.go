@@ -2,7 +2,6 @@ package referral
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -28,10 +27,7 @@ const figuresPage = 500
 // medians, measures; small numbers suppressed) over the referrals the caller may count, received in the
 // months asked for. GP clients get none (fault.Forbidden): the practice's figures are the admin's.
 func (s *Service) Figures(ctx context.Context, c Caller, req FiguresRequest) ([]mapping.MonthFigures, error) {
-	uk, err := time.LoadLocation("Europe/London")
-	if err != nil {
-		return nil, fmt.Errorf("referral: figures: %w", err)
-	}
+	uk := s.uk
 	q := outbox.ReferralQuery{Limit: figuresPage}
 	switch c.Client.Role {
 	case config.RoleCommunity:

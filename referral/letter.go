@@ -3,7 +3,6 @@ package referral
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/socialrx/socialrx/letter"
@@ -84,11 +83,7 @@ func (s *Service) issued(ctx context.Context, c Caller, ref outbox.Referral, typ
 	if err != nil {
 		return GPLetter{}, err
 	}
-	uk, err := time.LoadLocation("Europe/London")
-	if err != nil {
-		return GPLetter{}, fmt.Errorf("referral: letter: %w", err)
-	}
-	gl, err := composeLetter(versions, ref, s.cfg.Directory, uk)
+	gl, err := composeLetter(versions, ref, s.cfg.Directory, s.uk)
 	if err != nil {
 		return GPLetter{}, err
 	}

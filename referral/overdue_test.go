@@ -22,21 +22,7 @@ func TestOverdueSweep(t *testing.T) {
 	}
 	defer st.Close()
 	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
-	mk := func(id string, bs mapping.BusinessStatus) {
-		in := mapping.Intake{
-			Referral: mapping.Referral{
-				Record: mapping.Record{ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
-					Version: 1, CreatedAt: t0, UpdatedAt: t0, Service: mapping.ServiceRef{ID: "walks", Name: "Walks"}},
-				PracticeODS: "A81001", BusinessStatus: bs, ServiceRequestStatus: "active",
-			},
-			ServiceRequest: []byte(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
-			Identifiers:    []mapping.Identifier{{System: "urn:test", Value: id}},
-			Fingerprint:    "fp-" + id,
-		}
-		if _, err := st.CreateReferral(ctx, in); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mk := func(id string, bs mapping.BusinessStatus) { createIntake(t, st, waitingIntake(id, "walks", t0, bs)) }
 	for i, bs := range []mapping.BusinessStatus{mapping.BusinessDelivered, mapping.BusinessAwaitingPickup, mapping.BusinessDeliveryFailed, mapping.BusinessDelivered} {
 		mk(fmt.Sprintf("r%d", i), bs)
 	}
@@ -109,19 +95,7 @@ func TestOverdueSweepReadsOnlyCandidates(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 	deadline := 72 * time.Hour
 	mk := func(id string, created time.Time, bs mapping.BusinessStatus) {
-		in := mapping.Intake{
-			Referral: mapping.Referral{
-				Record: mapping.Record{ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
-					Version: 1, CreatedAt: created, UpdatedAt: created, Service: mapping.ServiceRef{ID: "walks", Name: "Walks"}},
-				PracticeODS: "A81001", BusinessStatus: bs, ServiceRequestStatus: "active",
-			},
-			ServiceRequest: []byte(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
-			Identifiers:    []mapping.Identifier{{System: "urn:test", Value: id}},
-			Fingerprint:    "fp-" + id,
-		}
-		if _, err := st.CreateReferral(ctx, in); err != nil {
-			t.Fatal(err)
-		}
+		createIntake(t, st, waitingIntake(id, "walks", created, bs))
 	}
 	for i := range 40 {
 		mk(fmt.Sprintf("young%d", i), t0.Add(time.Hour), mapping.BusinessQueued)
@@ -137,5 +111,27 @@ func TestOverdueSweepReadsOnlyCandidates(t *testing.T) {
 	cs.read = 0
 	if n, err := (referral.OverdueSweeper{Store: cs, Deadline: deadline, Clock: func() time.Time { return t0.Add(deadline + time.Minute) }}).SweepOnce(ctx); err != nil || n != 0 || cs.read != 0 {
 		t.Fatalf("second sweep: marked %d, read %d, %v; want nothing", n, cs.read, err)
+	}
+}
+
+// waitingIntake is a referral id to service, created at created and still requested, with transport fact bs.
+func waitingIntake(id, service string, created time.Time, bs mapping.BusinessStatus) mapping.Intake {
+	return mapping.Intake{
+		Referral: mapping.Referral{
+			Record: mapping.Record{ID: id, ServiceRequestID: "sr-" + id, TaskID: "task-" + id, Status: mapping.StatusRequested,
+				Version: 1, CreatedAt: created, UpdatedAt: created, Service: mapping.ServiceRef{ID: service, Name: service}},
+			PracticeODS: "A81001", BusinessStatus: bs, ServiceRequestStatus: "active",
+		},
+		ServiceRequest: []byte(`{"resourceType":"ServiceRequest","id":"sr-` + id + `"}`),
+		Identifiers:    []mapping.Identifier{{System: "urn:test", Value: id}},
+		Fingerprint:    "fp-" + id,
+	}
+}
+
+// createIntake writes in to st.
+func createIntake(t *testing.T, st outbox.Store, in mapping.Intake) {
+	t.Helper()
+	if _, err := st.CreateReferral(t.Context(), in); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package referral
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -54,6 +55,7 @@ type Service struct {
 	maxSubs         int
 	subscriptionOff func(id string)
 	auditor         Auditor
+	uk              *time.Location // Europe/London: months of the figures, dates on the GP letter
 }
 
 // New returns a Service.
@@ -61,7 +63,11 @@ func New(o Options) (*Service, error) {
 	if o.Store == nil || o.Config == nil {
 		return nil, errors.New("referral: Store and Config are required")
 	}
-	s := &Service{store: o.Store, cfg: o.Config, now: o.Clock, newID: o.NewID, log: o.Logger}
+	uk, err := time.LoadLocation("Europe/London")
+	if err != nil {
+		return nil, fmt.Errorf("referral: the UK time zone: %w", err)
+	}
+	s := &Service{store: o.Store, cfg: o.Config, now: o.Clock, newID: o.NewID, log: o.Logger, uk: uk}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -79,6 +85,9 @@ func New(o Options) (*Service, error) {
 	}
 	return s, nil
 }
+
+// UK is the Europe/London time zone (loaded once, by New).
+func (s *Service) UK() *time.Location { return s.uk }
 
 // NewUUIDv7 returns a new time-ordered UUID string (a v4 if the random source fails v7).
 func NewUUIDv7() string {

@@ -484,21 +484,31 @@ func (a *API) inboxLogout(w http.ResponseWriter, r *http.Request) {
 
 // inboxShow is GET /inbox/referrals/{id}.
 func (a *API) inboxShow(w http.ResponseWriter, r *http.Request) {
-	s, ok, _, err := a.inboxSignedIn(w, r, "Referral")
+	s, ref, ok := a.inboxReferralPage(w, r, "Referral")
+	if ok {
+		a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.r.Context(), s.d, ref, nil, ""))
+	}
+}
+
+// inboxReferralPage starts a page about one referral (GET /inbox/referrals/{id}…): the session (signed out: a
+// redirect to the list, whose page signs in) and the referral the path names, if the group may see it
+// (otherwise the failure page). false: the answer is written.
+func (a *API) inboxReferralPage(w http.ResponseWriter, r *http.Request, title string) (signedIn, outbox.Referral, bool) {
+	s, ok, _, err := a.inboxSignedIn(w, r, title)
 	if err != nil {
 		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
+		return s, outbox.Referral{}, false
 	}
 	if !ok {
 		inboxRedirect(w, inboxPath)
-		return
+		return s, outbox.Referral{}, false
 	}
 	ref, err := a.referral(s.r)
 	if err != nil {
 		a.inboxFailure(w, s.r, s.d, err)
-		return
+		return s, outbox.Referral{}, false
 	}
-	a.renderInbox(w, s.r, http.StatusOK, a.referralPage(s.r.Context(), s.d, ref, nil, ""))
+	return s, ref, true
 }
 
 // referralPage fills the one-referral page; form is the refused form (nil: none) and field the field its

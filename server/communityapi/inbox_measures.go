@@ -101,18 +101,8 @@ func measureInstrument(v string) (mapping.Instrument, bool) {
 
 // inboxMeasureForm is GET /inbox/referrals/{id}/measures?instrument=ons4|swemwbs|wemwbs.
 func (a *API) inboxMeasureForm(w http.ResponseWriter, r *http.Request) {
-	s, ok, _, err := a.inboxSignedIn(w, r, "Record a measure")
-	if err != nil {
-		a.inboxFailure(w, r, a.loginPage(r), err)
-		return
-	}
+	s, ref, ok := a.inboxReferralPage(w, r, "Record a measure")
 	if !ok {
-		inboxRedirect(w, inboxPath)
-		return
-	}
-	ref, err := a.referral(s.r)
-	if err != nil {
-		a.inboxFailure(w, s.r, s.d, err)
 		return
 	}
 	i, ok := measureInstrument(r.URL.Query().Get("instrument"))

@@ -144,16 +144,10 @@ func (a *API) readHealthcareService(w http.ResponseWriter, r *http.Request) {
 // directory's services (all on one page: a directory is small), filtered by _id, service-type/code and
 // capacity (the state now).
 func (a *API) searchHealthcareServices(w http.ResponseWriter, r *http.Request) {
-	query := r.URL.Query()
-	if r.Method == http.MethodPost {
-		form, err := a.searchForm(w, r)
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		for k, vs := range form {
-			query[k] = append(query[k], vs...)
-		}
+	query, err := a.searchParams(w, r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
 	}
 	delete(query, "_format")
 	p, err := parseSearch(a.svc, typeHealthcareService, a.o.Base, query, lenient(r))

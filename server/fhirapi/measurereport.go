@@ -28,11 +28,7 @@ var measureReportParams = []fhir.SearchParam{
 // searchMeasureReports is GET /fhir/MeasureReport: the monthly figures (mapping.MeasureReportFor), one
 // summary MeasureReport per month, all on one page. Admin clients only (the route's rule).
 func (a *API) searchMeasureReports(w http.ResponseWriter, r *http.Request) {
-	uk, err := time.LoadLocation("Europe/London")
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
+	uk := a.svc.UK()
 	req, scope, used, err := parseMeasureReportSearch(r, a.now(), uk)
 	if err != nil {
 		a.fail(w, r, err)

@@ -22,16 +22,10 @@ import (
 // _summary=count or _count=0 answers the total alone.
 func (a *API) search(typ string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		query := r.URL.Query()
-		if r.Method == http.MethodPost {
-			form, err := a.searchForm(w, r)
-			if err != nil {
-				a.fail(w, r, err)
-				return
-			}
-			for k, vs := range form {
-				query[k] = append(query[k], vs...)
-			}
+		query, err := a.searchParams(w, r)
+		if err != nil {
+			a.fail(w, r, err)
+			return
 		}
 		delete(query, "_format") // content negotiation, done before (negotiate.go)
 		p, err := parseSearch(a.svc, typ, a.o.Base, query, lenient(r))
@@ -46,6 +40,23 @@ func (a *API) search(typ string) http.HandlerFunc {
 		}
 		Write(w, http.StatusOK, b)
 	}
+}
+
+// searchParams are a search's parameters: the URL's query and, for POST [type]/_search, its form body's
+// after them.
+func (a *API) searchParams(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	query := r.URL.Query()
+	if r.Method != http.MethodPost {
+		return query, nil
+	}
+	form, err := a.searchForm(w, r)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range form {
+		query[k] = append(query[k], vs...)
+	}
+	return query, nil
 }
 
 // searchForm reads the form body of POST [type]/_search (415 for another media type, 413 beyond the limit).
