@@ -225,9 +225,30 @@ func xpathString(s string) string {
 // WaitFor waits until the JavaScript expression is true in the page (for what happens without a person's
 // action, e.g. a page whose script submits a form). The browser re-checks it on every animation frame; the
 // test waits for the answer, never for a fixed time.
+//
+// A page that navigates while the expression is polled (its script submitted a form) takes the poll's
+// JavaScript context with it; WaitFor then polls again in the new page, until stepTimeout.
 func (b *Browser) WaitFor(expr string) {
 	b.t.Helper()
-	run(b, "wait for "+expr, chromedp.Poll[bool](expr))
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr))
+		if err == nil {
+			return
+		}
+		if !navigatedAway(err) || ctx.Err() != nil {
+			b.t.Fatalf("browser: wait for %s: %v", expr, err)
+		}
+	}
+}
+
+// navigatedAway reports whether err says the page's JavaScript context is gone because the page
+// navigated (Chromium's -32000 "Cannot find context with specified id", "Execution context was destroyed").
+func navigatedAway(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "Cannot find context with specified id") ||
+		strings.Contains(msg, "Execution context was destroyed")
 }
 
 // Text is the visible text of what sel finds.
