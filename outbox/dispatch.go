@@ -294,6 +294,7 @@ type loopState struct {
 	perDest map[mapping.Destination]int       // deliveries in progress per destination
 	held    map[mapping.Destination][]Message // claimed but waiting for room (e.g. claimed again during its attempt)
 	nHeld   int                               // len(held queues) + len(again)
+	rec     *completer                        // records the deliveries' attempts
 }
 
 // Run delivers messages until ctx is cancelled, then shuts down gracefully: it stops claiming, lets
@@ -316,9 +317,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
 	done := make(chan finished, d.opts.Concurrency)
+	rec, stopRecording := newCompleter(ctx, d.store, d.opts.Concurrency)
+	defer stopRecording() // after shutdown: no delivery is left to record an attempt
 	st := &loopState{
 		active: map[string]bool{}, again: map[string]Message{},
-		perDest: map[mapping.Destination]int{}, held: map[mapping.Destination][]Message{},
+		perDest: map[mapping.Destination]int{}, held: map[mapping.Destination][]Message{}, rec: rec,
 	}
 
 	safety := time.NewTicker(d.opts.SafetyPoll)
@@ -467,9 +470,10 @@ func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopS
 func (d *Dispatcher) start(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, m Message) {
 	st.running++
 	st.perDest[m.Destination]++
+	rec := st.rec
 	go func() {
 		defer func() { done <- finished{id: m.ID, dest: m.Destination} }()
-		d.deliver(dctx, log, m)
+		d.deliver(dctx, log, rec, m)
 	}()
 }
 

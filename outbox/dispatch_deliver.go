@@ -254,8 +254,9 @@ func truncateError(s string) string {
 	return s
 }
 
-// deliver makes one attempt at m and records it.
-func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) {
+// deliver makes one attempt at m and records it (through rec, in a batch with the attempts that finish
+// with it).
+func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *completer, m Message) {
 	started := d.opts.Clock()
 	n := m.Attempts + 1
 	var out httpOutcome
@@ -321,13 +322,13 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, m Message) 
 	}
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
-	err := d.store.CompleteAttempt(sctx, m.ID, now, res)
+	err := rec.record(sctx, m.ID, now, res)
 	if errors.Is(err, ErrNoChange) && res.Update != nil {
 		// A store that aborts on ErrNoChange instead of skipping the update (the contract says skip): the
 		// referral already says what the update would, so record the attempt without it rather than leave
 		// the message to be delivered again when its lease expires.
 		res.Update = nil
-		err = d.store.CompleteAttempt(sctx, m.ID, now, res)
+		err = rec.record(sctx, m.ID, now, res)
 	}
 	cancel()
 	switch {

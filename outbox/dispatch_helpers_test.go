@@ -33,8 +33,11 @@ func (nopStore) ClaimMessages(context.Context, string, time.Time, time.Duration,
 	return nil, nil
 }
 func (nopStore) CompleteAttempt(context.Context, string, time.Time, AttemptResult) error { return nil }
-func (nopStore) ReleaseMessages(context.Context, string, time.Time) (int, error)         { return 0, nil }
-func (nopStore) ListMessages(context.Context, MessageQuery) ([]Message, error)           { return nil, nil }
+func (nopStore) CompleteAttempts(_ context.Context, cs []Completion) []error {
+	return make([]error, len(cs))
+}
+func (nopStore) ReleaseMessages(context.Context, string, time.Time) (int, error) { return 0, nil }
+func (nopStore) ListMessages(context.Context, MessageQuery) ([]Message, error)   { return nil, nil }
 func (nopStore) GetMessage(context.Context, string) (MessageDetail, error) {
 	return MessageDetail{}, ErrNotFound
 }

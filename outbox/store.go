@@ -237,6 +237,13 @@ type AttemptResult struct {
 	Subscription *SubscriptionChange
 }
 
+// Completion is one attempt to record (Store.CompleteAttempts): CompleteAttempt's arguments.
+type Completion struct {
+	ID     string // the message
+	Now    time.Time
+	Result AttemptResult
+}
+
 // SubscriptionChange moves a Subscription from one status to another, only if it is at From.
 type SubscriptionChange struct {
 	ID   string
@@ -345,6 +352,10 @@ type Referrals interface {
 	// CompleteAttempt records an attempt and moves the message to its next state; ErrLeaseLost when owner
 	// no longer holds the lease (the attempt is still recorded).
 	CompleteAttempt(ctx context.Context, id string, now time.Time, res AttemptResult) error
+	// CompleteAttempts records several attempts as CompleteAttempt does, with one commit for all of them;
+	// errs[i] is cs[i]'s result, and one completion's failure is never another's (the dispatcher batches the
+	// attempts that finish together, so that a delivery does not cost a commit of its own).
+	CompleteAttempts(ctx context.Context, cs []Completion) (errs []error)
 	// ReleaseMessages returns owner's inflight messages to pending (graceful shutdown).
 	ReleaseMessages(ctx context.Context, owner string, now time.Time) (int, error)
 	// ListMessages, GetMessage and ReplayMessages serve the admin API and CLI.

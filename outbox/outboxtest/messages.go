@@ -255,6 +255,76 @@ func testCompleteAttemptUpdate(t *testing.T, open Opener) {
 	}
 }
 
+// testCompleteAttempts: a batch records each completion as CompleteAttempt would, in one transaction, and one
+// completion's failure (a refused update, a lost lease, an unknown message, an invalid state) is its own: the
+// others are recorded all the same.
+func testCompleteAttempts(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	for n := range 5 {
+		create(t, s, intake(n+1))
+	}
+	now := at(time.Minute)
+	claim(t, s, "a", now, lease, 10)
+	delivered := func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.BusinessStatus = mapping.BusinessDelivered
+		return next, nil, nil
+	}
+	errBoom := errors.New("boom")
+	errs := s.CompleteAttempts(ctx, []outbox.Completion{
+		{ID: "msg-001-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDelivered,
+			Attempt: outbox.Attempt{StatusCode: 200}, Update: delivered}},
+		{ID: "msg-002-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDelivered,
+			Update: func(outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+				return mapping.Referral{}, nil, errBoom
+			}}},
+		{ID: "msg-003-1", Now: now, Result: outbox.AttemptResult{Owner: "b", State: outbox.StateDelivered, Update: delivered}},
+		{ID: "msg-004-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StatePending,
+			NextAttemptAt: now.Add(time.Minute), Attempt: outbox.Attempt{StatusCode: 503, Error: "HTTP 503"}}},
+		{ID: "nope", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDelivered}},
+		{ID: "msg-005-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: "bogus"}},
+	})
+	if len(errs) != 6 {
+		t.Fatalf("CompleteAttempts returned %d results for 6 completions", len(errs))
+	}
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("the good completions failed: %v, %v", errs[0], errs[3])
+	}
+	if !errors.Is(errs[1], errBoom) {
+		t.Errorf("refused update: %v, want %v", errs[1], errBoom)
+	}
+	wantErr(t, "another owner's completion in a batch", errs[2], outbox.ErrLeaseLost)
+	wantErr(t, "an unknown message in a batch", errs[4], outbox.ErrNotFound)
+	if errs[5] == nil {
+		t.Error("an invalid state in a batch: no error")
+	}
+	if r := get(t, s, "ref-001"); r.Record.Version != 2 || r.BusinessStatus != mapping.BusinessDelivered {
+		t.Errorf("ref-001 after the batch: version %d business %q", r.Record.Version, r.BusinessStatus)
+	}
+	if d := message(t, s, "msg-001-1"); d.Message.State != outbox.StateDelivered || len(d.Attempts) != 1 {
+		t.Errorf("msg-001-1 after the batch: %+v", d)
+	}
+	if d := message(t, s, "msg-002-1"); d.Message.State != outbox.StateInflight || len(d.Attempts) != 0 {
+		t.Errorf("the refused update wrote: %+v", d)
+	}
+	if d := message(t, s, "msg-003-1"); d.Message.State != outbox.StateInflight || len(d.Attempts) != 1 {
+		t.Errorf("the lost lease: %+v (want still a's, the attempt alone recorded)", d)
+	}
+	if r := get(t, s, "ref-003"); r.Record.Version != 1 {
+		t.Errorf("the lost lease's update applied: version %d", r.Record.Version)
+	}
+	if m := message(t, s, "msg-004-1").Message; m.State != outbox.StatePending || m.Attempts != 1 || m.LastError != "HTTP 503" {
+		t.Errorf("the retry: %+v", m)
+	}
+	if d := message(t, s, "msg-005-1"); d.Message.State != outbox.StateInflight || len(d.Attempts) != 0 {
+		t.Errorf("the invalid state wrote: %+v", d)
+	}
+	if errs := s.CompleteAttempts(ctx, nil); len(errs) != 0 {
+		t.Errorf("an empty batch: %v", errs)
+	}
+}
+
 func testReleaseMessages(t *testing.T, open Opener) {
 	s := open(t, Options{})
 	ctx := t.Context()

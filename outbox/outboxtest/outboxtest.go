@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"LeaseExpiryAndLeaseLost", testLeaseExpiryAndLeaseLost},
 		{"CompleteAttemptStates", testCompleteAttemptStates},
 		{"CompleteAttemptUpdate", testCompleteAttemptUpdate},
+		{"CompleteAttempts", testCompleteAttempts},
 		{"ReleaseMessages", testReleaseMessages},
 		{"ReplayMessages", testReplayMessages},
 		{"ReplayByFilter", testReplayByFilter},

@@ -479,52 +479,93 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 // it, even past LeaseUntil. Otherwise the attempt alone is recorded and ErrLeaseLost returned. If res.Update fails (other than with ErrNoChange), nothing
 // is written and its error is returned.
 func (s *Store) CompleteAttempt(ctx context.Context, id string, now time.Time, res outbox.AttemptResult) error {
-	d := s.d
-	if !ValidNext(res.State) {
-		return fmt.Errorf("%s: complete attempt: invalid next state %q", d.Name, res.State)
+	return s.CompleteAttempts(ctx, []outbox.Completion{{ID: id, Now: now, Result: res}})[0]
+}
+
+// CompleteAttempts records several attempts as CompleteAttempt records each, in one transaction: one commit
+// (one fsync) for all of them. When that transaction fails (one Update refused, say), each is recorded again
+// in a transaction of its own, so that one completion's error is its own and never another's.
+func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []error {
+	errs := make([]error, len(cs))
+	rows := make([]AttemptRow, len(cs))
+	var todo []int
+	for i, c := range cs {
+		if errs[i] = s.checkCompletion(c.Result); errs[i] == nil {
+			rows[i] = newAttemptRow(s.d, c.ID, c.Now, c.Result)
+			todo = append(todo, i)
+		}
 	}
-	if res.State == outbox.StatePending && res.NextAttemptAt.IsZero() {
-		return fmt.Errorf("%s: complete attempt: pending needs NextAttemptAt", d.Name)
+	if len(todo) == 0 {
+		return errs
 	}
-	row := newAttemptRow(d, id, now, res)
-	leaseLost := false
+	lost := make([]bool, len(cs))
 	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
-		leaseLost = false
-		rec, err := s.b.RecordAttempt(ctx, w, row)
-		if err != nil {
-			return err
-		}
-		if !rec.Moved {
-			leaseLost = true
-			return nil
-		}
-		w.Changed = false
-		if res.Update != nil {
-			if _, err := s.applyUpdate(ctx, w, rec.Referral, now, res.Update, outbox.CauseAttempt); err != nil {
+		quiet, moved := true, false
+		for _, i := range todo {
+			l, q, err := s.completeIn(ctx, w, rows[i], cs[i].Now, cs[i].Result)
+			if err != nil {
 				return err
 			}
+			lost[i], quiet, moved = l, quiet && q, moved || !l
 		}
-		if res.Subscription != nil {
-			if err := d.ChangeSubscription(ctx, w, *res.Subscription, now); err != nil {
-				return err
-			}
-		}
-		// Other instances are told when the outcome may let them claim something: a retry (due again, maybe
-		// before they would look), a delivery unblocking a later message, or messages the update wrote or
-		// withdrew. A dead message keeps its successors blocked, and one without successors frees nothing.
-		// This instance's dispatcher is signalled in every case.
-		tell := res.State == outbox.StatePending || (res.State == outbox.StateDelivered && rec.Successor)
-		w.Quiet = !tell && !w.Changed
-		w.Changed = true
+		w.Quiet, w.Changed = quiet, moved
 		return nil
 	})
-	if err != nil {
-		return err
+	if err != nil && len(todo) > 1 {
+		for _, i := range todo {
+			errs[i] = s.CompleteAttempt(ctx, cs[i].ID, cs[i].Now, cs[i].Result)
+		}
+		return errs
 	}
-	if leaseLost {
-		return fmt.Errorf("%s: complete attempt: %w", d.Name, outbox.ErrLeaseLost)
+	for _, i := range todo {
+		switch {
+		case err != nil:
+			errs[i] = err
+		case lost[i]:
+			errs[i] = fmt.Errorf("%s: complete attempt: %w", s.d.Name, outbox.ErrLeaseLost)
+		}
+	}
+	return errs
+}
+
+// checkCompletion refuses a result no message may move to.
+func (s *Store) checkCompletion(res outbox.AttemptResult) error {
+	if !ValidNext(res.State) {
+		return fmt.Errorf("%s: complete attempt: invalid next state %q", s.d.Name, res.State)
+	}
+	if res.State == outbox.StatePending && res.NextAttemptAt.IsZero() {
+		return fmt.Errorf("%s: complete attempt: pending needs NextAttemptAt", s.d.Name)
 	}
 	return nil
+}
+
+// completeIn is one completion in the write transaction w: it reports whether the lease was lost (the attempt
+// alone recorded) and whether the change is quiet (nothing another instance could claim sooner for it).
+func (s *Store) completeIn(ctx context.Context, w *Tx, row AttemptRow, now time.Time, res outbox.AttemptResult) (leaseLost, quiet bool, err error) {
+	rec, err := s.b.RecordAttempt(ctx, w, row)
+	if err != nil {
+		return false, false, err
+	}
+	if !rec.Moved {
+		return true, true, nil
+	}
+	w.Changed = false
+	if res.Update != nil {
+		if _, err := s.applyUpdate(ctx, w, rec.Referral, now, res.Update, outbox.CauseAttempt); err != nil {
+			return false, false, err
+		}
+	}
+	if res.Subscription != nil {
+		if err := s.d.ChangeSubscription(ctx, w, *res.Subscription, now); err != nil {
+			return false, false, err
+		}
+	}
+	// Other instances are told when the outcome may let them claim something: a retry (due again, maybe
+	// before they would look), a delivery unblocking a later message, or messages the update wrote or
+	// withdrew. A dead message keeps its successors blocked, and one without successors frees nothing.
+	// This instance's dispatcher is signalled in every case.
+	tell := res.State == outbox.StatePending || (res.State == outbox.StateDelivered && rec.Successor)
+	return false, !tell && !w.Changed, nil
 }
 
 // newAttemptRow is res's attempt on message id as it is written at now.
