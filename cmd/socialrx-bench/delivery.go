@@ -45,6 +45,9 @@ type deliveryOptions struct {
 	// instead of failing.
 	allowRejects bool
 	audit        bool // the rig's server records the audit trail (an outbox.AuditLog, as serve does)
+	// schemaPrefix names the rigs' PostgreSQL schemas ("": socialrx_bench_); each is dropped and created
+	// afresh, so concurrent runs need different prefixes.
+	schemaPrefix string
 }
 
 // Bench directory: one GP client and one webhook service whose URL is the loopback sink.
@@ -507,7 +510,7 @@ func openBenchStore(o deliveryOptions, name string) (st outbox.Store, dsn string
 		st, err := sqlite.Open(o.ctx, path, sqlite.Options{Logger: o.log})
 		return st, "", cleanup, err
 	}
-	schema := benchSchema(name)
+	schema := benchSchema(o.schemaPrefix, name)
 	dsn, err = freshSchema(o.ctx, o.postgres, schema)
 	if err != nil {
 		return nil, "", nil, err
@@ -521,9 +524,12 @@ func openBenchStore(o deliveryOptions, name string) (st outbox.Store, dsn string
 	return st, dsn, cleanup, nil
 }
 
-// benchSchema is the PostgreSQL schema of the rig called name.
-func benchSchema(name string) string {
-	return "socialrx_bench_" + strings.NewReplacer("-", "_", ".", "_").Replace(name)
+// benchSchema is the PostgreSQL schema of the rig called name (prefix "": socialrx_bench_).
+func benchSchema(prefix, name string) string {
+	if prefix == "" {
+		prefix = "socialrx_bench_"
+	}
+	return prefix + strings.NewReplacer("-", "_", ".", "_").Replace(name)
 }
 
 // freshSchema drops and creates schema on server and returns server's URL with that search_path.

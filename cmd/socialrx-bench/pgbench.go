@@ -54,7 +54,7 @@ func pgbenchRun(o deliveryOptions, bin string, clients int, dur time.Duration) (
 	secs := max(int(dur.Round(time.Second)/time.Second), 1)
 	cmd := exec.CommandContext(o.ctx, bin, "-n", "-M", "prepared", "-c", strconv.Itoa(clients),
 		"-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(secs), "-f", path, o.postgres)
-	cmd.Env = append(os.Environ(), "PGOPTIONS=-csearch_path="+benchSchema(name))
+	cmd.Env = append(os.Environ(), "PGOPTIONS=-csearch_path="+benchSchema(o.schemaPrefix, name))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

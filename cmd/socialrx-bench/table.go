@@ -215,7 +215,8 @@ func postgresReachable(ctx context.Context, server string) error {
 // buildPlan lists the measurements and rows for o, with notes on what is skipped and why.
 func buildPlan(ctx context.Context, o *tableOptions) plan {
 	var p plan
-	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx}
+	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx,
+		schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid())} // never another run's schemas
 	sqliteO := base
 	pgO := base
 	pgO.postgres = o.postgres
