@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-hostile bench-river crash generate clean
+.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-smoke bench-old bench-hostile bench-river river-bench crash generate clean
 
 run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
@@ -63,9 +63,30 @@ fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders
 	SOCIALRX_FUZZ_BACKEND=postgres $(GO) test ./server -run='^$$' -fuzz='^FuzzAPIs$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	SOCIALRX_FUZZ_BACKEND=postgres $(GO) test ./server -run='^$$' -fuzz='^FuzzTokenRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 
-bench: ## intake and delivery benchmarks over real loopback HTTP (see README "Performance")
+# The comparison table (issue 12): every socialrx figure beside its peer (the bare SQLite insert loop, pgbench
+# running the store's CreateReferral transaction, River), medians [min–max] of BENCH_ROUNDS interleaved rounds,
+# the load average at each round's start and end. PostgreSQL rows need BENCH_PG (skipped when unreachable). The
+# 1,000,000-message backlog's pre-load takes minutes (BENCH_HUGE=false leaves it out). Run on a quiet machine.
+BENCH_PG     ?= $(RIVER_PG)
+BENCH_ROUNDS ?= 3
+BENCH_HUGE   ?= true
+RIVER_BENCH  := $(CURDIR)/bin/river-bench
+TABLE_FLAGS  ?=
+bench: river-bench ## the comparison table: socialrx vs bare SQLite, pgbench and River, 3 interleaved rounds (tens of minutes; README "Performance")
+	$(GO) run ./cmd/socialrx-bench -table -table-rounds=$(BENCH_ROUNDS) -table-huge=$(BENCH_HUGE) \
+		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) $(TABLE_FLAGS)
+
+bench-smoke: river-bench ## the comparison table at smoke sizes (1 round, 2 s runs, 500/2,000 backlogs, no 1M): checks that it works, in 2–3 minutes
+	$(GO) run ./cmd/socialrx-bench -table -table-rounds=1 -table-intake-duration=2s -table-paced-duration=2s \
+		-table-backlogs=500,2000 -table-instances-backlog=2000 -table-huge=false \
+		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) $(TABLE_FLAGS)
+
+bench-old: ## the former `make bench`: the store's go benchmarks, then socialrx-bench's intake and delivery tables
 	$(GO) test ./outbox/sqlite -run='^$$' -bench=. -benchtime=2s -count=1
 	$(GO) run ./cmd/socialrx-bench
+
+river-bench: ## build bin/river-bench (bench/river, its own module)
+	cd bench/river && $(GO) build -o $(RIVER_BENCH) .
 
 HOSTILE_FLAGS ?=
 bench-hostile: ## the real binary under 64 maximum-size bodies and a bad-token flood: peak RSS, a legitimate GP's p50/p99 (README "Security")

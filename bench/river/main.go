@@ -16,6 +16,10 @@
 //   - latency: jobs inserted one by one (Insert, each its own commit) at a paced rate; from the moment Insert
 //     returned (commit) to the receiver's arrival, p50/p99.
 //
+// -json prints one JSON object per measurement (a line each; see measurement) instead of the tables, for
+// socialrx-bench -table; -mode runs only the throughput or only the latency runs; -window measures a large
+// backlog's drain rate over its first N deliveries (or -window-time) instead of waiting for all of it.
+//
 // This is a separate Go module (bench/river/go.mod) so that socialrx itself never depends on river. Run it
 // with `make bench-river`.
 package main
@@ -61,14 +65,71 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "latency: how long each paced run inserts")
 	workers := flag.String("workers", "4,16", "river MaxWorkers values to run (socialrx-bench's per-destination caps)")
 	cooldowns := flag.String("fetch-cooldowns", "100ms,1ms", "river FetchCooldown values to run (100ms is river's default)")
+	asJSON := flag.Bool("json", false, "print one JSON object per measurement (one line each) instead of the tables")
+	mode := flag.String("mode", "all", "which runs: all, throughput or latency")
+	window := flag.Int("window", 0, "throughput: measure the rate over the first N deliveries (0: the whole backlog)")
+	windowTime := flag.Duration("window-time", 0, "throughput: stop measuring after this long (0: no limit; the rate counts what arrived)")
 	flag.Parse()
-	if err := run(context.Background(), *server, *dbName, *event, *messages, *rates, *dur, *workers, *cooldowns); err != nil {
+	o := options{serverURL: *server, dbName: *dbName, eventPath: *event, messages: *messages, rateList: *rates,
+		dur: *dur, workerList: *workers, cooldownList: *cooldowns, json: *asJSON, mode: *mode, window: *window,
+		windowTime: *windowTime}
+	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "river-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, serverURL, dbName, eventPath string, messages int, rateList string, dur time.Duration, workerList, cooldownList string) error {
+// options are the command's flags.
+type options struct {
+	serverURL, dbName, eventPath string
+	messages                     int
+	rateList                     string
+	dur                          time.Duration
+	workerList, cooldownList     string
+	json                         bool          // one JSON object per measurement instead of the tables
+	mode                         string        // all, throughput or latency
+	window                       int           // throughput: deliveries the rate is measured over (0: all)
+	windowTime                   time.Duration // throughput: the most the measurement may last (0: no limit)
+}
+
+// measurement is one run's figures as -json prints them (durations in microseconds).
+type measurement struct {
+	Kind          string  `json:"kind"` // "throughput" or "latency"
+	MaxWorkers    int     `json:"max_workers"`
+	FetchCooldown string  `json:"fetch_cooldown"`
+	Jobs          int     `json:"jobs"`               // throughput: the backlog; latency: the paced target count
+	Delivered     int     `json:"delivered"`          // throughput: deliveries the rate counts
+	Seconds       float64 `json:"seconds"`            // throughput: the measurement's length
+	PerSecond     float64 `json:"per_second"`         // throughput: jobs/s; latency: accepted inserts/s
+	Dups          int     `json:"dups"`               // webhooks that arrived more than once
+	Rate          int     `json:"rate,omitempty"`     // latency: the target rate (jobs/s)
+	Accepted      int     `json:"accepted,omitempty"` // latency: inserts that committed
+	P50US         int64   `json:"p50_us,omitempty"`   // latency: commit→received
+	P99US         int64   `json:"p99_us,omitempty"`   // latency: commit→received
+	MaxUS         int64   `json:"max_us,omitempty"`   // latency: commit→received
+	LagUS         int64   `json:"lag_us,omitempty"`   // latency: last arrival − last commit
+	InsertP50US   int64   `json:"insert_p50_us,omitempty"`
+	Early         int     `json:"early,omitempty"` // latency: arrivals before Insert returned
+}
+
+// emit prints m as one JSON line.
+func emit(m measurement) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Println(string(b))
+	return err
+}
+
+func run(ctx context.Context, o options) error {
+	serverURL, dbName, eventPath, messages, rateList, dur, workerList, cooldownList := o.serverURL, o.dbName,
+		o.eventPath, o.messages, o.rateList, o.dur, o.workerList, o.cooldownList
+	switch o.mode {
+	case "all", "throughput", "latency":
+	default:
+		return fmt.Errorf("-mode: %q is not all, throughput or latency", o.mode)
+	}
 	body, err := os.ReadFile(eventPath)
 	if err != nil {
 		return fmt.Errorf("event body: %w", err)
@@ -106,31 +167,61 @@ func run(ctx context.Context, serverURL, dbName, eventPath string, messages int,
 		return fmt.Errorf("river migrations: %w", err)
 	}
 
-	fmt.Printf("command: %s\n", strings.Join(os.Args, " "))
-	fmt.Printf("machine: %s/%s, %d CPUs, %s; river %s; PostgreSQL %s (synchronous_commit=%s), database %s\n",
-		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), riverVersion, pgVersion, syncCommit, dbName)
-	fmt.Printf("job: POST a %d-byte JSON event with Standard Webhooks headers (HMAC-SHA256) to a loopback receiver that verifies and decodes it\n", len(body))
+	if !o.json {
+		fmt.Printf("command: %s\n", strings.Join(os.Args, " "))
+		fmt.Printf("machine: %s/%s, %d CPUs, %s; river %s; PostgreSQL %s (synchronous_commit=%s), database %s\n",
+			runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), riverVersion, pgVersion, syncCommit, dbName)
+		fmt.Printf("job: POST a %d-byte JSON event with Standard Webhooks headers (HMAC-SHA256) to a loopback receiver that verifies and decodes it\n", len(body))
+	}
 
-	fmt.Printf("\n%-40s %9s %8s %8s %6s\n", "throughput (pre-inserted backlog)", "jobs", "seconds", "jobs/s", "dups")
-	for _, cd := range cooldowns {
-		for _, w := range workers {
-			if err := throughputRun(ctx, pool, body, messages, w, cd); err != nil {
-				return err
+	if o.mode != "latency" {
+		if !o.json {
+			fmt.Printf("\n%-40s %9s %8s %8s %6s\n", "throughput (pre-inserted backlog)", "jobs", "seconds", "jobs/s", "dups")
+		}
+		for _, cd := range cooldowns {
+			for _, w := range workers {
+				m, err := throughputRun(ctx, pool, body, messages, w, cd, o.window, o.windowTime)
+				if err != nil {
+					return err
+				}
+				if o.json {
+					if err := emit(m); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Printf("%-40s %9d %8.2f %8.0f %6d\n", label(w, cd), m.Delivered, m.Seconds, m.PerSecond, m.Dups)
 			}
 		}
 	}
-	fmt.Printf("\n%-40s %8s %8s %9s %9s %9s %9s %6s\n", "latency (paced inserts)", "target/s", "got/s", "c→r p50", "c→r p99", "c→r max", "ins p50", "early")
-	for _, cd := range cooldowns {
-		for _, w := range workers {
-			for _, rate := range rates {
-				if err := latencyRun(ctx, pool, body, w, cd, rate, dur); err != nil {
-					return err
+	if o.mode != "throughput" {
+		if !o.json {
+			fmt.Printf("\n%-40s %8s %8s %9s %9s %9s %9s %6s\n", "latency (paced inserts)", "target/s", "got/s", "c→r p50", "c→r p99", "c→r max", "ins p50", "early")
+		}
+		for _, cd := range cooldowns {
+			for _, w := range workers {
+				for _, rate := range rates {
+					m, err := latencyRun(ctx, pool, body, w, cd, rate, dur)
+					if err != nil {
+						return err
+					}
+					if o.json {
+						if err := emit(m); err != nil {
+							return err
+						}
+						continue
+					}
+					us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+					fmt.Printf("%-40s %8d %8.0f %9s %9s %9s %9s %6d\n", label(w, cd), rate, m.PerSecond,
+						us(m.P50US), us(m.P99US), us(m.MaxUS), us(m.InsertP50US), m.Early)
 				}
 			}
 		}
 	}
-	fmt.Println("\nc→r: from the moment Insert returned (commit) to the receiver's arrival of the webhook;")
-	fmt.Println("early: webhooks that arrived before Insert returned (counted as 0 in the percentiles).")
+	if !o.json && o.mode != "throughput" {
+		fmt.Println("\nc→r: from the moment Insert returned (commit) to the receiver's arrival of the webhook;")
+		fmt.Println("early: webhooks that arrived before Insert returned (counted as 0 in the percentiles).")
+	}
 	return nil
 }
 
@@ -386,50 +477,68 @@ func label(w int, cd time.Duration) string {
 	return fmt.Sprintf("  MaxWorkers %d, FetchCooldown %s", w, cd)
 }
 
-func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxWorkers int, cooldown time.Duration) error {
-	r, err := newRig(ctx, pool, m, maxWorkers, cooldown)
+// throughputRun inserts m jobs, starts the client and measures messages/s until every job arrived, or (window
+// > 0) the first window of them, or (windowTime > 0) what arrived within windowTime.
+func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxWorkers int, cooldown time.Duration, window int, windowTime time.Duration) (measurement, error) {
+	target := m
+	if window > 0 {
+		target = min(window, m)
+	}
+	r, err := newRig(ctx, pool, target, maxWorkers, cooldown)
 	if err != nil {
-		return err
+		return measurement{}, err
 	}
-	params := make([]river.InsertManyParams, m)
-	for i := range params {
-		params[i] = river.InsertManyParams{Args: WebhookArgs{URL: r.url, Body: string(body)}}
-	}
-	for chunk := range slices.Chunk(params, 1000) {
-		if _, err := r.client.InsertMany(ctx, chunk); err != nil {
+	params := make([]river.InsertManyParams, 0, 1000)
+	for left := m; left > 0; left -= len(params) {
+		params = params[:0]
+		for range min(left, 1000) {
+			params = append(params, river.InsertManyParams{Args: WebhookArgs{URL: r.url, Body: string(body)}})
+		}
+		if _, err := r.client.InsertMany(ctx, params); err != nil {
 			r.close()
-			return fmt.Errorf("insert: %w", err)
+			return measurement{}, fmt.Errorf("insert: %w", err)
 		}
 	}
 	start := time.Now()
 	if err := r.client.Start(ctx); err != nil {
 		r.close()
-		return err
+		return measurement{}, err
 	}
-	err = r.waitFull(ctx, 5*time.Minute)
+	timeout := 5 * time.Minute
+	if windowTime > 0 {
+		timeout = windowTime
+	}
+	err = r.waitFull(ctx, timeout)
 	elapsed := time.Since(start)
+	r.sink.mu.Lock()
+	delivered, dups := len(r.sink.arrived), r.sink.dups
+	r.sink.mu.Unlock()
+	if err != nil && windowTime > 0 && ctx.Err() == nil && delivered > 0 {
+		err = nil // the time window ended first: the rate counts what arrived
+	}
 	if serr := r.stop(ctx); serr != nil && err == nil {
 		err = serr
 	}
 	if err != nil {
-		return fmt.Errorf("throughput run: %w", err)
+		return measurement{}, fmt.Errorf("throughput run: %w", err)
 	}
 	if b := r.sink.bad.Load(); b > 0 {
-		return fmt.Errorf("throughput run: %d webhooks failed verification", b)
+		return measurement{}, fmt.Errorf("throughput run: %d webhooks failed verification", b)
 	}
-	fmt.Printf("%-40s %9d %8.2f %8.0f %6d\n", label(maxWorkers, cooldown), m, elapsed.Seconds(), float64(m)/elapsed.Seconds(), r.sink.dups)
-	return nil
+	return measurement{Kind: "throughput", MaxWorkers: maxWorkers, FetchCooldown: cooldown.String(), Jobs: m,
+		Delivered: delivered, Seconds: elapsed.Seconds(), PerSecond: float64(delivered) / elapsed.Seconds(), Dups: dups}, nil
 }
 
-func latencyRun(ctx context.Context, pool *pgxpool.Pool, body []byte, maxWorkers int, cooldown time.Duration, rate int, dur time.Duration) error {
+// latencyRun inserts jobs one by one at rate for dur and measures commit→received.
+func latencyRun(ctx context.Context, pool *pgxpool.Pool, body []byte, maxWorkers int, cooldown time.Duration, rate int, dur time.Duration) (measurement, error) {
 	total := max(int(dur.Seconds()*float64(rate)), 1)
 	r, err := newRig(ctx, pool, total, maxWorkers, cooldown)
 	if err != nil {
-		return err
+		return measurement{}, err
 	}
 	if err := r.client.Start(ctx); err != nil {
 		r.close()
-		return err
+		return measurement{}, err
 	}
 	var mu sync.Mutex
 	committed := make(map[string]time.Time, total)
@@ -470,19 +579,26 @@ func latencyRun(ctx context.Context, pool *pgxpool.Pool, body []byte, maxWorkers
 		err = serr
 	}
 	if err != nil {
-		return fmt.Errorf("latency run at %d/s: %w", rate, err)
+		return measurement{}, fmt.Errorf("latency run at %d/s: %w", rate, err)
 	}
 	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("latency run at %d/s: %d inserts failed", rate, f)
+		return measurement{}, fmt.Errorf("latency run at %d/s: %d inserts failed", rate, f)
 	}
 	r.sink.mu.Lock()
 	lat := make([]time.Duration, 0, len(committed))
 	early := 0
+	var lastCommit, lastArrival time.Time
 	for id, c := range committed {
 		a, ok := r.sink.arrived[id]
 		if !ok {
 			r.sink.mu.Unlock()
-			return fmt.Errorf("latency run at %d/s: job %s never arrived", rate, id)
+			return measurement{}, fmt.Errorf("latency run at %d/s: job %s never arrived", rate, id)
+		}
+		if c.After(lastCommit) {
+			lastCommit = c
+		}
+		if a.After(lastArrival) {
+			lastArrival = a
 		}
 		d := a.Sub(c)
 		if d < 0 {
@@ -491,10 +607,14 @@ func latencyRun(ctx context.Context, pool *pgxpool.Pool, body []byte, maxWorkers
 		}
 		lat = append(lat, d)
 	}
+	dups := r.sink.dups
 	r.sink.mu.Unlock()
-	fmt.Printf("%-40s %8d %8.0f %9s %9s %9s %9s %6d\n", label(maxWorkers, cooldown), rate, float64(total)/posted.Seconds(),
-		pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1), pct(insLat, 0.50), early)
-	return nil
+	return measurement{Kind: "latency", MaxWorkers: maxWorkers, FetchCooldown: cooldown.String(), Jobs: total,
+		Delivered: len(committed), Seconds: posted.Seconds(), PerSecond: float64(len(committed)) / posted.Seconds(),
+		Dups: dups, Rate: rate, Accepted: len(committed), P50US: pct(lat, 0.50).Microseconds(),
+		P99US: pct(lat, 0.99).Microseconds(), MaxUS: pct(lat, 1).Microseconds(),
+		LagUS: lastArrival.Sub(lastCommit).Microseconds(), InsertP50US: pct(insLat, 0.50).Microseconds(),
+		Early: early}, nil
 }
 
 // pct returns the p-quantile of ds (sorted in place), rounded for printing (as socialrx-bench does).

@@ -41,6 +41,13 @@ type deliveryOptions struct {
 	dir       string          // temp folder for the databases
 	ctx       context.Context // cancels everything
 	postgres  string          // when set, the rigs use this PostgreSQL server (a fresh schema each) instead of SQLite
+	// allowRejects: a paced run reports referrals the server did not accept (at a rate beyond capacity)
+	// instead of failing.
+	allowRejects bool
+	audit        bool // the rig's server records the audit trail (an outbox.AuditLog, as serve does)
+	// schemaPrefix names the rigs' PostgreSQL schemas ("": socialrx_bench_); each is dropped and created
+	// afresh, so concurrent runs need different prefixes.
+	schemaPrefix string
 }
 
 // Bench directory: one GP client and one webhook service whose URL is the loopback sink.
@@ -137,15 +144,19 @@ func (s *sink) count() int {
 // sink on loopback.
 type rig struct {
 	store   outbox.Store
+	dsn     string // the PostgreSQL schema's URL ("" on SQLite)
+	path    string // the SQLite file ("" on PostgreSQL)
 	intake  string // POST URL
 	client  *http.Client
 	sink    *sink
+	cfg     *config.Config
 	disp    *outbox.Dispatcher
+	claims  *claimTimer // times the dispatcher's claims
 	closers []func()
 }
 
 func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
-	r := &rig{sink: newSink(target)}
+	r := &rig{sink: newSink(target), claims: &claimTimer{}}
 	sl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -159,18 +170,29 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 		r.close()
 		return nil, err
 	}
-	r.store, err = openBenchStore(o, name)
+	r.cfg = cfg
+	var cleanup func()
+	r.store, r.dsn, cleanup, err = openBenchStore(o, name)
+	if o.postgres == "" {
+		r.path = filepath.Join(o.dir, name+".db")
+	}
 	if err != nil {
 		r.close()
 		return nil, err
 	}
-	r.closers = append(r.closers, func() { _ = r.store.Close() })
+	r.closers = append(r.closers, cleanup, func() { _ = r.store.Close() })
 	hl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		r.close()
 		return nil, err
 	}
-	srv, err := server.New(server.Options{Config: cfg, Store: r.store, Logger: o.log, BaseURL: "http://" + hl.Addr().String() + "/fhir"})
+	so := server.Options{Config: cfg, Store: r.store, Logger: o.log, BaseURL: "http://" + hl.Addr().String() + "/fhir"}
+	if o.audit {
+		a := outbox.NewAuditLog(r.store, outbox.AuditLogOptions{Instance: "bench", Logger: o.log})
+		r.closers = append(r.closers, a.Close)
+		so.Auditor = a
+	}
+	srv, err := server.New(so)
 	if err != nil {
 		_ = hl.Close()
 		r.close()
@@ -181,10 +203,51 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 	r.closers = append(r.closers, func() { _ = hs.Close() })
 	r.intake = "http://" + hl.Addr().String() + "/fhir/ServiceRequest"
 	r.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second}
-	r.disp = outbox.NewDispatcher(r.store, outbox.DirectoryEndpoints(cfg.Directory), outbox.DispatcherOptions{
-		Logger: o.log, Concurrency: max(outbox.DefaultConcurrency, perDest), PerDestination: perDest,
-	})
+	r.disp = outbox.NewDispatcher(&timedStore{Store: r.store, t: r.claims}, outbox.DirectoryEndpoints(cfg.Directory),
+		outbox.DispatcherOptions{Logger: o.log, Concurrency: max(outbox.DefaultConcurrency, perDest), PerDestination: perDest})
 	return r, nil
+}
+
+// claimTimer records how long each of a dispatcher's claims (Store.ClaimMessages) took.
+type claimTimer struct {
+	mu sync.Mutex
+	ds []time.Duration
+}
+
+func (t *claimTimer) add(d time.Duration) {
+	t.mu.Lock()
+	t.ds = append(t.ds, d)
+	t.mu.Unlock()
+}
+
+// reset forgets what was recorded.
+func (t *claimTimer) reset() {
+	t.mu.Lock()
+	t.ds = nil
+	t.mu.Unlock()
+}
+
+// quantiles returns the claims' count, p50 and p99.
+func (t *claimTimer) quantiles() (int, time.Duration, time.Duration) {
+	t.mu.Lock()
+	ds := slices.Clone(t.ds)
+	t.mu.Unlock()
+	return len(ds), pct(ds, 0.50), pct(ds, 0.99)
+}
+
+// timedStore is the store as the dispatcher sees it: every claim is timed (outbox.DispatcherOptions has no
+// claim hook; the dispatcher uses the store only through outbox.Store).
+type timedStore struct {
+	outbox.Store
+	t *claimTimer
+}
+
+// ClaimMessages times the store's ClaimMessages.
+func (s *timedStore) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error) {
+	t0 := time.Now()
+	m, err := s.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+	s.t.add(time.Since(t0))
+	return m, err
 }
 
 func (r *rig) close() {
@@ -255,16 +318,28 @@ func runDelivery(o deliveryOptions) error {
 	fmt.Fprintf(o.out, "socialrx server + dispatcher in-process, %s\n", backend)
 	fmt.Fprintf(o.out, "\n%-38s %9s %8s %8s %6s %7s\n", "throughput (pre-loaded backlog)", "messages", "seconds", "msg/s", "dups", "body B")
 	for _, pd := range o.perDest {
-		if err := throughputRun(o, pd); err != nil {
+		d, err := throughputRun(o, pd)
+		if err != nil {
 			return err
 		}
+		if o.saveEvent != "" {
+			if err := os.WriteFile(o.saveEvent, d.sample, 0o644); err != nil {
+				return err
+			}
+		}
+		label := fmt.Sprintf("  per-destination %d, concurrency %d", pd, max(outbox.DefaultConcurrency, pd))
+		fmt.Fprintf(o.out, "%-38s %9d %8.2f %8.0f %6d %7d\n", label, d.delivered, d.elapsed.Seconds(), d.rate, d.dups, len(d.sample))
 	}
 	fmt.Fprintf(o.out, "\n%-38s %8s %8s %9s %9s %9s %9s %6s\n", "latency (paced intake)", "target/s", "got/s", "c→r p50", "c→r p99", "c→r max", "post p50", "early")
 	for _, pd := range o.perDest {
 		for _, rate := range o.rates {
-			if err := latencyRun(o, pd, rate); err != nil {
+			p, err := latencyRun(o, pd, rate)
+			if err != nil {
 				return err
 			}
+			label := fmt.Sprintf("  per-destination %d", pd)
+			fmt.Fprintf(o.out, "%-38s %8d %8.0f %9s %9s %9s %9s %6d\n", label, rate, p.gotRate,
+				p.p50, p.p99, p.max, p.postP50, p.early)
 		}
 	}
 	fmt.Fprintln(o.out, "\nc→r: from the moment the GP client's POST returned 201 (commit) to the receiver's arrival of the webhook;")
@@ -272,64 +347,46 @@ func runDelivery(o deliveryOptions) error {
 	return nil
 }
 
-func throughputRun(o deliveryOptions, perDest int) error {
-	r, err := newRig(o, fmt.Sprintf("throughput-%d", perDest), o.messages, perDest)
-	if err != nil {
-		return err
-	}
-	defer r.close()
-	// Pre-load: the referrals (and their outbox messages) are committed before the dispatcher starts.
-	var seq atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Int64
-	for range 16 {
-		wg.Go(func() {
-			for {
-				n := seq.Add(1)
-				if n > int64(o.messages) {
-					return
-				}
-				if _, err := r.post(o.ctx, n); err != nil {
-					failed.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("pre-load: %d referrals not accepted", f)
-	}
-	start := time.Now()
-	stop := r.runDispatcher(o.ctx)
-	err = r.waitFull(o.ctx, o.timeout)
-	elapsed := time.Since(start)
-	if serr := stop(); serr != nil && err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("throughput run: %w", err)
-	}
-	r.sink.mu.Lock()
-	sample, dups := r.sink.sample, r.sink.dups
-	r.sink.mu.Unlock()
-	if o.saveEvent != "" {
-		if err := os.WriteFile(o.saveEvent, sample, 0o644); err != nil {
-			return err
-		}
-	}
-	label := fmt.Sprintf("  per-destination %d, concurrency %d", perDest, max(outbox.DefaultConcurrency, perDest))
-	fmt.Fprintf(o.out, "%-38s %9d %8.2f %8.0f %6d %7d\n", label, o.messages, elapsed.Seconds(), float64(o.messages)/elapsed.Seconds(), dups, len(sample))
-	if b := r.sink.bad.Load(); b > 0 {
-		return fmt.Errorf("throughput run: %d webhooks failed verification", b)
-	}
-	return nil
+// drainResult is one backlog drain's figures.
+type drainResult struct {
+	messages   int           // the backlog
+	delivered  int           // unique webhooks the rate counts (the whole backlog, or the window's)
+	elapsed    time.Duration // from the dispatcher's start to the last counted arrival (or the window's end)
+	rate       float64       // delivered / elapsed
+	dups       int           // webhook-ids the sink saw more than once
+	sample     []byte        // one received body
+	claims     int           // claims made (timedStore)
+	claimP50   time.Duration // claim latency
+	claimP99   time.Duration
+	maxRSSKiB  int64 // the process's peak RSS during the drain (VmHWM after resetting it; 0: unknown)
+	instances  int   // dispatchers (and stores) that drained it
+	preloadDur time.Duration
 }
 
-func latencyRun(o deliveryOptions, perDest, rate int) error {
+// throughputRun pre-loads o.messages referrals through HTTP and measures how fast one dispatcher delivers them.
+func throughputRun(o deliveryOptions, perDest int) (drainResult, error) {
+	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", perDest), messages: o.messages, perDest: perDest})
+}
+
+// pacedResult is one paced intake run's figures.
+type pacedResult struct {
+	rate     int     // target referrals/s
+	target   int     // rate × duration
+	accepted int     // POSTs answered 201
+	gotRate  float64 // accepted / posting time
+	// commit→received: from the GP client's 201 to the receiver's first arrival of the referral's webhook.
+	p50, p99, max time.Duration
+	postP50       time.Duration // the POST's own latency
+	early         int           // arrivals before the client read its 201 (counted as 0)
+	lag           time.Duration // last arrival − last commit
+	dups          int
+}
+
+func latencyRun(o deliveryOptions, perDest, rate int) (pacedResult, error) {
 	total := max(int(o.duration.Seconds()*float64(rate)), 1)
 	r, err := newRig(o, fmt.Sprintf("latency-%d-%d", perDest, rate), total, perDest)
 	if err != nil {
-		return err
+		return pacedResult{}, err
 	}
 	defer r.close()
 	stop := r.runDispatcher(o.ctx)
@@ -368,26 +425,37 @@ func latencyRun(o deliveryOptions, perDest, rate int) error {
 	close(jobs)
 	wg.Wait()
 	posted := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		// Only what was accepted can arrive.
+		r.sink.mu.Lock()
+		r.sink.target = total - int(f)
+		if len(r.sink.seen) >= r.sink.target {
+			close(r.sink.full)
+		}
+		r.sink.mu.Unlock()
+	}
 	err = r.waitFull(o.ctx, o.timeout)
 	if serr := stop(); serr != nil && err == nil {
 		err = serr
 	}
 	if err != nil {
-		return fmt.Errorf("latency run at %d/s: %w", rate, err)
+		return pacedResult{}, fmt.Errorf("latency run at %d/s: %w", rate, err)
 	}
-	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("latency run at %d/s: %d referrals not accepted", rate, f)
+	if f := failed.Load(); f > 0 && !o.allowRejects {
+		return pacedResult{}, fmt.Errorf("latency run at %d/s: %d referrals not accepted", rate, f)
 	}
 	r.sink.mu.Lock()
 	lat := make([]time.Duration, 0, len(committed))
 	early := 0
 	var missing error
+	var lastCommit, lastArrival time.Time
 	for id, c := range committed {
 		a, ok := r.sink.arrived[id]
 		if !ok {
 			missing = errors.New("a committed referral never arrived")
 			continue
 		}
+		lastCommit, lastArrival = later(lastCommit, c), later(lastArrival, a)
 		d := a.Sub(c)
 		if d < 0 {
 			early++
@@ -395,14 +463,22 @@ func latencyRun(o deliveryOptions, perDest, rate int) error {
 		}
 		lat = append(lat, d)
 	}
+	dups := r.sink.dups
 	r.sink.mu.Unlock()
 	if missing != nil {
-		return missing
+		return pacedResult{}, missing
 	}
-	label := fmt.Sprintf("  per-destination %d", perDest)
-	fmt.Fprintf(o.out, "%-38s %8d %8.0f %9s %9s %9s %9s %6d\n", label, rate, float64(total)/posted.Seconds(),
-		pct(lat, 0.50), pct(lat, 0.99), pct(lat, 1), pct(postLat, 0.50), early)
-	return nil
+	return pacedResult{rate: rate, target: total, accepted: len(committed), gotRate: float64(len(committed)) / posted.Seconds(),
+		p50: pct(lat, 0.50), p99: pct(lat, 0.99), max: pct(lat, 1), postP50: pct(postLat, 0.50), early: early,
+		lag: lastArrival.Sub(lastCommit), dups: dups}, nil
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // pct returns the p-quantile of ds (sorted in place), rounded for printing.
@@ -420,29 +496,74 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	}
 }
 
-// openBenchStore opens a fresh store for one rig: an SQLite file, or a new schema on o.postgres.
-func openBenchStore(o deliveryOptions, name string) (outbox.Store, error) {
+// openBenchStore opens a fresh store for one rig: an SQLite file, or a new schema on o.postgres (dsn: its URL).
+// cleanup removes the file or drops the schema (after the store is closed).
+func openBenchStore(o deliveryOptions, name string) (st outbox.Store, dsn string, cleanup func(), err error) {
 	if o.postgres == "" {
-		return sqlite.Open(o.ctx, filepath.Join(o.dir, name+".db"), sqlite.Options{Logger: o.log})
+		path := filepath.Join(o.dir, name+".db")
+		cleanup = func() {
+			for _, sfx := range []string{"", "-wal", "-shm"} {
+				_ = os.Remove(path + sfx)
+			}
+		}
+		cleanup()
+		st, err := sqlite.Open(o.ctx, path, sqlite.Options{Logger: o.log})
+		return st, "", cleanup, err
 	}
-	schema := "socialrx_bench_" + strings.NewReplacer("-", "_", ".", "_").Replace(name)
-	admin, err := sql.Open("pgx", o.postgres)
+	schema := benchSchema(o.schemaPrefix, name)
+	dsn, err = freshSchema(o.ctx, o.postgres, schema)
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
+	}
+	cleanup = func() { _ = dropSchema(context.WithoutCancel(o.ctx), o.postgres, schema) }
+	st, err = postgres.Open(o.ctx, dsn, postgres.Options{Logger: o.log})
+	if err != nil {
+		cleanup()
+		return nil, "", nil, err
+	}
+	return st, dsn, cleanup, nil
+}
+
+// benchSchema is the PostgreSQL schema of the rig called name (prefix "": socialrx_bench_).
+func benchSchema(prefix, name string) string {
+	if prefix == "" {
+		prefix = "socialrx_bench_"
+	}
+	return prefix + strings.NewReplacer("-", "_", ".", "_").Replace(name)
+}
+
+// freshSchema drops and creates schema on server and returns server's URL with that search_path.
+func freshSchema(ctx context.Context, server, schema string) (string, error) {
+	admin, err := sql.Open("pgx", server)
+	if err != nil {
+		return "", err
 	}
 	defer admin.Close()
-	if _, err := admin.ExecContext(o.ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
-		return nil, fmt.Errorf("reset bench schema: %w", err)
+	if _, err := admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
+		return "", fmt.Errorf("reset bench schema: %w", err)
 	}
-	if _, err := admin.ExecContext(o.ctx, `CREATE SCHEMA `+schema); err != nil {
-		return nil, fmt.Errorf("create bench schema: %w", err)
+	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+		return "", fmt.Errorf("create bench schema: %w", err)
 	}
-	u, err := url.Parse(o.postgres)
+	u, err := url.Parse(server)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	return postgres.Open(o.ctx, u.String(), postgres.Options{Logger: o.log})
+	return u.String(), nil
+}
+
+// dropSchema drops schema on server.
+func dropSchema(ctx context.Context, server, schema string) error {
+	admin, err := sql.Open("pgx", server)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
+		return fmt.Errorf("drop bench schema: %w", err)
+	}
+	return nil
 }

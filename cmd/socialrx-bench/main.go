@@ -58,6 +58,27 @@ func main() {
 	hostileSize := flag.Int("hostile-body-size", (1<<20)-8<<10, "hostile: the size of the attack's referrals (bytes; the default body limit is 1 MiB)")
 	hostileRate := flag.Int("hostile-legit-rate", 20, "hostile: the legitimate GP client's requests per second")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	table := flag.Bool("table", false, "run only the comparison table (make bench): every socialrx figure beside its peer (bare SQLite loop, pgbench, River), medians of -table-rounds interleaved rounds")
+	tRounds := flag.Int("table-rounds", 3, "table: rounds (each runs every row once)")
+	tIntake := flag.Duration("table-intake-duration", 10*time.Second, "table: each intake run (socialrx, the bare loop, pgbench)")
+	tPaced := flag.Duration("table-paced-duration", 60*time.Second, "table: each paced intake run")
+	tRates := flag.String("table-paced-rates", "200,1000", "table: paced intake rates (referrals/s)")
+	tSQLiteClients := flag.String("table-sqlite-clients", "1,16,64", "table: SQLite intake clients")
+	tPGClients := flag.String("table-postgres-clients", "1,8,64", "table: PostgreSQL intake clients")
+	tBacklogs := flag.String("table-backlogs", "2000,20000", "table: backlogs drained whole")
+	tCloneAbove := flag.Int("table-clone-above", 1000, "table: backlogs above this (multiples of 100) are 100 referrals posted through HTTP and cloned in SQL")
+	tHuge := flag.Bool("table-huge", false, "table: also drain a huge backlog (-table-huge-size; its pre-load takes minutes), its rate measured over a window")
+	tHugeSize := flag.Int("table-huge-size", 1_000_000, "table: the huge backlog")
+	tHugeWindow := flag.Int("table-huge-window", 50_000, "table: the huge backlog's rate is measured over its first N deliveries…")
+	tHugeWindowTime := flag.Duration("table-huge-window-time", 30*time.Second, "table: …or this long, whichever ends first")
+	tInstances := flag.Int("table-instances", 3, "table: dispatchers (each with its own store) compared with one on one PostgreSQL schema (0: no row)")
+	tInstancesSize := flag.Int("table-instances-backlog", 20_000, "table: the backlog the instances drain")
+	tPG := flag.String("table-postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "table: the PostgreSQL server (\"\": PostgreSQL rows skipped)")
+	tRiver := flag.String("river-bench", "", "table: the river-bench binary (go build in bench/river; \"\": River columns empty)")
+	tRiverDB := flag.String("river-database", "river_bench_table", "table: river-bench's scratch database")
+	tRiverEvent := flag.String("river-event", "", "table: the body River posts (default: the webhook body socialrx delivered in this run)")
+	tPgbench := flag.String("pgbench", "pgbench", "table: the pgbench binary")
+	tOnly := flag.String("table-only", "", "table: run only the measurements whose key contains this (e.g. drain.postgres; for debugging)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
@@ -68,6 +89,41 @@ func main() {
 		defer stop()
 	}
 	ctx := context.Background()
+	if *table {
+		o := tableOptions{rounds: max(*tRounds, 1), intakeDur: *tIntake, pacedDur: *tPaced, cloneAbove: *tCloneAbove,
+			hugeWindow: *tHugeWindow, hugeWindowTime: *tHugeWindowTime, instances: *tInstances, instancesSize: *tInstancesSize,
+			postgres: *tPG, riverBench: *tRiver, riverDatabase: *tRiverDB, riverEvent: *tRiverEvent, pgbench: *tPgbench,
+			only: *tOnly, command: strings.Join(os.Args, " "), out: os.Stdout,
+			log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+		if *tHuge {
+			o.huge = *tHugeSize
+		}
+		var err error
+		for _, l := range []struct {
+			name string
+			s    string
+			dst  *[]int
+		}{{"-table-paced-rates", *tRates, &o.pacedRates}, {"-table-sqlite-clients", *tSQLiteClients, &o.sqliteClients},
+			{"-table-postgres-clients", *tPGClients, &o.postgresClients}, {"-table-backlogs", *tBacklogs, &o.backlogs}} {
+			if err == nil {
+				*l.dst, err = intList(l.name, l.s)
+			}
+		}
+		if err == nil {
+			o.dir, err = os.MkdirTemp("", "socialrx-bench-table-")
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+			os.Exit(2)
+		}
+		err = runTable(ctx, o)
+		_ = os.RemoveAll(o.dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *hostile {
 		fmt.Fprintf(os.Stdout, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", strings.Join(os.Args, " "), runtime.GOOS, runtime.GOARCH,
 			runtime.NumCPU(), runtime.Version())

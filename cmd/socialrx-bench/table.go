@@ -1,0 +1,581 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/socialrx/socialrx/outbox"
+)
+
+// tableOptions are the -table flags.
+type tableOptions struct {
+	rounds          int
+	intakeDur       time.Duration // each intake run (socialrx, the bare loop, pgbench)
+	pacedDur        time.Duration // each paced run posts this long
+	pacedRates      []int
+	sqliteClients   []int
+	postgresClients []int
+	backlogs        []int // drained whole
+	cloneAbove      int   // backlogs above this are pre-loaded as 100 referrals through HTTP, cloned in SQL
+	huge            int   // 0: no huge backlog; else its size (its rate is measured over a window)
+	hugeWindow      int
+	hugeWindowTime  time.Duration
+	instances       int // row 5: this many dispatchers vs one
+	instancesSize   int
+	postgres        string // "" or unreachable: PostgreSQL rows skipped
+	riverBench      string // the river-bench binary ("": River rows skipped)
+	riverDatabase   string
+	riverEvent      string // the webhook body River posts ("": the one socialrx delivered in this run)
+	pgbench         string // the pgbench binary
+	only            string // run only the measurements whose key contains this (debugging)
+	command         string
+	out             io.Writer
+	dir             string
+	log             *slog.Logger
+}
+
+// metrics are one measurement's figures by name (rates per second, durations in seconds, RSS in KiB).
+type metrics map[string]float64
+
+// measure is one measurement of a round.
+type measure struct {
+	key  string
+	what string // printed in the progress log
+	run  func(ctx context.Context) (metrics, error)
+}
+
+// metricDef is one printed line of a row.
+type metricDef struct {
+	name  string
+	key   string
+	unit  unit
+	ratio bool // print socialrx ÷ peer, per round
+}
+
+// rowDef is one row of the table: socialrx's measurement beside its peer's.
+type rowDef struct {
+	section string
+	label   string
+	ours    string // measure keys
+	peer    string
+	metrics []metricDef
+}
+
+// roundLoad is one round's machine load.
+type roundLoad struct {
+	start, end string
+	took       time.Duration
+}
+
+// plan is the table's measurements (in round order) and rows.
+type plan struct {
+	measures []measure
+	rows     []rowDef
+	notes    []string
+}
+
+// runTable runs every measurement once per round, rounds one after the other (so each row's runs are
+// interleaved with every other row's), and prints one table of medians and ranges.
+func runTable(ctx context.Context, o tableOptions) error {
+	p := buildPlan(ctx, &o)
+	if o.only != "" {
+		p.measures = slices.DeleteFunc(p.measures, func(m measure) bool { return !strings.Contains(m.key, o.only) })
+		p.rows = slices.DeleteFunc(p.rows, func(r rowDef) bool { return !strings.Contains(r.ours, o.only) })
+	}
+	fmt.Fprintf(o.out, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", o.command, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	for _, n := range p.notes {
+		fmt.Fprintln(o.out, "note:", n)
+	}
+	results := make(map[string][]metrics) // key → per round
+	var failures []string
+	var loads []roundLoad
+	for round := 1; round <= o.rounds; round++ {
+		start := time.Now()
+		l := roundLoad{start: loadavg()}
+		for i, m := range p.measures {
+			t0 := time.Now()
+			o.log.Info("measuring", "round", round, "of", o.rounds, "step", fmt.Sprintf("%d/%d", i+1, len(p.measures)), "what", m.what)
+			res, err := m.run(ctx)
+			if err != nil {
+				failures = append(failures, fmt.Sprintf("round %d, %s: %v", round, m.what, err))
+				o.log.Warn("measurement failed", "what", m.what, "err", err)
+				res = nil
+			} else {
+				o.log.Info("measured", "what", m.what, "took", time.Since(t0).Round(100*time.Millisecond), "figures", fmt.Sprint(map[string]float64(res)))
+			}
+			results[m.key] = append(results[m.key], res)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		l.end, l.took = loadavg(), time.Since(start)
+		loads = append(loads, l)
+	}
+	fmt.Fprintf(o.out, "\n%d round(s), each running every measurement once in the order of the table (rounds interleave the rows); figures are medians [min–max] over the rounds\n", o.rounds)
+	for i, l := range loads {
+		fmt.Fprintf(o.out, "round %d: load average (1, 5, 15 min) %s at start, %s at end; %s\n", i+1, l.start, l.end, l.took.Round(time.Second))
+	}
+	fmt.Fprintln(o.out)
+	if err := writeTable(o.out, [5]string{"row", "metric", "socialrx", "peer", "socialrx ÷ peer"}, tableLines(p.rows, results)); err != nil {
+		return err
+	}
+	if len(failures) > 0 {
+		fmt.Fprintln(o.out, "\nfailed measurements (– in the table):")
+		for _, f := range failures {
+			fmt.Fprintln(o.out, "  "+f)
+		}
+		return fmt.Errorf("%d measurement(s) failed", len(failures))
+	}
+	return nil
+}
+
+// tableLines turns the rows and the per-round results into printed lines.
+func tableLines(rows []rowDef, results map[string][]metrics) []tableLine {
+	var lines []tableLine
+	pick := func(key, metric string) []float64 {
+		var vs []float64
+		for _, m := range results[key] {
+			v, ok := m[metric]
+			if !ok {
+				v = math.NaN()
+			}
+			vs = append(vs, v)
+		}
+		return vs
+	}
+	for _, r := range rows {
+		for i, md := range r.metrics {
+			l := tableLine{section: r.section, metric: md.name}
+			if i == 0 {
+				l.row = r.label
+			}
+			ours := pick(r.ours, md.key)
+			l.ours = md.unit.cell(summarize(ours))
+			l.peer = "–"
+			l.ratio = ""
+			if r.peer != "" {
+				peer := pick(r.peer, md.key)
+				l.peer = md.unit.cell(summarize(peer))
+				if md.ratio {
+					ratios := make([]float64, 0, len(ours))
+					for k := range min(len(ours), len(peer)) {
+						ratios = append(ratios, ours[k]/peer[k])
+					}
+					l.ratio = unitRatio.cell(summarize(ratios))
+				}
+			}
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// loadavg is the first three fields of /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// postgresReachable says whether the server answers.
+func postgresReachable(ctx context.Context, server string) error {
+	db, err := sql.Open("pgx", server)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return db.PingContext(ctx)
+}
+
+// buildPlan lists the measurements and rows for o, with notes on what is skipped and why.
+func buildPlan(ctx context.Context, o *tableOptions) plan {
+	var p plan
+	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx,
+		schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid())} // never another run's schemas
+	sqliteO := base
+	pgO := base
+	pgO.postgres = o.postgres
+	havePG := o.postgres != ""
+	if havePG {
+		if err := postgresReachable(ctx, o.postgres); err != nil {
+			p.notes = append(p.notes, fmt.Sprintf("PostgreSQL at %s is unreachable (%v): its rows are skipped", redact(o.postgres), err))
+			havePG = false
+		}
+	} else {
+		p.notes = append(p.notes, "no -table-postgres: the PostgreSQL rows are skipped")
+	}
+	haveRiver := o.riverBench != "" && havePG
+	if o.riverBench == "" {
+		p.notes = append(p.notes, "no -river-bench binary: the River columns are empty")
+	} else if _, err := os.Stat(o.riverBench); err != nil {
+		p.notes = append(p.notes, fmt.Sprintf("river-bench %s: %v: the River columns are empty", o.riverBench, err))
+		haveRiver = false
+	}
+	havePgbench := havePG
+	if havePG {
+		if _, err := exec.LookPath(o.pgbench); err != nil {
+			p.notes = append(p.notes, fmt.Sprintf("pgbench %s: %v: the pgbench column is empty", o.pgbench, err))
+			havePgbench = false
+		}
+	}
+	perDest := outbox.DefaultPerDestination
+	var event atomic.Pointer[string] // the webhook body socialrx delivered, for River
+	saveSample := func(d drainResult) {
+		if o.riverEvent != "" || len(d.sample) == 0 || event.Load() != nil {
+			return
+		}
+		path := filepath.Join(o.dir, "event.json")
+		if os.WriteFile(path, d.sample, 0o644) == nil {
+			event.Store(&path)
+		}
+	}
+	eventPath := func() string {
+		if o.riverEvent != "" {
+			return o.riverEvent
+		}
+		if p := event.Load(); p != nil {
+			return *p
+		}
+		abs, _ := filepath.Abs(filepath.Join("bench", "river", "testdata", "event.json"))
+		return abs
+	}
+	add := func(key, what string, run func(ctx context.Context) (metrics, error)) {
+		p.measures = append(p.measures, measure{key: key, what: what, run: run})
+	}
+	rateMetrics := []metricDef{{"referrals/s", "rate", unitRate, true}, {"POST p50", "p50", unitDur, false},
+		{"POST p99", "p99", unitDur, false}, {"errors", "errors", unitCount, false}}
+
+	// 1. Intake, SQLite.
+	sec1 := "1. Intake, SQLite: socialrx (real server on loopback HTTP, audit trail on, dispatcher delivering to a loopback sink) vs the bare single-writer SQLite insert loop (one 2 KB row per commit, WAL, synchronous=FULL)"
+	add("intake.sqlite.bare", "bare SQLite insert loop", func(ctx context.Context) (metrics, error) {
+		path := filepath.Join(o.dir, "bare.db")
+		defer removeSQLite(path)
+		removeSQLite(path)
+		rate, err := rawInsertLoop(path, o.intakeDur)
+		return metrics{"rate": rate}, err
+	})
+	for _, n := range o.sqliteClients {
+		key := fmt.Sprintf("intake.sqlite.%d", n)
+		add(key, fmt.Sprintf("socialrx intake, SQLite, %d clients", n), func(ctx context.Context) (metrics, error) {
+			so := sqliteO
+			so.audit, so.duration = true, o.intakeDur
+			return intakeRigRun(so, fmt.Sprintf("intake-%d", n), n)
+		})
+		p.rows = append(p.rows, rowDef{section: sec1, label: clientsLabel(n), ours: key, peer: "intake.sqlite.bare", metrics: rateMetrics})
+	}
+
+	// 2. Intake, PostgreSQL.
+	if havePG {
+		sec2 := "2. Intake, PostgreSQL: socialrx (as row 1, a fresh schema per run, pool of 16) vs pgbench running one CreateReferral's statements (same rows, same transaction) in a schema migrated by the store, -M prepared, one connection per client (socialrx pools 16); peer figure: tx/s"
+		for _, n := range o.postgresClients {
+			key := fmt.Sprintf("intake.postgres.%d", n)
+			add(key, fmt.Sprintf("socialrx intake, PostgreSQL, %d clients", n), func(ctx context.Context) (metrics, error) {
+				po := pgO
+				po.audit, po.duration = true, o.intakeDur
+				return intakeRigRun(po, fmt.Sprintf("intake-%d", n), n)
+			})
+			peer := ""
+			if havePgbench {
+				peer = fmt.Sprintf("intake.pgbench.%d", n)
+				add(peer, fmt.Sprintf("pgbench CreateReferral, %d clients", n), func(ctx context.Context) (metrics, error) {
+					r, err := pgbenchRun(pgO, o.pgbench, n, o.intakeDur)
+					if err != nil {
+						return nil, err
+					}
+					return metrics{"rate": r.tps, "p50": math.NaN(), "errors": float64(r.failed)}, nil
+				})
+			}
+			p.rows = append(p.rows, rowDef{section: sec2, label: clientsLabel(n), ours: key, peer: peer, metrics: rateMetrics})
+		}
+	}
+
+	// 3. Backlog drain.
+	sec3 := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (per-destination %d, concurrency %d) on a pre-loaded backlog vs River (MaxWorkers 16, FetchCooldown 1ms) draining as many jobs; backlogs above %d are %s",
+		perDest, max(outbox.DefaultConcurrency, perDest), o.cloneAbove, "100 referrals posted through HTTP, cloned in SQL")
+	sizes := slices.Clone(o.backlogs)
+	if o.huge > 0 {
+		sizes = append(sizes, o.huge)
+	}
+	for _, size := range sizes {
+		huge := o.huge > 0 && size == o.huge
+		sp := drainSpec{messages: size, perDest: perDest, timeout: 10 * time.Minute}
+		if size > o.cloneAbove && size%100 == 0 {
+			sp.seed = 100
+		}
+		label := fmt.Sprintf("%d pending", size)
+		if huge {
+			sp.window, sp.windowTime = o.hugeWindow, o.hugeWindowTime
+			label = fmt.Sprintf("%d pending (rate over the first %d deliveries or %s)", size, o.hugeWindow, o.hugeWindowTime)
+		}
+		riverKey := ""
+		if haveRiver {
+			riverKey = fmt.Sprintf("drain.river.%d", size)
+		}
+		for _, backend := range []string{"sqlite", "postgres"} {
+			if backend == "postgres" && !havePG {
+				continue
+			}
+			key := fmt.Sprintf("drain.%s.%d", backend, size)
+			bo := sqliteO
+			if backend == "postgres" {
+				bo = pgO
+			}
+			sp := sp
+			sp.name = fmt.Sprintf("drain-%d", size)
+			add(key, fmt.Sprintf("socialrx drain, %s, %d", backend, size), func(ctx context.Context) (metrics, error) {
+				d, err := drainRun(bo, sp)
+				if err != nil {
+					return nil, err
+				}
+				saveSample(d)
+				return drainMetrics(d), nil
+			})
+			p.rows = append(p.rows, rowDef{section: sec3, label: map[string]string{"sqlite": "SQLite, ", "postgres": "PostgreSQL, "}[backend] + label,
+				ours: key, peer: riverKey, metrics: []metricDef{{"msg/s", "rate", unitRate, true}, {"claim p50", "claim_p50", unitDur, false},
+					{"claim p99", "claim_p99", unitDur, false}, {"max RSS", "rss", unitMiB, false}, {"dups", "dups", unitCount, false},
+					{"pre-load", "preload", unitDur, false}}})
+		}
+		if haveRiver {
+			args := []string{"-mode", "throughput", "-messages", strconv.Itoa(size)}
+			if huge {
+				args = append(args, "-window", strconv.Itoa(o.hugeWindow), "-window-time", o.hugeWindowTime.String())
+			}
+			add(riverKey, fmt.Sprintf("River drain, %d", size), func(ctx context.Context) (metrics, error) {
+				ms, err := runRiver(ctx, *o, eventPath(), args...)
+				if err != nil {
+					return nil, err
+				}
+				m := ms[0]
+				return metrics{"rate": m.PerSecond, "dups": float64(m.Dups)}, nil
+			})
+		}
+	}
+
+	// 4. Paced intake.
+	sec4 := fmt.Sprintf("4. Paced intake for %s: commit (the GP's 201) → the receiver's arrival, socialrx vs River paced inserts (each its own commit) at the same rate", o.pacedDur)
+	for _, rate := range o.pacedRates {
+		riverKey := ""
+		if haveRiver {
+			riverKey = fmt.Sprintf("paced.river.%d", rate)
+		}
+		for _, backend := range []string{"sqlite", "postgres"} {
+			if backend == "postgres" && !havePG {
+				continue
+			}
+			key := fmt.Sprintf("paced.%s.%d", backend, rate)
+			bo := sqliteO
+			if backend == "postgres" {
+				bo = pgO
+			}
+			bo.duration = o.pacedDur
+			bo.allowRejects = true
+			add(key, fmt.Sprintf("socialrx paced, %s, %d/s", backend, rate), func(ctx context.Context) (metrics, error) {
+				r, err := latencyRun(bo, perDest, rate)
+				if err != nil {
+					return nil, err
+				}
+				return metrics{"accepted": float64(r.accepted), "target": float64(r.target), "p50": r.p50.Seconds(),
+					"p99": r.p99.Seconds(), "max": r.max.Seconds(), "lag": r.lag.Seconds(), "dups": float64(r.dups)}, nil
+			})
+			p.rows = append(p.rows, rowDef{section: sec4, label: fmt.Sprintf("%s, %d/s (target %d)",
+				map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend], rate, max(int(o.pacedDur.Seconds()*float64(rate)), 1)),
+				ours: key, peer: riverKey, metrics: []metricDef{{"accepted", "accepted", unitCount, false},
+					{"c→r p50", "p50", unitDur, true}, {"c→r p99", "p99", unitDur, true}, {"c→r max", "max", unitDur, false},
+					{"lag at end", "lag", unitDur, false}}})
+		}
+		if haveRiver {
+			add(riverKey, fmt.Sprintf("River paced, %d/s", rate), func(ctx context.Context) (metrics, error) {
+				ms, err := runRiver(ctx, *o, eventPath(), "-mode", "latency", "-rates", strconv.Itoa(rate), "-duration", o.pacedDur.String())
+				if err != nil {
+					return nil, err
+				}
+				m := ms[0]
+				us := func(v int64) float64 { return float64(v) / 1e6 }
+				return metrics{"accepted": float64(m.Accepted), "target": float64(m.Jobs), "p50": us(m.P50US), "p99": us(m.P99US),
+					"max": us(m.MaxUS), "lag": us(m.LagUS), "dups": float64(m.Dups)}, nil
+			})
+		}
+	}
+
+	// 5. Several instances.
+	if havePG && o.instances > 1 {
+		sec5 := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one, draining the same %d backlog; dups: webhook-ids the sink saw more than once",
+			o.instances, o.instancesSize)
+		for _, n := range []int{1, o.instances} {
+			key := fmt.Sprintf("instances.postgres.%d", n)
+			sp := drainSpec{name: fmt.Sprintf("instances-%d", n), messages: o.instancesSize, perDest: perDest, instances: n, timeout: 10 * time.Minute}
+			if o.instancesSize > o.cloneAbove && o.instancesSize%100 == 0 {
+				sp.seed = 100
+			}
+			add(key, fmt.Sprintf("socialrx drain, PostgreSQL, %d instance(s), %d", n, o.instancesSize), func(ctx context.Context) (metrics, error) {
+				d, err := drainRun(pgO, sp)
+				if err != nil {
+					return nil, err
+				}
+				return drainMetrics(d), nil
+			})
+		}
+		p.rows = append(p.rows, rowDef{section: sec5, label: fmt.Sprintf("%d instances (peer: 1)", o.instances),
+			ours: fmt.Sprintf("instances.postgres.%d", o.instances), peer: "instances.postgres.1",
+			metrics: []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
+				{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}})
+	}
+	return p
+}
+
+// clientsLabel is "1 client", "16 clients".
+func clientsLabel(n int) string {
+	if n == 1 {
+		return "1 client"
+	}
+	return fmt.Sprintf("%d clients", n)
+}
+
+// drainMetrics are a drain's figures as the table reads them.
+func drainMetrics(d drainResult) metrics {
+	m := metrics{"rate": d.rate, "dups": float64(d.dups), "claim_p50": d.claimP50.Seconds(), "claim_p99": d.claimP99.Seconds(),
+		"preload": d.preloadDur.Seconds()}
+	if d.maxRSSKiB > 0 {
+		m["rss"] = float64(d.maxRSSKiB)
+	}
+	return m
+}
+
+// removeSQLite removes an SQLite database file and its WAL and shared-memory files.
+func removeSQLite(path string) {
+	for _, sfx := range []string{"", "-wal", "-shm"} {
+		_ = os.Remove(path + sfx)
+	}
+}
+
+// redact drops a URL's password for printing.
+func redact(u string) string {
+	if at := strings.Index(u, "@"); at > 0 {
+		if scheme := strings.Index(u, "://"); scheme > 0 && scheme < at {
+			if colon := strings.Index(u[scheme+3:at], ":"); colon >= 0 {
+				return u[:scheme+3+colon] + ":…" + u[at:]
+			}
+		}
+	}
+	return u
+}
+
+// intakeRigRun lets n clients post unique referrals (routed to the loopback webhook service) to the rig's
+// real server for o.intakeDur while its dispatcher delivers them, and returns referrals/s, POST p50/p99 and
+// the errors.
+func intakeRigRun(o deliveryOptions, name string, n int) (metrics, error) {
+	r, err := newRig(o, name, math.MaxInt, outbox.DefaultPerDestination)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	stop := r.runDispatcher(o.ctx)
+	defer func() { _ = stop() }()
+	dur := o.duration
+	var seq, errs atomic.Int64
+	lat := make([][]time.Duration, n)
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range n {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if _, err := r.post(o.ctx, seq.Add(1)); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	if len(all) == 0 {
+		return nil, fmt.Errorf("no referral was accepted (%d errors)", errs.Load())
+	}
+	return metrics{"rate": float64(len(all)) / elapsed.Seconds(), "p50": pct(all, 0.50).Seconds(), "p99": pct(all, 0.99).Seconds(),
+		"errors": float64(errs.Load())}, nil
+}
+
+// riverMeasurement is one line of river-bench -json (bench/river's measurement).
+type riverMeasurement struct {
+	Kind          string  `json:"kind"`
+	MaxWorkers    int     `json:"max_workers"`
+	FetchCooldown string  `json:"fetch_cooldown"`
+	Jobs          int     `json:"jobs"`
+	Delivered     int     `json:"delivered"`
+	Seconds       float64 `json:"seconds"`
+	PerSecond     float64 `json:"per_second"`
+	Dups          int     `json:"dups"`
+	Rate          int     `json:"rate"`
+	Accepted      int     `json:"accepted"`
+	P50US         int64   `json:"p50_us"`
+	P99US         int64   `json:"p99_us"`
+	MaxUS         int64   `json:"max_us"`
+	LagUS         int64   `json:"lag_us"`
+	InsertP50US   int64   `json:"insert_p50_us"`
+	Early         int     `json:"early"`
+}
+
+// parseRiverJSON reads river-bench -json's output: one JSON object per line (other lines are an error).
+func parseRiverJSON(out []byte) ([]riverMeasurement, error) {
+	var ms []riverMeasurement
+	for i, line := range bytes.Split(out, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		var m riverMeasurement
+		if err := json.Unmarshal(line, &m); err != nil {
+			return nil, fmt.Errorf("river-bench output line %d: %w", i+1, err)
+		}
+		if m.Kind == "" {
+			return nil, fmt.Errorf("river-bench output line %d: no kind", i+1)
+		}
+		ms = append(ms, m)
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("river-bench printed no measurement")
+	}
+	return ms, nil
+}
+
+// runRiver runs river-bench -json with River's table settings (MaxWorkers 16, FetchCooldown 1ms) and args.
+func runRiver(ctx context.Context, o tableOptions, event string, args ...string) ([]riverMeasurement, error) {
+	args = append([]string{"-json", "-server", o.postgres, "-database", o.riverDatabase, "-event", event,
+		"-workers", "16", "-fetch-cooldowns", "1ms"}, args...)
+	cmd := exec.CommandContext(ctx, o.riverBench, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("river-bench: %w: %s", err, strings.TrimSpace(lastLines(stderr.String(), 5)))
+	}
+	return parseRiverJSON(stdout.Bytes())
+}
