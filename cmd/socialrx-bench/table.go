@@ -214,65 +214,111 @@ func postgresReachable(ctx context.Context, server string) error {
 
 // buildPlan lists the measurements and rows for o, with notes on what is skipped and why.
 func buildPlan(ctx context.Context, o *tableOptions) plan {
-	var p plan
+	pl := newPlanner(ctx, o)
+	pl.intakeSQLite()
+	pl.intakePostgres()
+	pl.drains()
+	pl.paced()
+	pl.instances()
+	return pl.p
+}
+
+// planner builds the plan, one section at a time.
+type planner struct {
+	o                              *tableOptions
+	p                              plan
+	sqliteO, pgO                   deliveryOptions
+	havePG, haveRiver, havePgbench bool
+	perDest                        int
+	event                          atomic.Pointer[string] // the webhook body socialrx delivered, for River
+}
+
+// newPlanner checks what the table can reach (PostgreSQL, river-bench, pgbench) and notes what it cannot.
+func newPlanner(ctx context.Context, o *tableOptions) *planner {
 	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx,
 		schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid())} // never another run's schemas
-	sqliteO := base
-	pgO := base
-	pgO.postgres = o.postgres
-	havePG := o.postgres != ""
-	if havePG {
+	pl := &planner{o: o, sqliteO: base, pgO: base, havePG: o.postgres != "", perDest: outbox.DefaultPerDestination}
+	pl.pgO.postgres = o.postgres
+	if pl.havePG {
 		if err := postgresReachable(ctx, o.postgres); err != nil {
-			p.notes = append(p.notes, fmt.Sprintf("PostgreSQL at %s is unreachable (%v): its rows are skipped", redact(o.postgres), err))
-			havePG = false
+			pl.note("PostgreSQL at %s is unreachable (%v): its rows are skipped", redact(o.postgres), err)
+			pl.havePG = false
 		}
 	} else {
-		p.notes = append(p.notes, "no -table-postgres: the PostgreSQL rows are skipped")
+		pl.note("no -table-postgres: the PostgreSQL rows are skipped")
 	}
-	haveRiver := o.riverBench != "" && havePG
+	pl.haveRiver = o.riverBench != "" && pl.havePG
 	if o.riverBench == "" {
-		p.notes = append(p.notes, "no -river-bench binary: the River columns are empty")
+		pl.note("no -river-bench binary: the River columns are empty")
 	} else if _, err := os.Stat(o.riverBench); err != nil {
-		p.notes = append(p.notes, fmt.Sprintf("river-bench %s: %v: the River columns are empty", o.riverBench, err))
-		haveRiver = false
+		pl.note("river-bench %s: %v: the River columns are empty", o.riverBench, err)
+		pl.haveRiver = false
 	}
-	havePgbench := havePG
-	if havePG {
+	pl.havePgbench = pl.havePG
+	if pl.havePG {
 		if _, err := exec.LookPath(o.pgbench); err != nil {
-			p.notes = append(p.notes, fmt.Sprintf("pgbench %s: %v: the pgbench column is empty", o.pgbench, err))
-			havePgbench = false
+			pl.note("pgbench %s: %v: the pgbench column is empty", o.pgbench, err)
+			pl.havePgbench = false
 		}
 	}
-	perDest := outbox.DefaultPerDestination
-	var event atomic.Pointer[string] // the webhook body socialrx delivered, for River
-	saveSample := func(d drainResult) {
-		if o.riverEvent != "" || len(d.sample) == 0 || event.Load() != nil {
-			return
-		}
-		path := filepath.Join(o.dir, "event.json")
-		if os.WriteFile(path, d.sample, 0o644) == nil {
-			event.Store(&path)
-		}
-	}
-	eventPath := func() string {
-		if o.riverEvent != "" {
-			return o.riverEvent
-		}
-		if p := event.Load(); p != nil {
-			return *p
-		}
-		abs, _ := filepath.Abs(filepath.Join("bench", "river", "testdata", "event.json"))
-		return abs
-	}
-	add := func(key, what string, run func(ctx context.Context) (metrics, error)) {
-		p.measures = append(p.measures, measure{key: key, what: what, run: run})
-	}
-	rateMetrics := []metricDef{{"referrals/s", "rate", unitRate, true}, {"POST p50", "p50", unitDur, false},
-		{"POST p99", "p99", unitDur, false}, {"errors", "errors", unitCount, false}}
+	return pl
+}
 
-	// 1. Intake, SQLite.
-	sec1 := "1. Intake, SQLite: socialrx (real server on loopback HTTP, audit trail on, dispatcher delivering to a loopback sink) vs the bare single-writer SQLite insert loop (one 2 KB row per commit, WAL, synchronous=FULL)"
-	add("intake.sqlite.bare", "bare SQLite insert loop", func(ctx context.Context) (metrics, error) {
+func (pl *planner) note(format string, args ...any) {
+	pl.p.notes = append(pl.p.notes, fmt.Sprintf(format, args...))
+}
+
+func (pl *planner) add(key, what string, run func(ctx context.Context) (metrics, error)) {
+	pl.p.measures = append(pl.p.measures, measure{key: key, what: what, run: run})
+}
+
+// benchBackend is a store backend the table measures: its key, label and options.
+type benchBackend struct {
+	name, label string
+	o           deliveryOptions
+}
+
+// backends are the store backends the table measures (PostgreSQL when reachable).
+func (pl *planner) backends() []benchBackend {
+	bs := []benchBackend{{"sqlite", "SQLite", pl.sqliteO}}
+	if pl.havePG {
+		bs = append(bs, benchBackend{"postgres", "PostgreSQL", pl.pgO})
+	}
+	return bs
+}
+
+// saveSample keeps the first webhook body socialrx delivered, for River to post the same bytes.
+func (pl *planner) saveSample(d drainResult) {
+	if pl.o.riverEvent != "" || len(d.sample) == 0 || pl.event.Load() != nil {
+		return
+	}
+	path := filepath.Join(pl.o.dir, "event.json")
+	if os.WriteFile(path, d.sample, 0o644) == nil {
+		pl.event.Store(&path)
+	}
+}
+
+// eventPath is the body River posts: -river-event, else the one socialrx delivered, else the repository's.
+func (pl *planner) eventPath() string {
+	if pl.o.riverEvent != "" {
+		return pl.o.riverEvent
+	}
+	if p := pl.event.Load(); p != nil {
+		return *p
+	}
+	abs, _ := filepath.Abs(filepath.Join("bench", "river", "testdata", "event.json"))
+	return abs
+}
+
+// rateMetrics are an intake row's figures.
+var rateMetrics = []metricDef{{"referrals/s", "rate", unitRate, true}, {"POST p50", "p50", unitDur, false},
+	{"POST p99", "p99", unitDur, false}, {"errors", "errors", unitCount, false}}
+
+// intakeSQLite is section 1: intake on SQLite beside the bare insert loop.
+func (pl *planner) intakeSQLite() {
+	o := pl.o
+	sec := "1. Intake, SQLite: socialrx (real server on loopback HTTP, audit trail on, dispatcher delivering to a loopback sink) vs the bare single-writer SQLite insert loop (one 2 KB row per commit, WAL, synchronous=FULL)"
+	pl.add("intake.sqlite.bare", "bare SQLite insert loop", func(ctx context.Context) (metrics, error) {
 		path := filepath.Join(o.dir, "bare.db")
 		defer removeSQLite(path)
 		removeSQLite(path)
@@ -281,136 +327,139 @@ func buildPlan(ctx context.Context, o *tableOptions) plan {
 	})
 	for _, n := range o.sqliteClients {
 		key := fmt.Sprintf("intake.sqlite.%d", n)
-		add(key, fmt.Sprintf("socialrx intake, SQLite, %d clients", n), func(ctx context.Context) (metrics, error) {
-			so := sqliteO
+		pl.add(key, fmt.Sprintf("socialrx intake, SQLite, %d clients", n), func(ctx context.Context) (metrics, error) {
+			so := pl.sqliteO
 			so.audit, so.duration = true, o.intakeDur
 			return intakeRigRun(so, fmt.Sprintf("intake-%d", n), n)
 		})
-		p.rows = append(p.rows, rowDef{section: sec1, label: clientsLabel(n), ours: key, peer: "intake.sqlite.bare", metrics: rateMetrics})
+		pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: clientsLabel(n), ours: key, peer: "intake.sqlite.bare", metrics: rateMetrics})
 	}
+}
 
-	// 2. Intake, PostgreSQL.
-	if havePG {
-		sec2 := "2. Intake, PostgreSQL: socialrx (as row 1, a fresh schema per run, pool of 16) vs pgbench running one CreateReferral's statements (same rows, same transaction) in a schema migrated by the store, -M prepared, one connection per client (socialrx pools 16); peer figure: tx/s"
-		for _, n := range o.postgresClients {
-			key := fmt.Sprintf("intake.postgres.%d", n)
-			add(key, fmt.Sprintf("socialrx intake, PostgreSQL, %d clients", n), func(ctx context.Context) (metrics, error) {
-				po := pgO
-				po.audit, po.duration = true, o.intakeDur
-				return intakeRigRun(po, fmt.Sprintf("intake-%d", n), n)
+// intakePostgres is section 2: intake on PostgreSQL beside pgbench running the same transaction.
+func (pl *planner) intakePostgres() {
+	if !pl.havePG {
+		return
+	}
+	o := pl.o
+	sec := "2. Intake, PostgreSQL: socialrx (as row 1, a fresh schema per run, pool of 16) vs pgbench running one CreateReferral's statements (same rows, same transaction) in a schema migrated by the store, -M prepared, one connection per client (socialrx pools 16); peer figure: tx/s"
+	for _, n := range o.postgresClients {
+		key := fmt.Sprintf("intake.postgres.%d", n)
+		pl.add(key, fmt.Sprintf("socialrx intake, PostgreSQL, %d clients", n), func(ctx context.Context) (metrics, error) {
+			po := pl.pgO
+			po.audit, po.duration = true, o.intakeDur
+			return intakeRigRun(po, fmt.Sprintf("intake-%d", n), n)
+		})
+		peer := ""
+		if pl.havePgbench {
+			peer = fmt.Sprintf("intake.pgbench.%d", n)
+			pl.add(peer, fmt.Sprintf("pgbench CreateReferral, %d clients", n), func(ctx context.Context) (metrics, error) {
+				r, err := pgbenchRun(pl.pgO, o.pgbench, n, o.intakeDur)
+				if err != nil {
+					return nil, err
+				}
+				return metrics{"rate": r.tps, "p50": math.NaN(), "errors": float64(r.failed)}, nil
 			})
-			peer := ""
-			if havePgbench {
-				peer = fmt.Sprintf("intake.pgbench.%d", n)
-				add(peer, fmt.Sprintf("pgbench CreateReferral, %d clients", n), func(ctx context.Context) (metrics, error) {
-					r, err := pgbenchRun(pgO, o.pgbench, n, o.intakeDur)
-					if err != nil {
-						return nil, err
-					}
-					return metrics{"rate": r.tps, "p50": math.NaN(), "errors": float64(r.failed)}, nil
-				})
-			}
-			p.rows = append(p.rows, rowDef{section: sec2, label: clientsLabel(n), ours: key, peer: peer, metrics: rateMetrics})
 		}
+		pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: clientsLabel(n), ours: key, peer: peer, metrics: rateMetrics})
 	}
+}
 
-	// 3. Backlog drain.
-	sec3 := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (per-destination %d, concurrency %d) on a pre-loaded backlog vs River (MaxWorkers 16, FetchCooldown 1ms) draining as many jobs; backlogs above %d are %s",
-		perDest, max(outbox.DefaultConcurrency, perDest), o.cloneAbove, "100 referrals posted through HTTP, cloned in SQL")
+// drainMetricDefs are a drain row's figures.
+var drainMetricDefs = []metricDef{{"msg/s", "rate", unitRate, true}, {"claim p50", "claim_p50", unitDur, false},
+	{"claim p99", "claim_p99", unitDur, false}, {"max RSS", "rss", unitMiB, false}, {"dups", "dups", unitCount, false},
+	{"pre-load", "preload", unitDur, false}}
+
+// drainSpecFor is the drain of size pending messages (seeded and cloned above -table-clone-above).
+func (pl *planner) drainSpecFor(name string, size, instances int) drainSpec {
+	sp := drainSpec{name: name, messages: size, perDest: pl.perDest, instances: instances, timeout: 10 * time.Minute}
+	if size > pl.o.cloneAbove && size%100 == 0 {
+		sp.seed = 100
+	}
+	return sp
+}
+
+// drains is section 3: backlog drains beside River draining as many jobs.
+func (pl *planner) drains() {
+	o := pl.o
+	sec := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (per-destination %d, concurrency %d) on a pre-loaded backlog vs River (MaxWorkers 16, FetchCooldown 1ms) draining as many jobs; backlogs above %d are %s",
+		pl.perDest, max(outbox.DefaultConcurrency, pl.perDest), o.cloneAbove, "100 referrals posted through HTTP, cloned in SQL")
 	sizes := slices.Clone(o.backlogs)
 	if o.huge > 0 {
 		sizes = append(sizes, o.huge)
 	}
 	for _, size := range sizes {
 		huge := o.huge > 0 && size == o.huge
-		sp := drainSpec{messages: size, perDest: perDest, timeout: 10 * time.Minute}
-		if size > o.cloneAbove && size%100 == 0 {
-			sp.seed = 100
-		}
+		sp := pl.drainSpecFor(fmt.Sprintf("drain-%d", size), size, 0)
 		label := fmt.Sprintf("%d pending", size)
 		if huge {
 			sp.window, sp.windowTime = o.hugeWindow, o.hugeWindowTime
 			label = fmt.Sprintf("%d pending (rate over the first %d deliveries or %s)", size, o.hugeWindow, o.hugeWindowTime)
 		}
 		riverKey := ""
-		if haveRiver {
+		if pl.haveRiver {
 			riverKey = fmt.Sprintf("drain.river.%d", size)
 		}
-		for _, backend := range []string{"sqlite", "postgres"} {
-			if backend == "postgres" && !havePG {
-				continue
-			}
-			key := fmt.Sprintf("drain.%s.%d", backend, size)
-			bo := sqliteO
-			if backend == "postgres" {
-				bo = pgO
-			}
-			sp := sp
-			sp.name = fmt.Sprintf("drain-%d", size)
-			add(key, fmt.Sprintf("socialrx drain, %s, %d", backend, size), func(ctx context.Context) (metrics, error) {
-				d, err := drainRun(bo, sp)
+		for _, b := range pl.backends() {
+			key := fmt.Sprintf("drain.%s.%d", b.name, size)
+			pl.add(key, fmt.Sprintf("socialrx drain, %s, %d", b.name, size), func(ctx context.Context) (metrics, error) {
+				d, err := drainRun(b.o, sp)
 				if err != nil {
 					return nil, err
 				}
-				saveSample(d)
+				pl.saveSample(d)
 				return drainMetrics(d), nil
 			})
-			p.rows = append(p.rows, rowDef{section: sec3, label: map[string]string{"sqlite": "SQLite, ", "postgres": "PostgreSQL, "}[backend] + label,
-				ours: key, peer: riverKey, metrics: []metricDef{{"msg/s", "rate", unitRate, true}, {"claim p50", "claim_p50", unitDur, false},
-					{"claim p99", "claim_p99", unitDur, false}, {"max RSS", "rss", unitMiB, false}, {"dups", "dups", unitCount, false},
-					{"pre-load", "preload", unitDur, false}}})
+			pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: b.label + ", " + label, ours: key, peer: riverKey, metrics: drainMetricDefs})
 		}
-		if haveRiver {
+		if pl.haveRiver {
 			args := []string{"-mode", "throughput", "-messages", strconv.Itoa(size)}
 			if huge {
 				args = append(args, "-window", strconv.Itoa(o.hugeWindow), "-window-time", o.hugeWindowTime.String())
 			}
-			add(riverKey, fmt.Sprintf("River drain, %d", size), func(ctx context.Context) (metrics, error) {
-				ms, err := runRiver(ctx, *o, eventPath(), args...)
+			pl.add(riverKey, fmt.Sprintf("River drain, %d", size), func(ctx context.Context) (metrics, error) {
+				ms, err := runRiver(ctx, *o, pl.eventPath(), args...)
 				if err != nil {
 					return nil, err
 				}
-				m := ms[0]
-				return metrics{"rate": m.PerSecond, "dups": float64(m.Dups)}, nil
+				return metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}, nil
 			})
 		}
 	}
+}
 
-	// 4. Paced intake.
-	sec4 := fmt.Sprintf("4. Paced intake for %s: commit (the GP's 201) → the receiver's arrival, socialrx vs River paced inserts (each its own commit) at the same rate", o.pacedDur)
+// pacedMetricDefs are a paced row's figures.
+var pacedMetricDefs = []metricDef{{"accepted", "accepted", unitCount, false},
+	{"c→r p50", "p50", unitDur, true}, {"c→r p99", "p99", unitDur, true}, {"c→r max", "max", unitDur, false},
+	{"lag at end", "lag", unitDur, false}}
+
+// paced is section 4: paced intake, commit→received, beside River's paced inserts.
+func (pl *planner) paced() {
+	o := pl.o
+	sec := fmt.Sprintf("4. Paced intake for %s: commit (the GP's 201) → the receiver's arrival, socialrx vs River paced inserts (each its own commit) at the same rate", o.pacedDur)
 	for _, rate := range o.pacedRates {
 		riverKey := ""
-		if haveRiver {
+		if pl.haveRiver {
 			riverKey = fmt.Sprintf("paced.river.%d", rate)
 		}
-		for _, backend := range []string{"sqlite", "postgres"} {
-			if backend == "postgres" && !havePG {
-				continue
-			}
-			key := fmt.Sprintf("paced.%s.%d", backend, rate)
-			bo := sqliteO
-			if backend == "postgres" {
-				bo = pgO
-			}
-			bo.duration = o.pacedDur
-			bo.allowRejects = true
-			add(key, fmt.Sprintf("socialrx paced, %s, %d/s", backend, rate), func(ctx context.Context) (metrics, error) {
-				r, err := latencyRun(bo, perDest, rate)
+		for _, b := range pl.backends() {
+			key := fmt.Sprintf("paced.%s.%d", b.name, rate)
+			bo := b.o
+			bo.duration, bo.allowRejects = o.pacedDur, true
+			pl.add(key, fmt.Sprintf("socialrx paced, %s, %d/s", b.name, rate), func(ctx context.Context) (metrics, error) {
+				r, err := latencyRun(bo, pl.perDest, rate)
 				if err != nil {
 					return nil, err
 				}
 				return metrics{"accepted": float64(r.accepted), "target": float64(r.target), "p50": r.p50.Seconds(),
 					"p99": r.p99.Seconds(), "max": r.max.Seconds(), "lag": r.lag.Seconds(), "dups": float64(r.dups)}, nil
 			})
-			p.rows = append(p.rows, rowDef{section: sec4, label: fmt.Sprintf("%s, %d/s (target %d)",
-				map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[backend], rate, max(int(o.pacedDur.Seconds()*float64(rate)), 1)),
-				ours: key, peer: riverKey, metrics: []metricDef{{"accepted", "accepted", unitCount, false},
-					{"c→r p50", "p50", unitDur, true}, {"c→r p99", "p99", unitDur, true}, {"c→r max", "max", unitDur, false},
-					{"lag at end", "lag", unitDur, false}}})
+			pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: fmt.Sprintf("%s, %d/s (target %d)", b.label, rate,
+				max(int(o.pacedDur.Seconds()*float64(rate)), 1)), ours: key, peer: riverKey, metrics: pacedMetricDefs})
 		}
-		if haveRiver {
-			add(riverKey, fmt.Sprintf("River paced, %d/s", rate), func(ctx context.Context) (metrics, error) {
-				ms, err := runRiver(ctx, *o, eventPath(), "-mode", "latency", "-rates", strconv.Itoa(rate), "-duration", o.pacedDur.String())
+		if pl.haveRiver {
+			pl.add(riverKey, fmt.Sprintf("River paced, %d/s", rate), func(ctx context.Context) (metrics, error) {
+				ms, err := runRiver(ctx, *o, pl.eventPath(), "-mode", "latency", "-rates", strconv.Itoa(rate), "-duration", o.pacedDur.String())
 				if err != nil {
 					return nil, err
 				}
@@ -421,31 +470,31 @@ func buildPlan(ctx context.Context, o *tableOptions) plan {
 			})
 		}
 	}
+}
 
-	// 5. Several instances.
-	if havePG && o.instances > 1 {
-		sec5 := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one, draining the same %d backlog; dups: webhook-ids the sink saw more than once",
-			o.instances, o.instancesSize)
-		for _, n := range []int{1, o.instances} {
-			key := fmt.Sprintf("instances.postgres.%d", n)
-			sp := drainSpec{name: fmt.Sprintf("instances-%d", n), messages: o.instancesSize, perDest: perDest, instances: n, timeout: 10 * time.Minute}
-			if o.instancesSize > o.cloneAbove && o.instancesSize%100 == 0 {
-				sp.seed = 100
-			}
-			add(key, fmt.Sprintf("socialrx drain, PostgreSQL, %d instance(s), %d", n, o.instancesSize), func(ctx context.Context) (metrics, error) {
-				d, err := drainRun(pgO, sp)
-				if err != nil {
-					return nil, err
-				}
-				return drainMetrics(d), nil
-			})
-		}
-		p.rows = append(p.rows, rowDef{section: sec5, label: fmt.Sprintf("%d instances (peer: 1)", o.instances),
-			ours: fmt.Sprintf("instances.postgres.%d", o.instances), peer: "instances.postgres.1",
-			metrics: []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
-				{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}})
+// instances is section 5: several PostgreSQL instances beside one.
+func (pl *planner) instances() {
+	o := pl.o
+	if !pl.havePG || o.instances <= 1 {
+		return
 	}
-	return p
+	sec := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one, draining the same %d backlog; dups: webhook-ids the sink saw more than once",
+		o.instances, o.instancesSize)
+	for _, n := range []int{1, o.instances} {
+		key := fmt.Sprintf("instances.postgres.%d", n)
+		sp := pl.drainSpecFor(fmt.Sprintf("instances-%d", n), o.instancesSize, n)
+		pl.add(key, fmt.Sprintf("socialrx drain, PostgreSQL, %d instance(s), %d", n, o.instancesSize), func(ctx context.Context) (metrics, error) {
+			d, err := drainRun(pl.pgO, sp)
+			if err != nil {
+				return nil, err
+			}
+			return drainMetrics(d), nil
+		})
+	}
+	pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: fmt.Sprintf("%d instances (peer: 1)", o.instances),
+		ours: fmt.Sprintf("instances.postgres.%d", o.instances), peer: "instances.postgres.1",
+		metrics: []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
+			{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}})
 }
 
 // clientsLabel is "1 client", "16 clients".
