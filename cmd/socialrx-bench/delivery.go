@@ -365,7 +365,7 @@ type drainResult struct {
 
 // throughputRun pre-loads o.messages referrals through HTTP and measures how fast one dispatcher delivers them.
 func throughputRun(o deliveryOptions, perDest int) (drainResult, error) {
-	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", perDest), messages: o.messages, perDest: perDest})
+	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", perDest), messages: o.messages, perDest: perDest, timeout: o.timeout})
 }
 
 // pacedResult is one paced intake run's figures.

@@ -41,6 +41,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -95,6 +96,10 @@ type Options struct {
 	// ("referral", "identifiers", "messages", "events") and the intake; a non-nil error fails that intake as
 	// if the database had, rolling back everything it wrote. For tests only.
 	FailAfter func(stage string, in mapping.Intake) error
+	// VacuumEvery is how many recorded attempts pass between two vacuums of the queue's tables, run in the
+	// background by this Store (see noteAttempt). Default DefaultVacuumEvery; negative: never (autovacuum
+	// alone).
+	VacuumEvery int
 }
 
 // Store is the PostgreSQL outbox.Store. It is safe for concurrent use, and several Stores (in one process
@@ -122,6 +127,11 @@ type Store struct {
 
 	changes    chan struct{}
 	closing    chan struct{}
+	attempts   atomic.Int64       // attempts recorded (noteAttempt)
+	vacuuming  atomic.Bool        // a vacuum of the queue is running
+	upkeep     sync.WaitGroup     // the running vacuum
+	upkeepCtx  context.Context    // cancelled by Close
+	stopUpkeep context.CancelFunc // cancels upkeepCtx
 	stopListen context.CancelFunc
 	listenDone chan struct{}
 	closeOnce  sync.Once
@@ -247,6 +257,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 8
 	}
+	if opts.VacuumEvery == 0 {
+		opts.VacuumEvery = DefaultVacuumEvery
+	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 10 * time.Second
 	}
@@ -313,6 +326,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	sdb.SetMaxOpenConns(min(opts.MaxConns, 4))
 	sdb.SetMaxIdleConns(min(opts.MaxConns, 4))
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	upkeepCtx, stopUpkeep := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Store{
 		d:          dialect().Compile(),
 		db:         db,
@@ -326,6 +340,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		instance:   uuid.NewString(),
 		changes:    make(chan struct{}, 1),
 		closing:    make(chan struct{}),
+		upkeepCtx:  upkeepCtx,
+		stopUpkeep: stopUpkeep,
 		listenDone: make(chan struct{}),
 		version:    versionStatement(),
 	}
@@ -339,6 +355,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	conn, err := s.startListening(ctx)
 	if err != nil {
+		stopUpkeep()
 		db.Close()
 		qdb.Close()
 		sdb.Close()
@@ -372,6 +389,8 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.stopListen()
 		<-s.listenDone
+		s.stopUpkeep()
+		s.upkeep.Wait()
 		if err := errors.Join(s.db.Close(), s.qdb.Close(), s.sdb.Close()); err != nil {
 			s.closeErr = fmt.Errorf("postgres: close: %w", err)
 		}
@@ -581,7 +600,11 @@ func (b backend) LockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice s
 
 // RecordAttempt records an attempt in one round trip (see recordAttempt).
 func (b backend) RecordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.AttemptRow) (sqlstore.Recorded, error) {
-	return b.s.recordAttempt(ctx, w, a)
+	rec, err := b.s.recordAttempt(ctx, w, a)
+	if err == nil {
+		b.s.noteAttempt()
+	}
+	return rec, err
 }
 
 // WriteVersion writes a new version in one round trip (see writeVersion).
