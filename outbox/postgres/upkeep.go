@@ -12,7 +12,7 @@ const DefaultVacuumEvery = 5000
 const vacuumTimeout = 5 * time.Minute
 
 // noteAttempt counts a recorded attempt and, every Options.VacuumEvery of them, vacuums the queue in the
-// background (one vacuum at a time per Store).
+// background (one vacuum at a time per Store; instances sharing a schema never wait for each other's).
 //
 // Each claim and each recorded attempt moves a message out of a partial index the claim scans (state =
 // 'pending', state = 'inflight'); the old row versions' entries stay in those indexes until VACUUM removes
@@ -30,7 +30,8 @@ func (s *Store) noteAttempt() {
 		ctx, cancel := context.WithTimeout(s.upkeepCtx, vacuumTimeout)
 		defer cancel()
 		started := time.Now()
-		if _, err := s.db.ExecContext(ctx, `VACUUM outbox_messages, stamp_reservations`); err != nil {
+		// SKIP_LOCKED: a table another instance is vacuuming right now is left to it, not waited for.
+		if _, err := s.db.ExecContext(ctx, `VACUUM (SKIP_LOCKED) outbox_messages, stamp_reservations`); err != nil {
 			if s.upkeepCtx.Err() == nil {
 				s.log.Warn("postgres: vacuuming the queue failed; claims may slow down until autovacuum runs",
 					"err", s.d.DriverErr("vacuum", err))
