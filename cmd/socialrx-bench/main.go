@@ -328,53 +328,58 @@ func intakeRun(ctx context.Context, path string, n int, o intakeOptions) (result
 		}
 	}
 
-	var seq, errs atomic.Int64
-	lat := make([][]time.Duration, n)
-	deadline := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				k := seq.Add(1)
-				var req *http.Request
-				if o.reads {
-					req, _ = http.NewRequestWithContext(ctx, http.MethodGet, seeded[k%int64(len(seeded))], nil)
-				} else {
-					req, _ = http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(referral(k)))
-					req.Header.Set("Content-Type", "application/fhir+json")
-					req.Header.Set("Prefer", "return=minimal")
-				}
-				req.Header.Set("Authorization", "Bearer demo-gp-token")
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					errs.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated && !(o.reads && resp.StatusCode == http.StatusOK) {
-					errs.Add(1)
-					continue
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	all := slices.Concat(lat...)
+	lat, errs, elapsed := closedLoop(n, dur, func(k int64) bool {
+		var req *http.Request
+		if o.reads {
+			req, _ = http.NewRequestWithContext(ctx, http.MethodGet, seeded[k%int64(len(seeded))], nil)
+		} else {
+			req, _ = http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(referral(k)))
+			req.Header.Set("Content-Type", "application/fhir+json")
+			req.Header.Set("Prefer", "return=minimal")
+		}
+		req.Header.Set("Authorization", "Bearer demo-gp-token")
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusCreated || (o.reads && resp.StatusCode == http.StatusOK)
+	})
+	all := lat
 	slices.Sort(all)
 	if len(all) == 0 {
-		return result{}, fmt.Errorf("no referral was accepted (%d errors)", errs.Load())
+		return result{}, fmt.Errorf("no referral was accepted (%d errors)", errs)
 	}
 	q := func(p float64) time.Duration {
 		return all[min(len(all)-1, int(p*float64(len(all))))].Round(10 * time.Microsecond)
 	}
-	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99), max: all[len(all)-1].Round(10 * time.Microsecond), errors: errs.Load()}, nil
+	return result{rate: float64(len(all)) / elapsed.Seconds(), p50: q(0.50), p99: q(0.99), max: all[len(all)-1].Round(10 * time.Microsecond), errors: errs}, nil
+}
+
+// closedLoop runs n clients for dur, each doing one request after another (do(k) with k counting from 1
+// across them, true when it succeeded), and returns the successful requests' latencies, the failures and the
+// time it took.
+func closedLoop(n int, dur time.Duration, do func(k int64) bool) (lat []time.Duration, errs int64, elapsed time.Duration) {
+	var seq, failed atomic.Int64
+	per := make([][]time.Duration, n)
+	deadline := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range n {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				if !do(seq.Add(1)) {
+					failed.Add(1)
+					continue
+				}
+				per[w] = append(per[w], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	return slices.Concat(per...), failed.Load(), time.Since(start)
 }
 
 // referral returns a realistic ~3 KB social-prescribing ServiceRequest with a unique identifier, routed by

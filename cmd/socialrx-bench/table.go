@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -545,32 +544,15 @@ func intakeRigRun(o deliveryOptions, name string, n int) (metrics, error) {
 	defer r.close()
 	stop := r.runDispatcher(o.ctx)
 	defer func() { _ = stop() }()
-	dur := o.duration
-	var seq, errs atomic.Int64
-	lat := make([][]time.Duration, n)
-	deadline := time.Now().Add(dur)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range n {
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				t0 := time.Now()
-				if _, err := r.post(o.ctx, seq.Add(1)); err != nil {
-					errs.Add(1)
-					continue
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	all := slices.Concat(lat...)
+	all, errs, elapsed := closedLoop(n, o.duration, func(k int64) bool {
+		_, err := r.post(o.ctx, k)
+		return err == nil
+	})
 	if len(all) == 0 {
-		return nil, fmt.Errorf("no referral was accepted (%d errors)", errs.Load())
+		return nil, fmt.Errorf("no referral was accepted (%d errors)", errs)
 	}
 	return metrics{"rate": float64(len(all)) / elapsed.Seconds(), "p50": pct(all, 0.50).Seconds(), "p99": pct(all, 0.99).Seconds(),
-		"errors": float64(errs.Load())}, nil
+		"errors": float64(errs)}, nil
 }
 
 // riverMeasurement is one line of river-bench -json (bench/river's measurement).
