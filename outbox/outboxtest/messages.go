@@ -325,6 +325,77 @@ func testCompleteAttempts(t *testing.T, open Opener) {
 	}
 }
 
+// testCompleteAttemptsBatch: a batch in which every completion is valid records each as CompleteAttempt
+// would, whatever its outcome (delivered with a Task version, retry, dead, lease lost), in the one
+// transaction; a message's later attempt in a later batch is numbered after its first.
+func testCompleteAttemptsBatch(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	for n := range 4 {
+		create(t, s, intake(n+1))
+	}
+	now := at(time.Minute)
+	claim(t, s, "a", now, lease, 10)
+	delivered := func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.BusinessStatus = mapping.BusinessDelivered
+		return next, nil, nil
+	}
+	ok := func(id, owner string) outbox.Completion {
+		return outbox.Completion{ID: id, Now: now, Result: outbox.AttemptResult{Owner: owner, State: outbox.StateDelivered,
+			Attempt: outbox.Attempt{StatusCode: 200, Response: "thanks"}, Update: delivered}}
+	}
+	errs := s.CompleteAttempts(ctx, []outbox.Completion{
+		ok("msg-001-1", "a"),
+		{ID: "msg-002-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StatePending,
+			NextAttemptAt: now.Add(time.Minute), Attempt: outbox.Attempt{StatusCode: 503, Error: "HTTP 503"}}},
+		ok("msg-003-1", "b"),
+		{ID: "msg-004-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDead,
+			Attempt: outbox.Attempt{StatusCode: 410, Error: "HTTP 410"}}},
+	})
+	if len(errs) != 4 || errs[0] != nil || errs[1] != nil || errs[3] != nil {
+		t.Fatalf("a batch of valid completions: %v", errs)
+	}
+	wantErr(t, "another owner's completion in a valid batch", errs[2], outbox.ErrLeaseLost)
+	if r := get(t, s, "ref-001"); r.Record.Version != 2 || r.BusinessStatus != mapping.BusinessDelivered {
+		t.Errorf("ref-001 after the batch: version %d business %q", r.Record.Version, r.BusinessStatus)
+	}
+	if d := message(t, s, "msg-001-1"); d.Message.State != outbox.StateDelivered || len(d.Attempts) != 1 ||
+		d.Attempts[0].StatusCode != 200 || d.Attempts[0].Response != "thanks" {
+		t.Errorf("msg-001-1 after the batch: %+v", d)
+	}
+	if m := message(t, s, "msg-002-1").Message; m.State != outbox.StatePending || m.Attempts != 1 || m.LastError != "HTTP 503" ||
+		!m.NextAttemptAt.Equal(now.Add(time.Minute)) {
+		t.Errorf("the retry: %+v", m)
+	}
+	if d := message(t, s, "msg-003-1"); d.Message.State != outbox.StateInflight || d.Message.LeaseOwner != "a" || len(d.Attempts) != 1 {
+		t.Errorf("the lost lease: %+v (want still a's, the attempt alone recorded)", d)
+	}
+	if r := get(t, s, "ref-003"); r.Record.Version != 1 {
+		t.Errorf("the lost lease's update applied: version %d", r.Record.Version)
+	}
+	if m := message(t, s, "msg-004-1").Message; m.State != outbox.StateDead || m.LastError != "HTTP 410" {
+		t.Errorf("the dead message: %+v", m)
+	}
+	now = now.Add(lease + time.Minute) // msg-002-1 due again, a's lease of msg-003-1 expired
+	diff(t, "the second claim", slices.Sorted(slices.Values(ids(claim(t, s, "c", now, lease, 10)))), []string{"msg-002-1", "msg-003-1"})
+	errs = s.CompleteAttempts(ctx, []outbox.Completion{ok("msg-002-1", "c"), ok("msg-003-1", "c")})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("the second batch: %v", errs)
+	}
+	for _, id := range []string{"msg-002-1", "msg-003-1"} {
+		d := message(t, s, id)
+		if d.Message.State != outbox.StateDelivered || len(d.Attempts) != 2 || d.Attempts[0].N != 1 || d.Attempts[1].N != 2 {
+			t.Errorf("%s after its second attempt: %+v", id, d)
+		}
+	}
+	for _, id := range []string{"ref-002", "ref-003"} {
+		if r := get(t, s, id); r.Record.Version != 2 || r.BusinessStatus != mapping.BusinessDelivered {
+			t.Errorf("%s after the second batch: version %d business %q", id, r.Record.Version, r.BusinessStatus)
+		}
+	}
+}
+
 func testReleaseMessages(t *testing.T, open Opener) {
 	s := open(t, Options{})
 	ctx := t.Context()

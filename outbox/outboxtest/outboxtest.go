@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CompleteAttemptStates", testCompleteAttemptStates},
 		{"CompleteAttemptUpdate", testCompleteAttemptUpdate},
 		{"CompleteAttempts", testCompleteAttempts},
+		{"CompleteAttemptsBatch", testCompleteAttemptsBatch},
 		{"ReleaseMessages", testReleaseMessages},
 		{"ReplayMessages", testReplayMessages},
 		{"ReplayByFilter", testReplayByFilter},

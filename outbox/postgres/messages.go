@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -203,6 +204,137 @@ func sortClaimed(ms []outbox.Message, owner string, until int64) []outbox.Messag
 	return ms
 }
 
+// successorTerm, in a RETURNING of outbox_messages o, says whether a later unfinished message waits behind o
+// (its chain, or its subscription destination): only then can a delivery make work for another instance
+// (Recorded.Successor).
+const successorTerm = `EXISTS (SELECT 1 FROM outbox_messages e WHERE e.chain_key = o.chain_key
+						AND e.state IN ('pending', 'inflight', 'dead') AND e.seq > o.seq)
+					OR (o.destination_kind = 'subscription' AND EXISTS (SELECT 1 FROM outbox_messages e
+						WHERE e.destination_kind = o.destination_kind AND e.destination_id = o.destination_id
+						AND e.state IN ('pending', 'inflight', 'dead') AND e.seq > o.seq))`
+
+// recordAttemptsStatement records a batch of attempts (the arrays $1 to $11, one element per attempt: message
+// id, started, latency, status code, error, response, next state, next attempt, delivered, lease owner, with
+// referral) in one statement, as recordAttempt does one: it locks the referrals asked for, then the messages,
+// each in id order (the order UpdateReferral takes a referral and its messages in; in id order, two batches
+// never wait for each other in a cycle), records every attempt, moves on the messages whose lease is still
+// held, and returns one row per message found: its id, lease state and owner as locked, whether it moved,
+// whether a successor waits, and its referral's columns (NULL unless asked for).
+var recordAttemptsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[],
+				$5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bool[])
+			AS v(message_id, started_at, latency_us, status_code, error, response, state, next_at, delivered_at,
+				owner, with_referral)),
+		r AS MATERIALIZED (SELECT id AS rid, ` + sqlstore.ReferralCols + ` FROM referrals
+			WHERE id IN (SELECT o.referral_id FROM outbox_messages o JOIN v ON o.id = v.message_id WHERE v.with_referral)
+			ORDER BY id FOR UPDATE),
+		m AS MATERIALIZED (SELECT o.id, o.state, o.lease_owner, o.referral_id FROM outbox_messages o
+			WHERE o.id IN (SELECT message_id FROM v) AND (SELECT count(*) FROM r) >= 0
+			ORDER BY o.id FOR UPDATE),
+		a AS (INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
+			SELECT v.message_id, (SELECT COALESCE(MAX(x.n), 0) + 1 FROM outbox_attempts x WHERE x.message_id = v.message_id),
+				v.started_at, v.latency_us, v.status_code, v.error, v.response
+			FROM v JOIN m ON m.id = v.message_id),
+		u AS (UPDATE outbox_messages o SET state = v.state, attempts = o.attempts + 1, last_error = v.error,
+				lease_owner = '', lease_until = 0, next_attempt_at = COALESCE(v.next_at, o.next_attempt_at),
+				delivered_at = COALESCE(v.delivered_at, o.delivered_at)
+			FROM v JOIN m ON m.id = v.message_id
+			WHERE o.id = v.message_id AND m.state = 'inflight' AND m.lease_owner = v.owner
+			RETURNING o.id, ` + successorTerm + ` AS succ)
+	SELECT m.id, m.state, m.lease_owner, u.id IS NOT NULL, COALESCE(u.succ, false), r.rid IS NOT NULL,
+		` + strings.ReplaceAll(sqlstore.ReferralCols, ", ", ", r.") + `
+	FROM v JOIN m ON m.id = v.message_id LEFT JOIN u ON u.id = v.message_id
+		LEFT JOIN r ON v.with_referral AND r.rid = m.referral_id`
+
+// recordAttempts is sqlstore.Backend.RecordAttempts: one attempt in recordAttempt's statement, a batch in
+// recordAttemptsStatement (one round trip for all). A batch naming a message twice, or a referral twice
+// among the attempts that read theirs, is recorded one attempt at a time, in order (never seen from the
+// dispatcher, whose leases are its own; kept exact all the same).
+func (s *Store) recordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstore.AttemptRow) ([]sqlstore.Recorded, error) {
+	if len(as) == 1 || !distinctMessages(as) {
+		recs := make([]sqlstore.Recorded, len(as))
+		for i, a := range as {
+			var err error
+			if recs[i], err = s.recordAttempt(ctx, w, a); err != nil {
+				return nil, err
+			}
+		}
+		return recs, nil
+	}
+	n := len(as)
+	var (
+		ids, errs, resps, states, owners = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		started, latency                 = make([]int64, n), make([]int64, n)
+		codes                            = make([]int32, n)
+		next, delivered                  = make([]*int64, n), make([]*int64, n)
+		withRef                          = make([]bool, n)
+	)
+	for i, a := range as {
+		ids[i], errs[i], resps[i], states[i], owners[i] = a.MessageID, a.Error, a.Response, string(a.State), a.Owner
+		started[i], latency[i], codes[i], withRef[i] = a.StartedUS, a.LatencyUS, int32(a.StatusCode), a.WithReferral
+		next[i], delivered[i] = optMicros(a.Next), optMicros(a.Delivered)
+	}
+	rows, err := w.QueryContext(ctx, recordAttemptsStatement, ids, started, latency, codes, errs, resps, states, next,
+		delivered, owners, withRef)
+	if err != nil {
+		return nil, s.d.DriverErr("complete attempts", err)
+	}
+	defer rows.Close()
+	found := make(map[string]sqlstore.Recorded, n)
+	refOf := make(map[string]string, n) // message id → its referral's id, when read
+	for rows.Next() {
+		var id, state, owner string
+		var rec sqlstore.Recorded
+		var hasRef bool
+		ref, err := scanOptionalReferral(s.d, rows, &hasRef, []any{&id, &state, &owner, &rec.Moved, &rec.Successor, &hasRef})
+		if err != nil {
+			return nil, err
+		}
+		if hasRef {
+			rec.Referral = ref
+			if other, dup := refOf[ref.Record.ID]; dup {
+				return nil, fmt.Errorf("postgres: complete attempts: messages %s and %s read one referral", other, id)
+			}
+			refOf[ref.Record.ID] = id
+		}
+		found[id] = rec
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.d.DriverErr("complete attempts", err)
+	}
+	recs := make([]sqlstore.Recorded, n)
+	for i, a := range as {
+		rec, ok := found[a.MessageID]
+		if !ok {
+			return nil, fmt.Errorf("postgres: complete attempt: %w", outbox.ErrNotFound)
+		}
+		if a.WithReferral && rec.Moved && rec.Referral.Record.ID == "" {
+			return nil, fmt.Errorf("postgres: complete attempt: message %s: its referral was not read", a.MessageID)
+		}
+		recs[i] = rec
+	}
+	return recs, nil
+}
+
+// distinctMessages reports whether no message is named twice in as.
+func distinctMessages(as []sqlstore.AttemptRow) bool {
+	seen := make(map[string]bool, len(as))
+	for _, a := range as {
+		if seen[a.MessageID] {
+			return false
+		}
+		seen[a.MessageID] = true
+	}
+	return true
+}
+
+// optMicros is an AttemptRow's optional time (nil, or unix microseconds) as a nullable array element.
+func optMicros(v any) *int64 {
+	if us, ok := v.(int64); ok {
+		return &us
+	}
+	return nil
+}
+
 // recordAttempt is sqlstore.Backend.RecordAttempt in one statement: lock the message, record the attempt
 // and, if the owner still holds the lease, move the message to its next state. succ says whether a later
 // unfinished message waits behind it (its chain, or its subscription destination): only then can a delivery
@@ -285,4 +417,39 @@ func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending,
 func headScan() sqlstore.HeadScan {
 	return sqlstore.HeadScan{HeadOnly: headOnly, From: func(string) string { return ` FROM outbox_messages m` },
 		Suffix: ` FOR UPDATE OF m SKIP LOCKED`}
+}
+
+// scanOptionalReferral scans a row of pre followed by sqlstore.ReferralCols, which are NULL unless *has (one
+// of pre) is true: the referral when it is, the zero Referral when not.
+func scanOptionalReferral(d sqlstore.Dialect, rows *sql.Rows, has *bool, pre []any) (outbox.Referral, error) {
+	var version, created, updated sql.NullInt64
+	var fingerprint sql.NullString
+	var ids, ref, sr []byte
+	if err := rows.Scan(append(pre, &version, &created, &updated, &fingerprint, &ids, &ref, &sr)...); err != nil {
+		return outbox.Referral{}, d.DriverErr("complete attempts", err)
+	}
+	if !*has {
+		return outbox.Referral{}, nil
+	}
+	return d.ScanReferral(valuesScanner{version.Int64, created.Int64, updated.Int64, fingerprint.String, ids, ref, sr})
+}
+
+// valuesScanner is a row already read: Scan assigns its values, in order, to destinations of their types (or
+// types they convert to, an int64 to an int, say).
+type valuesScanner []any
+
+// Scan assigns the values to dest.
+func (vs valuesScanner) Scan(dest ...any) error {
+	if len(dest) != len(vs) {
+		return fmt.Errorf("postgres: scan: %d destinations for %d values", len(dest), len(vs))
+	}
+	for i, v := range vs {
+		to := reflect.ValueOf(dest[i]).Elem()
+		from := reflect.ValueOf(v)
+		if !from.Type().ConvertibleTo(to.Type()) {
+			return fmt.Errorf("postgres: scan: value %d: %s into %s", i, from.Type(), to.Type())
+		}
+		to.Set(from.Convert(to.Type()))
+	}
+	return nil
 }

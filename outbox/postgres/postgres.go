@@ -514,22 +514,34 @@ func stampDSN(dsn string) (string, error) {
 }
 
 // stamp is the dialect's Stamper: it reserves the UpdatedAt of a referral change written in transaction w
-// (socialrx_reserve_stamp, migration 60) with w's transaction id, in an autocommit call on the stamp pool.
-// The call holds the per-schema stamp lock only while it chooses (after every stamp chosen before, at least
-// nowUS); w commits whenever it is ready, in parallel with other writers, and visibleStamps keeps its change
-// from polls that could otherwise move past it.
-func (s *Store) stamp(ctx context.Context, w sqlstore.Querier, nowUS int64) (int64, error) {
-	var xid string
-	if err := w.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
-		return 0, s.d.DriverErr("stamp", err)
+// (socialrx_reserve_stamps, migrations 60 and 90) with w's transaction id, in an autocommit call on the stamp
+// pool. The call holds the per-schema stamp lock only while it chooses (after every stamp chosen before, at
+// least nowUS); w commits whenever it is ready, in parallel with other writers, and visibleStamps keeps its
+// change from polls that could otherwise move past it. A transaction expecting several changes
+// (Tx.StampHint, a batch of completions) reserves a block of that many stamps in the one call, starting no
+// earlier than the latest now among them (Tx.StampFloor), and takes its later stamps from the block, in
+// order, without a round trip. The block's first stamp bounds the polls until the transaction ends, so each
+// of its stamps stays hidden as long as a stamp reserved alone would.
+func (s *Store) stamp(ctx context.Context, w *sqlstore.Tx, nowUS int64) (int64, error) {
+	b := &w.Stamps
+	if b.Next > 0 && b.Next <= b.Last && b.Next >= nowUS {
+		b.Next++
+		return b.Next - 1, nil
 	}
+	if b.Writer == "" {
+		if err := w.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text`).Scan(&b.Writer); err != nil {
+			return 0, s.d.DriverErr("stamp", err)
+		}
+	}
+	n := max(w.StampHint, 1)
 	var at int64
-	if err := s.sdb.QueryRowContext(ctx, `SELECT socialrx_reserve_stamp($1, $2::xid8)`, nowUS, xid).Scan(&at); err != nil {
+	if err := s.sdb.QueryRowContext(ctx, `SELECT socialrx_reserve_stamps($1, $2::xid8, $3)`, max(nowUS, w.StampFloor), b.Writer, n).Scan(&at); err != nil {
 		if s.closed() {
 			return 0, ErrClosed
 		}
 		return 0, s.d.DriverErr("stamp", err)
 	}
+	b.Next, b.Last = at+1, at+int64(n)-1
 	return at, nil
 }
 
@@ -598,13 +610,13 @@ func (b backend) LockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice s
 	return b.s.lockIdentifiers(ctx, w, practice, ids)
 }
 
-// RecordAttempt records an attempt in one round trip (see recordAttempt).
-func (b backend) RecordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.AttemptRow) (sqlstore.Recorded, error) {
-	rec, err := b.s.recordAttempt(ctx, w, a)
+// RecordAttempts records a batch of attempts in one round trip (see recordAttempts).
+func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstore.AttemptRow) ([]sqlstore.Recorded, error) {
+	recs, err := b.s.recordAttempts(ctx, w, as)
 	if err == nil {
-		b.s.noteAttempt()
+		b.s.noteAttempts(len(as))
 	}
-	return rec, err
+	return recs, err
 }
 
 // WriteVersion writes a new version in one round trip (see writeVersion).

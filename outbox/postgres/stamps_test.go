@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -141,5 +142,101 @@ func TestPollNeverSeesPastARunningWriter(t *testing.T) {
 	}
 	if ms, err := s.ListMessages(ctx, outbox.MessageQuery{}); err != nil || len(ms) != len(a.Events)+len(b.Events) {
 		t.Errorf("message listing after A commits: %d, %v; want %d", len(ms), err, len(a.Events)+len(b.Events))
+	}
+}
+
+// TestBatchStampsOneBlock: a batch of completions, each writing a Task version, reserves its stamps in one
+// call (one block, as many stamps as completions), not one call per version. The block keeps polling exact: a
+// referral created and committed while the batch runs is stamped after the whole block and stays hidden
+// until the batch commits; then the poll shows the batch's versions first. The former one-stamp function,
+// which an instance of the former version calls during a rolling upgrade, also chooses after the block.
+func TestBatchStampsOneBlock(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	s := openStore(t, dsn, postgres.Options{MaxConns: 4})
+	ctx := t.Context()
+	watch, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	const batch = 4
+	for n := 1; n <= batch; n++ {
+		if _, err := s.CreateReferral(ctx, testIntake(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2025, 3, 3, 9, 1, 0, 0, time.UTC)
+	ms, err := s.ClaimMessages(ctx, "a", now, time.Minute, 10, outbox.ClaimFilter{})
+	if err != nil || len(ms) != batch {
+		t.Fatalf("claim: %d messages, %v; want %d", len(ms), err, batch)
+	}
+	arrived, release := make(chan struct{}), make(chan struct{})
+	cs := make([]outbox.Completion, batch)
+	for i, m := range ms {
+		cs[i] = outbox.Completion{ID: m.ID, Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDelivered,
+			Attempt: outbox.Attempt{StatusCode: 200},
+			Update: func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+				if i == batch-1 { // the others are stamped: hold the transaction open
+					arrived <- struct{}{}
+					<-release
+				}
+				next := cur.Referral
+				next.BusinessStatus = mapping.BusinessDelivered
+				return next, nil, nil
+			}}}
+	}
+	done := make(chan []error, 1)
+	go func() { done <- s.CompleteAttempts(ctx, cs) }()
+	<-arrived
+	var calls, size, first, last int64
+	if err := watch.QueryRowContext(ctx, `SELECT count(*), COALESCE(max(stamp_last - stamp + 1), 0),
+			COALESCE(min(stamp), 0), COALESCE(max(stamp_last), 0)
+		FROM stamp_reservations WHERE pg_xact_status(xid) = 'in progress'`).Scan(&calls, &size, &first, &last); err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	if calls != 1 || size != batch {
+		t.Errorf("the batch's reservations after %d of its %d versions: %d reservation(s), the largest of %d stamps; want one block of %d",
+			batch-1, batch, calls, size, batch)
+	}
+	var old int64
+	if err := watch.QueryRowContext(ctx, `SELECT socialrx_reserve_stamp(0, pg_current_xact_id())`).Scan(&old); err != nil || old <= last {
+		t.Errorf("socialrx_reserve_stamp (the former function) while the block [%d, %d] is held: %d, %v; want after it", first, last, old, err)
+	}
+	late, err := s.CreateReferral(ctx, testIntake(batch+1))
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	if got := late.Referral.Record.UpdatedAt.UnixMicro(); got <= last {
+		t.Errorf("a referral created while the block [%d, %d] is held is stamped %d; want after the block", first, last, got)
+	}
+	rs, _, err := s.SearchReferrals(ctx, outbox.ReferralQuery{})
+	if err != nil || len(rs) != batch {
+		t.Errorf("poll while the batch runs: %d referrals, %v; want the %d created before it", len(rs), err, batch)
+	}
+	close(release)
+	for i, err := range <-done {
+		if err != nil {
+			t.Errorf("completion %d: %v", i, err)
+		}
+	}
+	rs, _, err = s.SearchReferrals(ctx, outbox.ReferralQuery{})
+	if err != nil || len(rs) != batch+1 {
+		t.Fatalf("poll after the batch: %d referrals, %v; want %d", len(rs), err, batch+1)
+	}
+	for i, r := range rs {
+		want := 2
+		if i == batch {
+			want = 1
+		}
+		if r.Record.Version != want || (i > 0 && !rs[i-1].Record.UpdatedAt.Before(r.Record.UpdatedAt)) {
+			t.Errorf("poll after the batch, #%d: %s version %d at %s; want version %d, after the one before",
+				i, r.Record.ID, r.Record.Version, r.Record.UpdatedAt.Format(time.RFC3339Nano), want)
+		}
+	}
+	if rs[batch].Record.ID != late.Referral.Record.ID {
+		t.Errorf("poll after the batch ends with %s; want the referral created while it ran", rs[batch].Record.ID)
 	}
 }

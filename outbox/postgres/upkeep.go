@@ -11,7 +11,7 @@ const DefaultVacuumEvery = 5000
 // vacuumTimeout bounds one vacuum of the queue.
 const vacuumTimeout = 5 * time.Minute
 
-// noteAttempt counts a recorded attempt and, every Options.VacuumEvery of them, vacuums the queue in the
+// noteAttempts counts n recorded attempts and, every Options.VacuumEvery of them, vacuums the queue in the
 // background (one vacuum at a time per Store; instances sharing a schema never wait for each other's).
 //
 // Each claim and each recorded attempt moves a message out of a partial index the claim scans (state =
@@ -20,9 +20,13 @@ const vacuumTimeout = 5 * time.Minute
 // turned off, and which by default waits until a fifth of the table is dead), a drain of a large backlog
 // slows down as it goes: a claim walked 137 index pages for 11 rows after 12,000 deliveries. stamp_reservations,
 // one row in and one out per referral change, is vacuumed with it.
-func (s *Store) noteAttempt() {
+func (s *Store) noteAttempts(n int) {
 	every := int64(s.opts.VacuumEvery)
-	if every <= 0 || s.attempts.Add(1)%every != 0 || !s.vacuuming.CompareAndSwap(false, true) {
+	if every <= 0 || n <= 0 {
+		return
+	}
+	after := s.attempts.Add(int64(n))
+	if after/every == (after-int64(n))/every || !s.vacuuming.CompareAndSwap(false, true) {
 		return
 	}
 	s.upkeep.Go(func() {

@@ -388,9 +388,9 @@ func (backend) LockIdentifiers(context.Context, *sqlstore.Tx, string, []mapping.
 	return nil
 }
 
-// RecordAttempt is the plain spelling (sqlstore.Dialect.RecordAttempt): statements are cheap in process.
-func (b backend) RecordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.AttemptRow) (sqlstore.Recorded, error) {
-	return b.s.d.RecordAttempt(ctx, w, a)
+// RecordAttempts is the plain spelling (sqlstore.Dialect.RecordAttempts): statements are cheap in process.
+func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstore.AttemptRow) ([]sqlstore.Recorded, error) {
+	return b.s.d.RecordAttempts(ctx, w, as)
 }
 
 // WriteVersion is the plain spelling (sqlstore.Dialect.WriteVersion).

@@ -498,7 +498,7 @@ func (d Dialect) UseNonce(ctx context.Context, w Querier, nonce string, expiresA
 	return n == 1, nil
 }
 
-// AttemptRow is one delivery attempt as Backend.RecordAttempt writes it.
+// AttemptRow is one delivery attempt as Backend.RecordAttempts writes it.
 type AttemptRow struct {
 	MessageID string
 	// Owner is the lease owner the attempt's result comes from: the message moves on only if it still holds
@@ -521,7 +521,7 @@ type AttemptRow struct {
 	WithReferral bool
 }
 
-// Recorded is what Backend.RecordAttempt did.
+// Recorded is what Backend.RecordAttempts did for one attempt.
 type Recorded struct {
 	// Moved: the lease was still held and the message moved to AttemptRow.State (false: lease lost; the
 	// attempt alone was recorded).
@@ -534,7 +534,19 @@ type Recorded struct {
 	Successor bool
 }
 
-// RecordAttempt is the plain Backend.RecordAttempt, one statement per step, for a backend that runs one
+// RecordAttempts is the plain Backend.RecordAttempts: RecordAttempt for each attempt, in order.
+func (d Dialect) RecordAttempts(ctx context.Context, w Querier, as []AttemptRow) ([]Recorded, error) {
+	recs := make([]Recorded, len(as))
+	for i, a := range as {
+		var err error
+		if recs[i], err = d.RecordAttempt(ctx, w, a); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+// RecordAttempt records one attempt, one statement per step, for a backend that runs one
 // write transaction at a time (it reads the message before the referral): it reads the message's lease,
 // records the attempt and, if a.Owner still holds the lease, moves the message on and reads its referral
 // when asked. ErrNotFound when there is no such message.

@@ -533,7 +533,7 @@ func (d Dialect) NewCreation(in mapping.Intake, newID func() string) (Creation, 
 // (or a since cursor) return every change exactly once: a change that commits later can never carry an
 // earlier time than one a poller has already seen, even when its caller read the clock first or two
 // callers read the same microsecond. It runs d.StampLock first; with a d.Stamper, the Stamper chooses.
-func (d Dialect) Stamp(ctx context.Context, w Querier, now time.Time) (time.Time, error) {
+func (d Dialect) Stamp(ctx context.Context, w *Tx, now time.Time) (time.Time, error) {
 	if d.Stamper != nil {
 		us, err := d.Stamper(ctx, w, Micros(Norm(now)))
 		if err != nil {
@@ -559,7 +559,7 @@ func (d Dialect) Stamp(ctx context.Context, w Querier, now time.Time) (time.Time
 
 // StampCreation stamps a new referral inside write transaction w (Stamp, from the intake's UpdatedAt) and
 // returns c with that UpdatedAt, its row encoded again when the stamp moved it; CreatedAt is kept.
-func (d Dialect) StampCreation(ctx context.Context, w Querier, c Creation) (Creation, error) {
+func (d Dialect) StampCreation(ctx context.Context, w *Tx, c Creation) (Creation, error) {
 	rec := &c.Result.Referral.Record
 	at, err := d.Stamp(ctx, w, rec.UpdatedAt)
 	if err != nil || rec.UpdatedAt.Equal(at) {
@@ -599,7 +599,7 @@ type Change struct {
 // facts it asks for (read and locked here). The new version's UpdatedAt comes from Stamp. fn's own error is
 // returned unchanged; fn may not change the referral's ids or creation time. Events without an id get one
 // from newID.
-func (d Dialect) NewChange(ctx context.Context, w Querier, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, newID func() string) (ch Change, ok bool, err error) {
+func (d Dialect) NewChange(ctx context.Context, w *Tx, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, newID func() string) (ch Change, ok bool, err error) {
 	next, events, err := fn(cur)
 	if errors.Is(err, outbox.ErrNoChange) {
 		return Change{}, false, nil

@@ -9,9 +9,10 @@
 //   - Backend: behaviour — how a write transaction runs (SQLite: queued to one writer goroutine and group
 //     committed, each write in its savepoint; PostgreSQL: READ COMMITTED, retried after serialization failures
 //     and deadlocks, NOTIFY to other instances), the claim, the identifier locks of a create, and the two
-//     steps PostgreSQL does in one round trip (recording an attempt; writing a new version with its timeline
-//     entry and the "practice has subscriptions" probe). The plain spelling of those two steps, one statement
-//     per step, is here (Dialect.RecordAttempt, Dialect.WriteVersion): SQLite's, in process, needs no better.
+//     steps PostgreSQL does in fewer round trips (recording a batch of attempts in one statement; writing a new
+//     version with its timeline entry and the "practice has subscriptions" probe in one). The plain spelling
+//     of those two steps, one statement per step, is here (Dialect.RecordAttempts, Dialect.WriteVersion):
+//     SQLite's, in process, needs no better.
 //
 // The backends keep only what is theirs: opening and migrating the database (their own migration files),
 // SQLite's writer goroutine and statement cache, PostgreSQL's queue pool, LISTEN/NOTIFY and advisory locks,
@@ -55,7 +56,9 @@ type Dialect struct {
 	// Stamper, if set, chooses the UpdatedAt (unix microseconds) of a referral change written in transaction w
 	// instead of StampLock and the newest UpdatedAt (Stamp): at least nowUS, and after every stamp chosen
 	// before. A backend whose writers then commit in any order must spell VisibleStamps and VisibleSeqs.
-	Stamper func(ctx context.Context, w Querier, nowUS int64) (int64, error)
+	// It may reserve several stamps at once (Tx.StampHint) and keep them in Tx.Stamps for the transaction's
+	// later changes.
+	Stamper func(ctx context.Context, w *Tx, nowUS int64) (int64, error)
 	// VisibleStamps, if set, is a WHERE term (no placeholders) over referrals that every referral search adds:
 	// it leaves out the changes that a transaction still running could precede, so that a poll following
 	// UpdatedAt never sees a change before one that commits later with an earlier stamp.
@@ -185,6 +188,23 @@ type Tx struct {
 	// Quiet: the change cannot let another instance claim anything sooner, so the backend need not tell
 	// other instances (PostgreSQL skips its NOTIFY); Changes is signalled all the same.
 	Quiet bool
+	// StampHint is how many referral changes the transaction expects to stamp (a batch of completions, each
+	// a Task version); zero means one. A Dialect.Stamper may reserve that many stamps in one call.
+	StampHint int
+	// StampFloor is the latest now (unix microseconds) of those changes: a Stamper reserving stamps for all
+	// of them at once starts no earlier, so that each stamp is at least its own change's now.
+	StampFloor int64
+	// Stamps is what the Dialect.Stamper keeps for the rest of the transaction: its stamps reserved and not
+	// used yet. A new transaction (a retry too) starts with none.
+	Stamps StampBlock
+}
+
+// StampBlock is a Dialect.Stamper's reservation within one write transaction.
+type StampBlock struct {
+	// Next and Last bound the stamps still free (unix microseconds, Next > Last: none).
+	Next, Last int64
+	// Writer is the transaction's id as the backend records it with its reservations ("" until read).
+	Writer string
 }
 
 // ErrRetry marks an error after which a backend runs the whole write transaction again (a unique violation
@@ -209,9 +229,11 @@ type Backend interface {
 	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids for the
 	// same practice wait until w ends, so that it then finds this one (nothing to do with one writer).
 	LockIdentifiers(ctx context.Context, w *Tx, practice string, ids []mapping.Identifier) error
-	// RecordAttempt records a delivery attempt and, if the lease is still held, moves the message on (see
-	// AttemptRow and Recorded). Dialect.RecordAttempt is the plain spelling.
-	RecordAttempt(ctx context.Context, w *Tx, a AttemptRow) (Recorded, error)
+	// RecordAttempts records delivery attempts, each on a message of its own, and moves on each message whose
+	// lease is still held (see AttemptRow and Recorded): what Dialect.RecordAttempt does for each, in order,
+	// but maybe in fewer statements. Its Recorded are in the order of as. An error (ErrNotFound for an
+	// unknown message) fails the whole call; the caller's transaction then ends.
+	RecordAttempts(ctx context.Context, w *Tx, as []AttemptRow) ([]Recorded, error)
 	// WriteVersion writes a referral's new version and its timeline entry (see Version). updated is false
 	// when the referral was not at v.From any more (nothing written); subscribed is false only when the
 	// referral's practice surely has no active subscription (the fan-out is then skipped).

@@ -410,6 +410,7 @@ func (s *Store) updateEach(ctx context.Context, w *Tx, referrals []string, now t
 	if fn == nil {
 		return nil
 	}
+	w.StampHint = max(w.StampHint, len(referrals))
 	for _, rid := range referrals {
 		cur, err := s.d.ReadReferral(ctx, w, byID, true, rid)
 		if err != nil {
@@ -500,9 +501,19 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 	}
 	lost := make([]bool, len(cs))
 	err := s.write(ctx, func(ctx context.Context, w *Tx) error {
+		w.StampHint = len(todo) // each completion may write a Task version
+		batch := make([]AttemptRow, len(todo))
+		for j, i := range todo {
+			batch[j] = rows[i]
+			w.StampFloor = max(w.StampFloor, Micros(Norm(cs[i].Now)))
+		}
+		recs, err := s.b.RecordAttempts(ctx, w, batch)
+		if err != nil {
+			return err
+		}
 		quiet, moved := true, false
-		for _, i := range todo {
-			l, q, err := s.completeIn(ctx, w, rows[i], cs[i].Now, cs[i].Result)
+		for j, i := range todo {
+			l, q, err := s.finishIn(ctx, w, recs[j], cs[i].Now, cs[i].Result)
 			if err != nil {
 				return err
 			}
@@ -539,13 +550,11 @@ func (s *Store) checkCompletion(res outbox.AttemptResult) error {
 	return nil
 }
 
-// completeIn is one completion in the write transaction w: it reports whether the lease was lost (the attempt
-// alone recorded) and whether the change is quiet (nothing another instance could claim sooner for it).
-func (s *Store) completeIn(ctx context.Context, w *Tx, row AttemptRow, now time.Time, res outbox.AttemptResult) (leaseLost, quiet bool, err error) {
-	rec, err := s.b.RecordAttempt(ctx, w, row)
-	if err != nil {
-		return false, false, err
-	}
+// finishIn finishes one completion whose attempt is recorded (rec) in the write transaction w: it applies the
+// result's update and subscription change when the message moved on, and reports whether the lease was lost
+// (the attempt alone recorded) and whether the change is quiet (nothing another instance could claim sooner
+// for it).
+func (s *Store) finishIn(ctx context.Context, w *Tx, rec Recorded, now time.Time, res outbox.AttemptResult) (leaseLost, quiet bool, err error) {
 	if !rec.Moved {
 		return true, true, nil
 	}
