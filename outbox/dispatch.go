@@ -75,8 +75,10 @@ type DispatcherOptions struct {
 	// Concurrency is the total number of messages in flight (delivering or waiting for room). Default
 	// DefaultConcurrency (32).
 	Concurrency int
-	// PerDestination caps the messages in flight to one destination, so that a slow or dead service never
-	// takes every worker. Default DefaultPerDestination (8).
+	// PerDestination caps the requests in flight to one destination, so that a slow or dead service never
+	// takes every worker and a small one is never sent more at once. A delivery whose request is answered
+	// and whose attempt is being recorded no longer counts (it still counts in Concurrency). Default
+	// DefaultPerDestination (8).
 	PerDestination int
 	// RetryBudget is how long a message is retried, from Message.BudgetFrom (creation or last replay),
 	// before it goes dead. Default 72 h.
@@ -280,18 +282,22 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// finished is a worker's note to the loop that a message is no longer in flight.
+// finished is a worker's note to the loop: with answered, that the destination has answered (or no
+// request was made), so that its slot is free while the attempt is recorded; without, that the message is no
+// longer in flight. A worker sends at most one of each, answered first, on the one channel.
 type finished struct {
-	id   string
-	dest mapping.Destination
+	id       string
+	dest     mapping.Destination
+	answered bool
 }
 
 // loopState is the Run loop's bookkeeping; only the loop goroutine touches it.
 type loopState struct {
 	active  map[string]bool                   // ids of the messages being delivered or held
+	calling map[string]bool                   // ids of the deliveries whose request is not answered yet
 	again   map[string]Message                // claimed again while their previous attempt was finishing
 	running int                               // deliveries in progress
-	perDest map[mapping.Destination]int       // deliveries in progress per destination
+	perDest map[mapping.Destination]int       // requests in flight per destination (deliveries not yet answered)
 	held    map[mapping.Destination][]Message // claimed but waiting for room (e.g. claimed again during its attempt)
 	nHeld   int                               // len(held queues) + len(again)
 	rec     *completer                        // records the deliveries' attempts
@@ -316,11 +322,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// Deliveries outlive ctx by up to ShutdownTimeout; store writes of finished attempts are never cut short.
 	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
-	done := make(chan finished, d.opts.Concurrency)
+	done := make(chan finished, 2*d.opts.Concurrency) // each delivery sends answered, then finished
 	rec, stopRecording := newCompleter(ctx, d.store, d.opts.Concurrency)
 	defer stopRecording() // after shutdown: no delivery is left to record an attempt
 	st := &loopState{
-		active: map[string]bool{}, again: map[string]Message{},
+		active: map[string]bool{}, calling: map[string]bool{}, again: map[string]Message{},
 		perDest: map[mapping.Destination]int{}, held: map[mapping.Destination][]Message{}, rec: rec,
 	}
 
@@ -365,7 +371,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 }
 
+// finish takes a worker's note (finished). A destination's slot is freed once, when the request is
+// answered or, for a delivery that never says so (cancelled by shutdown), when it is over.
 func (st *loopState) finish(f finished) {
+	if st.calling[f.id] {
+		delete(st.calling, f.id)
+		if st.perDest[f.dest]--; st.perDest[f.dest] <= 0 {
+			delete(st.perDest, f.dest)
+		}
+	}
+	if f.answered {
+		return
+	}
 	if m, ok := st.again[f.id]; ok {
 		delete(st.again, f.id)
 		st.held[m.Destination] = append(st.held[m.Destination], m) // still active; nHeld unchanged
@@ -373,9 +390,6 @@ func (st *loopState) finish(f finished) {
 		delete(st.active, f.id)
 	}
 	st.running--
-	if st.perDest[f.dest]--; st.perDest[f.dest] <= 0 {
-		delete(st.perDest, f.dest)
-	}
 }
 
 // fill starts held messages that have room, then claims as many messages as there is capacity for, and
@@ -467,13 +481,17 @@ func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopS
 	}
 }
 
+// start delivers m in a goroutine of its own. Its destination's slot is taken until the destination has
+// answered: recording the attempt (which holds the lease, and so the message's chain) no longer keeps a
+// small service from its next request.
 func (d *Dispatcher) start(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, m Message) {
 	st.running++
 	st.perDest[m.Destination]++
+	st.calling[m.ID] = true
 	rec := st.rec
 	go func() {
 		defer func() { done <- finished{id: m.ID, dest: m.Destination} }()
-		d.deliver(dctx, log, rec, m)
+		d.deliver(dctx, log, rec, m, func() { done <- finished{id: m.ID, dest: m.Destination, answered: true} })
 	}()
 }
 

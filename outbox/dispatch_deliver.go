@@ -255,8 +255,9 @@ func truncateError(s string) string {
 }
 
 // deliver makes one attempt at m and records it (through rec, in a batch with the attempts that finish
-// with it).
-func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *completer, m Message) {
+// with it). It calls answered once the destination has answered (or failed to), before the attempt is
+// recorded; not when shutdown cancelled the request.
+func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *completer, m Message, answered func()) {
 	started := d.opts.Clock()
 	n := m.Attempts + 1
 	var out httpOutcome
@@ -321,6 +322,7 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *comple
 		res.Subscription = subscriptionChange(m.Destination.ID, res.State, res.Attempt.Error)
 	}
 
+	answered()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
 	err := rec.record(sctx, m.ID, now, res)
 	if errors.Is(err, ErrNoChange) && res.Update != nil {

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,6 +181,8 @@ type env struct {
 
 	mu        sync.Mutex
 	endpoints map[mapping.Destination]outbox.Endpoint
+	// wrap, if set, is what the dispatchers start uses see of the store (a store slowed down, say).
+	wrap func(outbox.Store) outbox.Store
 }
 
 func newEnv(t *testing.T) *env {
@@ -335,7 +338,11 @@ func (e *env) start(mod func(o *outbox.DispatcherOptions)) *run {
 	if mod != nil {
 		mod(&opts)
 	}
-	r.d = outbox.NewDispatcher(e.store, e.resolver(), opts)
+	var st outbox.Store = e.store
+	if e.wrap != nil {
+		st = e.wrap(st)
+	}
+	r.d = outbox.NewDispatcher(st, e.resolver(), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.done <- r.d.Run(ctx) }()
@@ -1072,6 +1079,62 @@ func TestDispatchPerDestinationCap(t *testing.T) {
 	defer mu.Unlock()
 	if maxInFlight != 1 {
 		t.Errorf("%d requests to one destination in flight at once, want at most 1", maxInFlight)
+	}
+}
+
+// heldRecording is a store whose CompleteAttempts waits, while gate is open, until the test releases it.
+type heldRecording struct {
+	outbox.Store
+	gate    atomic.Bool
+	waiting chan struct{} // one send per held call
+	release chan struct{}
+}
+
+func (h *heldRecording) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []error {
+	if h.gate.Load() {
+		h.waiting <- struct{}{}
+		<-h.release
+	}
+	return h.Store.CompleteAttempts(ctx, cs)
+}
+
+// TestDispatchRecordingFreesTheDestination: with one request at a time to a destination, the next message
+// is sent as soon as the destination has answered the first, while the first attempt is still being
+// recorded (the store held up); the per-destination cap counts requests, not recordings. The first is
+// recorded as delivered once the store goes on.
+func TestDispatchRecordingFreesTheDestination(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	held := &heldRecording{waiting: make(chan struct{}, 8), release: make(chan struct{})}
+	held.gate.Store(true)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { held.gate.Store(false); close(held.release) }) }
+	defer release() // before the dispatcher stops (cleanup), whatever happened
+	e.wrap = func(s outbox.Store) outbox.Store { held.Store = s; return held }
+	rc := newReceiver(t, e.clock.Now, nil)
+	e.serve("svc", rc)
+	first := e.refer("r1", created("svc"))
+	second := e.refer("r2", created("svc"))
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Concurrency = 4
+		o.PerDestination = 1
+	})
+	rc.next(t)
+	select {
+	case <-held.waiting:
+	case <-time.After(guard):
+		t.Fatal("the first attempt was never recorded")
+	}
+	rc.next(t) // formerly never, until the first attempt's recording returned
+	release()
+	got := map[string]outbox.Outcome{}
+	for _, id := range []string{first[0], second[0]} {
+		got[id] = r.waitFor(id).Outcome
+	}
+	for id, o := range got {
+		if o != outbox.OutcomeDelivered {
+			t.Errorf("%s: outcome %q, want delivered", id, o)
+		}
 	}
 }
 
