@@ -160,11 +160,18 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	// The default transports keep as many idle connections to a destination as it may have requests in
+	// flight: with fewer (cleanhttp's default is GOMAXPROCS+1), every burst to one service closes and dials
+	// (and, over TLS, handshakes) the connections beyond them again.
 	if o.HTTPClient == nil {
-		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, cleanhttp.DefaultPooledTransport())
+		t := cleanhttp.DefaultPooledTransport()
+		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, o.PerDestination)
+		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, t)
 	}
 	if o.GuardedHTTPClient == nil {
-		o.GuardedHTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, o.Egress.Transport())
+		t := o.Egress.Transport()
+		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, o.PerDestination)
+		o.GuardedHTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, t)
 	}
 	if limit := attemptLimit(o); o.Lease <= limit {
 		//lint:ignore ST1005 the message starts with the option's name, Lease, as the user sets it (and tests pin it)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -1079,6 +1080,50 @@ func TestDispatchPerDestinationCap(t *testing.T) {
 	defer mu.Unlock()
 	if maxInFlight != 1 {
 		t.Errorf("%d requests to one destination in flight at once, want at most 1", maxInFlight)
+	}
+}
+
+// TestDispatchReusesConnections: a burst to one service, PerDestination requests at a time, reuses the
+// connections it opened instead of closing all but a few after each request and dialling again (the default
+// transport kept GOMAXPROCS+1 idle connections per host).
+func TestDispatchReusesConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var conns atomic.Int64
+	var inFlight, most atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(2 * time.Millisecond) // the requests overlap
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	e.route(service("svc"), outbox.Endpoint{URL: srv.URL, Secret: testSecret})
+	const perDest, messages = 8, 200
+	var ids []string
+	for i := range messages {
+		ids = append(ids, e.refer(fmt.Sprintf("r%d", i), created("svc"))...)
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) { o.PerDestination = perDest })
+	for _, id := range ids {
+		if a := r.waitFor(id); a.Outcome != outbox.OutcomeDelivered {
+			t.Fatalf("%s: %q (%s)", id, a.Outcome, a.Error)
+		}
+	}
+	if most.Load() < 2 {
+		t.Fatalf("at most %d request(s) in flight at once: the test shows nothing about reuse", most.Load())
+	}
+	if n := conns.Load(); n > perDest {
+		t.Errorf("%d messages, at most %d requests at once, over %d connections; want at most %d", messages, most.Load(), n, perDest)
 	}
 }
 
