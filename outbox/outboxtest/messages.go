@@ -393,6 +393,11 @@ func testCompleteAttemptsBatch(t *testing.T, open Opener) {
 		if r := get(t, s, id); r.Record.Version != 2 || r.BusinessStatus != mapping.BusinessDelivered {
 			t.Errorf("%s after the second batch: version %d business %q", id, r.Record.Version, r.BusinessStatus)
 		}
+		vs, err := s.ReferralVersions(ctx, id)
+		if err != nil || len(vs) != 2 || vs[1].Record.Version != 2 || vs[1].BusinessStatus != mapping.BusinessDelivered ||
+			vs[0].BusinessStatus == mapping.BusinessDelivered {
+			t.Errorf("%s's versions after the second batch: %d, %v; want version 1 as created, version 2 delivered", id, len(vs), err)
+		}
 	}
 }
 
