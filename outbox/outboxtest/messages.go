@@ -255,22 +255,31 @@ func testCompleteAttemptUpdate(t *testing.T, open Opener) {
 	}
 }
 
+// claimedReferrals opens a store with n referrals created, their messages claimed by "a" at the time it
+// returns.
+func claimedReferrals(t *testing.T, open Opener, n int) (outbox.Store, time.Time) {
+	s := open(t, Options{})
+	for i := range n {
+		create(t, s, intake(i+1))
+	}
+	now := at(time.Minute)
+	claim(t, s, "a", now, lease, 10)
+	return s, now
+}
+
+// delivered is the update a delivery to a service applies: businessStatus delivered.
+func delivered(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+	next := cur.Referral
+	next.BusinessStatus = mapping.BusinessDelivered
+	return next, nil, nil
+}
+
 // testCompleteAttempts: a batch records each completion as CompleteAttempt would, in one transaction, and one
 // completion's failure (a refused update, a lost lease, an unknown message, an invalid state) is its own: the
 // others are recorded all the same.
 func testCompleteAttempts(t *testing.T, open Opener) {
-	s := open(t, Options{})
+	s, now := claimedReferrals(t, open, 5)
 	ctx := t.Context()
-	for n := range 5 {
-		create(t, s, intake(n+1))
-	}
-	now := at(time.Minute)
-	claim(t, s, "a", now, lease, 10)
-	delivered := func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
-		next := cur.Referral
-		next.BusinessStatus = mapping.BusinessDelivered
-		return next, nil, nil
-	}
 	errBoom := errors.New("boom")
 	errs := s.CompleteAttempts(ctx, []outbox.Completion{
 		{ID: "msg-001-1", Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDelivered,
@@ -329,18 +338,8 @@ func testCompleteAttempts(t *testing.T, open Opener) {
 // would, whatever its outcome (delivered with a Task version, retry, dead, lease lost), in the one
 // transaction; a message's later attempt in a later batch is numbered after its first.
 func testCompleteAttemptsBatch(t *testing.T, open Opener) {
-	s := open(t, Options{})
+	s, now := claimedReferrals(t, open, 4)
 	ctx := t.Context()
-	for n := range 4 {
-		create(t, s, intake(n+1))
-	}
-	now := at(time.Minute)
-	claim(t, s, "a", now, lease, 10)
-	delivered := func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
-		next := cur.Referral
-		next.BusinessStatus = mapping.BusinessDelivered
-		return next, nil, nil
-	}
 	ok := func(id, owner string) outbox.Completion {
 		return outbox.Completion{ID: id, Now: now, Result: outbox.AttemptResult{Owner: owner, State: outbox.StateDelivered,
 			Attempt: outbox.Attempt{StatusCode: 200, Response: "thanks"}, Update: delivered}}
