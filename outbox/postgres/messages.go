@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -424,32 +423,14 @@ func headScan() sqlstore.HeadScan {
 func scanOptionalReferral(d sqlstore.Dialect, rows *sql.Rows, has *bool, pre []any) (outbox.Referral, error) {
 	var version, created, updated sql.NullInt64
 	var fingerprint sql.NullString
-	var ids, ref, sr []byte
-	if err := rows.Scan(append(pre, &version, &created, &updated, &fingerprint, &ids, &ref, &sr)...); err != nil {
+	var c sqlstore.ReferralColumns
+	if err := rows.Scan(append(pre, &version, &created, &updated, &fingerprint, &c.Identifiers, &c.Referral,
+		&c.ServiceRequest)...); err != nil {
 		return outbox.Referral{}, d.DriverErr("complete attempts", err)
 	}
 	if !*has {
 		return outbox.Referral{}, nil
 	}
-	return d.ScanReferral(valuesScanner{version.Int64, created.Int64, updated.Int64, fingerprint.String, ids, ref, sr})
-}
-
-// valuesScanner is a row already read: Scan assigns its values, in order, to destinations of their types (or
-// types they convert to, an int64 to an int, say).
-type valuesScanner []any
-
-// Scan assigns the values to dest.
-func (vs valuesScanner) Scan(dest ...any) error {
-	if len(dest) != len(vs) {
-		return fmt.Errorf("postgres: scan: %d destinations for %d values", len(dest), len(vs))
-	}
-	for i, v := range vs {
-		to := reflect.ValueOf(dest[i]).Elem()
-		from := reflect.ValueOf(v)
-		if !from.Type().ConvertibleTo(to.Type()) {
-			return fmt.Errorf("postgres: scan: value %d: %s into %s", i, from.Type(), to.Type())
-		}
-		to.Set(from.Convert(to.Type()))
-	}
-	return nil
+	c.Version, c.CreatedUS, c.UpdatedUS, c.Fingerprint = int(version.Int64), created.Int64, updated.Int64, fingerprint.String
+	return d.DecodeReferral(c)
 }

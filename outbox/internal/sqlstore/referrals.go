@@ -76,34 +76,43 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 	}, nil
 }
 
+// ReferralColumns are the ReferralCols of one row, as read.
+type ReferralColumns struct {
+	Version                               int
+	CreatedUS, UpdatedUS                  int64
+	Fingerprint                           string
+	Identifiers, Referral, ServiceRequest []byte
+}
+
 // ScanReferral reads the ReferralCols of one row.
 func (d Dialect) ScanReferral(sc Scanner) (outbox.Referral, error) {
-	var (
-		version                 int
-		created, updated        int64
-		fingerprint             string
-		idsJSON, rJSON, srBytes []byte
-	)
-	if err := sc.Scan(&version, &created, &updated, &fingerprint, &idsJSON, &rJSON, &srBytes); err != nil {
+	var c ReferralColumns
+	if err := sc.Scan(&c.Version, &c.CreatedUS, &c.UpdatedUS, &c.Fingerprint, &c.Identifiers, &c.Referral,
+		&c.ServiceRequest); err != nil {
 		return outbox.Referral{}, err
 	}
+	return d.DecodeReferral(c)
+}
+
+// DecodeReferral is the referral whose ReferralCols are c.
+func (d Dialect) DecodeReferral(c ReferralColumns) (outbox.Referral, error) {
 	var out outbox.Referral
-	if err := json.Unmarshal(rJSON, &out.Referral); err != nil {
+	if err := json.Unmarshal(c.Referral, &out.Referral); err != nil {
 		return outbox.Referral{}, fmt.Errorf("%s: decode referral: %w", d.Name, err)
 	}
-	if err := json.Unmarshal(idsJSON, &out.Identifiers); err != nil {
+	if err := json.Unmarshal(c.Identifiers, &out.Identifiers); err != nil {
 		return outbox.Referral{}, fmt.Errorf("%s: decode identifiers: %w", d.Name, err)
 	}
 	if len(out.Identifiers) == 0 {
 		out.Identifiers = nil
 	}
-	if len(srBytes) > 0 {
-		out.ServiceRequest = json.RawMessage(srBytes)
+	if len(c.ServiceRequest) > 0 {
+		out.ServiceRequest = json.RawMessage(c.ServiceRequest)
 	}
-	out.Fingerprint = fingerprint
-	out.Record.Version = version
-	out.Record.CreatedAt = FromMicros(created)
-	out.Record.UpdatedAt = FromMicros(updated)
+	out.Fingerprint = c.Fingerprint
+	out.Record.Version = c.Version
+	out.Record.CreatedAt = FromMicros(c.CreatedUS)
+	out.Record.UpdatedAt = FromMicros(c.UpdatedUS)
 	return out, nil
 }
 
