@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 RIVER_PG ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 
-.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-smoke bench-old bench-hostile bench-river river-bench crash generate clean
+.PHONY: run build test test-postgres test-fhir-clients vet lint fmt-check test-race fuzz bench bench-smoke bench-old bench-hostile bench-river river-bench socialrx-bin crash generate clean
 
 run: ## run the service on sqlite:socialrx.db with the embedded demo configuration
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/socialrx serve
@@ -71,19 +71,23 @@ BENCH_PG     ?= $(RIVER_PG)
 BENCH_ROUNDS ?= 3
 BENCH_HUGE   ?= true
 RIVER_BENCH  := $(CURDIR)/bin/river-bench
+SOCIALRX_BIN := $(CURDIR)/bin/socialrx
 TABLE_FLAGS  ?=
-bench: river-bench ## the comparison table: socialrx vs bare SQLite, pgbench and River, 3 interleaved rounds (tens of minutes; README "Performance")
+bench: river-bench socialrx-bin ## the comparison table: socialrx vs bare SQLite, pgbench and River, 3 interleaved rounds (tens of minutes; README "Performance")
 	$(GO) run ./cmd/socialrx-bench -table -table-rounds=$(BENCH_ROUNDS) -table-huge=$(BENCH_HUGE) \
-		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) $(TABLE_FLAGS)
+		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) -socialrx-bin=$(SOCIALRX_BIN) $(TABLE_FLAGS)
 
-bench-smoke: river-bench ## the comparison table at smoke sizes (1 round, 2 s runs, 500/2,000 backlogs, no 1M): checks that it works, in 2–3 minutes
+bench-smoke: river-bench socialrx-bin ## the comparison table at smoke sizes (1 round, 2 s runs, 500/2,000 backlogs, no 1M): checks that it works, in 2–3 minutes
 	$(GO) run ./cmd/socialrx-bench -table -table-rounds=1 -table-intake-duration=2s -table-paced-duration=2s \
 		-table-backlogs=500,2000 -table-instances-backlog=2000 -table-huge=false \
-		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) $(TABLE_FLAGS)
+		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) -socialrx-bin=$(SOCIALRX_BIN) $(TABLE_FLAGS)
 
 bench-old: ## the former `make bench`: the store's go benchmarks, then socialrx-bench's intake and delivery tables
 	$(GO) test ./outbox/sqlite -run='^$$' -bench=. -benchtime=2s -count=1
 	$(GO) run ./cmd/socialrx-bench
+
+socialrx-bin: ## build bin/socialrx (the table's `serve` process rows run it)
+	$(GO) build -o $(SOCIALRX_BIN) ./cmd/socialrx
 
 river-bench: ## build bin/river-bench (bench/river, its own module)
 	cd bench/river && $(GO) build -o $(RIVER_BENCH) .
@@ -98,9 +102,9 @@ bench-river: ## the same webhook job on riverqueue/river and this machine's Post
 CRASH_REFERRALS ?= 1000
 CRASH_KILLS     ?= 10
 CRASH_CLIENTS   ?= 8
-crash: ## kill -9 the real binary during a delivery storm (go test ./... runs a short version)
+crash: ## kill -9 the real binary during a delivery storm, alone on SQLite and as 3 instances on PostgreSQL (go test ./... runs a short version)
 	CRASH_REFERRALS=$(CRASH_REFERRALS) CRASH_KILLS=$(CRASH_KILLS) CRASH_CLIENTS=$(CRASH_CLIENTS) \
-		$(GO) test -count=1 -v -timeout 30m -run 'DeliveryStorm' ./cmd/socialrx/crashtest
+		$(GO) test -count=1 -v -timeout 30m -run 'DeliveryStorm|ThreeInstances' ./cmd/socialrx/crashtest
 
 generate:
 	$(GO) generate ./...

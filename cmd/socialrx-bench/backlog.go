@@ -31,7 +31,11 @@ type drainSpec struct {
 	// instances > 1 (PostgreSQL only): that many stores (each its own pools) and dispatchers (each its own
 	// Owner) in this process drain the one schema.
 	instances int
-	timeout   time.Duration // bound on the whole drain when no window ends it
+	// serve, when set, is the socialrx binary: instances `socialrx serve` processes (PostgreSQL only) drain
+	// the backlog instead of dispatchers in this process (claims are then not timed; RSS is the largest
+	// process's peak).
+	serve   string
+	timeout time.Duration // bound on the whole drain when no window ends it
 }
 
 // drainRun pre-loads a backlog with the dispatcher stopped, then starts the dispatcher(s) and measures how fast
@@ -70,8 +74,11 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 		return drainResult{}, fmt.Errorf("drain %s: %d messages pending after the pre-load, want %d", sp.name, n, sp.messages)
 	}
 
-	var stops []func() error
 	instances := max(sp.instances, 1)
+	if sp.serve != "" {
+		return serveDrain(o, sp, r, target, preload)
+	}
+	var stops []func() error
 	if instances > 1 && r.dsn == "" {
 		return drainResult{}, fmt.Errorf("drain %s: several instances need PostgreSQL", sp.name)
 	}
@@ -114,15 +121,49 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	if err != nil {
 		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
 	}
+	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, claims: claims,
+		claimP50: c50, claimP99: c99, maxRSSKiB: rss, instances: instances, preloadDur: preload})
+}
+
+// drained completes a drain's result d (delivered and elapsed set) from the sink: the rate, dups and sample,
+// or an error when any webhook failed verification.
+func (r *rig) drained(sp drainSpec, d drainResult) (drainResult, error) {
 	if b := r.sink.bad.Load(); b > 0 {
 		return drainResult{}, fmt.Errorf("drain %s: %d webhooks failed verification", sp.name, b)
 	}
 	r.sink.mu.Lock()
-	sample, dups := r.sink.sample, r.sink.dups
+	d.sample, d.dups = r.sink.sample, r.sink.dups
 	r.sink.mu.Unlock()
-	return drainResult{messages: sp.messages, delivered: min(delivered, target), elapsed: elapsed,
-		rate: float64(min(delivered, target)) / elapsed.Seconds(), dups: dups, sample: sample, claims: claims,
-		claimP50: c50, claimP99: c99, maxRSSKiB: rss, instances: instances, preloadDur: preload}, nil
+	d.messages, d.rate = sp.messages, float64(d.delivered)/d.elapsed.Seconds()
+	return d, nil
+}
+
+// serveDrain is drainRun's second half with `socialrx serve` processes: start them on the pre-loaded schema,
+// wait for the sink, stop them (SIGTERM; each must exit 0).
+func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload time.Duration) (drainResult, error) {
+	instances := max(sp.instances, 1)
+	start := time.Now()
+	procs, err := startServe(o.ctx, sp.serve, o.dir, r, instances)
+	if err != nil {
+		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
+	}
+	err = r.waitFull(procs.ctx, sp.timeout)
+	elapsed := time.Since(start)
+	delivered := r.sink.count()
+	if err != nil && o.ctx.Err() == nil {
+		if e := procs.early(); e != nil {
+			err = e
+		}
+	}
+	rss, serr := procs.stop()
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
+	}
+	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, maxRSSKiB: rss,
+		instances: instances, preloadDur: preload})
 }
 
 // runDispatcher starts d; the returned function stops it and waits.

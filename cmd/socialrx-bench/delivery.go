@@ -58,7 +58,12 @@ const (
 )
 
 func benchDirectory(sinkURL string) (*config.Config, error) {
-	y := fmt.Sprintf(`clients:
+	return config.Parse([]byte(benchDirectoryYAML(sinkURL)), "")
+}
+
+// benchDirectoryYAML is benchDirectory's text (a `socialrx serve` process reads it from a file).
+func benchDirectoryYAML(sinkURL string) string {
+	return fmt.Sprintf(`clients:
   - {id: bench-gp, role: gp, token_sha256: %q, practices: [A81001]}
 services:
   - id: %s
@@ -66,7 +71,6 @@ services:
     identifiers: [{system: "https://socialrx.dev/Id/community-service", value: %q}]
     delivery: {url: %q, secret: %q}
 `, config.HashToken(benchGPToken), benchService, benchService, sinkURL, benchSecret)
-	return config.Parse([]byte(y), "")
 }
 
 // deliveryReferral is the intake benchmark's ~3 KB referral, routed to the webhook service.
@@ -149,6 +153,7 @@ type rig struct {
 	intake  string // POST URL
 	client  *http.Client
 	sink    *sink
+	sinkURL string // the sink's webhook URL (the directory's one service)
 	cfg     *config.Config
 	disp    *outbox.Dispatcher
 	claims  *claimTimer // times the dispatcher's claims
@@ -165,7 +170,8 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 	go func() { _ = ss.Serve(sl) }()
 	r.closers = append(r.closers, func() { _ = ss.Close() })
 
-	cfg, err := benchDirectory("http://" + sl.Addr().String() + "/hooks/referrals")
+	r.sinkURL = "http://" + sl.Addr().String() + "/hooks/referrals"
+	cfg, err := benchDirectory(r.sinkURL)
 	if err != nil {
 		r.close()
 		return nil, err

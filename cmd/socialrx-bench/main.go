@@ -74,6 +74,7 @@ func main() {
 	tInstances := flag.Int("table-instances", 3, "table: dispatchers (each with its own store) compared with one on one PostgreSQL schema (0: no row)")
 	tInstancesSize := flag.Int("table-instances-backlog", 20_000, "table: the backlog the instances drain")
 	tPG := flag.String("table-postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "table: the PostgreSQL server (\"\": PostgreSQL rows skipped)")
+	tServe := flag.String("socialrx-bin", "", "table: the socialrx binary (go build ./cmd/socialrx); row 5 then also drains with that many `socialrx serve` processes (\"\": no such row)")
 	tRiver := flag.String("river-bench", "", "table: the river-bench binary (go build in bench/river; \"\": River columns empty)")
 	tRiverDB := flag.String("river-database", "river_bench_table", "table: river-bench's scratch database")
 	tRiverEvent := flag.String("river-event", "", "table: the body River posts (default: the webhook body socialrx delivered in this run)")
@@ -91,7 +92,7 @@ func main() {
 	ctx := context.Background()
 	if *table {
 		o := tableOptions{rounds: max(*tRounds, 1), intakeDur: *tIntake, pacedDur: *tPaced, cloneAbove: *tCloneAbove,
-			hugeWindow: *tHugeWindow, hugeWindowTime: *tHugeWindowTime, instances: *tInstances, instancesSize: *tInstancesSize,
+			hugeWindow: *tHugeWindow, hugeWindowTime: *tHugeWindowTime, instances: *tInstances, instancesSize: *tInstancesSize, socialrxBin: *tServe,
 			postgres: *tPG, riverBench: *tRiver, riverDatabase: *tRiverDB, riverEvent: *tRiverEvent, pgbench: *tPgbench,
 			only: *tOnly, command: strings.Join(os.Args, " "), out: os.Stdout,
 			log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}

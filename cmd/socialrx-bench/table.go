@@ -38,6 +38,7 @@ type tableOptions struct {
 	hugeWindowTime  time.Duration
 	instances       int // row 5: this many dispatchers vs one
 	instancesSize   int
+	socialrxBin     string // the socialrx binary: row 5 also drains with that many `serve` processes ("": no such row)
 	postgres        string // "" or unreachable: PostgreSQL rows skipped
 	riverBench      string // the river-bench binary ("": River rows skipped)
 	riverDatabase   string
@@ -477,23 +478,37 @@ func (pl *planner) instances() {
 	if !pl.havePG || o.instances <= 1 {
 		return
 	}
-	sec := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one, draining the same %d backlog; dups: webhook-ids the sink saw more than once",
+	sec := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one; then (with -socialrx-bin) %[1]d `socialrx serve` processes vs one; each draining the same %d backlog; dups: webhook-ids the sink saw more than once",
 		o.instances, o.instancesSize)
-	for _, n := range []int{1, o.instances} {
-		key := fmt.Sprintf("instances.postgres.%d", n)
-		sp := pl.drainSpecFor(fmt.Sprintf("instances-%d", n), o.instancesSize, n)
-		pl.add(key, fmt.Sprintf("socialrx drain, PostgreSQL, %d instance(s), %d", n, o.instancesSize), func(ctx context.Context) (metrics, error) {
-			d, err := drainRun(pl.pgO, sp)
-			if err != nil {
-				return nil, err
-			}
-			return drainMetrics(d), nil
-		})
+	variants := []struct {
+		kind, what, label, peerLabel string
+		serve                        string
+		metrics                      []metricDef
+	}{
+		{"postgres", "instance(s)", "instances", "1", "", []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
+			{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}},
+		{"serve", "serve process(es)", "serve processes", "1 process", o.socialrxBin, []metricDef{{"msg/s", "rate", unitRate, true},
+			{"dups", "dups", unitCount, false}, {"max RSS", "rss", unitMiB, false}}},
 	}
-	pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: fmt.Sprintf("%d instances (peer: 1)", o.instances),
-		ours: fmt.Sprintf("instances.postgres.%d", o.instances), peer: "instances.postgres.1",
-		metrics: []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
-			{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}})
+	for _, v := range variants {
+		if v.kind == "serve" && v.serve == "" {
+			continue // no -socialrx-bin
+		}
+		for _, n := range []int{1, o.instances} {
+			key := fmt.Sprintf("instances.%s.%d", v.kind, n)
+			sp := pl.drainSpecFor(fmt.Sprintf("%s-%d", v.kind, n), o.instancesSize, n)
+			sp.serve = v.serve
+			pl.add(key, fmt.Sprintf("socialrx drain, PostgreSQL, %d %s, %d", n, v.what, o.instancesSize), func(ctx context.Context) (metrics, error) {
+				d, err := drainRun(pl.pgO, sp)
+				if err != nil {
+					return nil, err
+				}
+				return drainMetrics(d), nil
+			})
+		}
+		pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: fmt.Sprintf("%d %s (peer: %s)", o.instances, v.label, v.peerLabel),
+			ours: fmt.Sprintf("instances.%s.%d", v.kind, o.instances), peer: fmt.Sprintf("instances.%s.1", v.kind), metrics: v.metrics})
+	}
 }
 
 // clientsLabel is "1 client", "16 clients".

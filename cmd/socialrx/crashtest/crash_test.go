@@ -31,6 +31,22 @@ func stormBodies(t *testing.T, seed uint64, n int) [][]byte {
 	return bodies
 }
 
+// stormSettings reads the kill tests' settings (see the package doc) and logs them with the seed.
+func stormSettings(t *testing.T) (referrals, kills, clients int, seed uint64) {
+	t.Helper()
+	referrals = max(envInt(t, envReferrals, 60), 1)
+	kills = envInt(t, envKills, 3)
+	clients = max(envInt(t, envClients, 4), 1)
+	seed = seedFor(t)
+	t.Logf("%s=%d %s=%d %s=%d %s=%d", envSeed, seed, envReferrals, referrals, envKills, kills, envClients, clients)
+	return referrals, kills, clients, seed
+}
+
+// newStormReceiver is the kill tests' receiver: one request in ten answered 500, one in four slowly.
+func newStormReceiver(seed uint64) *receiver {
+	return newReceiver(seed, receiverConfig{failP: 0.1, slowP: 0.25, slowMin: 20 * time.Millisecond, slowMax: 400 * time.Millisecond})
+}
+
 // storm posts bodies from the given number of concurrent GP clients and sends each accepted referral's index
 // on accepted. It returns the ServiceRequest ids by index once every client is done, and the first error. It
 // may run on any goroutine.
@@ -78,18 +94,14 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 		t.Skip("crash test: builds and runs the binary")
 	}
 	t.Parallel()
-	n := max(envInt(t, envReferrals, 60), 1)
-	kills := envInt(t, envKills, 3)
-	clients := max(envInt(t, envClients, 4), 1)
-	seed := seedFor(t)
-	t.Logf("%s=%d %s=%d %s=%d %s=%d", envSeed, seed, envReferrals, n, envKills, kills, envClients, clients)
+	n, kills, clients, seed := stormSettings(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	budget := 60*time.Second + time.Duration(n)*20*time.Millisecond + time.Duration(kills)*10*time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	started := time.Now()
 
-	rc := newReceiver(seed, receiverConfig{failP: 0.1, slowP: 0.25, slowMin: 20 * time.Millisecond, slowMax: 400 * time.Millisecond})
+	rc := newStormReceiver(seed)
 	hs := httptest.NewServer(rc)
 	defer hs.Close()
 	p := newProc(t, writeDirectory(t, hs.URL))
@@ -162,7 +174,7 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 	if err != nil || code != 0 {
 		t.Errorf("SIGTERM at the end: exit %d after %s: %v", code, took, err)
 	}
-	rc.check(t, res.ids)
+	rc.check(t, res.ids, nil)
 	if left, err := p.unsettled(context.Background()); err != nil || len(left) > 0 {
 		t.Errorf("after SIGTERM, messages not delivered: %v %v", left, err)
 	}
@@ -275,7 +287,7 @@ func TestSIGTERMDuringDeliveryStorm(t *testing.T) {
 	if took, code, err := p.terminate(shutdownBound); err != nil || code != 0 {
 		t.Errorf("second SIGTERM: exit %d after %s: %v", code, took, err)
 	}
-	rc.check(t, res.ids)
+	rc.check(t, res.ids, nil)
 	s := rc.stats(p.kills)
 	t.Logf("receiver: %d deliveries, %d unique webhook-ids, %d duplicates", s.deliveries, s.uniqueIDs, s.duplicates)
 }

@@ -14,12 +14,22 @@
 // A second test sends SIGTERM during a storm and checks that the process exits within the bound and leaves
 // no message inflight (socialrx outbox list --state inflight --json), then that a restart delivers the rest.
 //
+// The multi-instance kill test (issue 12, instances_test.go) runs three `socialrx serve` processes on one
+// PostgreSQL schema (pgtest: skipped without a server, failing under CI) behind a round-robin "load balancer"
+// (each GP request and resend goes to the next instance), revokes every third referral as soon as it is
+// accepted (so that a referral.created and its referral.cancelled race through the outbox), and kills random
+// instances. Beyond the single-instance guarantees it asserts per-referral order (a cancellation never reaches
+// the service before its referral was answered 2xx), that no webhook-id is sent while a request carrying it is
+// still being answered (two instances holding one message) unless the earlier attempt timed out, that a
+// referral revoked before it was sent is withdrawn whole (neither message sent), and that the GP sees each
+// Task as delivered or cancelled.
+//
 // It lives under cmd/socialrx because it tests that binary as a black box, through its environment, its
 // HTTP API and its CLI only (it imports socialrx only for outbox.Verify and config.HashToken, as a receiver
-// and an operator would); it is a package of its own so that `go test ./cmd/socialrx` stays in-process.
+// and an operator would, and pgtest for a scratch PostgreSQL schema); it is a package of its own so that `go test ./cmd/socialrx` stays in-process.
 //
-// `go test ./...` runs a short bounded version (60 referrals, 3 kills; well under a minute). `make crash` runs
-// a longer one. Settings (environment): CRASH_REFERRALS (60), CRASH_KILLS (3), CRASH_CLIENTS (4), CRASH_SEED
+// `go test ./...` runs short bounded versions (60 referrals, 3 kills; well under a minute each). `make crash`
+// runs longer ones. Settings (environment): CRASH_REFERRALS (60), CRASH_KILLS (3), CRASH_CLIENTS (4), CRASH_SEED
 // (random; printed by every run, set it to replay the same random choices). The binary runs with
 // SOCIALRX_DELIVERY_TIMEOUT=1s and SOCIALRX_DELIVERY_LEASE=8s, so that leases of deliveries cut by a kill
 // expire in seconds, not after the default minute.

@@ -338,6 +338,27 @@ func (p *proc) outboxList(ctx context.Context, state string) ([]cliMessage, erro
 	return msgs, nil
 }
 
+// describeUnsettled lists the messages not delivered yet (pending, inflight, dead; at most 5) with their
+// attempts, for a failure's report. It runs on a context of its own: the test's may have expired.
+func (p *proc) describeUnsettled() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, "outbox", "list", "--state", "pending,inflight,dead", "--json", "--limit", "5")
+	cmd.Env = p.env
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Sprintf("socialrx outbox list: %v", err)
+	}
+	var msgs []cliMessage
+	_ = json.Unmarshal(out, &msgs)
+	var b strings.Builder
+	fmt.Fprintf(&b, "unsettled messages (first 5): %s", out)
+	for _, m := range msgs {
+		fmt.Fprintf(&b, "\n%s: %s", m.ID, p.outboxAttempts(ctx, m.ID))
+	}
+	return b.String()
+}
+
 // attempt is one delivery attempt as `socialrx outbox show --json` prints it.
 type attempt struct {
 	N          int       `json:"n"`
@@ -452,37 +473,67 @@ func (p *proc) logSummary() (outcomes, errs map[string]int, panics int) {
 }
 
 // gpClient posts referrals the way a GP system does: a request that got no answer, or a 5xx, is resent
-// unchanged until it gets 201 or 200 (an identical resend is idempotent).
+// unchanged until it gets 201 or 200 (an identical resend is idempotent). With several bases it is a GP system
+// behind a round-robin load balancer: each request, and each resend, goes to the next instance.
 type gpClient struct {
-	base    string
+	bases   []string
+	next    atomic.Uint64
 	hc      *http.Client
 	resends atomic.Int64 // requests sent again after a network error or a 5xx
 	got200  atomic.Int64 // resends answered 200 (the first attempt had committed)
 }
 
-func newGPClient(base string) *gpClient {
-	return &gpClient{base: base, hc: &http.Client{Timeout: 10 * time.Second}}
+func newGPClient(bases ...string) *gpClient {
+	return &gpClient{bases: bases, hc: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// base is the instance the next request goes to.
+func (g *gpClient) base() string {
+	return g.bases[(g.next.Add(1)-1)%uint64(len(g.bases))]
 }
 
 // post sends body until accepted and returns the ServiceRequest id.
 func (g *gpClient) post(ctx context.Context, body []byte) (string, error) {
+	b, code, err := g.send(ctx, http.MethodPost, "/fhir/ServiceRequest", "application/fhir+json", body)
+	if err != nil {
+		return "", err
+	}
+	var sr struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(b, &sr); err != nil || sr.ID == "" {
+		return "", fmt.Errorf("%d without a ServiceRequest id: %.200s", code, b)
+	}
+	return sr.ID, nil
+}
+
+// revoke cancels the referral of ServiceRequest id as its GP does, with a JSON Patch setting status revoked
+// (resent like a POST: revoking a revoked ServiceRequest again changes nothing).
+func (g *gpClient) revoke(ctx context.Context, id string) error {
+	_, _, err := g.send(ctx, http.MethodPatch, "/fhir/ServiceRequest/"+id, "application/json-patch+json",
+		[]byte(`[{"op": "replace", "path": "/status", "value": "revoked"}]`))
+	return err
+}
+
+// send sends the request until it is answered 201 or 200 and returns that answer's body and status.
+func (g *gpClient) send(ctx context.Context, method, path, contentType string, body []byte) ([]byte, int, error) {
 	wait := 5 * time.Millisecond
 	for try := 0; ; try++ {
 		if try > 0 {
 			g.resends.Add(1)
 			select {
 			case <-ctx.Done():
-				return "", fmt.Errorf("referral not accepted after %d tries: %w", try, ctx.Err())
+				return nil, 0, fmt.Errorf("%s %s not accepted after %d tries: %w", method, path, try, ctx.Err())
 			case <-time.After(wait):
 			}
 			wait = min(2*wait, 100*time.Millisecond)
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.base+"/fhir/ServiceRequest", bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, method, g.base()+path, bytes.NewReader(body))
 		if err != nil {
-			return "", err
+			return nil, 0, err
 		}
 		req.Header.Set("Authorization", "Bearer "+gpToken)
-		req.Header.Set("Content-Type", "application/fhir+json")
+		req.Header.Set("Content-Type", contentType)
 		resp, err := g.hc.Do(req)
 		if err != nil {
 			continue // cut by a kill, refused while down: resend
@@ -494,36 +545,32 @@ func (g *gpClient) post(ctx context.Context, body []byte) (string, error) {
 		}
 		switch resp.StatusCode {
 		case http.StatusCreated, http.StatusOK:
-			var sr struct {
-				ID string `json:"id"`
-			}
-			if err := json.Unmarshal(b, &sr); err != nil || sr.ID == "" {
-				return "", fmt.Errorf("%d without a ServiceRequest id: %.200s", resp.StatusCode, b)
-			}
-			if resp.StatusCode == http.StatusOK {
+			if try > 0 && resp.StatusCode == http.StatusOK {
 				g.got200.Add(1)
 			}
-			return sr.ID, nil
+			return b, resp.StatusCode, nil
 		}
-		return "", fmt.Errorf("POST ServiceRequest: %d %.300s", resp.StatusCode, b)
+		return nil, resp.StatusCode, fmt.Errorf("%s %s: %d %.300s", method, path, resp.StatusCode, b)
 	}
 }
 
-// taskBusinessStatus returns the businessStatus code of the Task of ServiceRequest srID, as the GP sees it.
-func (g *gpClient) taskBusinessStatus(ctx context.Context, srID string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base+"/fhir/Task?focus=ServiceRequest/"+srID, nil)
+// task returns the status and businessStatus code ("" when it has none) of the Task of ServiceRequest srID,
+// as the GP sees it.
+func (g *gpClient) task(ctx context.Context, srID string) (status, businessStatus string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base()+"/fhir/Task?focus=ServiceRequest/"+srID, nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+gpToken)
 	resp, err := g.hc.Do(req)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
 	var b struct {
 		Entry []struct {
 			Resource struct {
+				Status         string
 				BusinessStatus struct {
 					Coding []struct{ Code string }
 				}
@@ -531,15 +578,19 @@ func (g *gpClient) taskBusinessStatus(ctx context.Context, srID string) (string,
 		}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET Task?focus: %d", resp.StatusCode)
+		return "", "", fmt.Errorf("GET Task?focus: %d", resp.StatusCode)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		return "", err
+		return "", "", err
 	}
-	if len(b.Entry) != 1 || len(b.Entry[0].Resource.BusinessStatus.Coding) == 0 {
-		return "", fmt.Errorf("GET Task?focus: %d tasks, or no businessStatus", len(b.Entry))
+	if len(b.Entry) != 1 {
+		return "", "", fmt.Errorf("GET Task?focus: %d tasks", len(b.Entry))
 	}
-	return b.Entry[0].Resource.BusinessStatus.Coding[0].Code, nil
+	r := b.Entry[0].Resource
+	if len(r.BusinessStatus.Coding) > 0 {
+		businessStatus = r.BusinessStatus.Coding[0].Code
+	}
+	return r.Status, businessStatus, nil // no businessStatus: no transport fact (a referral withdrawn unsent)
 }
 
 // checkDelivered asserts that the GP sees every referral's Task as delivered (businessStatus).
@@ -547,7 +598,7 @@ func (g *gpClient) checkDelivered(ctx context.Context, t *testing.T, ids []strin
 	t.Helper()
 	bad := 0
 	for _, id := range ids {
-		code, err := g.taskBusinessStatus(ctx, id)
+		_, code, err := g.task(ctx, id)
 		if err == nil && code == "delivered" {
 			continue
 		}
@@ -597,7 +648,11 @@ type receiver struct {
 	first      map[string][2]time.Time    // webhook-id → arrival and answer of its first 2xx
 	arrivals   map[string][]time.Time     // webhook-id → arrival of each request answered 2xx
 	srOf       map[string]string          // webhook-id → service_request_id
-	bySR       map[string]map[string]bool // service_request_id → webhook-ids
+	bySR       map[string]map[string]bool // service_request_id → webhook-ids of referral.created
+	cancelsOf  map[string]map[string]bool // service_request_id → webhook-ids of referral.cancelled
+	createdAck map[string]time.Time       // service_request_id → when its referral.created was first answered 2xx
+	handling   map[string]int             // webhook-id → requests carrying it being handled now
+	overlaps   []string                   // webhook-ids that came again while a request carrying them was being handled
 	problems   []string
 	changed    chan struct{} // signalled (coalescing) when a new referral arrives
 }
@@ -606,6 +661,7 @@ func newReceiver(seed uint64, cfg receiverConfig) *receiver {
 	return &receiver{
 		cfg: cfg, rng: rand.New(rand.NewPCG(seed, 1)),
 		count: map[string]int{}, first: map[string][2]time.Time{}, arrivals: map[string][]time.Time{}, srOf: map[string]string{}, bySR: map[string]map[string]bool{},
+		cancelsOf: map[string]map[string]bool{}, createdAck: map[string]time.Time{}, handling: map[string]int{},
 		changed: make(chan struct{}, 1), entered: make(chan struct{}, 4096),
 	}
 }
@@ -650,12 +706,22 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			} `json:"service"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(body, &ev); err != nil || ev.Type != "referral.created" || ev.Data.SRID == "" || ev.Data.Service.ID != services[i].id {
+	if err := json.Unmarshal(body, &ev); err != nil || (ev.Type != "referral.created" && ev.Type != "referral.cancelled") ||
+		ev.Data.SRID == "" || ev.Data.Service.ID != services[i].id {
 		rc.problem("%s: unexpected event (%v): %.200s", services[i].id, err, body)
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	id := r.Header.Get(outbox.HeaderWebhookID)
 	rc.mu.Lock()
+	if rc.handling[id] > 0 {
+		rc.overlaps = append(rc.overlaps, id)
+	}
+	rc.handling[id]++
+	if ack, ok := rc.createdAck[ev.Data.SRID]; ev.Type == "referral.cancelled" && (!ok || arrived.Before(ack)) {
+		rc.problems = append(rc.problems, fmt.Sprintf("ServiceRequest %s: referral.cancelled arrived at %s, before its referral.created was answered 2xx (%s)",
+			ev.Data.SRID, arrived.Format("15:04:05.000"), ack.Format("15:04:05.000")))
+	}
 	rc.requests++
 	roll := rc.rng.Float64()
 	pause := rc.cfg.slowMin
@@ -671,6 +737,11 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.slowed++
 	}
 	rc.mu.Unlock()
+	defer func() {
+		rc.mu.Lock()
+		rc.handling[id]--
+		rc.mu.Unlock()
+	}()
 	if fail {
 		http.Error(w, "try later", http.StatusInternalServerError)
 		return
@@ -683,7 +754,6 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id := r.Header.Get(outbox.HeaderWebhookID)
 	rc.mu.Lock()
 	if prev, ok := rc.srOf[id]; ok && prev != ev.Data.SRID {
 		rc.problems = append(rc.problems, fmt.Sprintf("webhook-id %s carried referrals %s and %s", id, prev, ev.Data.SRID))
@@ -695,10 +765,16 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.count[id]++
 	rc.arrivals[id] = append(rc.arrivals[id], arrived)
 	rc.deliveries++
-	set := rc.bySR[ev.Data.SRID]
+	byType := rc.bySR
+	if ev.Type == "referral.cancelled" {
+		byType = rc.cancelsOf
+	} else if _, ok := rc.createdAck[ev.Data.SRID]; !ok {
+		rc.createdAck[ev.Data.SRID] = time.Now()
+	}
+	set := byType[ev.Data.SRID]
 	if set == nil {
 		set = map[string]bool{}
-		rc.bySR[ev.Data.SRID] = set
+		byType[ev.Data.SRID] = set
 		select {
 		case rc.changed <- struct{}{}:
 		default:
@@ -735,6 +811,14 @@ func (rc *receiver) waitAll(ctx context.Context, want []string) error {
 		case <-rc.changed:
 		}
 	}
+}
+
+// overlapping returns the webhook-ids that were sent again while an earlier request carrying them was still
+// being answered.
+func (rc *receiver) overlapping() []string {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.overlaps)
 }
 
 // stats is the receiver's summary.
@@ -780,13 +864,20 @@ func (rc *receiver) stats(kills []time.Time) stats {
 }
 
 // check asserts the delivery guarantees for the accepted referrals: each received at least once under exactly
-// one webhook-id, nothing received that was not accepted, and no signature or payload problem.
-func (rc *receiver) check(t *testing.T, accepted []string) {
+// one webhook-id, nothing received that was not accepted, no cancellation before its referral, and no
+// signature or payload problem. A revoked referral arrives with its cancellation (each under one webhook-id of
+// its own), or not at all: revoked before its referral.created was sent, the message is withdrawn and the
+// service told nothing (mapping.Withdrawal). It returns how many were withdrawn so.
+func (rc *receiver) check(t *testing.T, accepted, revoked []string) (withdrawn int) {
 	t.Helper()
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	for _, p := range rc.problems {
 		t.Errorf("receiver: %s", p)
+	}
+	cancelled := map[string]bool{}
+	for _, id := range revoked {
+		cancelled[id] = true
 	}
 	want := map[string]bool{}
 	for _, id := range accepted {
@@ -794,6 +885,10 @@ func (rc *receiver) check(t *testing.T, accepted []string) {
 			t.Errorf("two accepted referrals share ServiceRequest id %s", id)
 		}
 		want[id] = true
+		if cancelled[id] && len(rc.bySR[id]) == 0 && len(rc.cancelsOf[id]) == 0 {
+			withdrawn++
+			continue
+		}
 		switch ids := rc.bySR[id]; len(ids) {
 		case 0:
 			t.Errorf("accepted ServiceRequest %s was never delivered", id)
@@ -801,15 +896,25 @@ func (rc *receiver) check(t *testing.T, accepted []string) {
 		default:
 			t.Errorf("ServiceRequest %s arrived under %d webhook-ids (one outbox message per referral expected): %v", id, len(ids), ids)
 		}
+		if ids := rc.cancelsOf[id]; cancelled[id] && len(ids) != 1 {
+			t.Errorf("revoked ServiceRequest %s was delivered, and its cancellation arrived under %d webhook-ids (want 1): %v", id, len(ids), ids)
+		}
 	}
 	for id := range rc.bySR {
 		if !want[id] {
 			t.Errorf("receiver got ServiceRequest %s that no GP client was told is accepted", id)
 		}
 	}
-	if len(rc.count) != len(accepted) {
-		t.Errorf("unique webhook-ids: %d, accepted referrals: %d", len(rc.count), len(accepted))
+	for id := range rc.cancelsOf {
+		if !cancelled[id] {
+			t.Errorf("receiver got a cancellation of ServiceRequest %s that no GP client revoked", id)
+		}
 	}
+	if n := len(accepted) + len(revoked) - 2*withdrawn; len(rc.count) != n {
+		t.Errorf("unique webhook-ids: %d, want %d (accepted referrals: %d, revoked: %d, withdrawn before sending: %d)",
+			len(rc.count), n, len(accepted), len(revoked), withdrawn)
+	}
+	return withdrawn
 }
 
 // crashLease is the delivery lease the crash tests run socialrx with: a delivery cut by a kill is re-claimed

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// serveProcs are `socialrx serve` processes draining a rig's PostgreSQL schema: the deployment the issue
+// names (several instances behind a load balancer), each with its own pools, dispatcher and Go runtime.
+type serveProcs struct {
+	// ctx is cancelled as soon as any process exits (until stop, none should): a drain waits on it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	dir    string
+	cmds   []*exec.Cmd
+	done   []chan error
+}
+
+// startServe starts n `socialrx serve` processes of the binary bin on r's schema (r.dsn) with r's directory
+// (written to a file in dir), each on a free loopback port, logging warnings and errors to a file in dir. They
+// run the product's defaults (Concurrency, PerDestination, lease) and skip nothing: migrations (already
+// applied), listeners, sweepers.
+func startServe(ctx context.Context, bin, dir string, r *rig, n int) (*serveProcs, error) {
+	if r.dsn == "" {
+		return nil, errors.New("serve processes need PostgreSQL")
+	}
+	directory := filepath.Join(dir, "serve-directory.yaml")
+	if err := os.WriteFile(directory, []byte(benchDirectoryYAML(r.sinkURL)), 0o600); err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	sp := &serveProcs{ctx: pctx, cancel: cancel, dir: dir}
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			sp.stop()
+			return nil, err
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("serve-%d.log", i+1)))
+		if err != nil {
+			sp.stop()
+			return nil, err
+		}
+		cmd := exec.CommandContext(ctx, bin, "serve")
+		cmd.Env = append(os.Environ(), "SOCIALRX_ADDR="+addr, "SOCIALRX_DATABASE_URL="+r.dsn, "SOCIALRX_CONFIG="+directory,
+			"SOCIALRX_LOG_LEVEL=warn", "SOCIALRX_LOG_FORMAT=json")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			_ = logf.Close()
+			sp.stop()
+			return nil, fmt.Errorf("start %s serve: %w", bin, err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			err := cmd.Wait()
+			_ = logf.Close()
+			sp.cancel()
+			done <- err
+		}()
+		sp.cmds, sp.done = append(sp.cmds, cmd), append(sp.done, done)
+	}
+	return sp, nil
+}
+
+// stop sends SIGTERM to every process, waits for them (serve drains within 15 s; SIGKILL after 30 s) and
+// returns the largest peak RSS among them, in KiB, and the first failure (a process that had already exited,
+// or did not exit 0).
+func (sp *serveProcs) stop() (int64, error) {
+	for _, c := range sp.cmds {
+		_ = c.Process.Signal(syscall.SIGTERM)
+	}
+	defer sp.cancel()
+	var (
+		rss      int64
+		firstErr error
+	)
+	for i, c := range sp.cmds {
+		var err error
+		select {
+		case err = <-sp.done[i]:
+		case <-time.After(30 * time.Second):
+			_ = c.Process.Kill()
+			err = <-sp.done[i]
+			if err == nil {
+				err = errors.New("killed: no exit within 30 s of SIGTERM")
+			}
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("serve process %d: %w", i+1, err)
+		}
+		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = max(rss, ru.Maxrss) // KiB on Linux
+		}
+	}
+	return rss, firstErr
+}
+
+// early describes why the drain's wait ended before the sink was full because a process exited: its exit and
+// its log's last lines.
+func (sp *serveProcs) early() error {
+	for i := range sp.cmds {
+		select {
+		case err := <-sp.done[i]:
+			sp.done[i] <- err // kept for stop
+			b, _ := os.ReadFile(filepath.Join(sp.dir, fmt.Sprintf("serve-%d.log", i+1)))
+			return fmt.Errorf("serve process %d exited during the drain (%v): %.2000s", i+1, err, b)
+		default:
+		}
+	}
+	return nil
+}
