@@ -155,7 +155,7 @@ func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload tim
 			err = e
 		}
 	}
-	rss, serr := procs.stop()
+	rss, cpu, serr := procs.stop()
 	if err == nil {
 		err = serr
 	}
@@ -163,7 +163,7 @@ func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload tim
 		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
 	}
 	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, maxRSSKiB: rss,
-		instances: instances, preloadDur: preload})
+		instances: instances, preloadDur: preload, serveCPU: cpu})
 }
 
 // runDispatcher starts d; the returned function stops it and waits.

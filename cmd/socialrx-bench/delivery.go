@@ -367,6 +367,7 @@ type drainResult struct {
 	maxRSSKiB  int64 // the process's peak RSS during the drain (VmHWM after resetting it; 0: unknown)
 	instances  int   // dispatchers (and stores) that drained it
 	preloadDur time.Duration
+	serveCPU   time.Duration // `socialrx serve` processes: the CPU time they used together (user and system)
 }
 
 // throughputRun pre-loads o.messages referrals through HTTP and measures how fast one dispatcher delivers them.

@@ -40,14 +40,14 @@ func startServe(ctx context.Context, bin, dir string, r *rig, n int) (*serveProc
 	for i := range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			sp.stop()
+			_, _, _ = sp.stop()
 			return nil, err
 		}
 		addr := ln.Addr().String()
 		_ = ln.Close()
 		logf, err := os.Create(filepath.Join(dir, fmt.Sprintf("serve-%d.log", i+1)))
 		if err != nil {
-			sp.stop()
+			_, _, _ = sp.stop()
 			return nil, err
 		}
 		cmd := exec.CommandContext(ctx, bin, "serve")
@@ -56,7 +56,7 @@ func startServe(ctx context.Context, bin, dir string, r *rig, n int) (*serveProc
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			_ = logf.Close()
-			sp.stop()
+			_, _, _ = sp.stop()
 			return nil, fmt.Errorf("start %s serve: %w", bin, err)
 		}
 		done := make(chan error, 1)
@@ -72,15 +72,16 @@ func startServe(ctx context.Context, bin, dir string, r *rig, n int) (*serveProc
 }
 
 // stop sends SIGTERM to every process, waits for them (serve drains within 15 s; SIGKILL after 30 s) and
-// returns the largest peak RSS among them, in KiB, and the first failure (a process that had already exited,
-// or did not exit 0).
-func (sp *serveProcs) stop() (int64, error) {
+// returns the largest peak RSS among them, in KiB, the CPU time they used together (user and system), and
+// the first failure (a process that had already exited, or did not exit 0).
+func (sp *serveProcs) stop() (int64, time.Duration, error) {
 	for _, c := range sp.cmds {
 		_ = c.Process.Signal(syscall.SIGTERM)
 	}
 	defer sp.cancel()
 	var (
 		rss      int64
+		cpu      time.Duration
 		firstErr error
 	)
 	for i, c := range sp.cmds {
@@ -100,8 +101,9 @@ func (sp *serveProcs) stop() (int64, error) {
 		if ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			rss = max(rss, ru.Maxrss) // KiB on Linux
 		}
+		cpu += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
 	}
-	return rss, firstErr
+	return rss, cpu, firstErr
 }
 
 // early describes why the drain's wait ended before the sink was full because a process exited: its exit and

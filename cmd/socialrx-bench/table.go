@@ -488,7 +488,7 @@ func (pl *planner) instances() {
 		{"postgres", "instance(s)", "instances", "1", "", []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
 			{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}},
 		{"serve", "serve process(es)", "serve processes", "1 process", o.socialrxBin, []metricDef{{"msg/s", "rate", unitRate, true},
-			{"dups", "dups", unitCount, false}, {"max RSS", "rss", unitMiB, false}}},
+			{"dups", "dups", unitCount, false}, {"max RSS", "rss", unitMiB, false}, {"serve CPU/msg", "cpu_per_msg", unitDur, false}}},
 	}
 	for _, v := range variants {
 		if v.kind == "serve" && v.serve == "" {
@@ -525,6 +525,9 @@ func drainMetrics(d drainResult) metrics {
 		"preload": d.preloadDur.Seconds()}
 	if d.maxRSSKiB > 0 {
 		m["rss"] = float64(d.maxRSSKiB)
+	}
+	if d.serveCPU > 0 && d.delivered > 0 {
+		m["cpu_per_msg"] = d.serveCPU.Seconds() / float64(d.delivered)
 	}
 	return m
 }
