@@ -31,26 +31,58 @@ func stormBodies(t *testing.T, seed uint64, n int) [][]byte {
 	return bodies
 }
 
-// stormSettings reads the kill tests' settings (see the package doc) and logs them with the seed.
-func stormSettings(t *testing.T) (referrals, kills, clients int, seed uint64) {
-	t.Helper()
-	referrals = max(envInt(t, envReferrals, 60), 1)
-	kills = envInt(t, envKills, 3)
-	clients = max(envInt(t, envClients, 4), 1)
-	seed = seedFor(t)
-	t.Logf("%s=%d %s=%d %s=%d %s=%d", envSeed, seed, envReferrals, referrals, envKills, kills, envClients, clients)
-	return referrals, kills, clients, seed
+// stormRun is what the kill tests share: their settings (see the package doc), a random source, a deadline
+// and the receiver (one request in ten answered 500, one in four slowly), served on loopback.
+type stormRun struct {
+	referrals, kills, clients int
+	seed                      uint64
+	rng                       *rand.Rand
+	ctx                       context.Context // ends at the run's budget
+	started                   time.Time
+	rc                        *receiver
+	url                       string // the receiver's base URL
 }
 
-// newStormReceiver is the kill tests' receiver: one request in ten answered 500, one in four slowly.
-func newStormReceiver(seed uint64) *receiver {
-	return newReceiver(seed, receiverConfig{failP: 0.1, slowP: 0.25, slowMin: 20 * time.Millisecond, slowMax: 400 * time.Millisecond})
+// newStormRun reads and logs the settings, and starts the receiver; the random source is the seed's stream
+// number stream. The budget is base plus time for each referral and each kill. Both end with t.
+func newStormRun(t *testing.T, stream uint64, base time.Duration) *stormRun {
+	t.Helper()
+	r := &stormRun{referrals: max(envInt(t, envReferrals, 60), 1), kills: envInt(t, envKills, 3),
+		clients: max(envInt(t, envClients, 4), 1), seed: seedFor(t)}
+	t.Logf("%s=%d %s=%d %s=%d %s=%d", envSeed, r.seed, envReferrals, r.referrals, envKills, r.kills, envClients, r.clients)
+	r.rng = rand.New(rand.NewPCG(r.seed, stream))
+	budget := base + time.Duration(r.referrals)*20*time.Millisecond + time.Duration(r.kills)*10*time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	t.Cleanup(cancel)
+	r.ctx, r.started = ctx, time.Now()
+	r.rc = newReceiver(r.seed, receiverConfig{failP: 0.1, slowP: 0.25, slowMin: 20 * time.Millisecond, slowMax: 400 * time.Millisecond})
+	hs := httptest.NewServer(r.rc)
+	t.Cleanup(hs.Close)
+	r.url = hs.URL
+	return r
+}
+
+// awaitAccepted counts accepted referrals into *got until it reaches point, then waits a random 0–30 ms (a
+// random point of the storm, not a wait for anything); it fails t at the run's deadline.
+func (r *stormRun) awaitAccepted(t *testing.T, accepted <-chan int, got *int, point int) {
+	t.Helper()
+	for *got < point {
+		select {
+		case <-accepted:
+			*got++
+		case <-r.ctx.Done():
+			t.Fatalf("only %d referrals accepted before the deadline", *got)
+		}
+	}
+	pause := time.NewTimer(time.Duration(r.rng.IntN(30)) * time.Millisecond)
+	<-pause.C
 }
 
 // storm posts bodies from the given number of concurrent GP clients and sends each accepted referral's index
-// on accepted. It returns the ServiceRequest ids by index once every client is done, and the first error. It
-// may run on any goroutine.
-func storm(ctx context.Context, g *gpClient, bodies [][]byte, clients int, accepted chan<- int) ([]string, error) {
+// on accepted, after then (when not nil) has done what the GP does next with it. It returns the ServiceRequest
+// ids by index once every client is done, and the first error. It may run on any goroutine.
+func storm(ctx context.Context, g *gpClient, bodies [][]byte, clients int, accepted chan<- int,
+	then func(i int, id string) error) ([]string, error) {
 	n := len(bodies)
 	ids := make([]string, n)
 	work := make(chan int)
@@ -63,6 +95,9 @@ func storm(ctx context.Context, g *gpClient, bodies [][]byte, clients int, accep
 		wg.Go(func() {
 			for i := range work {
 				id, err := g.post(ctx, bodies[i])
+				if err == nil && then != nil {
+					err = then(i, id)
+				}
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -94,17 +129,9 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 		t.Skip("crash test: builds and runs the binary")
 	}
 	t.Parallel()
-	n, kills, clients, seed := stormSettings(t)
-	rng := rand.New(rand.NewPCG(seed, 0))
-	budget := 60*time.Second + time.Duration(n)*20*time.Millisecond + time.Duration(kills)*10*time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
-	defer cancel()
-	started := time.Now()
-
-	rc := newStormReceiver(seed)
-	hs := httptest.NewServer(rc)
-	defer hs.Close()
-	p := newProc(t, writeDirectory(t, hs.URL))
+	run := newStormRun(t, 0, 60*time.Second)
+	n, kills, clients, seed, rng, ctx, started, rc := run.referrals, run.kills, run.clients, run.seed, run.rng, run.ctx, run.started, run.rc
+	p := newProc(t, writeDirectory(t, run.url))
 	if err := p.start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -127,23 +154,14 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 	done := make(chan result, 1)
 	bodies := stormBodies(t, seed, n)
 	go func() {
-		ids, err := storm(ctx, g, bodies, clients, accepted)
+		ids, err := storm(ctx, g, bodies, clients, accepted, nil)
 		done <- result{ids, err}
 	}()
 
 	got := 0
 	var inFlightAtKill []int64
 	for _, point := range points {
-		for got < point {
-			select {
-			case <-accepted:
-				got++
-			case <-ctx.Done():
-				t.Fatalf("only %d referrals accepted before the deadline", got)
-			}
-		}
-		pause := time.NewTimer(time.Duration(rng.IntN(30)) * time.Millisecond) // a random point, not a wait
-		<-pause.C
+		run.awaitAccepted(t, accepted, &got, point)
 		inFlightAtKill = append(inFlightAtKill, rc.active.Load())
 		if err := p.kill(); err != nil {
 			t.Fatal(err)
@@ -242,7 +260,7 @@ func TestSIGTERMDuringDeliveryStorm(t *testing.T) {
 	done := make(chan result, 1)
 	bodies := stormBodies(t, seed, n)
 	go func() {
-		ids, err := storm(ctx, g, bodies, clients, accepted)
+		ids, err := storm(ctx, g, bodies, clients, accepted, nil)
 		done <- result{ids, err}
 	}()
 	for got := 0; got < n/2; got++ {

@@ -4,9 +4,6 @@ package crashtest
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -34,17 +31,9 @@ func TestKill9ThreeInstancesOnPostgres(t *testing.T) {
 	}
 	t.Parallel()
 	dbURL := pgtest.FreshSchema(t) // skips without a server, fails under CI
-	n, kills, clients, seed := stormSettings(t)
-	rng := rand.New(rand.NewPCG(seed, 2))
-	budget := 90*time.Second + time.Duration(n)*20*time.Millisecond + time.Duration(kills)*10*time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
-	defer cancel()
-	started := time.Now()
-
-	rc := newStormReceiver(seed)
-	hs := httptest.NewServer(rc)
-	defer hs.Close()
-	directory := writeDirectory(t, hs.URL)
+	run := newStormRun(t, 2, 90*time.Second)
+	n, kills, clients, seed, rng, ctx, started, rc := run.referrals, run.kills, run.clients, run.seed, run.rng, run.ctx, run.started, run.rc
+	directory := writeDirectory(t, run.url)
 	procs := make([]*proc, instances)
 	bases := make([]string, instances)
 	for i := range procs {
@@ -79,58 +68,26 @@ func TestKill9ThreeInstancesOnPostgres(t *testing.T) {
 	g := newGPClient(bases...)
 	bodies := stormBodies(t, seed, n)
 	accepted := make(chan int, n)
-	ids := make([]string, n)
 	revoke := func(i int) bool { return i%3 == 0 }
-	var (
-		errMu    sync.Mutex
-		firstErr error
-	)
-	work := make(chan int)
-	var gp sync.WaitGroup
-	for range clients {
-		gp.Go(func() {
-			for i := range work {
-				id, err := g.post(ctx, bodies[i])
-				if err == nil && revoke(i) {
-					err = g.revoke(ctx, id)
-				}
-				if err != nil {
-					errMu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("referral %d: %w", i, err)
-					}
-					errMu.Unlock()
-					continue
-				}
-				ids[i] = id
-				accepted <- i
-			}
-		})
+	type result struct {
+		ids []string
+		err error
 	}
+	done := make(chan result, 1)
 	go func() {
-		defer close(work)
-		for i := range n {
-			select {
-			case work <- i:
-			case <-ctx.Done():
-				return
+		ids, err := storm(ctx, g, bodies, clients, accepted, func(i int, id string) error {
+			if revoke(i) {
+				return g.revoke(ctx, id)
 			}
-		}
+			return nil
+		})
+		done <- result{ids, err}
 	}()
 
 	got := 0
 	var killTimes []time.Time
 	for _, k := range plan {
-		for got < k.after {
-			select {
-			case <-accepted:
-				got++
-			case <-ctx.Done():
-				t.Fatalf("only %d referrals accepted before the deadline", got)
-			}
-		}
-		pause := time.NewTimer(time.Duration(rng.IntN(30)) * time.Millisecond) // a random point, not a wait
-		<-pause.C
+		run.awaitAccepted(t, accepted, &got, k.after)
 		p := procs[k.instance]
 		if err := p.kill(); err != nil {
 			t.Fatal(err)
@@ -142,13 +99,13 @@ func TestKill9ThreeInstancesOnPostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	gp.Wait()
-	if firstErr != nil {
-		t.Fatalf("GP clients: %v", firstErr)
+	res := <-done
+	if res.err != nil {
+		t.Fatalf("GP clients: %v", res.err)
 	}
 	postedIn := time.Since(started)
 	var created, revoked, kept []string
-	for i, id := range ids {
+	for i, id := range res.ids {
 		created = append(created, id)
 		if revoke(i) {
 			revoked = append(revoked, id)
