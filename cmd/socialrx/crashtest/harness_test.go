@@ -515,7 +515,8 @@ func (g *gpClient) revoke(ctx context.Context, id string) error {
 	return err
 }
 
-// send sends the request until it is answered 201 or 200 and returns that answer's body and status.
+// send sends the request until it is answered 201 or 200 and returns that answer's body and status. A request
+// with no answer, or answered 5xx or 429 (over the GP's rate limit), is sent again after a short wait.
 func (g *gpClient) send(ctx context.Context, method, path, contentType string, body []byte) ([]byte, int, error) {
 	wait := 5 * time.Millisecond
 	for try := 0; ; try++ {
@@ -533,7 +534,9 @@ func (g *gpClient) send(ctx context.Context, method, path, contentType string, b
 			return nil, 0, err
 		}
 		req.Header.Set("Authorization", "Bearer "+gpToken)
-		req.Header.Set("Content-Type", contentType)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
 		resp, err := g.hc.Do(req)
 		if err != nil {
 			continue // cut by a kill, refused while down: resend
@@ -545,7 +548,7 @@ func (g *gpClient) send(ctx context.Context, method, path, contentType string, b
 		}
 		switch resp.StatusCode {
 		case http.StatusCreated, http.StatusOK:
-			if try > 0 && resp.StatusCode == http.StatusOK {
+			if method == http.MethodPost && try > 0 && resp.StatusCode == http.StatusOK {
 				g.got200.Add(1)
 			}
 			return b, resp.StatusCode, nil
@@ -557,16 +560,10 @@ func (g *gpClient) send(ctx context.Context, method, path, contentType string, b
 // task returns the status and businessStatus code ("" when it has none) of the Task of ServiceRequest srID,
 // as the GP sees it.
 func (g *gpClient) task(ctx context.Context, srID string) (status, businessStatus string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.base()+"/fhir/Task?focus=ServiceRequest/"+srID, nil)
+	body, _, err := g.send(ctx, http.MethodGet, "/fhir/Task?focus=ServiceRequest/"+srID, "", nil) // a 429 is sent again
 	if err != nil {
 		return "", "", err
 	}
-	req.Header.Set("Authorization", "Bearer "+gpToken)
-	resp, err := g.hc.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
 	var b struct {
 		Entry []struct {
 			Resource struct {
@@ -577,10 +574,7 @@ func (g *gpClient) task(ctx context.Context, srID string) (status, businessStatu
 			}
 		}
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("GET Task?focus: %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+	if err := json.Unmarshal(body, &b); err != nil {
 		return "", "", err
 	}
 	if len(b.Entry) != 1 {
