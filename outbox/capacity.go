@@ -34,4 +34,11 @@ type Capacities interface {
 	// ListCapacities returns every stored capacity and every service with open referrals (found or not),
 	// each with its Open count, by ServiceID.
 	ListCapacities(ctx context.Context) (map[string]mapping.Capacity, error)
+	// RouteCapacities returns every stored capacity by ServiceID, as routing reads them before each intake:
+	// Open is counted for the stored capacities with MaxOpen > 0 and for the services named in count that
+	// have none stored (a directory maximum not stored yet: they are in the map with only ServiceID and
+	// Open), and is 0 for every other (routing compares Open only with a maximum: mapping.Capacity.Effective).
+	// Each count reads only that service's open referrals, so an intake costs the same however many
+	// referrals are open elsewhere.
+	RouteCapacities(ctx context.Context, count []string) (map[string]mapping.Capacity, error)
 }

@@ -15,3 +15,6 @@ func (nopStore) SetCapacity(_ context.Context, c mapping.Capacity, _ bool) (mapp
 	return c, true, nil
 }
 func (nopStore) ListCapacities(context.Context) (map[string]mapping.Capacity, error) { return nil, nil }
+func (nopStore) RouteCapacities(context.Context, []string) (map[string]mapping.Capacity, error) {
+	return nil, nil
+}

@@ -132,6 +132,12 @@ func (s *Service) ServiceCapacities(ctx context.Context) ([]ServiceCapacity, err
 	if err != nil {
 		return nil, err
 	}
+	return s.withDirectory(all), nil
+}
+
+// withDirectory is every directory service, in directory order, with its capacity from the stored ones (by
+// service id) or, when it never set one, the directory's (capacityOf).
+func (s *Service) withDirectory(all map[string]mapping.Capacity) []ServiceCapacity {
 	out := make([]ServiceCapacity, 0, len(s.cfg.Directory.Services))
 	for _, svc := range s.cfg.Directory.Services {
 		stored, found := all[svc.ID]
@@ -139,18 +145,27 @@ func (s *Service) ServiceCapacities(ctx context.Context) ([]ServiceCapacity, err
 		found = found && stored.Status.Valid()
 		out = append(out, ServiceCapacity{Service: svc, Capacity: s.capacityOf(svc, stored, found)})
 	}
-	return out, nil
+	return out
 }
 
 // parseDate reads a YYYY-MM-DD date as its UTC midnight.
 func parseDate(s string) (time.Time, error) { return time.Parse(time.DateOnly, s) }
 
-// capacities are every directory service's capacity now, by id, for routing (mapping.BuildInput.Capacities).
+// capacities are every directory service's capacity now, by id, as routing reads them
+// (mapping.BuildInput.Capacities): the open count only of the services with a maximum, stored or from the
+// directory (outbox.Capacities.RouteCapacities), since routing compares it with nothing else.
 func (s *Service) capacities(ctx context.Context) (map[string]mapping.Capacity, error) {
-	all, err := s.ServiceCapacities(ctx)
+	var count []string
+	for _, svc := range s.cfg.Directory.Services {
+		if svc.Capacity != nil && svc.Capacity.MaxOpen > 0 {
+			count = append(count, svc.ID)
+		}
+	}
+	stored, err := s.store.RouteCapacities(ctx, count)
 	if err != nil {
 		return nil, err
 	}
+	all := s.withDirectory(stored)
 	out := make(map[string]mapping.Capacity, len(all))
 	for _, sc := range all {
 		out[sc.Service.ID] = sc.Capacity

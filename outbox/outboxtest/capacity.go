@@ -182,3 +182,52 @@ func testCapacityMaxOpenConcurrent(t *testing.T, open Opener) {
 		t.Fatalf("another service: %v", err)
 	}
 }
+
+// testRouteCapacities: routing's read of the capacities counts the open referrals of every stored capacity
+// with a maximum and of every service named (a directory maximum not stored yet), exactly as GetCapacity
+// counts them, and no other: a service without a maximum reads 0 however many referrals it holds open. A
+// stored capacity named as well is read once, as stored.
+func testRouteCapacities(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	const lunch = "lunch-club"
+	// frome-walks: stored, maximum 5, 3 open; debt-advice: stored, no maximum, 2 open; lunch-club: not
+	// stored, named, 1 open; park-run: not stored, not named, 1 open.
+	services := []string{walks.ID, walks.ID, walks.ID, debt.ID, debt.ID, lunch, "park-run", walks.ID}
+	for i, svc := range services {
+		n := i + 1
+		create(t, s, toService(intake(n), mapping.Destination{Kind: mapping.DestinationService, ID: svc}))
+		if n < len(services) { // the last one stays requested: not open
+			if _, err := s.UpdateReferral(ctx, fmt.Sprintf("ref-%03d", n), 0, at(time.Hour), moveTo(mapping.StatusAccepted)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	walksCap := mapping.Capacity{ServiceID: walks.ID, Status: mapping.CapacityOpen, MaxOpen: 5, UpdatedAt: at(time.Minute), UpdatedBy: "api"}
+	debtCap := mapping.Capacity{ServiceID: debt.ID, Status: mapping.CapacityWaitlist, ExpectedWaitDays: 7, UpdatedAt: at(time.Minute), UpdatedBy: "api"}
+	for _, c := range []mapping.Capacity{walksCap, debtCap} {
+		if _, _, err := s.SetCapacity(ctx, c, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.RouteCapacities(ctx, []string{lunch, debt.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := walksCap
+	w.Open = 3
+	want := map[string]mapping.Capacity{walks.ID: w, debt.ID: debtCap, lunch: {ServiceID: lunch, Open: 1}}
+	diff(t, "route capacities", got, want)
+	for _, id := range []string{walks.ID, lunch} {
+		if n := openCount(t, s, id); n != want[id].Open {
+			t.Errorf("%s: routing counted %d open, GetCapacity %d", id, want[id].Open, n)
+		}
+	}
+	// A completion frees a place: the next read counts it.
+	if _, err := s.UpdateReferral(ctx, "ref-001", 0, at(2*time.Hour), moveTo(mapping.StatusCompleted)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.RouteCapacities(ctx, nil); err != nil || got[walks.ID].Open != 2 || len(got) != 2 {
+		t.Errorf("after a completion: %+v, %v; want frome-walks open 2 and only the two stored", got, err)
+	}
+}

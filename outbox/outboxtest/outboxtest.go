@@ -115,6 +115,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"MeasuresKept", testMeasuresKept},
 		{"CapacityStates", testCapacityStates},
 		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
+		{"RouteCapacities", testRouteCapacities},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,6 +24,11 @@ const (
 		AND status IN ('accepted', 'in-progress', 'on-hold')`
 	countOpenAll = `SELECT service_id, COUNT(*) FROM referrals
 		WHERE status IN ('accepted', 'in-progress', 'on-hold') GROUP BY service_id`
+	// routeCapacities is every stored capacity with its open count where it has a maximum (0 elsewhere):
+	// each count reads the service's entries of referrals_open_service alone (SQLite migration 86, PostgreSQL 92).
+	routeCapacities = `SELECT ` + capacityCols + `, CASE WHEN c.max_open > 0 THEN (SELECT COUNT(*) FROM referrals r
+		WHERE r.service_id = c.service_id AND r.status IN ('accepted', 'in-progress', 'on-hold')) ELSE 0 END
+		FROM service_capacity c`
 )
 
 // scanCapacity reads the capacityCols of one row.
@@ -42,6 +47,16 @@ func scanCapacity(sc Scanner) (mapping.Capacity, error) {
 	c.Until, c.UpdatedAt = FromMicros(until), FromMicros(upd)
 	return c, nil
 }
+
+// scanWith is a Scanner that reads a row's capacityCols into what scanCapacity gives it and the columns
+// after them into more.
+type scanWith struct {
+	Scanner
+	more any
+}
+
+// Scan reads the row into dest and then more.
+func (sw scanWith) Scan(dest ...any) error { return sw.Scanner.Scan(append(dest, sw.more)...) }
 
 // readCapacity reads serviceID's stored capacity (locked with d.Lock when lock is set) and its open count.
 func (d Dialect) readCapacity(ctx context.Context, q Querier, serviceID string, lock bool) (mapping.Capacity, bool, error) {
@@ -120,6 +135,42 @@ func (s *Store) SetCapacity(ctx context.Context, c mapping.Capacity, ifAbsent bo
 		return mapping.Capacity{}, false, err
 	}
 	return out, set, nil
+}
+
+// RouteCapacities returns every stored capacity, with its open count where routing reads it: the services
+// with a maximum, and those named in count that have none stored (outbox.Capacities).
+func (s *Store) RouteCapacities(ctx context.Context, count []string) (map[string]mapping.Capacity, error) {
+	d := s.d
+	out := map[string]mapping.Capacity{}
+	rows, err := s.read.QueryContext(ctx, d.rebind(routeCapacities))
+	if err != nil {
+		return nil, d.DriverErr("route capacities", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var open int
+		c, err := scanCapacity(scanWith{rows, &open})
+		if err != nil {
+			return nil, d.DriverErr("route capacities", err)
+		}
+		c.Open = open
+		out[c.ServiceID] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, d.DriverErr("route capacities", err)
+	}
+	rows.Close()
+	for _, id := range count {
+		if _, found := out[id]; found {
+			continue // its stored capacity decides, counted above when it has a maximum
+		}
+		c := mapping.Capacity{ServiceID: id}
+		if err := s.read.QueryRowContext(ctx, d.rebind(countOpen), id).Scan(&c.Open); err != nil {
+			return nil, d.DriverErr("count open referrals", err)
+		}
+		out[id] = c
+	}
+	return out, nil
 }
 
 // ListCapacities returns every stored capacity and every service with open referrals, with their open
