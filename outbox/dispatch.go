@@ -308,7 +308,16 @@ type loopState struct {
 	held    map[mapping.Destination][]Message // claimed but waiting for room (e.g. claimed again during its attempt)
 	nHeld   int                               // len(held queues) + len(again)
 	rec     *completer                        // records the deliveries' attempts
+	dueAt   time.Time                         // the next due time NextDue read last (zero: none pending)
+	dueRead time.Time                         // when NextDue was read last (this process's clock)
 }
+
+// dueRecheck is how often, at most, a busy loop reads the next due time (NextDue). While deliveries are in
+// flight, each of them brings the loop back when it finishes, and a claim then takes whatever has come due;
+// the due time only matters for a pending message that comes due while the loop would otherwise sleep. So a
+// busy loop reads it at most this often and meanwhile sleeps no later than the recheck. Reading it after
+// every claim cost as much as the claim itself under a backlog (each walks the pending index).
+const dueRecheck = 100 * time.Millisecond
 
 // Run delivers messages until ctx is cancelled, then shuts down gracefully: it stops claiming, lets
 // in-flight deliveries finish for up to ShutdownTimeout, cancels the rest and releases every message it
@@ -438,11 +447,21 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	}
 	// Capacity is left: sleep until the next pending message is due. A due time not after now whose message
 	// the claim did not return is blocked (per-referral order, or no room for its destination): a completion,
-	// a commit or the safety poll will bring the loop back.
+	// a commit or the safety poll will bring the loop back. With deliveries in flight, the due time read less
+	// than dueRecheck ago stands (dueRecheck).
+	if since := time.Since(st.dueRead); st.running > 0 && since < dueRecheck {
+		wait := dueRecheck - since
+		if st.dueAt.After(now) {
+			wait = min(wait, st.dueAt.Sub(now))
+		}
+		due.Reset(wait)
+		return nil
+	}
 	next, err := d.store.NextDue(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the next due time: %w", err)
 	}
+	st.dueAt, st.dueRead = next, time.Now()
 	if next.After(now) {
 		due.Reset(next.Sub(now))
 	}

@@ -1224,3 +1224,64 @@ func TestDispatchLeaseLost(t *testing.T) {
 		t.Errorf("version %d, want 2", ref.Record.Version)
 	}
 }
+
+// countingDue is a store that counts the dispatcher's reads of the next due time.
+type countingDue struct {
+	outbox.Store
+	n atomic.Int64
+}
+
+func (c *countingDue) NextDue(ctx context.Context) (time.Time, error) {
+	c.n.Add(1)
+	return c.Store.NextDue(ctx)
+}
+
+// TestDispatchBusyReadsDueTimeSparingly: while deliveries are in flight, each completion brings the loop
+// back to claim, and it no longer reads the next due time after every claim (formerly one NextDue per
+// completion: 60 deliveries, about 60 reads, each walking the pending index). A message that comes due
+// meanwhile, with no poll to fall back on, is still delivered once it is due: the busy loop sleeps no later
+// than its next recheck.
+func TestDispatchBusyReadsDueTimeSparingly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	counted := &countingDue{}
+	e.wrap = func(s outbox.Store) outbox.Store { counted.Store = s; return counted }
+	slow := newReceiver(t, time.Now, func(_ int, _ hit, w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		time.Sleep(20 * time.Millisecond)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	e.serve("walks", slow)
+	later := newReceiver(t, time.Now, nil)
+	e.serve("debt", later)
+	const n = 60
+	var ids []string
+	for i := range n {
+		ids = append(ids, e.refer(fmt.Sprintf("r%d", i), created("walks"))...)
+	}
+	due := time.Now().Add(250 * time.Millisecond)
+	dueID := e.referAt("later", due, created("debt"))[0]
+	started := time.Now()
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.SafetyPoll = time.Hour
+		o.PerDestination = 2 // 60 deliveries of 20 ms, 2 at a time: the loop is busy for 0.6 s
+	})
+	for _, id := range ids {
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+	}
+	later.next(t)
+	if got := time.Now(); got.Before(due) {
+		t.Errorf("delivered %s before it was due", due.Sub(got))
+	}
+	r.expect(dueID, outbox.OutcomeDelivered, http.StatusNoContent)
+	// At most one read per recheck (100 ms) while busy, and a few when the loop goes idle; a slow machine
+	// stretches the run and the bound with it.
+	elapsed := time.Since(started)
+	reads, bound := counted.n.Load(), int64(elapsed/(100*time.Millisecond))+5
+	if reads > bound {
+		t.Errorf("the next due time was read %d times in %s for %d deliveries; want at most %d (once per recheck while busy)",
+			reads, elapsed.Round(time.Millisecond), n, bound)
+	} else {
+		t.Logf("the next due time was read %d times in %s for %d deliveries", reads, elapsed.Round(time.Millisecond), n)
+	}
+}
