@@ -240,3 +240,91 @@ func TestBatchStampsOneBlock(t *testing.T) {
 		t.Errorf("poll after the batch ends with %s; want the referral created while it ran", rs[batch].Record.ID)
 	}
 }
+
+// TestStampReservationsRules: socialrx_reserve_stamps (migration 91) gives back the newest block when its
+// writer rolled back (it was never seen), never a block under a running writer's, and deletes the
+// reservations of finished writers on one call in 64 while keeping those of running writers and the newest:
+// the table polls read stays a few dozen rows however many stamps are reserved. As the store does, each
+// reservation is an autocommit call naming the writer's transaction.
+func TestStampReservationsRules(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	_ = openStore(t, dsn, postgres.Options{MaxConns: 2}) // migrates the schema
+	ctx := t.Context()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// writer begins a transaction and returns it with its id.
+	writer := func() (*sql.Tx, string) {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var xid string
+		if err := tx.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+			t.Fatal(err)
+		}
+		return tx, xid
+	}
+	reserve := func(xid string, n int) int64 {
+		t.Helper()
+		var s int64
+		if err := db.QueryRowContext(ctx, `SELECT socialrx_reserve_stamps(1000, $1::xid8, $2)`, xid, n).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	finished := func(n int) int64 { // a writer that reserves n stamps and commits
+		t.Helper()
+		tx, xid := writer()
+		s := reserve(xid, n)
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	running, runningXID := writer()
+	defer running.Rollback()
+	held := reserve(runningXID, 3)
+	aborted, abortedXID := writer()
+	gone := reserve(abortedXID, 2)
+	if gone != held+3 {
+		t.Fatalf("the block after [%d, %d] starts at %d", held, held+2, gone)
+	}
+	if err := aborted.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if again := finished(1); again != gone {
+		t.Errorf("after the newest block's writer rolled back, the next stamp is %d; want its first, %d, again", again, gone)
+	}
+	count := func() (rows, runningRows int) {
+		t.Helper()
+		if err := db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE stamp = $1) FROM stamp_reservations`, held).Scan(&rows, &runningRows); err != nil {
+			t.Fatal(err)
+		}
+		return rows, runningRows
+	}
+	// While the running writer runs, nothing after it is deleted (a poll's snapshot may still need it) and
+	// neither is its own reservation; once it has finished, the finished writers' reservations go.
+	for range 100 {
+		finished(1)
+	}
+	if _, runningRows := count(); runningRows != 1 {
+		t.Errorf("the running writer's reservation was deleted")
+	}
+	if err := running.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		finished(1)
+	}
+	if rows, _ := count(); rows > 65 {
+		t.Errorf("%d reservations left after 201 finished ones; want at most 64 kept between cleanups, and the newest", rows)
+	}
+	if next := finished(1); next != gone+201 {
+		t.Errorf("the stamp after 201 single reservations from %d: %d; want %d", gone, next, gone+201)
+	}
+}
