@@ -22,6 +22,7 @@ func (nopStore) CreateReferral(context.Context, mapping.Intake) (CreateResult, e
 func (nopStore) GetReferral(context.Context, string) (Referral, error) {
 	return Referral{}, ErrNotFound
 }
+func (nopStore) ReferralPractice(context.Context, string) (string, error) { return "", ErrNotFound }
 func (nopStore) SearchReferrals(context.Context, ReferralQuery) ([]Referral, *Cursor, error) {
 	return nil, nil, nil
 }

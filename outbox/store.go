@@ -313,6 +313,10 @@ type Referrals interface {
 	CreateReferral(ctx context.Context, in mapping.Intake) (CreateResult, error)
 	// GetReferral returns one referral by referral id, task id or ServiceRequest id (whichever matches).
 	GetReferral(ctx context.Context, id string) (Referral, error)
+	// ReferralPractice returns the referring practice (Referral.PracticeODS) of the referral with this
+	// referral id, reading nothing else: what the audit record of each delivery names. ErrNotFound when
+	// there is no such referral.
+	ReferralPractice(ctx context.Context, id string) (string, error)
 	// SearchReferrals returns referrals matching q, and a cursor to the next page (nil when none).
 	SearchReferrals(ctx context.Context, q ReferralQuery) ([]Referral, *Cursor, error)
 	// CountReferrals returns how many referrals match q's filters (After and Limit are ignored): a search's

@@ -116,6 +116,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CapacityStates", testCapacityStates},
 		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
 		{"RouteCapacities", testRouteCapacities},
+		{"ReferralPractice", testReferralPractice},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

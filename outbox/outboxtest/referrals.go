@@ -585,3 +585,21 @@ func testUpdateReferralUnchanged(t *testing.T, open Opener) {
 		t.Errorf("timeline after an unchanged update: %v %v", entries, err)
 	}
 }
+
+// testReferralPractice: the referring practice of a referral, by referral id alone (not by its Task or
+// ServiceRequest id), as stored; ErrNotFound for any other id.
+func testReferralPractice(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	in := intake(1)
+	in.Referral.PracticeODS = "B82002"
+	create(t, s, in)
+	if ods, err := s.ReferralPractice(ctx, "ref-001"); err != nil || ods != "B82002" {
+		t.Errorf("practice of ref-001: %q, %v; want B82002", ods, err)
+	}
+	for _, id := range []string{"task-001", "sr-001", "ref-002", ""} {
+		if ods, err := s.ReferralPractice(ctx, id); !errors.Is(err, outbox.ErrNotFound) {
+			t.Errorf("practice of %q: %q, %v; want ErrNotFound", id, ods, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -287,6 +288,19 @@ func (s *Store) GetReferral(ctx context.Context, id string) (outbox.Referral, er
 		return outbox.Referral{}, fmt.Errorf("%s: referral: %w", s.d.Name, outbox.ErrNotFound)
 	}
 	return s.d.ReadReferral(ctx, s.read, byAnyID, false, id, id, id)
+}
+
+// ReferralPractice returns the referring practice of the referral with this referral id (outbox.Referrals).
+func (s *Store) ReferralPractice(ctx context.Context, id string) (string, error) {
+	var ods string
+	err := s.read.QueryRowContext(ctx, s.d.rebind(`SELECT practice_ods FROM referrals WHERE id = ?`), id).Scan(&ods)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("%s: referral practice: %w", s.d.Name, outbox.ErrNotFound)
+	}
+	if err != nil {
+		return "", s.d.DriverErr("referral practice", err)
+	}
+	return ods, nil
 }
 
 // SearchReferrals returns up to q.Limit referrals in (UpdatedAt, ID) order (default 100, at most 1000) and
