@@ -198,13 +198,16 @@ func testRouteCapacities(t *testing.T, open Opener) {
 		n := i + 1
 		create(t, s, toService(intake(n), mapping.Destination{Kind: mapping.DestinationService, ID: svc}))
 		if n < len(services) { // the last one stays requested: not open
-			if _, err := s.UpdateReferral(ctx, fmt.Sprintf("ref-%03d", n), 0, at(time.Hour), moveTo(mapping.StatusAccepted)); err != nil {
+			id := fmt.Sprintf("ref-%03d", n)
+			if _, err := s.UpdateReferral(ctx, id, 0, at(time.Hour), moveTo(mapping.StatusAccepted)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	walksCap := mapping.Capacity{ServiceID: walks.ID, Status: mapping.CapacityOpen, MaxOpen: 5, UpdatedAt: at(time.Minute), UpdatedBy: "api"}
-	debtCap := mapping.Capacity{ServiceID: debt.ID, Status: mapping.CapacityWaitlist, ExpectedWaitDays: 7, UpdatedAt: at(time.Minute), UpdatedBy: "api"}
+	walksCap := mapping.Capacity{ServiceID: walks.ID, Status: mapping.CapacityOpen, MaxOpen: 5,
+		UpdatedAt: at(time.Minute), UpdatedBy: "api"}
+	debtCap := mapping.Capacity{ServiceID: debt.ID, Status: mapping.CapacityWaitlist, ExpectedWaitDays: 7,
+		UpdatedAt: at(time.Minute), UpdatedBy: "api"}
 	for _, c := range []mapping.Capacity{walksCap, debtCap} {
 		if _, _, err := s.SetCapacity(ctx, c, false); err != nil {
 			t.Fatal(err)

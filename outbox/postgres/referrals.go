@@ -22,7 +22,8 @@ func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice st
 		if i == 0 && w.Stamps.Writer == "" {
 			// The transaction's id comes with the first lock: the referral's stamp needs it next (stamp),
 			// and this saves intake a round trip.
-			if err := w.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text FROM (SELECT pg_advisory_xact_lock($1)) l`, k).Scan(&w.Stamps.Writer); err != nil {
+			q := `SELECT pg_current_xact_id()::text FROM (SELECT pg_advisory_xact_lock($1)) l`
+			if err := w.QueryRowContext(ctx, q, k).Scan(&w.Stamps.Writer); err != nil {
 				return s.d.DriverErr("lock identifier", err)
 			}
 			continue

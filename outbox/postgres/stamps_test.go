@@ -302,7 +302,8 @@ func TestStampReservationsRules(t *testing.T) {
 	}
 	count := func() (rows, runningRows int) {
 		t.Helper()
-		if err := db.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE stamp = $1) FROM stamp_reservations`, held).Scan(&rows, &runningRows); err != nil {
+		q := `SELECT count(*), count(*) FILTER (WHERE stamp = $1) FROM stamp_reservations`
+		if err := db.QueryRowContext(ctx, q, held).Scan(&rows, &runningRows); err != nil {
 			t.Fatal(err)
 		}
 		return rows, runningRows
