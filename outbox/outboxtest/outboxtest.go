@@ -117,6 +117,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CapacityMaxOpenConcurrent", testCapacityMaxOpenConcurrent},
 		{"RouteCapacities", testRouteCapacities},
 		{"ReferralPractice", testReferralPractice},
+		{"CreateRefusesTakenIDs", testCreateRefusesTakenIDs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

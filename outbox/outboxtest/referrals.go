@@ -603,3 +603,41 @@ func testReferralPractice(t *testing.T, open Opener) {
 		}
 	}
 }
+
+// testCreateRefusesTakenIDs: a create whose referral, Task or ServiceRequest id, or one of whose message ids,
+// is already taken fails and writes nothing (none of its rows: its identifiers stay free, its other messages
+// are not queued), on every backend however it writes the rows.
+func testCreateRefusesTakenIDs(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	create(t, s, intake(1))
+	taken := map[string]func(*mapping.Intake){
+		"referral id":        func(in *mapping.Intake) { in.Referral.Record.ID = "ref-001" },
+		"task id":            func(in *mapping.Intake) { in.Referral.Record.TaskID = "task-001" },
+		"service request id": func(in *mapping.Intake) { in.Referral.Record.ServiceRequestID = "sr-001" },
+		"message id (the last)": func(in *mapping.Intake) {
+			in.Events = append(in.Events, event("msg-001-1", mapping.EventReferralCreated, debt))
+		},
+	}
+	for what, spoil := range taken {
+		in := intake(2)
+		spoil(&in)
+		if _, err := s.CreateReferral(ctx, in); err == nil {
+			t.Errorf("a create with a taken %s: no error", what)
+		}
+		if _, err := s.GetReferral(ctx, "sr-002"); !errors.Is(err, outbox.ErrNotFound) {
+			t.Errorf("after a create with a taken %s: its ServiceRequest reads %v; want ErrNotFound", what, err)
+		}
+		if d, err := s.GetMessage(ctx, "msg-002-1"); !errors.Is(err, outbox.ErrNotFound) {
+			t.Errorf("after a create with a taken %s: its message reads %+v, %v; want ErrNotFound", what, d.Message, err)
+		}
+	}
+	// Its identifier is still free: the same referral with fresh ids goes in.
+	res, err := s.CreateReferral(ctx, intake(2))
+	if err != nil || !res.Created {
+		t.Fatalf("the create with nothing taken: %+v, %v", res, err)
+	}
+	if d, err := s.GetMessage(ctx, "msg-002-1"); err != nil || d.Message.ReferralID != "ref-002" {
+		t.Errorf("its message: %+v, %v", d.Message, err)
+	}
+}
