@@ -163,12 +163,7 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 	for _, point := range points {
 		run.awaitAccepted(t, accepted, &got, point)
 		inFlightAtKill = append(inFlightAtKill, rc.active.Load())
-		if err := p.kill(); err != nil {
-			t.Fatal(err)
-		}
-		down := time.NewTimer(time.Duration(rng.IntN(150)) * time.Millisecond)
-		<-down.C
-		if err := p.start(ctx); err != nil {
+		if err := p.crash(ctx, time.Duration(rng.IntN(150))*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	}

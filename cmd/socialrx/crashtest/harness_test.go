@@ -284,6 +284,15 @@ func (p *proc) kill() error {
 	return nil
 }
 
+// crash kills the process with SIGKILL, leaves it down for down and starts it again.
+func (p *proc) crash(ctx context.Context, down time.Duration) error {
+	if err := p.kill(); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return p.start(ctx)
+}
+
 // terminate sends SIGTERM and waits up to bound; it returns how long the process took and its exit code.
 func (p *proc) terminate(bound time.Duration) (time.Duration, int, error) {
 	start := time.Now()

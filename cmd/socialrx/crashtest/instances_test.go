@@ -89,15 +89,10 @@ func TestKill9ThreeInstancesOnPostgres(t *testing.T) {
 	for _, k := range plan {
 		run.awaitAccepted(t, accepted, &got, k.after)
 		p := procs[k.instance]
-		if err := p.kill(); err != nil {
+		if err := p.crash(ctx, time.Duration(rng.IntN(500))*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 		killTimes = append(killTimes, p.kills[len(p.kills)-1])
-		down := time.NewTimer(time.Duration(rng.IntN(500)) * time.Millisecond)
-		<-down.C
-		if err := p.start(ctx); err != nil {
-			t.Fatal(err)
-		}
 	}
 	res := <-done
 	if res.err != nil {
