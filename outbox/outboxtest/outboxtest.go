@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"CompleteAttemptUpdate", testCompleteAttemptUpdate},
 		{"CompleteAttempts", testCompleteAttempts},
 		{"CompleteAttemptsBatch", testCompleteAttemptsBatch},
+		{"CompleteAttemptsVersions", testCompleteAttemptsVersions},
 		{"ReleaseMessages", testReleaseMessages},
 		{"ReplayMessages", testReplayMessages},
 		{"ReplayByFilter", testReplayByFilter},

@@ -619,6 +619,11 @@ func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlsto
 	return recs, err
 }
 
+// WriteVersions writes a batch of versions in one round trip (see writeVersions).
+func (b backend) WriteVersions(ctx context.Context, w *sqlstore.Tx, vs []sqlstore.Version) (updated, subscribed []bool, err error) {
+	return b.s.writeVersions(ctx, w, vs)
+}
+
 // WriteVersion writes a new version in one round trip (see writeVersion).
 func (b backend) WriteVersion(ctx context.Context, w *sqlstore.Tx, v sqlstore.Version) (updated, subscribed bool, err error) {
 	return b.s.writeVersion(ctx, w, v)

@@ -56,3 +56,77 @@ func (s *Store) writeVersion(ctx context.Context, w *sqlstore.Tx, v sqlstore.Ver
 	}
 	return n == 1, subscribed, nil
 }
+
+// versionsStatement is writeVersions' statement: versionStatement for a batch of versions given as arrays
+// ($1 to $16 in the order of versionStatement's arguments), returning the id of each referral updated and
+// whether its practice has any subscription that gets notifications.
+const versionsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+			$6::text[], $7::text[], $8::int[], $9::bigint[], $10::bytea[], $11::text[], $12::text[], $13::text[],
+			$14::int[], $15::text[], $16::text[])
+		AS v(practice_ods, service_id, status, business_status, patient_ref, patient_nhs_number, requester_ref,
+			version, updated_at, referral, service_request_status, deadline_step, id, from_version, cause, reason)),
+	u AS (UPDATE referrals r SET practice_ods = v.practice_ods, service_id = v.service_id, status = v.status,
+			business_status = v.business_status, patient_ref = v.patient_ref,
+			patient_nhs_number = v.patient_nhs_number, requester_ref = v.requester_ref, version = v.version,
+			updated_at = v.updated_at, referral = v.referral, service_request_status = v.service_request_status,
+			deadline_step = v.deadline_step
+		FROM v WHERE r.id = v.id AND r.version = v.from_version
+		RETURNING r.id, r.practice_ods),
+	e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
+		SELECT v.id, v.version, v.updated_at, v.cause, v.status, v.business_status, v.reason, v.referral
+		FROM v JOIN u ON u.id = v.id ORDER BY v.updated_at)
+	SELECT u.id, EXISTS (SELECT 1 FROM subscriptions
+		WHERE lower(practice_ods) = lower(u.practice_ods) AND status IN ('active', 'error'))
+	FROM u`
+
+// writeVersions is sqlstore.Backend.WriteVersions: one version in writeVersion's statement, a batch in
+// versionsStatement (one round trip for all). A batch naming a referral twice is written one version at a
+// time, in order.
+func (s *Store) writeVersions(ctx context.Context, w *sqlstore.Tx, vs []sqlstore.Version) (updated, subscribed []bool, err error) {
+	n := len(vs)
+	ids := make([]string, n)
+	for i, v := range vs {
+		ids[i] = v.Row.ID
+	}
+	if n == 1 || len(slices.Compact(slices.Sorted(slices.Values(ids)))) != n {
+		return sqlstore.WriteEach(vs, func(v sqlstore.Version) (bool, bool, error) { return s.writeVersion(ctx, w, v) })
+	}
+	var (
+		practice, service, status, business = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		patient, nhs, requester, srStatus   = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		deadline, causes, reasons           = make([]string, n), make([]string, n), make([]string, n)
+		version, from                       = make([]int32, n), make([]int32, n)
+		at                                  = make([]int64, n)
+		referral                            = make([][]byte, n)
+	)
+	for i, v := range vs {
+		r := v.Row
+		practice[i], service[i], status[i], business[i] = r.Practice, r.Service, r.Status, r.Business
+		patient[i], nhs[i], requester[i], srStatus[i] = r.PatientRef, r.PatientNHS, r.RequesterRef, r.SRStatus
+		deadline[i], causes[i], reasons[i] = r.Deadline, string(v.Cause), v.Reason
+		version[i], from[i], at[i], referral[i] = int32(r.Version), int32(v.From), r.UpdatedAt, r.Referral
+	}
+	rows, err := w.QueryContext(ctx, versionsStatement, practice, service, status, business, patient, nhs, requester,
+		version, at, referral, srStatus, deadline, ids, from, causes, reasons)
+	if err != nil {
+		return nil, nil, s.d.DriverErr("update referrals", err)
+	}
+	defer rows.Close()
+	subs := make(map[string]bool, n)
+	for rows.Next() {
+		var id string
+		var sub bool
+		if err := rows.Scan(&id, &sub); err != nil {
+			return nil, nil, s.d.DriverErr("update referrals", err)
+		}
+		subs[id] = sub
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, s.d.DriverErr("update referrals", err)
+	}
+	updated, subscribed = make([]bool, n), make([]bool, n)
+	for i, id := range ids {
+		subscribed[i], updated[i] = subs[id]
+	}
+	return updated, subscribed, nil
+}

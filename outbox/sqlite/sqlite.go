@@ -393,6 +393,11 @@ func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlsto
 	return b.s.d.RecordAttempts(ctx, w, as)
 }
 
+// WriteVersions is the plain spelling (sqlstore.Dialect.WriteVersions): statements are cheap in process.
+func (b backend) WriteVersions(ctx context.Context, w *sqlstore.Tx, vs []sqlstore.Version) (updated, subscribed []bool, err error) {
+	return b.s.d.WriteVersions(ctx, w, vs)
+}
+
 // WriteVersion is the plain spelling (sqlstore.Dialect.WriteVersion).
 func (b backend) WriteVersion(ctx context.Context, w *sqlstore.Tx, v sqlstore.Version) (updated, subscribed bool, err error) {
 	return b.s.d.WriteVersion(ctx, w, v)

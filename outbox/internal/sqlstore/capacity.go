@@ -78,12 +78,18 @@ func (d Dialect) readCapacity(ctx context.Context, q Querier, serviceID string, 
 	return c, found, nil
 }
 
+// capacityBound reports whether a change from cur to next is one checkCapacity checks: a move from a status
+// that is not open into one that is.
+func capacityBound(cur, next mapping.Referral) bool {
+	return !mapping.OpenStatus(cur.Record.Status) && mapping.OpenStatus(next.Record.Status)
+}
+
 // checkCapacity enforces the service's maximum of open referrals inside a referral update's write
 // transaction w (outbox.Capacities): a move from a status that is not open into one that is, for a service
 // with a stored MaxOpen, is refused with outbox.ErrCapacityFull when the service's open referrals (counted
 // under the capacity row's lock) already reach it.
 func (d Dialect) checkCapacity(ctx context.Context, w Querier, cur, next mapping.Referral) error {
-	if mapping.OpenStatus(cur.Record.Status) || !mapping.OpenStatus(next.Record.Status) {
+	if !capacityBound(cur, next) {
 		return nil
 	}
 	c, found, err := d.readCapacity(ctx, w, next.Record.Service.ID, true)

@@ -755,6 +755,22 @@ func (v Version) EventArgs() []any {
 	return []any{r.ID, r.Version, r.UpdatedAt, string(v.Cause), r.Status, r.Business, v.Reason, r.Referral}
 }
 
+// WriteVersions is the plain Backend.WriteVersions: WriteVersion for each version, in order.
+func (d Dialect) WriteVersions(ctx context.Context, w Querier, vs []Version) (updated, subscribed []bool, err error) {
+	return WriteEach(vs, func(v Version) (bool, bool, error) { return d.WriteVersion(ctx, w, v) })
+}
+
+// WriteEach writes each version with write, in order (Backend.WriteVersions one at a time).
+func WriteEach(vs []Version, write func(Version) (updated, subscribed bool, err error)) (updated, subscribed []bool, err error) {
+	updated, subscribed = make([]bool, len(vs)), make([]bool, len(vs))
+	for i, v := range vs {
+		if updated[i], subscribed[i], err = write(v); err != nil {
+			return nil, nil, err
+		}
+	}
+	return updated, subscribed, nil
+}
+
 // WriteVersion is the plain Backend.WriteVersion, one statement per step: the referral's row, then its
 // timeline entry. It does not probe for subscriptions (subscribed is true: the fan-out's own query finds
 // out).

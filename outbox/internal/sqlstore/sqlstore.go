@@ -239,6 +239,10 @@ type Backend interface {
 	// referral's practice surely has no active subscription (the fan-out is then skipped).
 	// Dialect.WriteVersion is the plain spelling.
 	WriteVersion(ctx context.Context, w *Tx, v Version) (updated, subscribed bool, err error)
+	// WriteVersions writes several versions, each as WriteVersion writes it, in order, but maybe in fewer
+	// statements; its results are in the order of vs. A batch naming a referral twice is written one version
+	// at a time. Dialect.WriteVersions is the plain spelling.
+	WriteVersions(ctx context.Context, w *Tx, vs []Version) (updated, subscribed []bool, err error)
 }
 
 // Micros converts a time to stored microseconds (0 for the zero time).

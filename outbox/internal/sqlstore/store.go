@@ -367,28 +367,39 @@ func (s *Store) UpdateReferral(ctx context.Context, id string, expectVersion int
 // timeline entry (Backend.WriteVersion), its messages, the withdrawals mapping.Withdrawal decided, and the
 // fan-out. fn's own error is returned unchanged.
 func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now time.Time, fn outbox.ReferralUpdate, cause outbox.TimelineCause) (outbox.Referral, error) {
-	d := s.d
-	ch, ok, err := d.NewChange(ctx, w, cur, now, fn, s.cfg.NewID)
+	ch, ok, err := s.d.NewChange(ctx, w, cur, now, fn, s.cfg.NewID)
 	if err != nil {
 		return outbox.Referral{}, err
 	}
 	if !ok {
 		return cur, nil
 	}
-	if err := d.checkCapacity(ctx, w, cur.Referral, ch.Next); err != nil {
+	if err := s.d.checkCapacity(ctx, w, cur.Referral, ch.Next); err != nil {
 		return outbox.Referral{}, err
 	}
-	// The version's UpdatedAt is stamped in commit order (it may be a few microseconds after now); its
-	// messages are due at the caller's now.
-	dueUS := Micros(now)
-	updated, subscribed, err := s.b.WriteVersion(ctx, w, Version{Row: ch.Row, From: cur.Record.Version, Cause: cause,
-		Reason: ch.Next.Record.StatusReason})
+	updated, subscribed, err := s.b.WriteVersion(ctx, w, ch.version(cur, cause))
 	if err != nil {
 		return outbox.Referral{}, err
 	}
 	if !updated {
-		return outbox.Referral{}, fmt.Errorf("%s: update referral: %w", d.Name, outbox.ErrVersionMismatch)
+		return outbox.Referral{}, fmt.Errorf("%s: update referral: %w", s.d.Name, outbox.ErrVersionMismatch)
 	}
+	return s.afterVersion(ctx, w, cur, ch, now, subscribed)
+}
+
+// version is ch's new version of cur as Backend.WriteVersion writes it, with a timeline entry of cause.
+func (ch Change) version(cur outbox.Referral, cause outbox.TimelineCause) Version {
+	return Version{Row: ch.Row, From: cur.Record.Version, Cause: cause, Reason: ch.Next.Record.StatusReason}
+}
+
+// afterVersion writes what follows ch's new version of cur once it is written: its messages (due at now), the
+// withdrawals, the erasure of a withdrawn consent, and the fan-out when the practice may have subscriptions.
+// It returns the referral as updated.
+func (s *Store) afterVersion(ctx context.Context, w *Tx, cur outbox.Referral, ch Change, now time.Time, subscribed bool) (outbox.Referral, error) {
+	d := s.d
+	// The version's UpdatedAt is stamped in commit order (it may be a few microseconds after now); its
+	// messages are due at the caller's now.
+	dueUS := Micros(now)
 	if err := s.insertMessages(ctx, w, cur.Record.ID, ch.Row.Version, dueUS, ch.Events); err != nil {
 		return outbox.Referral{}, err
 	}
@@ -525,15 +536,16 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 		if err != nil {
 			return err
 		}
-		quiet, moved := true, false
+		f := &finishing{s: s, w: w, lost: lost, quiet: true, referrals: make(map[string]bool, len(todo))}
 		for j, i := range todo {
-			l, q, err := s.finishIn(ctx, w, recs[j], cs[i].Now, cs[i].Result)
-			if err != nil {
+			if err := f.add(ctx, i, recs[j], cs[i].Now, cs[i].Result); err != nil {
 				return err
 			}
-			lost[i], quiet, moved = l, quiet && q, moved || !l
 		}
-		w.Quiet, w.Changed = quiet, moved
+		if err := f.flush(ctx); err != nil {
+			return err
+		}
+		w.Quiet, w.Changed = f.quiet, f.moved
 		return nil
 	})
 	if err != nil && len(todo) > 1 {
@@ -564,31 +576,125 @@ func (s *Store) checkCompletion(res outbox.AttemptResult) error {
 	return nil
 }
 
-// finishIn finishes one completion whose attempt is recorded (rec) in the write transaction w: it applies the
-// result's update and subscription change when the message moved on, and reports whether the lease was lost
-// (the attempt alone recorded) and whether the change is quiet (nothing another instance could claim sooner
-// for it).
-func (s *Store) finishIn(ctx context.Context, w *Tx, rec Recorded, now time.Time, res outbox.AttemptResult) (leaseLost, quiet bool, err error) {
-	if !rec.Moved {
-		return true, true, nil
-	}
-	w.Changed = false
-	if res.Update != nil {
-		if _, err := s.applyUpdate(ctx, w, rec.Referral, now, res.Update, outbox.CauseAttempt); err != nil {
-			return false, false, err
+// finishing finishes, in the write transaction w, a batch's completions whose attempts are recorded, in
+// order, as each would be finished alone (see finish), except that their new versions are written together
+// (Backend.WriteVersions: on PostgreSQL one statement for the batch, not one per delivery). Each
+// completion's version is prepared in turn (stamped, checked) and held with the rest of its completion
+// until the next flush, which writes the versions held and then finishes their completions in order.
+// Whatever must see the versions before it is written after a flush: a capacity check (it counts open
+// referrals) and a second version of the same referral (it then finds its referral moved on, as it would
+// alone). What is finished after a later completion's preparation is never what that preparation reads:
+// a change reads its own referral's messages only.
+type finishing struct {
+	s         *Store
+	w         *Tx
+	lost      []bool // by completion: the lease was lost (the attempt alone recorded)
+	quiet     bool   // every completion so far is quiet (see finish)
+	moved     bool   // some message moved on
+	held      []heldCompletion
+	referrals map[string]bool // the referrals of the versions held
+}
+
+// heldCompletion is a completion waiting for finishing.flush, with its prepared version if it has one.
+type heldCompletion struct {
+	i       int // its index in the batch (finishing.lost)
+	rec     Recorded
+	now     time.Time
+	res     outbox.AttemptResult
+	ch      Change
+	version bool // ch is a version to write
+}
+
+// add prepares completion i's version, if its message moved on and its update changes the referral, and
+// holds the completion for the next flush.
+func (f *finishing) add(ctx context.Context, i int, rec Recorded, now time.Time, res outbox.AttemptResult) error {
+	h := heldCompletion{i: i, rec: rec, now: now, res: res}
+	if rec.Moved && res.Update != nil {
+		d, cur := f.s.d, rec.Referral
+		ch, ok, err := d.NewChange(ctx, f.w, cur, now, res.Update, f.s.cfg.NewID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if f.referrals[cur.Record.ID] || capacityBound(cur.Referral, ch.Next) {
+				if err := f.flush(ctx); err != nil {
+					return err
+				}
+			}
+			if err := d.checkCapacity(ctx, f.w, cur.Referral, ch.Next); err != nil {
+				return err
+			}
+			h.ch, h.version = ch, true
+			f.referrals[cur.Record.ID] = true
 		}
 	}
-	if res.Subscription != nil {
-		if err := s.d.ChangeSubscription(ctx, w, *res.Subscription, now); err != nil {
-			return false, false, err
+	f.held = append(f.held, h)
+	return nil
+}
+
+// flush writes the versions held and finishes their completions, in order.
+func (f *finishing) flush(ctx context.Context) error {
+	var vs []Version
+	for _, h := range f.held {
+		if h.version {
+			vs = append(vs, h.ch.version(h.rec.Referral, outbox.CauseAttempt))
+		}
+	}
+	var updated, subscribed []bool
+	if len(vs) > 0 {
+		var err error
+		if updated, subscribed, err = f.s.b.WriteVersions(ctx, f.w, vs); err != nil {
+			return err
+		}
+	}
+	n := 0
+	for _, h := range f.held {
+		sub := false
+		if h.version {
+			if !updated[n] {
+				return fmt.Errorf("%s: update referral: %w", f.s.d.Name, outbox.ErrVersionMismatch)
+			}
+			sub = subscribed[n]
+			n++
+		}
+		if err := f.finish(ctx, h, sub); err != nil {
+			return err
+		}
+	}
+	f.held = f.held[:0]
+	clear(f.referrals)
+	return nil
+}
+
+// finish finishes one completion whose version, if any, is written: what follows the version and the
+// result's subscription change when its message moved on. It notes whether the lease was lost (the attempt
+// alone recorded) and whether the change is quiet (nothing another instance could claim sooner for it).
+func (f *finishing) finish(ctx context.Context, h heldCompletion, subscribed bool) error {
+	if !h.rec.Moved {
+		f.lost[h.i] = true
+		return nil
+	}
+	w := f.w
+	w.Changed = false
+	if h.version {
+		if _, err := f.s.afterVersion(ctx, w, h.rec.Referral, h.ch, h.now, subscribed); err != nil {
+			return err
+		}
+	}
+	if h.res.Subscription != nil {
+		if err := f.s.d.ChangeSubscription(ctx, w, *h.res.Subscription, h.now); err != nil {
+			return err
 		}
 	}
 	// Other instances are told when the outcome may let them claim something: a retry (due again, maybe
 	// before they would look), a delivery unblocking a later message, or messages the update wrote or
 	// withdrew. A dead message keeps its successors blocked, and one without successors frees nothing.
 	// This instance's dispatcher is signalled in every case.
-	tell := res.State == outbox.StatePending || (res.State == outbox.StateDelivered && rec.Successor)
-	return false, !tell && !w.Changed, nil
+	res := h.res
+	tell := res.State == outbox.StatePending || (res.State == outbox.StateDelivered && h.rec.Successor)
+	f.lost[h.i] = false
+	f.quiet, f.moved = f.quiet && !tell && !w.Changed, true
+	return nil
 }
 
 // newAttemptRow is res's attempt on message id as it is written at now.
