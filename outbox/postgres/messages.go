@@ -230,7 +230,7 @@ var recordAttemptsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::b
 			WHERE o.id IN (SELECT message_id FROM v) AND (SELECT count(*) FROM r) >= 0
 			ORDER BY o.id FOR UPDATE),
 		a AS (INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
-			SELECT v.message_id, (SELECT COALESCE(MAX(x.n), 0) + 1 FROM outbox_attempts x WHERE x.message_id = v.message_id),
+			SELECT v.message_id, socialrx_next_attempt(v.message_id),
 				v.started_at, v.latency_us, v.status_code, v.error, v.response
 			FROM v JOIN m ON m.id = v.message_id),
 		u AS (UPDATE outbox_messages o SET state = v.state, attempts = o.attempts + 1, last_error = v.error,
@@ -355,7 +355,7 @@ func (s *Store) recordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.At
 	row := w.QueryRowContext(ctx, `WITH `+withReferral+` m AS (
 				SELECT id, state, lease_owner FROM outbox_messages WHERE id = $1`+lockFirst+` FOR UPDATE),
 			a AS (INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
-				SELECT $1, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = $1),
+				SELECT $1, socialrx_next_attempt($1),
 					$2, $3, $4, $5, $10 FROM m),
 			u AS (UPDATE outbox_messages o SET state = $6, attempts = o.attempts + 1, last_error = $5,
 					lease_owner = '', lease_until = 0, next_attempt_at = COALESCE($7::bigint, o.next_attempt_at),
