@@ -581,10 +581,10 @@ func (s *Store) checkCompletion(res outbox.AttemptResult) error {
 // (Backend.WriteVersions: on PostgreSQL one statement for the batch, not one per delivery). Each
 // completion's version is prepared in turn (stamped, checked) and held with the rest of its completion
 // until the next flush, which writes the versions held and then finishes their completions in order.
-// Whatever must see the versions before it is written after a flush: a capacity check (it counts open
-// referrals) and a second version of the same referral (it then finds its referral moved on, as it would
-// alone). What is finished after a later completion's preparation is never what that preparation reads:
-// a change reads its own referral's messages only.
+// Whatever must see what is held comes after a flush: a second version of the same referral is prepared
+// after one (it then finds its referral moved on, as it would alone), and so is a capacity check (it counts
+// open referrals). What is finished after a later completion's preparation is never what that preparation
+// reads: a change reads its own referral's messages only.
 type finishing struct {
 	s         *Store
 	w         *Tx
@@ -611,12 +611,17 @@ func (f *finishing) add(ctx context.Context, i int, rec Recorded, now time.Time,
 	h := heldCompletion{i: i, rec: rec, now: now, res: res}
 	if rec.Moved && res.Update != nil {
 		d, cur := f.s.d, rec.Referral
+		if f.referrals[cur.Record.ID] {
+			if err := f.flush(ctx); err != nil {
+				return err
+			}
+		}
 		ch, ok, err := d.NewChange(ctx, f.w, cur, now, res.Update, f.s.cfg.NewID)
 		if err != nil {
 			return err
 		}
 		if ok {
-			if f.referrals[cur.Record.ID] || capacityBound(cur.Referral, ch.Next) {
+			if capacityBound(cur.Referral, ch.Next) {
 				if err := f.flush(ctx); err != nil {
 					return err
 				}
