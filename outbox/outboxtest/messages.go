@@ -402,13 +402,15 @@ func testCompleteAttemptsBatch(t *testing.T, open Opener) {
 }
 
 // testCompleteAttemptsVersions: the Task versions of a batch's deliveries, written together, are what each
-// completion alone would write: stamped in the batch's order, each fanned out to its own practice's
-// subscriptions only, and a move into an open status checked against the versions before it in the batch (a
-// service with room for one accepts one of two, and the other's completion fails alone).
+// completion alone would write: stamped in the batch's order (one transaction: SQLite may give them one
+// stamp), each with its timeline entry, each fanned out to
+// its own practice's subscriptions only; and a move into an open status is checked against the versions
+// before it in the batch (a service with room for one accepts one of two, and the other's completion fails
+// alone, writing nothing).
 func testCompleteAttemptsVersions(t *testing.T, open Opener) {
 	s := open(t, Options{Notify: testNotify})
 	ctx := t.Context()
-	for i := 1; i <= 6; i++ {
+	for i := 1; i <= 7; i++ {
 		in := intake(i)
 		if i%3 == 2 {
 			in.Referral.PracticeODS = "B82002"
@@ -426,36 +428,27 @@ func testCompleteAttemptsVersions(t *testing.T, open Opener) {
 		return outbox.Completion{ID: id, Now: now, Result: outbox.AttemptResult{Owner: "a", State: outbox.StateDelivered,
 			Attempt: outbox.Attempt{StatusCode: 200}, Update: update}}
 	}
-	errs := s.CompleteAttempts(ctx, []outbox.Completion{
-		done("msg-003-1", delivered), done("msg-002-1", delivered), done("msg-001-1", delivered),
-		done("msg-004-1", moveTo(mapping.StatusAccepted)), done("msg-005-1", moveTo(mapping.StatusAccepted)),
-		done("msg-006-1", delivered),
-	})
-	for i, err := range errs {
-		if i != 4 && err != nil {
-			t.Errorf("completion %d: %v", i, err)
+	// Five deliveries, one batch, every one of them fine: their versions go together.
+	for i, err := range s.CompleteAttempts(ctx, []outbox.Completion{done("msg-003-1", delivered),
+		done("msg-002-1", delivered), done("msg-001-1", delivered), done("msg-006-1", delivered),
+		done("msg-007-1", delivered)}) {
+		if err != nil {
+			t.Errorf("delivery %d of the batch: %v", i, err)
 		}
 	}
-	wantErr(t, "the second accept of a service with room for one, in the same batch", errs[4], outbox.ErrCapacityFull)
-	if r := get(t, s, "ref-005"); r.Record.Version != 1 || r.Record.Status != mapping.StatusRequested {
-		t.Errorf("the refused accept wrote: %s v%d", r.Record.Status, r.Record.Version)
-	}
-	if c, _, err := s.GetCapacity(ctx, walks.ID); err != nil || c.Open != 1 {
-		t.Errorf("open referrals after the batch: %d, %v; want 1", c.Open, err)
-	}
-	order := []string{"ref-003", "ref-002", "ref-001", "ref-004", "ref-006"}
 	var last time.Time
-	for _, id := range order {
+	for _, id := range []string{"ref-003", "ref-002", "ref-001", "ref-006", "ref-007"} {
 		r := get(t, s, id)
-		if r.Record.Version != 2 {
-			t.Errorf("%s after the batch: version %d, want 2", id, r.Record.Version)
+		if r.Record.Version != 2 || r.BusinessStatus != mapping.BusinessDelivered {
+			t.Errorf("%s after the batch: version %d, %s; want 2, delivered", id, r.Record.Version, r.BusinessStatus)
 		}
-		if !r.Record.UpdatedAt.After(last) {
-			t.Errorf("%s stamped %v, not after the completion before it in the batch (%v)", id, r.Record.UpdatedAt, last)
+		if r.Record.UpdatedAt.Before(last) {
+			t.Errorf("%s stamped %v, before the completion before it in the batch (%v)", id, r.Record.UpdatedAt, last)
 		}
 		last = r.Record.UpdatedAt
 		vs, err := s.ReferralVersions(ctx, id)
-		if err != nil || len(vs) != 2 || !vs[1].Record.UpdatedAt.Equal(r.Record.UpdatedAt) {
+		if err != nil || len(vs) != 2 || !vs[1].Record.UpdatedAt.Equal(r.Record.UpdatedAt) ||
+			vs[1].BusinessStatus != mapping.BusinessDelivered {
 			t.Errorf("%s's versions: %d, %v; want 2, the second as read", id, len(vs), err)
 		}
 	}
@@ -465,7 +458,23 @@ func testCompleteAttemptsVersions(t *testing.T, open Opener) {
 		notified = append(notified, fmt.Sprintf("%s v%d #%d", n.Referral, n.Version, n.N))
 	}
 	diff(t, "notifications of A81001's subscription", notified,
-		[]string{"ref-003 v2 #1", "ref-001 v2 #2", "ref-004 v2 #3", "ref-006 v2 #4"})
+		[]string{"ref-003 v2 #1", "ref-001 v2 #2", "ref-006 v2 #3", "ref-007 v2 #4"})
+	// Two accepts of a service with room for one, in one batch.
+	errs := s.CompleteAttempts(ctx, []outbox.Completion{done("msg-004-1", moveTo(mapping.StatusAccepted)),
+		done("msg-005-1", moveTo(mapping.StatusAccepted))})
+	if errs[0] != nil {
+		t.Errorf("the first accept: %v", errs[0])
+	}
+	wantErr(t, "the second accept of a service with room for one, in the same batch", errs[1], outbox.ErrCapacityFull)
+	if r := get(t, s, "ref-004"); r.Record.Version != 2 || r.Record.Status != mapping.StatusAccepted {
+		t.Errorf("the first accept: %s v%d", r.Record.Status, r.Record.Version)
+	}
+	if r := get(t, s, "ref-005"); r.Record.Version != 1 || r.Record.Status != mapping.StatusRequested {
+		t.Errorf("the refused accept wrote: %s v%d", r.Record.Status, r.Record.Version)
+	}
+	if c, _, err := s.GetCapacity(ctx, walks.ID); err != nil || c.Open != 1 {
+		t.Errorf("open referrals after the accepts: %d, %v; want 1", c.Open, err)
+	}
 }
 
 func testReleaseMessages(t *testing.T, open Opener) {
