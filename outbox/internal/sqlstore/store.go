@@ -536,7 +536,7 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 		if err != nil {
 			return err
 		}
-		f := &finishing{s: s, w: w, lost: lost, quiet: true, referrals: make(map[string]bool, len(todo))}
+		f := &finishing{s: s, w: w, lost: lost, quiet: true}
 		for j, i := range todo {
 			if err := f.add(ctx, i, recs[j], cs[i].Now, cs[i].Result); err != nil {
 				return err
@@ -586,13 +586,12 @@ func (s *Store) checkCompletion(res outbox.AttemptResult) error {
 // open referrals). What is finished after a later completion's preparation is never what that preparation
 // reads: a change reads its own referral's messages only.
 type finishing struct {
-	s         *Store
-	w         *Tx
-	lost      []bool // by completion: the lease was lost (the attempt alone recorded)
-	quiet     bool   // every completion so far is quiet (see finish)
-	moved     bool   // some message moved on
-	held      []heldCompletion
-	referrals map[string]bool // the referrals of the versions held
+	s     *Store
+	w     *Tx
+	lost  []bool // by completion: the lease was lost (the attempt alone recorded)
+	quiet bool   // every completion so far is quiet (see finish)
+	moved bool   // some message moved on
+	held  []heldCompletion
 }
 
 // heldCompletion is a completion waiting for finishing.flush, with its prepared version if it has one.
@@ -611,7 +610,7 @@ func (f *finishing) add(ctx context.Context, i int, rec Recorded, now time.Time,
 	h := heldCompletion{i: i, rec: rec, now: now, res: res}
 	if rec.Moved && res.Update != nil {
 		d, cur := f.s.d, rec.Referral
-		if f.referrals[cur.Record.ID] {
+		if f.holdsVersion(cur.Record.ID) {
 			if err := f.flush(ctx); err != nil {
 				return err
 			}
@@ -630,11 +629,20 @@ func (f *finishing) add(ctx context.Context, i int, rec Recorded, now time.Time,
 				return err
 			}
 			h.ch, h.version = ch, true
-			f.referrals[cur.Record.ID] = true
 		}
 	}
 	f.held = append(f.held, h)
 	return nil
+}
+
+// holdsVersion reports whether a version of the referral id is held, not yet written.
+func (f *finishing) holdsVersion(id string) bool {
+	for _, h := range f.held {
+		if h.version && h.rec.Referral.Record.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // flush writes the versions held and finishes their completions, in order.
@@ -667,7 +675,6 @@ func (f *finishing) flush(ctx context.Context) error {
 		}
 	}
 	f.held = f.held[:0]
-	clear(f.referrals)
 	return nil
 }
 
