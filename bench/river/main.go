@@ -109,7 +109,9 @@ type measurement struct {
 	MaxUS         int64   `json:"max_us,omitempty"`   // latency: commit→received
 	LagUS         int64   `json:"lag_us,omitempty"`   // latency: last arrival − last commit
 	InsertP50US   int64   `json:"insert_p50_us,omitempty"`
-	Early         int     `json:"early,omitempty"` // latency: arrivals before Insert returned
+	Early         int     `json:"early,omitempty"`      // latency: arrivals before Insert returned
+	AppCPUUS      int64   `json:"app_cpu_us,omitempty"` // throughput: this process's CPU time (River, the receiver)
+	DBCPUUS       int64   `json:"db_cpu_us,omitempty"`  // throughput: the local PostgreSQL server's CPU time
 }
 
 // emit prints m as one JSON line.
@@ -499,6 +501,8 @@ func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxW
 			return measurement{}, fmt.Errorf("insert: %w", err)
 		}
 	}
+	db0, dbOK := processCPU("postgres")
+	app0 := selfCPU()
 	start := time.Now()
 	if err := r.client.Start(ctx); err != nil {
 		r.close()
@@ -510,6 +514,12 @@ func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxW
 	}
 	err = r.waitFull(ctx, timeout)
 	elapsed := time.Since(start)
+	appCPU := selfCPU() - app0
+	db1, dbOK1 := processCPU("postgres")
+	var dbCPU time.Duration
+	if dbOK && dbOK1 {
+		dbCPU = db1 - db0
+	}
 	r.sink.mu.Lock()
 	delivered, dups := len(r.sink.arrived), r.sink.dups
 	r.sink.mu.Unlock()
@@ -526,7 +536,8 @@ func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxW
 		return measurement{}, fmt.Errorf("throughput run: %d webhooks failed verification", b)
 	}
 	return measurement{Kind: "throughput", MaxWorkers: maxWorkers, FetchCooldown: cooldown.String(), Jobs: m,
-		Delivered: delivered, Seconds: elapsed.Seconds(), PerSecond: float64(delivered) / elapsed.Seconds(), Dups: dups}, nil
+		Delivered: delivered, Seconds: elapsed.Seconds(), PerSecond: float64(delivered) / elapsed.Seconds(), Dups: dups,
+		AppCPUUS: appCPU.Microseconds(), DBCPUUS: dbCPU.Microseconds()}, nil
 }
 
 // latencyRun inserts jobs one by one at rate for dur and measures commit→received.

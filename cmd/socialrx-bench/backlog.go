@@ -96,6 +96,8 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	debug.FreeOSMemory()
 	rssReset := resetPeakRSS() == nil
 	r.claims.reset()
+	db0, dbOK := processCPU("postgres")
+	app0 := selfCPU()
 	start := time.Now()
 	stops = append(stops, r.runDispatcher(o.ctx))
 	timeout := sp.timeout
@@ -104,6 +106,8 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	}
 	err = r.waitFull(o.ctx, timeout)
 	elapsed := time.Since(start)
+	appCPU := selfCPU() - app0
+	db1, dbOK1 := processCPU("postgres")
 	delivered := r.sink.count()
 	if err != nil && sp.windowTime > 0 && o.ctx.Err() == nil && delivered > 0 {
 		err = nil // the time window ended first: the rate counts what arrived
@@ -122,7 +126,8 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
 	}
 	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, claims: claims,
-		claimP50: c50, claimP99: c99, maxRSSKiB: rss, instances: instances, preloadDur: preload})
+		claimP50: c50, claimP99: c99, maxRSSKiB: rss, instances: instances, preloadDur: preload, appCPU: appCPU,
+		dbCPU: cpuIf(r.dsn != "" && dbOK && dbOK1, db1-db0)})
 }
 
 // drained completes a drain's result d (delivered and elapsed set) from the sink: the rate, dups and sample,

@@ -368,7 +368,8 @@ func (pl *planner) intakePostgres() {
 // drainMetricDefs are a drain row's figures.
 var drainMetricDefs = []metricDef{{"msg/s", "rate", unitRate, true}, {"claim p50", "claim_p50", unitDur, false},
 	{"claim p99", "claim_p99", unitDur, false}, {"max RSS", "rss", unitMiB, false}, {"dups", "dups", unitCount, false},
-	{"pre-load", "preload", unitDur, false}}
+	{"pre-load", "preload", unitDur, false}, {"app CPU/msg", "app_cpu_per_msg", unitDur, false},
+	{"PG CPU/msg", "db_cpu_per_msg", unitDur, false}}
 
 // drainSpecFor is the drain of size pending messages (seeded and cloned above -table-clone-above).
 func (pl *planner) drainSpecFor(name string, size, instances int) drainSpec {
@@ -422,7 +423,16 @@ func (pl *planner) drains() {
 				if err != nil {
 					return nil, err
 				}
-				return metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}, nil
+				m := metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}
+				if ms[0].Delivered > 0 {
+					if ms[0].AppCPUUS > 0 {
+						m["app_cpu_per_msg"] = float64(ms[0].AppCPUUS) / 1e6 / float64(ms[0].Delivered)
+					}
+					if ms[0].DBCPUUS > 0 {
+						m["db_cpu_per_msg"] = float64(ms[0].DBCPUUS) / 1e6 / float64(ms[0].Delivered)
+					}
+				}
+				return m, nil
 			})
 		}
 	}
@@ -526,9 +536,14 @@ func drainMetrics(d drainResult) metrics {
 	if d.maxRSSKiB > 0 {
 		m["rss"] = float64(d.maxRSSKiB)
 	}
-	if d.serveCPU > 0 && d.delivered > 0 {
-		m["cpu_per_msg"] = d.serveCPU.Seconds() / float64(d.delivered)
+	perMsg := func(key string, cpu time.Duration) {
+		if cpu > 0 && d.delivered > 0 {
+			m[key] = cpu.Seconds() / float64(d.delivered)
+		}
 	}
+	perMsg("cpu_per_msg", d.serveCPU)
+	perMsg("app_cpu_per_msg", d.appCPU)
+	perMsg("db_cpu_per_msg", d.dbCPU)
 	return m
 }
 
@@ -591,6 +606,8 @@ type riverMeasurement struct {
 	LagUS         int64   `json:"lag_us"`
 	InsertP50US   int64   `json:"insert_p50_us"`
 	Early         int     `json:"early"`
+	AppCPUUS      int64   `json:"app_cpu_us"`
+	DBCPUUS       int64   `json:"db_cpu_us"`
 }
 
 // parseRiverJSON reads river-bench -json's output: one JSON object per line (other lines are an error).

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// processCPU sums the CPU time (user and system) used so far by this machine's processes whose command name
+// is comm (/proc/PID/stat); ok is false when /proc cannot be read or no such process runs. A process that
+// exits between two readings takes its time with it, so the difference of two readings counts the processes
+// that ran throughout: a PostgreSQL server's background processes and its pooled connections' backends.
+func processCPU(comm string) (total time.Duration, ok bool) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	var ticks int64
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone since the listing
+		}
+		if c, t, parsed := parseStat(b); parsed && c == comm {
+			ticks += t
+			ok = true
+		}
+	}
+	return time.Duration(ticks) * clockTick, ok
+}
+
+// parseStat reads a /proc/PID/stat line's command name (between the first "(" and the last ")": the name may
+// hold either) and its user plus system time in clock ticks (utime and stime, the 14th and 15th fields).
+func parseStat(b []byte) (comm string, ticks int64, ok bool) {
+	open, closing := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || closing < open {
+		return "", 0, false
+	}
+	fields := bytes.Fields(b[closing+1:]) // from the state, the 3rd field
+	if len(fields) < 13 {
+		return "", 0, false
+	}
+	utime, err1 := strconv.ParseInt(string(fields[11]), 10, 64)
+	stime, err2 := strconv.ParseInt(string(fields[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return "", 0, false
+	}
+	return string(b[open+1 : closing]), utime + stime, true
+}
+
+// selfCPU is the CPU time (user and system) this process has used so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuIf is d when ok, else 0 (unknown).
+func cpuIf(ok bool, d time.Duration) time.Duration {
+	if !ok {
+		return 0
+	}
+	return d
+}
