@@ -28,6 +28,7 @@ const (
 	DefaultRetryBudget     = 72 * time.Hour
 	DefaultMaxRetryAfter   = time.Hour
 	DefaultSafetyPoll      = 2 * time.Second
+	DefaultClaimWait       = 5 * time.Millisecond
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
@@ -80,6 +81,16 @@ type DispatcherOptions struct {
 	// and whose attempt is being recorded no longer counts (it still counts in Concurrency). Default
 	// DefaultPerDestination (8).
 	PerDestination int
+	// ClaimBatch is how many free places (Concurrency less the messages in flight or held) the dispatcher
+	// waits for before it claims again while deliveries are in flight: under a backlog it then claims
+	// several messages at a time, not one or two after each completion (every claim is a database round
+	// trip with a fixed cost). With nothing in flight it claims at once, and it never waits longer than
+	// ClaimWait after its last claim. Default Concurrency/4, at least 1 (1: claim whenever a place is free);
+	// at most Concurrency.
+	ClaimBatch int
+	// ClaimWait is how long after its last claim the dispatcher, with deliveries in flight, claims for fewer
+	// than ClaimBatch free places. Default DefaultClaimWait (5 ms).
+	ClaimWait time.Duration
 	// RetryBudget is how long a message is retried, from Message.BudgetFrom (creation or last replay),
 	// before it goes dead. Default 72 h.
 	RetryBudget time.Duration
@@ -150,6 +161,9 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 	dur("Lease", &o.Lease, max(DefaultLease, 2*attemptLimit(o)))
 	count("Concurrency", &o.Concurrency, DefaultConcurrency)
 	count("PerDestination", &o.PerDestination, DefaultPerDestination)
+	count("ClaimBatch", &o.ClaimBatch, max(o.Concurrency/4, 1))
+	o.ClaimBatch = min(o.ClaimBatch, max(o.Concurrency, 1))
+	dur("ClaimWait", &o.ClaimWait, DefaultClaimWait)
 	dur("RetryBudget", &o.RetryBudget, DefaultRetryBudget)
 	dur("MaxRetryAfter", &o.MaxRetryAfter, DefaultMaxRetryAfter)
 	dur("SafetyPoll", &o.SafetyPoll, DefaultSafetyPoll)
@@ -310,6 +324,7 @@ type loopState struct {
 	rec     *completer                        // records the deliveries' attempts
 	dueAt   time.Time                         // the next due time NextDue read last (zero: none pending)
 	dueRead time.Time                         // when NextDue was read last (this process's clock)
+	claimed time.Time                         // when the loop claimed last (this process's clock)
 }
 
 // dueRecheck is how often, at most, a busy loop reads the next due time (NextDue). While deliveries are in
@@ -420,7 +435,16 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 		if free <= 0 {
 			return nil
 		}
+		// With deliveries in flight, every completion brings the loop back: a claim waits for ClaimBatch free
+		// places, or until ClaimWait has passed since the last claim (ClaimBatch).
+		if st.running > 0 && free < d.opts.ClaimBatch {
+			if wait := d.opts.ClaimWait - time.Since(st.claimed); wait > 0 {
+				due.Reset(wait)
+				return nil
+			}
+		}
 		msgs, err := d.claim(ctx, now, free, st)
+		st.claimed = time.Now()
 		if err != nil {
 			return fmt.Errorf("claiming messages: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1283,5 +1284,122 @@ func TestDispatchBusyReadsDueTimeSparingly(t *testing.T) {
 			reads, elapsed.Round(time.Millisecond), n, bound)
 	} else {
 		t.Logf("the next due time was read %d times in %s for %d deliveries", reads, elapsed.Round(time.Millisecond), n)
+	}
+}
+
+// claimLog is a store that notes the limit of every claim the dispatcher makes.
+type claimLog struct {
+	outbox.Store
+	mu     sync.Mutex
+	limits []int
+}
+
+func (c *claimLog) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
+	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	c.mu.Lock()
+	c.limits = append(c.limits, limit)
+	c.mu.Unlock()
+	return c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+}
+
+func (c *claimLog) claims() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.limits)
+}
+
+// delivered waits for n reports of delivered attempts, whichever messages they are about.
+func (r *run) delivered(n int) {
+	r.t.Helper()
+	timeout := time.After(guard)
+	for n > 0 {
+		select {
+		case a := <-r.reports:
+			if a.Outcome != outbox.OutcomeDelivered {
+				r.t.Fatalf("attempt %d on %s: outcome %q status %d, want delivered", a.Attempt, a.MessageID, a.Outcome, a.StatusCode)
+			}
+			n--
+		case <-timeout:
+			r.t.Fatalf("timed out waiting for %d more deliveries", n)
+		}
+	}
+}
+
+// TestDispatchClaimsInBatchesUnderBacklog: with a backlog and deliveries in flight, the dispatcher does not
+// claim after every completion for the one place it freed; it waits until ClaimBatch places are free (here
+// with ClaimWait so long that only the count decides). Deliveries finish one at a time below: formerly each
+// was followed by a claim for one message. Every message is still delivered.
+func TestDispatchClaimsInBatchesUnderBacklog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	log := &claimLog{}
+	e.wrap = func(s outbox.Store) outbox.Store { log.Store = s; return log }
+	gate := make(chan struct{})
+	rc := newReceiver(t, time.Now, func(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		select { // each request waits for a token from the test
+		case <-gate:
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	e.serve("walks", rc)
+	const n, concurrency, batch = 24, 8, 4
+	for i := range n {
+		e.refer(fmt.Sprintf("r%d", i), created("walks"))
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.Concurrency, o.PerDestination = concurrency, concurrency
+		o.ClaimBatch, o.ClaimWait = batch, time.Hour
+	})
+	for range concurrency {
+		rc.next(t) // the first claim filled every place
+	}
+	// One delivery finishes at a time, each recorded before the next is let go.
+	for range n - concurrency {
+		gate <- struct{}{}
+		r.delivered(1)
+	}
+	for range concurrency {
+		gate <- struct{}{}
+	}
+	r.delivered(concurrency)
+	claims := log.claims()
+	for _, limit := range claims {
+		if limit < batch {
+			t.Fatalf("claims asked for %v messages; want each for at least ClaimBatch (%d) while deliveries were in flight", claims, batch)
+		}
+	}
+	t.Logf("%d deliveries, claims for %v messages", n, claims)
+}
+
+// TestDispatchClaimWaitUsesALoneFreePlace: when deliveries hold places for long (a destination that does not
+// answer) and fewer than ClaimBatch are free, a message that comes in is still claimed and delivered once
+// ClaimWait has passed; it does not wait for the slow deliveries to finish.
+func TestDispatchClaimWaitUsesALoneFreePlace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	slow := newReceiver(t, time.Now, blockAll)
+	quick := newReceiver(t, time.Now, nil)
+	e.serve("walks", slow)
+	e.serve("debt", quick)
+	var held []string
+	for i := range 3 {
+		held = append(held, e.refer(fmt.Sprintf("slow%d", i), created("walks"))...)
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.Concurrency, o.ClaimBatch, o.ClaimWait = 4, 4, 20*time.Millisecond
+		o.Timeout = 2 * guard // the slow deliveries outlast the test
+	})
+	for range held {
+		slow.next(t) // three places held; one free, under ClaimBatch
+	}
+	for i := range 3 {
+		id := e.refer(fmt.Sprintf("quick%d", i), created("debt"))[0]
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+		quick.next(t)
 	}
 }
