@@ -107,7 +107,10 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	err = r.waitFull(o.ctx, timeout)
 	elapsed := time.Since(start)
 	appCPU := selfCPU() - app0
-	db1, dbOK1 := processCPU("postgres")
+	var dbCPU time.Duration // unknown (0) unless PostgreSQL is the store and runs here
+	if db1, dbOK1 := processCPU("postgres"); r.dsn != "" && dbOK && dbOK1 {
+		dbCPU = db1 - db0
+	}
 	delivered := r.sink.count()
 	if err != nil && sp.windowTime > 0 && o.ctx.Err() == nil && delivered > 0 {
 		err = nil // the time window ended first: the rate counts what arrived
@@ -127,7 +130,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	}
 	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, claims: claims,
 		claimP50: c50, claimP99: c99, maxRSSKiB: rss, instances: instances, preloadDur: preload, appCPU: appCPU,
-		dbCPU: cpuIf(r.dsn != "" && dbOK && dbOK1, db1-db0)})
+		dbCPU: dbCPU})
 }
 
 // drained completes a drain's result d (delivered and elapsed set) from the sink: the rate, dups and sample,

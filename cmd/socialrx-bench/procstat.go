@@ -64,11 +64,3 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// cpuIf is d when ok, else 0 (unknown).
-func cpuIf(ok bool, d time.Duration) time.Duration {
-	if !ok {
-		return 0
-	}
-	return d
-}

@@ -424,14 +424,8 @@ func (pl *planner) drains() {
 					return nil, err
 				}
 				m := metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}
-				if ms[0].Delivered > 0 {
-					if ms[0].AppCPUUS > 0 {
-						m["app_cpu_per_msg"] = float64(ms[0].AppCPUUS) / 1e6 / float64(ms[0].Delivered)
-					}
-					if ms[0].DBCPUUS > 0 {
-						m["db_cpu_per_msg"] = float64(ms[0].DBCPUUS) / 1e6 / float64(ms[0].Delivered)
-					}
-				}
+				setPerMessage(m, "app_cpu_per_msg", time.Duration(ms[0].AppCPUUS)*time.Microsecond, ms[0].Delivered)
+				setPerMessage(m, "db_cpu_per_msg", time.Duration(ms[0].DBCPUUS)*time.Microsecond, ms[0].Delivered)
 				return m, nil
 			})
 		}
@@ -536,15 +530,17 @@ func drainMetrics(d drainResult) metrics {
 	if d.maxRSSKiB > 0 {
 		m["rss"] = float64(d.maxRSSKiB)
 	}
-	perMsg := func(key string, cpu time.Duration) {
-		if cpu > 0 && d.delivered > 0 {
-			m[key] = cpu.Seconds() / float64(d.delivered)
-		}
-	}
-	perMsg("cpu_per_msg", d.serveCPU)
-	perMsg("app_cpu_per_msg", d.appCPU)
-	perMsg("db_cpu_per_msg", d.dbCPU)
+	setPerMessage(m, "cpu_per_msg", d.serveCPU, d.delivered)
+	setPerMessage(m, "app_cpu_per_msg", d.appCPU, d.delivered)
+	setPerMessage(m, "db_cpu_per_msg", d.dbCPU, d.delivered)
 	return m
+}
+
+// setPerMessage sets m[key] to cpu per message delivered, when both are known (not 0).
+func setPerMessage(m metrics, key string, cpu time.Duration, delivered int) {
+	if cpu > 0 && delivered > 0 {
+		m[key] = cpu.Seconds() / float64(delivered)
+	}
 }
 
 // removeSQLite removes an SQLite database file and its WAL and shared-memory files.
