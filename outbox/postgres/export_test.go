@@ -2,3 +2,7 @@ package postgres
 
 // RecordAttemptsStatement is the statement that records a batch of attempts, for tests of its plan.
 var RecordAttemptsStatement = recordAttemptsStatement
+
+// SelectDueClosed is retention's scan of the closed referrals, as this backend spells it, for tests of its
+// plan.
+var SelectDueClosed = dialect().SelectDueClosed()

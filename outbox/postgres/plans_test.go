@@ -3,8 +3,12 @@ package postgres_test
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 	"github.com/socialrx/socialrx/outbox/postgres"
 )
 
@@ -95,5 +99,70 @@ func TestRecordingAttemptsNeverScansAttempts(t *testing.T) {
 	var last int
 	if err := tx.QueryRowContext(ctx, `SELECT max(n) FROM outbox_attempts WHERE message_id = $1`, msg).Scan(&last); err != nil || last != 2005 {
 		t.Errorf("after 2,002 attempts and 3 more recorded: last attempt %d, %v; want 2005", last, err)
+	}
+}
+
+// TestClosedAndForwardedScansUseTheirIndexes: since migration 95, referrals_unscrubbed holds only closed
+// referrals and referrals_parent only forwarded ones; retention's scan and the GP's Task?part-of= search can
+// still use them, on generic plans too (the query spells each predicate; a parameter alone proves nothing).
+// Sequential scans are disabled so that the test asks whether the index can serve, not whether a few rows
+// are cheaper to read without it.
+func TestClosedAndForwardedScansUseTheirIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := freshSchema(t)
+	s := openStore(t, dsn, postgres.Options{})
+	if _, err := s.CreateReferral(ctx, testIntake(1)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{`SET enable_seqscan = off`, `SET plan_cache_mode = force_generic_plan`} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	search, args, _, _ := sqlstore.ReferralSearch(outbox.ReferralQuery{ParentTaskID: "task-1"})
+	for i, c := range []struct {
+		query, index string
+		args         []any
+	}{
+		{postgres.SelectDueClosed, "referrals_unscrubbed", []any{int64(1), 100}},
+		{search, "referrals_parent", args},
+	} {
+		name := fmt.Sprintf("plan%d", i)
+		if _, err := conn.ExecContext(ctx, `PREPARE `+name+` AS `+sqlstore.RebindDollar(c.query)); err != nil {
+			t.Fatal(err)
+		}
+		params := make([]string, len(c.args))
+		for j, a := range c.args {
+			params[j] = fmt.Sprintf("'%v'", a)
+		}
+		rows, err := conn.QueryContext(ctx, `EXPLAIN EXECUTE `+name+`(`+strings.Join(params, ", ")+`)`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(plan, "\n"), "using "+c.index+" on referrals") {
+			t.Errorf("%s\ngeneric plan:\n%s\nwant it to use %s", c.query, strings.Join(plan, "\n"), c.index)
+		}
 	}
 }

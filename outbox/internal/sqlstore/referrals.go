@@ -219,7 +219,12 @@ func referralSearch(q outbox.ReferralQuery, visible string) (query string, args 
 		}
 		in("business_status", bs)
 	}
-	eq("parent_task_id", q.ParentTaskID)
+	if q.ParentTaskID != "" {
+		// Spelled as referrals_parent's predicate, so that the search uses that index (which holds only
+		// forwarded referrals).
+		where = append(where, "parent_task_id <> ''")
+		eq("parent_task_id", q.ParentTaskID)
+	}
 	if len(q.DeadlineSteps) > 0 {
 		ds := make([]string, len(q.DeadlineSteps))
 		for i, v := range q.DeadlineSteps {

@@ -15,22 +15,41 @@ import (
 // Retention's statements (outbox.Retention). A closed referral is one in a final status.
 const (
 	dueDelivered = ` FROM outbox_messages WHERE state = 'delivered' AND scrubbed_at = 0 AND delivered_at < ?`
-	dueClosed    = ` FROM referrals WHERE scrubbed_at = 0 AND updated_at < ?
+	// dueClosedWhere's terms spell referrals_unscrubbed's predicate (migrations 87 on SQLite, 95 on
+	// PostgreSQL), so that the index of the closed referrals alone can serve both its statements.
+	dueClosedWhere = ` WHERE scrubbed_at = 0 AND updated_at < ?
 			AND status IN ('rejected', 'completed', 'failed', 'cancelled', 'entered-in-error')`
 
 	countDueDelivered  = `SELECT count(*)` + dueDelivered
 	selectDueDelivered = `SELECT id, payload` + dueDelivered + ` ORDER BY delivered_at, seq LIMIT ?`
 	scrubDelivered     = `UPDATE outbox_messages SET payload = ?, payload_sha256 = ?, scrubbed_at = ?
 			WHERE id = ? AND state = 'delivered' AND scrubbed_at = 0`
-	countDueClosed  = `SELECT count(*)` + dueClosed
-	selectDueClosed = `SELECT id` + dueClosed + ` ORDER BY updated_at, id LIMIT ?`
-	expireReferral  = `UPDATE referrals SET referral = ?, patient_ref = '', patient_nhs_number = '', scrubbed_at = ?
+	expireReferral = `UPDATE referrals SET referral = ?, patient_ref = '', patient_nhs_number = '', scrubbed_at = ?
 			WHERE id = ? AND scrubbed_at = 0`
 )
 
+// SelectDueClosed is retention's scan of the closed referrals not yet scrubbed, oldest change first (?
+// placeholders: the cutoff, the batch).
+func (d Dialect) SelectDueClosed() string {
+	return `SELECT id FROM ` + d.closedReferrals() + dueClosedWhere + ` ORDER BY updated_at, id LIMIT ?`
+}
+
+// countDueClosed counts the closed referrals not yet scrubbed (? placeholder: the cutoff).
+func (d Dialect) countDueClosed() string {
+	return `SELECT count(*) FROM ` + d.closedReferrals() + dueClosedWhere
+}
+
+// closedReferrals is the FROM item of retention's statements over closed referrals (Dialect.ClosedReferrals).
+func (d Dialect) closedReferrals() string {
+	if d.ClosedReferrals != "" {
+		return d.ClosedReferrals
+	}
+	return "referrals"
+}
+
 // retentionStatements lists the static statements of this file.
 func retentionStatements() []string {
-	return []string{countDueDelivered, selectDueDelivered, scrubDelivered, countDueClosed, selectDueClosed, expireReferral}
+	return []string{countDueDelivered, selectDueDelivered, scrubDelivered, expireReferral}
 }
 
 // Prune applies retention (outbox.Retention): first the delivered payloads, then the closed referrals, a
@@ -49,7 +68,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time, req outbox.PruneReques
 			}
 		}
 		if !req.ClosedBefore.IsZero() {
-			if err := s.read.QueryRowContext(ctx, d.rebind(countDueClosed), Micros(req.ClosedBefore)).Scan(&res.Referrals); err != nil {
+			if err := s.read.QueryRowContext(ctx, d.rebind(d.countDueClosed()), Micros(req.ClosedBefore)).Scan(&res.Referrals); err != nil {
 				return res, d.DriverErr("count closed referrals", err)
 			}
 		}
@@ -103,7 +122,7 @@ func (s *Store) Prune(ctx context.Context, now time.Time, req outbox.PruneReques
 		err := s.write(ctx, func(ctx context.Context, w *Tx) error {
 			n = 0
 			var ids []string
-			if err := d.each(ctx, w, selectDueClosed+d.Lock, []any{Micros(req.ClosedBefore), batch}, func(sc Scanner) error {
+			if err := d.each(ctx, w, d.SelectDueClosed()+d.Lock, []any{Micros(req.ClosedBefore), batch}, func(sc Scanner) error {
 				var id string
 				if err := sc.Scan(&id); err != nil {
 					return err

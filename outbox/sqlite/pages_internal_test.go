@@ -1,0 +1,202 @@
+package sqlite
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
+)
+
+// walPages follows, on a real database file, which b-trees (tables and indexes, by name) the transactions
+// since the last reset wrote pages of: it reads the page number of every frame in the WAL file and names
+// its b-tree from SQLite's dbstat table. Automatic checkpoints are off on the store's write connection, so
+// the WAL holds every frame written since reset.
+type walPages struct {
+	t *testing.T
+	s *Store
+}
+
+func newWALPages(t *testing.T, s *Store) walPages {
+	t.Helper()
+	if _, err := s.wdb.ExecContext(t.Context(), "PRAGMA wal_autocheckpoint = 0"); err != nil {
+		t.Fatal(err)
+	}
+	return walPages{t: t, s: s}
+}
+
+// reset checkpoints the WAL and truncates it.
+func (p walPages) reset() {
+	p.t.Helper()
+	var busy, frames, done int
+	if err := p.s.wdb.QueryRowContext(p.t.Context(), "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &frames, &done); err != nil || busy != 0 {
+		p.t.Fatalf("checkpoint: busy %d, %v", busy, err)
+	}
+}
+
+// written returns how many WAL frames each b-tree has had since reset.
+func (p walPages) written() map[string]int {
+	p.t.Helper()
+	b, err := os.ReadFile(p.s.path + "-wal")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if len(b) < 32 {
+		return map[string]int{}
+	}
+	pageSize := int(binary.BigEndian.Uint32(b[8:]))
+	saltStart := binary.BigEndian.Uint64(b[16:])
+	frames := map[uint32]int{}
+	for off := 32; off+24+pageSize <= len(b); off += 24 + pageSize {
+		if binary.BigEndian.Uint64(b[off+8:]) != saltStart {
+			break // a frame left from before the reset
+		}
+		frames[binary.BigEndian.Uint32(b[off:])]++
+	}
+	rows, err := p.s.wdb.QueryContext(p.t.Context(), "SELECT name, pageno FROM dbstat")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer rows.Close()
+	by := map[string]int{}
+	for rows.Next() {
+		var name string
+		var page uint32
+		if err := rows.Scan(&name, &page); err != nil {
+			p.t.Fatal(err)
+		}
+		if n := frames[page]; n > 0 {
+			by[name] += n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		p.t.Fatal(err)
+	}
+	return by
+}
+
+// TestOpenReferralWritesSkipClosedAndForwardedIndexes: intake and the version a delivery writes (a requested
+// referral's businessStatus and lastUpdated) write no page of referrals_unscrubbed (retention's closed
+// referrals) nor of referrals_parent (forwarded referrals), read from the WAL of a real database file; a
+// version that closes a referral does write referrals_unscrubbed (the attribution is live). Before migration
+// 87 both indexes held every referral and each such version wrote two pages of each.
+func TestOpenReferralWritesSkipClosedAndForwardedIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pages := newWALPages(t, s)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	create := func(from, to int) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			in := sqlstoretest.Intake(i, base.Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
+			in.Referral.Patient.Reference = fmt.Sprintf("Patient/p%d", i%97) // spread over the indexes
+			if _, err := s.CreateReferral(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	create(1, 2000) // indexes of several levels
+	pages.reset()
+	create(2001, 2020)
+	after := pages.written()
+	if after["referrals"] == 0 || after["outbox_messages"] == 0 {
+		t.Fatalf("intake wrote no page of referrals or outbox_messages (%v): the attribution is broken", after)
+	}
+	for _, ix := range []string{"referrals_unscrubbed", "referrals_parent"} {
+		if n := after[ix]; n != 0 {
+			t.Errorf("20 intakes wrote %d pages of %s; want none", n, ix)
+		}
+	}
+
+	claimed, err := s.ClaimMessages(ctx, "o", base.Add(time.Hour), time.Minute, 20, outbox.ClaimFilter{})
+	if err != nil || len(claimed) != 20 {
+		t.Fatalf("claimed %d, %v", len(claimed), err)
+	}
+	pages.reset()
+	for _, m := range claimed {
+		at := base.Add(time.Hour)
+		errs := s.CompleteAttempts(ctx, []outbox.Completion{{ID: m.ID, Now: at, Result: outbox.AttemptResult{
+			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered,
+			Update: outbox.MarkDelivered}}})
+		if errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	after = pages.written()
+	if after["referral_events"] == 0 {
+		t.Fatalf("20 deliveries wrote no timeline page (%v): their versions were not written", after)
+	}
+	for _, ix := range []string{"referrals_unscrubbed", "referrals_parent"} {
+		if n := after[ix]; n != 0 {
+			t.Errorf("20 deliveries (a version of an open referral each) wrote %d pages of %s; want none", n, ix)
+		}
+	}
+
+	pages.reset()
+	if _, err := s.UpdateReferral(ctx, claimed[0].ReferralID, 0, base.Add(2*time.Hour), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.Record.Status = mapping.StatusCancelled
+		return next, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := pages.written()["referrals_unscrubbed"]; n == 0 {
+		t.Error("cancelling a referral wrote no page of referrals_unscrubbed; retention would never find it")
+	}
+}
+
+// TestClosedAndForwardedScansUseTheirIndexes: retention's scan of the closed referrals and the GP's
+// Task?part-of= search still read the partial indexes that hold only those referrals (SQLite uses a partial
+// index only where the query spells its predicate), on a real database file.
+func TestClosedAndForwardedScansUseTheirIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	search, args, _, _ := sqlstore.ReferralSearch(outbox.ReferralQuery{ParentTaskID: "task-1"})
+	for _, c := range []struct {
+		query, index string
+		args         []any
+	}{
+		{dialect().SelectDueClosed(), "referrals_unscrubbed", []any{int64(1), 100}},
+		{search, "referrals_parent", args},
+	} {
+		rows, err := s.wdb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := rows.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(plan, "; "), "USING INDEX "+c.index) {
+			t.Errorf("%s\nplan %q; want it to use %s", c.query, plan, c.index)
+		}
+	}
+}
