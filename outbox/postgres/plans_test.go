@@ -102,12 +102,12 @@ func TestRecordingAttemptsNeverScansAttempts(t *testing.T) {
 	}
 }
 
-// TestClosedAndForwardedScansUseTheirIndexes: since migration 95, referrals_unscrubbed holds only closed
+// TestPartialIndexesServeTheirReaders: since migration 95, referrals_unscrubbed holds only closed
 // referrals and referrals_parent only forwarded ones; retention's scan and the GP's Task?part-of= search can
 // still use them, on generic plans too (the query spells each predicate; a parameter alone proves nothing).
 // Sequential scans are disabled so that the test asks whether the index can serve, not whether a few rows
 // are cheaper to read without it.
-func TestClosedAndForwardedScansUseTheirIndexes(t *testing.T) {
+func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	dsn := freshSchema(t)

@@ -346,8 +346,8 @@ func (s *Store) signal() {
 
 // dialect is this backend's spelling of the shared SQL (outbox/internal/sqlstore): ? placeholders, no row
 // locks and no stamp lock (one writer runs one transaction at a time), seq assigned as one more than the
-// largest (commit order, as only the writer inserts), practices matched with COLLATE NOCASE, retention's
-// scan of closed referrals pointed at its index.
+// largest (commit order, as only the writer inserts), practices matched with COLLATE NOCASE, the statements
+// written for one partial index pointed at it (INDEXED BY).
 func dialect() sqlstore.Dialect {
 	return sqlstore.Dialect{
 		Name:        "sqlite",
@@ -355,8 +355,7 @@ func dialect() sqlstore.Dialect {
 		NextSeq:     `(SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_messages)`,
 		Subscribers: `practice_ods = ? COLLATE NOCASE AND status IN ('active', 'error')`,
 		Classify:    classify,
-		// INDEXED BY also fails the statement if the index could not serve it (its predicate not implied).
-		ClosedReferrals: `referrals INDEXED BY referrals_unscrubbed`,
+		IndexedBy:   true,
 	}
 }
 

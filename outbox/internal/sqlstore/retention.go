@@ -31,20 +31,12 @@ const (
 // SelectDueClosed is retention's scan of the closed referrals not yet scrubbed, oldest change first (?
 // placeholders: the cutoff, the batch).
 func (d Dialect) SelectDueClosed() string {
-	return `SELECT id FROM ` + d.closedReferrals() + dueClosedWhere + ` ORDER BY updated_at, id LIMIT ?`
+	return `SELECT id FROM referrals` + d.indexed("referrals_unscrubbed") + dueClosedWhere + ` ORDER BY updated_at, id LIMIT ?`
 }
 
 // countDueClosed counts the closed referrals not yet scrubbed (? placeholder: the cutoff).
 func (d Dialect) countDueClosed() string {
-	return `SELECT count(*) FROM ` + d.closedReferrals() + dueClosedWhere
-}
-
-// closedReferrals is the FROM item of retention's statements over closed referrals (Dialect.ClosedReferrals).
-func (d Dialect) closedReferrals() string {
-	if d.ClosedReferrals != "" {
-		return d.ClosedReferrals
-	}
-	return "referrals"
+	return `SELECT count(*) FROM referrals` + d.indexed("referrals_unscrubbed") + dueClosedWhere
 }
 
 // retentionStatements lists the static statements of this file.

@@ -66,11 +66,11 @@ type Dialect struct {
 	// VisibleSeqs, if set, is the WHERE term (no placeholders) over outbox_messages that ListMessages adds for
 	// the same reason: paging by seq misses no message that commits late.
 	VisibleSeqs string
-	// ClosedReferrals, if set, is the FROM item retention's statements over the closed referrals not yet
-	// scrubbed read instead of "referrals": a hint for a planner that would not pick referrals_unscrubbed on
-	// its own (SQLite, without statistics, reads referrals_status_updated: every closed referral, the
-	// scrubbed ones included, at every pass).
-	ClosedReferrals string
+	// IndexedBy: the backend takes INDEXED BY (SQLite), and the statements written for one partial index name
+	// it (Dialect.indexed), as its planner, without statistics, prefers an equality on another index
+	// (retention's scan read every closed referral ever scrubbed from referrals_status_updated). INDEXED BY
+	// also fails such a statement if the index could not serve it.
+	IndexedBy bool
 	// IsUnique reports a unique or primary key violation.
 	IsUnique func(error) bool
 	// NextSeq is the value a new message's seq column is inserted with: an expression (SQLite: one more than

@@ -103,6 +103,14 @@ const (
 			WHERE id = ? RETURNING events_since_start`
 )
 
+// indexed is the hint after a table name that makes the statement read index (Dialect.IndexedBy), or "".
+func (d Dialect) indexed(index string) string {
+	if d.IndexedBy {
+		return " INDEXED BY " + index
+	}
+	return ""
+}
+
 // statements lists the static statements Dialect.Compile rebinds.
 func statements() []string {
 	return append([]string{
