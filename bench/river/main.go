@@ -112,6 +112,7 @@ type measurement struct {
 	Early         int     `json:"early,omitempty"`      // latency: arrivals before Insert returned
 	AppCPUUS      int64   `json:"app_cpu_us,omitempty"` // throughput: this process's CPU time (River, the receiver)
 	DBCPUUS       int64   `json:"db_cpu_us,omitempty"`  // throughput: the local PostgreSQL server's CPU time
+	WALBytes      int64   `json:"wal_bytes,omitempty"`  // throughput: the WAL the PostgreSQL server wrote
 }
 
 // emit prints m as one JSON line.
@@ -501,6 +502,8 @@ func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxW
 			return measurement{}, fmt.Errorf("insert: %w", err)
 		}
 	}
+	_, _ = pool.Exec(ctx, `CHECKPOINT`) // as socialrx-bench does before its drains (best effort)
+	wal0, walOK := walPosition(ctx, pool)
 	db0, dbOK := processCPU("postgres")
 	app0 := selfCPU()
 	start := time.Now()
@@ -520,6 +523,10 @@ func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxW
 	if dbOK && dbOK1 {
 		dbCPU = db1 - db0
 	}
+	var walBytes int64
+	if wal1, walOK1 := walPosition(ctx, pool); walOK && walOK1 {
+		walBytes = wal1 - wal0
+	}
 	r.sink.mu.Lock()
 	delivered, dups := len(r.sink.arrived), r.sink.dups
 	r.sink.mu.Unlock()
@@ -537,7 +544,7 @@ func throughputRun(ctx context.Context, pool *pgxpool.Pool, body []byte, m, maxW
 	}
 	return measurement{Kind: "throughput", MaxWorkers: maxWorkers, FetchCooldown: cooldown.String(), Jobs: m,
 		Delivered: delivered, Seconds: elapsed.Seconds(), PerSecond: float64(delivered) / elapsed.Seconds(), Dups: dups,
-		AppCPUUS: appCPU.Microseconds(), DBCPUUS: dbCPU.Microseconds()}, nil
+		AppCPUUS: appCPU.Microseconds(), DBCPUUS: dbCPU.Microseconds(), WALBytes: walBytes}, nil
 }
 
 // latencyRun inserts jobs one by one at rate for dur and measures commit→received.

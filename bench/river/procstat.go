@@ -5,10 +5,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on Linux).
@@ -67,3 +70,16 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// walPosition is the PostgreSQL server's current WAL position in bytes: the difference of two readings is
+// the WAL it wrote in between, every session's. ok is false when it cannot be read.
+func walPosition(ctx context.Context, pool *pgxpool.Pool) (int64, bool) {
+	var pos int64
+	if err := pool.QueryRow(ctx, walPositionQuery).Scan(&pos); err != nil {
+		return 0, false
+	}
+	return pos, true
+}
+
+// walPositionQuery reads the server's WAL position in bytes.
+const walPositionQuery = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`

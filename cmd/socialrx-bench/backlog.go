@@ -93,9 +93,18 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 				Concurrency: max(outbox.DefaultConcurrency, sp.perDest), PerDestination: sp.perDest})
 		stops = append(stops, runDispatcher(o.ctx, d))
 	}
+	var raw *sql.DB // PostgreSQL: reads the server's WAL position around the drain
+	if r.dsn != "" {
+		if raw, err = openRaw(r); err != nil {
+			return drainResult{}, err
+		}
+		defer raw.Close()
+	}
+	checkpoint(o.ctx, raw)
 	debug.FreeOSMemory()
 	rssReset := resetPeakRSS() == nil
 	r.claims.reset()
+	wal0, walOK := walPositionOf(o.ctx, raw)
 	db0, dbOK := processCPU("postgres")
 	app0 := selfCPU()
 	start := time.Now()
@@ -110,6 +119,10 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	var dbCPU time.Duration // unknown (0) unless PostgreSQL is the store and runs here
 	if db1, dbOK1 := processCPU("postgres"); r.dsn != "" && dbOK && dbOK1 {
 		dbCPU = db1 - db0
+	}
+	var walBytes int64
+	if wal1, walOK1 := walPositionOf(o.ctx, raw); walOK && walOK1 {
+		walBytes = wal1 - wal0
 	}
 	delivered := r.sink.count()
 	if err != nil && sp.windowTime > 0 && o.ctx.Err() == nil && delivered > 0 {
@@ -130,7 +143,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	}
 	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, claims: claims,
 		claimP50: c50, claimP99: c99, maxRSSKiB: rss, instances: instances, preloadDur: preload, appCPU: appCPU,
-		dbCPU: dbCPU})
+		dbCPU: dbCPU, walBytes: walBytes})
 }
 
 // drained completes a drain's result d (delivered and elapsed set) from the sink: the rate, dups and sample,

@@ -370,6 +370,7 @@ type drainResult struct {
 	serveCPU   time.Duration // `socialrx serve` processes: the CPU time they used together (user and system)
 	appCPU     time.Duration // this process's CPU time during the drain: dispatchers, SQLite, the receiver
 	dbCPU      time.Duration // the local PostgreSQL server's CPU time during the drain (0: not PostgreSQL, or not local)
+	walBytes   int64         // the WAL the PostgreSQL server wrote during the drain (0: not PostgreSQL)
 }
 
 // throughputRun pre-loads o.messages referrals through HTTP and measures how fast one dispatcher delivers them.

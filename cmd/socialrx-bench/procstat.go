@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"os"
 	"strconv"
 	"syscall"
@@ -64,3 +66,33 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// walPosition is the PostgreSQL server's current WAL position in bytes: the difference of two readings is
+// the WAL it wrote in between, every session's. ok is false when it cannot be read.
+func walPosition(ctx context.Context, db *sql.DB) (int64, bool) {
+	var pos int64
+	if err := db.QueryRowContext(ctx, walPositionQuery).Scan(&pos); err != nil {
+		return 0, false
+	}
+	return pos, true
+}
+
+// checkpoint asks the PostgreSQL server for a checkpoint (best effort: it needs a privileged role), so that
+// a measurement's WAL starts after one: its pages' first changes then carry full-page images, as in any
+// run, instead of as many as a checkpoint falling somewhere in the run would add.
+func checkpoint(ctx context.Context, db *sql.DB) {
+	if db != nil {
+		_, _ = db.ExecContext(ctx, `CHECKPOINT`)
+	}
+}
+
+// walPositionOf is walPosition on db, and nothing (ok false) without one (SQLite).
+func walPositionOf(ctx context.Context, db *sql.DB) (int64, bool) {
+	if db == nil {
+		return 0, false
+	}
+	return walPosition(ctx, db)
+}
+
+// walPositionQuery reads the server's WAL position in bytes.
+const walPositionQuery = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`

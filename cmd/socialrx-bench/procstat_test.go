@@ -1,10 +1,13 @@
 package main
 
 import (
+	"database/sql"
 	"os"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/socialrx/socialrx/outbox/postgres/pgtest"
 )
 
 // TestParseStat reads the command name and CPU ticks of /proc/PID/stat lines, including a name that holds
@@ -52,5 +55,33 @@ func TestProcessCPUFindsThisProcess(t *testing.T) {
 	}
 	if _, found := processCPU("no-such-command-" + strconv.Itoa(os.Getpid())); found {
 		t.Errorf("processCPU found a process with a made-up name")
+	}
+}
+
+// TestWALPositionCountsWrites: the WAL position read on a real PostgreSQL server moves by at least the bytes
+// of what a transaction wrote (1,000 rows of 1 KB: 1 MB and more), and without a database nothing is read.
+func TestWALPositionCountsWrites(t *testing.T) {
+	ctx := t.Context()
+	db, err := sql.Open("pgx", pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE w (b text)`); err != nil {
+		t.Fatal(err)
+	}
+	before, ok := walPositionOf(ctx, db)
+	if !ok {
+		t.Fatal("no WAL position")
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO w SELECT repeat(md5(g::text), 32) FROM generate_series(1, 1000) g`); err != nil {
+		t.Fatal(err)
+	}
+	after, ok := walPositionOf(ctx, db)
+	if !ok || after-before < 1_000_000 {
+		t.Errorf("the WAL moved %d bytes for 1,000 rows of 1 KB (ok %v); want at least 1,000,000", after-before, ok)
+	}
+	if _, ok := walPositionOf(ctx, nil); ok {
+		t.Error("a WAL position read without a database")
 	}
 }

@@ -43,6 +43,7 @@ const (
 	unitDur               // a duration in seconds
 	unitCount             // a whole number
 	unitMiB               // KiB printed as MiB
+	unitKiB               // bytes printed as KiB
 	unitRatio             // two decimals and ×
 )
 
@@ -66,6 +67,8 @@ func (u unit) format(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	case unitMiB:
 		return fmt.Sprintf("%.0f MiB", v/1024)
+	case unitKiB:
+		return fmt.Sprintf("%.1f KiB", v/1024)
 	case unitRatio:
 		return fmt.Sprintf("%.2f×", v)
 	default:

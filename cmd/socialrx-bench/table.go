@@ -369,7 +369,7 @@ func (pl *planner) intakePostgres() {
 var drainMetricDefs = []metricDef{{"msg/s", "rate", unitRate, true}, {"claim p50", "claim_p50", unitDur, false},
 	{"claim p99", "claim_p99", unitDur, false}, {"max RSS", "rss", unitMiB, false}, {"dups", "dups", unitCount, false},
 	{"pre-load", "preload", unitDur, false}, {"app CPU/msg", "app_cpu_per_msg", unitDur, false},
-	{"PG CPU/msg", "db_cpu_per_msg", unitDur, false}}
+	{"PG CPU/msg", "db_cpu_per_msg", unitDur, false}, {"PG WAL/msg", "wal_per_msg", unitKiB, false}}
 
 // drainSpecFor is the drain of size pending messages (seeded and cloned above -table-clone-above).
 func (pl *planner) drainSpecFor(name string, size, instances int) drainSpec {
@@ -424,8 +424,9 @@ func (pl *planner) drains() {
 					return nil, err
 				}
 				m := metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}
-				setPerMessage(m, "app_cpu_per_msg", time.Duration(ms[0].AppCPUUS)*time.Microsecond, ms[0].Delivered)
-				setPerMessage(m, "db_cpu_per_msg", time.Duration(ms[0].DBCPUUS)*time.Microsecond, ms[0].Delivered)
+				setPerMessage(m, "app_cpu_per_msg", (time.Duration(ms[0].AppCPUUS) * time.Microsecond).Seconds(), ms[0].Delivered)
+				setPerMessage(m, "db_cpu_per_msg", (time.Duration(ms[0].DBCPUUS) * time.Microsecond).Seconds(), ms[0].Delivered)
+				setPerMessage(m, "wal_per_msg", float64(ms[0].WALBytes), ms[0].Delivered)
 				return m, nil
 			})
 		}
@@ -530,16 +531,18 @@ func drainMetrics(d drainResult) metrics {
 	if d.maxRSSKiB > 0 {
 		m["rss"] = float64(d.maxRSSKiB)
 	}
-	setPerMessage(m, "cpu_per_msg", d.serveCPU, d.delivered)
-	setPerMessage(m, "app_cpu_per_msg", d.appCPU, d.delivered)
-	setPerMessage(m, "db_cpu_per_msg", d.dbCPU, d.delivered)
+	setPerMessage(m, "cpu_per_msg", d.serveCPU.Seconds(), d.delivered)
+	setPerMessage(m, "app_cpu_per_msg", d.appCPU.Seconds(), d.delivered)
+	setPerMessage(m, "db_cpu_per_msg", d.dbCPU.Seconds(), d.delivered)
+	setPerMessage(m, "wal_per_msg", float64(d.walBytes), d.delivered)
 	return m
 }
 
-// setPerMessage sets m[key] to cpu per message delivered, when both are known (not 0).
-func setPerMessage(m metrics, key string, cpu time.Duration, delivered int) {
-	if cpu > 0 && delivered > 0 {
-		m[key] = cpu.Seconds() / float64(delivered)
+// setPerMessage sets m[key] to total (CPU seconds, WAL bytes) per message delivered, when both are known
+// (not 0).
+func setPerMessage(m metrics, key string, total float64, delivered int) {
+	if total > 0 && delivered > 0 {
+		m[key] = total / float64(delivered)
 	}
 }
 
@@ -604,6 +607,7 @@ type riverMeasurement struct {
 	Early         int     `json:"early"`
 	AppCPUUS      int64   `json:"app_cpu_us"`
 	DBCPUUS       int64   `json:"db_cpu_us"`
+	WALBytes      int64   `json:"wal_bytes"`
 }
 
 // parseRiverJSON reads river-bench -json's output: one JSON object per line (other lines are an error).

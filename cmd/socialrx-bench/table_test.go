@@ -39,6 +39,7 @@ func TestUnitCell(t *testing.T) {
 		{unitDur, summarize([]float64{12.34}), "12.3s"},
 		{unitCount, summarize([]float64{0, 0, 0}), "0"},
 		{unitMiB, summarize([]float64{43196}), "42 MiB"},
+		{unitKiB, summarize([]float64{25600, 30720}), "27.5 KiB [25.0 KiB–30.0 KiB]"},
 		{unitRatio, summarize([]float64{0.5, 1, 2}), "1.00× [0.50×–2.00×]"},
 		{unitRate, summarize(nil), "–"},
 	} {
