@@ -104,7 +104,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	debug.FreeOSMemory()
 	rssReset := resetPeakRSS() == nil
 	r.claims.reset()
-	wal0, walOK := walPositionOf(o.ctx, raw)
+	wal0, walOK := walPosition(o.ctx, raw)
 	db0, dbOK := processCPU("postgres")
 	app0 := selfCPU()
 	start := time.Now()
@@ -121,7 +121,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 		dbCPU = db1 - db0
 	}
 	var walBytes int64
-	if wal1, walOK1 := walPositionOf(o.ctx, raw); walOK && walOK1 {
+	if wal1, walOK1 := walPosition(o.ctx, raw); walOK && walOK1 {
 		walBytes = wal1 - wal0
 	}
 	delivered := r.sink.count()

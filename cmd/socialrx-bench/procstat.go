@@ -68,9 +68,13 @@ func selfCPU() time.Duration {
 }
 
 // walPosition is the PostgreSQL server's current WAL position in bytes: the difference of two readings is
-// the WAL it wrote in between, every session's. ok is false when it cannot be read.
+// the WAL it wrote in between, every session's. ok is false when it cannot be read, or without a database
+// (SQLite).
 func walPosition(ctx context.Context, db *sql.DB) (int64, bool) {
 	var pos int64
+	if db == nil {
+		return 0, false
+	}
 	if err := db.QueryRowContext(ctx, walPositionQuery).Scan(&pos); err != nil {
 		return 0, false
 	}
@@ -84,14 +88,6 @@ func checkpoint(ctx context.Context, db *sql.DB) {
 	if db != nil {
 		_, _ = db.ExecContext(ctx, `CHECKPOINT`)
 	}
-}
-
-// walPositionOf is walPosition on db, and nothing (ok false) without one (SQLite).
-func walPositionOf(ctx context.Context, db *sql.DB) (int64, bool) {
-	if db == nil {
-		return 0, false
-	}
-	return walPosition(ctx, db)
 }
 
 // walPositionQuery reads the server's WAL position in bytes.

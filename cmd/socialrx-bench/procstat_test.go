@@ -70,18 +70,18 @@ func TestWALPositionCountsWrites(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE w (b text)`); err != nil {
 		t.Fatal(err)
 	}
-	before, ok := walPositionOf(ctx, db)
+	before, ok := walPosition(ctx, db)
 	if !ok {
 		t.Fatal("no WAL position")
 	}
 	if _, err := db.ExecContext(ctx, `INSERT INTO w SELECT repeat(md5(g::text), 32) FROM generate_series(1, 1000) g`); err != nil {
 		t.Fatal(err)
 	}
-	after, ok := walPositionOf(ctx, db)
+	after, ok := walPosition(ctx, db)
 	if !ok || after-before < 1_000_000 {
 		t.Errorf("the WAL moved %d bytes for 1,000 rows of 1 KB (ok %v); want at least 1,000,000", after-before, ok)
 	}
-	if _, ok := walPositionOf(ctx, nil); ok {
+	if _, ok := walPosition(ctx, nil); ok {
 		t.Error("a WAL position read without a database")
 	}
 }

@@ -424,8 +424,8 @@ func (pl *planner) drains() {
 					return nil, err
 				}
 				m := metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}
-				setPerMessage(m, "app_cpu_per_msg", (time.Duration(ms[0].AppCPUUS) * time.Microsecond).Seconds(), ms[0].Delivered)
-				setPerMessage(m, "db_cpu_per_msg", (time.Duration(ms[0].DBCPUUS) * time.Microsecond).Seconds(), ms[0].Delivered)
+				setPerMessage(m, "app_cpu_per_msg", float64(ms[0].AppCPUUS)/1e6, ms[0].Delivered)
+				setPerMessage(m, "db_cpu_per_msg", float64(ms[0].DBCPUUS)/1e6, ms[0].Delivered)
 				setPerMessage(m, "wal_per_msg", float64(ms[0].WALBytes), ms[0].Delivered)
 				return m, nil
 			})

@@ -32,16 +32,7 @@ func TestRecordingAttemptsNeverScansAttempts(t *testing.T) {
 		msgs = append(msgs, in.Events[0].ID)
 	}
 	msg := msgs[0]
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := rawConn(t, dsn)
 	exec := func(q string, args ...any) {
 		t.Helper()
 		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
@@ -115,16 +106,7 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	if _, err := s.CreateReferral(ctx, testIntake(1)); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := rawConn(t, dsn)
 	for _, q := range []string{`SET enable_seqscan = off`, `SET plan_cache_mode = force_generic_plan`} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
@@ -165,4 +147,21 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 			t.Errorf("%s\ngeneric plan:\n%s\nwant it to use %s", c.query, strings.Join(plan, "\n"), c.index)
 		}
 	}
+}
+
+// rawConn is one connection of its own to dsn (session settings and prepared statements stay on it), closed
+// when t ends.
+func rawConn(t *testing.T, dsn string) *sql.Conn {
+	t.Helper()
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }

@@ -92,11 +92,7 @@ func (p walPages) written() map[string]int {
 func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openQuiet(t)
 	pages := newWALPages(t, s)
 	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
 	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
@@ -166,11 +162,7 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openQuiet(t)
 	search, args, _, _ := sqlstore.ReferralSearch(outbox.ReferralQuery{ParentTaskID: "task-1"})
 	for _, c := range []struct {
 		query, index string
@@ -199,4 +191,11 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 			t.Errorf("%s\nplan %q; want it to use %s", c.query, plan, c.index)
 		}
 	}
+}
+
+// openQuiet opens a store on a new database file, closed when t ends.
+func openQuiet(t *testing.T) *Store {
+	return sqlstoretest.Open(t, func() (*Store, error) {
+		return Open(t.Context(), filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler)})
+	})
 }
