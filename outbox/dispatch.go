@@ -325,6 +325,11 @@ type loopState struct {
 	dueAt   time.Time                         // the next due time NextDue read last (zero: none pending)
 	dueRead time.Time                         // when NextDue was read last (this process's clock)
 	claimed time.Time                         // when the loop claimed last (this process's clock)
+	// exhausted: the last claim took everything it could have taken (fewer than asked, and no destination's
+	// room cut it short), and nothing has happened since that could make more claimable but a delivery
+	// finishing. A freed place alone is then no reason to claim: the claim would come back empty (see
+	// Run, which clears it on every other wake).
+	exhausted bool
 }
 
 // dueRecheck is how often, at most, a busy loop reads the next due time (NextDue). While deliveries are in
@@ -393,11 +398,16 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		case <-d.store.Changes():
 			pause.resume() // a commit went through: the database is back
+			st.exhausted = false
 		case <-d.wake:
+			st.exhausted = false
 		case <-safety.C:
+			st.exhausted = false
 		case <-due.C:
+			st.exhausted = false
 		case <-pause.timer.C:
 			pause.resume()
+			st.exhausted = false
 		}
 	}
 }
@@ -430,6 +440,14 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	due.Stop()
 	now := d.opts.Clock()
 	d.startHeld(dctx, log, st, done, now)
+	if st.exhausted {
+		// Only deliveries have finished since a claim that found nothing more: what is pending is what the
+		// due time read last says (a completion that made work commits, and its Changes clears exhausted).
+		if st.dueAt.After(now) {
+			due.Reset(st.dueAt.Sub(now))
+		}
+		return nil
+	}
 	for {
 		free := d.opts.Concurrency - st.running - st.nHeld
 		if free <= 0 {
@@ -443,11 +461,12 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 				return nil
 			}
 		}
-		msgs, err := d.claim(ctx, now, free, st)
+		msgs, f, err := d.claim(ctx, now, free, st)
 		st.claimed = time.Now()
 		if err != nil {
 			return fmt.Errorf("claiming messages: %w", err)
 		}
+		st.exhausted = len(msgs) < free && !roomBound(f, msgs)
 		for _, m := range msgs {
 			if st.active[m.ID] {
 				// Claimed again before the loop saw its previous attempt finish (the attempt was recorded,
@@ -494,7 +513,7 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 
 // claim leases up to limit messages, no more of a destination than it has room for (PerDestination less
 // what is in flight or held).
-func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *loopState) ([]Message, error) {
+func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *loopState) ([]Message, ClaimFilter, error) {
 	f := ClaimFilter{PerDestination: d.opts.PerDestination, Room: map[mapping.Destination]int{}}
 	for dest, n := range st.perDest {
 		f.Room[dest] = max(d.opts.PerDestination-n-len(st.held[dest]), 0)
@@ -504,7 +523,28 @@ func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *lo
 			f.Room[dest] = max(d.opts.PerDestination-len(h), 0)
 		}
 	}
-	return d.store.ClaimMessages(ctx, d.opts.Owner, now, d.opts.Lease, limit, f)
+	msgs, err := d.store.ClaimMessages(ctx, d.opts.Owner, now, d.opts.Lease, limit, f)
+	return msgs, f, err
+}
+
+// roomBound reports whether filter f may have kept a claim that returned msgs from messages it would
+// otherwise have taken: a destination given no room, or one that got as many messages as it had room for.
+func roomBound(f ClaimFilter, msgs []Message) bool {
+	got := map[mapping.Destination]int{}
+	for _, m := range msgs {
+		got[m.Destination]++
+	}
+	for dest, room := range f.Room {
+		if room <= 0 || got[dest] >= room {
+			return true
+		}
+	}
+	for dest, n := range got {
+		if _, ok := f.Room[dest]; !ok && f.PerDestination > 0 && n >= f.PerDestination {
+			return true
+		}
+	}
+	return false
 }
 
 // startHeld starts held messages whose destination has room. A held message whose lease would run out

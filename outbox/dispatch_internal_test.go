@@ -292,3 +292,35 @@ func TestLeaseFollowsTimeout(t *testing.T) {
 		t.Error("a 30s lease with a 20s timeout must be refused")
 	}
 }
+
+// TestRoomBound: a claim that returned fewer messages than asked took everything claimable only when no
+// destination's room could have cut it short.
+func TestRoomBound(t *testing.T) {
+	walks := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	debt := mapping.Destination{Kind: mapping.DestinationService, ID: "debt"}
+	msgs := func(ds ...mapping.Destination) []Message {
+		var ms []Message
+		for i, d := range ds {
+			ms = append(ms, Message{ID: fmt.Sprint(i), Destination: d})
+		}
+		return ms
+	}
+	for _, c := range []struct {
+		name string
+		f    ClaimFilter
+		got  []Message
+		want bool
+	}{
+		{"nothing came back, every destination had room", ClaimFilter{PerDestination: 8, Room: map[mapping.Destination]int{walks: 7}}, nil, false},
+		{"a destination had no room", ClaimFilter{PerDestination: 8, Room: map[mapping.Destination]int{walks: 0}}, nil, true},
+		{"a destination filled its room", ClaimFilter{PerDestination: 8, Room: map[mapping.Destination]int{walks: 2}}, msgs(walks, walks), true},
+		{"a destination below its room", ClaimFilter{PerDestination: 8, Room: map[mapping.Destination]int{walks: 2}}, msgs(walks), false},
+		{"a new destination filled PerDestination", ClaimFilter{PerDestination: 2}, msgs(debt, debt), true},
+		{"a new destination below PerDestination", ClaimFilter{PerDestination: 2}, msgs(debt, walks), false},
+		{"no limits", ClaimFilter{}, msgs(debt, debt, debt), false},
+	} {
+		if got := roomBound(c.f, c.got); got != c.want {
+			t.Errorf("%s: roomBound = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -1403,3 +1403,56 @@ func TestDispatchClaimWaitUsesALoneFreePlace(t *testing.T) {
 		quick.next(t)
 	}
 }
+
+// claimTally is a store that counts the dispatcher's claims, and those that came back empty.
+type claimTally struct {
+	outbox.Store
+	all, empty atomic.Int64
+}
+
+func (c *claimTally) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
+	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	ms, err := c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+	c.all.Add(1)
+	if err == nil && len(ms) == 0 {
+		c.empty.Add(1)
+	}
+	return ms, err
+}
+
+// TestDispatchTrickleClaimsOnlyWhenWorkMayHaveCome: referrals arriving one at a time, each delivered before
+// the next, cost one claim that finds the message and at most one that finds nothing (the completion's
+// commit wakes the loop). A delivery's request being answered, or its attempt finishing, frees a place but
+// brings no new work when the last claim took everything it could: formerly each was followed by a claim
+// that came back empty (three to four claims per message on PostgreSQL, each a round trip and a plan).
+func TestDispatchTrickleClaimsOnlyWhenWorkMayHaveCome(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tally := &claimTally{}
+	e.wrap = func(s outbox.Store) outbox.Store { tally.Store = s; return tally }
+	rc := newReceiver(t, time.Now, nil)
+	e.serve("walks", rc)
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.SafetyPoll = time.Hour // only commits, deliveries and due times wake the loop
+	})
+	const n = 20
+	for i := range n {
+		id := e.refer(fmt.Sprintf("r%d", i), created("walks"))[0]
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+		rc.next(t)
+	}
+	all, empty := tally.all.Load(), tally.empty.Load()
+	t.Logf("%d messages delivered one at a time: %d claims, %d of them empty", n, all, empty)
+	if empty > n+2 {
+		t.Errorf("%d empty claims for %d messages delivered one at a time; want at most %d (one per completion, and the first)",
+			empty, n, n+2)
+	}
+	// Work that does come is still claimed at once: a successor in the referral's chain (released by the
+	// completion's commit) and a message committed while the loop has nothing in flight.
+	ids := e.refer("chain", created("walks"), ev{dest: mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}, typ: mapping.EventReferralCancelled})
+	for _, id := range ids {
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+		rc.next(t)
+	}
+}
