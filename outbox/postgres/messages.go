@@ -247,7 +247,7 @@ var recordAttemptsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::b
 			WHERE o.id = v.message_id AND m.state = 'inflight' AND m.lease_owner = v.owner
 			RETURNING o.id, ` + successorTerm + ` AS succ)
 	SELECT m.id, m.state, m.lease_owner, u.id IS NOT NULL, COALESCE(u.succ, false), r.rid IS NOT NULL,
-		` + strings.ReplaceAll(sqlstore.ReferralCols, ", ", ", r.") + `
+		pg_current_xact_id()::text, ` + strings.ReplaceAll(sqlstore.ReferralCols, ", ", ", r.") + `
 	FROM v JOIN m ON m.id = v.message_id LEFT JOIN u ON u.id = v.message_id
 		LEFT JOIN r ON v.with_referral AND r.rid = m.referral_id`
 
@@ -288,13 +288,14 @@ func (s *Store) recordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstor
 	found := make(map[string]sqlstore.Recorded, n)
 	refOf := make(map[string]string, n) // message id → its referral's id, when read
 	for rows.Next() {
-		var id, state, owner string
+		var id, state, owner, xid string
 		var rec sqlstore.Recorded
 		var hasRef bool
-		ref, err := scanOptionalReferral(s.d, rows, &hasRef, []any{&id, &state, &owner, &rec.Moved, &rec.Successor, &hasRef})
+		ref, err := scanOptionalReferral(s.d, rows, &hasRef, []any{&id, &state, &owner, &rec.Moved, &rec.Successor, &hasRef, &xid})
 		if err != nil {
 			return nil, err
 		}
+		noteWriter(w, xid)
 		if hasRef {
 			rec.Referral = ref
 			if other, dup := refOf[ref.Record.ID]; dup {
@@ -373,14 +374,19 @@ func (s *Store) recordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.At
 					OR (o.destination_kind = 'subscription' AND EXISTS (SELECT 1 FROM outbox_messages e
 						WHERE e.destination_kind = o.destination_kind AND e.destination_id = o.destination_id
 						AND e.state IN ('pending', 'inflight', 'dead') AND e.seq > o.seq)) AS succ)
-			SELECT m.state, m.lease_owner, EXISTS (SELECT 1 FROM u), COALESCE((SELECT succ FROM u), false)`+referralOut,
+			SELECT m.state, m.lease_owner, EXISTS (SELECT 1 FROM u), COALESCE((SELECT succ FROM u), false),
+				pg_current_xact_id()::text`+referralOut,
 		a.MessageID, a.StartedUS, a.LatencyUS, a.StatusCode, a.Error, string(a.State), a.Next, a.Delivered, a.Owner,
 		a.Response)
 	var err error
+	var xid string
 	if a.WithReferral {
-		rec.Referral, err = s.d.ScanReferral(prefixScanner{row, []any{&state, &owner, &rec.Moved, &rec.Successor}})
+		rec.Referral, err = s.d.ScanReferral(prefixScanner{row, []any{&state, &owner, &rec.Moved, &rec.Successor, &xid}})
 	} else {
-		err = row.Scan(&state, &owner, &rec.Moved, &rec.Successor)
+		err = row.Scan(&state, &owner, &rec.Moved, &rec.Successor, &xid)
+	}
+	if err == nil {
+		noteWriter(w, xid)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return sqlstore.Recorded{}, fmt.Errorf("postgres: complete attempt: %w", outbox.ErrNotFound)
@@ -389,6 +395,14 @@ func (s *Store) recordAttempt(ctx context.Context, w *sqlstore.Tx, a sqlstore.At
 		return sqlstore.Recorded{}, s.d.DriverErr("complete attempt", err)
 	}
 	return rec, nil
+}
+
+// noteWriter keeps xid, read by a statement of w, as w's transaction id for its stamps (stamp), so that a
+// completion's Task version does not ask for it in a round trip of its own.
+func noteWriter(w *sqlstore.Tx, xid string) {
+	if w.Stamps.Writer == "" {
+		w.Stamps.Writer = xid
+	}
 }
 
 // prefixScanner scans a row whose first columns go to pre and the rest to the caller's destinations.

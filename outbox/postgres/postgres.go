@@ -456,7 +456,7 @@ func (s *Store) writeOnce(ctx context.Context, db *sql.DB, fn func(ctx context.C
 	}
 	w := &sqlstore.Tx{Querier: tx}
 	err = safeRun(ctx, fn, w)
-	if err == nil && w.Changed && !w.Quiet {
+	if err == nil && w.Changed && !w.Quiet && !w.Notified {
 		err = s.notify(ctx, w)
 	}
 	if err != nil {
@@ -617,6 +617,16 @@ func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlsto
 		b.s.noteAttempts(len(as))
 	}
 	return recs, err
+}
+
+// AppendAudit appends records to an existing chain in one round trip (see appendAudit).
+func (b backend) AppendAudit(ctx context.Context, recs []outbox.AuditRecord) error {
+	return b.s.appendAudit(ctx, recs)
+}
+
+// WriteCreation writes a new referral's rows in one round trip (see writeCreation).
+func (b backend) WriteCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (bool, error) {
+	return b.s.writeCreation(ctx, w, c, v)
 }
 
 // WriteVersions writes a batch of versions in one round trip (see writeVersions).

@@ -2,7 +2,11 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
@@ -33,6 +37,77 @@ func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice st
 		}
 	}
 	return nil
+}
+
+// creationStatement is writeCreation's statement: the referral (sqlstore.InsertReferral, $1 to $20), its
+// identifiers ($21 the practice key, $22 and $23 systems and values), its messages ($24 to $28: ids,
+// destination kinds and ids, types, payloads; seqs in their order), its timeline entry (cause $29, status
+// reason $30, the rest from the row) and whether its practice has any subscription that gets
+// notifications. The referral's row comes first in the statement, so every other row's reference to it
+// holds when the statement ends.
+var creationStatement = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertReferral) + ` RETURNING id),
+	i AS (INSERT INTO referral_identifiers (practice_ods, system, value, referral_id)
+		SELECT $21, x.system, x.value, r.id FROM r, unnest($22::text[], $23::text[]) AS x (system, value)),
+	m AS (INSERT INTO outbox_messages (id, referral_id, referral_version, destination_kind, destination_id, type,
+			payload, state, attempts, created_at, next_attempt_at, budget_from)
+		SELECT x.id, r.id, $11, x.kind, x.dest, x.type, x.payload, 'pending', 0, $12, $12, $12
+		FROM r, unnest($24::text[], $25::text[], $26::text[], $27::text[], $28::bytea[]) WITH ORDINALITY
+			AS x (id, kind, dest, type, payload, n)
+		ORDER BY x.n),
+	e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
+		SELECT r.id, $11, $13, $29, $6, $7, $30, $16 FROM r)
+	SELECT EXISTS (SELECT 1 FROM subscriptions WHERE lower(practice_ods) = lower($4) AND status IN ('active', 'error'))`
+
+// creationNotifyStatement is creationStatement that also NOTIFYs the other instances ($31 the channel, $32
+// this instance), for a creation that queues messages.
+var creationNotifyStatement = creationStatement + ` FROM (SELECT pg_notify($31, $32)) n`
+
+// writeCreation writes a new referral's rows in one statement (sqlstore.CreationWriter): with its stamp
+// reserved before, one round trip for the referral, its identifiers, its messages, its timeline entry,
+// whether the fan-out has anything to do and, when it queues messages, the NOTIFY that the commit would
+// otherwise send on its own. Formerly six round trips.
+func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (bool, error) {
+	systems, values := make([]string, len(c.Identifiers)), make([]string, len(c.Identifiers))
+	for i, id := range c.Identifiers {
+		systems[i], values[i] = id.System, id.Value
+	}
+	n := len(c.Events)
+	ids, kinds, dests, types := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payloads := make([][]byte, n)
+	for i, e := range c.Events {
+		ids[i], kinds[i], dests[i], types[i], payloads[i] = e.ID, e.Kind, e.Dest, e.Type, e.Payload
+		if payloads[i] == nil {
+			payloads[i] = []byte{} // the column is NOT NULL
+		}
+	}
+	args := append(c.Row.InsertArgs(), c.Practice, systems, values, ids, kinds, dests, types, payloads,
+		string(v.Cause), v.Reason)
+	q := creationStatement
+	if n > 0 && !w.Quiet {
+		q = creationNotifyStatement
+		args = append(args, s.channel, s.instance)
+	}
+	var subscribed bool
+	if err := w.QueryRowContext(ctx, q, args...).Scan(&subscribed); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			switch pe.TableName {
+			case "referral_identifiers":
+				// Unreachable while every writer takes the identifier locks; kept as a backstop: a fresh run
+				// of the transaction finds the referral that holds the identifier.
+				return false, fmt.Errorf("postgres: insert identifier: %w: %w", sqlstore.ErrRetry, err)
+			case "outbox_messages":
+				return false, fmt.Errorf("postgres: insert message: duplicate message id: %w", err)
+			case "referrals":
+				return false, fmt.Errorf("postgres: insert referral: referral, task or service request id already exists: %w", err)
+			}
+		}
+		return false, s.d.DriverErr("insert referral", err)
+	}
+	if n > 0 && !w.Quiet {
+		w.Notified = true
+	}
+	return subscribed, nil
 }
 
 // versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $14: the

@@ -36,6 +36,13 @@ type ReferralRow struct {
 	Identifiers, Referral, ServiceRequest                 []byte
 }
 
+// InsertArgs are the arguments of InsertReferral for r, in order.
+func (r ReferralRow) InsertArgs() []any {
+	return []any{r.ID, r.TaskID, r.SRID, r.Practice, r.Service, r.Status, r.Business, r.PatientRef, r.PatientNHS,
+		r.RequesterRef, r.Version, r.CreatedAt, r.UpdatedAt, r.Fingerprint, r.Identifiers, r.Referral,
+		r.ServiceRequest, r.SRStatus, r.Deadline, r.ParentTask}
+}
+
 // RowOf encodes a referral, its identifiers, fingerprint and ServiceRequest as its row.
 func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint string, sr json.RawMessage) (ReferralRow, error) {
 	rj, err := json.Marshal(r)

@@ -202,6 +202,9 @@ type Tx struct {
 	// Stamps is what the Dialect.Stamper keeps for the rest of the transaction: its stamps reserved and not
 	// used yet. A new transaction (a retry too) starts with none.
 	Stamps StampBlock
+	// Notified: a statement of the transaction has already told other instances sharing the database
+	// (PostgreSQL: a NOTIFY inside the statement, delivered at commit), so the commit need not.
+	Notified bool
 }
 
 // StampBlock is a Dialect.Stamper's reservation within one write transaction.
@@ -248,6 +251,18 @@ type Backend interface {
 	// statements; its results are in the order of vs. A batch naming a referral twice is written one version
 	// at a time. Dialect.WriteVersions is the plain spelling.
 	WriteVersions(ctx context.Context, w *Tx, vs []Version) (updated, subscribed []bool, err error)
+}
+
+// CreationWriter is a Backend that writes a new referral's rows in fewer round trips than the shared
+// script's statement per row. WriteCreation writes, in w, c's referral row (c.Row, stamped), its
+// identifiers (under c.Practice), its messages (c.Events: pending, due at the row's CreatedAt, version 1,
+// each with a seq above every seq committed or reserved before: inserted after the stamp), and v's
+// timeline entry; subscribed is false only when the practice surely has no subscription that gets
+// notifications (the fan-out is then skipped). Its errors are the script's: a referral, task or
+// ServiceRequest id that exists, an identifier taken (ErrRetry on a backend with several writers), a
+// duplicate message id, or the driver's error with its kind.
+type CreationWriter interface {
+	WriteCreation(ctx context.Context, w *Tx, c Creation, v Version) (subscribed bool, err error)
 }
 
 // Micros converts a time to stored microseconds (0 for the zero time).

@@ -3,7 +3,8 @@ package sqlstore
 // The static statements of the shared scripts, written with ? placeholders (Dialect.Compile rebinds them
 // once per store).
 const (
-	insertReferral = `INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
+	// InsertReferral writes a new referral's row (arguments: ReferralRow.InsertArgs).
+	InsertReferral = `INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
 	business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at, updated_at,
 	fingerprint, identifiers, referral, service_request, service_request_status, deadline_step, parent_task_id)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -114,7 +115,7 @@ func (d Dialect) indexed(index string) string {
 // statements lists the static statements Dialect.Compile rebinds.
 func statements() []string {
 	return append([]string{
-		insertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
+		InsertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectVersions, selectVersion,
 		selectTimelineMessages, changeSubscription, heartbeatDue,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,

@@ -60,11 +60,16 @@ var ErrWritesFailing = fault.Sentinel(fault.Unavailable, "writes failed since th
 // CheckWrite).
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, w *Tx) error) error {
 	err := s.b.Write(ctx, fn)
+	s.noteFailure(err)
+	return err
+}
+
+// noteFailure counts err when it is a write that failed for want of the database (see CheckWrite).
+func (s *Store) noteFailure(err error) {
 	var ke *kindError
 	if err != nil && errors.As(err, &ke) && ke.kind == fault.Unavailable {
 		s.failed.Add(1)
 	}
-	return err
 }
 
 // CheckWrite commits the readiness probe's write (instance's row of health_probes, stamped now) through the
@@ -199,10 +204,11 @@ func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint str
 		}
 		row := cc.Row
 		res = cc.Result
-		if _, err := w.ExecContext(ctx, d.rebind(insertReferral), row.ID, row.TaskID, row.SRID, row.Practice,
-			row.Service, row.Status, row.Business, row.PatientRef, row.PatientNHS, row.RequesterRef,
-			row.Version, row.CreatedAt, row.UpdatedAt, row.Fingerprint, row.Identifiers, row.Referral,
-			row.ServiceRequest, row.SRStatus, row.Deadline, row.ParentTask); err != nil {
+		v := Version{Row: row, Cause: outbox.CauseCreate, Reason: cc.Result.Referral.Record.StatusReason}
+		if cw, ok := s.b.(CreationWriter); ok {
+			return s.writeCreation(ctx, w, cw, cc, v, hook)
+		}
+		if _, err := w.ExecContext(ctx, d.rebind(InsertReferral), row.InsertArgs()...); err != nil {
 			if d.IsUnique(err) {
 				return fmt.Errorf("%s: insert referral: referral, task or service request id already exists: %w", d.Name, err)
 			}
@@ -237,13 +243,39 @@ func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint str
 		if err := hook(stageMessages); err != nil {
 			return err
 		}
-		v := Version{Row: row, Cause: outbox.CauseCreate, Reason: cc.Result.Referral.Record.StatusReason}
 		if _, err := w.ExecContext(ctx, d.rebind(insertEvent), v.EventArgs()...); err != nil {
 			return d.DriverErr("insert referral event", err)
 		}
 		return hook(stageEvents)
 	}()
 	return res, err
+}
+
+// writeCreation is the rest of createIn on a backend that writes a creation's rows at once (cw): the rows,
+// then the fan-out when the practice may have subscriptions, with hook run after each stage as createIn
+// runs it.
+func (s *Store) writeCreation(ctx context.Context, w *Tx, cw CreationWriter, c Creation, v Version, hook func(string) error) error {
+	subscribed, err := cw.WriteCreation(ctx, w, c, v)
+	if err != nil {
+		return err
+	}
+	if len(c.Events) > 0 {
+		w.Changed = true
+	}
+	for _, stage := range []string{stageReferral, stageIdentifiers} {
+		if err := hook(stage); err != nil {
+			return err
+		}
+	}
+	if subscribed {
+		if err := s.fanOut(ctx, w, c.Result.Referral, c.Row.CreatedAt); err != nil {
+			return err
+		}
+	}
+	if err := hook(stageMessages); err != nil {
+		return err
+	}
+	return hook(stageEvents)
 }
 
 // insertMessages writes events as pending messages due at now, for the referral's given version (referralID

@@ -1,0 +1,193 @@
+package postgres_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/postgres"
+)
+
+// wireCounter is a TCP proxy in front of the test server that counts the round trips its clients make:
+// the Sync messages (the end of an extended-protocol exchange: a prepared statement's Bind and Execute)
+// and the simple Query messages (BEGIN, COMMIT) they send, read from the PostgreSQL wire protocol.
+type wireCounter struct {
+	ln     net.Listener
+	target string
+	trips  atomic.Int64
+	wg     sync.WaitGroup
+}
+
+// newWireCounter starts a proxy to dsn's server and returns it with dsn pointed at it (TLS off: the proxy
+// reads the protocol).
+func newWireCounter(t *testing.T, dsn string) (*wireCounter, string) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Host == "" {
+		t.Skipf("the test server is not reached over TCP (%s): no proxy can count its round trips", u.Redacted())
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &wireCounter{ln: ln, target: u.Host}
+	w.wg.Go(w.accept)
+	t.Cleanup(func() {
+		ln.Close()
+		w.wg.Wait()
+	})
+	u.Host = ln.Addr().String()
+	q := u.Query()
+	q.Set("sslmode", "disable")
+	u.RawQuery = q.Encode()
+	return w, u.String()
+}
+
+func (w *wireCounter) accept() {
+	for {
+		c, err := w.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", w.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		w.wg.Go(func() {
+			_, _ = io.Copy(c, s)
+			c.Close()
+		})
+		w.wg.Go(func() {
+			_ = w.relay(s, c)
+			s.Close()
+		})
+	}
+}
+
+// relay copies the client's messages to the server, counting Sync and Query messages: first the untyped
+// startup message, then typed messages (a type byte, a length that counts itself, the body).
+func (w *wireCounter) relay(dst io.Writer, src io.Reader) error {
+	r := bufio.NewReader(src)
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(r, head[:4]); err != nil {
+		return err
+	}
+	n := binary.BigEndian.Uint32(head[:4])
+	if n < 4 {
+		return errors.New("short startup message")
+	}
+	if _, err := dst.Write(head[:4]); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(dst, r, int64(n-4)); err != nil {
+		return err
+	}
+	for {
+		if _, err := io.ReadFull(r, head); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(head[1:])
+		if n < 4 {
+			return fmt.Errorf("message %q: length %d", head[0], n)
+		}
+		if head[0] == 'S' || head[0] == 'Q' {
+			w.trips.Add(1)
+		}
+		if _, err := dst.Write(head); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(dst, r, int64(n-4)); err != nil {
+			return err
+		}
+	}
+}
+
+// count is how many round trips fn made through the proxy.
+func (w *wireCounter) count(fn func()) int64 {
+	before := w.trips.Load()
+	fn()
+	return w.trips.Load() - before
+}
+
+// TestRoundTrips counts, through a proxy reading the wire protocol, the round trips a store makes to the
+// server for the calls of every referral's life: a create (one identifier, one message, no subscription),
+// an audit append, and a delivery's completion that writes the Task version. Each round trip costs both
+// processes system calls and wake-ups, which on a small machine were most of a delivery's cost. A create
+// took 11 (BEGIN, the identifier lock, the lookup, the stamp, a statement per row, the subscriptions, the
+// NOTIFY, COMMIT), an audit append 4 and a completion 6.
+func TestRoundTrips(t *testing.T) {
+	t.Parallel()
+	w, dsn := newWireCounter(t, freshSchema(t))
+	s := openStore(t, dsn, postgres.Options{NoListen: true, VacuumEvery: -1})
+	ctx := t.Context()
+	chain := "c-roundtrips"
+	prev := outbox.AuditGenesis
+	var seq int64
+	appendAudit := func() error {
+		seq++
+		r := outbox.AuditRecord{Chain: chain, ChainSeq: seq, At: time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC),
+			RequestID: fmt.Sprint("req-", seq), ActorID: "practice-a81001", ActorRole: "gp", Via: "fhir",
+			Action: outbox.AuditRead, ResourceType: "ServiceRequest", ResourceID: "sr-1", PrevHash: prev}
+		r.Hash = outbox.AuditHash(r)
+		prev = r.Hash
+		return s.AppendAudit(ctx, "test", []outbox.AuditRecord{r})
+	}
+	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
+	var creates, audits, completions []int64
+	for n := 1; n <= 6; n++ {
+		var err error
+		creates = append(creates, w.count(func() { _, err = s.CreateReferral(ctx, testIntake(n)) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		audits = append(audits, w.count(func() { err = appendAudit() }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, 10, outbox.ClaimFilter{})
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("claim: %d messages, %v", len(ms), err)
+		}
+		completions = append(completions, w.count(func() {
+			err = s.CompleteAttempt(ctx, ms[0].ID, now, outbox.AttemptResult{Owner: "owner", State: outbox.StateDelivered,
+				Attempt: outbox.Attempt{StatusCode: 204}, Update: outbox.MarkDelivered})
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("round trips: creates %v, audit appends %v, completions %v (the first calls prepare their statements)",
+		creates, audits, completions)
+	// The first calls prepare their statements (a round trip more per statement; an audit chain's first
+	// append, which creates the chain, takes the script's way, so its second prepares); from the third on,
+	// the steady state.
+	for _, c := range []struct {
+		what string
+		got  []int64
+		want int64
+	}{
+		{"a create (BEGIN, lock, lookup, stamp, the rows, COMMIT)", creates, 6},
+		{"an audit append (one statement)", audits, 1},
+		{"a delivery's completion (BEGIN, record, stamp, version, COMMIT)", completions, 5},
+	} {
+		for _, n := range c.got[2:] {
+			if n > c.want {
+				t.Errorf("%s: %d round trips, want at most %d (all: %v)", c.what, n, c.want, c.got)
+				break
+			}
+		}
+	}
+}
