@@ -37,8 +37,9 @@ func (s *Store) heads(ctx context.Context, w *sqlstore.Tx, state outbox.MessageS
 
 // pendingByDestination leases up to limit claimable pending messages (due, heads of their chains) to owner
 // until until when destinations are limited, and returns them as leased. One statement: it finds the
-// destinations holding pending messages with a skip scan of outbox_pending_destination, takes, for each
-// destination with room, its first claimable messages up to that room (FOR UPDATE SKIP LOCKED), keeps the
+// destinations holding pending messages with a skip scan of outbox_pending_destination, gives a paused one
+// no room (outbox_pauses_active), takes, for each destination with room, its first claimable messages up to
+// that room (FOR UPDATE SKIP LOCKED), keeps the
 // earliest limit of those in (NextAttemptAt, Seq) order and leases them. This is the set a scan of all due
 // messages in order would take, but a destination without room costs nothing, where such a scan would read
 // its whole backlog on every claim.
@@ -95,7 +96,9 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 				AND (destination_kind, destination_id) > (d.dkind, d.did)
 			ORDER BY destination_kind, destination_id LIMIT 1) n
 	), room (rkind, rid, rn) AS (
-		SELECT d.dkind, d.did, COALESCE(x.n, $4) FROM dests d
+		SELECT d.dkind, d.did, CASE WHEN EXISTS (SELECT 1 FROM outbox_pauses p WHERE p.resumed_at = 0
+			AND p.destination_kind = d.dkind AND p.destination_id = d.did) THEN 0 ELSE COALESCE(x.n, $4) END
+		FROM dests d
 		LEFT JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS x (kind, id, n)
 			ON x.kind = d.dkind AND x.id = d.did
 	), picked (pid) AS (
@@ -160,8 +163,19 @@ func (s *Store) claim(ctx context.Context, owner string, now time.Time, lease ti
 			return nil, err
 		}
 	}
+	// The rare way (expired leases, or no limits): the shared scan, which reads the pauses from f.
+	pauses, err := s.ListPauses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	paused := make([]mapping.Destination, len(pauses))
+	for i, p := range pauses {
+		paused[i] = p.Destination
+	}
+	f = sqlstore.HoldPaused(f, paused)
+	limited = f.PerDestination > 0 || len(f.Room) > 0
 	var out []outbox.Message
-	err := s.writeWith(ctx, s.qdb, func(ctx context.Context, w *sqlstore.Tx) error {
+	err = s.writeWith(ctx, s.qdb, func(ctx context.Context, w *sqlstore.Tx) error {
 		r := sqlstore.NewRoom(f)
 		toLease, err := s.heads(ctx, w, outbox.StateInflight, nowUS, limit, r) // read, still to be leased
 		if err != nil {
@@ -420,6 +434,7 @@ func (p prefixScanner) Scan(dest ...any) error {
 // queueSettings): the ordered index scans, whatever the statistics, leaving out the paused destinations.
 func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
 	skip, args := sqlstore.ExcludeDestinations(paused)
+	skip += notPaused
 	err = s.qdb.QueryRowContext(ctx, sqlstore.RebindDollar(`SELECT
 		(SELECT m.next_attempt_at FROM outbox_messages m WHERE m.state = 'pending'`+skip+` AND `+headOnly+`
 			ORDER BY m.next_attempt_at, m.seq LIMIT 1),
@@ -430,6 +445,11 @@ func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending,
 	}
 	return pending, lease, nil
 }
+
+// notPaused leaves out the messages of the destinations paused now (outbox_pauses_active): NextDue and the
+// claim read the pauses in their own statement (sqlstore.PauseHolder).
+const notPaused = ` AND NOT EXISTS (SELECT 1 FROM outbox_pauses p WHERE p.resumed_at = 0
+	AND p.destination_kind = m.destination_kind AND p.destination_id = m.destination_id)`
 
 // headScan is PostgreSQL's spelling of the claim scan. SKIP LOCKED: rows another claim (or a withdrawal, a
 // completion, a replay) holds are left to it; a row changed and committed since the statement's snapshot is

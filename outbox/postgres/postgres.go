@@ -619,6 +619,9 @@ func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlsto
 	return recs, err
 }
 
+// HoldsPauses says that claims and NextDue read the pauses in their own statements (sqlstore.PauseHolder).
+func (backend) HoldsPauses() bool { return true }
+
 // AppendAudit appends records to an existing chain in one round trip (see appendAudit).
 func (b backend) AppendAudit(ctx context.Context, recs []outbox.AuditRecord) error {
 	return b.s.appendAudit(ctx, recs)

@@ -124,10 +124,11 @@ func (w *wireCounter) count(fn func()) int64 {
 
 // TestRoundTrips counts, through a proxy reading the wire protocol, the round trips a store makes to the
 // server for the calls of every referral's life: a create (one identifier, one message, no subscription),
-// an audit append, and a delivery's completion that writes the Task version. Each round trip costs both
+// an audit append, a claim and NextDue as the dispatcher makes them, and a delivery's completion that writes
+// the Task version. Each round trip costs both
 // processes system calls and wake-ups, which on a small machine were most of a delivery's cost. A create
 // took 11 (BEGIN, the identifier lock, the lookup, the stamp, a statement per row, the subscriptions, the
-// NOTIFY, COMMIT), an audit append 4 and a completion 6.
+// NOTIFY, COMMIT), an audit append 4, a claim and NextDue 2 each (the pauses read first) and a completion 6.
 func TestRoundTrips(t *testing.T) {
 	t.Parallel()
 	w, dsn := newWireCounter(t, freshSchema(t))
@@ -146,7 +147,7 @@ func TestRoundTrips(t *testing.T) {
 		return s.AppendAudit(ctx, "test", []outbox.AuditRecord{r})
 	}
 	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
-	var creates, audits, completions []int64
+	var creates, audits, claims, dues, completions []int64
 	for n := 1; n <= 6; n++ {
 		var err error
 		creates = append(creates, w.count(func() { _, err = s.CreateReferral(ctx, testIntake(n)) }))
@@ -157,9 +158,16 @@ func TestRoundTrips(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, 10, outbox.ClaimFilter{})
+		var ms []outbox.Message
+		claims = append(claims, w.count(func() {
+			ms, err = s.ClaimMessages(ctx, "owner", now, time.Minute, 10, outbox.ClaimFilter{PerDestination: 8})
+		}))
 		if err != nil || len(ms) != 1 {
 			t.Fatalf("claim: %d messages, %v", len(ms), err)
+		}
+		dues = append(dues, w.count(func() { _, err = s.NextDue(ctx) }))
+		if err != nil {
+			t.Fatal(err)
 		}
 		completions = append(completions, w.count(func() {
 			err = s.CompleteAttempt(ctx, ms[0].ID, now, outbox.AttemptResult{Owner: "owner", State: outbox.StateDelivered,
@@ -169,8 +177,8 @@ func TestRoundTrips(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("round trips: creates %v, audit appends %v, completions %v (the first calls prepare their statements)",
-		creates, audits, completions)
+	t.Logf("round trips: creates %v, audit appends %v, claims %v, next due %v, completions %v (the first calls prepare their statements)",
+		creates, audits, claims, dues, completions)
 	// The first calls prepare their statements (a round trip more per statement; an audit chain's first
 	// append, which creates the chain, takes the script's way, so its second prepares); from the third on,
 	// the steady state.
@@ -181,6 +189,8 @@ func TestRoundTrips(t *testing.T) {
 	}{
 		{"a create (BEGIN, lock, lookup, stamp, the rows, COMMIT)", creates, 6},
 		{"an audit append (one statement)", audits, 1},
+		{"a claim as the dispatcher makes it (one statement, pauses read in it)", claims, 1},
+		{"NextDue (one statement, pauses read in it)", dues, 1},
 		{"a delivery's completion (BEGIN, record, stamp, version, COMMIT)", completions, 5},
 	} {
 		for _, n := range c.got[2:] {

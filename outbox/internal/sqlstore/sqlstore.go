@@ -228,11 +228,13 @@ type Backend interface {
 	// Changes (and, unless Tx.Quiet, tells other instances sharing the database).
 	Write(ctx context.Context, fn func(ctx context.Context, w *Tx) error) error
 	// Claim is outbox.Store.ClaimMessages with its arguments checked (owner set, lease positive, limit in
-	// (0, MaxLimit]) and the paused destinations given no room in f (HoldPaused).
+	// (0, MaxLimit]) and the paused destinations given no room in f (HoldPaused), unless the backend is a
+	// PauseHolder.
 	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f outbox.ClaimFilter) ([]outbox.Message, error)
 	// Due returns, as stored, the earliest due time of a claimable pending message (the head of its chain)
 	// and the earliest lease expiry of a claimable inflight one, leaving out the messages of the paused
-	// destinations (ExcludeDestinations spells the term); NULL when there is none.
+	// destinations (ExcludeDestinations spells the term; a PauseHolder is given none and reads them
+	// itself); NULL when there is none.
 	Due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error)
 	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids for the
 	// same practice wait until w ends, so that it then finds this one (nothing to do with one writer).
@@ -251,6 +253,19 @@ type Backend interface {
 	// statements; its results are in the order of vs. A batch naming a referral twice is written one version
 	// at a time. Dialect.WriteVersions is the plain spelling.
 	WriteVersions(ctx context.Context, w *Tx, vs []Version) (updated, subscribed []bool, err error)
+}
+
+// PauseHolder is a Backend whose Claim and Due leave out the messages of the paused destinations in their
+// own statements (reading outbox_pauses there), so that the scripts read no pauses before them: one round
+// trip less per claim and per NextDue. They are then given no pauses.
+type PauseHolder interface {
+	HoldsPauses() bool
+}
+
+// holdsPauses reports whether b reads the pauses in its own claims (PauseHolder).
+func holdsPauses(b Backend) bool {
+	h, ok := b.(PauseHolder)
+	return ok && h.HoldsPauses()
 }
 
 // CreationWriter is a Backend that writes a new referral's rows in fewer round trips than the shared

@@ -498,6 +498,9 @@ func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, 
 	if limit <= 0 {
 		return nil, nil
 	}
+	if holdsPauses(s.b) {
+		return s.b.Claim(ctx, owner, now, lease, min(limit, MaxLimit), f)
+	}
 	paused, err := s.pausedDestinations(ctx)
 	if err != nil {
 		return nil, err
@@ -511,9 +514,12 @@ func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, 
 // destinations, are not counted, so a dispatcher sleeping until NextDue never spins on a message it cannot
 // claim.
 func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
-	paused, err := s.pausedDestinations(ctx)
-	if err != nil {
-		return time.Time{}, err
+	var paused []mapping.Destination
+	if !holdsPauses(s.b) {
+		var err error
+		if paused, err = s.pausedDestinations(ctx); err != nil {
+			return time.Time{}, err
+		}
 	}
 	pending, lease, err := s.b.Due(ctx, paused)
 	if err != nil {
