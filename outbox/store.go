@@ -289,7 +289,8 @@ type Store interface {
 	Audit
 	Capacities
 
-	// Changes signals (never blocking, coalescing) after every commit that wrote messages, so that a
+	// Changes signals (never blocking, coalescing) after every commit that wrote messages or let a claim take
+	// one sooner (a retry scheduled, a later message released; not a delivery that frees nothing), so that a
 	// dispatcher in this process wakes without polling.
 	Changes() <-chan struct{}
 	// Ping checks the database is reachable.

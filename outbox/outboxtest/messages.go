@@ -789,16 +789,27 @@ func testChanges(t *testing.T, open Opener) {
 	}
 	drain(s)
 	complete(t, s, got[0].ID, "a", now, outbox.StateDelivered, time.Time{}, 200, "")
-	if !signalled(s) {
-		t.Error("Changes not signalled after a delivery (the next message may be claimable)")
+	if signalled(s) {
+		t.Error("Changes signalled after a delivery that frees nothing (no later message waits behind it): a dispatcher would claim for nothing")
 	}
 	complete(t, s, got[1].ID, "a", now, outbox.StatePending, now.Add(time.Minute), 503, "HTTP 503")
 	if !signalled(s) {
 		t.Error("Changes not signalled after a retry was scheduled")
 	}
-	addEvents(t, s, "ref-001", now, event("msg-001-2", mapping.EventReferralUpdated, walks))
+	addEvents(t, s, "ref-001", now, event("msg-001-2", mapping.EventReferralUpdated, walks),
+		event("msg-001-3", mapping.EventReferralUpdated, walks))
 	if !signalled(s) {
 		t.Error("Changes not signalled after an update with events")
+	}
+	// A delivery with a later message of its referral and destination behind it lets that one be claimed.
+	next := claim(t, s, "a", now, lease, 10)
+	if !slices.Equal(ids(next), []string{"msg-001-2"}) {
+		t.Fatalf("claimed %v, want msg-001-2 (msg-001-3 waits behind it, msg-002-1 is not due)", ids(next))
+	}
+	drain(s)
+	complete(t, s, "msg-001-2", "a", now, outbox.StateDelivered, time.Time{}, 200, "")
+	if !signalled(s) {
+		t.Error("Changes not signalled after a delivery that released the next message of its chain")
 	}
 	if cap(s.Changes()) != 1 {
 		t.Errorf("Changes capacity %d, want 1", cap(s.Changes()))

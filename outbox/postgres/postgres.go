@@ -368,7 +368,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 }
 
 // Changes signals (buffered, size 1, never blocking) after every commit of this Store that wrote or released
-// messages or changed their state, before the writing call returns.
+// messages or changed their state so that a claim could take something sooner (a completion signals when it
+// scheduled a retry or released a later message, not when it freed nothing), before the writing call
+// returns.
 func (s *Store) Changes() <-chan struct{} { return s.changes }
 
 // Ping checks that the database answers.

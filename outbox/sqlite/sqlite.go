@@ -281,7 +281,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 }
 
 // Changes signals (buffered, size 1, never blocking) after every commit that wrote or released messages or
-// changed their state, before the writing calls return.
+// changed their state so that a claim could take something sooner (a completion signals when it scheduled a
+// retry or released a later message, not when it freed nothing), before the writing calls return.
 func (s *Store) Changes() <-chan struct{} { return s.changes }
 
 // Ping checks that the database answers and that the writer is running.

@@ -548,8 +548,9 @@ func (d Dialect) RecordAttempts(ctx context.Context, w Querier, as []AttemptRow)
 
 // RecordAttempt records one attempt, one statement per step, for a backend that runs one
 // write transaction at a time (it reads the message before the referral): it reads the message's lease,
-// records the attempt and, if a.Owner still holds the lease, moves the message on and reads its referral
-// when asked. ErrNotFound when there is no such message.
+// records the attempt and, if a.Owner still holds the lease, moves the message on, says for a delivery
+// whether a later message waits behind it, and reads its referral when asked. ErrNotFound when there is no
+// such message.
 func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Recorded, error) {
 	var state, owner, referralID string
 	err := w.QueryRowContext(ctx, d.rebind(selectLease), a.MessageID).Scan(&state, &owner, &referralID)
@@ -571,6 +572,13 @@ func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Re
 		return Recorded{}, d.DriverErr("complete attempt", err)
 	}
 	rec := Recorded{Moved: true, Successor: true}
+	if a.State == outbox.StateDelivered {
+		// Only a delivery's successor decides whether the commit signals (a retry always does, a dead
+		// message never frees one).
+		if err := w.QueryRowContext(ctx, d.rebind(selectSuccessor), a.MessageID, a.MessageID).Scan(&rec.Successor); err != nil {
+			return Recorded{}, d.DriverErr("complete attempt", err)
+		}
+	}
 	if a.WithReferral {
 		if rec.Referral, err = d.ReadReferral(ctx, w, byID, false, referralID); err != nil {
 			return Recorded{}, err

@@ -583,7 +583,7 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 		if err := f.flush(ctx); err != nil {
 			return err
 		}
-		w.Quiet, w.Changed = f.quiet, f.moved
+		w.Changed = f.moved && !f.quiet
 		return nil
 	})
 	if err != nil && len(todo) > 1 {
@@ -736,10 +736,11 @@ func (f *finishing) finish(ctx context.Context, h heldCompletion, subscribed boo
 			return err
 		}
 	}
-	// Other instances are told when the outcome may let them claim something: a retry (due again, maybe
-	// before they would look), a delivery unblocking a later message, or messages the update wrote or
-	// withdrew. A dead message keeps its successors blocked, and one without successors frees nothing.
-	// This instance's dispatcher is signalled in every case.
+	// Changes is signalled, and other instances are told, when the outcome may let a claim take something
+	// sooner: a retry (due again, maybe before anyone would look), a delivery unblocking a later message, or
+	// messages the update wrote or withdrew. A dead message keeps its successors blocked, and one without
+	// successors frees nothing: the place it held at its destination is the dispatcher's own to count, and
+	// a signal would only make it claim for nothing (one empty claim per delivered message, issue 12).
 	res := h.res
 	tell := res.State == outbox.StatePending || (res.State == outbox.StateDelivered && h.rec.Successor)
 	f.lost[h.i] = false
