@@ -164,13 +164,9 @@ func (s *Store) claim(ctx context.Context, owner string, now time.Time, lease ti
 		}
 	}
 	// The rare way (expired leases, or no limits): the shared scan, which reads the pauses from f.
-	pauses, err := s.ListPauses(ctx)
+	paused, err := s.PausedDestinations(ctx)
 	if err != nil {
 		return nil, err
-	}
-	paused := make([]mapping.Destination, len(pauses))
-	for i, p := range pauses {
-		paused[i] = p.Destination
 	}
 	f = sqlstore.HoldPaused(f, paused)
 	limited = f.PerDestination > 0 || len(f.Room) > 0

@@ -82,8 +82,8 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 	}
 	args := append(c.Row.InsertArgs(), c.Practice, systems, values, ids, kinds, dests, types, payloads,
 		string(v.Cause), v.Reason)
-	q := creationStatement
-	if n > 0 && !w.Quiet {
+	q, notify := creationStatement, n > 0 && !w.Quiet
+	if notify {
 		q = creationNotifyStatement
 		args = append(args, s.channel, s.instance)
 	}
@@ -104,9 +104,7 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 		}
 		return false, s.d.DriverErr("insert referral", err)
 	}
-	if n > 0 && !w.Quiet {
-		w.Notified = true
-	}
+	w.Notified = w.Notified || notify
 	return subscribed, nil
 }
 

@@ -264,8 +264,9 @@ func (d Dialect) listPauses(ctx context.Context, q Querier) ([]outbox.Pause, err
 	return out, nil
 }
 
-// pausedDestinations lists the destinations paused now.
-func (s *Store) pausedDestinations(ctx context.Context) ([]mapping.Destination, error) {
+// PausedDestinations lists the destinations paused now (what HoldPaused takes; a PauseHolder backend's rare
+// claim reads them itself).
+func (s *Store) PausedDestinations(ctx context.Context) ([]mapping.Destination, error) {
 	ps, err := s.d.listPauses(ctx, s.read)
 	if err != nil {
 		return nil, err

@@ -501,7 +501,7 @@ func (s *Store) ClaimMessages(ctx context.Context, owner string, now time.Time, 
 	if holdsPauses(s.b) {
 		return s.b.Claim(ctx, owner, now, lease, min(limit, MaxLimit), f)
 	}
-	paused, err := s.pausedDestinations(ctx)
+	paused, err := s.PausedDestinations(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -517,7 +517,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, error) {
 	var paused []mapping.Destination
 	if !holdsPauses(s.b) {
 		var err error
-		if paused, err = s.pausedDestinations(ctx); err != nil {
+		if paused, err = s.PausedDestinations(ctx); err != nil {
 			return time.Time{}, err
 		}
 	}
