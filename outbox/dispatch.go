@@ -325,6 +325,10 @@ type loopState struct {
 	dueAt   time.Time                         // the next due time NextDue read last (zero: none pending)
 	dueRead time.Time                         // when NextDue was read last (this process's clock)
 	claimed time.Time                         // when the loop claimed last (this process's clock)
+	claimAt time.Time                         // the time the last claim was made for (the Clock's now)
+	// recheck: the due time read last may be stale (a claim came back with deliveries in flight and read
+	// no due time after it, dueRecheck): it is read again by dueRead+dueRecheck.
+	recheck bool
 	// exhausted: the last claim took everything it could have taken (fewer than asked, and no destination's
 	// room cut it short), and nothing has happened since that could make more claimable but a delivery
 	// finishing. A freed place alone is then no reason to claim: the claim would come back empty (see
@@ -404,7 +408,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-safety.C:
 			st.exhausted = false
 		case <-due.C:
-			st.exhausted = false
+			// A message came due, a recheck is due, or a claim waited for places (ClaimWait): fill sees
+			// which.
 		case <-pause.timer.C:
 			pause.resume()
 			st.exhausted = false
@@ -441,12 +446,19 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	now := d.opts.Clock()
 	d.startHeld(dctx, log, st, done, now)
 	if st.exhausted {
-		// Only deliveries have finished since a claim that found nothing more: what is pending is what the
-		// due time read last says (a completion that made work commits, and its Changes clears exhausted).
-		if st.dueAt.After(now) {
-			due.Reset(st.dueAt.Sub(now))
+		// Only deliveries have finished, or time has passed, since a claim that found nothing more: what is
+		// pending is what the due time says (a completion that made work commits, and its Changes clears
+		// exhausted). A stale due time is read again, rather than claiming on the chance.
+		if st.recheck && time.Since(st.dueRead) >= dueRecheck {
+			if err := d.readDue(ctx, st); err != nil {
+				return err
+			}
 		}
-		return nil
+		if !st.dueAt.After(st.claimAt) || st.dueAt.After(now) {
+			st.armDue(due, now)
+			return nil
+		}
+		st.exhausted = false // a message has come due since the last claim
 	}
 	for {
 		free := d.opts.Concurrency - st.running - st.nHeld
@@ -461,8 +473,13 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 				return nil
 			}
 		}
+		// A commit signalled before this claim begins is seen by it: its signal is no reason for another.
+		select {
+		case <-d.store.Changes():
+		default:
+		}
 		msgs, f, err := d.claim(ctx, now, free, st)
-		st.claimed = time.Now()
+		st.claimed, st.claimAt = time.Now(), now
 		if err != nil {
 			return fmt.Errorf("claiming messages: %w", err)
 		}
@@ -492,23 +509,40 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	// the claim did not return is blocked (per-referral order, or no room for its destination): a completion,
 	// a commit or the safety poll will bring the loop back. With deliveries in flight, the due time read less
 	// than dueRecheck ago stands (dueRecheck).
-	if since := time.Since(st.dueRead); st.running > 0 && since < dueRecheck {
-		wait := dueRecheck - since
-		if st.dueAt.After(now) {
-			wait = min(wait, st.dueAt.Sub(now))
-		}
-		due.Reset(wait)
-		return nil
+	if st.running > 0 && time.Since(st.dueRead) < dueRecheck {
+		st.recheck = true
+	} else if err := d.readDue(ctx, st); err != nil {
+		return err
 	}
+	st.armDue(due, now)
+	return nil
+}
+
+// readDue reads when the next pending message is due (NextDue).
+func (d *Dispatcher) readDue(ctx context.Context, st *loopState) error {
 	next, err := d.store.NextDue(ctx)
 	if err != nil {
 		return fmt.Errorf("reading the next due time: %w", err)
 	}
-	st.dueAt, st.dueRead = next, time.Now()
-	if next.After(now) {
-		due.Reset(next.Sub(now))
-	}
+	st.dueAt, st.dueRead, st.recheck = next, time.Now(), false
 	return nil
+}
+
+// armDue sets the due timer for the next pending message's due time, and no later than the recheck of a
+// stale due time (dueRecheck). A due time not after now is blocked (see fill) and arms nothing.
+func (st *loopState) armDue(due *time.Timer, now time.Time) {
+	wait := time.Duration(-1)
+	if st.dueAt.After(now) {
+		wait = st.dueAt.Sub(now)
+	}
+	if st.recheck {
+		if r := max(dueRecheck-time.Since(st.dueRead), 0); wait < 0 || r < wait {
+			wait = r
+		}
+	}
+	if wait >= 0 {
+		due.Reset(wait)
+	}
 }
 
 // claim leases up to limit messages, no more of a destination than it has room for (PerDestination less
