@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"IdentifiersPerPractice", testIdentifiersPerPractice},
 		{"IdentifiersPerPracticeConcurrent", testIdentifiersPerPracticeConcurrent},
 		{"ConcurrentIdenticalCreates", testConcurrentIdenticalCreates},
+		{"ConcurrentCreatesSharingIdentifiers", testConcurrentCreatesSharingIdentifiers},
 		{"AtomicCreate", testAtomicCreate},
 		{"GroupCommitFailureIsolated", testGroupCommitFailureIsolated},
 		{"SearchFilters", testSearchFilters},

@@ -188,6 +188,61 @@ func testConcurrentIdenticalCreates(t *testing.T, open Opener) {
 	}
 }
 
+// testConcurrentCreatesSharingIdentifiers: creates racing with the same two identifiers, listed in either
+// order, make one referral per pair, and every other create gets that one back (the same request again).
+func testConcurrentCreatesSharingIdentifiers(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	const pairs, racers = 12, 6
+	var wg sync.WaitGroup
+	results := make([][]outbox.CreateResult, pairs)
+	errs := make([][]error, pairs)
+	start := make(chan struct{})
+	for p := range pairs {
+		results[p], errs[p] = make([]outbox.CreateResult, racers), make([]error, racers)
+		x := mapping.Identifier{System: "https://example.org/a", Value: fmt.Sprintf("x-%d", p)}
+		y := mapping.Identifier{System: "https://example.org/b", Value: fmt.Sprintf("y-%d", p)}
+		for i := range racers {
+			in := renamed(intake(1), fmt.Sprintf("-%d-%d", p, i))
+			in.Identifiers = []mapping.Identifier{x, y}
+			if i%2 == 1 {
+				in.Identifiers = []mapping.Identifier{y, x}
+			}
+			in.Fingerprint = fmt.Sprintf("body-%d", p)
+			wg.Go(func() {
+				<-start
+				results[p][i], errs[p][i] = s.CreateReferral(t.Context(), in)
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	for p := range pairs {
+		created, winner := 0, ""
+		for i, r := range results[p] {
+			if errs[p][i] != nil {
+				t.Errorf("pair %d, create %d: %v", p, i, errs[p][i])
+				continue
+			}
+			if r.Created {
+				created++
+				winner = r.Referral.Record.ID
+			}
+		}
+		if created != 1 {
+			t.Errorf("pair %d: %d creates succeeded, want exactly 1", p, created)
+			continue
+		}
+		for i, r := range results[p] {
+			if errs[p][i] == nil && r.Referral.Record.ID != winner {
+				t.Errorf("pair %d, create %d returned referral %q, want the winner %q", p, i, r.Referral.Record.ID, winner)
+			}
+		}
+	}
+	if all, _ := search(t, s, outbox.ReferralQuery{Limit: 100}); len(all) != pairs {
+		t.Errorf("%d referrals, want one per pair (%d)", len(all), pairs)
+	}
+}
+
 func testAtomicCreate(t *testing.T, open Opener) {
 	for _, stage := range []string{StageReferral, StageIdentifiers, StageMessages, StageEvents} {
 		t.Run(stage, func(t *testing.T) {

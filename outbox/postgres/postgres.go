@@ -607,9 +607,9 @@ func (b backend) Due(ctx context.Context, paused []mapping.Destination) (pending
 	return b.s.due(ctx, paused)
 }
 
-// LockIdentifiers takes the identifiers' advisory locks (see lockIdentifiers).
-func (b backend) LockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice string, ids []mapping.Identifier) error {
-	return b.s.lockIdentifiers(ctx, w, practice, ids)
+// FindIdentifiers looks a create's identifiers up in one round trip (see findIdentifiers).
+func (b backend) FindIdentifiers(ctx context.Context, w *sqlstore.Tx, practice string, ids []mapping.Identifier) ([]string, error) {
+	return b.s.findIdentifiers(ctx, w, practice, ids)
 }
 
 // RecordAttempts records a batch of attempts in one round trip (see recordAttempts).

@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,31 +14,47 @@ import (
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 )
 
-// lockIdentifiers takes a transaction-scoped advisory lock per identifier of practice (in key order, so that
-// two creates never wait for each other in a cycle): a concurrent create of the same identifier for the same
-// practice, in this process or another, waits until this transaction ends and then finds its referral.
-func (s *Store) lockIdentifiers(ctx context.Context, w *sqlstore.Tx, practice string, ids []mapping.Identifier) error {
-	keys := make([]int64, 0, len(ids))
-	for _, id := range ids {
-		keys = append(keys, lockKey("socialrx identifier", s.schema, practice, id.System, id.Value))
+// findIdentifiers returns the distinct referrals that hold any of ids under practice
+// (sqlstore.IdentifierFinder), and notes the transaction's id with them: the referral's stamp needs it next
+// (stamp), and this saves intake a round trip. No lock is taken: a concurrent create of one of the
+// identifiers fails on the identifiers' key once this one commits (ErrRetry, writeCreation) and its fresh
+// run finds this one. Formerly an advisory lock per identifier, then a lookup per identifier.
+func (s *Store) findIdentifiers(ctx context.Context, w *sqlstore.Tx, practice string, ids []mapping.Identifier) ([]string, error) {
+	systems, values := identifierArrays(ids)
+	var (
+		xid         string
+		first, last sql.NullString
+	)
+	err := w.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text, min(referral_id), max(referral_id)
+		FROM referral_identifiers WHERE practice_ods = $1 AND (system, value) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
+		practice, systems, values).Scan(&xid, &first, &last)
+	if err != nil {
+		return nil, s.d.DriverErr("find identifier", err)
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-	for i, k := range keys {
-		if i == 0 && w.Stamps.Writer == "" {
-			// The transaction's id comes with the first lock: the referral's stamp needs it next (stamp),
-			// and this saves intake a round trip.
-			q := `SELECT pg_current_xact_id()::text FROM (SELECT pg_advisory_xact_lock($1)) l`
-			if err := w.QueryRowContext(ctx, q, k).Scan(&w.Stamps.Writer); err != nil {
-				return s.d.DriverErr("lock identifier", err)
-			}
-			continue
-		}
-		if _, err := w.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, k); err != nil {
-			return s.d.DriverErr("lock identifier", err)
-		}
+	if w.Stamps.Writer == "" {
+		w.Stamps.Writer = xid
 	}
-	return nil
+	switch {
+	case !first.Valid:
+		return nil, nil
+	case first.String == last.String:
+		return []string{first.String}, nil
+	}
+	return []string{first.String, last.String}, nil // and maybe more: several is what matters
+}
+
+// identifierArrays spells ids as arrays of systems and values, in (system, value) order: a create writes
+// its identifiers in that order, so that two creates sharing several never wait for each other in a
+// cycle (each waits, on the identifiers' key, for the first it meets of the other's).
+func identifierArrays(ids []mapping.Identifier) (systems, values []string) {
+	sorted := slices.SortedFunc(slices.Values(ids), func(a, b mapping.Identifier) int {
+		return cmp.Or(cmp.Compare(a.System, b.System), cmp.Compare(a.Value, b.Value))
+	})
+	systems, values = make([]string, len(sorted)), make([]string, len(sorted))
+	for i, id := range sorted {
+		systems[i], values[i] = id.System, id.Value
+	}
+	return systems, values
 }
 
 // creationStatement is writeCreation's statement: the referral (sqlstore.InsertReferral, $1 to $20), its
@@ -67,10 +85,7 @@ var creationNotifyStatement = creationStatement + ` FROM (SELECT pg_notify($31, 
 // whether the fan-out has anything to do and, when it queues messages, the NOTIFY that the commit would
 // otherwise send on its own. Formerly six round trips.
 func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (bool, error) {
-	systems, values := make([]string, len(c.Identifiers)), make([]string, len(c.Identifiers))
-	for i, id := range c.Identifiers {
-		systems[i], values[i] = id.System, id.Value
-	}
+	systems, values := identifierArrays(c.Identifiers)
 	n := len(c.Events)
 	ids, kinds, dests, types := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	payloads := make([][]byte, n)
@@ -93,8 +108,8 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 		if errors.As(err, &pe) && pe.Code == "23505" {
 			switch pe.TableName {
 			case "referral_identifiers":
-				// Unreachable while every writer takes the identifier locks; kept as a backstop: a fresh run
-				// of the transaction finds the referral that holds the identifier.
+				// A concurrent create of one of the identifiers committed first (findIdentifiers): a fresh
+				// run of the transaction finds its referral.
 				return false, fmt.Errorf("postgres: insert identifier: %w: %w", sqlstore.ErrRetry, err)
 			case "outbox_messages":
 				return false, fmt.Errorf("postgres: insert message: duplicate message id: %w", err)

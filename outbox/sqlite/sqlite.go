@@ -386,11 +386,6 @@ func (b backend) Due(ctx context.Context, paused []mapping.Destination) (pending
 	return b.s.due(ctx, paused)
 }
 
-// LockIdentifiers has nothing to do: with one writer, a concurrent create runs after this one and finds it.
-func (backend) LockIdentifiers(context.Context, *sqlstore.Tx, string, []mapping.Identifier) error {
-	return nil
-}
-
 // RecordAttempts is the plain spelling (sqlstore.Dialect.RecordAttempts): statements are cheap in process.
 func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstore.AttemptRow) ([]sqlstore.Recorded, error) {
 	return b.s.d.RecordAttempts(ctx, w, as)

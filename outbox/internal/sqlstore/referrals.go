@@ -726,14 +726,23 @@ func (d Dialect) ExistingByIdentifiers(ctx context.Context, w Querier, practice 
 			return nil, d.DriverErr("find identifier", err)
 		}
 		if found != "" && found != rid {
-			return nil, fmt.Errorf("%s: create referral: identifiers belong to several referrals: %w", d.Name, outbox.ErrConflict)
+			return nil, fmt.Errorf("%s: create referral: %w", d.Name, errSeveralReferrals)
 		}
 		found = rid
 	}
 	if found == "" {
 		return nil, nil
 	}
-	cur, err := d.ReadReferral(ctx, w, byID, false, found)
+	return d.existingReferral(ctx, w, found, fingerprint)
+}
+
+// errSeveralReferrals: a create's identifiers are held by more than one referral.
+var errSeveralReferrals = fmt.Errorf("identifiers belong to several referrals: %w", outbox.ErrConflict)
+
+// existingReferral reads the referral id that holds a create's identifiers: the create's answer when its
+// fingerprint is the create's (a duplicate), else ErrConflict (the identifiers reused for another request).
+func (d Dialect) existingReferral(ctx context.Context, w Querier, id, fingerprint string) (*outbox.Referral, error) {
+	cur, err := d.ReadReferral(ctx, w, byID, false, id)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@
 //     a column can store, and whether several writers run at once.
 //   - Backend: behaviour — how a write transaction runs (SQLite: queued to one writer goroutine and group
 //     committed, each write in its savepoint; PostgreSQL: READ COMMITTED, retried after serialization failures
-//     and deadlocks, NOTIFY to other instances), the claim, the identifier locks of a create, and the two
+//     and deadlocks, NOTIFY to other instances), the claim, and the two
 //     steps PostgreSQL does in fewer round trips (recording a batch of attempts in one statement; writing a new
 //     version with its timeline entry and the "practice has subscriptions" probe in one). The plain spelling
 //     of those two steps, one statement per step, is here (Dialect.RecordAttempts, Dialect.WriteVersion):
@@ -236,9 +236,6 @@ type Backend interface {
 	// destinations (ExcludeDestinations spells the term; a PauseHolder is given none and reads them
 	// itself); NULL when there is none.
 	Due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error)
-	// LockIdentifiers, inside a create's write transaction, makes a concurrent create of any of ids for the
-	// same practice wait until w ends, so that it then finds this one (nothing to do with one writer).
-	LockIdentifiers(ctx context.Context, w *Tx, practice string, ids []mapping.Identifier) error
 	// RecordAttempts records delivery attempts, each on a message of its own, and moves on each message whose
 	// lease is still held (see AttemptRow and Recorded): what Dialect.RecordAttempt does for each, in order,
 	// but maybe in fewer statements. Its Recorded are in the order of as. An error (ErrNotFound for an
@@ -278,6 +275,18 @@ func holdsPauses(b Backend) bool {
 // duplicate message id, or the driver's error with its kind.
 type CreationWriter interface {
 	WriteCreation(ctx context.Context, w *Tx, c Creation, v Version) (subscribed bool, err error)
+}
+
+// IdentifierFinder is a Backend with several writers that looks a create's identifiers up in one round
+// trip, taking no lock on them (one writer needs none: a concurrent create runs after this one and finds
+// it, Dialect.ExistingByIdentifiers): FindIdentifiers returns the distinct ids of the referrals
+// that hold any of ids under practice, as the transaction w sees them. A concurrent create of the same
+// identifier is caught by the identifiers' unique key instead: whichever commits second fails there with
+// ErrRetry (CreationWriter), waiting for the first to end, and its fresh run finds the first's referral,
+// as it would have after waiting for the lock. With identifiers written in one order (see WriteCreation)
+// two creates never wait for each other in a cycle.
+type IdentifierFinder interface {
+	FindIdentifiers(ctx context.Context, w *Tx, practice string, ids []mapping.Identifier) ([]string, error)
 }
 
 // Micros converts a time to stored microseconds (0 for the zero time).

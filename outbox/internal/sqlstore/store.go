@@ -107,7 +107,7 @@ func New(d Dialect, b Backend, read Querier, cfg Config) *Store {
 }
 
 // CreateReferral writes the referral, its identifiers, its messages, its fan-out and its timeline entry in
-// one transaction (identifiers locked first, Backend.LockIdentifiers). Identifiers are keys of the referring
+// one transaction (identifiers looked up first: Store.existing). Identifiers are keys of the referring
 // practice: another practice's referral with the same identifier is neither found nor a conflict. The referral is stored as version 1
 // whatever the intake says, with its times truncated to the microsecond, UpdatedAt defaulting to CreatedAt
 // and moved later if needed to follow commit order (Dialect.Stamp). Events without an id get one from
@@ -187,10 +187,7 @@ func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint str
 	d := s.d
 	res := c.Result
 	err := func() error {
-		if err := s.b.LockIdentifiers(ctx, w, c.Practice, c.Identifiers); err != nil {
-			return err
-		}
-		existing, err := d.ExistingByIdentifiers(ctx, w, c.Practice, c.Identifiers, fingerprint)
+		existing, err := s.existing(ctx, w, c, fingerprint)
 		if err != nil || existing != nil {
 			if existing != nil {
 				res = outbox.CreateResult{Referral: *existing, Created: false}
@@ -223,8 +220,8 @@ func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint str
 					return d.DriverErr("insert identifier", err)
 				}
 				if d.Concurrent {
-					// Unreachable while every writer takes the identifier locks; kept as a backstop: a
-					// fresh run of the transaction finds the referral that holds the identifier.
+					// A concurrent create of the identifier committed first (IdentifierFinder): a fresh
+					// run of the transaction finds its referral.
 					return fmt.Errorf("%s: insert identifier: %w: %w", d.Name, ErrRetry, err)
 				}
 				// Unreachable with one writer; kept as a backstop.
@@ -249,6 +246,26 @@ func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint str
 		return hook(stageEvents)
 	}()
 	return res, err
+}
+
+// existing finds the referral that already holds the creation's identifiers (nil when none does): looked
+// up in one round trip by an IdentifierFinder (several writers), else one by one (one writer).
+func (s *Store) existing(ctx context.Context, w *Tx, c Creation, fingerprint string) (*outbox.Referral, error) {
+	f, ok := s.b.(IdentifierFinder)
+	if !ok {
+		return s.d.ExistingByIdentifiers(ctx, w, c.Practice, c.Identifiers, fingerprint)
+	}
+	if len(c.Identifiers) == 0 {
+		return nil, nil
+	}
+	found, err := f.FindIdentifiers(ctx, w, c.Practice, c.Identifiers)
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	if len(found) > 1 {
+		return nil, fmt.Errorf("%s: create referral: %w", s.d.Name, errSeveralReferrals)
+	}
+	return s.d.existingReferral(ctx, w, found[0], fingerprint)
 }
 
 // writeCreation is the rest of createIn on a backend that writes a creation's rows at once (cw): the rows,
