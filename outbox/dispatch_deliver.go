@@ -359,8 +359,11 @@ func (d *Dispatcher) auditSend(dctx context.Context, m Message, now time.Time) {
 	if m.Destination.Kind == mapping.DestinationSubscription {
 		r.Via, r.ResourceType, r.ResourceID, r.ServiceID = "subscription", "Subscription", m.Destination.ID, ""
 	}
-	if ods, err := d.store.ReferralPractice(ctx, m.ReferralID); err == nil {
-		r.PracticeODS = ods
+	r.PracticeODS = m.PracticeODS
+	if r.PracticeODS == "" {
+		if ods, err := d.store.ReferralPractice(ctx, m.ReferralID); err == nil {
+			r.PracticeODS = ods
+		}
 	}
 	if err := d.opts.Audit.Record(ctx, r); err != nil {
 		d.opts.Logger.Error("outbox: a delivery could not be audited", "message_id", m.ID, "referral_id", m.ReferralID, "err", err)

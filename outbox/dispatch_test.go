@@ -1503,3 +1503,62 @@ func TestDispatchRecheckReadsTheDueTime(t *testing.T) {
 		t.Errorf("%d empty claims; want at most 1 (the first, made before any referral)", empty)
 	}
 }
+
+// practiceStore is a store whose claims may name the referring practice (Message.PracticeODS, as
+// PostgreSQL's claim does), and that counts the dispatcher's reads of it (ReferralPractice).
+type practiceStore struct {
+	outbox.Store
+	fill  bool
+	reads atomic.Int64
+}
+
+func (p *practiceStore) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
+	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	ms, err := p.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+	for i := range ms {
+		if p.fill {
+			ms[i].PracticeODS = "A81001" // every referral of the env's
+		}
+	}
+	return ms, err
+}
+
+func (p *practiceStore) ReferralPractice(ctx context.Context, id string) (string, error) {
+	p.reads.Add(1)
+	return p.Store.ReferralPractice(ctx, id)
+}
+
+// TestDispatchAuditNamesThePractice: a delivery's audit record names the referral's practice, taken from
+// the claimed message when the claim read it (no round trip per delivery), else read.
+func TestDispatchAuditNamesThePractice(t *testing.T) {
+	t.Parallel()
+	for _, fill := range []bool{true, false} {
+		t.Run(fmt.Sprintf("claim names it %v", fill), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			ps := &practiceStore{fill: fill}
+			e.wrap = func(s outbox.Store) outbox.Store { ps.Store = s; return ps }
+			rc := newReceiver(t, time.Now, nil)
+			e.serve("walks", rc)
+			audit := outbox.NewAuditLog(e.store, outbox.AuditLogOptions{Instance: "test"})
+			t.Cleanup(audit.Close)
+			r := e.start(func(o *outbox.DispatcherOptions) { o.Audit = audit })
+			id := e.refer("r1", created("walks"))[0]
+			r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+			recs, err := e.store.ListAudit(context.Background(), outbox.AuditQuery{ReferralID: "r1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || recs[0].Action != outbox.AuditSend || recs[0].PracticeODS != "A81001" {
+				t.Fatalf("audit records %+v, want one send naming practice A81001", recs)
+			}
+			want := int64(1)
+			if fill {
+				want = 0
+			}
+			if n := ps.reads.Load(); n != want {
+				t.Errorf("the dispatcher read the practice %d times, want %d", n, want)
+			}
+		})
+	}
+}

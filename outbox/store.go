@@ -170,6 +170,11 @@ type Message struct {
 	LastError     string // short, no patient data
 	// BudgetFrom is when the current retry budget started: creation, or the last replay.
 	BudgetFrom time.Time
+	// PracticeODS is the referring practice of the message's referral when the store read it with the
+	// message (a claim may: PostgreSQL's usual claim does, in the same statement); empty otherwise, and for
+	// a message with no referral. The dispatcher names it in a delivery's audit record, and reads it
+	// (ReferralPractice) only when it is empty.
+	PracticeODS string
 }
 
 // Attempt is one delivery attempt.

@@ -102,6 +102,36 @@ func testClaimAcrossReferrals(t *testing.T, open Opener) {
 	}
 }
 
+// testClaimNamesPractice: a claimed message that names its referral's practice (Message.PracticeODS, which
+// a claim may read with the message) names the right one, whichever way the claim goes: the dispatcher's
+// usual claim (per-destination limits) and the other (no limits).
+func testClaimNamesPractice(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	want := map[string]string{}
+	for i, ods := range []string{"A81001", "B82002", "C83003", "A81001"} {
+		in := ofPractice(intake(i+1), ods, "")
+		create(t, s, in)
+		want[in.Events[0].ID] = ods
+	}
+	now := at(time.Minute)
+	limited, err := s.ClaimMessages(t.Context(), "a", now, time.Hour, 2, outbox.ClaimFilter{PerDestination: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := s.ClaimMessages(t.Context(), "b", now, time.Hour, 10, outbox.ClaimFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(limited) + len(rest); got != len(want) {
+		t.Fatalf("claimed %d messages, want %d", got, len(want))
+	}
+	for _, m := range append(limited, rest...) {
+		if m.PracticeODS != "" && m.PracticeODS != want[m.ID] {
+			t.Errorf("%s names practice %q, want %q (or none)", m.ID, m.PracticeODS, want[m.ID])
+		}
+	}
+}
+
 func testLeaseExpiryAndLeaseLost(t *testing.T, open Opener) {
 	s := open(t, Options{})
 	ctx := t.Context()

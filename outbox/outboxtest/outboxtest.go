@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"ClaimOrderPerReferral", testClaimOrderPerReferral},
 		{"ClaimDeadBlocks", testClaimDeadBlocks},
 		{"ClaimAcrossReferrals", testClaimAcrossReferrals},
+		{"ClaimNamesPractice", testClaimNamesPractice},
 		{"ClaimFiltered", testClaimFiltered},
 		{"ClaimFilteredInterleaved", testClaimFilteredInterleaved},
 		{"LeaseExpiryAndLeaseLost", testLeaseExpiryAndLeaseLost},

@@ -85,7 +85,7 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 		const anyExpired = `EXISTS (SELECT 1 FROM outbox_messages WHERE state = 'inflight' AND lease_until <= $5)`
 		guardTerm = ` AND NOT ` + anyExpired
 		// seq 0 marks the sentinel: real seqs start at 1.
-		sentinel = ` UNION ALL SELECT '', 0, '', '', '', '', ''::bytea, '', 0, 0, 0, '', 0, 0, '', 0 WHERE ` + anyExpired
+		sentinel = ` UNION ALL SELECT '', 0, '', '', '', '', ''::bytea, '', 0, 0, 0, '', 0, 0, '', 0, '' WHERE ` + anyExpired
 	}
 	rows, err := q.QueryContext(ctx, `WITH RECURSIVE dests (dkind, did) AS (
 		(SELECT destination_kind, destination_id FROM outbox_messages WHERE state = 'pending'
@@ -114,11 +114,11 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 		FROM picked WHERE id = picked.pid
 		RETURNING `+sqlstore.MessageCols+`
 	)
-	SELECT `+sqlstore.MessageCols+` FROM leased`+sentinel, kinds, ids, ns, def, nowUS, owner, until)
+	SELECT `+sqlstore.MessageCols+`, `+sqlstore.PracticeCol("leased")+` FROM leased`+sentinel, kinds, ids, ns, def, nowUS, owner, until)
 	if err != nil {
 		return nil, false, s.d.DriverErr("claim", err)
 	}
-	all, err := s.d.CollectMessages(rows, "claim")
+	all, err := s.d.CollectMessagesWithPractice(rows, "claim")
 	if err != nil {
 		return nil, false, err
 	}

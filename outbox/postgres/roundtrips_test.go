@@ -166,6 +166,10 @@ func TestRoundTrips(t *testing.T) {
 		if err != nil || len(ms) != 1 {
 			t.Fatalf("claim: %d messages, %v", len(ms), err)
 		}
+		// The claim names the referral's practice, so that the delivery's audit record needs no read of it.
+		if want := testIntake(n).Referral.PracticeODS; ms[0].PracticeODS != want {
+			t.Errorf("claimed %s names practice %q, want %q", ms[0].ID, ms[0].PracticeODS, want)
+		}
 		dues = append(dues, w.count(func() { _, err = s.NextDue(ctx) }))
 		if err != nil {
 			t.Fatal(err)
