@@ -331,8 +331,8 @@ type loopState struct {
 	recheck bool
 	// exhausted: the last claim took everything it could have taken (fewer than asked, and no destination's
 	// room cut it short), and nothing has happened since that could make more claimable but a delivery
-	// finishing. A freed place alone is then no reason to claim: the claim would come back empty (see
-	// Run, which clears it on every other wake).
+	// finishing. A freed place alone is then no reason to claim: the claim would come back empty (Run
+	// clears it on a commit, Wake, the safety poll or the pause timer; on the due timer, fill decides).
 	exhausted bool
 }
 
@@ -448,17 +448,21 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	if st.exhausted {
 		// Only deliveries have finished, or time has passed, since a claim that found nothing more: what is
 		// pending is what the due time says (a completion that made work commits, and its Changes clears
-		// exhausted). A stale due time is read again, rather than claiming on the chance.
+		// exhausted). A stale due time is read again, rather than claiming on the chance. A due time the
+		// last claim had already reached says nothing new, unless read since: then a head is due that the
+		// claim did not take (another instance's claim held it locked at the time, say).
+		fresh := false
 		if st.recheck && time.Since(st.dueRead) >= dueRecheck {
 			if err := d.readDue(ctx, st); err != nil {
 				return err
 			}
+			fresh = true
 		}
-		if !st.dueAt.After(st.claimAt) || st.dueAt.After(now) {
+		if st.dueAt.IsZero() || st.dueAt.After(now) || (!fresh && !st.dueAt.After(st.claimAt)) {
 			st.armDue(due, now)
 			return nil
 		}
-		st.exhausted = false // a message has come due since the last claim
+		st.exhausted = false
 	}
 	for {
 		free := d.opts.Concurrency - st.running - st.nHeld
@@ -473,11 +477,13 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 				return nil
 			}
 		}
-		// A commit signalled before this claim begins is seen by it: its signal is no reason for another.
+		// A commit signalled before this claim begins is seen by it, and its messages are due by the time
+		// read after: its signal is no reason for another claim.
 		select {
 		case <-d.store.Changes():
 		default:
 		}
+		now = d.opts.Clock()
 		msgs, f, err := d.claim(ctx, now, free, st)
 		st.claimed, st.claimAt = time.Now(), now
 		if err != nil {

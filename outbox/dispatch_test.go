@@ -1562,3 +1562,53 @@ func TestDispatchAuditNamesThePractice(t *testing.T) {
 		})
 	}
 }
+
+// skipStore is a store whose next claim, once armed, finds nothing: as a claim does on PostgreSQL when
+// another instance's claim holds the due head's row locked at that moment (SKIP LOCKED).
+type skipStore struct {
+	outbox.Store
+	skip atomic.Bool
+}
+
+func (s *skipStore) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
+	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	if s.skip.CompareAndSwap(true, false) {
+		return nil, nil
+	}
+	return s.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+}
+
+// TestDispatchRecheckTakesAHeadAClaimSkipped: a claim that left a due message behind (another instance held
+// its row) counts as having taken everything, so a finishing delivery does not claim again; the due-time
+// recheck, which reads the message due, does, without waiting for a commit or the safety poll.
+func TestDispatchRecheckTakesAHeadAClaimSkipped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ss := &skipStore{}
+	e.wrap = func(s outbox.Store) outbox.Store { ss.Store = s; return ss }
+	gate := make(chan struct{})
+	rc := newReceiver(t, time.Now, func(n int, _ hit, w http.ResponseWriter, _ *http.Request, release <-chan struct{}) {
+		if n == 0 { // the first delivery stays in flight until the second has arrived
+			select {
+			case <-gate:
+			case <-release:
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	e.serve("walks", rc)
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.SafetyPoll = time.Hour // only commits, deliveries and due times wake the loop
+	})
+	a := e.refer("a", created("walks"))[0]
+	rc.next(t)
+	ss.skip.Store(true)
+	b := e.refer("b", created("walks"))[0] // its commit's claim finds nothing
+	if h := rc.next(t); h.ID != b {
+		t.Fatalf("second request for %s, want %s", h.ID, b)
+	}
+	close(gate)
+	r.expect(a, outbox.OutcomeDelivered, http.StatusNoContent)
+	r.expect(b, outbox.OutcomeDelivered, http.StatusNoContent)
+}

@@ -3,9 +3,10 @@
 // migrations.
 //
 // Several Store instances (several adapter processes) may share one database:
-//   - CreateReferral takes a transaction-scoped advisory lock per ServiceRequest.identifier before looking
-//     for an existing referral, so concurrent identical creates find each other; the unique index on
-//     referral_identifiers is the backstop (a violation retries the transaction, which then finds the winner).
+//   - CreateReferral looks its ServiceRequest.identifiers up (one statement) and takes no lock on them:
+//     of two concurrent creates of one identifier, the second to insert it waits on the unique index of
+//     referral_identifiers for the first, fails there if the first commits, and runs its transaction again,
+//     which then finds the first's referral (identifiers are inserted in one order: no waiting in a cycle).
 //   - Every writer locks the referral row (SELECT … FOR UPDATE) before changing it, so versions and the
 //     messages of one referral follow commit order; the fan-out numbers subscription events with
 //     UPDATE … RETURNING, holding the subscription's row lock until commit (gap-free, commit-ordered).
@@ -19,7 +20,8 @@
 //   - ClaimMessages selects with FOR UPDATE SKIP LOCKED and leases what it selected: two instances never
 //     lease the same message at once, and neither waits for the other. Claims and NextDue run on a small
 //     second pool whose sessions pin the queue's plans (see queueSettings).
-//   - Serialization failures and deadlocks are retried a bounded number of times (Options.MaxRetries).
+//   - Serialization failures, deadlocks and a create's identifier taken meanwhile are retried a bounded
+//     number of times (Options.MaxRetries).
 //
 // Changes signals after this Store's own commits, and (LISTEN/NOTIFY on one dedicated connection outside the
 // pool, unless Options.NoListen) when another instance on the same schema commits a change to messages: a
@@ -72,8 +74,8 @@ type Options struct {
 	Existing bool
 	// MaxConns caps the connection pool (default 16).
 	MaxConns int
-	// MaxRetries caps how many times a transaction that failed with a serialization failure or a deadlock
-	// is run again (default 8).
+	// MaxRetries caps how many times a transaction that failed with a serialization failure, a deadlock or
+	// (a create) an identifier another transaction took meanwhile is run again (default 8).
 	MaxRetries int
 	// LockTimeout is how long a statement waits for a lock (PostgreSQL's lock_timeout) before it gives up
 	// and the call fails with fault.Unavailable (503 + Retry-After, not a request that hangs): the database

@@ -58,14 +58,16 @@ func identifierArrays(ids []mapping.Identifier) (systems, values []string) {
 }
 
 // creationStatement is writeCreation's statement: the referral (sqlstore.InsertReferral, $1 to $20), its
-// identifiers ($21 the practice key, $22 and $23 systems and values), its messages ($24 to $28: ids,
+// identifiers ($21 the practice key, $22 and $23 systems and values, inserted in their order), its messages ($24 to $28: ids,
 // destination kinds and ids, types, payloads; seqs in their order), its timeline entry (cause $29, status
 // reason $30, the rest from the row) and whether its practice has any subscription that gets
 // notifications. The referral's row comes first in the statement, so every other row's reference to it
 // holds when the statement ends.
 var creationStatement = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertReferral) + ` RETURNING id),
 	i AS (INSERT INTO referral_identifiers (practice_ods, system, value, referral_id)
-		SELECT $21, x.system, x.value, r.id FROM r, unnest($22::text[], $23::text[]) AS x (system, value)),
+		SELECT $21, x.system, x.value, r.id FROM r, unnest($22::text[], $23::text[]) WITH ORDINALITY
+			AS x (system, value, n)
+		ORDER BY x.n),
 	m AS (INSERT INTO outbox_messages (id, referral_id, referral_version, destination_kind, destination_id, type,
 			payload, state, attempts, created_at, next_attempt_at, budget_from)
 		SELECT x.id, r.id, $11, x.kind, x.dest, x.type, x.payload, 'pending', 0, $12, $12, $12

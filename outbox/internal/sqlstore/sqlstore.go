@@ -279,12 +279,12 @@ type CreationWriter interface {
 
 // IdentifierFinder is a Backend with several writers that looks a create's identifiers up in one round
 // trip, taking no lock on them (one writer needs none: a concurrent create runs after this one and finds
-// it, Dialect.ExistingByIdentifiers): FindIdentifiers returns the distinct ids of the referrals
-// that hold any of ids under practice, as the transaction w sees them. A concurrent create of the same
-// identifier is caught by the identifiers' unique key instead: whichever commits second fails there with
-// ErrRetry (CreationWriter), waiting for the first to end, and its fresh run finds the first's referral,
-// as it would have after waiting for the lock. With identifiers written in one order (see WriteCreation)
-// two creates never wait for each other in a cycle.
+// it, Dialect.ExistingByIdentifiers). FindIdentifiers returns, as the transaction w sees them, the id of the
+// referral holding any of ids under practice, or two of them when several do (that is a conflict), or none.
+// A concurrent create of the same identifier is caught by the identifiers' unique key instead: the second
+// to insert it waits there for the first and, if the first commits, fails with ErrRetry (CreationWriter);
+// its fresh run finds the first's referral, as it would have after waiting for a lock. A create writes its
+// identifiers in one order (see WriteCreation), so two creates never wait for each other in a cycle.
 type IdentifierFinder interface {
 	FindIdentifiers(ctx context.Context, w *Tx, practice string, ids []mapping.Identifier) ([]string, error)
 }
