@@ -58,10 +58,10 @@ func identifierArrays(ids []mapping.Identifier) (systems, values []string) {
 }
 
 // creationStatement is writeCreation's statement: the referral (sqlstore.InsertReferral, $1 to $20), its
-// identifiers ($21 the practice key, $22 and $23 systems and values, inserted in their order), its messages ($24 to $28: ids,
-// destination kinds and ids, types, payloads; seqs in their order), its timeline entry (cause $29, status
-// reason $30, the rest from the row) and whether its practice has any subscription that gets
-// notifications. The referral's row comes first in the statement, so every other row's reference to it
+// identifiers ($21 the practice key, $22 and $23 systems and values, inserted in their order), its messages
+// ($24 to $28: ids, destination kinds and ids, types, payloads; seqs in their order), its timeline entry
+// (cause $29, status reason $30, the rest from the row) and whether its practice has any subscription that
+// gets notifications. The referral's row comes first in the statement, so every other row's reference to it
 // holds when the statement ends.
 var creationStatement = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertReferral) + ` RETURNING id),
 	i AS (INSERT INTO referral_identifiers (practice_ods, system, value, referral_id)
