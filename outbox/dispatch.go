@@ -448,21 +448,21 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 	if st.exhausted {
 		// Only deliveries have finished, or time has passed, since a claim that found nothing more: what is
 		// pending is what the due time says (a completion that made work commits, and its Changes clears
-		// exhausted). A stale due time is read again, rather than claiming on the chance. A due time the
-		// last claim had already reached says nothing new, unless read since: then a head is due that the
-		// claim did not take (another instance's claim held it locked at the time, say).
-		fresh := false
+		// exhausted). A stale due time is read again, rather than claiming on the chance, and only a message
+		// come due since the last claim is claimed for. A head due before it that the claim did not take is
+		// blocked, or was another instance's: a claim that held its row (SKIP LOCKED) either leased it or
+		// came back full, and its instance claims again as its deliveries finish. (Claiming for such heads
+		// on every recheck cost three instances draining one backlog 10–15 % of their rate.)
 		if st.recheck && time.Since(st.dueRead) >= dueRecheck {
 			if err := d.readDue(ctx, st); err != nil {
 				return err
 			}
-			fresh = true
 		}
-		if st.dueAt.IsZero() || st.dueAt.After(now) || (!fresh && !st.dueAt.After(st.claimAt)) {
+		if !st.dueAt.After(st.claimAt) || st.dueAt.After(now) {
 			st.armDue(due, now)
 			return nil
 		}
-		st.exhausted = false
+		st.exhausted = false // a message has come due since the last claim
 	}
 	for {
 		free := d.opts.Concurrency - st.running - st.nHeld
