@@ -1291,21 +1291,42 @@ func TestDispatchBusyReadsDueTimeSparingly(t *testing.T) {
 type claimLog struct {
 	outbox.Store
 	mu     sync.Mutex
-	limits []int
+	limits []int // each claim's limit, in order
+	empty  int   // the claims that came back with nothing
+	dues   int   // the reads of the due time (NextDue)
 }
 
 func (c *claimLog) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
 	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	ms, err := c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.limits = append(c.limits, limit)
+	if err == nil && len(ms) == 0 {
+		c.empty++
+	}
+	return ms, err
+}
+
+// NextDue counts the due-time reads.
+func (c *claimLog) NextDue(ctx context.Context) (time.Time, error) {
+	c.mu.Lock()
+	c.dues++
 	c.mu.Unlock()
-	return c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+	return c.Store.NextDue(ctx)
 }
 
 func (c *claimLog) claims() []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.limits)
+}
+
+// counts returns how many claims there were, how many came back empty, and how many due-time reads.
+func (c *claimLog) counts() (all, empty, dues int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.limits), c.empty, c.dues
 }
 
 // delivered waits for n reports of delivered attempts, whichever messages they are about.
@@ -1404,29 +1425,6 @@ func TestDispatchClaimWaitUsesALoneFreePlace(t *testing.T) {
 	}
 }
 
-// claimTally is a store that counts the dispatcher's claims, those that came back empty, and its reads of
-// the due time.
-type claimTally struct {
-	outbox.Store
-	all, empty, dues atomic.Int64
-}
-
-// NextDue counts the due-time reads.
-func (c *claimTally) NextDue(ctx context.Context) (time.Time, error) {
-	c.dues.Add(1)
-	return c.Store.NextDue(ctx)
-}
-
-func (c *claimTally) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
-	f outbox.ClaimFilter) ([]outbox.Message, error) {
-	ms, err := c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
-	c.all.Add(1)
-	if err == nil && len(ms) == 0 {
-		c.empty.Add(1)
-	}
-	return ms, err
-}
-
 // TestDispatchTrickleClaimsOnlyWhenWorkMayHaveCome: referrals arriving one at a time, each delivered before
 // the next, cost one claim each, the one that finds the message. A delivery's request being answered, or
 // its attempt finishing, frees a place but brings no new work when the last claim took everything it could,
@@ -1436,7 +1434,7 @@ func (c *claimTally) ClaimMessages(ctx context.Context, owner string, now time.T
 func TestDispatchTrickleClaimsOnlyWhenWorkMayHaveCome(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tally := &claimTally{}
+	tally := &claimLog{}
 	e.wrap = func(s outbox.Store) outbox.Store { tally.Store = s; return tally }
 	rc := newReceiver(t, time.Now, nil)
 	e.serve("walks", rc)
@@ -1450,7 +1448,7 @@ func TestDispatchTrickleClaimsOnlyWhenWorkMayHaveCome(t *testing.T) {
 		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
 		rc.next(t)
 	}
-	all, empty := tally.all.Load(), tally.empty.Load()
+	all, empty, _ := tally.counts()
 	t.Logf("%d messages delivered one at a time: %d claims, %d of them empty", n, all, empty)
 	if empty > 1 {
 		t.Errorf("%d empty claims for %d messages delivered one at a time; want at most 1 (the first, made before any referral)", empty, n)
@@ -1471,7 +1469,7 @@ func TestDispatchTrickleClaimsOnlyWhenWorkMayHaveCome(t *testing.T) {
 func TestDispatchRecheckReadsTheDueTime(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	tally := &claimTally{}
+	tally := &claimLog{}
 	e.wrap = func(s outbox.Store) outbox.Store { tally.Store = s; return tally }
 	gate := make(chan struct{})
 	rc := newReceiver(t, time.Now, func(_ int, _ hit, w http.ResponseWriter, _ *http.Request, release <-chan struct{}) {
@@ -1491,14 +1489,14 @@ func TestDispatchRecheckReadsTheDueTime(t *testing.T) {
 	rc.next(t)
 	b := e.refer("b", created("walks"))[0]
 	rc.next(t)
-	reads := tally.dues.Load()
+	_, _, reads := tally.counts()
 	time.Sleep(300 * time.Millisecond) // the recheck (100 ms after the read) comes while both are in flight
 	close(gate)
 	r.expect(a, outbox.OutcomeDelivered, http.StatusNoContent)
 	r.expect(b, outbox.OutcomeDelivered, http.StatusNoContent)
-	all, empty := tally.all.Load(), tally.empty.Load()
+	all, empty, dues := tally.counts()
 	t.Logf("2 messages, deliveries held 300 ms: %d claims, %d of them empty; %d due-time reads during the hold",
-		all, empty, tally.dues.Load()-reads)
+		all, empty, dues-reads)
 	if empty > 1 {
 		t.Errorf("%d empty claims; want at most 1 (the first, made before any referral)", empty)
 	}

@@ -96,8 +96,7 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 				AND (destination_kind, destination_id) > (d.dkind, d.did)
 			ORDER BY destination_kind, destination_id LIMIT 1) n
 	), room (rkind, rid, rn) AS (
-		SELECT d.dkind, d.did, CASE WHEN EXISTS (SELECT 1 FROM outbox_pauses p WHERE p.resumed_at = 0
-			AND p.destination_kind = d.dkind AND p.destination_id = d.did) THEN 0 ELSE COALESCE(x.n, $4) END
+		SELECT d.dkind, d.did, CASE WHEN `+pausedNow("d.dkind", "d.did")+` THEN 0 ELSE COALESCE(x.n, $4) END
 		FROM dests d
 		LEFT JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS x (kind, id, n)
 			ON x.kind = d.dkind AND x.id = d.did
@@ -430,7 +429,7 @@ func (p prefixScanner) Scan(dest ...any) error {
 // queueSettings): the ordered index scans, whatever the statistics, leaving out the paused destinations.
 func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending, lease sql.NullInt64, err error) {
 	skip, args := sqlstore.ExcludeDestinations(paused)
-	skip += notPaused
+	skip += ` AND NOT ` + pausedNow("m.destination_kind", "m.destination_id")
 	err = s.qdb.QueryRowContext(ctx, sqlstore.RebindDollar(`SELECT
 		(SELECT m.next_attempt_at FROM outbox_messages m WHERE m.state = 'pending'`+skip+` AND `+headOnly+`
 			ORDER BY m.next_attempt_at, m.seq LIMIT 1),
@@ -442,10 +441,13 @@ func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending,
 	return pending, lease, nil
 }
 
-// notPaused leaves out the messages of the destinations paused now (outbox_pauses_active): NextDue and the
-// claim read the pauses in their own statement (sqlstore.PauseHolder).
-const notPaused = ` AND NOT EXISTS (SELECT 1 FROM outbox_pauses p WHERE p.resumed_at = 0
-	AND p.destination_kind = m.destination_kind AND p.destination_id = m.destination_id)`
+// pausedNow is true when the destination (kind, id: the columns of the statement's row) is paused now
+// (served by outbox_pauses_active): NextDue and the claim read the pauses in their own statement
+// (sqlstore.PauseHolder).
+func pausedNow(kind, id string) string {
+	return `EXISTS (SELECT 1 FROM outbox_pauses p WHERE p.resumed_at = 0
+		AND p.destination_kind = ` + kind + ` AND p.destination_id = ` + id + `)`
+}
 
 // headScan is PostgreSQL's spelling of the claim scan. SKIP LOCKED: rows another claim (or a withdrawal, a
 // completion, a replay) holds are left to it; a row changed and committed since the statement's snapshot is

@@ -31,9 +31,7 @@ func (s *Store) findIdentifiers(ctx context.Context, w *sqlstore.Tx, practice st
 	if err != nil {
 		return nil, s.d.DriverErr("find identifier", err)
 	}
-	if w.Stamps.Writer == "" {
-		w.Stamps.Writer = xid
-	}
+	noteWriter(w, xid)
 	switch {
 	case !first.Valid:
 		return nil, nil
