@@ -232,8 +232,9 @@ const successorTerm = `EXISTS (SELECT 1 FROM outbox_messages e WHERE e.chain_key
 // id, started, latency, status code, error, response, next state, next attempt, delivered, lease owner, with
 // referral) in one statement, as recordAttempt does one: it locks the referrals asked for, then the messages,
 // each in id order (the order UpdateReferral takes a referral and its messages in; in id order, two batches
-// never wait for each other in a cycle), records every attempt, moves on the messages whose lease is still
-// held, and returns one row per message found: its id, lease state and owner as locked, whether it moved,
+// never wait for each other in a cycle), records every attempt (numbered by one call of
+// socialrx_next_attempts for the batch, migration 96), moves on the messages whose lease is still held, and
+// returns one row per message found: its id, lease state and owner as locked, whether it moved,
 // whether a successor waits, and its referral's columns (NULL unless asked for).
 var recordAttemptsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[],
 				$5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bool[])
@@ -246,9 +247,9 @@ var recordAttemptsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::b
 			WHERE o.id IN (SELECT message_id FROM v) AND (SELECT count(*) FROM r) >= 0
 			ORDER BY o.id FOR UPDATE),
 		a AS (INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
-			SELECT v.message_id, socialrx_next_attempt(v.message_id),
-				v.started_at, v.latency_us, v.status_code, v.error, v.response
-			FROM v JOIN m ON m.id = v.message_id),
+			SELECT v.message_id, x.next, v.started_at, v.latency_us, v.status_code, v.error, v.response
+			FROM v JOIN m ON m.id = v.message_id
+				JOIN socialrx_next_attempts(ARRAY(SELECT id FROM m)) AS x ON x.message = v.message_id),
 		u AS (UPDATE outbox_messages o SET state = v.state, attempts = o.attempts + 1, last_error = v.error,
 				lease_owner = '', lease_until = 0, next_attempt_at = COALESCE(v.next_at, o.next_attempt_at),
 				delivered_at = COALESCE(v.delivered_at, o.delivered_at)

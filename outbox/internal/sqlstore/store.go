@@ -591,7 +591,7 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 		if err != nil {
 			return err
 		}
-		f := &finishing{s: s, w: w, lost: lost, quiet: true}
+		f := &finishing{s: s, w: w, lost: lost, quiet: true, held: make([]heldCompletion, 0, len(todo))}
 		for j, i := range todo {
 			if err := f.add(ctx, i, recs[j], cs[i].Now, cs[i].Result); err != nil {
 				return err
