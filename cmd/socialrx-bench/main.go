@@ -58,7 +58,7 @@ func main() {
 	hostileSize := flag.Int("hostile-body-size", (1<<20)-8<<10, "hostile: the size of the attack's referrals (bytes; the default body limit is 1 MiB)")
 	hostileRate := flag.Int("hostile-legit-rate", 20, "hostile: the legitimate GP client's requests per second")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
-	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file at its end (go tool pprof -sample_index=alloc_space)")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file at its end (go tool pprof)")
 	table := flag.Bool("table", false, "run only the comparison table (make bench): every socialrx figure beside its peer (bare SQLite loop, pgbench, River), medians of -table-rounds interleaved rounds")
 	tRounds := flag.Int("table-rounds", 3, "table: rounds (each runs every row once)")
 	tIntake := flag.Duration("table-intake-duration", 10*time.Second, "table: each intake run (socialrx, the bare loop, pgbench)")
@@ -193,6 +193,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 // writeAllocProfile writes the allocations made since the start (pprof's allocs profile) to path; a failure is
 // reported, not fatal: the run's figures are already printed.
 func writeAllocProfile(path string) {
+	runtime.GC() // the profile counts allocations up to the last collection
 	f, err := os.Create(path)
 	if err == nil {
 		err = pprof.Lookup("allocs").WriteTo(f, 0)

@@ -199,4 +199,18 @@ func TestClaimsRunOnOneGenericPlan(t *testing.T) {
 	if custom != 0 || generic != 7 {
 		t.Errorf("7 claims ran on %d custom and %d generic plans; want 0 and 7", custom, generic)
 	}
+	// Once their leases have expired, claims take the other way (a transaction scanning the expired leases
+	// first): its scans' limits are written into their text too, so no generic plan is made without one.
+	ms, err := s.ClaimMessages(ctx, "other", now.Add(2*time.Minute), time.Minute, 2, outbox.ClaimFilter{PerDestination: 8})
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("claim of expired leases: %d messages, %v; want 2", len(ms), err)
+	}
+	var scans, bound int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE statement LIKE '%lease_until <=%SKIP LOCKED%'),
+		count(*) FILTER (WHERE statement ~ 'LIMIT \$[0-9]') FROM pg_prepared_statements`).Scan(&scans, &bound); err != nil {
+		t.Fatal(err)
+	}
+	if scans == 0 || bound != 0 {
+		t.Errorf("%d scans of expired leases prepared, %d statements with a bound LIMIT; want some and none", scans, bound)
+	}
 }

@@ -182,7 +182,7 @@ func (s *Store) due(ctx context.Context, paused []mapping.Destination) (pending,
 
 // headScan is SQLite's spelling of the claim scan: the partial index named, so that SQLite uses it.
 func headScan() sqlstore.HeadScan {
-	return sqlstore.HeadScan{HeadOnly: headOnly, LiteralLimit: true, From: func(index string) string {
+	return sqlstore.HeadScan{HeadOnly: headOnly, Limit: sqlstore.LimitLiteral, From: func(index string) string {
 		return ` FROM outbox_messages m INDEXED BY ` + index
 	}}
 }

@@ -160,10 +160,15 @@ type HeadScan struct {
 	From func(index string) string
 	// Suffix follows the ORDER BY … LIMIT of the scan (row locks), or "".
 	Suffix string
-	// LiteralLimit writes the scan's LIMIT as a literal (LimitLiteral) instead of a bound parameter, for
-	// SQLite; the scan then stops reading once it has what it needs.
-	LiteralLimit bool
+	// Limit is the scan's LIMIT clause for n rows, written into the statement rather than bound (a bound
+	// limit is re-planned on every execution by SQLite, and planned without its value by PostgreSQL's generic
+	// plans): LimitLiteral on SQLite, whose scan stops reading once it has what it needs; ExactLimit on
+	// PostgreSQL, whose scan locks every row it returns.
+	Limit func(n int) string
 }
+
+// ExactLimit is " LIMIT n".
+func ExactLimit(n int) string { return " LIMIT " + strconv.Itoa(n) }
 
 // LimitLiteral is " LIMIT n" with n rounded up to a power of two: a limit written into the statement instead
 // of bound to it. SQLite reads a bound LIMIT while planning a statement and marks the statement to be
@@ -203,12 +208,7 @@ func (d Dialect) Heads(ctx context.Context, w Querier, hs HeadScan, state outbox
 			args = append(args, after[0], after[1])
 		}
 		q += ` AND ` + hs.HeadOnly + ` ORDER BY m.` + key + `, m.seq`
-		if hs.LiteralLimit {
-			q += LimitLiteral(limit-len(out)) + hs.Suffix
-		} else {
-			q += ` LIMIT ?` + hs.Suffix
-			args = append(args, limit-len(out))
-		}
+		q += hs.Limit(limit-len(out)) + hs.Suffix
 		rows, err := w.QueryContext(ctx, d.rebind(q), args...)
 		if err != nil {
 			return nil, d.DriverErr("claim", err)

@@ -8,13 +8,14 @@
 --
 -- socialrx_next_attempts numbers every message of a batch in one call, with the same setting and the same
 -- number as before (one more than the message's highest attempt, read from the primary key (message_id, n)).
--- It is PL/pgSQL, so each connection plans its query once and keeps that plan, made with sequential scans
--- off: the reason migration 93 exists. socialrx_next_attempt stays for the one-attempt statement.
+-- It is PL/pgSQL, so each connection keeps its query's plan from call to call instead of planning it for each
+-- recording statement; whichever plan it makes, it makes with sequential scans off (the reason migration 93
+-- exists). socialrx_next_attempt stays for the one-attempt statement.
 
 -- +goose Up
 -- +goose StatementBegin
 CREATE FUNCTION socialrx_next_attempts(messages TEXT[]) RETURNS TABLE (message TEXT, next INTEGER)
-    LANGUAGE plpgsql STABLE SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql STABLE ROWS 10 SET enable_seqscan = off AS $$
 BEGIN
     RETURN QUERY SELECT x.id, COALESCE((SELECT max(a.n) FROM outbox_attempts a WHERE a.message_id = x.id), 0) + 1
         FROM unnest(messages) AS x (id);
