@@ -168,7 +168,7 @@ func rawConn(t *testing.T, dsn string) *sql.Conn {
 }
 
 // TestClaimsRunOnOneGenericPlan: the queue pool's statements run on generic plans from their first
-// execution (plan_cache_mode on the pool). A claim's plan is forced by the pool's settings and its limit is
+// execution (plan_cache_mode on the pool). The pool's settings choose a claim's scans and its limit is
 // written into its text, so the five custom plans PostgreSQL would otherwise make for each statement text on
 // each connection before settling on the generic one only cost planning: 2.7 ms each for a claim, 261 of them
 // (0.7 s of the server's time) in a 20,000-message drain. Seven claims of one message each, on a pool of one
