@@ -9,6 +9,8 @@
 // writes of a process share the writer, they never contend for SQLite's write lock among themselves; writers
 // in other processes (the CLI's replay) take the lock with BEGIN IMMEDIATE and wait up to busy_timeout.
 // Reads use a separate pool of query-only connections and see the last committed state (WAL snapshots).
+// Checkpoints (the WAL's pages copied back into the database file) run on a connection of their own, off
+// the writer's path (checkpoint.go).
 //
 // Times are stored as integer unix microseconds, UTC (0 means none), so a stored time reads back Equal to
 // the value written after truncation to the microsecond.
@@ -58,6 +60,11 @@ type Options struct {
 	BusyTimeout time.Duration
 	// ReadConns caps the read pool (default max(4, GOMAXPROCS)).
 	ReadConns int
+	// CheckpointFrames is how many WAL frames (pages written) a checkpoint waits for: the store's
+	// checkpointer copies them into the database file from a connection of its own, off the writer's path
+	// (checkpoint.go). Default 1000, SQLite's own threshold; negative: no checkpointer, SQLite's automatic
+	// checkpoint on the writer's connection (as before issue 12).
+	CheckpointFrames int
 	// MinFreeBytes is the free space, on the file system that holds the database, below which CheckWrite
 	// (readiness) fails even though a small write still fits: a nearly full disk fails referrals before it
 	// fails the probe. Default 4 MiB; negative: not checked.
@@ -102,13 +109,19 @@ type Store struct {
 	reads  *readStmts           // the read pool with its statements kept (readcache.go)
 	// afterBatch, if set, sees the size of every committed batch (internal tests).
 	afterBatch func(n int)
+
+	ckptKick chan struct{} // the writer's commits wake the checkpointer (size 1); nil without one
+	ckptDone chan struct{} // closed when the checkpointer has stopped
+	// afterCheckpoint, if set, sees every checkpoint the checkpointer runs (internal tests).
+	afterCheckpoint func(c checkpointed, err error)
 }
 
 var _ outbox.Store = (*Store)(nil)
 
-// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection; with
-// existing, mode=rw, so that SQLite opens the file only if it is there.
-func dsn(path string, write, existing bool, busy time.Duration) string {
+// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection, extra
+// ones (such as "wal_autocheckpoint(8000)") last; with existing, mode=rw, so that SQLite opens the file only
+// if it is there.
+func dsn(path string, write, existing bool, busy time.Duration, extra ...string) string {
 	u := url.URL{Path: path}
 	q := url.Values{}
 	if existing {
@@ -124,6 +137,9 @@ func dsn(path string, write, existing bool, busy time.Duration) string {
 	} else {
 		q.Add("_pragma", "query_only(1)")
 	}
+	for _, p := range extra {
+		q.Add("_pragma", p)
+	}
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
 }
 
@@ -131,11 +147,11 @@ func openDB(path string, write bool, busy time.Duration) (*sql.DB, error) {
 	return openDBMode(path, write, false, busy)
 }
 
-func openDBMode(path string, write, existing bool, busy time.Duration) (*sql.DB, error) {
+func openDBMode(path string, write, existing bool, busy time.Duration, extra ...string) (*sql.DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
-	db, err := sql.Open("sqlite", dsn(path, write, existing, busy))
+	db, err := sql.Open("sqlite", dsn(path, write, existing, busy, extra...))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -216,6 +232,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.MinFreeBytes == 0 {
 		opts.MinFreeBytes = 4 << 20
 	}
+	if opts.CheckpointFrames == 0 {
+		opts.CheckpointFrames = 1000
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -228,7 +247,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	} else if err := createPrivate(path, log); err != nil {
 		return nil, err
 	}
-	wdb, err := openDBMode(path, true, opts.Existing, opts.BusyTimeout)
+	var backstop []string // the writer's automatic checkpoint, when the checkpointer runs (checkpoint.go)
+	if opts.CheckpointFrames > 0 {
+		backstop = []string{fmt.Sprintf("wal_autocheckpoint(%d)", checkpointBackstop*opts.CheckpointFrames)}
+	}
+	wdb, err := openDBMode(path, true, opts.Existing, opts.BusyTimeout, backstop...)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +299,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s.Store = sqlstore.New(s.d, backend{s}, s.reads, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
+	if opts.CheckpointFrames > 0 {
+		cdb, err := openDBMode(path, true, true, opts.BusyTimeout)
+		if err != nil {
+			db.Close()
+			wdb.Close()
+			return nil, err
+		}
+		cdb.SetMaxOpenConns(1)
+		s.ckptKick, s.ckptDone = make(chan struct{}, 1), make(chan struct{})
+		go s.checkpointer(cdb)
+	}
 	go s.writer()
 	return s, nil
 }
@@ -324,6 +358,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.writerDone
+		if s.ckptDone != nil {
+			<-s.ckptDone // its connection closed before the writer's, whose close checkpoints the rest
+		}
 		var errs []error
 		for _, st := range s.stmts {
 			errs = append(errs, st.Close())

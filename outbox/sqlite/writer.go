@@ -236,6 +236,7 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 	if s.afterBatch != nil {
 		s.afterBatch(len(live))
 	}
+	s.kickCheckpointer()
 	if w.changed {
 		s.signal()
 	}

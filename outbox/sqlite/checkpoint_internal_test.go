@@ -1,0 +1,136 @@
+package sqlite
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
+)
+
+// TestCheckpointerCopiesTheWALOffTheWriter, on a real database file: with CheckpointFrames 64, intakes
+// that leave far fewer frames in the WAL than SQLite's own threshold (1,000) or the writer's backstop (512)
+// are checkpointed all the same, by the checkpointer's PASSIVE checkpoint once 64 frames wait: afterwards
+// the wal-index says every frame is in the database file (nBackfill = mxFrame), and the file, opened
+// without its WAL, holds the referrals. Before the checkpointer, nothing was copied until 1,000 frames.
+func TestCheckpointerCopiesTheWALOffTheWriter(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "db")
+	s := sqlstoretest.Open(t, func() (*Store, error) {
+		return Open(ctx, path, Options{CheckpointFrames: 64, Logger: slog.New(slog.DiscardHandler)})
+	})
+	type report struct {
+		c   checkpointed
+		err error
+	}
+	reports := make(chan report, 64)
+	s.afterCheckpoint = func(c checkpointed, err error) { reports <- report{c, err} }
+	shm, err := os.Open(path + "-shm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shm.Close()
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	// Intakes until 64 frames wait: the writer wakes the checkpointer after each commit, before the intake
+	// returns, so the commit that passed 64 leads to a checkpoint.
+	for created := 1; ; created++ {
+		if created > 20 {
+			t.Fatalf("20 intakes left fewer than 64 frames in the WAL")
+		}
+		in := sqlstoretest.Intake(created, base.Add(time.Duration(created)*time.Second), dest, json.RawMessage(`{}`))
+		if _, err := s.CreateReferral(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := walBacklog(shm); !ok {
+			t.Fatal("the -shm file holds no wal-index walBacklog can read")
+		} else if n >= 64 {
+			break
+		}
+	}
+	var got report
+	select {
+	case got = <-reports:
+	case <-time.After(10 * time.Second): // a guard against hanging, not a wait
+		t.Fatal("64 frames in the WAL and no checkpoint within 10 s")
+	}
+	if got.err != nil {
+		t.Fatalf("checkpoint: %v", got.err)
+	}
+	if got.c.busy != 0 || got.c.checkpoints != got.c.log {
+		t.Errorf("checkpoint copied %d of %d frames (busy %d); want all, nothing else was running", got.c.checkpoints, got.c.log, got.c.busy)
+	}
+	if got.c.backlog < 64 || got.c.backlog > int64(got.c.log) {
+		t.Errorf("the checkpoint ran at a backlog of %d frames (WAL %d frames); want 64 or more, at most the WAL", got.c.backlog, got.c.log)
+	}
+	if got.c.log >= checkpointBackstop*64 {
+		t.Errorf("the WAL reached %d frames: the writer's backstop (%d) may have checkpointed, not the checkpointer", got.c.log, checkpointBackstop*64)
+	}
+
+	if n, ok := walBacklog(shm); !ok || n != 0 {
+		t.Errorf("wal-index after the checkpoint: %d frames to copy (ok %v); want 0", n, ok)
+	}
+
+	// The database file alone (a copy without its WAL) holds what was checkpointed.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy")
+	if err := os.WriteFile(cp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := openDBMode(cp, false, true, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM referrals").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Errorf("the database file holds no referral after the checkpoint")
+	}
+}
+
+// TestWALBacklogReadsOnlyAWALIndex: walBacklog reads mxFrame minus nBackfill from a wal-index of SQLite's
+// version, and refuses anything else (the checkpointer then leaves checkpoints to the writer).
+func TestWALBacklogReadsOnlyAWALIndex(t *testing.T) {
+	t.Parallel()
+	index := func(version uint32, init byte, mxFrame, nBackfill uint32) []byte {
+		b := make([]byte, 136)
+		binary.NativeEndian.PutUint32(b[0:], version)
+		b[12] = init
+		binary.NativeEndian.PutUint32(b[16:], mxFrame)
+		binary.NativeEndian.PutUint32(b[96:], nBackfill)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want int64
+		ok   bool
+	}{
+		{"frames waiting", index(walIndexVersion, 1, 1500, 1000), 500, true},
+		{"all copied", index(walIndexVersion, 1, 700, 700), 0, true},
+		{"another version", index(walIndexVersion+1, 1, 1500, 0), 0, false},
+		{"not initialised", index(walIndexVersion, 0, 1500, 0), 0, false},
+		{"too short", index(walIndexVersion, 1, 1500, 0)[:64], 0, false},
+		{"empty", nil, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := walBacklog(bytes.NewReader(tc.b))
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("walBacklog = %d, %v; want %d, %v", got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
