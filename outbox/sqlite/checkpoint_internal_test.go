@@ -87,7 +87,7 @@ func TestCheckpointerCopiesTheWALOffTheWriter(t *testing.T) {
 	if err := os.WriteFile(cp, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := openDBMode(cp, false, true, time.Second)
+	db, err := openDBMode(cp, false, true, time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

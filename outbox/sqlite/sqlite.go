@@ -10,7 +10,8 @@
 // in other processes (the CLI's replay) take the lock with BEGIN IMMEDIATE and wait up to busy_timeout.
 // Reads use a separate pool of query-only connections and see the last committed state (WAL snapshots).
 // Checkpoints (the WAL's pages copied back into the database file) run on a connection of their own, off
-// the writer's path (checkpoint.go).
+// the writer's path (checkpoint.go), and the writer's connection gathers each transaction's WAL writes into
+// one (walvfs.go).
 //
 // Times are stored as integer unix microseconds, UTC (0 means none), so a stored time reads back Equal to
 // the value written after truncation to the microsecond.
@@ -94,6 +95,7 @@ type Store struct {
 	path string
 	db   *sql.DB // read pool, query_only
 	wdb  *sql.DB // the one write connection, used only by the writer goroutine (and migrations)
+	wvfs *walVFS // the VFS wdb opens its files with (walvfs.go)
 	opts Options
 	log  *slog.Logger
 
@@ -118,10 +120,10 @@ type Store struct {
 
 var _ outbox.Store = (*Store)(nil)
 
-// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection, extra
-// ones (such as "wal_autocheckpoint(8000)") last; with existing, mode=rw, so that SQLite opens the file only
-// if it is there.
-func dsn(path string, write, existing bool, busy time.Duration, extra ...string) string {
+// dsn builds the modernc DSN for path: a file: URI with the pragmas applied on every new connection, then
+// extra's parameters (more pragmas, a vfs); with existing, mode=rw, so that SQLite opens the file only if it
+// is there.
+func dsn(path string, write, existing bool, busy time.Duration, extra url.Values) string {
 	u := url.URL{Path: path}
 	q := url.Values{}
 	if existing {
@@ -137,21 +139,23 @@ func dsn(path string, write, existing bool, busy time.Duration, extra ...string)
 	} else {
 		q.Add("_pragma", "query_only(1)")
 	}
-	for _, p := range extra {
-		q.Add("_pragma", p)
+	for k, vs := range extra {
+		for _, v := range vs {
+			q.Add(k, v)
+		}
 	}
 	return "file:" + u.EscapedPath() + "?" + q.Encode()
 }
 
 func openDB(path string, write bool, busy time.Duration) (*sql.DB, error) {
-	return openDBMode(path, write, false, busy)
+	return openDBMode(path, write, false, busy, nil)
 }
 
-func openDBMode(path string, write, existing bool, busy time.Duration, extra ...string) (*sql.DB, error) {
+func openDBMode(path string, write, existing bool, busy time.Duration, extra url.Values) (*sql.DB, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
-	db, err := sql.Open("sqlite", dsn(path, write, existing, busy, extra...))
+	db, err := sql.Open("sqlite", dsn(path, write, existing, busy, extra))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -247,39 +251,54 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	} else if err := createPrivate(path, log); err != nil {
 		return nil, err
 	}
-	var backstop []string // the writer's automatic checkpoint, when the checkpointer runs (checkpoint.go)
-	if opts.CheckpointFrames > 0 {
-		backstop = []string{fmt.Sprintf("wal_autocheckpoint(%d)", checkpointBackstop*opts.CheckpointFrames)}
-	}
-	wdb, err := openDBMode(path, true, opts.Existing, opts.BusyTimeout, backstop...)
+	wvfs, err := registerWALVFS() // the writer's WAL writes gathered (walvfs.go)
 	if err != nil {
 		return nil, err
 	}
+	wq := url.Values{"vfs": {wvfs.name}}
+	if opts.CheckpointFrames > 0 { // the writer's automatic checkpoint, a backstop to the checkpointer's
+		wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", checkpointBackstop*opts.CheckpointFrames))
+	}
+	var opened []*sql.DB
+	fail := func(err error) (*Store, error) { // closes what was opened, newest first
+		for i := len(opened) - 1; i >= 0; i-- {
+			opened[i].Close()
+		}
+		return nil, errors.Join(err, wvfs.unregister())
+	}
+	wdb, err := openDBMode(path, true, opts.Existing, opts.BusyTimeout, wq)
+	if err != nil {
+		return fail(err)
+	}
+	opened = append(opened, wdb)
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
 	if err := wdb.PingContext(ctx); err != nil {
-		wdb.Close()
-		return nil, fmt.Errorf("sqlite: open %w", err)
+		return fail(fmt.Errorf("sqlite: open %w", err))
 	}
 	if !opts.SkipMigrations && !opts.Existing {
 		if err := migrate(ctx, wdb, log); err != nil {
-			wdb.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
-	db, err := openDBMode(path, false, opts.Existing, opts.BusyTimeout)
+	db, err := openDBMode(path, false, opts.Existing, opts.BusyTimeout, nil)
 	if err != nil {
-		wdb.Close()
-		return nil, err
+		return fail(err)
 	}
+	opened = append(opened, db)
 	db.SetMaxOpenConns(opts.ReadConns)
 	db.SetMaxIdleConns(opts.ReadConns)
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		wdb.Close()
-		return nil, fmt.Errorf("sqlite: open: %w", err)
+		return fail(fmt.Errorf("sqlite: open: %w", err))
+	}
+	var cdb *sql.DB
+	if opts.CheckpointFrames > 0 {
+		if cdb, err = openDBMode(path, true, true, opts.BusyTimeout, nil); err != nil {
+			return fail(err)
+		}
+		cdb.SetMaxOpenConns(1)
 	}
 
 	s := &Store{
@@ -287,6 +306,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		path:       path,
 		db:         db,
 		wdb:        wdb,
+		wvfs:       wvfs,
 		opts:       opts,
 		log:        log,
 		jobs:       make(chan *job, 4*opts.MaxBatch),
@@ -299,14 +319,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	s.Store = sqlstore.New(s.d, backend{s}, s.reads, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
-	if opts.CheckpointFrames > 0 {
-		cdb, err := openDBMode(path, true, true, opts.BusyTimeout)
-		if err != nil {
-			db.Close()
-			wdb.Close()
-			return nil, err
-		}
-		cdb.SetMaxOpenConns(1)
+	if cdb != nil {
 		s.ckptKick, s.ckptDone = make(chan struct{}, 1), make(chan struct{})
 		go s.checkpointer(cdb)
 	}
@@ -367,6 +380,7 @@ func (s *Store) Close() error {
 		}
 		errs = append(errs, s.reads.close()...)
 		errs = append(errs, s.wdb.Close(), s.db.Close())
+		errs = append(errs, s.wvfs.unregister()) // after every connection through it
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
 		}

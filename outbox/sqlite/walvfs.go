@@ -1,0 +1,377 @@
+package sqlite
+
+import (
+	"fmt"
+	"unsafe"
+
+	"modernc.org/libc"
+	lib "modernc.org/sqlite/lib"
+)
+
+// The WAL's writes, gathered (issue 12). SQLite appends a transaction to the WAL frame by frame, and each
+// frame in two writes: its 24-byte header, then its page. A delivery's completion writes about ten pages a
+// message, so the one writer made about twenty pwrite system calls a message, in a row, on the path every
+// write waits for (a third of the writer's CPU time in a 20,000 drain, in a virtual machine where system
+// calls are dear). walVFS is SQLite's own default VFS with one change: a WAL file's contiguous writes are
+// gathered in a buffer and reach the file in one write, before anything could read them:
+//   - when the page after a commit frame's header is written (the transaction's last frame: SQLite then
+//     syncs the WAL, with synchronous=FULL, and only after that publishes the frames in the wal-index);
+//   - before any other call on the file (sync, read, truncate, size, file control, close), and before a
+//     write that does not follow the buffer or would overflow it.
+// Nothing else changes: other files (the database, its -shm) are the default VFS's untouched, and a write
+// that fails fails the call that flushed it (the transaction then fails, as it would have). A process killed
+// mid-transaction loses frames that were not yet committed, as before.
+
+// walBufferBytes is how much of a WAL file's writes one buffer gathers (about 250 frames of 4 KiB).
+const walBufferBytes = 1 << 20
+
+// walMaxWrite is the most the default VFS writes in one call: its unixWrite keeps 17 bits of a size
+// (seekAndWriteFd: nBuf &= 0x1ffff), as SQLite itself never writes more than a page at once.
+const walMaxWrite = 0x1ffff
+
+// walFrameHeader is the size of a WAL frame's header; its bytes 4 to 8 hold, for a transaction's commit
+// frame only, the database's size in pages after the commit (https://www.sqlite.org/fileformat.html#walformat).
+const walFrameHeader = 24
+
+// walFile is the head of every file the VFS opens (SQLite allocates szOsFile bytes: this, then the default
+// VFS's own file object at real). It lives in SQLite's memory, never in Go's.
+type walFile struct {
+	methods uintptr // sqlite3_file.pMethods: walMethods
+	app     uintptr // the VFS's walApp
+	real    uintptr // the default VFS's file object, just after this head
+	rm      uintptr // its io methods
+	buf     uintptr // the WAL's buffer (libc memory), allocated at its first write; 0 for other files
+	off     int64   // the file offset of buf's first byte
+	n       int32   // bytes in buf
+	wal     int32   // 1 for a WAL file
+	commit  int32   // 1 after a commit frame's header: its page is the transaction's last write
+	_       int32
+}
+
+const walFileHead = int32(unsafe.Sizeof(walFile{}))
+
+// walVFS is one registration of the VFS (one per Store: SQLite's registry is process-wide, the Store's
+// name for it is its own), with the method tables it points at, all in libc memory.
+type walVFS struct {
+	name    string
+	cname   uintptr // the name, NUL-terminated
+	vfs     uintptr // sqlite3_vfs
+	methods uintptr // sqlite3_io_methods
+	app     uintptr // walApp, the VFS's pAppData
+}
+
+// walApp is what walOpen finds through the VFS's pAppData: the default VFS it opens files with (whose own
+// pAppData its xOpen reads, so it is always called with itself) and the io methods it gives them.
+type walApp struct {
+	def, methods uintptr
+	// writes counts SQLite's writes to WAL files, calls the writes made of them on the default VFS (tests).
+	writes, calls int64
+	// direct, when 1, passes every write straight on, as the default VFS alone would (tests).
+	direct int32
+	_      int32
+}
+
+// ptr turns a uintptr that holds an address of SQLite's memory (libc-allocated, outside Go's heap) into a
+// pointer, without the conversion go vet rightly distrusts in general.
+func ptr[T any](p uintptr) *T { return (*T)(*(*unsafe.Pointer)(unsafe.Pointer(&p))) }
+
+// fn is the value SQLite stores for a Go function it is to call (what modernc's generated code uses).
+func fn(f any) uintptr { return (*[2]uintptr)(unsafe.Pointer(&f))[1] }
+
+// registerWALVFS registers a copy of SQLite's default VFS under a name of its own, with walOpen as its xOpen.
+func registerWALVFS() (*walVFS, error) {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	def := lib.Xsqlite3_vfs_find(tls, 0)
+	if def == 0 {
+		return nil, fmt.Errorf("sqlite: no default VFS")
+	}
+	v := &walVFS{}
+	v.name = fmt.Sprintf("socialrx-wal-%p", v)
+	var err error
+	if v.cname, err = libc.CString(v.name); err != nil {
+		return nil, fmt.Errorf("sqlite: VFS name: %w", err)
+	}
+	v.vfs = libc.Xcalloc(tls, 1, lib.Tsize_t(unsafe.Sizeof(lib.Tsqlite3_vfs{})))
+	v.methods = libc.Xcalloc(tls, 1, lib.Tsize_t(unsafe.Sizeof(lib.Tsqlite3_io_methods{})))
+	v.app = libc.Xcalloc(tls, 1, lib.Tsize_t(unsafe.Sizeof(walApp{})))
+	if v.vfs == 0 || v.methods == 0 || v.app == 0 {
+		v.free(tls)
+		return nil, fmt.Errorf("sqlite: VFS: out of memory")
+	}
+	vfs := ptr[lib.Tsqlite3_vfs](v.vfs)
+	*vfs = *ptr[lib.Tsqlite3_vfs](def)
+	vfs.FszOsFile += walFileHead
+	vfs.FzName = v.cname
+	vfs.FpNext = 0
+	vfs.FpAppData = v.app
+	vfs.FxOpen = fn(walOpen)
+	*ptr[walApp](v.app) = walApp{def: def, methods: v.methods}
+	*ptr[lib.Tsqlite3_io_methods](v.methods) = lib.Tsqlite3_io_methods{
+		FiVersion: 3, FxClose: fn(walClose), FxRead: fn(walRead), FxWrite: fn(walWrite),
+		FxTruncate: fn(walTruncate), FxSync: fn(walSync), FxFileSize: fn(walFileSize), FxLock: fn(walLock),
+		FxUnlock: fn(walUnlock), FxCheckReservedLock: fn(walCheckReservedLock), FxFileControl: fn(walFileControl),
+		FxSectorSize: fn(walSectorSize), FxDeviceCharacteristics: fn(walDeviceCharacteristics),
+		FxShmMap: fn(walShmMap), FxShmLock: fn(walShmLock), FxShmBarrier: fn(walShmBarrier),
+		FxShmUnmap: fn(walShmUnmap), FxFetch: fn(walFetch), FxUnfetch: fn(walUnfetch),
+	}
+	if rc := lib.Xsqlite3_vfs_register(tls, v.vfs, 0); rc != lib.SQLITE_OK {
+		v.free(tls)
+		return nil, fmt.Errorf("sqlite: register VFS: code %d", rc)
+	}
+	return v, nil
+}
+
+// unregister removes the VFS; every connection opened through it must be closed.
+func (v *walVFS) unregister() error {
+	tls := libc.NewTLS()
+	defer tls.Close()
+	rc := lib.Xsqlite3_vfs_unregister(tls, v.vfs)
+	v.free(tls)
+	if rc != lib.SQLITE_OK {
+		return fmt.Errorf("sqlite: unregister VFS: code %d", rc)
+	}
+	return nil
+}
+
+func (v *walVFS) free(tls *libc.TLS) {
+	libc.Xfree(tls, v.vfs)
+	libc.Xfree(tls, v.methods)
+	libc.Xfree(tls, v.cname)
+	libc.Xfree(tls, v.app)
+	v.vfs, v.methods, v.cname, v.app = 0, 0, 0, 0
+}
+
+// Calls into the default VFS, one per C signature (the way modernc's generated code calls a function
+// pointer).
+func callP(tls *libc.TLS, f, p uintptr) int32 {
+	return (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f})))(tls, p)
+}
+
+func callPI(tls *libc.TLS, f, p uintptr, a int32) int32 {
+	return (*(*func(*libc.TLS, uintptr, int32) int32)(unsafe.Pointer(&struct{ uintptr }{f})))(tls, p, a)
+}
+
+func callPP(tls *libc.TLS, f, p, a uintptr) int32 {
+	return (*(*func(*libc.TLS, uintptr, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{f})))(tls, p, a)
+}
+
+func callPL(tls *libc.TLS, f, p uintptr, a int64) int32 {
+	return (*(*func(*libc.TLS, uintptr, int64) int32)(unsafe.Pointer(&struct{ uintptr }{f})))(tls, p, a)
+}
+
+func callIO(tls *libc.TLS, f, p, buf uintptr, n int32, off int64) int32 {
+	return (*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&struct{ uintptr }{f})))(tls, p, buf, n, off)
+}
+
+func methods(f *walFile) *lib.Tsqlite3_io_methods { return ptr[lib.Tsqlite3_io_methods](f.rm) }
+
+// walOpen opens zName with the default VFS, in the object after the head, and makes the head the file SQLite
+// sees.
+func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
+	app := ptr[walApp](ptr[lib.Tsqlite3_vfs](pVfs).FpAppData)
+	f := ptr[walFile](pFile)
+	*f = walFile{app: ptr[lib.Tsqlite3_vfs](pVfs).FpAppData, real: pFile + uintptr(walFileHead)}
+	if flags&lib.SQLITE_OPEN_WAL != 0 {
+		f.wal = 1
+	}
+	open := ptr[lib.Tsqlite3_vfs](app.def).FxOpen
+	rc := (*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{open})))(tls, app.def, zName, f.real, flags, pOutFlags)
+	f.rm = ptr[lib.Tsqlite3_file](f.real).FpMethods
+	if f.rm == 0 {
+		return rc // SQLite calls no method of a file whose pMethods is NULL
+	}
+	f.methods = app.methods
+	return rc
+}
+
+// flush writes what f's buffer holds and empties it (also when a write fails: the frames are then as
+// unwritten as if their own writes had failed). The default VFS writes at most walMaxWrite bytes a call (it
+// masks larger sizes), so a full buffer takes a few calls.
+func flush(tls *libc.TLS, f *walFile) int32 {
+	n, off := f.n, f.off
+	f.n, f.commit = 0, 0
+	for done := int32(0); done < n; {
+		k := min(n-done, walMaxWrite)
+		ptr[walApp](f.app).calls++
+		if rc := callIO(tls, methods(f).FxWrite, f.real, f.buf+uintptr(done), k, off+int64(done)); rc != lib.SQLITE_OK {
+			return rc
+		}
+		done += k
+	}
+	return lib.SQLITE_OK
+}
+
+// flushed is pFile's head, its buffer written first (see flush).
+func flushed(tls *libc.TLS, pFile uintptr) (*walFile, int32) {
+	f := ptr[walFile](pFile)
+	return f, flush(tls, f)
+}
+
+func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	f := ptr[walFile](pFile)
+	if f.wal == 0 {
+		return callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst)
+	}
+	app := ptr[walApp](f.app)
+	app.writes++
+	if f.n > 0 && (iOfst != f.off+int64(f.n) || int64(f.n)+int64(iAmt) > walBufferBytes) {
+		if rc := flush(tls, f); rc != lib.SQLITE_OK {
+			return rc
+		}
+	}
+	if f.buf == 0 && iAmt <= walBufferBytes && app.direct == 0 {
+		f.buf = libc.Xmalloc(tls, walBufferBytes)
+	}
+	if f.buf == 0 || iAmt > walBufferBytes || app.direct == 1 {
+		app.calls++
+		return callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst)
+	}
+	if f.n == 0 {
+		f.off = iOfst
+	}
+	copy(unsafe.Slice(ptr[byte](f.buf+uintptr(f.n)), iAmt), unsafe.Slice(ptr[byte](zBuf), iAmt))
+	f.n += iAmt
+	switch {
+	case iAmt == walFrameHeader:
+		h := unsafe.Slice(ptr[byte](zBuf), walFrameHeader)
+		if h[4]|h[5]|h[6]|h[7] != 0 {
+			f.commit = 1
+		}
+	case f.commit == 1:
+		return flush(tls, f) // the commit frame's page: the transaction's frames are all here
+	}
+	return lib.SQLITE_OK
+}
+
+func walClose(tls *libc.TLS, pFile uintptr) int32 {
+	f := ptr[walFile](pFile)
+	rc := flush(tls, f)
+	if f.buf != 0 {
+		libc.Xfree(tls, f.buf)
+		f.buf = 0
+	}
+	if crc := callP(tls, methods(f).FxClose, f.real); rc == lib.SQLITE_OK {
+		rc = crc
+	}
+	return rc
+}
+
+func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != lib.SQLITE_OK {
+		return rc
+	}
+	return callIO(tls, methods(f).FxRead, f.real, zBuf, iAmt, iOfst)
+}
+
+func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != lib.SQLITE_OK {
+		return rc
+	}
+	return callPL(tls, methods(f).FxTruncate, f.real, size)
+}
+
+func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != lib.SQLITE_OK {
+		return rc
+	}
+	return callPI(tls, methods(f).FxSync, f.real, flags)
+}
+
+func walFileSize(tls *libc.TLS, pFile, pSize uintptr) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != lib.SQLITE_OK {
+		return rc
+	}
+	return callPP(tls, methods(f).FxFileSize, f.real, pSize)
+}
+
+func walLock(tls *libc.TLS, pFile uintptr, lock int32) int32 {
+	f := ptr[walFile](pFile)
+	return callPI(tls, methods(f).FxLock, f.real, lock)
+}
+
+func walUnlock(tls *libc.TLS, pFile uintptr, lock int32) int32 {
+	f := ptr[walFile](pFile)
+	return callPI(tls, methods(f).FxUnlock, f.real, lock)
+}
+
+func walCheckReservedLock(tls *libc.TLS, pFile, pResOut uintptr) int32 {
+	f := ptr[walFile](pFile)
+	return callPP(tls, methods(f).FxCheckReservedLock, f.real, pResOut)
+}
+
+func walFileControl(tls *libc.TLS, pFile uintptr, op int32, pArg uintptr) int32 {
+	f, rc := flushed(tls, pFile)
+	if rc != lib.SQLITE_OK {
+		return rc
+	}
+	return (*(*func(*libc.TLS, uintptr, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxFileControl})))(tls, f.real, op, pArg)
+}
+
+func walSectorSize(tls *libc.TLS, pFile uintptr) int32 {
+	f := ptr[walFile](pFile)
+	return callP(tls, methods(f).FxSectorSize, f.real)
+}
+
+func walDeviceCharacteristics(tls *libc.TLS, pFile uintptr) int32 {
+	f := ptr[walFile](pFile)
+	return callP(tls, methods(f).FxDeviceCharacteristics, f.real)
+}
+
+// The shared-memory calls are made on the database file, never on a WAL: passed through. A default VFS
+// whose files lack them (io methods before version 2) never gets them called: SQLite then uses no WAL.
+
+func walShmMap(tls *libc.TLS, pFile uintptr, iPg, pgsz, bExtend int32, pp uintptr) int32 {
+	f := ptr[walFile](pFile)
+	if methods(f).FiVersion < 2 {
+		return lib.SQLITE_IOERR
+	}
+	return (*(*func(*libc.TLS, uintptr, int32, int32, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmMap})))(tls, f.real, iPg, pgsz, bExtend, pp)
+}
+
+func walShmLock(tls *libc.TLS, pFile uintptr, offset, n, flags int32) int32 {
+	f := ptr[walFile](pFile)
+	if methods(f).FiVersion < 2 {
+		return lib.SQLITE_IOERR
+	}
+	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmLock})))(tls, f.real, offset, n, flags)
+}
+
+func walShmBarrier(tls *libc.TLS, pFile uintptr) {
+	f := ptr[walFile](pFile)
+	if methods(f).FiVersion < 2 {
+		return
+	}
+	(*(*func(*libc.TLS, uintptr))(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmBarrier})))(tls, f.real)
+}
+
+func walShmUnmap(tls *libc.TLS, pFile uintptr, deleteFlag int32) int32 {
+	f := ptr[walFile](pFile)
+	if methods(f).FiVersion < 2 {
+		return lib.SQLITE_OK
+	}
+	return callPI(tls, methods(f).FxShmUnmap, f.real, deleteFlag)
+}
+
+// Memory-mapped reads (version 3) are of the database file only.
+
+func walFetch(tls *libc.TLS, pFile uintptr, iOfst int64, iAmt int32, pp uintptr) int32 {
+	f := ptr[walFile](pFile)
+	if methods(f).FiVersion < 3 {
+		*ptr[uintptr](pp) = 0
+		return lib.SQLITE_OK
+	}
+	return (*(*func(*libc.TLS, uintptr, int64, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxFetch})))(tls, f.real, iOfst, iAmt, pp)
+}
+
+func walUnfetch(tls *libc.TLS, pFile uintptr, iOfst int64, p uintptr) int32 {
+	f := ptr[walFile](pFile)
+	if methods(f).FiVersion < 3 {
+		return lib.SQLITE_OK
+	}
+	return (*(*func(*libc.TLS, uintptr, int64, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxUnfetch})))(tls, f.real, iOfst, p)
+}
