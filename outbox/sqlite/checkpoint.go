@@ -3,9 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/binary"
-	"io"
-	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
 )
 
 // Checkpoints (issue 12). SQLite copies the pages a WAL holds back into the database file in a checkpoint.
@@ -15,7 +15,11 @@ import (
 // connection of their own, from a goroutine the writer wakes after each commit: a PASSIVE checkpoint, which
 // never blocks the writer nor readers, once the frames not yet copied reach Options.CheckpointFrames. The
 // writer keeps SQLite's automatic checkpoint only as a backstop, at checkpointBackstop times that many
-// frames, should the checkpointer fall behind.
+// frames, should the checkpointer fall behind. The checkpointer learns the backlog from the writer's
+// wal-index, where walVFS records it mapped (walvfs.go).
+
+// checkpointFallback is how often the checkpointer checkpoints when it cannot read the backlog.
+const checkpointFallback = 250 * time.Millisecond
 
 // checkpointBackstop is how many times Options.CheckpointFrames the WAL may grow before the writer's own
 // automatic checkpoint runs.
@@ -24,20 +28,16 @@ const checkpointBackstop = 8
 // walIndexVersion is the iVersion of the wal-index header SQLite has written since 3.7.0.
 const walIndexVersion = 3007000
 
-// walBacklog reads, from the wal-index (the -shm file, https://www.sqlite.org/walformat.html), how many
-// frames of the WAL are not yet copied into the database: mxFrame (offset 16 of the first header copy)
-// minus nBackfill (offset 96, the checkpoint information after the two 48-byte header copies), both in
-// native byte order. It is read without SQLite's locks: a torn or stale value only moves one checkpoint a
-// little. ok is false when the file does not hold a wal-index of the version this reads.
-func walBacklog(shm io.ReaderAt) (frames int64, ok bool) {
-	var b [100]byte
-	if _, err := shm.ReadAt(b[:], 0); err != nil {
+// walBacklog reads, from a wal-index header (https://www.sqlite.org/walformat.html, in native byte order),
+// how many frames of the WAL are not yet copied into the database: mxFrame (offset 16 of the first header
+// copy) minus nBackfill (offset 96, the checkpoint information after the two 48-byte header copies). It reads
+// without SQLite's locks, the two counters atomically: a stale value only moves one checkpoint a little. ok
+// is false when hdr is not a wal-index of the version this reads, or not yet initialised.
+func walBacklog(hdr *[34]uint32) (frames int64, ok bool) {
+	if atomic.LoadUint32(&hdr[0]) != walIndexVersion || (*[136]byte)(unsafe.Pointer(hdr))[12] != 1 {
 		return 0, false
 	}
-	if binary.NativeEndian.Uint32(b[0:]) != walIndexVersion || b[12] != 1 {
-		return 0, false // not a wal-index of this version, or not initialised
-	}
-	return int64(binary.NativeEndian.Uint32(b[16:])) - int64(binary.NativeEndian.Uint32(b[96:])), true
+	return int64(atomic.LoadUint32(&hdr[4])) - int64(atomic.LoadUint32(&hdr[24])), true
 }
 
 // checkpointed is what one checkpoint reported (PRAGMA wal_checkpoint): whether it was blocked, the WAL's
@@ -57,40 +57,40 @@ func (s *Store) kickCheckpointer() {
 }
 
 // checkpointer runs PASSIVE checkpoints on its own connection when the writer's commits have left at least
-// Options.CheckpointFrames frames to copy (see Checkpoints above), until the store closes.
+// Options.CheckpointFrames frames to copy (see Checkpoints above), until the store closes. It reads the
+// backlog from the writer's wal-index as mapped (walApp.shm); should that not be a wal-index it can read, it
+// checkpoints at most every checkpointFallback instead.
 func (s *Store) checkpointer(cdb *sql.DB) {
 	defer close(s.ckptDone)
 	defer cdb.Close()
 	ctx := context.Background()
-	var shm *os.File
-	defer func() {
-		if shm != nil {
-			_ = shm.Close()
-		}
-	}()
-	failing := false
+	app := ptr[walApp](s.wvfs.app)
+	failing, unreadable := false, false
+	var last time.Time
 	for {
 		select {
 		case <-s.closing:
 			return
 		case <-s.ckptKick:
 		}
-		if shm == nil {
-			f, err := os.Open(s.path + "-shm")
-			if err != nil {
-				s.log.Warn("sqlite: cannot read the WAL index; the writer's automatic checkpoint takes over", "err", err)
-				return
+		shm := atomic.LoadUintptr(&app.shm)
+		if shm == 0 {
+			continue // not mapped yet
+		}
+		backlog, ok := walBacklog(ptr[[34]uint32](shm))
+		switch {
+		case !ok && !unreadable:
+			s.log.Warn("sqlite: the WAL index is not in the format expected; checkpoints run on a timer")
+			unreadable = true
+			fallthrough
+		case !ok:
+			if time.Since(last) < checkpointFallback {
+				continue
 			}
-			shm = f
-		}
-		backlog, ok := walBacklog(shm)
-		if !ok {
-			s.log.Warn("sqlite: the WAL index is not in the format expected; the writer's automatic checkpoint takes over")
-			return
-		}
-		if backlog < int64(s.opts.CheckpointFrames) {
+		case backlog < int64(s.opts.CheckpointFrames):
 			continue
 		}
+		last = time.Now()
 		c := checkpointed{backlog: backlog}
 		err := cdb.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&c.busy, &c.log, &c.checkpoints)
 		switch {

@@ -372,7 +372,7 @@ func (s *Store) Close() error {
 		close(s.closing)
 		<-s.writerDone
 		if s.ckptDone != nil {
-			<-s.ckptDone // its connection closed before the writer's, whose close checkpoints the rest
+			<-s.ckptDone // its connection closed first: the last to close checkpoints what is left, if it can
 		}
 		var errs []error
 		for _, st := range s.stmts {

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"modernc.org/libc"
@@ -14,13 +15,22 @@ import (
 // write waits for (a third of the writer's CPU time in a 20,000 drain, in a virtual machine where system
 // calls are dear). walVFS is SQLite's own default VFS with one change: a WAL file's contiguous writes are
 // gathered in a buffer and reach the file in one write, before anything could read them:
-//   - when the page after a commit frame's header is written (the transaction's last frame: SQLite then
-//     syncs the WAL, with synchronous=FULL, and only after that publishes the frames in the wal-index);
-//   - before any other call on the file (sync, read, truncate, size, file control, close), and before a
-//     write that does not follow the buffer or would overflow it.
-// Nothing else changes: other files (the database, its -shm) are the default VFS's untouched, and a write
-// that fails fails the call that flushed it (the transaction then fails, as it would have). A process killed
+//   - when SQLite syncs the WAL, which with synchronous=FULL it does at every commit, right after the
+//     transaction's last frame and before it publishes the frames in the wal-index;
+//   - at the database file's shared-memory barrier, which SQLite passes between writing the two copies of
+//     the wal-index header that publish new frames (so also without a sync, whatever the setting);
+//   - before any other call on the file (read, truncate, size, file control, close), and before a write
+//     that does not follow the buffer or would overflow it.
+// What is still buffered when the connection releases the WAL's write lock belongs to a transaction that did
+// not commit (frames spilled before a rollback) and is dropped, never written over what another connection
+// or process may write next. A write that fails fails the call that flushed it, and every later write or
+// flush of the file fails too until the write lock is released: the transaction cannot commit frames that
+// were lost. Other files (the database, its -shm) go to the default VFS as they are. A process killed
 // mid-transaction loses frames that were not yet committed, as before.
+//
+// The writer's connection also records where its wal-index is mapped (walApp.shm), which the checkpointer
+// reads (checkpoint.go) instead of opening the -shm file: closing a descriptor of a file drops every POSIX
+// lock the process holds on it, SQLite's included.
 
 // walBufferBytes is how much of a WAL file's writes one buffer gathers (about 250 frames of 4 KiB).
 const walBufferBytes = 1 << 20
@@ -29,10 +39,6 @@ const walBufferBytes = 1 << 20
 // (seekAndWriteFd: nBuf &= 0x1ffff), as SQLite itself never writes more than a page at once.
 const walMaxWrite = 0x1ffff
 
-// walFrameHeader is the size of a WAL frame's header; its bytes 4 to 8 hold, for a transaction's commit
-// frame only, the database's size in pages after the commit (https://www.sqlite.org/fileformat.html#walformat).
-const walFrameHeader = 24
-
 // walFile is the head of every file the VFS opens (SQLite allocates szOsFile bytes: this, then the default
 // VFS's own file object at real). It lives in SQLite's memory, never in Go's.
 type walFile struct {
@@ -40,11 +46,12 @@ type walFile struct {
 	app     uintptr // the VFS's walApp
 	real    uintptr // the default VFS's file object, just after this head
 	rm      uintptr // its io methods
+	peer    uintptr // a WAL's database file, a database file's open WAL (heads of this VFS), or 0
 	buf     uintptr // the WAL's buffer (libc memory), allocated at its first write; 0 for other files
 	off     int64   // the file offset of buf's first byte
 	n       int32   // bytes in buf
 	wal     int32   // 1 for a WAL file
-	commit  int32   // 1 after a commit frame's header: its page is the transaction's last write
+	failed  int32   // 1 after a failed flush, until the write lock is released
 	_       int32
 }
 
@@ -64,11 +71,16 @@ type walVFS struct {
 // pAppData its xOpen reads, so it is always called with itself) and the io methods it gives them.
 type walApp struct {
 	def, methods uintptr
-	// writes counts SQLite's writes to WAL files, calls the writes made of them on the default VFS (tests).
-	writes, calls int64
+	// shm is the address of the writer's wal-index (region 0 of its -shm mapping), 0 while unmapped; set
+	// and read atomically.
+	shm uintptr
+	// writes counts SQLite's writes to WAL files, calls the writes made of them on the default VFS, dropped
+	// the bytes dropped at the release of the write lock (tests).
+	writes, calls, dropped int64
 	// direct, when 1, passes every write straight on, as the default VFS alone would (tests).
 	direct int32
-	_      int32
+	// bufBytes is the buffer's size (walBufferBytes; tests make it smaller).
+	bufBytes int32
 }
 
 // ptr turns a uintptr that holds an address of SQLite's memory (libc-allocated, outside Go's heap) into a
@@ -106,7 +118,7 @@ func registerWALVFS() (*walVFS, error) {
 	vfs.FpNext = 0
 	vfs.FpAppData = v.app
 	vfs.FxOpen = fn(walOpen)
-	*ptr[walApp](v.app) = walApp{def: def, methods: v.methods}
+	*ptr[walApp](v.app) = walApp{def: def, methods: v.methods, bufBytes: walBufferBytes}
 	*ptr[lib.Tsqlite3_io_methods](v.methods) = lib.Tsqlite3_io_methods{
 		FiVersion: 3, FxClose: fn(walClose), FxRead: fn(walRead), FxWrite: fn(walWrite),
 		FxTruncate: fn(walTruncate), FxSync: fn(walSync), FxFileSize: fn(walFileSize), FxLock: fn(walLock),
@@ -182,19 +194,32 @@ func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags u
 		return rc // SQLite calls no method of a file whose pMethods is NULL
 	}
 	f.methods = app.methods
+	if rc == lib.SQLITE_OK && f.wal == 1 {
+		// The pager opened its database file through this VFS too: link the two, for the database file's
+		// shared-memory calls (walShmLock, walShmBarrier).
+		if db := lib.Xsqlite3_database_file_object(tls, zName); db != 0 && ptr[walFile](db).methods == app.methods {
+			f.peer = db
+			ptr[walFile](db).peer = pFile
+		}
+	}
 	return rc
 }
 
-// flush writes what f's buffer holds and empties it (also when a write fails: the frames are then as
-// unwritten as if their own writes had failed). The default VFS writes at most walMaxWrite bytes a call (it
-// masks larger sizes), so a full buffer takes a few calls.
+// flush writes what f's buffer holds and empties it. The default VFS writes at most walMaxWrite bytes a call
+// (it masks larger sizes), so a full buffer takes a few calls. A failed write drops the buffer and fails
+// every later flush and write until the write lock is released (walShmLock): SQLite may have moved on from
+// frames it believes written (pages spilled, then read back), so the transaction must not commit.
 func flush(tls *libc.TLS, f *walFile) int32 {
+	if f.failed == 1 {
+		return lib.SQLITE_IOERR_WRITE
+	}
 	n, off := f.n, f.off
-	f.n, f.commit = 0, 0
+	f.n = 0
 	for done := int32(0); done < n; {
 		k := min(n-done, walMaxWrite)
 		ptr[walApp](f.app).calls++
 		if rc := callIO(tls, methods(f).FxWrite, f.real, f.buf+uintptr(done), k, off+int64(done)); rc != lib.SQLITE_OK {
+			f.failed = 1
 			return rc
 		}
 		done += k
@@ -213,39 +238,41 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	if f.wal == 0 {
 		return callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst)
 	}
+	if f.failed == 1 {
+		return lib.SQLITE_IOERR_WRITE
+	}
 	app := ptr[walApp](f.app)
 	app.writes++
-	if f.n > 0 && (iOfst != f.off+int64(f.n) || int64(f.n)+int64(iAmt) > walBufferBytes) {
+	size := int64(app.bufBytes)
+	if f.n > 0 && (iOfst != f.off+int64(f.n) || int64(f.n)+int64(iAmt) > size) {
 		if rc := flush(tls, f); rc != lib.SQLITE_OK {
 			return rc
 		}
 	}
-	if f.buf == 0 && iAmt <= walBufferBytes && app.direct == 0 {
-		f.buf = libc.Xmalloc(tls, walBufferBytes)
+	if f.buf == 0 && app.direct == 0 {
+		f.buf = libc.Xmalloc(tls, lib.Tsize_t(size))
 	}
-	if f.buf == 0 || iAmt > walBufferBytes || app.direct == 1 {
+	if f.buf == 0 || int64(iAmt) > size || app.direct == 1 {
 		app.calls++
-		return callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst)
-	}
-	if f.n == 0 {
-		f.off = iOfst
-	}
-	copy(unsafe.Slice(ptr[byte](f.buf+uintptr(f.n)), iAmt), unsafe.Slice(ptr[byte](zBuf), iAmt))
-	f.n += iAmt
-	switch {
-	case iAmt == walFrameHeader:
-		h := unsafe.Slice(ptr[byte](zBuf), walFrameHeader)
-		if h[4]|h[5]|h[6]|h[7] != 0 {
-			f.commit = 1
+		if rc := callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst); rc != lib.SQLITE_OK {
+			return rc
 		}
-	case f.commit == 1:
-		return flush(tls, f) // the commit frame's page: the transaction's frames are all here
+	} else {
+		if f.n == 0 {
+			f.off = iOfst
+		}
+		copy(unsafe.Slice(ptr[byte](f.buf+uintptr(f.n)), iAmt), unsafe.Slice(ptr[byte](zBuf), iAmt))
+		f.n += iAmt
 	}
 	return lib.SQLITE_OK
 }
 
 func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	f := ptr[walFile](pFile)
+	if f.peer != 0 {
+		ptr[walFile](f.peer).peer = 0
+		f.peer = 0
+	}
 	rc := flush(tls, f)
 	if f.buf != 0 {
 		libc.Xfree(tls, f.buf)
@@ -330,19 +357,35 @@ func walShmMap(tls *libc.TLS, pFile uintptr, iPg, pgsz, bExtend int32, pp uintpt
 	if methods(f).FiVersion < 2 {
 		return lib.SQLITE_IOERR
 	}
-	return (*(*func(*libc.TLS, uintptr, int32, int32, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmMap})))(tls, f.real, iPg, pgsz, bExtend, pp)
+	rc := (*(*func(*libc.TLS, uintptr, int32, int32, int32, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmMap})))(tls, f.real, iPg, pgsz, bExtend, pp)
+	if rc == lib.SQLITE_OK && iPg == 0 {
+		atomic.StoreUintptr(&ptr[walApp](f.app).shm, *ptr[uintptr](pp))
+	}
+	return rc
 }
 
+// walShmLock drops what the WAL still buffers when the write lock (slot 0) is released: only a transaction
+// that did not commit can have left it (see above), and another connection may write there next.
 func walShmLock(tls *libc.TLS, pFile uintptr, offset, n, flags int32) int32 {
 	f := ptr[walFile](pFile)
 	if methods(f).FiVersion < 2 {
 		return lib.SQLITE_IOERR
 	}
+	if f.peer != 0 && offset == 0 && flags&lib.SQLITE_SHM_UNLOCK != 0 {
+		w := ptr[walFile](f.peer)
+		ptr[walApp](f.app).dropped += int64(w.n)
+		w.n, w.failed = 0, 0
+	}
 	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmLock})))(tls, f.real, offset, n, flags)
 }
 
+// walShmBarrier writes what the WAL buffers before new frames can be published (see above). A failure
+// cannot be reported from here; it fails the WAL's next write or sync.
 func walShmBarrier(tls *libc.TLS, pFile uintptr) {
 	f := ptr[walFile](pFile)
+	if f.peer != 0 {
+		flush(tls, ptr[walFile](f.peer))
+	}
 	if methods(f).FiVersion < 2 {
 		return
 	}
@@ -354,6 +397,7 @@ func walShmUnmap(tls *libc.TLS, pFile uintptr, deleteFlag int32) int32 {
 	if methods(f).FiVersion < 2 {
 		return lib.SQLITE_OK
 	}
+	atomic.StoreUintptr(&ptr[walApp](f.app).shm, 0)
 	return callPI(tls, methods(f).FxShmUnmap, f.real, deleteFlag)
 }
 

@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
+	"unsafe"
+
+	"modernc.org/libc"
+	lib "modernc.org/sqlite/lib"
 )
 
 // walDB opens a database file through a fresh registration of walVFS (in WAL mode, with the write pragmas
@@ -64,8 +69,9 @@ func fillWAL(t *testing.T, db *sql.DB) {
 	}
 }
 
-// readBack checks, through the default VFS, that path holds fillWAL's 20 rows intact.
-func readBack(t *testing.T, db *sql.DB) {
+// readBack checks, through the default VFS, that docs holds rows 0 to want-1, each id's body intact (10 KB
+// of the id's byte), and that the database is sound.
+func readBack(t *testing.T, db *sql.DB, want int) {
 	t.Helper()
 	var ok string
 	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
@@ -83,13 +89,13 @@ func readBack(t *testing.T, db *sql.DB) {
 		if err := rows.Scan(&id, &body); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(body, bytes.Repeat([]byte{byte(id)}, 10_000)) {
-			t.Errorf("row %d reads back different (%d bytes)", id, len(body))
+		if id != n || !bytes.Equal(body, bytes.Repeat([]byte{byte(id)}, 10_000)) {
+			t.Errorf("row %d (want %d) reads back different (%d bytes)", id, n, len(body))
 		}
 		n++
 	}
-	if err := rows.Err(); err != nil || n != 20 {
-		t.Fatalf("read %d rows, %v; want 20", n, err)
+	if err := rows.Err(); err != nil || n != want {
+		t.Fatalf("read %d rows, %v; want %d", n, err, want)
 	}
 }
 
@@ -104,8 +110,8 @@ func TestWALWritesGathered(t *testing.T) {
 	gathered, gatheredApp := walDB(t, filepath.Join(dir, "gathered"), false)
 	fillWAL(t, direct)
 	fillWAL(t, gathered)
-	readBack(t, plainDB(t, filepath.Join(dir, "direct")))
-	readBack(t, plainDB(t, filepath.Join(dir, "gathered")))
+	readBack(t, plainDB(t, filepath.Join(dir, "direct")), 20)
+	readBack(t, plainDB(t, filepath.Join(dir, "gathered")), 20)
 
 	if directApp.writes != gatheredApp.writes || directApp.calls != directApp.writes {
 		t.Errorf("SQLite wrote the WAL %d times directly (%d calls), %d times gathered; want the same, every one a call",
@@ -125,19 +131,179 @@ func TestWALWritesGathered(t *testing.T) {
 
 // TestWALCommitReadableWithoutSync: a transaction committed with synchronous=OFF (SQLite then syncs
 // nothing, and publishes the new frames in the wal-index straight after writing them) is read, at once and
-// intact, by a connection of the default VFS: the buffer reaches the file at the commit frame, not only at
-// a sync.
+// intact, by a connection of the default VFS, also when every transaction overflows the buffer: what is
+// buffered reaches the file at the shared-memory barrier that publishes it, not only at a sync.
 func TestWALCommitReadableWithoutSync(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "db")
 	db, app := walDB(t, path, false, "synchronous(OFF)")
+	app.bufBytes = 3 * (24 + 4096) // 3 frames: every transaction here has more
 	var mode int
 	if err := db.QueryRow(`PRAGMA synchronous`).Scan(&mode); err != nil || mode != 0 {
 		t.Fatalf("synchronous = %d, %v; want 0 (OFF)", mode, err)
 	}
 	fillWAL(t, db)
-	readBack(t, plainDB(t, path))
-	if app.calls > 22+1 {
-		t.Errorf("%d calls for 22 transactions: the writes were not gathered", app.calls)
+	readBack(t, plainDB(t, path), 20)
+	if app.calls >= app.writes/4 {
+		t.Errorf("%d calls for %d writes: the writes were not gathered", app.calls, app.writes)
+	}
+}
+
+// TestWALRollbackWritesNothingOverOthers: a transaction too large for its page cache spills frames into the
+// WAL before it ends, then rolls back. Another writer (a connection of the default VFS, as another process
+// would be) then commits frames at the same place in the WAL, and the first connection writes again: every
+// row reads back intact. (Here SQLite's rollback reads a spilled page back, which writes the buffer out while
+// the write lock is still held; TestWALDropsWhatIsBufferedAtUnlock covers a buffer left at the unlock.)
+func TestWALRollbackWritesNothingOverOthers(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db")
+	a, _ := walDB(t, path, false, "cache_size(8)")
+	if _, err := a.Exec(`CREATE TABLE docs (id INTEGER PRIMARY KEY, body BLOB)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One row of 600 KB through a cache of 8 pages: its overflow pages spill into the WAL as they are made.
+	if _, err := tx.Exec(`INSERT INTO docs (id, body) VALUES (?, ?)`, 1000, bytes.Repeat([]byte{0xEE}, 600_000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := openDBMode(path, true, true, time.Second, nil) // the default VFS
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.SetMaxOpenConns(1)
+	for i := range 20 {
+		if _, err := b.Exec(`INSERT INTO docs (id, body) VALUES (?, ?)`, i, bytes.Repeat([]byte{byte(i)}, 10_000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Exec(`INSERT INTO docs (id, body) VALUES (?, ?)`, 20, bytes.Repeat([]byte{20}, 10_000)); err != nil {
+		t.Fatal(err)
+	}
+
+	readBack(t, plainDB(t, path), 21)
+}
+
+// standIn is, in libc memory, a database file's head and its WAL's, linked as walOpen links them, over
+// stand-ins for the default VFS's write and shared-memory lock calls (writes fail with SQLITE_FULL while
+// full), with a frame to write: what SQLite would pass, without SQLite.
+type standIn struct {
+	tls           *libc.TLS
+	db, wal, page uintptr
+	w             *walFile
+	full          bool
+	writes, locks int
+}
+
+func newStandIn(t *testing.T) *standIn {
+	t.Helper()
+	s := &standIn{tls: libc.NewTLS()}
+	alloc := func(n uintptr) uintptr {
+		p := libc.Xcalloc(s.tls, 1, lib.Tsize_t(n))
+		if p == 0 {
+			t.Fatal("out of memory")
+		}
+		t.Cleanup(func() { libc.Xfree(s.tls, p) })
+		return p
+	}
+	t.Cleanup(s.tls.Close) // after the frees, registered later
+	write := func(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
+		s.writes++
+		if s.full {
+			return lib.SQLITE_FULL
+		}
+		return lib.SQLITE_OK
+	}
+	lock := func(tls *libc.TLS, pFile uintptr, offset, n, flags int32) int32 {
+		s.locks++
+		return lib.SQLITE_OK
+	}
+	// Only libc memory refers to the two functions while the test runs, which the collector does not see.
+	t.Cleanup(func() { runtime.KeepAlive(write); runtime.KeepAlive(lock) })
+	rm := alloc(unsafe.Sizeof(lib.Tsqlite3_io_methods{}))
+	*ptr[lib.Tsqlite3_io_methods](rm) = lib.Tsqlite3_io_methods{FiVersion: 3, FxWrite: fn(write), FxShmLock: fn(lock)}
+	app := alloc(unsafe.Sizeof(walApp{}))
+	*ptr[walApp](app) = walApp{bufBytes: walBufferBytes}
+	s.db, s.wal, s.page = alloc(unsafe.Sizeof(walFile{})), alloc(unsafe.Sizeof(walFile{})), alloc(4120)
+	*ptr[walFile](s.db) = walFile{app: app, rm: rm, peer: s.wal}
+	*ptr[walFile](s.wal) = walFile{app: app, rm: rm, peer: s.db, wal: 1, buf: alloc(walBufferBytes)}
+	s.w = ptr[walFile](s.wal)
+	return s
+}
+
+const (
+	lockWrite   = lib.SQLITE_SHM_LOCK | lib.SQLITE_SHM_EXCLUSIVE
+	unlockWrite = lib.SQLITE_SHM_UNLOCK | lib.SQLITE_SHM_EXCLUSIVE
+)
+
+// TestWALDropsWhatIsBufferedAtUnlock: when a database file's connection releases the WAL's write lock (slot
+// 0 of its shared memory) while the WAL still buffers frames, which only a transaction that did not commit
+// can have left, the frames are dropped, not written later over what another writer may have committed;
+// other locks and unlocks leave the buffer alone, and every lock call reaches the default VFS.
+func TestWALDropsWhatIsBufferedAtUnlock(t *testing.T) {
+	t.Parallel()
+	s := newStandIn(t)
+	if rc := walWrite(s.tls, s.wal, s.page, 4120, 32); rc != lib.SQLITE_OK || s.w.n != 4120 || s.writes != 0 {
+		t.Fatalf("a frame written: rc %d, %d bytes buffered, %d writes; want it buffered", rc, s.w.n, s.writes)
+	}
+	for _, c := range []struct{ offset, flags int32 }{
+		{0, lockWrite},
+		{3, lib.SQLITE_SHM_UNLOCK | lib.SQLITE_SHM_SHARED}, // a read lock released
+		{1, unlockWrite}, // the checkpointer lock released
+	} {
+		if rc := walShmLock(s.tls, s.db, c.offset, 1, c.flags); rc != lib.SQLITE_OK || s.w.n != 4120 {
+			t.Errorf("lock call (slot %d, flags %d): rc %d, buffer %d bytes; want it kept", c.offset, c.flags, rc, s.w.n)
+		}
+	}
+	if rc := walShmLock(s.tls, s.db, 0, 1, unlockWrite); rc != lib.SQLITE_OK {
+		t.Fatalf("write lock released: rc %d", rc)
+	}
+	if dropped := ptr[walApp](s.w.app).dropped; s.w.n != 0 || s.writes != 0 || dropped != 4120 {
+		t.Errorf("write lock released: buffer %d bytes, %d writes, dropped %d; want 0, 0, 4120", s.w.n, s.writes, dropped)
+	}
+	if s.locks != 4 {
+		t.Errorf("the default VFS got %d lock calls; want all 4", s.locks)
+	}
+}
+
+// TestWALFailedFlushFailsTheTransaction: once writing the buffer out fails (a full disk), the frames it held
+// are gone, so every later write, sync or flush of the WAL fails too (SQLITE_IOERR_WRITE, which makes SQLite
+// roll the whole transaction back) even when the disk has room again, until the write lock is released;
+// then writes go through again.
+func TestWALFailedFlushFailsTheTransaction(t *testing.T) {
+	t.Parallel()
+	s := newStandIn(t)
+	if rc := walWrite(s.tls, s.wal, s.page, 4120, 32); rc != lib.SQLITE_OK {
+		t.Fatalf("a frame written: rc %d", rc)
+	}
+	s.full = true
+	if _, rc := flushed(s.tls, s.wal); rc != lib.SQLITE_FULL {
+		t.Errorf("flush on a full disk: rc %d; want SQLITE_FULL (%d)", rc, lib.SQLITE_FULL)
+	}
+	s.full = false
+	if rc := walWrite(s.tls, s.wal, s.page, 4120, 4152); rc != lib.SQLITE_IOERR_WRITE {
+		t.Errorf("a write after the failed flush: rc %d; want SQLITE_IOERR_WRITE (%d)", rc, lib.SQLITE_IOERR_WRITE)
+	}
+	if _, rc := flushed(s.tls, s.wal); rc != lib.SQLITE_IOERR_WRITE {
+		t.Errorf("a flush after the failed flush: rc %d; want SQLITE_IOERR_WRITE", rc)
+	}
+	if s.writes != 1 {
+		t.Errorf("%d writes reached the default VFS; want 1, the failed one", s.writes)
+	}
+	if rc := walShmLock(s.tls, s.db, 0, 1, unlockWrite); rc != lib.SQLITE_OK || s.w.failed != 0 {
+		t.Fatalf("write lock released: rc %d, failed %d", rc, s.w.failed)
+	}
+	if rc := walWrite(s.tls, s.wal, s.page, 4120, 32); rc != lib.SQLITE_OK {
+		t.Errorf("a write in the next transaction: rc %d", rc)
+	}
+	if _, rc := flushed(s.tls, s.wal); rc != lib.SQLITE_OK || s.writes != 2 {
+		t.Errorf("a flush in the next transaction: rc %d, %d writes; want OK, 2", rc, s.writes)
 	}
 }
