@@ -73,14 +73,15 @@ func (s *Store) checkpointer(cdb *sql.DB) {
 			return
 		case <-s.ckptKick:
 		}
-		shm := atomic.LoadUintptr(&app.shm)
-		if shm == 0 {
-			continue // not mapped yet
+		var backlog int64
+		shm := atomic.LoadUintptr(&app.shm) // mapped at the writer's first transaction
+		ok := shm != 0
+		if ok {
+			backlog, ok = walBacklog(ptr[[34]uint32](shm))
 		}
-		backlog, ok := walBacklog(ptr[[34]uint32](shm))
 		switch {
 		case !ok && !unreadable:
-			s.log.Warn("sqlite: the WAL index is not in the format expected; checkpoints run on a timer")
+			s.log.Warn("sqlite: cannot read the WAL index; checkpoints run on a timer")
 			unreadable = true
 			fallthrough
 		case !ok:

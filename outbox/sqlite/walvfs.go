@@ -18,7 +18,7 @@ import (
 //   - when SQLite syncs the WAL, which with synchronous=FULL it does at every commit, right after the
 //     transaction's last frame and before it publishes the frames in the wal-index;
 //   - at the database file's shared-memory barrier, which SQLite passes between writing the two copies of
-//     the wal-index header that publish new frames (so also without a sync, whatever the setting);
+//     the wal-index header that publish new frames (for a commit without a sync);
 //   - before any other call on the file (read, truncate, size, file control, close), and before a write
 //     that does not follow the buffer or would overflow it.
 // What is still buffered when the connection releases the WAL's write lock belongs to a transaction that did
@@ -27,6 +27,11 @@ import (
 // flush of the file fails too until the write lock is released: the transaction cannot commit frames that
 // were lost. Other files (the database, its -shm) go to the default VFS as they are. A process killed
 // mid-transaction loses frames that were not yet committed, as before.
+//
+// It is made for the store's writer: synchronous=FULL, shared-memory wal-index. Without a sync at commit
+// (NORMAL, OFF) the barrier writes the frames out in time, but a failure there cannot stop their
+// publication; with locking_mode=EXCLUSIVE SQLite keeps the wal-index in heap memory and passes neither
+// barrier nor shared-memory locks, so frames would wait for the next call on the WAL. Neither is used.
 //
 // The writer's connection also records where its wal-index is mapped (walApp.shm), which the checkpointer
 // reads (checkpoint.go) instead of opening the -shm file: closing a descriptor of a file drops every POSIX
@@ -284,10 +289,14 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	return rc
 }
 
+// walRead writes the buffer out first (the page may be in it). After a failed flush nothing is buffered, and
+// reads pass (a rollback reads committed frames back); writes and syncs still fail.
 func walRead(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32 {
-	f, rc := flushed(tls, pFile)
-	if rc != lib.SQLITE_OK {
-		return rc
+	f := ptr[walFile](pFile)
+	if f.failed == 0 {
+		if rc := flush(tls, f); rc != lib.SQLITE_OK {
+			return rc
+		}
 	}
 	return callIO(tls, methods(f).FxRead, f.real, zBuf, iAmt, iOfst)
 }
@@ -371,7 +380,7 @@ func walShmLock(tls *libc.TLS, pFile uintptr, offset, n, flags int32) int32 {
 	if methods(f).FiVersion < 2 {
 		return lib.SQLITE_IOERR
 	}
-	if f.peer != 0 && offset == 0 && flags&lib.SQLITE_SHM_UNLOCK != 0 {
+	if f.peer != 0 && offset == 0 && flags == lib.SQLITE_SHM_UNLOCK|lib.SQLITE_SHM_EXCLUSIVE {
 		w := ptr[walFile](f.peer)
 		ptr[walApp](f.app).dropped += int64(w.n)
 		w.n, w.failed = 0, 0
@@ -379,8 +388,9 @@ func walShmLock(tls *libc.TLS, pFile uintptr, offset, n, flags int32) int32 {
 	return (*(*func(*libc.TLS, uintptr, int32, int32, int32) int32)(unsafe.Pointer(&struct{ uintptr }{methods(f).FxShmLock})))(tls, f.real, offset, n, flags)
 }
 
-// walShmBarrier writes what the WAL buffers before new frames can be published (see above). A failure
-// cannot be reported from here; it fails the WAL's next write or sync.
+// walShmBarrier writes what the WAL buffers before new frames can be published (see above). With
+// synchronous=FULL the sync before it has already done so, and reported any failure; a failure here cannot
+// be reported.
 func walShmBarrier(tls *libc.TLS, pFile uintptr) {
 	f := ptr[walFile](pFile)
 	if f.peer != 0 {
