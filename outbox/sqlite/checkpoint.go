@@ -47,14 +47,8 @@ type checkpointed struct {
 	busy, log, checkpoints int
 }
 
-// kickCheckpointer tells the checkpointer that a commit added frames, without blocking (and without effect
-// when there is none: a send on a nil channel is never ready).
-func (s *Store) kickCheckpointer() {
-	select {
-	case s.ckptKick <- struct{}{}:
-	default:
-	}
-}
+// kickCheckpointer tells the checkpointer, if there is one, that a commit added frames (see wake).
+func (s *Store) kickCheckpointer() { wake(s.ckptKick) }
 
 // checkpointer runs PASSIVE checkpoints on its own connection when the writer's commits have left at least
 // Options.CheckpointFrames frames to copy (see Checkpoints above), until the store closes. It reads the

@@ -389,9 +389,13 @@ func (s *Store) Close() error {
 }
 
 // signal wakes a dispatcher waiting on Changes, without blocking.
-func (s *Store) signal() {
+func (s *Store) signal() { wake(s.changes) }
+
+// wake sends on a wake-up channel of size 1 without blocking: a wake-up already pending covers this one, and
+// a nil channel (nobody to wake) is never ready.
+func wake(ch chan struct{}) {
 	select {
-	case s.changes <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }

@@ -186,9 +186,10 @@ func methods(f *walFile) *lib.Tsqlite3_io_methods { return ptr[lib.Tsqlite3_io_m
 // walOpen opens zName with the default VFS, in the object after the head, and makes the head the file SQLite
 // sees.
 func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags uintptr) int32 {
-	app := ptr[walApp](ptr[lib.Tsqlite3_vfs](pVfs).FpAppData)
+	appData := ptr[lib.Tsqlite3_vfs](pVfs).FpAppData
+	app := ptr[walApp](appData)
 	f := ptr[walFile](pFile)
-	*f = walFile{app: ptr[lib.Tsqlite3_vfs](pVfs).FpAppData, real: pFile + uintptr(walFileHead)}
+	*f = walFile{app: appData, real: pFile + uintptr(walFileHead)}
 	if flags&lib.SQLITE_OPEN_WAL != 0 {
 		f.wal = 1
 	}
@@ -259,16 +260,13 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	}
 	if f.buf == 0 || int64(iAmt) > size || app.direct == 1 {
 		app.calls++
-		if rc := callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst); rc != lib.SQLITE_OK {
-			return rc
-		}
-	} else {
-		if f.n == 0 {
-			f.off = iOfst
-		}
-		copy(unsafe.Slice(ptr[byte](f.buf+uintptr(f.n)), iAmt), unsafe.Slice(ptr[byte](zBuf), iAmt))
-		f.n += iAmt
+		return callIO(tls, methods(f).FxWrite, f.real, zBuf, iAmt, iOfst)
 	}
+	if f.n == 0 {
+		f.off = iOfst
+	}
+	copy(unsafe.Slice(ptr[byte](f.buf+uintptr(f.n)), iAmt), unsafe.Slice(ptr[byte](zBuf), iAmt))
+	f.n += iAmt
 	return lib.SQLITE_OK
 }
 
