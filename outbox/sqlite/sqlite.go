@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -66,6 +67,10 @@ type Options struct {
 	// (checkpoint.go). Default 1000, SQLite's own threshold; negative: no checkpointer, SQLite's automatic
 	// checkpoint on the writer's connection (as before issue 12).
 	CheckpointFrames int
+	// SyncOnWriter syncs every commit on the writer itself, as SQLite's synchronous=FULL does, instead of
+	// on the syncer off the writer's path (syncer.go; the default where the platform allows it). For
+	// comparisons.
+	SyncOnWriter bool
 	// MinFreeBytes is the free space, on the file system that holds the database, below which CheckWrite
 	// (readiness) fails even though a small write still fits: a nearly full disk fails referrals before it
 	// fails the probe. Default 4 MiB; negative: not checked.
@@ -116,6 +121,15 @@ type Store struct {
 	ckptDone chan struct{} // closed when the checkpointer has stopped
 	// afterCheckpoint, if set, sees every checkpoint the checkpointer runs (internal tests).
 	afterCheckpoint func(c checkpointed, err error)
+
+	// syncQ carries committed batches' answers to the syncer (syncer.go); nil when the writer syncs its
+	// commits itself.
+	syncQ    chan answers
+	syncDone chan struct{}         // closed when the syncer has answered everything and stopped
+	synced   chan struct{}         // the syncer answered a group (size 1; see awaitSyncer)
+	syncing  atomic.Int64          // batches handed to the syncer, not yet answered
+	syncErr  atomic.Pointer[error] // the failed sync's ErrWALUnsynced, once one failed
+	fsync    func(fd int) error    // syncs the WAL's descriptor (fsyncFD; tests replace it before writing)
 }
 
 var _ outbox.Store = (*Store)(nil)
@@ -255,7 +269,8 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	wq := url.Values{"vfs": {wvfs.name}}
+	// checkpoint_fullfsync gives a checkpoint's syncs flags of their own, which walSync never defers.
+	wq := url.Values{"vfs": {wvfs.name}, "_pragma": {"checkpoint_fullfsync(1)"}}
 	if opts.CheckpointFrames > 0 { // the writer's automatic checkpoint, a backstop to the checkpointer's
 		wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", checkpointBackstop*opts.CheckpointFrames))
 	}
@@ -323,6 +338,14 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.ckptKick, s.ckptDone = make(chan struct{}, 1), make(chan struct{})
 		go s.checkpointer(cdb)
 	}
+	if !opts.SyncOnWriter && canDeferSyncs && ptr[walApp](wvfs.app).unixFiles == 1 {
+		// After the migrations, which commit on wdb outside the writer: from here on only the writer
+		// commits there, and the syncer answers for it.
+		s.syncQ, s.syncDone, s.fsync = make(chan answers, 4*opts.MaxBatch), make(chan struct{}), fsyncFD
+		s.synced = make(chan struct{}, 1)
+		atomic.StoreInt32(&ptr[walApp](wvfs.app).deferSync, 1)
+		go s.syncer()
+	}
 	go s.writer()
 	return s, nil
 }
@@ -353,9 +376,13 @@ func (s *Store) Ping(ctx context.Context) error {
 // Options.MinFreeBytes.
 var ErrDiskNearlyFull = fault.Sentinel(fault.Unavailable, "sqlite: disk nearly full")
 
-// CheckWrite is readiness (outbox.Store.CheckWrite): the shared probe write, after checking that the file
-// system holding the database has at least Options.MinFreeBytes free.
+// CheckWrite is readiness (outbox.Store.CheckWrite): the shared probe write, after checking that no sync of
+// the WAL has failed (ErrWALUnsynced) and that the file system holding the database has at least
+// Options.MinFreeBytes free.
 func (s *Store) CheckWrite(ctx context.Context, instance string, now time.Time) error {
+	if err := s.syncFailed(); err != nil {
+		return err
+	}
 	if s.opts.MinFreeBytes > 0 {
 		if free, ok := freeBytes(filepath.Dir(s.path)); ok && free < uint64(s.opts.MinFreeBytes) {
 			return fmt.Errorf("%w: %d bytes free where the database is, below the %d bytes readiness needs",

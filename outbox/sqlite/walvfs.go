@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -27,6 +28,10 @@ import (
 // flush of the file fails too until the write lock is released: the transaction cannot commit frames that
 // were lost. Other files (the database, its -shm) go to the default VFS as they are. A process killed
 // mid-transaction loses frames that were not yet committed, as before.
+//
+// A commit's own sync of the WAL may be left to the store's syncer (walApp.deferSync, syncer.go): the frames
+// are written out as above, SQLite is told the sync succeeded, and the syncer syncs the descriptor before
+// anyone hears of the commit.
 //
 // It is made for the store's writer: synchronous=FULL, shared-memory wal-index. Without a sync at commit
 // (NORMAL, OFF) the barrier writes the frames out in time, but a failure there cannot stop their
@@ -57,7 +62,7 @@ type walFile struct {
 	n       int32   // bytes in buf
 	wal     int32   // 1 for a WAL file
 	failed  int32   // 1 after a failed flush, until the write lock is released
-	_       int32
+	ownsFD  int32   // 1 for the WAL whose descriptor walApp.fd holds (the syncer may sync it)
 }
 
 const walFileHead = int32(unsafe.Sizeof(walFile{}))
@@ -86,6 +91,31 @@ type walApp struct {
 	direct int32
 	// bufBytes is the buffer's size (walBufferBytes; tests make it smaller).
 	bufBytes int32
+	// deferSync, when 1, leaves a commit's sync of the WAL to the store's syncer (syncer.go): walSync
+	// writes the frames out, records the WAL as unsynced and answers at once. Set once the store's
+	// syncer runs (atomic).
+	deferSync int32
+	// unsynced is 1 once a commit's sync was left to the syncer, until the writer hands that commit over
+	// (atomic).
+	unsynced int32
+	// fd is the descriptor of the open WAL the syncer syncs (its walFile has ownsFD), -1 when none; guard is
+	// 1 while the syncer syncs it: walClose waits for guard before it closes the descriptor (both atomic).
+	fd, guard int32
+	// lost is 1 once a WAL closed with frames the syncer had not synced yet and could not sync them itself
+	// (atomic).
+	lost int32
+	// unixFiles: the default VFS is SQLite's "unix", whose file objects begin as unixFileHead (read at
+	// registration): only then is a WAL's descriptor known, and syncs deferred.
+	unixFiles int32
+	// deferred counts the commit syncs left to the syncer, syncs the WAL syncs passed on (tests).
+	deferred, syncs int64
+}
+
+// unixFileHead is how SQLite's unix VFS begins its file object (struct unixFile in os_unix.c): the io
+// methods, the VFS, the inode information, then the file descriptor.
+type unixFileHead struct {
+	_ [3]uintptr // pMethod, pVfs, pInode
+	h int32
 }
 
 // ptr turns a uintptr that holds an address of SQLite's memory (libc-allocated, outside Go's heap) into a
@@ -123,7 +153,11 @@ func registerWALVFS() (*walVFS, error) {
 	vfs.FpNext = 0
 	vfs.FpAppData = v.app
 	vfs.FxOpen = fn(walOpen)
-	*ptr[walApp](v.app) = walApp{def: def, methods: v.methods, bufBytes: walBufferBytes}
+	app := walApp{def: def, methods: v.methods, bufBytes: walBufferBytes, fd: -1}
+	if d := ptr[lib.Tsqlite3_vfs](def); libc.GoString(d.FzName) == "unix" && uintptr(d.FszOsFile) >= unsafe.Sizeof(unixFileHead{}) {
+		app.unixFiles = 1
+	}
+	*ptr[walApp](v.app) = app
 	*ptr[lib.Tsqlite3_io_methods](v.methods) = lib.Tsqlite3_io_methods{
 		FiVersion: 3, FxClose: fn(walClose), FxRead: fn(walRead), FxWrite: fn(walWrite),
 		FxTruncate: fn(walTruncate), FxSync: fn(walSync), FxFileSize: fn(walFileSize), FxLock: fn(walLock),
@@ -200,6 +234,10 @@ func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags u
 		return rc // SQLite calls no method of a file whose pMethods is NULL
 	}
 	f.methods = app.methods
+	if rc == lib.SQLITE_OK && f.wal == 1 && app.unixFiles == 1 &&
+		atomic.CompareAndSwapInt32(&app.fd, -1, ptr[unixFileHead](f.real).h) {
+		f.ownsFD = 1 // the first WAL open through this VFS (the writer's only connection has one)
+	}
 	if rc == lib.SQLITE_OK && f.wal == 1 {
 		// The pager opened its database file through this VFS too: link the two, for the database file's
 		// shared-memory calls (walShmLock, walShmBarrier).
@@ -270,6 +308,9 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	return lib.SQLITE_OK
 }
 
+// walClose writes the buffer out and closes the file. The WAL whose descriptor the syncer syncs is first taken
+// from it (walApp.fd, then waiting for a sync under way) and, while syncs are deferred, synced here: every
+// frame written through it is then on disk, or walApp.lost says that some may not be.
 func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	f := ptr[walFile](pFile)
 	if f.peer != 0 {
@@ -277,6 +318,22 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 		f.peer = 0
 	}
 	rc := flush(tls, f)
+	if f.ownsFD == 1 {
+		app := ptr[walApp](f.app)
+		atomic.StoreInt32(&app.fd, -1)
+		for atomic.LoadInt32(&app.guard) == 1 {
+			runtime.Gosched()
+		}
+		f.ownsFD = 0
+		if atomic.LoadInt32(&app.deferSync) == 1 {
+			if rc == lib.SQLITE_OK {
+				rc = callPI(tls, methods(f).FxSync, f.real, lib.SQLITE_SYNC_FULL)
+			}
+			if rc != lib.SQLITE_OK {
+				atomic.StoreInt32(&app.lost, 1)
+			}
+		}
+	}
 	if f.buf != 0 {
 		libc.Xfree(tls, f.buf)
 		f.buf = 0
@@ -307,10 +364,24 @@ func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
 	return callPL(tls, methods(f).FxTruncate, f.real, size)
 }
 
+// walSync writes the buffer out, then syncs, or leaves a commit's sync to the syncer (see syncer.go): SQLite
+// syncs a WAL at commit with the connection's commit flags (SQLITE_SYNC_NORMAL for the writer, whose
+// synchronous is FULL without fullfsync) and everything else (the header of a restarted WAL, a checkpoint's
+// sync before it copies frames into the database file) with its checkpoint flags, SQLITE_SYNC_FULL under
+// checkpoint_fullfsync. Only the former is deferred: a checkpoint never copies frames that are not on disk.
 func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	f, rc := flushed(tls, pFile)
 	if rc != lib.SQLITE_OK {
 		return rc
+	}
+	if f.wal == 1 {
+		app := ptr[walApp](f.app)
+		if f.ownsFD == 1 && flags&0x0f == lib.SQLITE_SYNC_NORMAL && atomic.LoadInt32(&app.deferSync) == 1 {
+			app.deferred++
+			atomic.StoreInt32(&app.unsynced, 1)
+			return lib.SQLITE_OK
+		}
+		app.syncs++
 	}
 	return callPI(tls, methods(f).FxSync, f.real, flags)
 }

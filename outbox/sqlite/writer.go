@@ -138,6 +138,12 @@ func (s *Store) lastWord(j *job) error {
 // is queued and returns.
 func (s *Store) writer() {
 	defer close(s.writerDone)
+	if s.syncQ != nil {
+		defer func() { // after the last batch: the syncer answers what it holds, then stops
+			close(s.syncQ)
+			<-s.syncDone
+		}()
+	}
 	ctx := context.Background()
 	batch := make([]*job, 0, s.opts.MaxBatch)
 	for {
@@ -156,6 +162,7 @@ func (s *Store) writer() {
 				}
 			}
 		}
+		s.awaitSyncer()
 	collect:
 		for len(batch) < s.opts.MaxBatch {
 			select {
@@ -170,7 +177,8 @@ func (s *Store) writer() {
 	}
 }
 
-// commit runs the batch in one transaction, each job in its own savepoint, and answers every job.
+// commit runs the batch in one transaction, each job in its own savepoint, and answers every job (answer:
+// once the commit is on disk).
 func (s *Store) commit(ctx context.Context, batch []*job) {
 	live := batch[:0:0]
 	for _, j := range batch {
@@ -186,10 +194,16 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 	if len(live) == 0 {
 		return
 	}
+	results := make([]error, len(live))
 	fail := func(err error) {
-		for _, j := range live {
-			j.done <- err
+		for i := range results {
+			results[i] = err
 		}
+		s.answer(live, results)
+	}
+	if err := s.syncFailed(); err != nil {
+		fail(err)
+		return
 	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
@@ -197,13 +211,12 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 		return
 	}
 	w := &wtx{s: s, ctx: ctx, tx: tx}
-	results := make([]error, len(live))
 	if len(live) == 1 {
 		if results[0] = safeRun(live[0], w); results[0] != nil {
 			if rerr := tx.Rollback(); rerr != nil {
 				s.log.Error("sqlite: rollback failed", "err", rerr)
 			}
-			live[0].done <- results[0]
+			s.answer(live, results)
 			return
 		}
 	} else {
@@ -240,9 +253,7 @@ func (s *Store) commit(ctx context.Context, batch []*job) {
 	if w.changed {
 		s.signal()
 	}
-	for i, j := range live {
-		j.done <- results[i]
-	}
+	s.answer(live, results)
 }
 
 // safeRun runs a job, turning a panic (in a caller's ReferralUpdate, say) into that job's error.
