@@ -67,6 +67,9 @@ func (s *Store) checkpointer(cdb *sql.DB) {
 			return
 		case <-s.ckptKick:
 		}
+		if s.syncFailed() != nil {
+			continue // frames whose place on disk is unknown are never copied (syncer.go)
+		}
 		var backlog int64
 		shm := atomic.LoadUintptr(&app.shm) // mapped at the writer's first transaction
 		ok := shm != 0

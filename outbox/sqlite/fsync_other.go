@@ -1,4 +1,4 @@
-//go:build !(linux || darwin || freebsd || netbsd || openbsd)
+//go:build !linux
 
 package sqlite
 
@@ -9,3 +9,6 @@ const canDeferSyncs = false
 
 // fsyncFD is never called here.
 func fsyncFD(int) error { return errors.ErrUnsupported }
+
+// unixFileLayout is not checked here: no descriptor is read.
+func unixFileLayout(int32) bool { return false }

@@ -406,7 +406,9 @@ func (s *Store) Close() error {
 			errs = append(errs, st.Close())
 		}
 		errs = append(errs, s.reads.close()...)
-		errs = append(errs, s.wdb.Close(), s.db.Close())
+		// The writer's connection last: the last to close checkpoints and deletes the WAL, which through
+		// walVFS it cannot do once a sync of the WAL has failed (syncer.go).
+		errs = append(errs, s.db.Close(), s.wdb.Close())
 		errs = append(errs, s.wvfs.unregister()) // after every connection through it
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", err)

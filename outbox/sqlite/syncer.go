@@ -25,7 +25,9 @@ import (
 // Syncs that protect the file itself stay on SQLite's path: the header of a restarted WAL and the WAL's sync
 // before a checkpoint copies frames into the database file (their flags tell them apart: see walSync).
 // A failed sync leaves what was written since unknown on disk: the store then refuses every write
-// (ErrWALUnsynced, unavailable) until it is opened again, when SQLite recovers what the disk holds.
+// (ErrWALUnsynced, unavailable) and readiness fails; every later sync of the WAL fails too (walApp.lost), so
+// that neither a checkpoint (the checkpointer stops) nor the last connection's close copies frames into the
+// database file or deletes the WAL. The next open recovers what the disk holds, as after a power cut.
 
 // ErrWALUnsynced is every write's answer once a sync of the WAL has failed (and CheckWrite's).
 var ErrWALUnsynced = fault.Sentinel(fault.Unavailable,
@@ -114,18 +116,21 @@ func (s *Store) awaitSyncer() {
 	}
 }
 
-// syncWAL syncs the writer's WAL (see walClose for a WAL closed meanwhile). A failure is kept: every later
-// write fails with ErrWALUnsynced.
+// syncWAL syncs the writer's WAL, under walApp.guard (see walClose for a WAL closed meanwhile). A failure
+// is kept, by the store (every later write fails with ErrWALUnsynced) and by the VFS (walApp.lost: every
+// later sync of the WAL fails, so nothing copies or deletes frames whose place on disk is unknown).
 func (s *Store) syncWAL() error {
 	app := ptr[walApp](s.wvfs.app)
-	atomic.StoreInt32(&app.guard, 1)
-	fd := atomic.LoadInt32(&app.fd)
+	lockGuard(app)
 	var err error
-	switch {
-	case fd >= 0:
+	if fd := atomic.LoadInt32(&app.fd); fd >= 0 {
 		err = s.fsync(int(fd))
+	}
+	switch {
+	case err != nil:
+		atomic.StoreInt32(&app.lost, 1)
 	case atomic.LoadInt32(&app.lost) == 1:
-		err = errors.New("the WAL was closed and its last sync failed")
+		err = errors.New("a sync of the WAL failed when it was closed")
 	}
 	atomic.StoreInt32(&app.guard, 0)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -175,7 +176,8 @@ func awaitNil(t *testing.T, ch chan error, what string) {
 }
 
 // TestAFailedSyncRefusesWrites: when a sync of the WAL fails, the writes it was to make durable fail
-// (unavailable: 503), every later write fails without running, and readiness fails; reads go on.
+// (unavailable: 503), every later write fails without running, and readiness fails; reads go on. Closing
+// keeps the WAL, and the store opened again recovers it.
 func TestAFailedSyncRefusesWrites(t *testing.T) {
 	t.Parallel()
 	var fail atomic.Bool
@@ -204,6 +206,33 @@ func TestAFailedSyncRefusesWrites(t *testing.T) {
 	}
 	if n := countReferrals(t, s); n != 2 {
 		t.Errorf("a reader sees %d referrals; want 2 (the second was committed, its durability unknown)", n)
+	}
+	// Nothing copies frames whose place on disk is unknown into the database file, nor deletes them:
+	// closing keeps the WAL (without the failed sync, closing checkpoints it and deletes it), and opening
+	// again recovers what it holds.
+	_ = s.Close() // whatever SQLite reports of the checkpoint it could not make
+	if st, err := os.Stat(s.path + "-wal"); err != nil || st.Size() == 0 {
+		t.Fatalf("after a failed sync, closing removed or emptied the WAL (%v)", err)
+	}
+	again := sqlstoretest.Open(t, func() (*Store, error) {
+		return Open(t.Context(), s.path, Options{Logger: slog.New(slog.DiscardHandler)})
+	})
+	if n := countReferrals(t, again); n != 2 {
+		t.Errorf("opened again, the store holds %d referrals; want the 2 the WAL holds", n)
+	}
+	if err := intake(t, again, 3); err != nil {
+		t.Errorf("opened again, an intake failed: %v", err)
+	}
+
+	healthy := openSynced(t, Options{}, nil)
+	if err := intake(t, healthy, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := healthy.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(healthy.path + "-wal"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("without a failed sync, closing left the WAL (%v); want it checkpointed and removed", err)
 	}
 }
 

@@ -98,17 +98,28 @@ type walApp struct {
 	// unsynced is 1 once a commit's sync was left to the syncer, until the writer hands that commit over
 	// (atomic).
 	unsynced int32
-	// fd is the descriptor of the open WAL the syncer syncs (its walFile has ownsFD), -1 when none; guard is
-	// 1 while the syncer syncs it: walClose waits for guard before it closes the descriptor (both atomic).
+	// fd is the descriptor of the open WAL the syncer syncs (its walFile has ownsFD), -1 when none (atomic).
+	// guard is a spin lock (0 free, 1 held, atomic) that the syncer and walClose hold while they sync or
+	// give up fd: never two syncs of it at once (Linux reports a failed write-back to one of them only), and
+	// never a sync of a descriptor closed meanwhile.
 	fd, guard int32
-	// lost is 1 once a WAL closed with frames the syncer had not synced yet and could not sync them itself
-	// (atomic).
+	// lost is 1 once a sync of the writer's WAL failed, the syncer's or walClose's: what the WAL holds on
+	// disk is unknown. Every later sync of a WAL through this VFS then fails (SQLITE_IOERR_FSYNC), so that no
+	// checkpoint of the writer's copies frames into the database file and no close deletes the WAL: the next
+	// open recovers what the disk holds (atomic).
 	lost int32
 	// unixFiles: the default VFS is SQLite's "unix", whose file objects begin as unixFileHead (read at
 	// registration): only then is a WAL's descriptor known, and syncs deferred.
 	unixFiles int32
 	// deferred counts the commit syncs left to the syncer, syncs the WAL syncs passed on (tests).
 	deferred, syncs int64
+}
+
+// lockGuard takes walApp.guard, yielding while the other holder (the syncer or walClose) syncs.
+func lockGuard(app *walApp) {
+	for !atomic.CompareAndSwapInt32(&app.guard, 0, 1) {
+		runtime.Gosched()
+	}
 }
 
 // unixFileHead is how SQLite's unix VFS begins its file object (struct unixFile in os_unix.c): the io
@@ -154,7 +165,7 @@ func registerWALVFS() (*walVFS, error) {
 	vfs.FpAppData = v.app
 	vfs.FxOpen = fn(walOpen)
 	app := walApp{def: def, methods: v.methods, bufBytes: walBufferBytes, fd: -1}
-	if d := ptr[lib.Tsqlite3_vfs](def); libc.GoString(d.FzName) == "unix" && uintptr(d.FszOsFile) >= unsafe.Sizeof(unixFileHead{}) {
+	if d := ptr[lib.Tsqlite3_vfs](def); libc.GoString(d.FzName) == "unix" && unixFileLayout(d.FszOsFile) {
 		app.unixFiles = 1
 	}
 	*ptr[walApp](v.app) = app
@@ -308,8 +319,8 @@ func walWrite(tls *libc.TLS, pFile, zBuf uintptr, iAmt int32, iOfst int64) int32
 	return lib.SQLITE_OK
 }
 
-// walClose writes the buffer out and closes the file. The WAL whose descriptor the syncer syncs is first taken
-// from it (walApp.fd, then waiting for a sync under way) and, while syncs are deferred, synced here: every
+// walClose writes the buffer out and closes the file. The WAL whose descriptor the syncer syncs is synced
+// here first, while syncs are deferred, and taken from the syncer (walApp.fd), both under walApp.guard: every
 // frame written through it is then on disk, or walApp.lost says that some may not be.
 func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	f := ptr[walFile](pFile)
@@ -320,19 +331,21 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	rc := flush(tls, f)
 	if f.ownsFD == 1 {
 		app := ptr[walApp](f.app)
-		atomic.StoreInt32(&app.fd, -1)
-		for atomic.LoadInt32(&app.guard) == 1 {
-			runtime.Gosched()
-		}
-		f.ownsFD = 0
+		lockGuard(app)
 		if atomic.LoadInt32(&app.deferSync) == 1 {
-			if rc == lib.SQLITE_OK {
+			switch {
+			case atomic.LoadInt32(&app.lost) == 1:
+				rc = lib.SQLITE_IOERR_FSYNC
+			case rc == lib.SQLITE_OK:
 				rc = callPI(tls, methods(f).FxSync, f.real, lib.SQLITE_SYNC_FULL)
 			}
 			if rc != lib.SQLITE_OK {
 				atomic.StoreInt32(&app.lost, 1)
 			}
 		}
+		atomic.StoreInt32(&app.fd, -1)
+		atomic.StoreInt32(&app.guard, 0)
+		f.ownsFD = 0
 	}
 	if f.buf != 0 {
 		libc.Xfree(tls, f.buf)
@@ -376,6 +389,9 @@ func walSync(tls *libc.TLS, pFile uintptr, flags int32) int32 {
 	}
 	if f.wal == 1 {
 		app := ptr[walApp](f.app)
+		if atomic.LoadInt32(&app.lost) == 1 {
+			return lib.SQLITE_IOERR_FSYNC
+		}
 		if f.ownsFD == 1 && flags&0x0f == lib.SQLITE_SYNC_NORMAL && atomic.LoadInt32(&app.deferSync) == 1 {
 			app.deferred++
 			atomic.StoreInt32(&app.unsynced, 1)
