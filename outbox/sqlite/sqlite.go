@@ -68,7 +68,7 @@ type Options struct {
 	// checkpoint on the writer's connection (as before issue 12).
 	CheckpointFrames int
 	// SyncOnWriter syncs every commit on the writer itself, as SQLite's synchronous=FULL does, instead of
-	// on the syncer off the writer's path (syncer.go; the default where the platform allows it). For
+	// on the syncer off the writer's path (syncer.go; the default on Linux, the only way elsewhere). For
 	// comparisons.
 	SyncOnWriter bool
 	// MinFreeBytes is the free space, on the file system that holds the database, below which CheckWrite
