@@ -1,3 +1,5 @@
+//go:build linux
+
 package sqlite
 
 import (
@@ -21,7 +23,7 @@ import (
 )
 
 // openSynced opens a store on a real file in a temporary directory with opts, its syncer's fsync replaced
-// by sync (before anything is written).
+// by fsync when given (before anything is written). The syncer runs on Linux only, hence these tests.
 func openSynced(t *testing.T, opts Options, fsync func(fd int) error) *Store {
 	t.Helper()
 	opts.Logger = slog.New(slog.DiscardHandler)
@@ -36,9 +38,9 @@ func openSynced(t *testing.T, opts Options, fsync func(fd int) error) *Store {
 	return s
 }
 
-// heldSync gives an fsync that signals entered, then waits for release (closed once, at the latest when the
-// test ends, before the store closes: a failing test does not hang).
-func heldSync(t *testing.T) (fsync func(fd int) error, entered chan int, release func()) {
+// heldSync gives an fsync that signals entered, then waits for release (safe to call more than once; tests
+// also call it at cleanup, before the store closes, so that a failing test does not hang).
+func heldSync() (fsync func(fd int) error, entered chan int, release func()) {
 	entered, ch := make(chan int, 1), make(chan struct{})
 	var once sync.Once
 	release = func() { once.Do(func() { close(ch) }) }
@@ -81,7 +83,7 @@ const guard = 10 * time.Second
 // ran.
 func TestAnswersWaitForTheSync(t *testing.T) {
 	t.Parallel()
-	held, entered, release := heldSync(t)
+	held, entered, release := heldSync()
 	s := openSynced(t, Options{}, held)
 	t.Cleanup(release)
 	var answered atomic.Bool
@@ -123,7 +125,7 @@ func TestAnswersWaitForTheSync(t *testing.T) {
 // batch wrote. Without the order kept, it was answered at once.
 func TestALaterBatchWaitsForAnEarlierSync(t *testing.T) {
 	t.Parallel()
-	held, entered, release := heldSync(t)
+	held, entered, release := heldSync()
 	s := openSynced(t, Options{}, held)
 	t.Cleanup(release)
 	first := make(chan error, 1)
