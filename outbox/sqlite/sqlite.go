@@ -341,7 +341,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if !opts.SyncOnWriter && canDeferSyncs && ptr[walApp](wvfs.app).unixFiles == 1 {
 		// After the migrations, which commit on wdb outside the writer: from here on only the writer
 		// commits there, and the syncer answers for it.
-		s.syncQ, s.syncDone, s.fsync = make(chan answers, 4*opts.MaxBatch), make(chan struct{}), fsyncFD
+		s.syncQ, s.syncDone, s.fsync = make(chan answers, maxUnsynced), make(chan struct{}), fsyncFD
 		s.synced = make(chan struct{}, 1)
 		atomic.StoreInt32(&ptr[walApp](wvfs.app).deferSync, 1)
 		go s.syncer()

@@ -132,7 +132,7 @@ func (s *Store) syncWAL() error {
 	case atomic.LoadInt32(&app.lost) == 1:
 		err = errors.New("a sync of the WAL failed when it was closed")
 	}
-	atomic.StoreInt32(&app.guard, 0)
+	unlockGuard(app)
 	if err != nil {
 		s.log.Error("sqlite: syncing the WAL failed; refusing writes until restarted", "err", err)
 		err = fmt.Errorf("%w (%w)", ErrWALUnsynced, err)

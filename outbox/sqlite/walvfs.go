@@ -122,6 +122,9 @@ func lockGuard(app *walApp) {
 	}
 }
 
+// unlockGuard releases walApp.guard.
+func unlockGuard(app *walApp) { atomic.StoreInt32(&app.guard, 0) }
+
 // unixFileHead is how SQLite's unix VFS begins its file object (struct unixFile in os_unix.c): the io
 // methods, the VFS, the inode information, then the file descriptor.
 type unixFileHead struct {
@@ -245,11 +248,10 @@ func walOpen(tls *libc.TLS, pVfs, zName, pFile uintptr, flags int32, pOutFlags u
 		return rc // SQLite calls no method of a file whose pMethods is NULL
 	}
 	f.methods = app.methods
-	if rc == lib.SQLITE_OK && f.wal == 1 && app.unixFiles == 1 &&
-		atomic.CompareAndSwapInt32(&app.fd, -1, ptr[unixFileHead](f.real).h) {
-		f.ownsFD = 1 // the first WAL open through this VFS (the writer's only connection has one)
-	}
 	if rc == lib.SQLITE_OK && f.wal == 1 {
+		if app.unixFiles == 1 && atomic.CompareAndSwapInt32(&app.fd, -1, ptr[unixFileHead](f.real).h) {
+			f.ownsFD = 1 // the first WAL open through this VFS (the writer's only connection has one)
+		}
 		// The pager opened its database file through this VFS too: link the two, for the database file's
 		// shared-memory calls (walShmLock, walShmBarrier).
 		if db := lib.Xsqlite3_database_file_object(tls, zName); db != 0 && ptr[walFile](db).methods == app.methods {
@@ -344,7 +346,7 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 			}
 		}
 		atomic.StoreInt32(&app.fd, -1)
-		atomic.StoreInt32(&app.guard, 0)
+		unlockGuard(app)
 		f.ownsFD = 0
 	}
 	if f.buf != 0 {
