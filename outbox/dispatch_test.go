@@ -1396,6 +1396,173 @@ func TestDispatchClaimsInBatchesUnderBacklog(t *testing.T) {
 	t.Logf("%d deliveries, claims for %v messages", n, claims)
 }
 
+// roomLog records, for every claim, the room it gave one destination (ClaimFilter.Room; -1: none named) and
+// what seen reported as the claim began (the receiver's requests in flight).
+type roomLog struct {
+	outbox.Store
+	dest  mapping.Destination
+	seen  func() int
+	mu    sync.Mutex
+	rooms [][2]int // {room, seen}
+}
+
+func (c *roomLog) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
+	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	room, ok := f.Room[c.dest]
+	if !ok {
+		room = -1
+	}
+	c.mu.Lock()
+	c.rooms = append(c.rooms, [2]int{room, c.seen()})
+	c.mu.Unlock()
+	return c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+}
+
+func (c *roomLog) log() [][2]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.rooms)
+}
+
+// gatedReceiver answers each request once the test sends on gate, and counts the requests in flight and their
+// peak.
+type gatedReceiver struct {
+	*receiver
+	gate              chan struct{}
+	mu                sync.Mutex
+	inFlight, maxSeen int
+}
+
+func newGatedReceiver(t *testing.T) *gatedReceiver {
+	g := &gatedReceiver{gate: make(chan struct{})}
+	g.receiver = newReceiver(t, time.Now, func(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
+		g.mu.Lock()
+		g.inFlight++
+		g.maxSeen = max(g.maxSeen, g.inFlight)
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			g.inFlight--
+			g.mu.Unlock()
+		}()
+		select {
+		case <-g.gate:
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return g
+}
+
+func (g *gatedReceiver) counts() (inFlight, maxSeen int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight, g.maxSeen
+}
+
+// TestDispatchClaimsAheadForAServiceThatAnswers: a claim is a round trip to the store during which the loop
+// starts nothing, so for a service that answered requests since the last claim the dispatcher claims as many
+// more, up to another PerDestination, and holds them until a request is answered; the requests in flight
+// still never exceed PerDestination. Before, every claim gave the service only its free slots (PerDestination
+// less what was in flight or held), and while the claim ran the slots it freed stayed idle (issue 12: a drain
+// on SQLite was bound by that, the machine half idle).
+func TestDispatchClaimsAheadForAServiceThatAnswers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newGatedReceiver(t)
+	e.serve("walks", rc.receiver)
+	log := &roomLog{dest: created("walks").dest, seen: func() int { n, _ := rc.counts(); return n }}
+	e.wrap = func(s outbox.Store) outbox.Store { log.Store = s; return log }
+	const n, perDest = 12, 2
+	for i := range n {
+		e.refer(fmt.Sprintf("r%d", i), created("walks"))
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.Concurrency, o.PerDestination = 8, perDest
+	})
+	for range perDest {
+		rc.next(t)
+	}
+	for i := range n - perDest {
+		rc.gate <- struct{}{} // one answer; the next request starts from what is held, or a claim
+		r.delivered(1)
+		rc.next(t)
+		if _, peak := rc.counts(); peak > perDest {
+			t.Fatalf("after %d answers: %d requests in flight at once, want at most PerDestination (%d)", i+1, peak, perDest)
+		}
+	}
+	for range perDest {
+		rc.gate <- struct{}{}
+	}
+	r.delivered(perDest)
+	ahead := 0
+	for _, c := range log.log() {
+		if c[0] > perDest-c[1] {
+			ahead++
+		}
+	}
+	if ahead == 0 {
+		t.Fatalf("no claim gave the service more room than its free slots (room, requests in flight): %v", log.log())
+	}
+	if _, peak := rc.counts(); peak != perDest {
+		t.Errorf("%d requests in flight at most, want PerDestination (%d)", peak, perDest)
+	}
+}
+
+// TestDispatchNeverClaimsAheadForASilentService: a service that answers nothing between claims is given only
+// its free slots: with its PerDestination requests hanging, no claim takes another of its messages (none is
+// held, keeping a place of Concurrency from the services that answer), however often other deliveries bring
+// the loop back to claim.
+func TestDispatchNeverClaimsAheadForASilentService(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	slow := newGatedReceiver(t)
+	quick := newReceiver(t, time.Now, nil)
+	e.serve("walks", slow.receiver)
+	e.serve("debt", quick)
+	log := &roomLog{dest: created("walks").dest, seen: func() int { n, _ := slow.counts(); return n }}
+	e.wrap = func(s outbox.Store) outbox.Store { log.Store = s; return log }
+	const perDest = 2
+	for i := range 5 {
+		e.refer(fmt.Sprintf("slow%d", i), created("walks"))
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.Concurrency, o.PerDestination = 8, perDest
+		o.Timeout = 2 * guard // the hanging requests outlast the test
+	})
+	for range perDest {
+		slow.next(t)
+	}
+	for i := range 6 { // each delivery to the quick service brings the loop back to claim
+		id := e.refer(fmt.Sprintf("quick%d", i), created("debt"))[0]
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+		quick.next(t)
+	}
+	claims := 0
+	for _, c := range log.log() {
+		if c[1] == perDest {
+			claims++
+			if c[0] > 0 {
+				t.Fatalf("a claim gave the silent service room %d with its %d requests hanging: %v", c[0], perDest, log.log())
+			}
+		}
+	}
+	if claims < 6 {
+		t.Fatalf("%d claims while the service's requests hung, want one per quick delivery at least: %v", claims, log.log())
+	}
+	leased, err := e.store.ListMessages(context.Background(), outbox.MessageQuery{States: []outbox.MessageState{outbox.StateInflight}, ServiceID: "walks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leased) != perDest {
+		t.Errorf("%d messages leased, want the %d whose requests hang (none held ahead)", len(leased), perDest)
+	}
+}
+
 // TestDispatchClaimWaitUsesALoneFreePlace: when deliveries hold places for long (a destination that does not
 // answer) and fewer than ClaimBatch are free, a message that comes in is still claimed and delivered once
 // ClaimWait has passed; it does not wait for the slow deliveries to finish.

@@ -107,6 +107,12 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	wal0, walOK := walPosition(o.ctx, raw)
 	db0, dbOK := processCPU("postgres")
 	app0 := selfCPU()
+	stopProfile := func() {}
+	if o.drainProfile != "" {
+		if stopProfile, err = startCPUProfile(o.drainProfile + "." + sp.name); err != nil {
+			return drainResult{}, err
+		}
+	}
 	start := time.Now()
 	stops = append(stops, r.runDispatcher(o.ctx))
 	timeout := sp.timeout
@@ -116,6 +122,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	err = r.waitFull(o.ctx, timeout)
 	elapsed := time.Since(start)
 	appCPU := selfCPU() - app0
+	stopProfile()
 	var dbCPU time.Duration // unknown (0) unless PostgreSQL is the store and runs here
 	if db1, dbOK1 := processCPU("postgres"); r.dsn != "" && dbOK && dbOK1 {
 		dbCPU = db1 - db0

@@ -48,6 +48,9 @@ type deliveryOptions struct {
 	// schemaPrefix names the rigs' PostgreSQL schemas ("": socialrx_bench_); each is dropped and created
 	// afresh, so concurrent runs need different prefixes.
 	schemaPrefix string
+	// drainProfile: when set, each drain writes a CPU profile of its measured part (dispatcher start to the
+	// last webhook, pre-load excluded) to this path with the drain's name appended.
+	drainProfile string
 }
 
 // Bench directory: one GP client and one webhook service whose URL is the loopback sink.

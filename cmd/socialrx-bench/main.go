@@ -58,6 +58,7 @@ func main() {
 	hostileSize := flag.Int("hostile-body-size", (1<<20)-8<<10, "hostile: the size of the attack's referrals (bytes; the default body limit is 1 MiB)")
 	hostileRate := flag.Int("hostile-legit-rate", 20, "hostile: the legitimate GP client's requests per second")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	drainProfile := flag.String("cpuprofile-drains", "", "table: write a CPU profile of each drain's measured part (pre-load excluded) to this path with the drain's name appended (not with -cpuprofile)")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file at its end (go tool pprof)")
 	table := flag.Bool("table", false, "run only the comparison table (make bench): every socialrx figure beside its peer (bare SQLite loop, pgbench, River), medians of -table-rounds interleaved rounds")
 	tRounds := flag.Int("table-rounds", 3, "table: rounds (each runs every row once)")
@@ -82,6 +83,10 @@ func main() {
 	tPgbench := flag.String("pgbench", "pgbench", "table: the pgbench binary")
 	tOnly := flag.String("table-only", "", "table: run only the measurements whose key contains this (e.g. drain.postgres; for debugging)")
 	flag.Parse()
+	if *cpuProfile != "" && *drainProfile != "" {
+		fmt.Fprintln(os.Stderr, "socialrx-bench: -cpuprofile and -cpuprofile-drains cannot be used together (one CPU profile at a time)")
+		os.Exit(2)
+	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
@@ -98,7 +103,7 @@ func main() {
 		o := tableOptions{rounds: max(*tRounds, 1), intakeDur: *tIntake, pacedDur: *tPaced, cloneAbove: *tCloneAbove,
 			hugeWindow: *tHugeWindow, hugeWindowTime: *tHugeWindowTime, instances: *tInstances, instancesSize: *tInstancesSize, socialrxBin: *tServe,
 			postgres: *tPG, riverBench: *tRiver, riverDatabase: *tRiverDB, riverEvent: *tRiverEvent, pgbench: *tPgbench,
-			only: *tOnly, command: strings.Join(os.Args, " "), out: os.Stdout,
+			only: *tOnly, drainProfile: *drainProfile, command: strings.Join(os.Args, " "), out: os.Stdout,
 			log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 		if *tHuge {
 			o.huge = *tHugeSize

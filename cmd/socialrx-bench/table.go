@@ -45,6 +45,7 @@ type tableOptions struct {
 	riverEvent      string // the webhook body River posts ("": the one socialrx delivered in this run)
 	pgbench         string // the pgbench binary
 	only            string // run only the measurements whose key contains this (debugging)
+	drainProfile    string // each drain's CPU profile goes to this path + "." + its name ("": none)
 	command         string
 	out             io.Writer
 	dir             string
@@ -236,7 +237,8 @@ type planner struct {
 // newPlanner checks what the table can reach (PostgreSQL, river-bench, pgbench) and notes what it cannot.
 func newPlanner(ctx context.Context, o *tableOptions) *planner {
 	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx,
-		schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid())} // never another run's schemas
+		schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid()), // never another run's schemas
+		drainProfile: o.drainProfile}
 	pl := &planner{o: o, sqliteO: base, pgO: base, havePG: o.postgres != "", perDest: outbox.DefaultPerDestination}
 	pl.pgO.postgres = o.postgres
 	if pl.havePG {
