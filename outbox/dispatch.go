@@ -451,7 +451,7 @@ func (st *loopState) finish(f finished) {
 func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, due *time.Timer) error {
 	due.Stop()
 	now := d.opts.Clock()
-	d.startHeld(dctx, log, st, done, now)
+	d.startHeld(ctx, dctx, log, st, done, now)
 	if st.exhausted {
 		// Only deliveries have finished, or time has passed, since a claim that found nothing more: what is
 		// pending is what the due time says (a completion that made work commits, and its Changes clears
@@ -608,9 +608,17 @@ func roomBound(f ClaimFilter, msgs []Message) bool {
 	return false
 }
 
+// heldRecheck is how long after its claim a held message (claimed ahead, or again during its attempt) is
+// started only once the pauses in force have been read again: a destination paused since then gets no attempt
+// (Pause), however long its held messages waited for room. Held ahead for a destination that answers quickly,
+// a message starts within milliseconds of its claim, as one claimed with room would.
+const heldRecheck = time.Second
+
 // startHeld starts held messages whose destination has room. A held message whose lease would run out
-// during an attempt is dropped: its lease expires and it is claimed again.
-func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, now time.Time) {
+// during an attempt is dropped: its lease expires and it is claimed again. So is one claimed heldRecheck or
+// longer ago whose destination has been paused since: a claim does not take it while the pause holds.
+func (d *Dispatcher) startHeld(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, now time.Time) {
+	var paused map[mapping.Destination]bool // read at most once, when a held message is that old
 	for dest, q := range st.held {
 		for len(q) > 0 && st.perDest[dest] < d.opts.PerDestination {
 			m := q[0]
@@ -622,6 +630,17 @@ func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopS
 					"referral_id", m.ReferralID, "destination", dest.String())
 				continue
 			}
+			if !m.LeaseUntil.IsZero() && now.Sub(m.LeaseUntil.Add(-d.opts.Lease)) >= heldRecheck {
+				if paused == nil {
+					paused = d.pausedNow(ctx, log)
+				}
+				if paused[dest] {
+					delete(st.active, m.ID)
+					log.Info("outbox: held message's destination was paused; leaving its lease to expire", "message_id", m.ID,
+						"referral_id", m.ReferralID, "destination", dest.String())
+					continue
+				}
+			}
 			d.start(dctx, log, st, done, m)
 		}
 		if len(q) == 0 {
@@ -630,6 +649,21 @@ func (d *Dispatcher) startHeld(dctx context.Context, log *slog.Logger, st *loopS
 			st.held[dest] = q
 		}
 	}
+}
+
+// pausedNow reads the destinations paused now. When the store cannot say, it says none (and logs it): a held
+// message is then delivered, as it would have been had it been started at its claim.
+func (d *Dispatcher) pausedNow(ctx context.Context, log *slog.Logger) map[mapping.Destination]bool {
+	out := map[mapping.Destination]bool{}
+	ps, err := d.store.ListPauses(ctx)
+	if err != nil {
+		log.Warn("outbox: could not read the pauses before starting held messages", "err", err)
+		return out
+	}
+	for _, p := range ps {
+		out[p.Destination] = true
+	}
+	return out
 }
 
 // start delivers m in a goroutine of its own. Its destination's slot is taken until the destination has

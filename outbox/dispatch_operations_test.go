@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -151,5 +152,63 @@ func TestDispatchLogLinesCarryIDs(t *testing.T) {
 	}
 	if lines < 2 {
 		t.Errorf("%d delivery log lines, want one per attempt", lines)
+	}
+}
+
+// TestDispatchHeldMessagesOfAPausedServiceGetNoAttempt: a message claimed ahead for a service that answered
+// (held until one of its requests is answered) is not sent if the service is paused while it waits, a second
+// or more after its claim: the pause holds it as it holds the service's pending messages, and it is delivered,
+// in order, after the resume. Before, a held message was started whenever room came, pause or not.
+func TestDispatchHeldMessagesOfAPausedServiceGetNoAttempt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newGatedReceiver(t)
+	e.serve("walks", rc.receiver)
+	ctx := context.Background()
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, e.refer(fmt.Sprintf("r%d", i), created("walks"))...)
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) { o.Concurrency, o.PerDestination = 4, 1 })
+	if h := rc.next(t); h.ID != ids[0] {
+		t.Fatalf("first request %s, want %s", h.ID, ids[0])
+	}
+	rc.gate <- struct{}{} // answered: the next claim takes one more ahead
+	r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
+	if h := rc.next(t); h.ID != ids[1] {
+		t.Fatalf("second request %s, want %s", h.ID, ids[1])
+	}
+	if d := e.message(ids[2]); d.Message.State != outbox.StateInflight {
+		t.Fatalf("%s is %s while %s is being sent, want inflight (claimed ahead, held)", ids[2], d.Message.State, ids[1])
+	}
+	if _, _, err := e.store.PauseDestination(ctx, outbox.Pause{Destination: service("walks"), PausedAt: e.clock.Now(),
+		PausedBy: "ops", Reason: "receiver down"}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Second)
+	rc.gate <- struct{}{} // room for the held message, but its service is paused now
+	r.expect(ids[1], outbox.OutcomeDelivered, http.StatusNoContent)
+	select {
+	case h := <-rc.hits:
+		t.Fatalf("paused walks received %s", h.ID)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if d := e.message(ids[2]); len(d.Attempts) != 0 {
+		t.Fatalf("%s: %d attempts while its service was paused, want none", ids[2], len(d.Attempts))
+	}
+	if !strings.Contains(e.logs.String(), "held message's destination was paused") {
+		t.Error("no log line says why the held message was not sent")
+	}
+	e.clock.Advance(2 * time.Hour) // the held message's lease runs out: it is claimed again, first, on resume
+	if _, err := e.store.ResumeDestination(ctx, service("walks"), e.clock.Now(), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	r.d.Wake()
+	for _, id := range ids[2:] {
+		if h := rc.next(t); h.ID != id {
+			t.Fatalf("after the resume: request %s, want %s", h.ID, id)
+		}
+		rc.gate <- struct{}{}
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
 	}
 }
