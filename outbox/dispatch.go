@@ -322,7 +322,7 @@ type loopState struct {
 	running int                         // deliveries in progress
 	perDest map[mapping.Destination]int // requests in flight per destination (deliveries not yet answered)
 	// answered counts, per destination, the requests answered since the last claim: as many as a claim may
-	// take of it ahead of its room (held), up to PerDestination (see claim).
+	// take of it ahead of its room (held), up to another PerDestination (see claim).
 	answered map[mapping.Destination]int
 	held     map[mapping.Destination][]Message // claimed but waiting for room (claimed ahead, or again during its attempt)
 	nHeld    int                               // len(held queues) + len(again)
@@ -561,7 +561,7 @@ func (st *loopState) armDue(due *time.Timer, now time.Time) {
 // claim leases up to limit messages, no more of a destination than it has room for: PerDestination less
 // what is in flight or held, and, for a destination that answered requests since the last claim, as many
 // more as it answered, up to another PerDestination. Those are held, and start the moment a request to it is
-// answered. A claim is a round trip to the store, during which the loop starts nothing: without them a
+// answered. A claim is a round trip to the store, during which the loop starts nothing: with nothing held, a
 // service that answers quickly had its slots free and idle while each claim ran (a 20,000-message drain on
 // SQLite spent most of its time so, on a machine half idle: issue 12). A destination that answers slowly, or
 // not at all, answers nothing between claims, and so is never claimed ahead, and holds no more of
