@@ -19,8 +19,8 @@ import (
 
 // walPages follows, on a real database file, which b-trees (tables and indexes, by name) the transactions
 // since the last reset wrote pages of: it reads the page number of every frame in the WAL file and names
-// its b-tree from SQLite's dbstat table. Automatic checkpoints are off on the store's write connection, so
-// the WAL holds every frame written since reset.
+// its b-tree from SQLite's dbstat table. Automatic checkpoints are off on the store's write connection, and
+// the store runs no checkpointer of its own (openQuiet), so the WAL holds every frame written since reset.
 type walPages struct {
 	t *testing.T
 	s *Store
@@ -193,9 +193,12 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	}
 }
 
-// openQuiet opens a store on a new database file, closed when t ends.
+// openQuiet opens a store on a new database file, closed when t ends, without the checkpointer (checkpoint.go):
+// walPages reads the WAL, and the checkpointer, woken by the commits, could both copy the frames it counts
+// (the WAL then restarts over them) and hold the checkpoint its reset takes (busy; CI saw it once).
 func openQuiet(t *testing.T) *Store {
 	return sqlstoretest.Open(t, func() (*Store, error) {
-		return Open(t.Context(), filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler)})
+		return Open(t.Context(), filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler),
+			CheckpointFrames: -1})
 	})
 }
