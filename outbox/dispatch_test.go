@@ -1034,28 +1034,9 @@ func TestDispatchRunTwice(t *testing.T) {
 func TestDispatchPerDestinationCap(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	var mu sync.Mutex
-	inFlight, maxInFlight := 0, 0
-	tokens := make(chan struct{})
-	capped := newReceiver(t, e.clock.Now, func(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
-		mu.Lock()
-		inFlight++
-		maxInFlight = max(maxInFlight, inFlight)
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			inFlight--
-			mu.Unlock()
-		}()
-		select {
-		case <-tokens:
-			w.WriteHeader(http.StatusOK)
-		case <-release:
-		case <-r.Context().Done():
-		}
-	})
+	capped := newGatedReceiver(t)
 	other := newReceiver(t, e.clock.Now, nil)
-	e.serve("capped", capped)
+	e.serve("capped", capped.receiver)
 	e.serve("other", other)
 	var ids []string
 	for i := range 3 {
@@ -1070,16 +1051,14 @@ func TestDispatchPerDestinationCap(t *testing.T) {
 	capped.next(t)
 	r.expect(otherIDs[0], outbox.OutcomeDelivered, http.StatusNoContent)
 	for range ids {
-		tokens <- struct{}{} // answer the one request in flight; the next may start only now
+		capped.gate <- struct{}{} // answer the one request in flight; the next may start only now
 		_ = r.waitFor(ids[0])
 		ids = ids[1:]
 		if len(ids) > 0 {
 			capped.next(t)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if maxInFlight != 1 {
+	if _, maxInFlight := capped.counts(); maxInFlight != 1 {
 		t.Errorf("%d requests to one destination in flight at once, want at most 1", maxInFlight)
 	}
 }
@@ -1355,17 +1334,9 @@ func TestDispatchClaimsInBatchesUnderBacklog(t *testing.T) {
 	e := newEnv(t)
 	log := &claimLog{}
 	e.wrap = func(s outbox.Store) outbox.Store { log.Store = s; return log }
-	gate := make(chan struct{})
-	rc := newReceiver(t, time.Now, func(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
-		select { // each request waits for a token from the test
-		case <-gate:
-		case <-release:
-		case <-r.Context().Done():
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	e.serve("walks", rc)
+	rc := newGatedReceiver(t) // each request waits for a token from the test
+	gate := rc.gate
+	e.serve("walks", rc.receiver)
 	const n, concurrency, batch = 24, 8, 4
 	for i := range n {
 		e.refer(fmt.Sprintf("r%d", i), created("walks"))

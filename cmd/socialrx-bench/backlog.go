@@ -110,6 +110,9 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	stopProfile := func() {}
 	if o.drainProfile != "" {
 		if stopProfile, err = startCPUProfile(o.drainProfile + "." + sp.name); err != nil {
+			for _, stop := range stops { // the other instances' dispatchers, already running
+				_ = stop()
+			}
 			return drainResult{}, err
 		}
 	}
