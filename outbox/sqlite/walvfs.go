@@ -161,10 +161,9 @@ func registerWALVFS() (*walVFS, error) {
 		return nil, fmt.Errorf("sqlite: VFS: out of memory")
 	}
 	vfs := ptr[lib.Tsqlite3_vfs](v.vfs)
-	*vfs = *ptr[lib.Tsqlite3_vfs](def)
+	copyVFS(vfs, ptr[lib.Tsqlite3_vfs](def))
 	vfs.FszOsFile += walFileHead
 	vfs.FzName = v.cname
-	vfs.FpNext = 0
 	vfs.FpAppData = v.app
 	vfs.FxOpen = fn(walOpen)
 	app := walApp{def: def, methods: v.methods, bufBytes: walBufferBytes, fd: -1}
@@ -185,6 +184,17 @@ func registerWALVFS() (*walVFS, error) {
 		return nil, fmt.Errorf("sqlite: register VFS: code %d", rc)
 	}
 	return v, nil
+}
+
+// copyVFS copies every field of src into dst but pNext (left zero), without reading it: SQLite writes the
+// default VFS's pNext, under its own mutex, whenever a VFS is registered, as another store's Open may be doing
+// at this moment (the race detector caught the two in parallel tests).
+func copyVFS(dst, src *lib.Tsqlite3_vfs) {
+	next, size := unsafe.Offsetof(src.FpNext), unsafe.Sizeof(src.FpNext)
+	from := unsafe.Slice((*byte)(unsafe.Pointer(src)), unsafe.Sizeof(*src))
+	to := unsafe.Slice((*byte)(unsafe.Pointer(dst)), unsafe.Sizeof(*dst))
+	copy(to[:next], from[:next])
+	copy(to[next+size:], from[next+size:])
 }
 
 // unregister removes the VFS; every connection opened through it must be closed.

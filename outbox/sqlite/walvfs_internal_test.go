@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -315,4 +317,28 @@ func TestWALFailedFlushFailsTheTransaction(t *testing.T) {
 	if _, rc := flushed(s.tls, s.wal); rc != lib.SQLITE_OK || s.writes != 2 {
 		t.Errorf("a flush in the next transaction: rc %d, %d writes; want OK, 2", rc, s.writes)
 	}
+}
+
+// TestOpenInParallel: stores opened at the same time in one process each register their VFS (a copy of the
+// default one) while the others do: copying the default VFS read its pNext, which SQLite writes on every
+// registration, and the race detector reported it (make test-race, outbox's parallel tests).
+func TestOpenInParallel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 2 {
+				s, err := Open(t.Context(), filepath.Join(dir, fmt.Sprintf("db-%d-%d", i, j)), Options{Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if err := s.Close(); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
