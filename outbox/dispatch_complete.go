@@ -22,9 +22,9 @@ type completion struct {
 // One batch is recorded at a time. With a second writer, whatever finished while the first wrote its batch
 // was taken at once by the second, often alone: in a 20,000-message drain on PostgreSQL about 1,100 of
 // 3,000 transactions recorded a single attempt (the one-attempt statement, its own Task version and stamp
-// reservation, and a commit), and the server spent 0.45 ms of CPU a message against 0.35 ms with one writer,
-// which drained 7 % faster (issue 12, fourteenth session; SQLite drained no slower either). With four
-// writers, in an earlier design, batches held 1.3 attempts.
+// reservation, and a commit). With one writer almost none do, and the server's CPU per message fell by a
+// sixth to a fifth (issue 12, fourteenth session; README "Performance"). With four writers, in an earlier
+// design, batches held 1.3 attempts.
 type completer struct {
 	ctx   context.Context // the store calls' (never cancelled: a finished attempt is always recorded)
 	store Store
