@@ -23,7 +23,7 @@ type completion struct {
 // was taken at once by the second, often alone: in a 20,000-message drain on PostgreSQL about 1,100 of
 // 3,000 transactions recorded a single attempt (the one-attempt statement, its own Task version and stamp
 // reservation, and a commit). With one writer almost none do, and the server's CPU per message fell by a
-// sixth to a fifth (issue 12, fourteenth session; README "Performance"). With four writers, in an earlier
+// tenth to a fifth (issue 12, fourteenth session; README "Performance"). With four writers, in an earlier
 // design, batches held 1.3 attempts.
 type completer struct {
 	ctx   context.Context // the store calls' (never cancelled: a finished attempt is always recorded)
