@@ -39,6 +39,18 @@ func (s *batchStore) CompleteAttempts(_ context.Context, cs []Completion) []erro
 	return errs
 }
 
+// waitUntil polls cond until it holds, and fails the test with failure's text after 10 s.
+func waitUntil(t *testing.T, cond func() bool, failure func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(failure())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestCompleterBatches: attempts that finish while the store is busy are recorded together, in fewer store
 // calls than attempts, and each delivery gets its own result.
 func TestCompleterBatches(t *testing.T) {
@@ -56,13 +68,9 @@ func TestCompleterBatches(t *testing.T) {
 		wg.Go(func() { results[i] = c.record(t.Context(), id, time.Now(), AttemptResult{State: StateDelivered}) })
 	}
 	// The writer holds a batch at the gate; the rest queue behind it.
-	deadline := time.Now().Add(10 * time.Second)
-	for int(store.held.Load())+len(c.queue) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d attempts at the gate and %d queued; want %d in all", store.held.Load(), len(c.queue), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, func() bool { return int(store.held.Load())+len(c.queue) >= n }, func() string {
+		return fmt.Sprintf("%d attempts at the gate and %d queued; want %d in all", store.held.Load(), len(c.queue), n)
+	})
 	close(store.gate)
 	wg.Wait()
 	stop()
@@ -91,24 +99,15 @@ func TestCompleterRecordsOneBatchAtATime(t *testing.T) {
 	c, stop := newCompleter(t.Context(), store, later+1)
 	results := make(chan error, later+1)
 	go func() { results <- c.record(t.Context(), "first", time.Now(), AttemptResult{State: StateDelivered}) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for store.held.Load() < 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first attempt never reached the store")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, func() bool { return store.held.Load() >= 1 }, func() string { return "the first attempt never reached the store" })
 	for i := range later {
 		go func() {
 			results <- c.record(t.Context(), fmt.Sprintf("msg-%02d", i), time.Now(), AttemptResult{State: StateDelivered})
 		}()
 	}
-	for len(c.queue) < later && store.held.Load() == 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d attempts queued; want %d", len(c.queue), later)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, func() bool { return len(c.queue) >= later || store.held.Load() != 1 }, func() string {
+		return fmt.Sprintf("%d attempts queued; want %d", len(c.queue), later)
+	})
 	// Time for a second writer, were there one, to take what is queued.
 	time.Sleep(50 * time.Millisecond)
 	if held := store.held.Load(); held != 1 {
