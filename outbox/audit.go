@@ -52,8 +52,9 @@ func (a AuditAction) Valid() bool {
 type AuditRecord struct {
 	// Seq is the store's number of the record (paging in ListAudit); set by the store.
 	Seq int64
-	// Chain names the chain the record belongs to (one per writing process); ChainSeq numbers it in its chain
-	// from 1 without gaps. Set by AuditLog.
+	// Chain names the chain the record belongs to (one per writer: each process's AuditLog, and each of its
+	// dispatchers for the deliveries it records); ChainSeq numbers it in its chain from 1 without gaps. Set
+	// by AuditLog, or by the store for a Disclosure.
 	Chain    string
 	ChainSeq int64
 	// At is when the access happened (the caller's clock, whole microseconds).
@@ -124,6 +125,28 @@ func AuditHash(r AuditRecord) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// Validate says what a record to append lacks: an action, an actor, a time and a route are required.
+func (r AuditRecord) Validate() error {
+	if !r.Action.Valid() || r.ActorID == "" || r.At.IsZero() || r.Via == "" {
+		return fmt.Errorf("outbox: audit record: action, actor, time and route are required (%q by %q via %q)",
+			r.Action, r.ActorID, r.Via)
+	}
+	return nil
+}
+
+// ChainAudit numbers recs, in place, after a chain's head (its last number seq and hash prev) and hashes
+// each after the one before; their times are made UTC and whole microseconds, as the store keeps them.
+func ChainAudit(recs []AuditRecord, seq int64, prev string) {
+	for i := range recs {
+		r := &recs[i]
+		seq++
+		r.Seq, r.ChainSeq, r.PrevHash = 0, seq, prev
+		r.At = r.At.UTC().Truncate(time.Microsecond)
+		r.Hash = AuditHash(*r)
+		prev = r.Hash
+	}
 }
 
 // AuditChain is one chain's head: its last record's number and hash (0 and AuditGenesis while empty).

@@ -69,16 +69,25 @@ func NewAuditLog(store Store, o AuditLogOptions) *AuditLog {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		id = uuid.New()
-	}
-	a := &AuditLog{store: store, chain: o.Instance + "-" + id.String(), instance: o.Instance, batch: o.Batch,
+	a := &AuditLog{store: store, chain: newChainName(o.Instance), instance: o.Instance, batch: o.Batch,
 		log: o.Logger, in: make(chan auditItem, o.Batch), stop: make(chan struct{}), done: make(chan struct{}),
 		headHash: AuditGenesis, headKnown: true}
 	go a.run()
 	return a
 }
+
+// newChainName names a new chain of instance's: instance, "-" and a new UUIDv7.
+func newChainName(instance string) string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New()
+	}
+	return instance + "-" + id.String()
+}
+
+// disclosureChain names a new chain for a dispatcher's disclosures (Disclosure), of the same instance as this
+// AuditLog's: the store appends to it in the transactions that record attempts, and nothing else writes it.
+func (a *AuditLog) disclosureChain() string { return newChainName(a.instance) }
 
 // Chain is the name of the chain this AuditLog appends to.
 func (a *AuditLog) Chain() string { return a.chain }
@@ -90,9 +99,8 @@ func (a *AuditLog) Record(ctx context.Context, recs ...AuditRecord) error {
 		return nil
 	}
 	for _, r := range recs {
-		if !r.Action.Valid() || r.ActorID == "" || r.At.IsZero() || r.Via == "" {
-			return fmt.Errorf("outbox: audit record: action, actor, time and route are required (%q by %q via %q)",
-				r.Action, r.ActorID, r.Via)
+		if err := r.Validate(); err != nil {
+			return err
 		}
 	}
 	it := auditItem{recs: recs, done: make(chan error, 1)}
@@ -180,17 +188,14 @@ func (a *AuditLog) append(ctx context.Context, items []auditItem) error {
 		}
 	}
 	var recs []AuditRecord
-	seq, prev := a.headSeq, a.headHash
 	for _, it := range items {
 		for _, r := range it.recs {
-			seq++
-			r.Seq, r.Chain, r.ChainSeq, r.PrevHash = 0, a.chain, seq, prev
-			r.At = r.At.UTC().Truncate(time.Microsecond)
-			r.Hash = AuditHash(r)
-			prev = r.Hash
+			r.Chain = a.chain
 			recs = append(recs, r)
 		}
 	}
+	ChainAudit(recs, a.headSeq, a.headHash)
+	seq, prev := recs[len(recs)-1].ChainSeq, recs[len(recs)-1].Hash
 	err := a.store.AppendAudit(ctx, a.instance, recs)
 	if err == nil {
 		a.headSeq, a.headHash = seq, prev

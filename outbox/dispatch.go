@@ -111,8 +111,10 @@ type DispatcherOptions struct {
 	Logger *slog.Logger
 	// Observer, if not nil, is told about every attempt (for metrics). It must be safe for concurrent use.
 	Observer Observer
-	// Audit, if not nil, records every webhook delivered to a community service in the audit trail (action
-	// send, actor socialrx, via webhook, the message's referral and the service).
+	// Audit, if not nil, records every message about a referral that was delivered in the audit trail:
+	// action send, actor socialrx, via webhook (a community service received the referral's data) or
+	// subscription (a GP system's Subscription notification). Each record is appended in the transaction
+	// that records its attempt (AttemptResult.Audit), on a chain of the dispatcher's own, of Audit's instance.
 	Audit *AuditLog
 }
 
@@ -268,6 +270,7 @@ type Dispatcher struct {
 	optsErr   error
 	sched     schedule
 	limit     time.Duration // attemptLimit
+	chain     string        // the audit chain of its disclosures ("" without Audit)
 	wake      chan struct{}
 	running   atomic.Bool
 }
@@ -282,7 +285,12 @@ func NewDispatcher(store Store, endpoints EndpointResolver, opts DispatcherOptio
 	if err == nil && endpoints == nil {
 		err = errors.New("outbox: NewDispatcher: nil endpoint resolver")
 	}
+	var chain string
+	if o.Audit != nil {
+		chain = o.Audit.disclosureChain()
+	}
 	return &Dispatcher{
+		chain:     chain,
 		store:     store,
 		endpoints: endpoints,
 		opts:      o,

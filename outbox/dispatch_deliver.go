@@ -324,6 +324,9 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *comple
 
 	answered()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
+	if res.State == StateDelivered && m.ReferralID != "" && d.opts.Audit != nil {
+		res.Audit = d.disclosure(sctx, m, now)
+	}
 	err := rec.record(sctx, m.ID, now, res)
 	if errors.Is(err, ErrNoChange) && res.Update != nil {
 		// A store that aborts on ErrNoChange instead of skipping the update (the contract says skip): the
@@ -340,21 +343,17 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *comple
 		rep.Outcome = OutcomeStoreError
 		log.Error("outbox: recording an attempt failed; the message is retried when its lease expires",
 			"message_id", m.ID, "referral_id", m.ReferralID, "destination", m.Destination.String(), "err", err)
-	case res.State == StateDelivered && m.ReferralID != "" && d.opts.Audit != nil:
-		d.auditSend(dctx, m, now)
 	}
 	d.report(log, rep)
 }
 
-// auditSend records a delivered message about a referral in the audit trail: a webhook (the community service
-// received the referral's data, as its sharing profile lets it) or a GP system's Subscription notification
-// (resource Subscription/{id}: the practice's system received the referral's Task). The message id is the
-// record's request id.
-func (d *Dispatcher) auditSend(dctx context.Context, m Message, now time.Time) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(dctx), storeCallTimeout)
-	defer cancel()
-	r := AuditRecord{At: now, RequestID: m.ID, ActorID: "socialrx", ActorRole: "system", Via: "webhook",
-		Action: AuditSend, ResourceType: "Message", ResourceID: m.ID, ReferralID: m.ReferralID,
+// disclosure is the audit record of a delivered message about a referral, for the transaction that records
+// its attempt: a webhook (the community service received the referral's data, as its sharing profile lets
+// it) or a GP system's Subscription notification (resource Subscription/{id}: the practice's system
+// received the referral's Task). The message id is the record's request id.
+func (d *Dispatcher) disclosure(ctx context.Context, m Message, now time.Time) *Disclosure {
+	r := AuditRecord{Chain: d.chain, At: now, RequestID: m.ID, ActorID: "socialrx", ActorRole: "system",
+		Via: "webhook", Action: AuditSend, ResourceType: "Message", ResourceID: m.ID, ReferralID: m.ReferralID,
 		ServiceID: m.Destination.ID}
 	if m.Destination.Kind == mapping.DestinationSubscription {
 		r.Via, r.ResourceType, r.ResourceID, r.ServiceID = "subscription", "Subscription", m.Destination.ID, ""
@@ -365,9 +364,7 @@ func (d *Dispatcher) auditSend(dctx context.Context, m Message, now time.Time) {
 			r.PracticeODS = ods
 		}
 	}
-	if err := d.opts.Audit.Record(ctx, r); err != nil {
-		d.opts.Logger.Error("outbox: a delivery could not be audited", "message_id", m.ID, "referral_id", m.ReferralID, "err", err)
-	}
+	return &Disclosure{Instance: d.opts.Audit.instance, Record: r}
 }
 
 // subscriptionChange is what an attempt's outcome does to its Subscription (R4 Backport IG: status error): a

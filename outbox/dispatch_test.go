@@ -1640,8 +1640,8 @@ func TestDispatchRecheckReadsTheDueTime(t *testing.T) {
 	}
 }
 
-// practiceStore is a store whose claims may name the referring practice (Message.PracticeODS, as
-// PostgreSQL's claim does), and that counts the dispatcher's reads of it (ReferralPractice).
+// practiceStore is a store whose claims name the referring practice (Message.PracticeODS, as the stores'
+// claims do) or, without fill, leave it out, and that counts the dispatcher's reads of it (ReferralPractice).
 type practiceStore struct {
 	outbox.Store
 	fill  bool
@@ -1652,8 +1652,8 @@ func (p *practiceStore) ClaimMessages(ctx context.Context, owner string, now tim
 	f outbox.ClaimFilter) ([]outbox.Message, error) {
 	ms, err := p.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
 	for i := range ms {
-		if p.fill {
-			ms[i].PracticeODS = "A81001" // every referral of the env's
+		if !p.fill {
+			ms[i].PracticeODS = "" // a store whose claim does not read it
 		}
 	}
 	return ms, err
@@ -1662,6 +1662,50 @@ func (p *practiceStore) ClaimMessages(ctx context.Context, owner string, now tim
 func (p *practiceStore) ReferralPractice(ctx context.Context, id string) (string, error) {
 	p.reads.Add(1)
 	return p.Store.ReferralPractice(ctx, id)
+}
+
+// failingAppends is a store on which an AuditLog cannot append (AppendAudit fails).
+type failingAppends struct{ outbox.Store }
+
+func (failingAppends) AppendAudit(context.Context, string, []outbox.AuditRecord) error {
+	return errors.New("audit appends fail")
+}
+
+// TestDispatchAuditIsRecordedWithItsAttempt: a delivery's audit record is written in the transaction that
+// records its attempt (AttemptResult.Audit), numbered on a chain of the dispatcher's own (of its AuditLog's
+// instance), not through the AuditLog: it is there when the attempt is, even when the AuditLog cannot
+// append, and the trail verifies.
+func TestDispatchAuditIsRecordedWithItsAttempt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.wrap = func(s outbox.Store) outbox.Store { return failingAppends{s} }
+	rc := newReceiver(t, time.Now, nil)
+	e.serve("walks", rc)
+	audit := outbox.NewAuditLog(failingAppends{e.store}, outbox.AuditLogOptions{Instance: "test"})
+	t.Cleanup(audit.Close)
+	r := e.start(func(o *outbox.DispatcherOptions) { o.Audit = audit })
+	for _, ref := range []string{"r1", "r2"} {
+		id := e.refer(ref, created("walks"))[0]
+		r.expect(id, outbox.OutcomeDelivered, http.StatusNoContent)
+	}
+	recs, err := e.store.ListAudit(context.Background(), outbox.AuditQuery{ActorID: "socialrx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 {
+		t.Fatalf("audit records %+v, want the two deliveries'", recs)
+	}
+	for i, rec := range recs {
+		if rec.Chain != recs[0].Chain || rec.ChainSeq != int64(i+1) || rec.Chain == audit.Chain() ||
+			!strings.HasPrefix(rec.Chain, "test-") || rec.Action != outbox.AuditSend || rec.ReferralID != []string{"r1", "r2"}[i] {
+			t.Errorf("audit record %d: %+v; want send %d of r%d on one chain of the dispatcher's (test-…, not the AuditLog's %s)",
+				i, rec, i+1, i+1, audit.Chain())
+		}
+	}
+	rep, err := outbox.VerifyAudit(context.Background(), e.store, nil)
+	if err != nil || !rep.OK {
+		t.Errorf("verify: %+v, %v", rep, err)
+	}
 }
 
 // TestDispatchAuditNamesThePractice: a delivery's audit record names the referral's practice, taken from

@@ -171,9 +171,9 @@ type Message struct {
 	// BudgetFrom is when the current retry budget started: creation, or the last replay.
 	BudgetFrom time.Time
 	// PracticeODS is the referring practice of the message's referral when the store read it with the
-	// message (a claim may: PostgreSQL's usual claim does, in the same statement); empty otherwise, and for
-	// a message with no referral. The dispatcher names it in a delivery's audit record, and reads it
-	// (ReferralPractice) only when it is empty.
+	// message (ClaimMessages does, in the same statement); empty otherwise, and for a message with no
+	// referral. The dispatcher names it in a delivery's audit record, and reads it (ReferralPractice) only
+	// when it is empty.
 	PracticeODS string
 }
 
@@ -240,6 +240,20 @@ type AttemptResult struct {
 	// transaction, if it is still at From (a notification gone dead puts an active subscription in error; one
 	// delivered brings an errored subscription back).
 	Subscription *SubscriptionChange
+	// Audit, if not nil, is the disclosure the attempt made (a delivered message about a referral): it is
+	// appended to the audit trail in the transaction that records the attempt, so that an attempt is never
+	// recorded without it nor it without the attempt. It is appended whenever the attempt is recorded, even
+	// with the lease lost: the receiver had the data either way.
+	Audit *Disclosure
+}
+
+// Disclosure is an audit record that a store appends in the transaction recording an attempt
+// (AttemptResult.Audit). The store numbers and hashes it on its chain (Record.Chain), after that chain's
+// head, which it holds locked until commit; a chain not yet written is started for Instance. A chain that
+// takes disclosures is written by nothing else (AuditLog.Record appends to a chain of its own).
+type Disclosure struct {
+	Instance string      // the chain's writer, for a chain started here (AuditChain.Instance)
+	Record   AuditRecord // Chain set; ChainSeq, PrevHash and Hash are set by the store
 }
 
 // Completion is one attempt to record (Store.CompleteAttempts): CompleteAttempt's arguments.
@@ -357,7 +371,7 @@ type Referrals interface {
 	// f limits what the claim may lease per destination (the zero ClaimFilter: no limits), so that a
 	// dispatcher never leases messages it has no room to deliver and one slow service's backlog cannot fill
 	// every claim. The rules above are applied before the limits: a message skipped for lack of room stays
-	// pending.
+	// pending. Each message claimed names its referral's practice (Message.PracticeODS).
 	ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int, f ClaimFilter) ([]Message, error)
 	// CompleteAttempt records an attempt and moves the message to its next state; ErrLeaseLost when owner
 	// no longer holds the lease (the attempt is still recorded).

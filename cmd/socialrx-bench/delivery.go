@@ -44,7 +44,7 @@ type deliveryOptions struct {
 	// allowRejects: a paced run reports referrals the server did not accept (at a rate beyond capacity)
 	// instead of failing.
 	allowRejects bool
-	audit        bool // the rig's server records the audit trail (an outbox.AuditLog, as serve does)
+	audit        bool // the rig records the audit trail as serve does (its server's requests, its dispatcher's deliveries)
 	// schemaPrefix names the rigs' PostgreSQL schemas ("": socialrx_bench_); each is dropped and created
 	// afresh, so concurrent runs need different prefixes.
 	schemaPrefix string
@@ -196,10 +196,11 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 		return nil, err
 	}
 	so := server.Options{Config: cfg, Store: r.store, Logger: o.log, BaseURL: "http://" + hl.Addr().String() + "/fhir"}
+	var audit *outbox.AuditLog
 	if o.audit {
-		a := outbox.NewAuditLog(r.store, outbox.AuditLogOptions{Instance: "bench", Logger: o.log})
-		r.closers = append(r.closers, a.Close)
-		so.Auditor = a
+		audit = outbox.NewAuditLog(r.store, outbox.AuditLogOptions{Instance: "bench", Logger: o.log})
+		r.closers = append(r.closers, audit.Close)
+		so.Auditor = audit
 	}
 	srv, err := server.New(so)
 	if err != nil {
@@ -213,7 +214,8 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 	r.intake = "http://" + hl.Addr().String() + "/fhir/ServiceRequest"
 	r.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second}
 	r.disp = outbox.NewDispatcher(&timedStore{Store: r.store, t: r.claims}, outbox.DirectoryEndpoints(cfg.Directory),
-		outbox.DispatcherOptions{Logger: o.log, Concurrency: max(outbox.DefaultConcurrency, perDest), PerDestination: perDest})
+		outbox.DispatcherOptions{Logger: o.log, Concurrency: max(outbox.DefaultConcurrency, perDest), PerDestination: perDest,
+			Audit: audit})
 	return r, nil
 }
 

@@ -40,7 +40,7 @@ func main() {
 	dur := flag.Duration("duration", 5*time.Second, "how long each intake run lasts")
 	clients := flag.String("clients", "1,4,16,64", "concurrent GP clients per run")
 	intake := flag.Bool("intake", true, "run the intake benchmark")
-	audit := flag.Bool("audit", true, "intake: record the audit trail as serve does (false: the cost without it)")
+	audit := flag.Bool("audit", true, "record the audit trail as serve does: intake's requests, delivery's deliveries (false: the cost without it)")
 	reads := flag.Bool("reads", false, "intake: after seeding 500 referrals, clients read them (GET ServiceRequest/{id}) instead of posting")
 	delivery := flag.Bool("delivery", true, "run the delivery benchmark (throughput and commit→received latency)")
 	messages := flag.Int("delivery-messages", 2000, "delivery throughput: referrals pre-loaded before the dispatcher starts")
@@ -145,7 +145,7 @@ func main() {
 		return
 	}
 	o := deliveryOptions{messages: *messages, duration: *ddur, saveEvent: *saveEvent, timeout: 5 * time.Minute,
-		log: slog.New(slog.DiscardHandler), out: os.Stdout, ctx: ctx, postgres: *pgURL}
+		log: slog.New(slog.DiscardHandler), out: os.Stdout, ctx: ctx, postgres: *pgURL, audit: *audit}
 	var err error
 	if o.rates, err = intList("-delivery-rates", *rates); err == nil {
 		o.perDest, err = intList("-delivery-per-destination", *perDest)

@@ -236,9 +236,9 @@ type planner struct {
 
 // newPlanner checks what the table can reach (PostgreSQL, river-bench, pgbench) and notes what it cannot.
 func newPlanner(ctx context.Context, o *tableOptions) *planner {
+	// Every row records the audit trail as serve does; the schemas are never another run's.
 	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx,
-		schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid()), // never another run's schemas
-		drainProfile: o.drainProfile}
+		audit: true, schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid()), drainProfile: o.drainProfile}
 	pl := &planner{o: o, sqliteO: base, pgO: base, havePG: o.postgres != "", perDest: outbox.DefaultPerDestination}
 	pl.pgO.postgres = o.postgres
 	if pl.havePG {
@@ -319,7 +319,7 @@ var rateMetrics = []metricDef{{"referrals/s", "rate", unitRate, true}, {"POST p5
 // intakeSQLite is section 1: intake on SQLite beside the bare insert loop.
 func (pl *planner) intakeSQLite() {
 	o := pl.o
-	sec := "1. Intake, SQLite: socialrx (real server on loopback HTTP, audit trail on, dispatcher delivering to a loopback sink) vs the bare single-writer SQLite insert loop (one 2 KB row per commit, WAL, synchronous=FULL)"
+	sec := "1. Intake, SQLite: socialrx (real server on loopback HTTP, audit trail on, dispatcher delivering to a loopback sink and auditing each delivery) vs the bare single-writer SQLite insert loop (one 2 KB row per commit, WAL, synchronous=FULL)"
 	pl.add("intake.sqlite.bare", "bare SQLite insert loop", func(ctx context.Context) (metrics, error) {
 		path := filepath.Join(o.dir, "bare.db")
 		defer removeSQLite(path)
@@ -331,7 +331,7 @@ func (pl *planner) intakeSQLite() {
 		key := fmt.Sprintf("intake.sqlite.%d", n)
 		pl.add(key, fmt.Sprintf("socialrx intake, SQLite, %d clients", n), func(ctx context.Context) (metrics, error) {
 			so := pl.sqliteO
-			so.audit, so.duration = true, o.intakeDur
+			so.duration = o.intakeDur
 			return intakeRigRun(so, fmt.Sprintf("intake-%d", n), n)
 		})
 		pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: clientsLabel(n), ours: key, peer: "intake.sqlite.bare", metrics: rateMetrics})
@@ -349,7 +349,7 @@ func (pl *planner) intakePostgres() {
 		key := fmt.Sprintf("intake.postgres.%d", n)
 		pl.add(key, fmt.Sprintf("socialrx intake, PostgreSQL, %d clients", n), func(ctx context.Context) (metrics, error) {
 			po := pl.pgO
-			po.audit, po.duration = true, o.intakeDur
+			po.duration = o.intakeDur
 			return intakeRigRun(po, fmt.Sprintf("intake-%d", n), n)
 		})
 		peer := ""
@@ -385,7 +385,7 @@ func (pl *planner) drainSpecFor(name string, size, instances int) drainSpec {
 // drains is section 3: backlog drains beside River draining as many jobs.
 func (pl *planner) drains() {
 	o := pl.o
-	sec := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (per-destination %d, concurrency %d) on a pre-loaded backlog vs River (MaxWorkers 16, FetchCooldown 1ms) draining as many jobs; backlogs above %d are %s",
+	sec := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (per-destination %d, concurrency %d, each delivery audited as serve does) on a pre-loaded backlog vs River (MaxWorkers 16, FetchCooldown 1ms) draining as many jobs; backlogs above %d are %s",
 		pl.perDest, max(outbox.DefaultConcurrency, pl.perDest), o.cloneAbove, "100 referrals posted through HTTP, cloned in SQL")
 	sizes := slices.Clone(o.backlogs)
 	if o.huge > 0 {

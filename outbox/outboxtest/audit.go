@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -311,4 +312,63 @@ func insertAudit(ctx context.Context, exec Exec, r outbox.AuditRecord) error {
 		r.Chain, r.ChainSeq, r.At.UnixMicro(), r.RequestID, r.ClientRequestID, r.ActorID, r.ActorRole, r.Via,
 		string(r.Action), r.ResourceType, r.ResourceID, r.ReferralID, r.PracticeODS, r.ServiceID, r.Address,
 		r.PrevHash, r.Hash)
+}
+
+// testCompleteAttemptsDisclosures: a completion's disclosure (AttemptResult.Audit) is appended in the
+// transaction that records its attempt, numbered on from its chain's head (a chain not yet written is
+// started for the disclosure's instance), beside a process's AuditLog chain; a lost lease's too (its
+// attempt is recorded), and nothing of a completion that is refused (its update, or a disclosure without
+// a chain). The trail verifies.
+func testCompleteAttemptsDisclosures(t *testing.T, open Opener) {
+	s, now := claimedReferrals(t, open, 5)
+	ctx := t.Context()
+	if err := newAuditLog(t, s, "serve").Record(ctx, auditRec(1)); err != nil {
+		t.Fatal(err)
+	}
+	const chain = "serve-deliveries"
+	errBoom := errors.New("boom")
+	refused := func(outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		return mapping.Referral{}, nil, errBoom
+	}
+	done := func(n int, owner string, update outbox.ReferralUpdate) outbox.Completion {
+		id, ref := fmt.Sprintf("msg-%03d-1", n), fmt.Sprintf("ref-%03d", n)
+		return outbox.Completion{ID: id, Now: now, Result: outbox.AttemptResult{Owner: owner, State: outbox.StateDelivered,
+			Attempt: outbox.Attempt{StatusCode: 200}, Update: update,
+			Audit: &outbox.Disclosure{Instance: "serve", Record: outbox.AuditRecord{Chain: chain, At: now.Add(time.Duration(n) * time.Microsecond),
+				RequestID: id, ActorID: "socialrx", ActorRole: "system", Via: "webhook", Action: outbox.AuditSend,
+				ResourceType: "Message", ResourceID: id, ReferralID: ref, PracticeODS: "A81001", ServiceID: walks.ID}}}}
+	}
+	unchained := done(5, "a", delivered)
+	unchained.Result.Audit.Record.Chain = ""
+	errs := s.CompleteAttempts(ctx, []outbox.Completion{done(1, "a", delivered), done(2, "a", refused), done(3, "b", delivered), unchained})
+	if errs[0] != nil || !errors.Is(errs[1], errBoom) || errs[3] == nil {
+		t.Fatalf("the batch: %v; want the first recorded, the second and the fourth refused", errs)
+	}
+	wantErr(t, "another owner's completion", errs[2], outbox.ErrLeaseLost)
+	for _, id := range []string{"msg-002-1", "msg-005-1"} {
+		if d := message(t, s, id); d.Message.State != outbox.StateInflight || len(d.Attempts) != 0 {
+			t.Errorf("a refused completion wrote: %+v", d)
+		}
+	}
+	if errs := s.CompleteAttempts(ctx, []outbox.Completion{done(4, "a", delivered)}); errs[0] != nil {
+		t.Fatalf("the second batch: %v", errs[0])
+	}
+	recs, err := s.ListAudit(ctx, outbox.AuditQuery{ActorID: "socialrx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, fmt.Sprintf("%s %d %s %s", r.Chain, r.ChainSeq, r.ResourceID, r.ReferralID))
+	}
+	diff(t, "the disclosures appended", got, []string{chain + " 1 msg-001-1 ref-001", chain + " 2 msg-003-1 ref-003",
+		chain + " 3 msg-004-1 ref-004"})
+	h, err := s.AuditHead(ctx, chain)
+	if err != nil || h.Instance != "serve" || h.HeadSeq != 3 || len(recs) != 3 || h.HeadHash != recs[2].Hash {
+		t.Errorf("the disclosures' chain: %+v, %v; want started for serve, its head at the third record", h, err)
+	}
+	rep := verifyOK(t, s)
+	if len(rep.Chains) != 2 || rep.Records != 4 {
+		t.Errorf("verify: %d chains, %d records; want the AuditLog's and the disclosures', 4 records", len(rep.Chains), rep.Records)
+	}
 }

@@ -113,6 +113,7 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"SubscriptionHeartbeats", testSubscriptionHeartbeats},
 		{"Retention", testRetention},
 		{"AuditAppendAndList", testAuditAppendAndList},
+		{"CompleteAttemptsDisclosures", testCompleteAttemptsDisclosures},
 		{"AuditChainsConcurrent", testAuditChainsConcurrent},
 		{"AuditHeadConflict", testAuditHeadConflict},
 		{"MeasuresKept", testMeasuresKept},

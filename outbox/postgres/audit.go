@@ -25,9 +25,10 @@ const appendAuditStatement = `WITH h AS (UPDATE audit_chains SET head_seq = $1, 
 			resource_id, referral_id, practice_ods, service_id, address, prev_hash, hash, n)
 	ORDER BY x.n`
 
-// appendAudit appends records to an existing chain in one autocommit statement (sqlstore.AuditAppender):
-// formerly BEGIN, the head's move, the insert and COMMIT, four round trips for every audited request.
-func (s *Store) appendAudit(ctx context.Context, recs []outbox.AuditRecord) error {
+// appendAudit appends records to an existing chain in one statement on q (sqlstore.AuditAppender): on its
+// own (autocommit, formerly BEGIN, the head's move, the insert and COMMIT, four round trips for every audited
+// request), or in a write transaction.
+func (s *Store) appendAudit(ctx context.Context, q sqlstore.Querier, recs []outbox.AuditRecord) error {
 	if s.closed() {
 		return ErrClosed
 	}
@@ -49,7 +50,7 @@ func (s *Store) appendAudit(ctx context.Context, recs []outbox.AuditRecord) erro
 	for _, c := range cols {
 		args = append(args, c)
 	}
-	res, err := s.db.ExecContext(ctx, appendAuditStatement, args...)
+	res, err := q.ExecContext(ctx, appendAuditStatement, args...)
 	if err != nil {
 		if isUnique(err) {
 			return fmt.Errorf("postgres: append audit: chain %s: %w", first.Chain, outbox.ErrAuditHead)

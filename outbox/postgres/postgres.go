@@ -633,7 +633,12 @@ func (backend) HoldsPauses() bool { return true }
 
 // AppendAudit appends records to an existing chain in one round trip (see appendAudit).
 func (b backend) AppendAudit(ctx context.Context, recs []outbox.AuditRecord) error {
-	return b.s.appendAudit(ctx, recs)
+	return b.s.appendAudit(ctx, b.s.db, recs)
+}
+
+// AppendAuditIn appends records to a chain in the write transaction w, in one round trip (see appendAudit).
+func (b backend) AppendAuditIn(ctx context.Context, w *sqlstore.Tx, recs []outbox.AuditRecord) error {
+	return b.s.appendAudit(ctx, w, recs)
 }
 
 // WriteCreation writes a new referral's rows in one round trip (see writeCreation).

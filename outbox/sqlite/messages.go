@@ -104,14 +104,14 @@ func (s *Store) pendingByDestination(w *wtx, nowUS int64, limit int, r *sqlstore
 		if n < 0 || n > limit {
 			n = limit
 		}
-		rows, err := w.QueryContext(w.ctx, `SELECT `+sqlstore.MessageCols+` FROM outbox_messages m
-			INDEXED BY outbox_pending_destination WHERE m.state = 'pending' AND m.destination_kind = ?
-			AND m.destination_id = ? AND m.next_attempt_at <= ? AND `+headOnly+`
+		rows, err := w.QueryContext(w.ctx, `SELECT `+sqlstore.MessageCols+`, `+sqlstore.PracticeCol("m")+`
+			FROM outbox_messages m INDEXED BY outbox_pending_destination WHERE m.state = 'pending'
+			AND m.destination_kind = ? AND m.destination_id = ? AND m.next_attempt_at <= ? AND `+headOnly+`
 			ORDER BY m.next_attempt_at, m.seq`+sqlstore.LimitLiteral(n), string(dest.Kind), dest.ID, nowUS)
 		if err != nil {
 			return nil, s.d.DriverErr("claim", err)
 		}
-		ms, err := s.d.CollectMessages(rows, "claim")
+		ms, err := s.d.CollectMessagesWithPractice(rows, "claim")
 		if err != nil {
 			return nil, err
 		}

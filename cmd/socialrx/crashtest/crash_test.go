@@ -191,6 +191,7 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 	if left, err := p.unsettled(context.Background()); err != nil || len(left) > 0 {
 		t.Errorf("after SIGTERM, messages not delivered: %v %v", left, err)
 	}
+	p.checkDeliveriesAudited(context.Background(), t)
 
 	s := rc.stats(p.kills)
 	outcomes, errs, panics := p.logSummary()

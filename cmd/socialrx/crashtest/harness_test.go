@@ -347,6 +347,50 @@ func (p *proc) outboxList(ctx context.Context, state string) ([]cliMessage, erro
 	return msgs, nil
 }
 
+// checkDeliveriesAudited: every message on record as delivered has its audit record (action send, the
+// message's id as request id), and the trail verifies. A delivery's record is written in the transaction that
+// records its attempt, so no kill can come between the two.
+func (p *proc) checkDeliveriesAudited(ctx context.Context, t *testing.T) {
+	t.Helper()
+	delivered, err := p.outboxList(ctx, "delivered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, binPath, "audit", "list", "--client", "socialrx", "--json")
+	cmd.Env = p.env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("socialrx audit list: %v", err)
+	}
+	var recs []struct {
+		RequestID string `json:"request_id"`
+		Action    string `json:"action"`
+	}
+	if err := json.Unmarshal(out, &recs); err != nil {
+		t.Fatalf("socialrx audit list: %v: %.200s", err, out)
+	}
+	sent := map[string]bool{}
+	for _, r := range recs {
+		sent[r.RequestID] = sent[r.RequestID] || r.Action == "send"
+	}
+	var missing []string
+	for _, m := range delivered {
+		if !sent[m.ID] {
+			missing = append(missing, m.ID)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d delivered messages have no audit record of their sending, e.g. %v", len(missing),
+			len(delivered), missing[:min(len(missing), 5)])
+	}
+	cmd = exec.CommandContext(ctx, binPath, "audit", "verify")
+	cmd.Env = p.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("socialrx audit verify: %v: %s", err, out)
+	}
+	t.Logf("delivered messages: %d; audit records of the dispatcher: %d", len(delivered), len(recs))
+}
+
 // describeUnsettled lists the messages not delivered yet (pending, inflight, dead; at most 5) with their
 // attempts, for a failure's report. It runs on a context of its own: the test's may have expired.
 func (p *proc) describeUnsettled() string {

@@ -128,6 +128,7 @@ func TestKill9ThreeInstancesOnPostgres(t *testing.T) {
 	if left, err := procs[0].unsettled(context.Background()); err != nil || len(left) > 0 {
 		t.Errorf("after SIGTERM, messages not delivered: %v %v", left, err)
 	}
+	procs[0].checkDeliveriesAudited(context.Background(), t)
 
 	// A webhook-id sent again while a request carrying it is still being answered is a message delivered twice
 	// at the same time: two instances holding one claim. The one allowed cause is the dispatcher's own timeout

@@ -49,7 +49,7 @@ func (s *Store) AppendAudit(ctx context.Context, instance string, recs []outbox.
 	if len(recs) == 0 {
 		return nil
 	}
-	first, last := recs[0], recs[len(recs)-1]
+	first := recs[0]
 	for i, r := range recs {
 		if r.Chain != first.Chain || r.ChainSeq != first.ChainSeq+int64(i) || r.Hash == "" {
 			return fmt.Errorf("%s: append audit: records must be of one chain, numbered in order and hashed", d.Name)
@@ -71,48 +71,101 @@ func (s *Store) AppendAudit(ctx context.Context, instance string, recs []outbox.
 				return d.DriverErr("append audit", err)
 			}
 		}
-		res, err := w.ExecContext(ctx, d.rebind(moveAuditHead), last.ChainSeq, last.Hash, first.Chain,
-			first.ChainSeq-1, first.PrevHash)
-		if err != nil {
-			return d.DriverErr("append audit", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return d.DriverErr("append audit", err)
-		} else if n != 1 {
-			return fmt.Errorf("%s: append audit: chain %s: %w", d.Name, first.Chain, outbox.ErrAuditHead)
-		}
-		for start := 0; start < len(recs); start += auditRowsPerInsert {
-			part := recs[start:min(start+auditRowsPerInsert, len(recs))]
-			var q strings.Builder
-			q.WriteString(insertAuditHead)
-			args := make([]any, 0, 17*len(part))
-			for i, r := range part {
-				if i > 0 {
-					q.WriteString(", ")
-				}
-				q.WriteString(auditRowParams)
-				args = append(args, r.Chain, r.ChainSeq, Micros(r.At), r.RequestID, r.ClientRequestID, r.ActorID,
-					r.ActorRole, r.Via, string(r.Action), r.ResourceType, r.ResourceID, r.ReferralID, r.PracticeODS,
-					r.ServiceID, r.Address, r.PrevHash, r.Hash)
+		return s.moveAuditHead(ctx, w, recs)
+	})
+}
+
+// moveAuditHead moves the head of recs' chain from the first record's predecessor to the last record and
+// inserts them, in w: recs are of one chain, numbered in order and hashed.
+func (s *Store) moveAuditHead(ctx context.Context, w *Tx, recs []outbox.AuditRecord) error {
+	d := s.d
+	first, last := recs[0], recs[len(recs)-1]
+	if aa, ok := s.b.(AuditAppender); ok && len(recs) <= auditRowsPerInsert {
+		return aa.AppendAuditIn(ctx, w, recs)
+	}
+	res, err := w.ExecContext(ctx, d.rebind(moveAuditHead), last.ChainSeq, last.Hash, first.Chain,
+		first.ChainSeq-1, first.PrevHash)
+	if err != nil {
+		return d.DriverErr("append audit", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return d.DriverErr("append audit", err)
+	} else if n != 1 {
+		return fmt.Errorf("%s: append audit: chain %s: %w", d.Name, first.Chain, outbox.ErrAuditHead)
+	}
+	for start := 0; start < len(recs); start += auditRowsPerInsert {
+		part := recs[start:min(start+auditRowsPerInsert, len(recs))]
+		var q strings.Builder
+		q.WriteString(insertAuditHead)
+		args := make([]any, 0, 17*len(part))
+		for i, r := range part {
+			if i > 0 {
+				q.WriteString(", ")
 			}
-			if _, err := w.ExecContext(ctx, d.rebind(q.String()), args...); err != nil {
-				if d.IsUnique(err) {
-					return fmt.Errorf("%s: append audit: chain %s: %w", d.Name, first.Chain, outbox.ErrAuditHead)
-				}
+			q.WriteString(auditRowParams)
+			args = append(args, r.Chain, r.ChainSeq, Micros(r.At), r.RequestID, r.ClientRequestID, r.ActorID,
+				r.ActorRole, r.Via, string(r.Action), r.ResourceType, r.ResourceID, r.ReferralID, r.PracticeODS,
+				r.ServiceID, r.Address, r.PrevHash, r.Hash)
+		}
+		if _, err := w.ExecContext(ctx, d.rebind(q.String()), args...); err != nil {
+			if d.IsUnique(err) {
+				return fmt.Errorf("%s: append audit: chain %s: %w", d.Name, first.Chain, outbox.ErrAuditHead)
+			}
+			return d.DriverErr("append audit", err)
+		}
+	}
+	return nil
+}
+
+// appendDisclosures appends ds (the disclosures of attempts w records, outbox.AttemptResult.Audit) in w,
+// chain by chain in the order given: it reads the chain's head, locked until commit (a chain not yet written
+// is started for its disclosure's Instance), numbers and hashes the records after it, moves the head and
+// inserts them.
+func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclosure) error {
+	d := s.d
+	for len(ds) > 0 {
+		chain := ds[0].Record.Chain
+		var recs []outbox.AuditRecord
+		rest := ds[:0:0]
+		for _, x := range ds {
+			if x.Record.Chain == chain {
+				recs = append(recs, x.Record)
+			} else {
+				rest = append(rest, x)
+			}
+		}
+		var head outbox.AuditChain
+		var started int64
+		err := w.QueryRowContext(ctx, d.rebind(selectAuditHead+d.Lock), chain).Scan(&head.Chain, &head.Instance,
+			&started, &head.HeadSeq, &head.HeadHash)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			head.HeadHash = outbox.AuditGenesis
+			if _, err := w.ExecContext(ctx, d.rebind(insertAuditChain), chain, ds[0].Instance,
+				Micros(recs[0].At), outbox.AuditGenesis); err != nil {
 				return d.DriverErr("append audit", err)
 			}
+		case err != nil:
+			return d.DriverErr("append audit", err)
 		}
-		return nil
-	})
+		outbox.ChainAudit(recs, head.HeadSeq, head.HeadHash)
+		if err := s.moveAuditHead(ctx, w, recs); err != nil {
+			return err
+		}
+		ds = rest
+	}
+	return nil
 }
 
 // AuditAppender is a Backend that appends records to an existing chain and moves its head in one
 // statement, atomic without a transaction of its own (one round trip where the script takes four).
 // AppendAudit gets at most 50 records of one chain, numbered in order from a ChainSeq above 1 and hashed;
 // it returns an error wrapping outbox.ErrAuditHead when the head is not at the first record's predecessor
-// or a number is taken, and the driver's error with its kind otherwise.
+// or a number is taken, and the driver's error with its kind otherwise. AppendAuditIn does the same in the
+// write transaction w (a chain's first records too, once its head row is written).
 type AuditAppender interface {
 	AppendAudit(ctx context.Context, recs []outbox.AuditRecord) error
+	AppendAuditIn(ctx context.Context, w *Tx, recs []outbox.AuditRecord) error
 }
 
 // AuditHead returns one chain's head (outbox.Audit).

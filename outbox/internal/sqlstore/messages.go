@@ -185,7 +185,8 @@ func LimitLiteral(n int) string {
 }
 
 // Heads reads up to limit claimable messages of one kind (pending and due, or inflight with an expired
-// lease) in index order, inside the claim's write transaction w, taking room as it goes. When a destination
+// lease) in index order, inside the claim's write transaction w, taking room as it goes, each with its
+// referral's practice (PracticeCol). When a destination
 // runs out of room, the scan restarts after the last row with that destination excluded, so each restart
 // is bounded by the destinations.
 func (d Dialect) Heads(ctx context.Context, w Querier, hs HeadScan, state outbox.MessageState, nowUS int64, limit int, r *Room) ([]outbox.Message, error) {
@@ -196,7 +197,7 @@ func (d Dialect) Heads(ctx context.Context, w Querier, hs HeadScan, state outbox
 	var out []outbox.Message
 	var after *[2]int64
 	for len(out) < limit {
-		q := `SELECT ` + MessageCols + hs.From(index) +
+		q := `SELECT ` + MessageCols + `, ` + PracticeCol("m") + hs.From(index) +
 			` WHERE m.state = '` + string(state) + `' AND m.` + key + ` <= ?` // a literal: the partial index needs it
 		args := []any{nowUS}
 		for _, dest := range r.Full() {
@@ -215,7 +216,7 @@ func (d Dialect) Heads(ctx context.Context, w Querier, hs HeadScan, state outbox
 		}
 		restart := false
 		for len(out) < limit && rows.Next() { // a literal limit may let the scan return more rows than needed
-			m, err := ScanMessage(rows)
+			m, err := scanMessage(rows, true)
 			if err != nil {
 				rows.Close()
 				return nil, d.DriverErr("claim", err)

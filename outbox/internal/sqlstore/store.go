@@ -600,6 +600,15 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 		if err := f.flush(ctx); err != nil {
 			return err
 		}
+		var ds []outbox.Disclosure
+		for _, i := range todo {
+			if a := cs[i].Result.Audit; a != nil {
+				ds = append(ds, *a)
+			}
+		}
+		if err := s.appendDisclosures(ctx, w, ds); err != nil {
+			return err
+		}
 		w.Changed = f.moved && !f.quiet
 		return nil
 	})
@@ -627,6 +636,14 @@ func (s *Store) checkCompletion(res outbox.AttemptResult) error {
 	}
 	if res.State == outbox.StatePending && res.NextAttemptAt.IsZero() {
 		return fmt.Errorf("%s: complete attempt: pending needs NextAttemptAt", s.d.Name)
+	}
+	if a := res.Audit; a != nil {
+		if a.Record.Chain == "" {
+			return fmt.Errorf("%s: complete attempt: a disclosure needs its chain", s.d.Name)
+		}
+		if err := a.Record.Validate(); err != nil {
+			return fmt.Errorf("%s: complete attempt: %w", s.d.Name, err)
+		}
 	}
 	return nil
 }
