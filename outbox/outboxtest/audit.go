@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -367,8 +368,33 @@ func testCompleteAttemptsDisclosures(t *testing.T, open Opener) {
 	if err != nil || h.Instance != "serve" || h.HeadSeq != 3 || len(recs) != 3 || h.HeadHash != recs[2].Hash {
 		t.Errorf("the disclosures' chain: %+v, %v; want started for serve, its head at the third record", h, err)
 	}
+	// The head moves without this store's completions (another writer, against the rule): the next batch
+	// appends after the new head, not after the head the store last left.
+	foreign := []outbox.AuditRecord{auditRec(2)}
+	foreign[0].Chain = chain
+	outbox.ChainAudit(foreign, h.HeadSeq, h.HeadHash)
+	if err := s.AppendAudit(ctx, "serve", foreign); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(lease + time.Minute)
+	diff(t, "the claim after the leases expired", slices.Sorted(slices.Values(ids(claim(t, s, "c", now, lease, 10)))),
+		[]string{"msg-002-1", "msg-003-1", "msg-005-1"})
+	errs = s.CompleteAttempts(ctx, []outbox.Completion{done(2, "c", delivered), done(5, "c", delivered)})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("the batch after the head moved: %v", errs)
+	}
+	recs, err = s.ListAudit(ctx, outbox.AuditQuery{ActorID: "socialrx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = got[:0]
+	for _, r := range recs {
+		got = append(got, fmt.Sprintf("%s %d %s", r.Chain, r.ChainSeq, r.ResourceID))
+	}
+	diff(t, "the disclosures after the head moved", got, []string{chain + " 1 msg-001-1", chain + " 2 msg-003-1",
+		chain + " 3 msg-004-1", chain + " 5 msg-002-1", chain + " 6 msg-005-1"})
 	rep := verifyOK(t, s)
-	if len(rep.Chains) != 2 || rep.Records != 4 {
-		t.Errorf("verify: %d chains, %d records; want the AuditLog's and the disclosures', 4 records", len(rep.Chains), rep.Records)
+	if len(rep.Chains) != 2 || rep.Records != 7 {
+		t.Errorf("verify: %d chains, %d records; want the AuditLog's and the disclosures', 7 records", len(rep.Chains), rep.Records)
 	}
 }
