@@ -88,9 +88,14 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 			return drainResult{}, fmt.Errorf("drain %s: instance %d: %w", sp.name, i+1, err)
 		}
 		defer st.Close()
+		var audit *outbox.AuditLog // each instance audits its deliveries, as the first does (o.audit)
+		if o.audit {
+			audit = outbox.NewAuditLog(st, outbox.AuditLogOptions{Instance: fmt.Sprintf("bench-%d", i+1), Logger: o.log})
+			defer audit.Close()
+		}
 		d := outbox.NewDispatcher(&timedStore{Store: st, t: r.claims}, outbox.DirectoryEndpoints(r.cfg.Directory),
 			outbox.DispatcherOptions{Logger: o.log, Owner: fmt.Sprintf("bench-instance-%d", i+1),
-				Concurrency: max(outbox.DefaultConcurrency, sp.perDest), PerDestination: sp.perDest})
+				Concurrency: max(outbox.DefaultConcurrency, sp.perDest), PerDestination: sp.perDest, Audit: audit})
 		stops = append(stops, runDispatcher(o.ctx, d))
 	}
 	var raw *sql.DB // PostgreSQL: reads the server's WAL position around the drain

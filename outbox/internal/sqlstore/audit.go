@@ -135,7 +135,7 @@ func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclo
 			}
 		}
 		var head outbox.AuditChain
-		var started int64
+		var started int64 // read for the row's shape only
 		err := w.QueryRowContext(ctx, d.rebind(selectAuditHead+d.Lock), chain).Scan(&head.Chain, &head.Instance,
 			&started, &head.HeadSeq, &head.HeadHash)
 		switch {

@@ -186,9 +186,8 @@ func LimitLiteral(n int) string {
 
 // Heads reads up to limit claimable messages of one kind (pending and due, or inflight with an expired
 // lease) in index order, inside the claim's write transaction w, taking room as it goes, each with its
-// referral's practice (PracticeCol). When a destination
-// runs out of room, the scan restarts after the last row with that destination excluded, so each restart
-// is bounded by the destinations.
+// referral's practice (PracticeCol). When a destination runs out of room, the scan restarts after the last
+// row with that destination excluded, so each restart is bounded by the destinations.
 func (d Dialect) Heads(ctx context.Context, w Querier, hs HeadScan, state outbox.MessageState, nowUS int64, limit int, r *Room) ([]outbox.Message, error) {
 	key, index := "next_attempt_at", "outbox_pending_due"
 	if state == outbox.StateInflight {
