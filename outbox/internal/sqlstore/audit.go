@@ -134,19 +134,16 @@ func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclo
 				rest = append(rest, x)
 			}
 		}
-		var head outbox.AuditChain
-		var started int64 // read for the row's shape only
-		err := w.QueryRowContext(ctx, d.rebind(selectAuditHead+d.Lock), chain).Scan(&head.Chain, &head.Instance,
-			&started, &head.HeadSeq, &head.HeadHash)
+		head, err := s.readAuditHead(ctx, w, d.Lock, chain)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
+		case errors.Is(err, outbox.ErrNotFound):
 			head.HeadHash = outbox.AuditGenesis
 			if _, err := w.ExecContext(ctx, d.rebind(insertAuditChain), chain, ds[0].Instance,
 				Micros(recs[0].At), outbox.AuditGenesis); err != nil {
 				return d.DriverErr("append audit", err)
 			}
 		case err != nil:
-			return d.DriverErr("append audit", err)
+			return err
 		}
 		outbox.ChainAudit(recs, head.HeadSeq, head.HeadHash)
 		if err := s.moveAuditHead(ctx, w, recs); err != nil {
@@ -170,9 +167,15 @@ type AuditAppender interface {
 
 // AuditHead returns one chain's head (outbox.Audit).
 func (s *Store) AuditHead(ctx context.Context, chain string) (outbox.AuditChain, error) {
+	return s.readAuditHead(ctx, s.read, "", chain)
+}
+
+// readAuditHead reads one chain's head on q, with lock (Dialect.Lock, or "") after the query; ErrNotFound
+// when the chain has none.
+func (s *Store) readAuditHead(ctx context.Context, q Querier, lock, chain string) (outbox.AuditChain, error) {
 	var c outbox.AuditChain
 	var started int64
-	err := s.read.QueryRowContext(ctx, s.d.rebind(selectAuditHead), chain).
+	err := q.QueryRowContext(ctx, s.d.rebind(selectAuditHead+lock), chain).
 		Scan(&c.Chain, &c.Instance, &started, &c.HeadSeq, &c.HeadHash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return outbox.AuditChain{}, fmt.Errorf("%s: audit chain %s: %w", s.d.Name, chain, outbox.ErrNotFound)
