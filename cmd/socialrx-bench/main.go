@@ -31,6 +31,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/socialrx/socialrx/config"
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/sqlite"
 	"github.com/socialrx/socialrx/server"
@@ -406,17 +407,30 @@ func closedLoop(n int, dur time.Duration, do func(k int64) bool) (lat []time.Dur
 	return slices.Concat(per...), failed.Load(), time.Since(start)
 }
 
-// referral returns a realistic ~3 KB social-prescribing ServiceRequest with a unique identifier, routed by
-// performer to the demo's pull-only museum volunteering service.
+// referral returns a realistic ~3 KB social-prescribing ServiceRequest with a unique identifier and a
+// patient of its own (nhsNumber), routed by performer to the demo's pull-only museum volunteering service.
 func referral(n int64) []byte {
-	return []byte(fmt.Sprintf(referralTemplate, n))
+	return []byte(fmt.Sprintf(referralTemplate, n, nhsNumber(n)))
+}
+
+// nhsNumber is a valid NHS number (modulus 11) of its own for each n, spread over the range, as a practice's
+// patients are: with one patient for every referral, as before issue 12's sixteenth session, a new version
+// of a referral found the patient's index entries on the few pages it had just written.
+func nhsNumber(n int64) string {
+	for b := (uint64(n)*2_654_435_761)%800_000_000 + 100_000_000; ; b++ {
+		for c := range 10 {
+			if s := fmt.Sprintf("%09d%d", b, c); mapping.ValidNHSNumber(s) {
+				return s
+			}
+		}
+	}
 }
 
 const referralTemplate = `{
   "resourceType": "ServiceRequest",
   "contained": [
     {"resourceType": "Patient", "id": "pat",
-     "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9912003888"}],
+     "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "%[2]s"}],
      "name": [{"use": "official", "family": "Smith", "given": ["Richard"]}],
      "telecom": [{"system": "phone", "value": "07700 900123", "use": "mobile"}],
      "gender": "male", "birthDate": "1952-03-14",
@@ -428,7 +442,7 @@ const referralTemplate = `{
      "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]}},
     {"resourceType": "Practitioner", "id": "gp", "name": [{"family": "Patel", "given": ["Asha"], "prefix": ["Dr"]}]}
   ],
-  "identifier": [{"system": "https://fhir.a81001.example.nhs.uk/Id/referral", "value": "bench-%d"}],
+  "identifier": [{"system": "https://fhir.a81001.example.nhs.uk/Id/referral", "value": "bench-%[1]d"}],
   "status": "active",
   "intent": "order",
   "priority": "routine",
