@@ -158,7 +158,8 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 
 // TestPartialIndexesServeTheirReaders: retention's scan of the closed referrals and the GP's Task?part-of=
 // search still read the partial indexes that hold only those referrals (SQLite uses a partial index only
-// where the query spells its predicate; the scan names its index), on a real database file.
+// where the query spells its predicate; the scan names its index), and a search for one patient reads the
+// patient's index, on a real database file.
 func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -170,6 +171,13 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	}{
 		{dialect().SelectDueClosed(), "referrals_unscrubbed", []any{int64(1), 100}},
 		{search, "referrals_parent", args},
+		// The patient's indexes hold the key alone (migration 88); the search names them, as the planner would
+		// rather read the practice's, the service's or a status's index in order than sort.
+		patientSearch(outbox.ReferralQuery{PatientRef: "Patient/p1", Practices: []string{"A81001"}}, "referrals_patient_ref"),
+		patientSearch(outbox.ReferralQuery{PatientRef: "Patient/p1", ServiceID: "walks",
+			After: &outbox.Cursor{UpdatedAt: time.Now(), ID: "ref-1"}}, "referrals_patient_ref"),
+		patientSearch(outbox.ReferralQuery{PatientNHSNumber: "9000000009",
+			Statuses: []mapping.TaskStatus{mapping.StatusRequested}}, "referrals_patient_nhs"),
 	} {
 		rows, err := s.wdb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
 		if err != nil {
@@ -193,6 +201,19 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	}
 }
 
+// patientSearch is the SQLite search for q and the index it must read, as TestPartialIndexesServeTheirReaders
+// takes them.
+func patientSearch(q outbox.ReferralQuery, index string) struct {
+	query, index string
+	args         []any
+} {
+	query, args, _, _ := dialect().SearchStatement(q)
+	return struct {
+		query, index string
+		args         []any
+	}{query, index, args}
+}
+
 // openQuiet opens a store on a new database file, closed when t ends, without the checkpointer (checkpoint.go):
 // walPages reads the WAL, and the checkpointer, woken by the commits, could both copy the frames it counts
 // (the WAL then restarts over them) and hold the checkpoint its reset takes (busy; CI saw it once).
@@ -201,4 +222,102 @@ func openQuiet(t *testing.T) *Store {
 		return Open(t.Context(), filepath.Join(t.TempDir(), "db"), Options{Logger: slog.New(slog.DiscardHandler),
 			CheckpointFrames: -1})
 	})
+}
+
+// TestVersionsWriteNoPagesOfUnchangedKeys, read from the WAL of a real database file: a batch of ten
+// deliveries (a version each of a requested referral, each referral with a patient of its own) writes no
+// page of the patient's two indexes (migration 88: the key alone, without updated_at) nor of the indexes of
+// columns a delivery does not change (referrals_status_created, referrals_deadline: the version assigns only
+// what changed). A version that changes the patient does write the patient's index (the attribution is
+// live). Before, the ten wrote 9 pages of referrals_patient_ref, and one each of the others.
+func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openQuiet(t)
+	pages := newWALPages(t, s)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	for i := 1; i <= 3000; i++ {
+		in := sqlstoretest.Intake(i, base.Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
+		// Patients spread over the indexes, as a practice's are.
+		in.Referral.Patient.Reference = fmt.Sprintf("Patient/p%d", (i*7919)%100_003)
+		in.Referral.Record.Patient.NHSNumber = fmt.Sprintf("9%09d", (i*104_729)%1_000_003)
+		if _, err := s.CreateReferral(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := base.Add(2 * time.Hour)
+	claimed, err := s.ClaimMessages(ctx, "o", at, time.Minute, 10, outbox.ClaimFilter{})
+	if err != nil || len(claimed) != 10 {
+		t.Fatalf("claimed %d, %v", len(claimed), err)
+	}
+	pages.reset()
+	var cs []outbox.Completion
+	for _, m := range claimed {
+		cs = append(cs, outbox.Completion{ID: m.ID, Now: at, Result: outbox.AttemptResult{
+			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered,
+			Update: outbox.MarkDelivered}})
+	}
+	for i, err := range s.CompleteAttempts(ctx, cs) {
+		if err != nil {
+			t.Fatalf("completion %d: %v", i, err)
+		}
+	}
+	after := pages.written()
+	if after["referral_events"] == 0 || after["referrals_updated"] == 0 {
+		t.Fatalf("10 deliveries wrote no timeline or referrals_updated page (%v): their versions were not written", after)
+	}
+	for _, ix := range []string{"referrals_patient_ref", "referrals_patient_nhs", "referrals_status_created", "referrals_deadline"} {
+		if n := after[ix]; n != 0 {
+			t.Errorf("10 deliveries (a version of an open referral each) wrote %d pages of %s; want none", n, ix)
+		}
+	}
+
+	pages.reset()
+	if _, err := s.UpdateReferral(ctx, claimed[0].ReferralID, 0, at.Add(time.Minute), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.Patient.Reference = "Patient/moved"
+		return next, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := pages.written()["referrals_patient_ref"]; n == 0 {
+		t.Error("a version with a new patient reference wrote no page of referrals_patient_ref")
+	}
+}
+
+// TestVersionRewritesKeysTheRowDoesNotHold: a version assigns only the keys that change on the condition
+// that the row holds the others as its referral decodes (sqlstore's WriteVersion); a row that holds
+// something else (here set behind the store's back, as an earlier release could have written it) is
+// updated with every column, so that its keys match the referral again and searches find it.
+func TestVersionRewritesKeysTheRowDoesNotHold(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openQuiet(t)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	in := sqlstoretest.Intake(1, base, dest, json.RawMessage(`{}`))
+	in.Referral.Patient.Reference = "Patient/p1"
+	if _, err := s.CreateReferral(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.wdb.ExecContext(ctx, `UPDATE referrals SET patient_ref = 'Patient/stale', service_id = 'stale'
+		WHERE id = 'ref-1'`); err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.UpdateReferral(ctx, "ref-1", 1, base.Add(time.Minute), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.BusinessStatus = mapping.BusinessDelivered
+		return next, nil, nil
+	})
+	if err != nil || u.Record.Version != 2 {
+		t.Fatalf("update: version %d, %v", u.Record.Version, err)
+	}
+	var patient, service string
+	if err := s.wdb.QueryRowContext(ctx, `SELECT patient_ref, service_id FROM referrals WHERE id = 'ref-1'`).Scan(&patient, &service); err != nil {
+		t.Fatal(err)
+	}
+	if patient != "Patient/p1" || service != "walks" {
+		t.Errorf("after the version the row holds patient %q, service %q; want Patient/p1, walks", patient, service)
+	}
 }

@@ -43,6 +43,35 @@ func (r ReferralRow) InsertArgs() []any {
 		r.ServiceRequest, r.SRStatus, r.Deadline, r.ParentTask}
 }
 
+// RowKeys are the columns of a referral's row that an update of a version sets only when they change
+// (Version.Prev): on SQLite, an UPDATE rewrites the entry of every index holding a column it assigns, even
+// to the value it had, so that a version assigning only what changed leaves the indexes of the others
+// alone.
+type RowKeys struct {
+	Practice, Service, Status, PatientRef, PatientNHS, RequesterRef, SRStatus, Deadline string
+}
+
+// KeysOf are r's RowKeys, as RowOf writes them.
+func KeysOf(r mapping.Referral) RowKeys {
+	nhs := r.Record.Patient.NHSNumber
+	if nhs == "" && r.Patient.Identifier != nil && r.Patient.Identifier.System == NHSNumberSystem {
+		nhs = r.Patient.Identifier.Value
+	}
+	srStatus := r.ServiceRequestStatus
+	if srStatus == "" {
+		srStatus = "active"
+	}
+	return RowKeys{Practice: mapping.NormalODS(r.PracticeODS), Service: r.Record.Service.ID,
+		Status: string(r.Record.Status), PatientRef: r.Patient.Reference, PatientNHS: nhs,
+		RequesterRef: r.Requester.Reference, SRStatus: srStatus, Deadline: string(r.Record.DeadlineStep)}
+}
+
+// keys are r's RowKeys.
+func (r ReferralRow) keys() RowKeys {
+	return RowKeys{Practice: r.Practice, Service: r.Service, Status: r.Status, PatientRef: r.PatientRef,
+		PatientNHS: r.PatientNHS, RequesterRef: r.RequesterRef, SRStatus: r.SRStatus, Deadline: r.Deadline}
+}
+
 // RowOf encodes a referral, its identifiers, fingerprint and ServiceRequest as its row.
 func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint string, sr json.RawMessage) (ReferralRow, error) {
 	rj, err := json.Marshal(r)
@@ -56,17 +85,10 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 	if err != nil {
 		return ReferralRow{}, fmt.Errorf("%s: encode identifiers: %w", d.Name, err)
 	}
-	nhs := r.Record.Patient.NHSNumber
-	if nhs == "" && r.Patient.Identifier != nil && r.Patient.Identifier.System == NHSNumberSystem {
-		nhs = r.Patient.Identifier.Value
-	}
 	if sr == nil {
 		sr = []byte{} // the column is NOT NULL
 	}
-	srStatus := r.ServiceRequestStatus
-	if srStatus == "" {
-		srStatus = "active"
-	}
+	k := KeysOf(r)
 	// A forwarded referral shares its parent's ServiceRequest (Task.focus) but the column is unique and finds
 	// the parent: the child's row holds a key of its own there.
 	srid, parent := r.Record.ServiceRequestID, ""
@@ -74,10 +96,10 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 		srid, parent = ForwardedSRKey+r.Record.ID, r.Parent.TaskID
 	}
 	return ReferralRow{
-		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: srid, SRStatus: srStatus, ParentTask: parent,
-		Practice: mapping.NormalODS(r.PracticeODS), Service: r.Record.Service.ID, Status: string(r.Record.Status),
-		Business: string(r.BusinessStatus), PatientRef: r.Patient.Reference, PatientNHS: nhs,
-		RequesterRef: r.Requester.Reference, Version: r.Record.Version, Deadline: string(r.Record.DeadlineStep),
+		ID: r.Record.ID, TaskID: r.Record.TaskID, SRID: srid, SRStatus: k.SRStatus, ParentTask: parent,
+		Practice: k.Practice, Service: k.Service, Status: k.Status, Business: string(r.BusinessStatus),
+		PatientRef: k.PatientRef, PatientNHS: k.PatientNHS, RequesterRef: k.RequesterRef,
+		Version: r.Record.Version, Deadline: k.Deadline,
 		CreatedAt: Micros(r.Record.CreatedAt), UpdatedAt: Micros(r.Record.UpdatedAt),
 		Fingerprint: fingerprint, Identifiers: ij, Referral: rj, ServiceRequest: sr,
 	}, nil
@@ -143,14 +165,44 @@ func Dedupe(ids []mapping.Identifier) []mapping.Identifier {
 // filters, in (updated_at, id) order, limited to limit+1 rows (one more than the page, to tell whether more
 // follow), with ? placeholders. none reports a query that matches nothing (a non-nil empty Practices).
 func ReferralSearch(q outbox.ReferralQuery) (query string, args []any, limit int, none bool) {
-	return referralSearch(q, "")
+	return referralSearch(q, Dialect{})
 }
 
-// referralSearch is ReferralSearch with the extra WHERE term visible (no placeholders), if not "".
-func referralSearch(q outbox.ReferralQuery, visible string) (query string, args []any, limit int, none bool) {
+// SearchStatement is ReferralSearch as d spells it: with d.VisibleStamps, and naming the index of a search
+// by one patient (narrowIndex) where d takes INDEXED BY.
+func (d Dialect) SearchStatement(q outbox.ReferralQuery) (query string, args []any, limit int, none bool) {
+	return referralSearch(q, d)
+}
+
+// narrowIndex is the index a search by one patient reads, or "" when the search names a referral, Task or
+// ServiceRequest (their unique indexes serve it) or no patient. On SQLite the patient indexes hold the key
+// alone (migration 88: a new version, which moves updated_at, then writes none of their pages), and its
+// planner, without statistics, would rather read a scope's index in (updated_at, id) order (the
+// practice's, the service's, a status's) than sort one patient's few referrals: a search for one patient
+// would then read the practice's every referral.
+func narrowIndex(q outbox.ReferralQuery) string {
+	if q.ID != "" || q.TaskID != "" || q.ServiceRequestID != "" || q.TaskIDs != nil || q.ServiceRequestIDs != nil ||
+		q.Identifier != nil || q.ParentTaskID != "" {
+		return ""
+	}
+	switch {
+	case q.PatientRef != "":
+		return "referrals_patient_ref"
+	case q.PatientNHSNumber != "":
+		return "referrals_patient_nhs"
+	}
+	return ""
+}
+
+// referralSearch is ReferralSearch as d spells it (SearchStatement; the zero Dialect: as ReferralSearch).
+func referralSearch(q outbox.ReferralQuery, d Dialect) (query string, args []any, limit int, none bool) {
 	var where []string
-	if visible != "" {
-		where = append(where, visible)
+	if d.VisibleStamps != "" {
+		where = append(where, d.VisibleStamps)
+	}
+	from := selectReferrals
+	if ix := narrowIndex(q); ix != "" {
+		from += d.indexed(ix)
 	}
 	eq := func(col, v string) {
 		if v != "" {
@@ -248,7 +300,7 @@ func referralSearch(q outbox.ReferralQuery, visible string) (query string, args 
 		args = append(args, Micros(q.After.UpdatedAt), q.After.ID)
 	}
 	limit = ClampLimit(q.Limit)
-	query = selectReferrals + whereClause(where) + " ORDER BY updated_at, id LIMIT ?"
+	query = from + whereClause(where) + " ORDER BY updated_at, id LIMIT ?"
 	args = append(args, limit+1)
 	return query, args, limit, false
 }
@@ -264,13 +316,13 @@ func whereClause(where []string) string {
 // ReferralCount builds the query counting the referrals that match q's filters (After and Limit ignored), with
 // ? placeholders; none reports a query that matches nothing.
 func ReferralCount(q outbox.ReferralQuery) (query string, args []any, none bool) {
-	return referralCount(q, "")
+	return referralCount(q, Dialect{})
 }
 
-// referralCount is ReferralCount with the extra WHERE term visible (no placeholders), if not "".
-func referralCount(q outbox.ReferralQuery, visible string) (query string, args []any, none bool) {
+// referralCount is ReferralCount as d spells it (referralSearch).
+func referralCount(q outbox.ReferralQuery, d Dialect) (query string, args []any, none bool) {
 	q.After, q.Limit = nil, 0
-	page, args, _, none := referralSearch(q, visible)
+	page, args, _, none := referralSearch(q, d)
 	if none {
 		return "", nil, true
 	}
@@ -282,7 +334,7 @@ func referralCount(q outbox.ReferralQuery, visible string) (query string, args [
 
 // CountReferrals counts the referrals matching q's filters on db.
 func (d Dialect) CountReferrals(ctx context.Context, db Querier, q outbox.ReferralQuery) (int, error) {
-	query, args, none := referralCount(q, d.VisibleStamps)
+	query, args, none := referralCount(q, d)
 	if none {
 		return 0, nil
 	}
@@ -297,7 +349,7 @@ func (d Dialect) CountReferrals(ctx context.Context, db Querier, q outbox.Referr
 // 100, at most 1000) and the cursor of the last one when more follow. A non-nil empty Practices matches
 // nothing.
 func (d Dialect) SearchReferrals(ctx context.Context, db Querier, q outbox.ReferralQuery) ([]outbox.Referral, *outbox.Cursor, error) {
-	query, args, limit, none := referralSearch(q, d.VisibleStamps)
+	query, args, limit, none := referralSearch(q, d)
 	if none {
 		return nil, nil, nil
 	}
@@ -601,6 +653,8 @@ type Change struct {
 	Next mapping.Referral
 	// Row is Next's row.
 	Row ReferralRow
+	// Prev are the RowKeys of the version it replaces, as that version decodes.
+	Prev RowKeys
 	// Events are the messages to enqueue (fn's events less the cancellations mapping.Withdrawal dropped).
 	Events []EventRow
 	// Withdraw are the ids of the referral.created messages to retire into the cancelled state
@@ -674,7 +728,7 @@ func (d Dialect) NewChange(ctx context.Context, w *Tx, cur outbox.Referral, now 
 	if err != nil {
 		return Change{}, false, err
 	}
-	return Change{Next: next, Row: row, Events: rows, Withdraw: withdraw, Erase: erasing, ErasedSR: sr,
+	return Change{Next: next, Row: row, Prev: KeysOf(cur.Referral), Events: rows, Withdraw: withdraw, Erase: erasing, ErasedSR: sr,
 		ConsentWithdraw: erase}, true, nil
 }
 
@@ -761,6 +815,11 @@ type Version struct {
 	// Cause and Reason are the timeline entry's cause and status reason.
 	Cause  outbox.TimelineCause
 	Reason string
+	// Prev, if set, are the RowKeys the row is expected to hold: the plain WriteVersion (SQLite's) then
+	// assigns only the keys that change, on the condition that the others still hold what Prev says (else
+	// it assigns them all). PostgreSQL's statements assign every column: there, any update of a row
+	// indexed by updated_at writes every index entry anew.
+	Prev *RowKeys
 }
 
 // UpdateArgs are the arguments of UpdateReferral for v, in order.
@@ -795,18 +854,74 @@ func WriteEach(vs []Version, write func(Version) (updated, subscribed bool, err 
 // WriteVersion is the plain Backend.WriteVersion, one statement per step: the referral's row, then its
 // timeline entry. It does not probe for subscriptions (subscribed is true: the fan-out's own query finds
 // out).
+//
+// With v.Prev, the row's update assigns only the keys that change (and the columns every version changes),
+// on the condition that the row holds the others as v.Prev says. A row that holds something else (written
+// by an earlier release, say) is then updated with every column assigned, as without v.Prev.
 func (d Dialect) WriteVersion(ctx context.Context, w Querier, v Version) (updated, subscribed bool, err error) {
-	res, err := w.ExecContext(ctx, d.rebind(UpdateReferral), v.UpdateArgs()...)
-	if err != nil {
-		return false, false, d.DriverErr("update referral", err)
+	n := int64(0)
+	if v.Prev != nil {
+		query, args, guarded := updateChanged(v, *v.Prev)
+		if n, err = d.execUpdate(ctx, w, query, args); err != nil {
+			return false, false, err
+		}
+		if n == 0 && !guarded {
+			return false, false, nil
+		}
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return false, false, d.DriverErr("update referral", err)
-	} else if n != 1 {
+	if n == 0 {
+		if n, err = d.execUpdate(ctx, w, UpdateReferral, v.UpdateArgs()); err != nil {
+			return false, false, err
+		}
+	}
+	if n != 1 {
 		return false, false, nil
 	}
 	if _, err := w.ExecContext(ctx, d.rebind(insertEvent), v.EventArgs()...); err != nil {
 		return false, false, d.DriverErr("insert referral event", err)
 	}
 	return true, true, nil
+}
+
+// execUpdate runs a referral row's update (query with ? placeholders) and returns how many rows it changed.
+func (d Dialect) execUpdate(ctx context.Context, w Querier, query string, args []any) (int64, error) {
+	res, err := w.ExecContext(ctx, d.rebind(query), args...)
+	if err != nil {
+		return 0, d.DriverErr("update referral", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, d.DriverErr("update referral", err)
+	}
+	return n, nil
+}
+
+// updateChanged is UpdateReferral for v assigning, of the RowKeys, only those that differ from prev, with
+// the others' values from prev in its WHERE (guarded: there was at least one).
+func updateChanged(v Version, prev RowKeys) (query string, args []any, guarded bool) {
+	r := v.Row
+	next := r.keys()
+	set := []string{"business_status = ?", "version = ?", "updated_at = ?", "referral = ?"}
+	args = []any{r.Business, r.Version, r.UpdatedAt, r.Referral}
+	var where []string
+	var whereArgs []any
+	for _, k := range []struct {
+		col        string
+		prev, next string
+	}{
+		{"practice_ods", prev.Practice, next.Practice}, {"service_id", prev.Service, next.Service},
+		{"status", prev.Status, next.Status}, {"patient_ref", prev.PatientRef, next.PatientRef},
+		{"patient_nhs_number", prev.PatientNHS, next.PatientNHS},
+		{"requester_ref", prev.RequesterRef, next.RequesterRef},
+		{"service_request_status", prev.SRStatus, next.SRStatus}, {"deadline_step", prev.Deadline, next.Deadline},
+	} {
+		if k.prev == k.next {
+			where, whereArgs = append(where, k.col+" = ?"), append(whereArgs, k.prev)
+		} else {
+			set, args = append(set, k.col+" = ?"), append(args, k.next)
+		}
+	}
+	query = "UPDATE referrals SET " + strings.Join(set, ", ") + " WHERE " +
+		strings.Join(append([]string{"id = ?", "version = ?"}, where...), " AND ")
+	return query, append(append(args, r.ID, v.From), whereArgs...), len(where) > 0
 }

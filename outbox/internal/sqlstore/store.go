@@ -438,7 +438,9 @@ func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now
 
 // version is ch's new version of cur as Backend.WriteVersion writes it, with a timeline entry of cause.
 func (ch Change) version(cur outbox.Referral, cause outbox.TimelineCause) Version {
-	return Version{Row: ch.Row, From: cur.Record.Version, Cause: cause, Reason: ch.Next.Record.StatusReason}
+	prev := ch.Prev
+	return Version{Row: ch.Row, From: cur.Record.Version, Cause: cause, Reason: ch.Next.Record.StatusReason,
+		Prev: &prev}
 }
 
 // afterVersion writes what follows ch's new version of cur once it is written: its messages (due at now), the
