@@ -16,9 +16,12 @@ import (
 // headOnly keeps a message only if no earlier message of its referral and destination is unfinished (not
 // delivered, cancelled or discarded), and, for a subscription destination, no earlier unfinished message of that
 // destination at all (whatever its referral): a Subscription's notifications are numbered across referrals
-// and must arrive in that order. The term e.state <> 'delivered' is spelled exactly as the partial indexes'
-// WHERE so that SQLite uses them.
-const headOnly = `NOT EXISTS (SELECT 1 FROM outbox_messages e
+// and must arrive in that order. The chain is read from the referral's messages (outbox_referral_seq, named:
+// a referral has a few), whose entries a claim or a delivery never moves; an index of the unfinished
+// messages by referral (outbox_undelivered_chain, dropped by migration 89) had an entry rewritten by every
+// claim and removed by every delivery, each on a page of its own. For the subscription's chain, the term
+// e.state <> 'delivered' is spelled exactly as outbox_undelivered_destination's WHERE so that SQLite uses it.
+const headOnly = `NOT EXISTS (SELECT 1 FROM outbox_messages e INDEXED BY outbox_referral_seq
 	WHERE e.referral_id = m.referral_id AND e.destination_kind = m.destination_kind
 	AND e.destination_id = m.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled'
 	AND e.state <> 'discarded' AND e.seq < m.seq)

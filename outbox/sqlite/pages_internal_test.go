@@ -321,3 +321,74 @@ func TestVersionRewritesKeysTheRowDoesNotHold(t *testing.T) {
 		t.Errorf("after the version the row holds patient %q, service %q; want Patient/p1, walks", patient, service)
 	}
 }
+
+// TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages, read from the WAL of a real database file: a claim
+// of ten messages of ten referrals, and the batch that records their deliveries, each write at most two
+// pages of every index of outbox_messages: the entries they move sit together (by state, destination,
+// time), none on a page per referral. Before migration 89 the chain index (referral, destination, seq;
+// WHERE state <> 'delivered') took 9 pages in each: the claim rewrote every entry, the delivery deleted it.
+func TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openQuiet(t)
+	pages := newWALPages(t, s)
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
+	for i := 1; i <= 3000; i++ {
+		in := sqlstoretest.Intake(i, base.Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
+		if _, err := s.CreateReferral(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queueIndexes := map[string]bool{}
+	rows, err := s.wdb.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'outbox_messages'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		queueIndexes[name] = true
+	}
+	if err := rows.Close(); err != nil || len(queueIndexes) < 5 {
+		t.Fatalf("indexes of outbox_messages: %v, %v", queueIndexes, err)
+	}
+	check := func(what string) {
+		t.Helper()
+		written, n := pages.written(), 0
+		for name, frames := range written {
+			if queueIndexes[name] {
+				n += frames
+				if frames > 2 {
+					t.Errorf("%s wrote %d pages of %s; want at most 2", what, frames, name)
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatalf("%s wrote no page of outbox_messages' indexes (%v): the attribution is broken", what, written)
+		}
+	}
+
+	at := base.Add(2 * time.Hour)
+	pages.reset()
+	claimed, err := s.ClaimMessages(ctx, "o", at, time.Minute, 10, outbox.ClaimFilter{})
+	if err != nil || len(claimed) != 10 {
+		t.Fatalf("claimed %d, %v", len(claimed), err)
+	}
+	check("a claim of 10 messages")
+
+	pages.reset()
+	var cs []outbox.Completion
+	for _, m := range claimed {
+		cs = append(cs, outbox.Completion{ID: m.ID, Now: at, Result: outbox.AttemptResult{
+			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered}})
+	}
+	for i, err := range s.CompleteAttempts(ctx, cs) {
+		if err != nil {
+			t.Fatalf("completion %d: %v", i, err)
+		}
+	}
+	check("recording 10 deliveries")
+}

@@ -432,7 +432,8 @@ func wake(ch chan struct{}) {
 // dialect is this backend's spelling of the shared SQL (outbox/internal/sqlstore): ? placeholders, no row
 // locks and no stamp lock (one writer runs one transaction at a time), seq assigned as one more than the
 // largest (commit order, as only the writer inserts), practices matched with COLLATE NOCASE, the statements
-// written for one partial index pointed at it (INDEXED BY).
+// written for one partial index pointed at it (INDEXED BY), a chain's earlier and later messages read from
+// the referral's messages (outbox_referral_seq; see headOnly).
 func dialect() sqlstore.Dialect {
 	return sqlstore.Dialect{
 		Name:        "sqlite",
@@ -441,6 +442,7 @@ func dialect() sqlstore.Dialect {
 		Subscribers: `practice_ods = ? COLLATE NOCASE AND status IN ('active', 'error')`,
 		Classify:    classify,
 		IndexedBy:   true,
+		ChainIndex:  ` INDEXED BY outbox_referral_seq`,
 	}
 }
 

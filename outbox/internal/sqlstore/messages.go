@@ -601,7 +601,7 @@ func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Re
 	if a.State == outbox.StateDelivered {
 		// Only a delivery's successor decides whether the commit signals (a retry always does, a dead
 		// message never frees one).
-		if err := w.QueryRowContext(ctx, d.rebind(selectSuccessor), a.MessageID, a.MessageID).Scan(&rec.Successor); err != nil {
+		if err := w.QueryRowContext(ctx, d.selectSuccessor, a.MessageID, a.MessageID).Scan(&rec.Successor); err != nil {
 			return Recorded{}, d.DriverErr("complete attempt", err)
 		}
 	}

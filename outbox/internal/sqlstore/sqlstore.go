@@ -97,8 +97,13 @@ type Dialect struct {
 
 	// bound are the static statements of this package, rebound once by Compile.
 	bound map[string]string
-	// insertMessage and fanOut are the statements built from NextSeq and Subscribers, rebound (Compile).
-	insertMessage, fanOut string
+	// ChainIndex, if set, follows "outbox_messages e" in the probe for a delivered message's successor in
+	// its referral's chain (an INDEXED BY: SQLite, whose chain probe reads the referral's messages,
+	// outbox_referral_seq, as no index of unfinished messages by referral is kept).
+	ChainIndex string
+	// insertMessage, fanOut and selectSuccessor are the statements built from NextSeq, Subscribers and
+	// ChainIndex, rebound (Compile).
+	insertMessage, fanOut, selectSuccessor string
 }
 
 // Compile returns d with the static statements of the shared scripts rebound once, so that a hot write
@@ -115,6 +120,7 @@ func (d Dialect) Compile() Dialect {
 	}
 	d.insertMessage = d.rebind(insertMessageHead + d.NextSeq + insertMessageTail)
 	d.fanOut = d.rebind(selectSubscriptions + d.Subscribers + ` ORDER BY id`)
+	d.selectSuccessor = d.rebind(selectSuccessorHead + d.ChainIndex + selectSuccessorTail)
 	return d
 }
 

@@ -61,10 +61,12 @@ const (
 	insertAttempt = `INSERT INTO outbox_attempts (message_id, n, started_at, latency_us,
 			status_code, error, response) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
 			?, ?, ?, ?, ?)`
-	// selectSuccessor says whether a later unfinished message waits behind message ? (the id given twice):
-	// in its referral's chain at its destination, or at its subscription destination whatever the referral.
-	// The state terms are spelled as the unfinished-message indexes' WHERE.
-	selectSuccessor = `SELECT EXISTS (SELECT 1 FROM outbox_messages o, outbox_messages e WHERE o.id = ?
+	// selectSuccessorHead and selectSuccessorTail surround Dialect.ChainIndex; the statement says whether a
+	// later unfinished message waits behind message ? (the id given twice): in its referral's chain at its
+	// destination, or at its subscription destination whatever the referral. The state terms are spelled as
+	// the unfinished-message indexes' WHERE.
+	selectSuccessorHead = `SELECT EXISTS (SELECT 1 FROM outbox_messages o, outbox_messages e`
+	selectSuccessorTail = ` WHERE o.id = ?
 			AND e.referral_id = o.referral_id AND e.destination_kind = o.destination_kind
 			AND e.destination_id = o.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled'
 			AND e.state <> 'discarded' AND e.seq > o.seq)
@@ -130,7 +132,7 @@ func statements() []string {
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectVersions, selectVersion,
 		selectTimelineMessages, changeSubscription, heartbeatDue,
 		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
-		moveMessage, selectSuccessor, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
+		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
 		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
 		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
 		selectPauses, countByDestination, countDelivered, inboxStats,
