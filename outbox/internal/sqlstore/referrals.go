@@ -728,8 +728,8 @@ func (d Dialect) NewChange(ctx context.Context, w *Tx, cur outbox.Referral, now 
 	if err != nil {
 		return Change{}, false, err
 	}
-	return Change{Next: next, Row: row, Prev: KeysOf(cur.Referral), Events: rows, Withdraw: withdraw, Erase: erasing, ErasedSR: sr,
-		ConsentWithdraw: erase}, true, nil
+	return Change{Next: next, Row: row, Prev: KeysOf(cur.Referral), Events: rows, Withdraw: withdraw,
+		Erase: erasing, ErasedSR: sr, ConsentWithdraw: erase}, true, nil
 }
 
 // WithdrawMessages retires the messages ids into the cancelled state inside the update's write
