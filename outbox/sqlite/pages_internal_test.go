@@ -91,24 +91,14 @@ func (p walPages) written() map[string]int {
 // 87 both indexes held every referral and each such version wrote two pages of each.
 func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	s := openQuiet(t)
 	pages := newWALPages(t, s)
-	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
-	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
-	create := func(from, to int) {
-		t.Helper()
-		for i := from; i <= to; i++ {
-			in := sqlstoretest.Intake(i, base.Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
-			in.Referral.Patient.Reference = fmt.Sprintf("Patient/p%d", i%97) // spread over the indexes
-			if _, err := s.CreateReferral(ctx, in); err != nil {
-				t.Fatal(err)
-			}
-		}
+	spread := func(i int, in *mapping.Intake) {
+		in.Referral.Patient.Reference = fmt.Sprintf("Patient/p%d", i%97) // spread over the indexes
 	}
-	create(1, 2000) // indexes of several levels
+	createReferrals(t, s, 1, 2000, spread) // indexes of several levels
 	pages.reset()
-	create(2001, 2020)
+	createReferrals(t, s, 2001, 2020, spread)
 	after := pages.written()
 	if after["referrals"] == 0 || after["outbox_messages"] == 0 {
 		t.Fatalf("intake wrote no page of referrals or outbox_messages (%v): the attribution is broken", after)
@@ -119,19 +109,11 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 		}
 	}
 
-	claimed, err := s.ClaimMessages(ctx, "o", base.Add(time.Hour), time.Minute, 20, outbox.ClaimFilter{})
-	if err != nil || len(claimed) != 20 {
-		t.Fatalf("claimed %d, %v", len(claimed), err)
-	}
+	at := pagesBase().Add(time.Hour)
+	claimed := claimN(t, s, at, 20)
 	pages.reset()
-	for _, m := range claimed {
-		at := base.Add(time.Hour)
-		errs := s.CompleteAttempts(ctx, []outbox.Completion{{ID: m.ID, Now: at, Result: outbox.AttemptResult{
-			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered,
-			Update: outbox.MarkDelivered}}})
-		if errs[0] != nil {
-			t.Fatal(errs[0])
-		}
+	for i := range claimed {
+		deliver(t, s, claimed[i:i+1], at, outbox.MarkDelivered)
 	}
 	after = pages.written()
 	if after["referral_events"] == 0 {
@@ -143,15 +125,10 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 		}
 	}
 
-	pages.reset()
-	if _, err := s.UpdateReferral(ctx, claimed[0].ReferralID, 0, base.Add(2*time.Hour), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
-		next := cur.Referral
+	written := pagesOfVersion(t, s, pages, claimed[0].ReferralID, at.Add(time.Hour), func(next *mapping.Referral) {
 		next.Record.Status = mapping.StatusCancelled
-		return next, nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n := pages.written()["referrals_unscrubbed"]; n == 0 {
+	})
+	if written["referrals_unscrubbed"] == 0 {
 		t.Error("cancelling a referral wrote no page of referrals_unscrubbed; retention would never find it")
 	}
 }
@@ -214,6 +191,67 @@ func patientSearch(q outbox.ReferralQuery, index string) struct {
 	}{query, index, args}
 }
 
+// pagesBase is when the page tests' first referral is created.
+func pagesBase() time.Time { return time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC) }
+
+// createReferrals creates the test referrals from to to (sqlstoretest.Intake, to the walks service, a second
+// apart from pagesBase), each first shaped by shape when it is not nil.
+func createReferrals(t *testing.T, s *Store, from, to int, shape func(i int, in *mapping.Intake)) {
+	t.Helper()
+	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	for i := from; i <= to; i++ {
+		in := sqlstoretest.Intake(i, pagesBase().Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
+		if shape != nil {
+			shape(i, &in)
+		}
+		if _, err := s.CreateReferral(t.Context(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// claimN claims n messages for owner "o" at at, failing t unless it gets n.
+func claimN(t *testing.T, s *Store, at time.Time, n int) []outbox.Message {
+	t.Helper()
+	claimed, err := s.ClaimMessages(t.Context(), "o", at, time.Minute, n, outbox.ClaimFilter{})
+	if err != nil || len(claimed) != n {
+		t.Fatalf("claimed %d of %d, %v", len(claimed), n, err)
+	}
+	return claimed
+}
+
+// deliver records the delivery of every message in claimed at at, in one CompleteAttempts call, each with
+// update (the version a delivery writes, or nil), failing t on any error.
+func deliver(t *testing.T, s *Store, claimed []outbox.Message, at time.Time, update outbox.ReferralUpdate) {
+	t.Helper()
+	cs := make([]outbox.Completion, len(claimed))
+	for i, m := range claimed {
+		cs[i] = outbox.Completion{ID: m.ID, Now: at, Result: outbox.AttemptResult{
+			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered,
+			Update: update}}
+	}
+	for i, err := range s.CompleteAttempts(t.Context(), cs) {
+		if err != nil {
+			t.Fatalf("completion %d: %v", i, err)
+		}
+	}
+}
+
+// pagesOfVersion writes a version of referral id at at, changed by change, and returns the pages it wrote
+// (pages reset first).
+func pagesOfVersion(t *testing.T, s *Store, pages walPages, id string, at time.Time, change func(next *mapping.Referral)) map[string]int {
+	t.Helper()
+	pages.reset()
+	if _, err := s.UpdateReferral(t.Context(), id, 0, at, func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		change(&next)
+		return next, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return pages.written()
+}
+
 // openQuiet opens a store on a new database file, closed when t ends, without the checkpointer (checkpoint.go):
 // walPages reads the WAL, and the checkpointer, woken by the commits, could both copy the frames it counts
 // (the WAL then restarts over them) and hold the checkpoint its reset takes (busy; CI saw it once).
@@ -232,37 +270,17 @@ func openQuiet(t *testing.T) *Store {
 // live). Before, the ten wrote 9 pages of referrals_patient_ref, and one each of the others.
 func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	s := openQuiet(t)
 	pages := newWALPages(t, s)
-	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
-	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
-	for i := 1; i <= 3000; i++ {
-		in := sqlstoretest.Intake(i, base.Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
+	createReferrals(t, s, 1, 3000, func(i int, in *mapping.Intake) {
 		// Patients spread over the indexes, as a practice's are.
 		in.Referral.Patient.Reference = fmt.Sprintf("Patient/p%d", (i*7919)%100_003)
 		in.Referral.Record.Patient.NHSNumber = fmt.Sprintf("9%09d", (i*104_729)%1_000_003)
-		if _, err := s.CreateReferral(ctx, in); err != nil {
-			t.Fatal(err)
-		}
-	}
-	at := base.Add(2 * time.Hour)
-	claimed, err := s.ClaimMessages(ctx, "o", at, time.Minute, 10, outbox.ClaimFilter{})
-	if err != nil || len(claimed) != 10 {
-		t.Fatalf("claimed %d, %v", len(claimed), err)
-	}
+	})
+	at := pagesBase().Add(2 * time.Hour)
+	claimed := claimN(t, s, at, 10)
 	pages.reset()
-	var cs []outbox.Completion
-	for _, m := range claimed {
-		cs = append(cs, outbox.Completion{ID: m.ID, Now: at, Result: outbox.AttemptResult{
-			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered,
-			Update: outbox.MarkDelivered}})
-	}
-	for i, err := range s.CompleteAttempts(ctx, cs) {
-		if err != nil {
-			t.Fatalf("completion %d: %v", i, err)
-		}
-	}
+	deliver(t, s, claimed, at, outbox.MarkDelivered)
 	after := pages.written()
 	if after["referral_events"] == 0 || after["referrals_updated"] == 0 {
 		t.Fatalf("10 deliveries wrote no timeline or referrals_updated page (%v): their versions were not written", after)
@@ -273,15 +291,10 @@ func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
 		}
 	}
 
-	pages.reset()
-	if _, err := s.UpdateReferral(ctx, claimed[0].ReferralID, 0, at.Add(time.Minute), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
-		next := cur.Referral
+	written := pagesOfVersion(t, s, pages, claimed[0].ReferralID, at.Add(time.Minute), func(next *mapping.Referral) {
 		next.Patient.Reference = "Patient/moved"
-		return next, nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n := pages.written()["referrals_patient_ref"]; n == 0 {
+	})
+	if written["referrals_patient_ref"] == 0 {
 		t.Error("a version with a new patient reference wrote no page of referrals_patient_ref")
 	}
 }
@@ -294,13 +307,8 @@ func TestVersionRewritesKeysTheRowDoesNotHold(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s := openQuiet(t)
-	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
-	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
-	in := sqlstoretest.Intake(1, base, dest, json.RawMessage(`{}`))
-	in.Referral.Patient.Reference = "Patient/p1"
-	if _, err := s.CreateReferral(ctx, in); err != nil {
-		t.Fatal(err)
-	}
+	createReferrals(t, s, 1, 1, func(_ int, in *mapping.Intake) { in.Referral.Patient.Reference = "Patient/p1" })
+	base := pagesBase()
 	if _, err := s.wdb.ExecContext(ctx, `UPDATE referrals SET patient_ref = 'Patient/stale', service_id = 'stale'
 		WHERE id = 'ref-1'`); err != nil {
 		t.Fatal(err)
@@ -332,14 +340,7 @@ func TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages(t *testing.T) {
 	ctx := t.Context()
 	s := openQuiet(t)
 	pages := newWALPages(t, s)
-	dest := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
-	base := time.Date(2025, 3, 3, 9, 0, 0, 0, time.UTC)
-	for i := 1; i <= 3000; i++ {
-		in := sqlstoretest.Intake(i, base.Add(time.Duration(i)*time.Second), dest, json.RawMessage(`{}`))
-		if _, err := s.CreateReferral(ctx, in); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createReferrals(t, s, 1, 3000, nil)
 	queueIndexes := map[string]bool{}
 	rows, err := s.wdb.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'outbox_messages'`)
 	if err != nil {
@@ -371,24 +372,12 @@ func TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages(t *testing.T) {
 		}
 	}
 
-	at := base.Add(2 * time.Hour)
+	at := pagesBase().Add(2 * time.Hour)
 	pages.reset()
-	claimed, err := s.ClaimMessages(ctx, "o", at, time.Minute, 10, outbox.ClaimFilter{})
-	if err != nil || len(claimed) != 10 {
-		t.Fatalf("claimed %d, %v", len(claimed), err)
-	}
+	claimed := claimN(t, s, at, 10)
 	check("a claim of 10 messages")
 
 	pages.reset()
-	var cs []outbox.Completion
-	for _, m := range claimed {
-		cs = append(cs, outbox.Completion{ID: m.ID, Now: at, Result: outbox.AttemptResult{
-			Attempt: outbox.Attempt{N: 1, StartedAt: at, StatusCode: 200}, Owner: "o", State: outbox.StateDelivered}})
-	}
-	for i, err := range s.CompleteAttempts(ctx, cs) {
-		if err != nil {
-			t.Fatalf("completion %d: %v", i, err)
-		}
-	}
+	deliver(t, s, claimed, at, nil)
 	check("recording 10 deliveries")
 }

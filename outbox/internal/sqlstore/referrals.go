@@ -51,8 +51,8 @@ type RowKeys struct {
 	Practice, Service, Status, PatientRef, PatientNHS, RequesterRef, SRStatus, Deadline string
 }
 
-// KeysOf are r's RowKeys, as RowOf writes them.
-func KeysOf(r mapping.Referral) RowKeys {
+// rowKeysOf are r's RowKeys, as RowOf writes them.
+func rowKeysOf(r mapping.Referral) RowKeys {
 	nhs := r.Record.Patient.NHSNumber
 	if nhs == "" && r.Patient.Identifier != nil && r.Patient.Identifier.System == NHSNumberSystem {
 		nhs = r.Patient.Identifier.Value
@@ -88,7 +88,7 @@ func (d Dialect) RowOf(r mapping.Referral, ids []mapping.Identifier, fingerprint
 	if sr == nil {
 		sr = []byte{} // the column is NOT NULL
 	}
-	k := KeysOf(r)
+	k := rowKeysOf(r)
 	// A forwarded referral shares its parent's ServiceRequest (Task.focus) but the column is unique and finds
 	// the parent: the child's row holds a key of its own there.
 	srid, parent := r.Record.ServiceRequestID, ""
@@ -728,7 +728,7 @@ func (d Dialect) NewChange(ctx context.Context, w *Tx, cur outbox.Referral, now 
 	if err != nil {
 		return Change{}, false, err
 	}
-	return Change{Next: next, Row: row, Prev: KeysOf(cur.Referral), Events: rows, Withdraw: withdraw,
+	return Change{Next: next, Row: row, Prev: rowKeysOf(cur.Referral), Events: rows, Withdraw: withdraw,
 		Erase: erasing, ErasedSR: sr, ConsentWithdraw: erase}, true, nil
 }
 
