@@ -51,13 +51,14 @@ test-race: ## concurrency-heavy packages under the race detector
 
 # FUZZTIME is go test's -fuzztime: a duration (10s) or an execution count (50000x). CI uses a count: a duration
 # can end a sound run with a spurious "context deadline exceeded" on Go 1.26 (golang/go#75804, fixed in 1.27).
-fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders, validator, mapping, JSON Patch, webhook verification, token endpoint and every API (on SQLite and on PostgreSQL: SOCIALRX_FUZZ_BACKEND)
+fuzz: ## every fuzz target for FUZZTIME each (bounded; CI uses 50000x): decoders (the stored referral's too), validator, mapping, JSON Patch, webhook verification, token endpoint and every API (on SQLite and on PostgreSQL: SOCIALRX_FUZZ_BACKEND)
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseServiceRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzParseTransaction$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./fhir -run='^$$' -fuzz='^FuzzValidatorAgainstSchema$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./mapping -run='^$$' -fuzz='^FuzzBuild$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./server/internal/jsonpatch -run='^$$' -fuzz='^FuzzJSONPatch$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./outbox -run='^$$' -fuzz='^FuzzVerify$$' -fuzztime=$(FUZZTIME) -timeout=10m
+	$(GO) test ./outbox/internal/sqlstore -run='^$$' -fuzz='^FuzzDecodeStored$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./server -run='^$$' -fuzz='^FuzzTokenRequest$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	$(GO) test ./server -run='^$$' -fuzz='^FuzzAPIs$$' -fuzztime=$(FUZZTIME) -timeout=10m
 	SOCIALRX_FUZZ_BACKEND=postgres $(GO) test ./server -run='^$$' -fuzz='^FuzzAPIs$$' -fuzztime=$(FUZZTIME) -timeout=10m

@@ -573,15 +573,22 @@ func (d Dialect) RecordAttempts(ctx context.Context, w Querier, as []AttemptRow)
 }
 
 // RecordAttempt records one attempt, one statement per step, for a backend that runs one
-// write transaction at a time (it reads the message before the referral): it reads the message's lease,
-// records the attempt and, if a.Owner still holds the lease, moves the message on, says for a delivery
-// whether a later message waits behind it, and reads its referral when asked. ErrNotFound when there is no
-// such message.
+// write transaction at a time (it reads the message before the referral): it moves the message on if
+// a.Owner still holds the lease (reading the lease only when it does not), records the attempt, says for a
+// delivery whether a later message waits behind it, and reads its referral when asked. ErrNotFound when
+// there is no such message.
 func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Recorded, error) {
-	var state, owner, referralID string
-	err := w.QueryRowContext(ctx, d.rebind(selectLease), a.MessageID).Scan(&state, &owner, &referralID)
+	var referralID string
+	err := w.QueryRowContext(ctx, d.rebind(moveLeased), string(a.State), a.Error, a.Next, a.Delivered,
+		a.MessageID, a.Owner).Scan(&referralID)
+	moved := err == nil
 	if errors.Is(err, sql.ErrNoRows) {
-		return Recorded{}, fmt.Errorf("%s: complete attempt: %w", d.Name, outbox.ErrNotFound)
+		// Not moved: the lease is lost, or there is no such message.
+		var one int
+		err = w.QueryRowContext(ctx, d.rebind(messageExists), a.MessageID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Recorded{}, fmt.Errorf("%s: complete attempt: %w", d.Name, outbox.ErrNotFound)
+		}
 	}
 	if err != nil {
 		return Recorded{}, d.DriverErr("complete attempt", err)
@@ -590,12 +597,8 @@ func (d Dialect) RecordAttempt(ctx context.Context, w Querier, a AttemptRow) (Re
 		a.StatusCode, a.Error, a.Response); err != nil {
 		return Recorded{}, d.DriverErr("record attempt", err)
 	}
-	if outbox.MessageState(state) != outbox.StateInflight || owner != a.Owner {
+	if !moved {
 		return Recorded{}, nil
-	}
-	if _, err := w.ExecContext(ctx, d.rebind(moveMessage), string(a.State), a.Error, a.Next, a.Delivered,
-		a.MessageID); err != nil {
-		return Recorded{}, d.DriverErr("complete attempt", err)
 	}
 	rec := Recorded{Moved: true, Successor: true}
 	if a.State == outbox.StateDelivered {

@@ -126,10 +126,10 @@ func (d Dialect) ScanReferral(sc Scanner) (outbox.Referral, error) {
 // DecodeReferral is the referral whose ReferralCols are c.
 func (d Dialect) DecodeReferral(c ReferralColumns) (outbox.Referral, error) {
 	var out outbox.Referral
-	if err := json.Unmarshal(c.Referral, &out.Referral); err != nil {
+	if err := decodeStored(c.Referral, &out.Referral); err != nil {
 		return outbox.Referral{}, fmt.Errorf("%s: decode referral: %w", d.Name, err)
 	}
-	if err := json.Unmarshal(c.Identifiers, &out.Identifiers); err != nil {
+	if err := decodeStored(c.Identifiers, &out.Identifiers); err != nil {
 		return outbox.Referral{}, fmt.Errorf("%s: decode identifiers: %w", d.Name, err)
 	}
 	if len(out.Identifiers) == 0 {
@@ -434,7 +434,7 @@ func (d Dialect) scanVersion(sc Scanner, cur outbox.Referral) (outbox.Referral, 
 	}
 	out := cur
 	out.Referral = mapping.Referral{}
-	if err := json.Unmarshal(rj, &out.Referral); err != nil {
+	if err := decodeStored(rj, &out.Referral); err != nil {
 		return outbox.Referral{}, fmt.Errorf("%s: decode referral version %d: %w", d.Name, version, err)
 	}
 	out.Record.Version = version

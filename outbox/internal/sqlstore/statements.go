@@ -57,7 +57,7 @@ const (
 		FROM outbox_attempts WHERE message_id = ? ORDER BY n`
 	selectReplays = `SELECT at, actor, reason, from_state FROM outbox_replays
 		WHERE message_id = ? ORDER BY id`
-	selectLease   = `SELECT state, lease_owner, COALESCE(referral_id, '') FROM outbox_messages WHERE id = ?`
+	messageExists = `SELECT 1 FROM outbox_messages WHERE id = ?`
 	insertAttempt = `INSERT INTO outbox_attempts (message_id, n, started_at, latency_us,
 			status_code, error, response) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
 			?, ?, ?, ?, ?)`
@@ -74,10 +74,11 @@ const (
 			AND o.destination_kind = 'subscription' AND e.destination_kind = o.destination_kind
 			AND e.destination_id = o.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled'
 			AND e.state <> 'discarded' AND e.seq > o.seq)`
-	moveMessage = `UPDATE outbox_messages SET state = ?, attempts = attempts + 1,
+	// moveLeased moves message ? on if owner ? still holds its lease, and returns its referral.
+	moveLeased = `UPDATE outbox_messages SET state = ?, attempts = attempts + 1,
 			last_error = ?, lease_owner = '', lease_until = 0,
 			next_attempt_at = COALESCE(?, next_attempt_at), delivered_at = COALESCE(?, delivered_at)
-			WHERE id = ?`
+			WHERE id = ? AND state = 'inflight' AND lease_owner = ? RETURNING COALESCE(referral_id, '')`
 	releaseMessages = `UPDATE outbox_messages SET state = 'pending', lease_owner = '', lease_until = 0,
 			next_attempt_at = CASE WHEN next_attempt_at < ? THEN next_attempt_at ELSE ? END
 			WHERE state = 'inflight' AND lease_owner = ?`
@@ -131,8 +132,8 @@ func statements() []string {
 		InsertReferral, UpdateReferral, insertIdentifier, insertEvent, selectReferral + byAnyID,
 		selectReferral + byID, selectReferralID, selectIdentifier, selectTimeline, selectVersions, selectVersion,
 		selectTimelineMessages, changeSubscription, heartbeatDue,
-		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, selectLease, insertAttempt,
-		moveMessage, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
+		selectCreated, withdrawMessage, selectMessage, selectAttempts, selectReplays, messageExists, insertAttempt,
+		moveLeased, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
 		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
 		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
 		selectPauses, countByDestination, countDelivered, inboxStats,
