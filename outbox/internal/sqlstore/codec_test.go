@@ -14,7 +14,7 @@ import (
 // filled sets every field reachable from v (structs, pointers, slices of one element, maps of one entry,
 // strings, numbers, bools, times) to a value that is not zero, so that a round trip through the stored JSON
 // carries every field a referral can hold, whatever fields its types gain later.
-func filled(t *testing.T, v reflect.Value, text string) {
+func filled(t testing.TB, v reflect.Value, text string) {
 	t.Helper()
 	if v.Type() == reflect.TypeFor[time.Time]() {
 		v.Set(reflect.ValueOf(time.Date(2025, 3, 3, 9, 15, 0, 123456000, time.UTC)))
@@ -62,7 +62,7 @@ func filled(t *testing.T, v reflect.Value, text string) {
 
 // storedSeeds are the stored JSON the store decodes: a referral with every field set (once with plain text,
 // once with text that encoding/json escapes), its identifiers, and the empty and null forms.
-func storedSeeds(t *testing.T) [][]byte {
+func storedSeeds(t testing.TB) [][]byte {
 	var seeds [][]byte
 	for _, text := range []string{"Frome Walking for Health", "<b>\"Peggy\" & co</b>\u2028\u2029 \\ é \U0001F600 \x00\x7f"} {
 		var r mapping.Referral
@@ -124,7 +124,7 @@ func TestDecodeStoredReadsWhatTheStoreWrote(t *testing.T) {
 // FuzzDecodeStored holds decodeStored to encoding/json's result on every input encoding/json accepts, as a
 // referral and as identifiers; any other input may fail but never panics.
 func FuzzDecodeStored(f *testing.F) {
-	for _, seed := range storedSeeds(&testing.T{}) {
+	for _, seed := range storedSeeds(f) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
