@@ -455,15 +455,16 @@ func (p *proc) outboxAttempts(ctx context.Context, id string) string {
 
 // unsettled returns the messages not delivered yet (pending, inflight, dead).
 func (p *proc) unsettled(ctx context.Context) (map[string][]cliMessage, error) {
+	// One listing of the three states, so one statement, one snapshot. A listing per state could miss a
+	// message that moved between two of them: inflight when pending was listed, back to pending (a retry)
+	// by the time inflight was listed.
+	msgs, err := p.outboxList(ctx, "pending,inflight,dead")
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]cliMessage{}
-	for _, st := range []string{"pending", "inflight", "dead"} {
-		msgs, err := p.outboxList(ctx, st)
-		if err != nil {
-			return nil, err
-		}
-		if len(msgs) > 0 {
-			out[st] = msgs
-		}
+	for _, m := range msgs {
+		out[m.State] = append(out[m.State], m)
 	}
 	return out, nil
 }
