@@ -71,19 +71,7 @@ func TestMigration3KeepsMessages(t *testing.T) {
 	if err != nil || d.Message.State != outbox.StateDead || len(d.Attempts) != 1 || d.Message.LastError != "HTTP 400" {
 		t.Fatalf("after migration: %+v, %v", d, err)
 	}
-	var indexes []string
-	rows, err := s.db.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'outbox_messages' AND sql IS NOT NULL ORDER BY name`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		indexes = append(indexes, n)
-	}
-	rows.Close()
+	indexes := indexesOf(t, s.db, "outbox_messages", false)
 	// Open migrates to the latest schema: migration 40 adds outbox_destination_state, 50 outbox_delivered_unscrubbed,
 	// 60 outbox_pending_destination; 89 drops outbox_undelivered_chain.
 	want := []string{"outbox_delivered_unscrubbed", "outbox_destination_seq", "outbox_destination_state", "outbox_inflight_lease", "outbox_pending_destination", "outbox_pending_due", "outbox_referral_seq",
@@ -283,4 +271,31 @@ func TestMigration30PracticeIdentifiers(t *testing.T) {
 	if err := db.QueryRowContext(ctx, `SELECT referral_id FROM referral_identifiers WHERE system = 'https://example.nhs.uk/id' AND value = 'REF-1'`).Scan(&rid); err != nil || rid != "ref-1" {
 		t.Errorf("after down: %q, %v", rid, err)
 	}
+}
+
+// indexesOf returns the names of table's indexes in db, in name order; with auto, also the ones SQLite made
+// for the table's PRIMARY KEY and UNIQUE constraints.
+func indexesOf(t *testing.T, db *sql.DB, table string, auto bool) []string {
+	t.Helper()
+	query := `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?`
+	if !auto {
+		query += ` AND sql IS NOT NULL`
+	}
+	rows, err := db.QueryContext(t.Context(), query+` ORDER BY name`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
 }

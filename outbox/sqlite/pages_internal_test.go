@@ -103,11 +103,7 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 	if after["referrals"] == 0 || after["outbox_messages"] == 0 {
 		t.Fatalf("intake wrote no page of referrals or outbox_messages (%v): the attribution is broken", after)
 	}
-	for _, ix := range []string{"referrals_unscrubbed", "referrals_parent"} {
-		if n := after[ix]; n != 0 {
-			t.Errorf("20 intakes wrote %d pages of %s; want none", n, ix)
-		}
-	}
+	wantNoPages(t, after, "20 intakes", "referrals_unscrubbed", "referrals_parent")
 
 	at := pagesBase().Add(time.Hour)
 	claimed := claimN(t, s, at, 20)
@@ -119,11 +115,7 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 	if after["referral_events"] == 0 {
 		t.Fatalf("20 deliveries wrote no timeline page (%v): their versions were not written", after)
 	}
-	for _, ix := range []string{"referrals_unscrubbed", "referrals_parent"} {
-		if n := after[ix]; n != 0 {
-			t.Errorf("20 deliveries (a version of an open referral each) wrote %d pages of %s; want none", n, ix)
-		}
-	}
+	wantNoPages(t, after, "20 deliveries (a version of an open referral each)", "referrals_unscrubbed", "referrals_parent")
 
 	written := pagesOfVersion(t, s, pages, claimed[0].ReferralID, at.Add(time.Hour), func(next *mapping.Referral) {
 		next.Record.Status = mapping.StatusCancelled
@@ -252,6 +244,16 @@ func pagesOfVersion(t *testing.T, s *Store, pages walPages, id string, at time.T
 	return pages.written()
 }
 
+// wantNoPages fails t for each of indexes that written (what did) has pages of.
+func wantNoPages(t *testing.T, written map[string]int, what string, indexes ...string) {
+	t.Helper()
+	for _, ix := range indexes {
+		if n := written[ix]; n != 0 {
+			t.Errorf("%s wrote %d pages of %s; want none", what, n, ix)
+		}
+	}
+}
+
 // openQuiet opens a store on a new database file, closed when t ends, without the checkpointer (checkpoint.go):
 // walPages reads the WAL, and the checkpointer, woken by the commits, could both copy the frames it counts
 // (the WAL then restarts over them) and hold the checkpoint its reset takes (busy; CI saw it once).
@@ -285,11 +287,8 @@ func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
 	if after["referral_events"] == 0 || after["referrals_updated"] == 0 {
 		t.Fatalf("10 deliveries wrote no timeline or referrals_updated page (%v): their versions were not written", after)
 	}
-	for _, ix := range []string{"referrals_patient_ref", "referrals_patient_nhs", "referrals_status_created", "referrals_deadline"} {
-		if n := after[ix]; n != 0 {
-			t.Errorf("10 deliveries (a version of an open referral each) wrote %d pages of %s; want none", n, ix)
-		}
-	}
+	wantNoPages(t, after, "10 deliveries (a version of an open referral each)",
+		"referrals_patient_ref", "referrals_patient_nhs", "referrals_status_created", "referrals_deadline")
 
 	written := pagesOfVersion(t, s, pages, claimed[0].ReferralID, at.Add(time.Minute), func(next *mapping.Referral) {
 		next.Patient.Reference = "Patient/moved"
@@ -337,24 +336,15 @@ func TestVersionRewritesKeysTheRowDoesNotHold(t *testing.T) {
 // WHERE state <> 'delivered') took 9 pages in each: the claim rewrote every entry, the delivery deleted it.
 func TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	s := openQuiet(t)
 	pages := newWALPages(t, s)
 	createReferrals(t, s, 1, 3000, nil)
 	queueIndexes := map[string]bool{}
-	rows, err := s.wdb.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'outbox_messages'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
+	for _, name := range indexesOf(t, s.wdb, "outbox_messages", true) {
 		queueIndexes[name] = true
 	}
-	if err := rows.Close(); err != nil || len(queueIndexes) < 5 {
-		t.Fatalf("indexes of outbox_messages: %v, %v", queueIndexes, err)
+	if len(queueIndexes) < 5 {
+		t.Fatalf("indexes of outbox_messages: %v", queueIndexes)
 	}
 	check := func(what string) {
 		t.Helper()
