@@ -1,6 +1,9 @@
 package postgres
 
-import "database/sql"
+import (
+	"context"
+	"database/sql"
+)
 
 // RecordAttemptsStatement is the statement that records a batch of attempts, for tests of its plan.
 var RecordAttemptsStatement = recordAttemptsStatement
@@ -11,3 +14,12 @@ var SelectDueClosed = dialect().SelectDueClosed()
 
 // QueuePool is the store's queue pool (claims and NextDue), for tests of what its sessions prepared.
 func QueuePool(s *Store) *sql.DB { return s.qdb }
+
+// Announced is how many announcements s has sent, or failed to send, so far.
+func Announced(s *Store) int64 { return s.announced.Load() }
+
+// AnnouncerConn takes the announcer's one connection: s announces nothing until it is closed.
+func AnnouncerConn(ctx context.Context, s *Store) (*sql.Conn, error) { return s.ndb.Conn(ctx) }
+
+// Channel is s's LISTEN/NOTIFY channel.
+func Channel(s *Store) string { return s.channel }

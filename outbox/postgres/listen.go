@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 )
 
 // channel is the LISTEN/NOTIFY channel of the store's schema: instances on other schemas (or databases)
@@ -15,14 +14,52 @@ func channel(schema string) string {
 	return fmt.Sprintf("socialrx_outbox_%016x", uint64(lockKey("socialrx outbox channel", schema)))
 }
 
-// notify queues a NOTIFY on the store's channel inside w's transaction: PostgreSQL delivers it to the
-// listening instances when (and only if) the transaction commits. The payload is this instance's id, so that
-// its own listener ignores it (Changes is signalled locally after the commit anyway).
-func (s *Store) notify(ctx context.Context, w *sqlstore.Tx) error {
-	if _, err := w.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.channel, s.instance); err != nil {
-		return s.d.DriverErr("notify", err)
+// announce asks the announcer to tell the other instances on the schema that this Store committed a change
+// they may claim from (a Changes signal of theirs), without blocking: announcements asked for while one is
+// being sent become one more, sent after it.
+//
+// A write does not NOTIFY inside its own transaction. PostgreSQL takes one cluster-wide lock for every
+// transaction that has notified (PreCommit_Notify: the notification queue's lock on object 0 of
+// pg_database) and holds it until its commit is over, WAL flush included, so that notifications are queued
+// in commit order. Notifying inside every intake and completion therefore made all of them, of every
+// instance and every database of the cluster, commit one at a time: during a paced run's first second,
+// log_lock_waits showed commits queueing 20–36 ms for that lock, five at a time (issue 12).
+func (s *Store) announce() {
+	select {
+	case s.announcing <- struct{}{}:
+	default:
 	}
-	return nil
+}
+
+// announcer sends the announcements asked for (announce) until ctx ends, each as one autocommit NOTIFY on
+// its own connection (ndb), whose session commits with synchronous_commit off (the stamp pool's settings), so the queue's lock is held for
+// the commit record's write only, not for a flush: an announcement lost with a crash is one that no
+// instance needed (they find work on their safety poll, as after a lost LISTEN connection). The payload is
+// this instance's id, so that its own listener ignores it (Changes is signalled locally after each commit).
+// A failed announcement is logged, once until one succeeds again: the database is down or going, and the
+// writes that would ask for the next one fail on their own.
+func (s *Store) announcer(ctx context.Context) {
+	defer close(s.announcerDone)
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.announcing:
+		}
+		_, err := s.ndb.ExecContext(ctx, `SELECT pg_notify($1, $2)`, s.channel, s.instance)
+		s.announced.Add(1)
+		switch {
+		case err == nil:
+			failing = false
+		case ctx.Err() != nil:
+			return
+		case !failing:
+			failing = true
+			s.log.Warn("postgres: cannot tell the other instances of a change; they find it on their safety poll",
+				"err", s.d.DriverErr("notify", err))
+		}
+	}
 }
 
 // startListening opens a dedicated connection (outside the pool) and LISTENs on the store's channel.

@@ -118,6 +118,7 @@ type Store struct {
 	db     *sql.DB
 	qdb    *sql.DB // the queue pool: claims and NextDue, with queueSettings
 	sdb    *sql.DB // the stamp pool: socialrx_reserve_stamp, autocommit, outside the writers' transactions
+	ndb    *sql.DB // the announcer's one connection (announce), with the stamp pool's settings
 	opts   Options
 	log    *slog.Logger
 	schema string // current_schema() of the connections: scopes advisory lock keys and the channel
@@ -136,8 +137,13 @@ type Store struct {
 	stopUpkeep context.CancelFunc // cancels upkeepCtx
 	stopListen context.CancelFunc
 	listenDone chan struct{}
-	closeOnce  sync.Once
-	closeErr   error
+	// announcing holds an announcement asked for and not sent yet (announce); announcerDone is closed when
+	// the announcer, stopped with upkeepCtx, has returned.
+	announcing    chan struct{}
+	announcerDone chan struct{}
+	announced     atomic.Int64 // announcements sent or failed (for tests)
+	closeOnce     sync.Once
+	closeErr      error
 }
 
 var _ outbox.Store = (*Store)(nil)
@@ -333,12 +339,23 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	sdb.SetMaxOpenConns(min(opts.MaxConns, 4))
 	sdb.SetMaxIdleConns(min(opts.MaxConns, 4))
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	ndb, err := openDB(sdsn)
+	if err != nil {
+		db.Close()
+		qdb.Close()
+		sdb.Close()
+		return nil, err
+	}
+	ndb.SetMaxOpenConns(1)
+	ndb.SetMaxIdleConns(1)
+	ndb.SetConnMaxIdleTime(5 * time.Minute)
 	upkeepCtx, stopUpkeep := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Store{
 		d:          dialect().Compile(),
 		db:         db,
 		qdb:        qdb,
 		sdb:        sdb,
+		ndb:        ndb,
 		opts:       opts,
 		log:        log,
 		schema:     schema,
@@ -351,7 +368,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		stopUpkeep: stopUpkeep,
 		listenDone: make(chan struct{}),
 		version:    versionStatement(),
+
+		announcing:    make(chan struct{}, 1),
+		announcerDone: make(chan struct{}),
 	}
+	go s.announcer(upkeepCtx)
 	s.d.Stamper = s.stamp
 	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
@@ -363,9 +384,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	conn, err := s.startListening(ctx)
 	if err != nil {
 		stopUpkeep()
+		<-s.announcerDone
 		db.Close()
 		qdb.Close()
 		sdb.Close()
+		ndb.Close()
 		return nil, err
 	}
 	lctx, stop := context.WithCancel(context.Background())
@@ -400,7 +423,8 @@ func (s *Store) Close() error {
 		<-s.listenDone
 		s.stopUpkeep()
 		s.upkeep.Wait()
-		if err := errors.Join(s.db.Close(), s.qdb.Close(), s.sdb.Close()); err != nil {
+		<-s.announcerDone
+		if err := errors.Join(s.db.Close(), s.qdb.Close(), s.sdb.Close(), s.ndb.Close()); err != nil {
 			s.closeErr = fmt.Errorf("postgres: close: %w", err)
 		}
 	})
@@ -427,7 +451,7 @@ func (s *Store) signal() {
 // write runs fn in a READ COMMITTED transaction and commits it, running it again (at most
 // Options.MaxRetries times) after a serialization failure, a deadlock or a sqlstore.ErrRetry. fn's own
 // errors are returned unchanged; a panic in fn becomes an error. A commit in which fn set Changed signals
-// Changes and, unless Quiet, NOTIFYs the other instances.
+// Changes and, unless Quiet, tells the other instances after the commit (announce).
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, w *sqlstore.Tx) error) error {
 	return s.writeWith(ctx, s.db, fn)
 }
@@ -441,10 +465,13 @@ func (s *Store) writeWith(ctx context.Context, db *sql.DB, fn func(ctx context.C
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		changed, err := s.writeOnce(ctx, db, fn)
+		w, err := s.writeOnce(ctx, db, fn)
 		if err == nil {
-			if changed {
+			if w.Changed {
 				s.signal()
+				if !w.Quiet {
+					s.announce()
+				}
 			}
 			return nil
 		}
@@ -455,27 +482,25 @@ func (s *Store) writeWith(ctx context.Context, db *sql.DB, fn func(ctx context.C
 	}
 }
 
-func (s *Store) writeOnce(ctx context.Context, db *sql.DB, fn func(ctx context.Context, w *sqlstore.Tx) error) (bool, error) {
+// writeOnce runs fn in one transaction and commits it, returning the transaction's flags (Changed, Quiet)
+// once committed.
+func (s *Store) writeOnce(ctx context.Context, db *sql.DB, fn func(ctx context.Context, w *sqlstore.Tx) error) (*sqlstore.Tx, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		if s.closed() {
-			return false, ErrClosed
+			return nil, ErrClosed
 		}
-		return false, s.d.DriverErr("begin", err)
+		return nil, s.d.DriverErr("begin", err)
 	}
 	w := &sqlstore.Tx{Querier: tx}
-	err = safeRun(ctx, fn, w)
-	if err == nil && w.Changed && !w.Quiet && !w.Notified {
-		err = s.notify(ctx, w)
-	}
-	if err != nil {
+	if err := safeRun(ctx, fn, w); err != nil {
 		_ = tx.Rollback() // the error that matters is fn's
-		return false, err
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
-		return false, s.d.DriverErr("commit", err)
+		return nil, s.d.DriverErr("commit", err)
 	}
-	return w.Changed, nil
+	return w, nil
 }
 
 // safeRun runs fn, turning a panic (in a caller's ReferralUpdate, say) into an error.

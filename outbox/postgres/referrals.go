@@ -76,14 +76,10 @@ var creationStatement = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertRef
 		SELECT r.id, $11, $13, $29, $6, $7, $30, $16 FROM r)
 	SELECT EXISTS (SELECT 1 FROM subscriptions WHERE lower(practice_ods) = lower($4) AND status IN ('active', 'error'))`
 
-// creationNotifyStatement is creationStatement that also NOTIFYs the other instances ($31 the channel, $32
-// this instance), for a creation that queues messages.
-var creationNotifyStatement = creationStatement + ` FROM (SELECT pg_notify($31, $32)) n`
-
 // writeCreation writes a new referral's rows in one statement (sqlstore.CreationWriter): with its stamp
-// reserved before, one round trip for the referral, its identifiers, its messages, its timeline entry,
-// whether the fan-out has anything to do and, when it queues messages, the NOTIFY that the commit would
-// otherwise send on its own. Formerly six round trips.
+// reserved before, one round trip for the referral, its identifiers, its messages, its timeline entry and
+// whether the fan-out has anything to do. Formerly six round trips. The other instances are told after the
+// commit (announce), not by a NOTIFY inside it.
 func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (bool, error) {
 	systems, values := identifierArrays(c.Identifiers)
 	n := len(c.Events)
@@ -97,13 +93,8 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 	}
 	args := append(c.Row.InsertArgs(), c.Practice, systems, values, ids, kinds, dests, types, payloads,
 		string(v.Cause), v.Reason)
-	q, notify := creationStatement, n > 0 && !w.Quiet
-	if notify {
-		q = creationNotifyStatement
-		args = append(args, s.channel, s.instance)
-	}
 	var subscribed bool
-	if err := w.QueryRowContext(ctx, q, args...).Scan(&subscribed); err != nil {
+	if err := w.QueryRowContext(ctx, creationStatement, args...).Scan(&subscribed); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {
 			switch pe.TableName {
@@ -119,7 +110,6 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 		}
 		return false, s.d.DriverErr("insert referral", err)
 	}
-	w.Notified = w.Notified || notify
 	return subscribed, nil
 }
 

@@ -130,6 +130,8 @@ func (w *wireCounter) count(fn func()) int64 {
 // took 11 (BEGIN, the identifier lock, the lookup, the stamp, a statement per row, the subscriptions, the
 // NOTIFY, COMMIT), an audit append 4, a claim and NextDue 2 each (the pauses read first) and a completion 6
 // (the identifier lock went last: a concurrent duplicate now fails on the identifiers' key and runs again).
+// A create's NOTIFY is now its announcement, sent after the commit on the announcer's connection: the
+// count waits for it.
 func TestRoundTrips(t *testing.T) {
 	t.Parallel()
 	w, dsn := newWireCounter(t, freshSchema(t))
@@ -151,7 +153,12 @@ func TestRoundTrips(t *testing.T) {
 	var creates, audits, claims, dues, completions []int64
 	for n := 1; n <= 6; n++ {
 		var err error
-		creates = append(creates, w.count(func() { _, err = s.CreateReferral(ctx, testIntake(n)) }))
+		creates = append(creates, w.count(func() {
+			before := postgres.Announced(s)
+			if _, err = s.CreateReferral(ctx, testIntake(n)); err == nil {
+				waitAnnounced(t, s, before+1)
+			}
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +199,7 @@ func TestRoundTrips(t *testing.T) {
 		got  []int64
 		want int64
 	}{
-		{"a create (BEGIN, lookup, stamp, the rows, COMMIT)", creates, 5},
+		{"a create (BEGIN, lookup, stamp, the rows, COMMIT) and, after it, its announcement", creates, 6},
 		{"an audit append (one statement)", audits, 1},
 		{"a claim as the dispatcher makes it (one statement, pauses read in it)", claims, 1},
 		{"NextDue (one statement, pauses read in it)", dues, 1},
@@ -204,5 +211,16 @@ func TestRoundTrips(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// waitAnnounced waits until s has made n announcements (postgres.Announced).
+func waitAnnounced(t *testing.T, s *postgres.Store, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); postgres.Announced(s) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d announcements after 10s, want %d", postgres.Announced(s), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -208,9 +208,6 @@ type Tx struct {
 	// Stamps is what the Dialect.Stamper keeps for the rest of the transaction: its stamps reserved and not
 	// used yet. A new transaction (a retry too) starts with none.
 	Stamps StampBlock
-	// Notified: a statement of the transaction has already told other instances sharing the database
-	// (PostgreSQL: a NOTIFY inside the statement, delivered at commit), so the commit need not.
-	Notified bool
 }
 
 // StampBlock is a Dialect.Stamper's reservation within one write transaction.
