@@ -531,7 +531,7 @@ func openBenchStore(o deliveryOptions, name string) (st outbox.Store, dsn string
 		return nil, "", nil, err
 	}
 	cleanup = func() { _ = dropSchema(context.WithoutCancel(o.ctx), o.postgres, schema) }
-	st, err = postgres.Open(o.ctx, dsn, postgres.Options{Logger: o.log})
+	st, err = postgres.Open(o.ctx, dsn, postgres.Options{Logger: o.log, Warm: true}) // as serve opens it
 	if err != nil {
 		cleanup()
 		return nil, "", nil, err

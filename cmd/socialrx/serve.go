@@ -40,7 +40,7 @@ func openStore(ctx context.Context, s config.Settings, log *slog.Logger) (outbox
 		}
 		return st, nil
 	case "postgres":
-		st, err := postgres.Open(ctx, target, postgres.Options{Logger: log, Notify: outbox.RenderNotification})
+		st, err := postgres.Open(ctx, target, postgres.Options{Logger: log, Notify: outbox.RenderNotification, Warm: true})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", redactedDB(s.DatabaseURL), err)
 		}

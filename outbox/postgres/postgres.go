@@ -98,6 +98,10 @@ type Options struct {
 	// ("referral", "identifiers", "messages", "events") and the intake; a non-nil error fails that intake as
 	// if the database had, rolling back everything it wrote. For tests only.
 	FailAfter func(stage string, in mapping.Intake) error
+	// Warm opens sessions of every pool in Open (up to 8 of the writers'), and has each load what its first
+	// statements need (warmUp), so that the first requests after a start do not each wait for a new, cold
+	// session. For a server (serve sets it); a CLI command or a test has no use for it.
+	Warm bool
 	// VacuumEvery is how many recorded attempts pass between two vacuums of the queue's tables, run in the
 	// background by this Store (see noteAttempt). Default DefaultVacuumEvery; negative: never (autovacuum
 	// alone).
@@ -376,6 +380,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s.d.Stamper = s.stamp
 	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
+	if opts.Warm {
+		if err := s.warmUp(ctx); err != nil {
+			log.Warn("postgres: sessions not opened ahead of the first requests; they open when needed", "err", err)
+		}
+	}
 	if opts.NoListen {
 		close(s.listenDone)
 		s.stopListen = func() {}

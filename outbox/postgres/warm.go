@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/socialrx/socialrx/mapping"
+	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
+)
+
+// warmTables are the tables whose catalog entries (the table's and every index's) a writer's first
+// statements load: intake, versions, deliveries' completions, audit appends, capacity reads.
+var warmTables = []string{"referrals", "referral_identifiers", "referral_events", "outbox_messages",
+	"outbox_attempts", "audit_records", "audit_chains", "subscriptions", "service_capacity", "stamp_reservations"}
+
+// warmWriters is how many of the writers' sessions the warm-up opens at most: enough for a start under load
+// to be served while the pool grows, without taking a server's every connection at each start.
+const warmWriters = 8
+
+// warmTimeout bounds Open's warm-up: a server too slow for it starts cold rather than late.
+const warmTimeout = 10 * time.Second
+
+// warmUp opens every pool's sessions before the first request (Options.Warm). A new PostgreSQL session
+// loads the catalog entries of each table and index its statements touch, plans the foreign-key checks of
+// its first inserts and the SQL inside the stamp function, and (pgx) prepares each statement, all on first
+// use: a cold session's first intake took 35–60 ms instead of 5–10. A service started under load opened its
+// sessions one by one as requests queued, each request waiting for a cold session, and the first stamp
+// reservations held the stamp lock while they planned. In the paced 200/s benchmark, the first half second's
+// deliveries took 100–700 ms from commit to arrival, which made the run's p99 (issue 12).
+//
+// So each of up to warmWriters sessions of the writers' pool reads every table once and writes a referral's
+// creation (the intake's statements, warmCreation) in a transaction it rolls back; each session of the
+// queue's pool reads the queue's tables; each stamp session reserves a stamp in a transaction it rolls back.
+// Nothing is kept but the sessions, idle in their pools (and the identity numbers the rolled-back messages
+// took). A failure is returned for the caller to log: a session that could not be warmed is opened cold when
+// needed.
+func (s *Store) warmUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, warmTimeout)
+	defer cancel()
+	reads := make([]string, len(warmTables))
+	for i, t := range warmTables {
+		reads[i] = `SELECT 1 FROM ` + t + ` LIMIT 0`
+	}
+	stamp := func(ctx context.Context, c *sql.Conn) error {
+		tx, err := c.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback() }() // on purpose: the reservation was only for planning
+		var at int64
+		return tx.QueryRowContext(ctx, `SELECT socialrx_reserve_stamps(0, pg_current_xact_id(), 1)`).Scan(&at)
+	}
+	create := func(ctx context.Context, c *sql.Conn) error {
+		if err := runAll(reads)(ctx, c); err != nil {
+			return err
+		}
+		return s.warmCreation(ctx, c)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i, p := range []struct {
+		db   *sql.DB
+		n    int
+		warm func(ctx context.Context, c *sql.Conn) error
+	}{
+		{s.db, min(s.opts.MaxConns, warmWriters), create},
+		{s.qdb, min(s.opts.MaxConns, 4), runAll(reads[3:5])},
+		{s.sdb, min(s.opts.MaxConns, 4), stamp},
+		{s.ndb, 1, runAll([]string{`SELECT 1`})},
+	} {
+		wg.Go(func() { errs[i] = warmPool(ctx, p.db, p.n, p.warm) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return s.d.DriverErr("warm-up", err)
+	}
+	return nil
+}
+
+// runAll runs stmts on a session, in order.
+func runAll(stmts []string) func(ctx context.Context, c *sql.Conn) error {
+	return func(ctx context.Context, c *sql.Conn) error {
+		for _, q := range stmts {
+			if _, err := c.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// warmPool takes n sessions of db at once (so that they are n different sessions), runs warm on each and
+// returns them to the pool, where they stay idle until used.
+func warmPool(ctx context.Context, db *sql.DB, n int, warm func(ctx context.Context, c *sql.Conn) error) error {
+	conns := make([]*sql.Conn, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			c, err := db.Conn(ctx)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			conns[i] = c
+			errs[i] = warm(ctx, c)
+		})
+	}
+	wg.Wait()
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close() // back to the pool
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// warmCreation runs an intake's statements (the identifiers' lookup, the creation of a referral with one
+// identifier and one message) on c, in a transaction it rolls back. The referral is made up: no patient, no
+// practice that exists, ids no other row has.
+func (s *Store) warmCreation(ctx context.Context, c *sql.Conn) error {
+	tx, err := c.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }() // on purpose: nothing of it is kept
+	w := &sqlstore.Tx{Querier: tx}
+	id := "warm-up-" + uuid.NewString()
+	ids := []mapping.Identifier{{System: "urn:socialrx:warm-up", Value: id}}
+	if _, err := s.findIdentifiers(ctx, w, warmPractice, ids); err != nil {
+		return err
+	}
+	row := sqlstore.ReferralRow{ID: id, TaskID: id, SRID: id, Practice: warmPractice, Service: "warm-up",
+		Status: "requested", Business: "queued", SRStatus: "active", Version: 1,
+		Identifiers: []byte("[]"), Referral: []byte("{}"), ServiceRequest: []byte("{}")}
+	_, err = s.writeCreation(ctx, w, sqlstore.Creation{Row: row, Practice: warmPractice, Identifiers: ids,
+		Events: []sqlstore.EventRow{{ID: id, Kind: string(mapping.DestinationService), Dest: "warm-up", Type: "warm-up",
+			Payload: []byte("{}")}}}, sqlstore.Version{Row: row, Cause: outbox.CauseCreate})
+	return err
+}
+
+// warmPractice is the made-up practice of warmCreation's referral (not an ODS code: those have no dash).
+const warmPractice = "WARM-UP"

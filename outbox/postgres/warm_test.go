@@ -1,0 +1,56 @@
+package postgres_test
+
+import (
+	"database/sql"
+	"testing"
+
+	"github.com/socialrx/socialrx/outbox/postgres"
+)
+
+// TestWarmUp: a store opened with Warm has its writers' and stamp pools' sessions open before the first
+// request, each writer session with the intake's statement prepared (what a cold session's first intake
+// waited for), and nothing written by the warm-up is left behind.
+func TestWarmUp(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	const conns = 4
+	s := openStore(t, dsn, postgres.Options{Warm: true, MaxConns: conns})
+	for name, p := range map[string]*sql.DB{"writers'": postgres.WriterPool(s), "stamp": postgres.StampPool(s)} {
+		if open := p.Stats().OpenConnections; open != conns {
+			t.Errorf("the %s pool has %d sessions open after Open, want %d", name, open, conns)
+		}
+	}
+	// Take every session of the writers' pool at once: each is one the warm-up opened.
+	db := postgres.WriterPool(s)
+	held := make([]*sql.Conn, conns)
+	for i := range held {
+		c, err := db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held[i] = c
+	}
+	if opened := db.Stats().OpenConnections; opened != conns {
+		t.Fatalf("%d sessions open while %d are held, want %d (a held session was opened now)", opened, conns, conns)
+	}
+	for i, c := range held {
+		var prepared int
+		if err := c.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_prepared_statements
+			WHERE statement LIKE 'WITH r AS (INSERT INTO referrals %'`).Scan(&prepared); err != nil {
+			t.Fatal(err)
+		}
+		if prepared != 1 {
+			t.Errorf("writer session %d has %d creation statements prepared, want 1", i, prepared)
+		}
+	}
+	for _, table := range []string{"referrals", "referral_identifiers", "referral_events", "outbox_messages", "stamp_reservations"} {
+		var n int
+		if err := held[0].QueryRowContext(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%s holds %d rows after the warm-up, want none", table, n)
+		}
+	}
+}
