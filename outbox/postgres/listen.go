@@ -32,12 +32,12 @@ func (s *Store) announce() {
 }
 
 // announcer sends the announcements asked for (announce) until ctx ends, each as one autocommit NOTIFY on
-// its own connection (ndb), whose session commits with synchronous_commit off (the stamp pool's settings), so the queue's lock is held for
-// the commit record's write only, not for a flush: an announcement lost with a crash is one that no
-// instance needed (they find work on their safety poll, as after a lost LISTEN connection). The payload is
-// this instance's id, so that its own listener ignores it (Changes is signalled locally after each commit).
-// A failed announcement is logged, once until one succeeds again: the database is down or going, and the
-// writes that would ask for the next one fail on their own.
+// its own connection (ndb). That session commits with synchronous_commit off (the stamp pool's settings), so
+// the queue's lock is held while the commit record is written, not while it is flushed: an announcement lost
+// with a crash is one that no instance needed (they find work on their safety poll, as after a lost LISTEN
+// connection). The payload is this instance's id, so that its own listener ignores it (Changes is signalled
+// locally after each commit). A failed announcement is logged, once until one succeeds again: the database
+// is down or going, and the writes that would ask for the next one fail on their own.
 func (s *Store) announcer(ctx context.Context) {
 	defer close(s.announcerDone)
 	failing := false

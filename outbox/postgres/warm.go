@@ -30,12 +30,12 @@ const warmTimeout = 10 * time.Second
 // its first inserts and the SQL inside the stamp function, and (pgx) prepares each statement, all on first
 // use: a cold session's first intake took 35–60 ms instead of 5–10. A service started under load opened its
 // sessions one by one as requests queued, each request waiting for a cold session, and the first stamp
-// reservations held the stamp lock while they planned. In the paced 200/s benchmark, the first half second's
+// reservations held the stamp lock while they planned. In the paced 200/s benchmark, the first second's
 // deliveries took 100–700 ms from commit to arrival, which made the run's p99 (issue 12).
 //
 // So each of up to warmWriters sessions of the writers' pool reads every table once and writes a referral's
 // creation (the intake's statements, warmCreation) in a transaction it rolls back; each session of the
-// queue's pool reads the queue's tables; each stamp session reserves a stamp in a transaction it rolls back.
+// queue's pool reads the tables of the claim; each stamp session reserves a stamp in a transaction it rolls back.
 // Nothing is kept but the sessions, idle in their pools (and the identity numbers the rolled-back messages
 // took). A failure is returned for the caller to log: a session that could not be warmed is opened cold when
 // needed.
@@ -69,7 +69,8 @@ func (s *Store) warmUp(ctx context.Context) error {
 		warm func(ctx context.Context, c *sql.Conn) error
 	}{
 		{s.db, min(s.opts.MaxConns, warmWriters), create},
-		{s.qdb, min(s.opts.MaxConns, 4), runAll(reads[3:5])},
+		{s.qdb, min(s.opts.MaxConns, 4), runAll([]string{`SELECT 1 FROM outbox_messages LIMIT 0`,
+			`SELECT 1 FROM outbox_pauses LIMIT 0`, `SELECT 1 FROM referrals LIMIT 0`})},
 		{s.sdb, min(s.opts.MaxConns, 4), stamp},
 		{s.ndb, 1, runAll([]string{`SELECT 1`})},
 	} {
