@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -22,6 +23,20 @@ func listenOn(t *testing.T, dsn string, s *postgres.Store) *pgx.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// announcerRig opens a store on a fresh schema, a listener on its channel (listenOn) and takes the store's
+// announcer connection (postgres.AnnouncerConn): nothing is announced until the test closes it.
+func announcerRig(t *testing.T) (*postgres.Store, *pgx.Conn, *sql.Conn) {
+	t.Helper()
+	dsn := freshSchema(t)
+	s := openStore(t, dsn, postgres.Options{NoListen: true})
+	ln := listenOn(t, dsn, s)
+	conn, err := postgres.AnnouncerConn(t.Context(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ln, conn
 }
 
 // notifications counts the notifications conn receives within d.
@@ -49,13 +64,7 @@ func notifications(t *testing.T, conn *pgx.Conn, d time.Duration) int {
 // twice, not 20 times, and what it is told about is committed.
 func TestAnnouncementsFollowCommits(t *testing.T) {
 	t.Parallel()
-	dsn := freshSchema(t)
-	s := openStore(t, dsn, postgres.Options{NoListen: true})
-	ln := listenOn(t, dsn, s)
-	held, err := postgres.AnnouncerConn(t.Context(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ln, held := announcerRig(t)
 	const creates = 20
 	for n := 1; n <= creates; n++ {
 		if _, err := s.CreateReferral(t.Context(), testIntake(n)); err != nil {
@@ -87,13 +96,7 @@ func TestAnnouncementsFollowCommits(t *testing.T) {
 // writes go on, and the next announcements reach the other instances on a new connection.
 func TestAnnouncerReconnects(t *testing.T) {
 	t.Parallel()
-	dsn := freshSchema(t)
-	s := openStore(t, dsn, postgres.Options{NoListen: true})
-	ln := listenOn(t, dsn, s)
-	conn, err := postgres.AnnouncerConn(t.Context(), s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, ln, conn := announcerRig(t)
 	var pid int
 	if err := conn.QueryRowContext(t.Context(), `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 		t.Fatal(err)

@@ -24,8 +24,8 @@ func AnnouncerConn(ctx context.Context, s *Store) (*sql.Conn, error) { return s.
 // Channel is s's LISTEN/NOTIFY channel.
 func Channel(s *Store) string { return s.channel }
 
-// WriterPool and StampPool are the store's writers' and stamp pools, for tests of their sessions.
+// WriterPool is the store's writers' pool, for tests of its sessions.
 func WriterPool(s *Store) *sql.DB { return s.db }
 
-// StampPool is the store's stamp pool.
+// StampPool is the store's stamp pool, for tests of its sessions.
 func StampPool(s *Store) *sql.DB { return s.sdb }

@@ -556,6 +556,9 @@ func stampDSN(dsn string) (string, error) {
 	return u.String(), nil
 }
 
+// reserveStamps reserves $3 stamps from $1 on for writer $2 (stamp, and the warm-up).
+const reserveStamps = `SELECT socialrx_reserve_stamps($1, $2::xid8, $3)`
+
 // stamp is the dialect's Stamper: it reserves the UpdatedAt of a referral change written in transaction w
 // (socialrx_reserve_stamps, migrations 60 and 90) with w's transaction id, in an autocommit call on the stamp
 // pool. The call holds the per-schema stamp lock only while it chooses (after every stamp chosen before, at
@@ -578,7 +581,7 @@ func (s *Store) stamp(ctx context.Context, w *sqlstore.Tx, nowUS int64) (int64, 
 	}
 	n := max(w.StampHint, 1)
 	var at int64
-	if err := s.sdb.QueryRowContext(ctx, `SELECT socialrx_reserve_stamps($1, $2::xid8, $3)`, max(nowUS, w.StampFloor), b.Writer, n).Scan(&at); err != nil {
+	if err := s.sdb.QueryRowContext(ctx, reserveStamps, max(nowUS, w.StampFloor), b.Writer, n).Scan(&at); err != nil {
 		if s.closed() {
 			return 0, ErrClosed
 		}

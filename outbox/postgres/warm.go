@@ -47,13 +47,14 @@ func (s *Store) warmUp(ctx context.Context) error {
 		reads[i] = `SELECT 1 FROM ` + t + ` LIMIT 0`
 	}
 	stamp := func(ctx context.Context, c *sql.Conn) error {
-		tx, err := c.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = tx.Rollback() }() // on purpose: the reservation was only for planning
-		var at int64
-		return tx.QueryRowContext(ctx, `SELECT socialrx_reserve_stamps(0, pg_current_xact_id(), 1)`).Scan(&at)
+		return rolledBack(ctx, c, func(tx *sql.Tx) error {
+			var xid string
+			if err := tx.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+				return err
+			}
+			var at int64
+			return tx.QueryRowContext(ctx, reserveStamps, 0, xid, 1).Scan(&at)
+		})
 	}
 	create := func(ctx context.Context, c *sql.Conn) error {
 		if err := runAll(reads)(ctx, c); err != nil {
@@ -125,24 +126,32 @@ func warmPool(ctx context.Context, db *sql.DB, n int, warm func(ctx context.Cont
 // identifier and one message) on c, in a transaction it rolls back. The referral is made up: no patient, no
 // practice that exists, ids no other row has.
 func (s *Store) warmCreation(ctx context.Context, c *sql.Conn) error {
+	return rolledBack(ctx, c, func(tx *sql.Tx) error {
+		w := &sqlstore.Tx{Querier: tx}
+		id := "warm-up-" + uuid.NewString()
+		ids := []mapping.Identifier{{System: "urn:socialrx:warm-up", Value: id}}
+		if _, err := s.findIdentifiers(ctx, w, warmPractice, ids); err != nil {
+			return err
+		}
+		row := sqlstore.ReferralRow{ID: id, TaskID: id, SRID: id, Practice: warmPractice, Service: "warm-up",
+			Status: "requested", Business: "queued", SRStatus: "active", Version: 1,
+			Identifiers: []byte("[]"), Referral: []byte("{}"), ServiceRequest: []byte("{}")}
+		_, err := s.writeCreation(ctx, w, sqlstore.Creation{Row: row, Practice: warmPractice, Identifiers: ids,
+			Events: []sqlstore.EventRow{{ID: id, Kind: string(mapping.DestinationService), Dest: "warm-up",
+				Type: "warm-up", Payload: []byte("{}")}}}, sqlstore.Version{Row: row, Cause: outbox.CauseCreate})
+		return err
+	})
+}
+
+// rolledBack runs fn in a transaction on c and rolls it back, whatever fn did: the warm-up's writes are only
+// there to be planned and run once.
+func rolledBack(ctx context.Context, c *sql.Conn, fn func(tx *sql.Tx) error) error {
 	tx, err := c.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }() // on purpose: nothing of it is kept
-	w := &sqlstore.Tx{Querier: tx}
-	id := "warm-up-" + uuid.NewString()
-	ids := []mapping.Identifier{{System: "urn:socialrx:warm-up", Value: id}}
-	if _, err := s.findIdentifiers(ctx, w, warmPractice, ids); err != nil {
-		return err
-	}
-	row := sqlstore.ReferralRow{ID: id, TaskID: id, SRID: id, Practice: warmPractice, Service: "warm-up",
-		Status: "requested", Business: "queued", SRStatus: "active", Version: 1,
-		Identifiers: []byte("[]"), Referral: []byte("{}"), ServiceRequest: []byte("{}")}
-	_, err = s.writeCreation(ctx, w, sqlstore.Creation{Row: row, Practice: warmPractice, Identifiers: ids,
-		Events: []sqlstore.EventRow{{ID: id, Kind: string(mapping.DestinationService), Dest: "warm-up", Type: "warm-up",
-			Payload: []byte("{}")}}}, sqlstore.Version{Row: row, Cause: outbox.CauseCreate})
-	return err
+	return fn(tx)
 }
 
 // warmPractice is the made-up practice of warmCreation's referral (not an ODS code: those have no dash).
