@@ -176,9 +176,7 @@ func rawConn(t *testing.T, dsn string) *sql.Conn {
 func TestClaimsRunOnOneGenericPlan(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s := openStore(t, freshSchema(t), postgres.Options{})
-	q := postgres.QueuePool(s)
-	q.SetMaxOpenConns(1)
+	s, q := oneQueueSession(t)
 	for i := 0; i < 7; i++ {
 		if _, err := s.CreateReferral(ctx, testIntake(7*i)); err != nil { // one destination: svc-0
 			t.Fatal(err)
@@ -213,4 +211,59 @@ func TestClaimsRunOnOneGenericPlan(t *testing.T) {
 	if scans == 0 || bound != 0 {
 		t.Errorf("%d scans of expired leases prepared, %d statements with a bound LIMIT; want some and none", scans, bound)
 	}
+}
+
+// TestClaimsShareTheirBuckets: a dispatcher asks for as many messages as it has free places (1 to 31 with
+// the default 32), and each limit written into a claim's text was a statement of its own, prepared and
+// planned on each queue session at its first use. The limit written is now the limit's bucket (a power of
+// two), so that claims of every limit from 1 to 31 prepare 6 statements on a session; each claim still
+// leases exactly the earliest messages it asked for, across destinations.
+func TestClaimsShareTheirBuckets(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, q := oneQueueSession(t)
+	const messages = 14 // two for each of 7 destinations
+	for n := range messages {
+		if _, err := s.CreateReferral(ctx, testIntake(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
+	var all []outbox.Message
+	for _, limit := range []int{5, 3} {
+		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, limit, outbox.ClaimFilter{PerDestination: 8})
+		if err != nil || len(ms) != limit {
+			t.Fatalf("a claim of %d: %d messages, %v", limit, len(ms), err)
+		}
+		all = append(all, ms...)
+	}
+	for i, m := range all {
+		if want := int64(i + 1); m.Seq != want {
+			t.Errorf("claimed #%d has seq %d, want %d (the earliest, in order, across destinations)", i, m.Seq, want)
+		}
+	}
+	left := messages - len(all)
+	for limit := 1; limit <= 31; limit++ {
+		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, limit, outbox.ClaimFilter{PerDestination: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(limit, left); len(ms) != want {
+			t.Errorf("a claim of %d with %d due: %d messages, want %d", limit, left, len(ms), want)
+		}
+		left -= len(ms)
+	}
+	if texts := preparedLike(t, holdAll(t, q, 1)[0], "WITH RECURSIVE dests%"); texts != 6 {
+		t.Errorf("claims of every limit from 1 to 31 prepared %d statements, want 6 (1, 2, 4, 8, 16, 32)", texts)
+	}
+}
+
+// oneQueueSession opens a store on a fresh schema whose queue pool has one session (its prepared statements
+// are then all on it), and returns the store and that pool.
+func oneQueueSession(t *testing.T) (*postgres.Store, *sql.DB) {
+	t.Helper()
+	s := openStore(t, freshSchema(t), postgres.Options{})
+	q := postgres.QueuePool(s)
+	q.SetMaxOpenConns(1)
+	return s, q
 }

@@ -9,7 +9,8 @@ import (
 
 // TestWarmUp: a store opened with Warm has its writers' and stamp pools' sessions open before the first
 // request, each writer session with the intake's statement prepared (what a cold session's first intake
-// waited for), and nothing written by the warm-up is left behind.
+// waited for), each queue session with the claim prepared for each of its limits, and nothing written by
+// the warm-up is left behind.
 func TestWarmUp(t *testing.T) {
 	t.Parallel()
 	dsn := freshSchema(t)
@@ -22,26 +23,24 @@ func TestWarmUp(t *testing.T) {
 	}
 	// Take every session of the writers' pool at once: each is one the warm-up opened.
 	db := postgres.WriterPool(s)
-	held := make([]*sql.Conn, conns)
-	for i := range held {
-		c, err := db.Conn(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		held[i] = c
-	}
+	held := holdAll(t, db, conns)
 	if opened := db.Stats().OpenConnections; opened != conns {
 		t.Fatalf("%d sessions open while %d are held, want %d (a held session was opened now)", opened, conns, conns)
 	}
 	for i, c := range held {
-		var prepared int
-		if err := c.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_prepared_statements
-			WHERE statement LIKE 'WITH r AS (INSERT INTO referrals %'`).Scan(&prepared); err != nil {
-			t.Fatal(err)
+		if n := preparedLike(t, c, "WITH r AS (INSERT INTO referrals %"); n != 1 {
+			t.Errorf("writer session %d has %d creation statements prepared, want 1", i, n)
 		}
-		if prepared != 1 {
-			t.Errorf("writer session %d has %d creation statements prepared, want 1", i, prepared)
+	}
+	// Each queue session has the claim prepared for every limit it is written with (1 to 32).
+	qdb := postgres.QueuePool(s)
+	open := qdb.Stats().OpenConnections
+	if open == 0 {
+		t.Fatal("no queue session open after Open")
+	}
+	for i, c := range holdAll(t, qdb, open) {
+		if n := preparedLike(t, c, "WITH RECURSIVE dests%"); n != 6 {
+			t.Errorf("queue session %d has %d claims prepared, want 6", i, n)
 		}
 	}
 	for _, table := range []string{"referrals", "referral_identifiers", "referral_events", "outbox_messages", "stamp_reservations"} {
@@ -53,4 +52,30 @@ func TestWarmUp(t *testing.T) {
 			t.Errorf("%s holds %d rows after the warm-up, want none", table, n)
 		}
 	}
+}
+
+// holdAll takes n sessions of db at once (released when t ends).
+func holdAll(t *testing.T, db *sql.DB, n int) []*sql.Conn {
+	t.Helper()
+	held := make([]*sql.Conn, n)
+	for i := range held {
+		c, err := db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		held[i] = c
+	}
+	return held
+}
+
+// preparedLike counts the statements prepared on session c whose text is LIKE pattern.
+func preparedLike(t *testing.T, c *sql.Conn, pattern string) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE $1`,
+		pattern).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
