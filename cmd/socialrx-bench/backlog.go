@@ -175,7 +175,11 @@ func (r *rig) drained(sp drainSpec, d drainResult) (drainResult, error) {
 }
 
 // serveDrain is drainRun's second half with `socialrx serve` processes: start them on the pre-loaded schema,
-// wait for the sink, stop them (SIGTERM; each must exit 0).
+// wait for the sink, stop them (SIGTERM; each must exit 0). The rate is the processes' once all of them serve
+// (from the moment the last answers /healthz, after its store's warm-up, to the sink's last arrival; what
+// arrived before is left out of the count), so that n processes starting at once on the same cores are
+// compared with one at delivering, not at starting; the time they took to start is its own figure (startup),
+// and their CPU per message counts their whole run, start included.
 func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload time.Duration) (drainResult, error) {
 	instances := max(sp.instances, 1)
 	start := time.Now()
@@ -183,8 +187,11 @@ func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload tim
 	if err != nil {
 		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
 	}
-	err = r.waitFull(procs.ctx, sp.timeout)
-	elapsed := time.Since(start)
+	serving, err := procs.waitServing(time.Minute)
+	if err == nil {
+		err = r.waitFull(procs.ctx, sp.timeout)
+	}
+	end := time.Now()
 	delivered := r.sink.count()
 	if err != nil && o.ctx.Err() == nil {
 		if e := procs.early(); e != nil {
@@ -198,8 +205,10 @@ func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload tim
 	if err != nil {
 		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
 	}
-	return r.drained(sp, drainResult{delivered: min(delivered, target), elapsed: elapsed, maxRSSKiB: rss,
-		instances: instances, preloadDur: preload, serveCPU: cpu})
+	before := r.sink.arrivedBefore(serving)
+	return r.drained(sp, drainResult{delivered: min(delivered, target) - before, elapsed: end.Sub(serving),
+		maxRSSKiB: rss, instances: instances, preloadDur: preload, serveCPU: cpu, startup: serving.Sub(start),
+		earlyCount: before})
 }
 
 // runDispatcher starts d; the returned function stops it and waits.

@@ -141,6 +141,20 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// arrivedBefore counts the referrals whose webhook first arrived before t.
+func (s *sink) arrivedBefore(t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.arrived {
+		if a.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// count is how many distinct webhooks arrived.
 func (s *sink) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -362,7 +376,7 @@ func runDelivery(o deliveryOptions) error {
 type drainResult struct {
 	messages   int           // the backlog
 	delivered  int           // unique webhooks the rate counts (the whole backlog, or the window's)
-	elapsed    time.Duration // from the dispatcher's start to the last counted arrival (or the window's end)
+	elapsed    time.Duration // from the dispatcher's start (serve processes: from when all serve) to the last counted arrival (or the window's end)
 	rate       float64       // delivered / elapsed
 	dups       int           // webhook-ids the sink saw more than once
 	sample     []byte        // one received body
@@ -373,6 +387,8 @@ type drainResult struct {
 	instances  int   // dispatchers (and stores) that drained it
 	preloadDur time.Duration
 	serveCPU   time.Duration // `socialrx serve` processes: the CPU time they used together (user and system)
+	startup    time.Duration // `socialrx serve` processes: from their start until all of them served (serveDrain)
+	earlyCount int           // `socialrx serve` processes: webhooks that arrived before all of them served
 	appCPU     time.Duration // this process's CPU time during the drain: dispatchers, SQLite, the receiver
 	dbCPU      time.Duration // the local PostgreSQL server's CPU time during the drain (0: not PostgreSQL, or not local)
 	walBytes   int64         // the WAL the PostgreSQL server wrote during the drain (0: not PostgreSQL)

@@ -485,7 +485,7 @@ func (pl *planner) instances() {
 	if !pl.havePG || o.instances <= 1 {
 		return
 	}
-	sec := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one; then (with -socialrx-bin) %[1]d `socialrx serve` processes vs one; each draining the same %d backlog; dups: webhook-ids the sink saw more than once",
+	sec := fmt.Sprintf("5. Several instances, PostgreSQL: %d stores (each its own pools) and dispatchers (each its own Owner) in ONE process on one schema vs one; then (with -socialrx-bin) %[1]d `socialrx serve` processes vs one, each with GOMAXPROCS its share of the cores, their rate counted once all of them serve (start-up: until then, from exec; msg/s from exec: the whole backlog over the whole run; serve CPU/msg: their whole run); each draining the same %d backlog; dups: webhook-ids the sink saw more than once",
 		o.instances, o.instancesSize)
 	variants := []struct {
 		kind, what, label, peerLabel string
@@ -495,7 +495,8 @@ func (pl *planner) instances() {
 		{"postgres", "instance(s)", "instances", "1", "", []metricDef{{"msg/s", "rate", unitRate, true}, {"dups", "dups", unitCount, false},
 			{"claim p50", "claim_p50", unitDur, false}, {"claim p99", "claim_p99", unitDur, false}}},
 		{"serve", "serve process(es)", "serve processes", "1 process", o.socialrxBin, []metricDef{{"msg/s", "rate", unitRate, true},
-			{"dups", "dups", unitCount, false}, {"max RSS", "rss", unitMiB, false}, {"serve CPU/msg", "cpu_per_msg", unitDur, false}}},
+			{"dups", "dups", unitCount, false}, {"start-up", "startup", unitDur, false}, {"msg/s from exec", "rate_exec", unitRate, true}, {"max RSS", "rss", unitMiB, false},
+			{"serve CPU/msg", "cpu_per_msg", unitDur, false}}},
 	}
 	for _, v := range variants {
 		if v.kind == "serve" && v.serve == "" {
@@ -533,7 +534,11 @@ func drainMetrics(d drainResult) metrics {
 	if d.maxRSSKiB > 0 {
 		m["rss"] = float64(d.maxRSSKiB)
 	}
-	setPerMessage(m, "cpu_per_msg", d.serveCPU.Seconds(), d.delivered)
+	if d.startup > 0 {
+		m["startup"] = d.startup.Seconds()
+		m["rate_exec"] = float64(d.delivered+d.earlyCount) / (d.startup + d.elapsed).Seconds()
+	}
+	setPerMessage(m, "cpu_per_msg", d.serveCPU.Seconds(), d.delivered+d.earlyCount) // their whole run
 	setPerMessage(m, "app_cpu_per_msg", d.appCPU.Seconds(), d.delivered)
 	setPerMessage(m, "db_cpu_per_msg", d.dbCPU.Seconds(), d.delivered)
 	setPerMessage(m, "wal_per_msg", float64(d.walBytes), d.delivered)
