@@ -182,6 +182,11 @@ func (r *rig) drained(sp drainSpec, d drainResult) (drainResult, error) {
 // and their CPU per message counts their whole run, start included.
 func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload time.Duration) (drainResult, error) {
 	instances := max(sp.instances, 1)
+	// The rig's own store, done with once the backlog is loaded, holds sessions the processes under test
+	// would otherwise find taken (each warms its pools as it starts).
+	if err := r.store.Close(); err != nil {
+		return drainResult{}, fmt.Errorf("drain %s: close the pre-load's store: %w", sp.name, err)
+	}
 	start := time.Now()
 	procs, err := startServe(o.ctx, sp.serve, o.dir, r, instances)
 	if err != nil {

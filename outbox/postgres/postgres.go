@@ -380,29 +380,31 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s.d.Stamper = s.stamp
 	s.Store = sqlstore.New(s.d, backend{s}, db, sqlstore.Config{NewID: opts.NewID, Notify: opts.Notify,
 		FailAfter: opts.FailAfter})
+	// The listening connection first: a warm-up that met a server short of connections must not cost the
+	// store the one it cannot run without.
+	if opts.NoListen {
+		close(s.listenDone)
+		s.stopListen = func() {}
+	} else {
+		conn, err := s.startListening(ctx)
+		if err != nil {
+			stopUpkeep()
+			<-s.announcerDone
+			db.Close()
+			qdb.Close()
+			sdb.Close()
+			ndb.Close()
+			return nil, err
+		}
+		lctx, stop := context.WithCancel(context.Background())
+		s.stopListen = stop
+		go s.listen(lctx, conn)
+	}
 	if opts.Warm {
 		if err := s.warmUp(ctx); err != nil {
 			log.Warn("postgres: sessions not opened ahead of the first requests; they open when needed", "err", err)
 		}
 	}
-	if opts.NoListen {
-		close(s.listenDone)
-		s.stopListen = func() {}
-		return s, nil
-	}
-	conn, err := s.startListening(ctx)
-	if err != nil {
-		stopUpkeep()
-		<-s.announcerDone
-		db.Close()
-		qdb.Close()
-		sdb.Close()
-		ndb.Close()
-		return nil, err
-	}
-	lctx, stop := context.WithCancel(context.Background())
-	s.stopListen = stop
-	go s.listen(lctx, conn)
 	return s, nil
 }
 

@@ -18,9 +18,9 @@ import (
 var warmTables = []string{"referrals", "referral_identifiers", "referral_events", "outbox_messages",
 	"outbox_attempts", "audit_records", "audit_chains", "subscriptions", "service_capacity", "stamp_reservations"}
 
-// warmWriters is how many of the writers' sessions the warm-up opens at most: enough for a start under load
-// to be served while the pool grows, without taking a server's every connection at each start.
-const warmWriters = 8
+// warmShare is the share of the server's free connections the warm-up takes at most for the writers'
+// sessions (warmWriterCount): one instance starting must leave room for others, and for their warm-ups.
+const warmShare = 4
 
 // warmTimeout bounds Open's warm-up: a server too slow for it starts cold rather than late.
 const warmTimeout = 10 * time.Second
@@ -33,7 +33,7 @@ const warmTimeout = 10 * time.Second
 // reservations held the stamp lock while they planned. In the paced 200/s benchmark, the first second's
 // deliveries took 100–700 ms from commit to arrival, which made the run's p99 (issue 12).
 //
-// So each of up to warmWriters sessions of the writers' pool reads every table once and writes a referral's
+// So each session the writers' pool may open (warmWriterCount) reads every table once and writes a referral's
 // creation (the intake's statements, warmCreation) in a transaction it rolls back; each session of the
 // queue's pool runs the claim once for each limit it is written with (warmClaims); each stamp session
 // reserves a stamp in a transaction it rolls back.
@@ -70,7 +70,7 @@ func (s *Store) warmUp(ctx context.Context) error {
 		n    int
 		warm func(ctx context.Context, c *sql.Conn) error
 	}{
-		{s.db, min(s.opts.MaxConns, warmWriters), create},
+		{s.db, s.warmWriterCount(ctx), create},
 		{s.qdb, min(s.opts.MaxConns, 4), s.warmClaims},
 		{s.sdb, min(s.opts.MaxConns, 4), stamp},
 		{s.ndb, 1, runAll([]string{`SELECT 1`})},
@@ -82,6 +82,20 @@ func (s *Store) warmUp(ctx context.Context) error {
 		return s.d.DriverErr("warm-up", err)
 	}
 	return nil
+}
+
+// warmWriterCount is how many of the writers' sessions the warm-up opens: every session the pool may open
+// (Options.MaxConns), unless that is more than a quarter of the connections the server has free, counted
+// now; at least one. In the paced 200/s benchmark, a start with 8 of the 16 warmed still opened the others
+// cold in its first second, as requests queued behind the first slow commits, and its p99 from commit to
+// arrival was 99–160 ms; with all 16 it was 8–36 ms.
+func (s *Store) warmWriterCount(ctx context.Context) int {
+	var free int
+	if err := s.db.QueryRowContext(ctx, `SELECT current_setting('max_connections')::int
+		- current_setting('superuser_reserved_connections')::int - (SELECT count(*) FROM pg_stat_activity)`).Scan(&free); err != nil {
+		return 1 // the warm-up's own error says why
+	}
+	return min(s.opts.MaxConns, max(free/warmShare, 1))
 }
 
 // runAll runs stmts on a session, in order.

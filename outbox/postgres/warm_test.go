@@ -79,3 +79,21 @@ func preparedLike(t *testing.T, c *sql.Conn, pattern string) int {
 	}
 	return n
 }
+
+// TestWarmUpLeavesTheServerRoom: a pool allowed more sessions than the server could give every instance is
+// warmed only up to a quarter of the connections the server had free, so that one instance starting never
+// takes the connections the others (and their warm-ups) need.
+func TestWarmUpLeavesTheServerRoom(t *testing.T) {
+	t.Parallel()
+	dsn := freshSchema(t)
+	s := openStore(t, dsn, postgres.Options{Warm: true, MaxConns: 10000})
+	var limit int
+	if err := postgres.WriterPool(s).QueryRowContext(t.Context(), `SELECT current_setting('max_connections')::int
+		- current_setting('superuser_reserved_connections')::int`).Scan(&limit); err != nil {
+		t.Fatal(err)
+	}
+	open := postgres.WriterPool(s).Stats().OpenConnections
+	if open < 1 || open > limit/4 {
+		t.Errorf("the warm-up opened %d writer sessions on a server of %d connections, want 1 to %d", open, limit, limit/4)
+	}
+}
