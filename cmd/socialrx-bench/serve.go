@@ -111,7 +111,7 @@ func (sp *serveProcs) stop() (int64, time.Duration, error) {
 
 // shareOfCores is the GOMAXPROCS of each of n serve processes on this machine: its share of the cores (at
 // least 1), as each of n instances on machines or containers of their own would have its own cores. With
-// the default (every core) each, 3 processes on 2 cores used 35–45 % more CPU a message than one, much of
+// the default (every core) each, 3 processes on 2 cores used about 30 % more CPU a message than one, much of
 // it in the Go scheduler's spinning for work (runtime.findRunnable: 0.56 s in one process's drain, 1.88 s in
 // the three's), and drained at 0.83–0.91× one (issue 12).
 func shareOfCores(n int) int {
