@@ -118,8 +118,8 @@ func shareOfCores(n int) int {
 	return max(runtime.NumCPU()/max(n, 1), 1)
 }
 
-// waitServing waits until every process answers GET /healthz with 200: it has opened (and warmed) its store,
-// listens, and its dispatcher has started. It returns the moment the last one did.
+// waitServing waits until every process answers GET /healthz with 200: it has opened (and warmed) its store
+// and listens (serve starts its dispatcher just before). It returns the moment the last one did.
 func (sp *serveProcs) waitServing(timeout time.Duration) (time.Time, error) {
 	ctx, cancel := context.WithTimeout(sp.ctx, timeout)
 	defer cancel()
@@ -128,7 +128,7 @@ func (sp *serveProcs) waitServing(timeout time.Duration) (time.Time, error) {
 		for {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
 			if err != nil {
-				return time.Time{}, err
+				return time.Time{}, fmt.Errorf("serve process %d (%s): %w", i+1, addr, err)
 			}
 			if resp, err := client.Do(req); err == nil {
 				_ = resp.Body.Close()
@@ -138,6 +138,9 @@ func (sp *serveProcs) waitServing(timeout time.Duration) (time.Time, error) {
 			}
 			select {
 			case <-ctx.Done():
+				if sp.ctx.Err() != nil {
+					return time.Time{}, fmt.Errorf("serve process %d not serving: a process exited", i+1)
+				}
 				return time.Time{}, fmt.Errorf("serve process %d not serving after %s: %w", i+1, timeout, ctx.Err())
 			case <-time.After(5 * time.Millisecond):
 			}

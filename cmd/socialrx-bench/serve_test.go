@@ -59,6 +59,22 @@ func TestWaitServingGivesUp(t *testing.T) {
 	}
 }
 
+// TestWaitServingSeesAnExit says a process exited, not that the wait ran out, when one exits before serving
+// (startServe cancels the processes' context as soon as any exits).
+func TestWaitServingSeesAnExit(t *testing.T) {
+	never := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer never.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	sp := &serveProcs{ctx: ctx, cancel: cancel, addrs: []string{hostPort(never.URL)}}
+	time.AfterFunc(20*time.Millisecond, cancel)
+	_, err := sp.waitServing(time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "a process exited") {
+		t.Fatalf("err = %v, want a process exited", err)
+	}
+}
+
 // TestArrivedBefore counts the first arrivals before a moment: those the serve drain leaves out of its rate.
 func TestArrivedBefore(t *testing.T) {
 	s := newSink(3)

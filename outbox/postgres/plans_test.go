@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 	"github.com/socialrx/socialrx/outbox/postgres"
@@ -217,7 +218,7 @@ func TestClaimsRunOnOneGenericPlan(t *testing.T) {
 // the default 32), and each limit written into a claim's text was a statement of its own, prepared and
 // planned on each queue session at its first use. The limit written is now the limit's bucket (a power of
 // two), so that claims of every limit from 1 to 31 prepare 6 statements on a session; each claim still
-// leases exactly the earliest messages it asked for, across destinations.
+// leases exactly the earliest messages it asked for, across destinations, within each destination's room.
 func TestClaimsShareTheirBuckets(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -229,20 +230,37 @@ func TestClaimsShareTheirBuckets(t *testing.T) {
 		}
 	}
 	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
+	// One place a destination: a claim of 9 (written as 16) takes the first message of each of the 7.
+	ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, 9, outbox.ClaimFilter{PerDestination: 1})
+	if err != nil || len(ms) != 7 {
+		t.Fatalf("a claim of 9 with one place for each of 7 destinations: %d messages, %v; want 7", len(ms), err)
+	}
+	dests := map[mapping.Destination]bool{}
+	for i, m := range ms {
+		dests[m.Destination] = true
+		if want := int64(i + 1); m.Seq != want {
+			t.Errorf("claimed #%d has seq %d, want %d", i, m.Seq, want)
+		}
+	}
+	if len(dests) != 7 {
+		t.Errorf("a claim with one place a destination took messages of %d destinations, want 7", len(dests))
+	}
+	// Then claims of 5 (written as 8) and 3 (written as 4) take the next 5 and the last 2, in order.
 	var all []outbox.Message
-	for _, limit := range []int{5, 3} {
-		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, limit, outbox.ClaimFilter{PerDestination: 8})
-		if err != nil || len(ms) != limit {
-			t.Fatalf("a claim of %d: %d messages, %v", limit, len(ms), err)
+	for _, c := range []struct{ limit, want int }{{5, 5}, {3, 2}} {
+		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, c.limit, outbox.ClaimFilter{PerDestination: 8})
+		if err != nil || len(ms) != c.want {
+			t.Fatalf("a claim of %d: %d messages, %v; want %d", c.limit, len(ms), err, c.want)
 		}
 		all = append(all, ms...)
 	}
 	for i, m := range all {
-		if want := int64(i + 1); m.Seq != want {
+		if want := int64(8 + i); m.Seq != want {
 			t.Errorf("claimed #%d has seq %d, want %d (the earliest, in order, across destinations)", i, m.Seq, want)
 		}
 	}
-	left := messages - len(all)
+	// Claims of every limit find nothing left, and prepare their statements all the same.
+	left := 0
 	for limit := 1; limit <= 31; limit++ {
 		ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, limit, outbox.ClaimFilter{PerDestination: 8})
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -63,14 +65,16 @@ func (s *Store) warmUp(ctx context.Context) error {
 		}
 		return s.warmCreation(ctx, c)
 	}
+	writers, countErr := s.warmWriterCount(ctx)
 	var wg sync.WaitGroup
-	errs := make([]error, 4)
+	errs := make([]error, 5)
+	errs[4] = countErr
 	for i, p := range []struct {
 		db   *sql.DB
 		n    int
 		warm func(ctx context.Context, c *sql.Conn) error
 	}{
-		{s.db, s.warmWriterCount(ctx), create},
+		{s.db, writers, create},
 		{s.qdb, min(s.opts.MaxConns, 4), s.warmClaims},
 		{s.sdb, min(s.opts.MaxConns, 4), stamp},
 		{s.ndb, 1, runAll([]string{`SELECT 1`})},
@@ -86,16 +90,19 @@ func (s *Store) warmUp(ctx context.Context) error {
 
 // warmWriterCount is how many of the writers' sessions the warm-up opens: every session the pool may open
 // (Options.MaxConns), unless that is more than a quarter of the connections the server has free, counted
-// now; at least one. In the paced 200/s benchmark, a start with 8 of the 16 warmed still opened the others
-// cold in its first second, as requests queued behind the first slow commits, and its p99 from commit to
-// arrival was 99–160 ms; with all 16 it was 8–36 ms.
-func (s *Store) warmWriterCount(ctx context.Context) int {
+// now (its client sessions against max_connections less the slots reserved for superusers and, from
+// PostgreSQL 16, for reserved_connections' roles); at least one. In the paced 200/s benchmark, a start with 8
+// of the 16 warmed still opened the others cold in its first second, as requests queued behind the first
+// slow commits, and its p99 from commit to arrival was 99–160 ms; with all 16 it was 5–9 ms.
+func (s *Store) warmWriterCount(ctx context.Context) (int, error) {
 	var free int
 	if err := s.db.QueryRowContext(ctx, `SELECT current_setting('max_connections')::int
-		- current_setting('superuser_reserved_connections')::int - (SELECT count(*) FROM pg_stat_activity)`).Scan(&free); err != nil {
-		return 1 // the warm-up's own error says why
+		- current_setting('superuser_reserved_connections')::int
+		- COALESCE(current_setting('reserved_connections', true)::int, 0)
+		- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')`).Scan(&free); err != nil {
+		return 1, fmt.Errorf("count the server's free connections: %w", err)
 	}
-	return min(s.opts.MaxConns, max(free/warmShare, 1))
+	return min(s.opts.MaxConns, max(free/warmShare, 1)), nil
 }
 
 // runAll runs stmts on a session, in order.
@@ -137,24 +144,23 @@ func warmPool(ctx context.Context, db *sql.DB, n int, warm func(ctx context.Cont
 }
 
 // warmClaims runs, on a queue session c, the claim as the dispatcher makes it (pendingByDestination) once
-// for each limit it writes into the statement up to outbox.DefaultConcurrency (claimBucket), as of time 0:
-// nothing is due then and no lease has expired, so nothing is leased, but each statement is prepared and
-// planned. A dispatcher asks for 1 to 31 places; unprepared, each claim bucket's first use on a session
-// planned for 8–17 ms on the path of a delivery.
+// for each limit it writes into the statement up to outbox.DefaultConcurrency (claimBucket), as of the
+// earliest time there is, in a transaction it rolls back: nothing is due then and no lease has expired, and
+// whatever a claim took would be given back. Each statement stays prepared and planned on the session. A
+// dispatcher asks for 1 to 32 places; unprepared, each claim bucket's first use on a session planned for
+// 8–17 ms on the path of a delivery.
 func (s *Store) warmClaims(ctx context.Context, c *sql.Conn) error {
-	for limit := 1; ; limit *= 2 {
-		r := sqlstore.NewRoom(outbox.ClaimFilter{PerDestination: 1})
-		ms, _, err := s.pendingByDestination(ctx, c, 0, limit, r, "warm-up", 0, true)
-		if err != nil {
-			return err
+	return rolledBack(ctx, c, func(tx *sql.Tx) error {
+		for limit := 1; ; limit *= 2 {
+			r := sqlstore.NewRoom(outbox.ClaimFilter{PerDestination: 1})
+			if _, _, err := s.pendingByDestination(ctx, tx, math.MinInt64, limit, r, "warm-up", 0, true); err != nil {
+				return err
+			}
+			if limit >= outbox.DefaultConcurrency {
+				return nil
+			}
 		}
-		if len(ms) > 0 { // cannot happen: nothing is due at time 0
-			return errors.New("the claims' warm-up leased messages")
-		}
-		if limit >= outbox.DefaultConcurrency {
-			return nil
-		}
-	}
+	})
 }
 
 // warmCreation runs an intake's statements (the identifiers' lookup, the creation of a referral with one
