@@ -211,11 +211,12 @@ func serveDrain(o deliveryOptions, sp drainSpec, r *rig, target int, preload tim
 		return drainResult{}, fmt.Errorf("drain %s: %w", sp.name, err)
 	}
 	before := r.sink.arrivedBefore(serving)
-	if counted := min(delivered, target) - before; counted < target/2 {
+	counted := min(delivered, target) - before
+	if counted < target/2 {
 		return drainResult{}, fmt.Errorf("drain %s: %d of %d messages arrived before every process served, %d after: too few to measure; drain a larger backlog",
 			sp.name, before, target, counted)
 	}
-	return r.drained(sp, drainResult{delivered: min(delivered, target) - before, elapsed: end.Sub(serving),
+	return r.drained(sp, drainResult{delivered: counted, elapsed: end.Sub(serving),
 		maxRSSKiB: rss, instances: instances, preloadDur: preload, serveCPU: cpu, startup: serving.Sub(start),
 		earlyCount: before})
 }

@@ -98,9 +98,9 @@ type Options struct {
 	// ("referral", "identifiers", "messages", "events") and the intake; a non-nil error fails that intake as
 	// if the database had, rolling back everything it wrote. For tests only.
 	FailAfter func(stage string, in mapping.Intake) error
-	// Warm opens sessions of every pool in Open (up to 8 of the writers'), and has each load what its first
-	// statements need (warmUp), so that the first requests after a start do not each wait for a new, cold
-	// session. For a server (serve sets it); a CLI command or a test has no use for it.
+	// Warm opens sessions of every pool in Open (of the writers', as many as warmWriterCount allows), and has
+	// each load what its first statements need (warmUp), so that the first requests after a start do not each
+	// wait for a new, cold session. For a server (serve sets it); a CLI command or a test has no use for it.
 	Warm bool
 	// VacuumEvery is how many recorded attempts pass between two vacuums of the queue's tables, run in the
 	// background by this Store (see noteAttempt). Default DefaultVacuumEvery; negative: never (autovacuum

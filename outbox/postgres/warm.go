@@ -67,8 +67,7 @@ func (s *Store) warmUp(ctx context.Context) error {
 	}
 	writers, countErr := s.warmWriterCount(ctx)
 	var wg sync.WaitGroup
-	errs := make([]error, 5)
-	errs[4] = countErr
+	errs := make([]error, 4)
 	for i, p := range []struct {
 		db   *sql.DB
 		n    int
@@ -82,7 +81,7 @@ func (s *Store) warmUp(ctx context.Context) error {
 		wg.Go(func() { errs[i] = warmPool(ctx, p.db, p.n, p.warm) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(append(errs, countErr)...); err != nil {
 		return s.d.DriverErr("warm-up", err)
 	}
 	return nil
@@ -151,15 +150,13 @@ func warmPool(ctx context.Context, db *sql.DB, n int, warm func(ctx context.Cont
 // 8–17 ms on the path of a delivery.
 func (s *Store) warmClaims(ctx context.Context, c *sql.Conn) error {
 	return rolledBack(ctx, c, func(tx *sql.Tx) error {
-		for limit := 1; ; limit *= 2 {
+		for limit := 1; limit <= claimBucket(outbox.DefaultConcurrency); limit *= 2 {
 			r := sqlstore.NewRoom(outbox.ClaimFilter{PerDestination: 1})
 			if _, _, err := s.pendingByDestination(ctx, tx, math.MinInt64, limit, r, "warm-up", 0, true); err != nil {
 				return err
 			}
-			if limit >= outbox.DefaultConcurrency {
-				return nil
-			}
 		}
+		return nil
 	})
 }
 
