@@ -44,6 +44,9 @@ type AuditLog struct {
 	stop chan struct{}
 	done chan struct{}
 
+	// lanes are the chains Lend lends that no one holds now (names; at most maxIdleLanes).
+	lanes chan *laneHead
+
 	mu     sync.Mutex
 	closed bool
 
@@ -71,7 +74,7 @@ func NewAuditLog(store Store, o AuditLogOptions) *AuditLog {
 	}
 	a := &AuditLog{store: store, chain: newChainName(o.Instance), instance: o.Instance, batch: o.Batch,
 		log: o.Logger, in: make(chan auditItem, o.Batch), stop: make(chan struct{}), done: make(chan struct{}),
-		headHash: AuditGenesis, headKnown: true}
+		lanes: make(chan *laneHead, maxIdleLanes), headHash: AuditGenesis, headKnown: true}
 	go a.run()
 	return a
 }
@@ -88,6 +91,66 @@ func newChainName(instance string) string {
 // disclosureChain names a new chain for a dispatcher's disclosures (Disclosure), of the same instance as this
 // AuditLog's: the store appends to it in the transactions that record attempts, and nothing else writes it.
 func (a *AuditLog) disclosureChain() string { return newChainName(a.instance) }
+
+// maxIdleLanes is how many lent chains an AuditLog keeps for the next Lend once returned; a chain returned
+// when that many wait is not lent again (it stays in the trail as it is).
+const maxIdleLanes = 64
+
+// Lane is a chain an AuditLog lends (Lend) for records that a store appends in the transaction of the change
+// they record (Disclosure): only its holder writes it until Release, so concurrent changes each append to a
+// chain of their own and never wait for one another's commit.
+type Lane struct {
+	Instance string // the chain's writer, as AuditChain.Instance names it
+	Chain    string
+	head     *laneHead
+	lanes    chan *laneHead
+}
+
+// laneHead is a lent chain and the head its last holder left it at (seq 0: not known).
+type laneHead struct {
+	chain string
+	seq   int64
+	hash  string
+}
+
+// Lend lends a chain of this AuditLog's instance that no one else holds: one returned earlier, or a new one.
+// Its holder calls Release once the transaction that writes it has ended (committed or not).
+func (a *AuditLog) Lend() Lane {
+	var h *laneHead
+	select {
+	case h = <-a.lanes:
+	default:
+		h = &laneHead{chain: newChainName(a.instance)}
+	}
+	return Lane{Instance: a.instance, Chain: h.chain, head: h, lanes: a.lanes}
+}
+
+// Disclosure is r as a record for a store to append on the lane's chain (Store.CreateAuditedReferral),
+// numbered and linked after the head the lane's last holder saw, when it is known: a store that finds the
+// chain's head elsewhere appends after the head it finds.
+func (l Lane) Disclosure(r AuditRecord) Disclosure {
+	r.Chain = l.Chain
+	r.ChainSeq, r.PrevHash = 0, ""
+	if l.head.seq > 0 {
+		r.ChainSeq, r.PrevHash = l.head.seq+1, l.head.hash
+	}
+	return Disclosure{Instance: l.Instance, Record: r}
+}
+
+// Release returns the lane to its AuditLog for the next Lend, with appended, the record its holder's
+// transaction appended and committed (CreateResult.Audit), as its head; nil when it appended nothing, or
+// its outcome is not known (the next holder's store reads the head).
+func (l Lane) Release(appended *AuditRecord) {
+	if appended != nil && appended.Chain == l.Chain {
+		l.head.seq, l.head.hash = appended.ChainSeq, appended.Hash
+	} else {
+		l.head.seq, l.head.hash = 0, ""
+	}
+	select {
+	case l.lanes <- l.head:
+	default:
+	}
+}
 
 // Chain is the name of the chain this AuditLog appends to.
 func (a *AuditLog) Chain() string { return a.chain }

@@ -19,6 +19,9 @@ type nopStore struct{}
 func (nopStore) CreateReferral(context.Context, mapping.Intake) (CreateResult, error) {
 	return CreateResult{}, nil
 }
+func (nopStore) CreateAuditedReferral(context.Context, mapping.Intake, Disclosure) (CreateResult, error) {
+	return CreateResult{}, nil
+}
 func (nopStore) GetReferral(context.Context, string) (Referral, error) {
 	return Referral{}, ErrNotFound
 }

@@ -38,6 +38,9 @@ type Referral struct {
 type CreateResult struct {
 	Referral Referral
 	Created  bool // false: an identical resend; Referral is the existing one
+	// Audit is the creation's record as CreateAuditedReferral appended it (numbered and hashed on its chain);
+	// nil from CreateReferral and for a resend.
+	Audit *AuditRecord
 }
 
 // ReferralQuery selects referrals (and so their Tasks). Zero fields do not filter. Results are ordered by
@@ -331,6 +334,14 @@ type Referrals interface {
 	// (Created false); another fingerprint → ErrConflict. Another practice's referral with the same identifier
 	// is neither found nor a conflict. Nothing is written unless everything is.
 	CreateReferral(ctx context.Context, in mapping.Intake) (CreateResult, error)
+	// CreateAuditedReferral is CreateReferral that also appends audit, the record of the creation, in the
+	// creating transaction, as CompleteAttempts appends an attempt's Disclosure: a referral is never created
+	// without its record, and its record is never written without it. A resend (Created false) appends
+	// nothing: its caller records what it answers. audit.Record must be valid (AuditRecord.Validate) and name
+	// its chain, one that no other transaction writes at the same time (AuditLog.Lend). A record numbered
+	// (ChainSeq above 0, PrevHash set) says where the caller last left the chain's head: the store tries to
+	// append there first, and appends after the head it reads when the chain's head is elsewhere.
+	CreateAuditedReferral(ctx context.Context, in mapping.Intake, audit Disclosure) (CreateResult, error)
 	// GetReferral returns one referral by referral id, task id or ServiceRequest id (whichever matches).
 	GetReferral(ctx context.Context, id string) (Referral, error)
 	// ReferralPractice returns the referring practice (Referral.PracticeODS) of the referral with this

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/referral"
@@ -124,6 +125,46 @@ func TestAuditLifecycle(t *testing.T) {
 		}
 		rep, err := outbox.VerifyAudit(context.Background(), e.store, nil)
 		if err != nil || !rep.OK {
+			t.Fatalf("verify: %+v, %v", rep, err)
+		}
+	})
+}
+
+// TestCreationAuditedInItsTransaction: the record of a referral's creation is written in the transaction that
+// creates it, on a chain the AuditLog lends, so it does not wait for the AuditLog's own appends: with the
+// AuditLog closed (its appender gone, as in a process killed between two commits), a new referral is still
+// created with its record, and the trail verifies. A resend is a read, which cannot be recorded now, and so
+// is refused (both backends).
+func TestCreationAuditedInItsTransaction(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, e *env) {
+		audit := outbox.NewAuditLog(e.store, outbox.AuditLogOptions{Instance: "test"})
+		svc, err := referral.New(referral.Options{Store: e.store, Config: e.cfg, Logger: quiet, Auditor: audit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		audit.Close()
+		ctx := referral.WithOrigin(context.Background(), &referral.Origin{RequestID: "r1", Address: "192.0.2.1", Via: referral.ViaFHIR})
+		gp := e.caller("practice-a81001")
+		sub := referral.Submission{Parsed: fixture(t, "walking-group-performer.json", nil)}
+		res, err := svc.Submit(ctx, gp, sub)
+		if err != nil || !res.Created {
+			t.Fatalf("submit: created %v, %v", res.Created, err)
+		}
+		rec := res.Referral.Record
+		got, err := e.store.ListAudit(context.Background(), outbox.AuditQuery{ReferralID: rec.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Action != outbox.AuditCreate || got[0].ResourceID != rec.ServiceRequestID ||
+			got[0].RequestID != "r1" || got[0].ActorID != "practice-a81001" || got[0].Chain == audit.Chain() {
+			t.Fatalf("records of the new referral: %+v; want its creation's, on a chain other than the AuditLog's %s", got, audit.Chain())
+		}
+		if _, err := svc.Submit(ctx, gp, sub); fault.KindOf(err) != fault.Unavailable {
+			t.Errorf("a resend that cannot be audited: %v, want refused (unavailable)", err)
+		}
+		rep, err := outbox.VerifyAudit(context.Background(), e.store, nil)
+		if err != nil || !rep.OK || rep.Records != 1 {
 			t.Fatalf("verify: %+v, %v", rep, err)
 		}
 	})

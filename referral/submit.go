@@ -74,7 +74,7 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 	if err != nil {
 		return outbox.CreateResult{}, err
 	}
-	res, err := s.store.CreateReferral(ctx, in)
+	res, audited, err := s.create(ctx, c, in)
 	if err != nil {
 		return outbox.CreateResult{}, err
 	}
@@ -86,8 +86,10 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 	if res.Created {
 		action = outbox.AuditCreate
 	}
-	if err := s.audit(ctx, c, action, ByServiceRequestID, res.Referral); err != nil {
-		return outbox.CreateResult{}, err
+	if !audited {
+		if err := s.audit(ctx, c, action, ByServiceRequestID, res.Referral); err != nil {
+			return outbox.CreateResult{}, err
+		}
 	}
 	if res.Created {
 		s.log.Info("referral created", "request_id", c.RequestID, "referral_id", res.Referral.Record.ID,
@@ -96,6 +98,34 @@ func (s *Service) Submit(ctx context.Context, c Caller, sub Submission) (outbox.
 		s.log.Info("referral resent", "request_id", c.RequestID, "referral_id", res.Referral.Record.ID, "client", cl.ID)
 	}
 	return res, nil
+}
+
+// Lender is an Auditor that lends chains (outbox.AuditLog.Lend) for records a store appends in the
+// transaction of the change they record.
+type Lender interface {
+	Lend() outbox.Lane
+}
+
+// create writes the intake in. With an Auditor that lends chains, the record of the creation is appended in
+// the creating transaction (outbox.Store.CreateAuditedReferral), so that no crash or failing append can leave
+// a referral created without it; audited then says the answer needs no record of its own (a resend's is
+// still to be written: it appends nothing).
+func (s *Service) create(ctx context.Context, c Caller, in mapping.Intake) (res outbox.CreateResult, audited bool, err error) {
+	l, ok := s.auditor.(Lender)
+	if !ok {
+		res, err = s.store.CreateReferral(ctx, in)
+		return res, false, err
+	}
+	lane := l.Lend()
+	ref := outbox.Referral{Referral: in.Referral}
+	rec := s.auditRecord(ctx, c, outbox.AuditCreate, resourceOf(ByServiceRequestID), idOf(ref, ByServiceRequestID), ref)
+	res, err = s.store.CreateAuditedReferral(ctx, in, lane.Disclosure(rec))
+	if err != nil {
+		lane.Release(nil) // the head is where it was, unless the outcome is unknown: the next holder reads it
+		return res, false, err
+	}
+	lane.Release(res.Audit)
+	return res, res.Created, nil
 }
 
 // MaySubmit says whether the caller may post referrals at all (GP clients only: fault.Forbidden otherwise).

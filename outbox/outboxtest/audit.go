@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -396,5 +397,163 @@ func testCompleteAttemptsDisclosures(t *testing.T, open Opener) {
 	rep := verifyOK(t, s)
 	if len(rep.Chains) != 2 || rep.Records != 7 {
 		t.Errorf("verify: %d chains, %d records; want the AuditLog's and the disclosures', 7 records", len(rep.Chains), rep.Records)
+	}
+}
+
+// createRec is the record of a GP client creating the fixtures' referral in (CreateAuditedReferral).
+func createRec(in mapping.Intake) outbox.AuditRecord {
+	r := in.Referral.Record
+	return outbox.AuditRecord{At: r.CreatedAt, RequestID: "req-" + r.ID, ActorID: "practice-a81001", ActorRole: "gp",
+		Via: "fhir", Action: outbox.AuditCreate, ResourceType: "ServiceRequest", ResourceID: r.ServiceRequestID,
+		ReferralID: r.ID, PracticeODS: in.Referral.PracticeODS, ServiceID: r.Service.ID, Address: "127.0.0.1"}
+}
+
+// auditLines are recs as "chain seq action referral" lines, in their order.
+func auditLines(recs []outbox.AuditRecord) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, fmt.Sprintf("%s %d %s %s", r.Chain, r.ChainSeq, r.Action, r.ReferralID))
+	}
+	return out
+}
+
+// testCreateAuditedReferral: a creation's record (CreateAuditedReferral) is appended on its lane's chain in
+// the creating transaction, beside the process's AuditLog chain: a create that fails at any step, its
+// record's append included, leaves neither the referral nor the record, and the same intake then goes
+// through with its record; a resend, a conflict and a record that names no chain append nothing. The trail
+// verifies.
+func testCreateAuditedReferral(t *testing.T, open Opener) {
+	var failAt atomic.Value
+	failAt.Store("")
+	s := open(t, Options{FailAfter: func(st string, in mapping.Intake) error {
+		if st == failAt.Load().(string) {
+			return errInjected
+		}
+		return nil
+	}})
+	ctx := t.Context()
+	a := newAuditLog(t, s, "serve")
+	if err := a.Record(ctx, auditRec(1)); err != nil {
+		t.Fatal(err)
+	}
+	lane := a.Lend()
+	defer lane.Release(nil)
+	if lane.Chain == a.Chain() || lane.Instance != "serve" {
+		t.Fatalf("lane %+v: want a chain of its own, of the AuditLog's instance (its chain %s)", lane, a.Chain())
+	}
+	createAudited := func(in mapping.Intake) (outbox.CreateResult, error) {
+		return s.CreateAuditedReferral(ctx, in, lane.Disclosure(createRec(in)))
+	}
+	for _, stage := range []string{StageEvents, StageAudit} {
+		failAt.Store(stage)
+		_, err := createAudited(intake(1))
+		wantErr(t, "a create failing after "+stage, err, errInjected)
+		assertNoTrace(t, s, intake(1))
+	}
+	failAt.Store("")
+	if recs, err := s.ListAudit(ctx, outbox.AuditQuery{ActorID: "practice-a81001"}); err != nil || len(recs) != 0 {
+		t.Fatalf("the creations' records after failed creates: %v, %v; want none", auditLines(recs), err)
+	}
+	res, err := createAudited(intake(1))
+	if err != nil || !res.Created {
+		t.Fatalf("create: %+v, %v", res.Created, err)
+	}
+	diff(t, "the created referral", res.Referral, stored(intake(1)))
+	if res, err := createAudited(intake(1)); err != nil || res.Created {
+		t.Fatalf("resend: created %v, %v; want the existing referral", res.Created, err)
+	}
+	other := renamed(intake(1), "-b")
+	other.Fingerprint = "another body"
+	_, err = createAudited(other)
+	wantErr(t, "another body under the same identifier", err, outbox.ErrConflict)
+	unchained := lane.Disclosure(createRec(intake(3)))
+	unchained.Record.Chain = ""
+	if _, err := s.CreateAuditedReferral(ctx, intake(3), unchained); err == nil {
+		t.Error("a create whose record names no chain was accepted")
+	}
+	assertNoTrace(t, s, intake(3))
+	if res, err := createAudited(intake(2)); err != nil || !res.Created {
+		t.Fatalf("second create: %+v, %v", res.Created, err)
+	}
+	recs, err := s.ListAudit(ctx, outbox.AuditQuery{ActorID: "practice-a81001", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "the creations' records", auditLines(recs), []string{lane.Chain + " 1 create ref-001", lane.Chain + " 2 create ref-002"})
+	want := createRec(intake(1))
+	got := recs[0]
+	if got.RequestID != want.RequestID || got.ResourceID != want.ResourceID || got.PracticeODS != want.PracticeODS ||
+		got.ServiceID != want.ServiceID || got.ActorID != want.ActorID || !got.At.Equal(want.At) {
+		t.Errorf("the first creation's record: %+v, want %+v", got, want)
+	}
+	h, err := s.AuditHead(ctx, lane.Chain)
+	if err != nil || h.Instance != "serve" || h.HeadSeq != 2 || h.HeadHash != recs[1].Hash {
+		t.Errorf("the lane's chain: %+v, %v; want started for serve, its head at the second record", h, err)
+	}
+	// A record numbered after a head the chain has left is appended after the head it is at; one numbered
+	// after the head it is at, there.
+	stale := lane.Disclosure(createRec(intake(4)))
+	stale.Record.ChainSeq, stale.Record.PrevHash = 2, recs[0].Hash
+	res, err = s.CreateAuditedReferral(ctx, intake(4), stale)
+	if err != nil || res.Audit == nil || res.Audit.ChainSeq != 3 || res.Audit.PrevHash != recs[1].Hash ||
+		res.Audit.Hash != outbox.AuditHash(*res.Audit) {
+		t.Fatalf("a create numbered after an old head: %+v, %v; want its record third, after the second", res.Audit, err)
+	}
+	known := lane.Disclosure(createRec(intake(5)))
+	known.Record.ChainSeq, known.Record.PrevHash = 4, res.Audit.Hash
+	if res, err := s.CreateAuditedReferral(ctx, intake(5), known); err != nil || res.Audit == nil || res.Audit.ChainSeq != 4 {
+		t.Fatalf("a create numbered after the head: %+v, %v; want its record fourth", res.Audit, err)
+	}
+	rep := verifyOK(t, s)
+	if len(rep.Chains) != 2 || rep.Records != 5 {
+		t.Errorf("verify: %d chains, %d records; want the AuditLog's and the lane's, 5 records", len(rep.Chains), rep.Records)
+	}
+}
+
+// testCreateAuditedReferralConcurrent: writers creating at once, each on a lane of its own, all commit, each
+// referral with its one record; a lane released is lent again, so the chains are no more than the writers
+// ever held at once; the trail verifies.
+func testCreateAuditedReferralConcurrent(t *testing.T, open Opener) {
+	s := open(t, Options{})
+	ctx := t.Context()
+	a := newAuditLog(t, s, "serve")
+	const writers, each = 8, 6
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				in := intake(1 + w*each + i)
+				lane := a.Lend()
+				res, err := s.CreateAuditedReferral(ctx, in, lane.Disclosure(createRec(in)))
+				lane.Release(res.Audit)
+				if err == nil && !res.Created {
+					err = fmt.Errorf("%s: not created", in.Referral.Record.ID)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	recs, err := s.ListAudit(ctx, outbox.AuditQuery{ActorID: "practice-a81001", Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[r.ReferralID]++
+	}
+	if len(recs) != writers*each || len(seen) != writers*each {
+		t.Errorf("%d records of %d referrals, want one for each of the %d", len(recs), len(seen), writers*each)
+	}
+	rep := verifyOK(t, s)
+	if rep.Records != writers*each || len(rep.Chains) > writers {
+		t.Errorf("verify: %d records on %d chains, want %d on at most %d", rep.Records, len(rep.Chains), writers*each, writers)
 	}
 }

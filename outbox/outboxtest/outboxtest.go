@@ -26,7 +26,8 @@ const (
 	StageReferral    = "referral"    // the referral row is written
 	StageIdentifiers = "identifiers" // its identifiers are written
 	StageMessages    = "messages"    // its outbox messages are written
-	StageEvents      = "events"      // its timeline entry is written (the last step)
+	StageEvents      = "events"      // its timeline entry is written (the last step of CreateReferral)
+	StageAudit       = "audit"       // its audit record is appended (CreateAuditedReferral's last step)
 )
 
 // Options are what the suite needs from a backend beyond the Store contract.
@@ -114,6 +115,8 @@ func Run(t *testing.T, open func(t *testing.T, opts Options) outbox.Store) {
 		{"Retention", testRetention},
 		{"AuditAppendAndList", testAuditAppendAndList},
 		{"CompleteAttemptsDisclosures", testCompleteAttemptsDisclosures},
+		{"CreateAuditedReferral", testCreateAuditedReferral},
+		{"CreateAuditedReferralConcurrent", testCreateAuditedReferralConcurrent},
 		{"AuditChainsConcurrent", testAuditChainsConcurrent},
 		{"AuditHeadConflict", testAuditHeadConflict},
 		{"MeasuresKept", testMeasuresKept},

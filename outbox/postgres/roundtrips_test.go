@@ -189,8 +189,33 @@ func TestRoundTrips(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("round trips: creates %v, audit appends %v, claims %v, next due %v, completions %v (the first calls prepare their statements)",
-		creates, audits, claims, dues, completions)
+	// Creates that append their record in their transaction, on a lane lent again and again, as serve's are:
+	// after the chain's first, the record goes after the head the lane knows, in one statement.
+	lender := outbox.NewAuditLog(s, outbox.AuditLogOptions{Instance: "test"})
+	defer lender.Close()
+	var audited []int64
+	for n := 7; n <= 12; n++ {
+		var err error
+		audited = append(audited, w.count(func() {
+			before := postgres.Announced(s)
+			lane := lender.Lend()
+			in := testIntake(n)
+			rec := outbox.AuditRecord{At: now, RequestID: fmt.Sprint("req-create-", n), ActorID: "practice-a81001",
+				ActorRole: "gp", Via: "fhir", Action: outbox.AuditCreate, ResourceType: "ServiceRequest",
+				ResourceID: in.Referral.Record.ServiceRequestID, ReferralID: in.Referral.Record.ID}
+			var res outbox.CreateResult
+			res, err = s.CreateAuditedReferral(ctx, in, lane.Disclosure(rec))
+			lane.Release(res.Audit)
+			if err == nil {
+				waitAnnounced(t, s, before+1)
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("round trips: creates %v, audit appends %v, claims %v, next due %v, completions %v, audited creates %v (the first calls prepare their statements)",
+		creates, audits, claims, dues, completions, audited)
 	// The first calls prepare their statements (a round trip more per statement; an audit chain's first
 	// append, which creates the chain, takes the script's way, so its second prepares); from the third on,
 	// the steady state.
@@ -204,6 +229,7 @@ func TestRoundTrips(t *testing.T) {
 		{"a claim as the dispatcher makes it (one statement, pauses read in it)", claims, 1},
 		{"NextDue (one statement, pauses read in it)", dues, 1},
 		{"a delivery's completion (BEGIN, record, stamp, version, COMMIT)", completions, 5},
+		{"a create that appends its record after the head its lane knows (the create's 6 and one statement)", audited, 7},
 	} {
 		for _, n := range c.got[2:] {
 			if n > c.want {

@@ -192,6 +192,7 @@ func TestKill9DuringDeliveryStorm(t *testing.T) {
 		t.Errorf("after SIGTERM, messages not delivered: %v %v", left, err)
 	}
 	p.checkDeliveriesAudited(context.Background(), t)
+	p.checkCreationsAudited(context.Background(), t, res.ids)
 
 	s := rc.stats(p.kills)
 	outcomes, errs, panics := p.logSummary()

@@ -356,19 +356,7 @@ func (p *proc) checkDeliveriesAudited(ctx context.Context, t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, binPath, "audit", "list", "--client", "socialrx", "--json")
-	cmd.Env = p.env
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("socialrx audit list: %v", err)
-	}
-	var recs []struct {
-		RequestID string `json:"request_id"`
-		Action    string `json:"action"`
-	}
-	if err := json.Unmarshal(out, &recs); err != nil {
-		t.Fatalf("socialrx audit list: %v: %.200s", err, out)
-	}
+	recs := p.auditList(ctx, t, "--client", "socialrx")
 	sent := map[string]bool{}
 	for _, r := range recs {
 		sent[r.RequestID] = sent[r.RequestID] || r.Action == "send"
@@ -383,12 +371,72 @@ func (p *proc) checkDeliveriesAudited(ctx context.Context, t *testing.T) {
 		t.Errorf("%d of %d delivered messages have no audit record of their sending, e.g. %v", len(missing),
 			len(delivered), missing[:min(len(missing), 5)])
 	}
-	cmd = exec.CommandContext(ctx, binPath, "audit", "verify")
+	cmd := exec.CommandContext(ctx, binPath, "audit", "verify")
 	cmd.Env = p.env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("socialrx audit verify: %v: %s", err, out)
 	}
 	t.Logf("delivered messages: %d; audit records of the dispatcher: %d", len(delivered), len(recs))
+}
+
+// cliAuditRecord is what `socialrx audit list --json` prints per record (the fields the tests read).
+type cliAuditRecord struct {
+	RequestID string `json:"request_id"`
+	Action    string `json:"action"`
+	Resource  string `json:"resource"`
+}
+
+// auditList runs `socialrx audit list --json` with filters against the binary's database.
+func (p *proc) auditList(ctx context.Context, t *testing.T, filters ...string) []cliAuditRecord {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, binPath, append(append([]string{"audit", "list"}, filters...), "--json")...)
+	cmd.Env = p.env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("socialrx audit list: %v", err)
+	}
+	var recs []cliAuditRecord
+	if err := json.Unmarshal(out, &recs); err != nil {
+		t.Fatalf("socialrx audit list: %v: %.200s", err, out)
+	}
+	return recs
+}
+
+// checkCreationsAudited: every referral a GP client was told is accepted (its ServiceRequest id in srIDs;
+// "" for one that was not) has the audit record of its creation (action create on that ServiceRequest). The
+// record is appended in the transaction that creates the referral, so no kill can come between the two.
+func (p *proc) checkCreationsAudited(ctx context.Context, t *testing.T, srIDs []string) {
+	t.Helper()
+	recs := p.auditList(ctx, t)
+	created := map[string]int{}
+	for _, r := range recs {
+		if id, ok := strings.CutPrefix(r.Resource, "ServiceRequest/"); ok && r.Action == "create" {
+			created[id]++
+		}
+	}
+	var missing, twice []string
+	accepted := 0
+	for _, id := range srIDs {
+		if id == "" {
+			continue
+		}
+		accepted++
+		switch created[id] {
+		case 0:
+			missing = append(missing, id)
+		case 1:
+		default:
+			twice = append(twice, id)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d accepted referrals have no audit record of their creation, e.g. %v", len(missing),
+			accepted, missing[:min(len(missing), 5)])
+	}
+	if len(twice) > 0 {
+		t.Errorf("%d referrals have more than one record of their creation, e.g. %v", len(twice), twice[:min(len(twice), 5)])
+	}
+	t.Logf("accepted referrals: %d; records of their creation: %d", accepted, accepted-len(missing))
 }
 
 // describeUnsettled lists the messages not delivered yet (pending, inflight, dead; at most 5) with their

@@ -129,6 +129,7 @@ func TestKill9ThreeInstancesOnPostgres(t *testing.T) {
 		t.Errorf("after SIGTERM, messages not delivered: %v %v", left, err)
 	}
 	procs[0].checkDeliveriesAudited(context.Background(), t)
+	procs[0].checkCreationsAudited(context.Background(), t, created)
 
 	// A webhook-id sent again while a request carrying it is still being answered is a message delivered twice
 	// at the same time: two instances holding one claim. The one allowed cause is the dispatcher's own timeout

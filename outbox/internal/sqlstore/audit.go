@@ -122,7 +122,14 @@ func (s *Store) moveAuditHead(ctx context.Context, w *Tx, recs []outbox.AuditRec
 // is started for its disclosure's Instance), numbers and hashes the records after it, moves the head and
 // inserts them.
 func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclosure) error {
+	_, err := s.appendDisclosuresAs(ctx, w, ds)
+	return err
+}
+
+// appendDisclosuresAs is appendDisclosures, returning the records as appended, chain by chain.
+func (s *Store) appendDisclosuresAs(ctx context.Context, w *Tx, ds []outbox.Disclosure) ([]outbox.AuditRecord, error) {
 	d := s.d
+	var appended []outbox.AuditRecord
 	for len(ds) > 0 {
 		chain := ds[0].Record.Chain
 		var recs []outbox.AuditRecord
@@ -140,18 +147,43 @@ func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclo
 			head.HeadHash = outbox.AuditGenesis
 			if _, err := w.ExecContext(ctx, d.rebind(insertAuditChain), chain, ds[0].Instance,
 				Micros(recs[0].At), outbox.AuditGenesis); err != nil {
-				return d.DriverErr("append audit", err)
+				return nil, d.DriverErr("append audit", err)
 			}
 		case err != nil:
-			return err
+			return nil, err
 		}
 		outbox.ChainAudit(recs, head.HeadSeq, head.HeadHash)
 		if err := s.moveAuditHead(ctx, w, recs); err != nil {
-			return err
+			return nil, err
 		}
+		appended = append(appended, recs...)
 		ds = rest
 	}
-	return nil
+	return appended, nil
+}
+
+// appendCreation appends a creation's record d in w (outbox.Referrals.CreateAuditedReferral) and returns it
+// as appended. A record numbered by its caller is appended after the head it names if the chain's head is
+// there (one statement, nothing read first); otherwise, or when the head is elsewhere, after the head read
+// locked (appendDisclosures).
+func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure) (outbox.AuditRecord, error) {
+	if r := d.Record; r.ChainSeq > 1 && r.PrevHash != "" {
+		recs := []outbox.AuditRecord{r}
+		outbox.ChainAudit(recs, r.ChainSeq-1, r.PrevHash)
+		err := s.moveAuditHead(ctx, w, recs)
+		if err == nil {
+			return recs[0], nil
+		}
+		if !errors.Is(err, outbox.ErrAuditHead) {
+			return outbox.AuditRecord{}, err
+		}
+	}
+	d.Record.ChainSeq, d.Record.PrevHash = 0, ""
+	recs, err := s.appendDisclosuresAs(ctx, w, []outbox.Disclosure{d})
+	if err != nil {
+		return outbox.AuditRecord{}, err
+	}
+	return recs[0], nil
 }
 
 // AuditAppender is a Backend that appends records to an existing chain and moves its head in one

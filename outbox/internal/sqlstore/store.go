@@ -22,6 +22,7 @@ const (
 	stageIdentifiers = "identifiers"
 	stageMessages    = "messages"
 	stageEvents      = "events"
+	stageAudit       = "audit"
 )
 
 // maxErrorLen caps stored error texts (they are short by contract; this keeps a bad caller from bloating rows).
@@ -113,6 +114,23 @@ func New(d Dialect, b Backend, read Querier, cfg Config) *Store {
 // and moved later if needed to follow commit order (Dialect.Stamp). Events without an id get one from
 // Config.NewID. Messages are created pending and due at Record.CreatedAt.
 func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.CreateResult, error) {
+	return s.createReferral(ctx, in, nil)
+}
+
+// CreateAuditedReferral is CreateReferral that appends audit on its chain in the creating transaction when it
+// creates the referral (outbox.Referrals).
+func (s *Store) CreateAuditedReferral(ctx context.Context, in mapping.Intake, audit outbox.Disclosure) (outbox.CreateResult, error) {
+	if err := audit.Record.Validate(); err != nil {
+		return outbox.CreateResult{}, fmt.Errorf("%s: create referral: a bug: %w", s.d.Name, err)
+	}
+	if audit.Record.Chain == "" || audit.Instance == "" {
+		return outbox.CreateResult{}, fmt.Errorf("%s: create referral: a bug: the audit record names no chain or instance", s.d.Name)
+	}
+	return s.createReferral(ctx, in, &audit)
+}
+
+// createReferral is CreateReferral, appending audit (when not nil) if it creates the referral.
+func (s *Store) createReferral(ctx context.Context, in mapping.Intake, audit *outbox.Disclosure) (outbox.CreateResult, error) {
 	d := s.d
 	c, err := d.NewCreation(in, s.cfg.NewID)
 	if err != nil {
@@ -128,7 +146,15 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 	err = s.write(ctx, func(ctx context.Context, w *Tx) error {
 		var err error
 		res, err = s.createIn(ctx, w, c, in.Fingerprint, hook)
-		return err
+		if err != nil || !res.Created || audit == nil {
+			return err
+		}
+		rec, err := s.appendCreation(ctx, w, *audit)
+		if err != nil {
+			return err
+		}
+		res.Audit = &rec
+		return hook(stageAudit)
 	})
 	if err != nil {
 		return outbox.CreateResult{}, err
