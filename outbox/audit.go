@@ -52,9 +52,10 @@ func (a AuditAction) Valid() bool {
 type AuditRecord struct {
 	// Seq is the store's number of the record (paging in ListAudit); set by the store.
 	Seq int64
-	// Chain names the chain the record belongs to (one per writer: each process's AuditLog, and each of its
-	// dispatchers for the deliveries it records); ChainSeq numbers it in its chain from 1 without gaps. Set
-	// by AuditLog, or by the store for a Disclosure.
+	// Chain names the chain the record belongs to (each written by one writer at a time: each process's
+	// AuditLog, each of its dispatchers for the deliveries it records, and the chains it lends to the creates
+	// in flight, AuditLog.Lend); ChainSeq numbers it in its chain from 1 without gaps. Set by AuditLog, or by
+	// the store for a Disclosure.
 	Chain    string
 	ChainSeq int64
 	// At is when the access happened (the caller's clock, whole microseconds).

@@ -250,13 +250,16 @@ type AttemptResult struct {
 	Audit *Disclosure
 }
 
-// Disclosure is an audit record that a store appends in the transaction recording an attempt
-// (AttemptResult.Audit). The store numbers and hashes it on its chain (Record.Chain), after that chain's
-// head, which it holds locked until commit; a chain not yet written is started for Instance. A chain that
-// takes disclosures is written by nothing else (AuditLog.Record appends to a chain of its own).
+// Disclosure is an audit record that a store appends in the transaction of the change it records: an
+// attempt (AttemptResult.Audit) or a referral's creation (CreateAuditedReferral). The store numbers and
+// hashes it on its chain (Record.Chain), after that chain's head, which it reads and holds locked until
+// commit; a chain not yet written is started for Instance. A creation's record may come numbered after the
+// head its lane last saw (Lane.Disclosure): the store then appends it there without reading the head first,
+// if the head is there. A chain that takes disclosures is written by one transaction at a time and by
+// nothing else (AuditLog.Record appends to a chain of its own).
 type Disclosure struct {
 	Instance string      // the chain's writer, for a chain started here (AuditChain.Instance)
-	Record   AuditRecord // Chain set; ChainSeq, PrevHash and Hash are set by the store
+	Record   AuditRecord // Chain set; ChainSeq, PrevHash and Hash are set by the store (or hinted: above)
 }
 
 // Completion is one attempt to record (Store.CompleteAttempts): CompleteAttempt's arguments.

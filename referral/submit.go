@@ -23,7 +23,9 @@ type Submission struct {
 // Submit accepts a referral from a GP client: it checks the referring practice against the client's
 // practices, answers a conditional create or an identical resend with the existing referral, maps the
 // ServiceRequest (validation, consent, routing) and writes the referral, its Task and its outbox messages in
-// one transaction. Created is false for a resend. Errors: fault.Forbidden (not a GP client, or another
+// one transaction, with the audit record of its creation when the Service has an Auditor that lends chains
+// (outbox.AuditLog): a record that cannot be written fails the create (fault.Unavailable, nothing written).
+// Created is false for a resend. Errors: fault.Forbidden (not a GP client, or another
 // practice), fault.Rule (business rules, every issue at once), outbox.ErrConflict (the identifier is used by
 // another referral of the same practice), fault.Stale (a conditional create that matches several referrals).
 // Identifiers are the referring practice's own keys: another practice's referral with the same identifier is
@@ -120,7 +122,12 @@ func (s *Service) create(ctx context.Context, c Caller, in mapping.Intake) (res 
 	ref := outbox.Referral{Referral: in.Referral}
 	rec := s.auditRecord(ctx, c, outbox.AuditCreate, resourceOf(ByServiceRequestID), idOf(ref, ByServiceRequestID), ref)
 	res, err = s.store.CreateAuditedReferral(ctx, in, lane.Disclosure(rec))
-	if err != nil {
+	switch {
+	case errors.Is(err, outbox.ErrAuditHead):
+		// The chain itself refused the record (changed behind the store's back): the lane is not lent again,
+		// and the client's retry starts a new chain.
+		return res, false, err
+	case err != nil:
 		lane.Release(nil) // the head is where it was, unless the outcome is unknown: the next holder reads it
 		return res, false, err
 	}

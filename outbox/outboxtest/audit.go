@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
 )
@@ -305,6 +306,51 @@ func RunAuditTamper(t *testing.T, open AuditOpener) {
 			}
 		})
 	}
+	t.Run("creation on a chain whose next number is taken", func(t *testing.T) {
+		t.Parallel()
+		testCreationNumberTaken(t, open)
+	})
+}
+
+// testCreationNumberTaken: a creation whose lane knows its chain's head, but finds the next number already
+// used in the chain (a record put there behind the store's back), fails as unavailable and writes nothing,
+// neither the referral nor the head's move; a create on another lane goes through.
+func testCreationNumberTaken(t *testing.T, open AuditOpener) {
+	s, exec := open(t)
+	ctx := t.Context()
+	a := newAuditLog(t, s, "serve")
+	lane := a.Lend()
+	res, err := s.CreateAuditedReferral(ctx, intake(1), lane.Disclosure(createRec(intake(1))))
+	if err != nil || res.Audit == nil || res.Audit.ChainSeq != 1 {
+		t.Fatalf("first create: %+v, %v", res.Audit, err)
+	}
+	first := *res.Audit
+	lane.Release(res.Audit)
+	lane = a.Lend()
+	forged := createRec(intake(9))
+	forged.Chain, forged.ChainSeq, forged.PrevHash = lane.Chain, 2, first.Hash
+	forged.At = forged.At.UTC()
+	forged.Hash = outbox.AuditHash(forged)
+	if err := insertAudit(ctx, exec, forged); err != nil {
+		t.Fatal(err)
+	}
+	d := lane.Disclosure(createRec(intake(2)))
+	if d.Record.ChainSeq != 2 {
+		t.Fatalf("the lane lent again numbers its record %d, want 2", d.Record.ChainSeq)
+	}
+	_, err = s.CreateAuditedReferral(ctx, intake(2), d)
+	if err == nil || fault.KindOf(err) != fault.Unavailable || !errors.Is(err, outbox.ErrAuditHead) {
+		t.Fatalf("a create whose record's number is taken: %v (kind %s); want unavailable, matching ErrAuditHead", err, fault.KindOf(err))
+	}
+	assertNoTrace(t, s, intake(2))
+	if h, err := s.AuditHead(ctx, lane.Chain); err != nil || h.HeadSeq != 1 || h.HeadHash != first.Hash {
+		t.Errorf("the chain's head after the refused create: %+v, %v; want where the first create left it", h, err)
+	}
+	other := a.Lend()
+	if res, err := s.CreateAuditedReferral(ctx, intake(2), other.Disclosure(createRec(intake(2)))); err != nil ||
+		!res.Created || other.Chain == lane.Chain {
+		t.Errorf("the create on another lane (%s): %v", other.Chain, err)
+	}
 }
 
 func insertAudit(ctx context.Context, exec Exec, r outbox.AuditRecord) error {
@@ -501,6 +547,15 @@ func testCreateAuditedReferral(t *testing.T, open Opener) {
 	}
 	known := lane.Disclosure(createRec(intake(5)))
 	known.Record.ChainSeq, known.Record.PrevHash = 4, res.Audit.Hash
+	// A create that fails after appending its record there leaves neither.
+	failAt.Store(StageAudit)
+	_, err = s.CreateAuditedReferral(ctx, intake(5), known)
+	wantErr(t, "a create failing after its record was appended after the head", err, errInjected)
+	assertNoTrace(t, s, intake(5))
+	if h, err := s.AuditHead(ctx, lane.Chain); err != nil || h.HeadSeq != 3 || h.HeadHash != res.Audit.Hash {
+		t.Errorf("the lane's chain after the failed create: %+v, %v; want its head at the third record", h, err)
+	}
+	failAt.Store("")
 	if res, err := s.CreateAuditedReferral(ctx, intake(5), known); err != nil || res.Audit == nil || res.Audit.ChainSeq != 4 {
 		t.Fatalf("a create numbered after the head: %+v, %v; want its record fourth", res.Audit, err)
 	}

@@ -21,7 +21,8 @@ import (
 	"github.com/socialrx/socialrx/outbox"
 )
 
-// Steps of CreateReferral's transaction after which a backend calls Options.FailAfter, in this order.
+// Steps of CreateReferral's (and CreateAuditedReferral's) transaction after which a backend calls
+// Options.FailAfter, in this order.
 const (
 	StageReferral    = "referral"    // the referral row is written
 	StageIdentifiers = "identifiers" // its identifiers are written

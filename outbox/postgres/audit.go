@@ -53,7 +53,7 @@ func (s *Store) appendAudit(ctx context.Context, q sqlstore.Querier, recs []outb
 	res, err := q.ExecContext(ctx, appendAuditStatement, args...)
 	if err != nil {
 		if isUnique(err) {
-			return fmt.Errorf("postgres: append audit: chain %s: %w", first.Chain, outbox.ErrAuditHead)
+			return fmt.Errorf("postgres: append audit: chain %s: %w: %w", first.Chain, outbox.ErrAuditHead, sqlstore.ErrAuditNumberTaken)
 		}
 		if s.closed() {
 			return ErrClosed

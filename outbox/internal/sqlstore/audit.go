@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/socialrx/socialrx/fault"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -109,7 +110,7 @@ func (s *Store) moveAuditHead(ctx context.Context, w *Tx, recs []outbox.AuditRec
 		}
 		if _, err := w.ExecContext(ctx, d.rebind(q.String()), args...); err != nil {
 			if d.IsUnique(err) {
-				return fmt.Errorf("%s: append audit: chain %s: %w", d.Name, first.Chain, outbox.ErrAuditHead)
+				return fmt.Errorf("%s: append audit: chain %s: %w: %w", d.Name, first.Chain, outbox.ErrAuditHead, ErrAuditNumberTaken)
 			}
 			return d.DriverErr("append audit", err)
 		}
@@ -162,10 +163,21 @@ func (s *Store) appendDisclosuresAs(ctx context.Context, w *Tx, ds []outbox.Disc
 	return appended, nil
 }
 
+// ErrAuditNumberTaken: an append moved its chain's head but found its record's number already used in the
+// chain (a trail changed behind the store's back). It comes wrapped with outbox.ErrAuditHead; unlike a head
+// found elsewhere, it may have aborted the transaction (PostgreSQL) or left the head moved in it (SQLite), so
+// the transaction must not go on.
+var ErrAuditNumberTaken = fault.Sentinel(fault.Conflict, "audit record number already used in its chain")
+
+// errCreationNotAudited: a creation's record could not be appended, so the referral is not created; the
+// client may try again (a new lane starts a new chain).
+var errCreationNotAudited = fault.Sentinel(fault.Unavailable, "the creation's audit record could not be appended")
+
 // appendCreation appends a creation's record d in w (outbox.Referrals.CreateAuditedReferral) and returns it
 // as appended. A record numbered by its caller is appended after the head it names if the chain's head is
-// there (one statement, nothing read first); otherwise, or when the head is elsewhere, after the head read
-// locked (appendDisclosures).
+// there (one statement, nothing read first); when the head is not there (no row moved, nothing written), or
+// the record is not numbered, after the head read locked (appendDisclosures). An append that fails
+// otherwise fails the creation with errCreationNotAudited (outbox.ErrAuditHead still matches it).
 func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure) (outbox.AuditRecord, error) {
 	if r := d.Record; r.ChainSeq > 1 && r.PrevHash != "" {
 		recs := []outbox.AuditRecord{r}
@@ -174,16 +186,25 @@ func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure) 
 		if err == nil {
 			return recs[0], nil
 		}
-		if !errors.Is(err, outbox.ErrAuditHead) {
-			return outbox.AuditRecord{}, err
+		if !errors.Is(err, outbox.ErrAuditHead) || errors.Is(err, ErrAuditNumberTaken) {
+			return outbox.AuditRecord{}, notAudited(err)
 		}
 	}
 	d.Record.ChainSeq, d.Record.PrevHash = 0, ""
 	recs, err := s.appendDisclosuresAs(ctx, w, []outbox.Disclosure{d})
 	if err != nil {
-		return outbox.AuditRecord{}, err
+		return outbox.AuditRecord{}, notAudited(err)
 	}
 	return recs[0], nil
+}
+
+// notAudited is err, an append's failure that the audit chain caused, as the failure of the creation it
+// was for (errCreationNotAudited, kind unavailable); the database's own failures keep their kind.
+func notAudited(err error) error {
+	if errors.Is(err, outbox.ErrAuditHead) {
+		return fmt.Errorf("%w: %w", errCreationNotAudited, err)
+	}
+	return err
 }
 
 // AuditAppender is a Backend that appends records to an existing chain and moves its head in one

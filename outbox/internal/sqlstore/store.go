@@ -35,8 +35,8 @@ type Config struct {
 	// Notify renders subscription notifications in the fan-out (nil: outbox.RenderNotification).
 	Notify outbox.NotifyFunc
 	// FailAfter, if set, is called after each step of CreateReferral's transaction ("referral",
-	// "identifiers", "messages", "events") with the intake; a non-nil error fails that intake as if the
-	// database had. For tests only.
+	// "identifiers", "messages", "events", and "audit" after CreateAuditedReferral's record) with the intake;
+	// a non-nil error fails that intake as if the database had. For tests only.
 	FailAfter func(stage string, in mapping.Intake) error
 }
 
