@@ -39,7 +39,9 @@ const (
 	selectPauses = `SELECT ` + pauseCols + ` FROM outbox_pauses WHERE resumed_at = 0
 		ORDER BY paused_at, destination_kind, destination_id`
 
-	countByDestination = `SELECT destination_kind, destination_id, state, COUNT(*) FROM outbox_messages
+	// CountByDestination counts the messages of each destination by state (the operations overview;
+	// exported for the backends' plan tests).
+	CountByDestination = `SELECT destination_kind, destination_id, state, COUNT(*) FROM outbox_messages
 		GROUP BY destination_kind, destination_id, state ORDER BY destination_kind, destination_id, state`
 	countDelivered = `SELECT COUNT(*) FROM outbox_attempts WHERE started_at >= ? AND status_code >= 200 AND status_code < 300`
 	inboxStats     = `SELECT service_id, COUNT(*), SUM(CASE WHEN business_status = 'overdue' THEN 1 ELSE 0 END),
@@ -309,7 +311,7 @@ func ExcludeDestinations(dests []mapping.Destination) (string, []any) {
 // CountByDestination returns the number of messages of every (destination, state) that has any.
 func (s *Store) CountByDestination(ctx context.Context) ([]outbox.DestinationCount, error) {
 	d := s.d
-	rows, err := s.read.QueryContext(ctx, d.rebind(countByDestination))
+	rows, err := s.read.QueryContext(ctx, d.rebind(CountByDestination))
 	if err != nil {
 		return nil, d.DriverErr("count by destination", err)
 	}

@@ -87,7 +87,9 @@ const (
 	insertReplay = `INSERT INTO outbox_replays (message_id, at, actor, reason, from_state)
 				VALUES (?, ?, ?, ?, ?)`
 	countMessages = `SELECT state, COUNT(*) FROM outbox_messages GROUP BY state`
-	oldestPending = `SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`
+	// OldestPending is the oldest pending message's creation time (CountMessages; exported for the
+	// backends' plan tests).
+	OldestPending = `SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`
 	expireNonces  = `DELETE FROM used_nonces WHERE expires_at <= ?`
 	insertNonce   = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
 
@@ -136,6 +138,6 @@ func statements() []string {
 		moveLeased, releaseMessages, replayMessage, insertReplay, expireNonces, insertNonce, selectSubscription,
 		insertSubscription, setSubscriptionStatus, numberEvent, upsertProbe, countActiveSubscriptions,
 		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
-		selectPauses, countByDestination, countDelivered, inboxStats,
+		selectPauses, CountByDestination, countDelivered, inboxStats,
 	}, append(append(append(sessionStatements(), auditStatements()...), erasureStatements()...), retentionStatements()...)...)
 }
