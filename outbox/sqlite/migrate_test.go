@@ -73,9 +73,10 @@ func TestMigration3KeepsMessages(t *testing.T) {
 	}
 	indexes := indexesOf(t, s.db, "outbox_messages", false)
 	// Open migrates to the latest schema: migration 40 adds outbox_destination_state, 50 outbox_delivered_unscrubbed,
-	// 60 outbox_pending_destination; 89 drops outbox_undelivered_chain.
-	want := []string{"outbox_delivered_unscrubbed", "outbox_destination_seq", "outbox_destination_state", "outbox_inflight_lease", "outbox_pending_destination", "outbox_pending_due", "outbox_referral_seq",
-		"outbox_state_created", "outbox_state_seq", "outbox_undelivered_destination"}
+	// 60 outbox_pending_destination; 89 drops outbox_undelivered_chain; 90 replaces outbox_state_created with
+	// outbox_pending_created.
+	want := []string{"outbox_delivered_unscrubbed", "outbox_destination_seq", "outbox_destination_state", "outbox_inflight_lease", "outbox_pending_created", "outbox_pending_destination", "outbox_pending_due", "outbox_referral_seq",
+		"outbox_state_seq", "outbox_undelivered_destination"}
 	if !slices.Equal(indexes, want) {
 		t.Errorf("indexes %v, want %v", indexes, want)
 	}

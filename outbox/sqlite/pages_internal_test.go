@@ -115,7 +115,8 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 	if after["referral_events"] == 0 {
 		t.Fatalf("20 deliveries wrote no timeline page (%v): their versions were not written", after)
 	}
-	wantNoPages(t, after, "20 deliveries (a version of an open referral each)", "referrals_unscrubbed", "referrals_parent")
+	wantNoPages(t, after, "20 deliveries (a version of an open referral each)", "referrals_unscrubbed", "referrals_parent",
+		"outbox_pending_created")
 
 	written := pagesOfVersion(t, s, pages, claimed[0].ReferralID, at.Add(time.Hour), func(next *mapping.Referral) {
 		next.Record.Status = mapping.StatusCancelled
@@ -140,6 +141,7 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	}{
 		{dialect().SelectDueClosed(), "referrals_unscrubbed", []any{int64(1), 100}},
 		{search, "referrals_parent", args},
+		{dialect().OldestPending(), "outbox_pending_created", nil},
 		// The patient's indexes hold the key alone (migration 88); the search names them, as the planner would
 		// rather read the practice's, the service's or a status's index in order than sort.
 		patientSearch(outbox.ReferralQuery{PatientRef: "Patient/p1", Practices: []string{"A81001"}}, "referrals_patient_ref"),

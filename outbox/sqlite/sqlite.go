@@ -436,13 +436,14 @@ func wake(ch chan struct{}) {
 // the referral's messages (outbox_referral_seq; see headOnly).
 func dialect() sqlstore.Dialect {
 	return sqlstore.Dialect{
-		Name:        "sqlite",
-		IsUnique:    isUnique,
-		NextSeq:     `(SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_messages)`,
-		Subscribers: `practice_ods = ? COLLATE NOCASE AND status IN ('active', 'error')`,
-		Classify:    classify,
-		IndexedBy:   true,
-		ChainIndex:  ` INDEXED BY outbox_referral_seq`,
+		Name:                "sqlite",
+		IsUnique:            isUnique,
+		NextSeq:             `(SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox_messages)`,
+		Subscribers:         `practice_ods = ? COLLATE NOCASE AND status IN ('active', 'error')`,
+		Classify:            classify,
+		IndexedBy:           true,
+		ChainIndex:          ` INDEXED BY outbox_referral_seq`,
+		PendingCreatedIndex: ` INDEXED BY outbox_pending_created`,
 	}
 }
 

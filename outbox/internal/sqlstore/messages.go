@@ -498,7 +498,7 @@ func (d Dialect) CountMessages(ctx context.Context, db Querier) (map[outbox.Mess
 		return nil, time.Time{}, d.DriverErr("count messages", err)
 	}
 	var oldest sql.NullInt64
-	if err := db.QueryRowContext(ctx, OldestPending).Scan(&oldest); err != nil {
+	if err := db.QueryRowContext(ctx, d.OldestPending()).Scan(&oldest); err != nil {
 		return nil, time.Time{}, d.DriverErr("count messages", err)
 	}
 	return counts, FromMicros(oldest.Int64), nil

@@ -101,9 +101,17 @@ type Dialect struct {
 	// its referral's chain (an INDEXED BY: SQLite, whose chain probe reads the referral's messages,
 	// outbox_referral_seq, as no index of unfinished messages by referral is kept).
 	ChainIndex string
+	// PendingCreatedIndex, if set, follows outbox_messages in OldestPending (an INDEXED BY: SQLite, whose
+	// planner would otherwise read every pending message through outbox_state_seq).
+	PendingCreatedIndex string
 	// insertMessage, fanOut and selectSuccessor are the statements built from NextSeq, Subscribers and
 	// ChainIndex, rebound (Compile).
 	insertMessage, fanOut, selectSuccessor string
+}
+
+// OldestPending is the statement CountMessages reads the oldest pending message's creation time with.
+func (d Dialect) OldestPending() string {
+	return strings.Replace(OldestPending, "FROM outbox_messages", "FROM outbox_messages"+d.PendingCreatedIndex, 1)
 }
 
 // Compile returns d with the static statements of the shared scripts rebound once, so that a hot write

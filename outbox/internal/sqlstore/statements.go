@@ -87,8 +87,9 @@ const (
 	insertReplay = `INSERT INTO outbox_replays (message_id, at, actor, reason, from_state)
 				VALUES (?, ?, ?, ?, ?)`
 	countMessages = `SELECT state, COUNT(*) FROM outbox_messages GROUP BY state`
-	// OldestPending is the oldest pending message's creation time (CountMessages; exported for the
-	// backends' plan tests).
+	// OldestPending is the oldest pending message's creation time (CountMessages) as PostgreSQL reads it; a
+	// dialect may name the index to read after the table (Dialect.OldestPending). Exported for the backends'
+	// plan tests.
 	OldestPending = `SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`
 	expireNonces  = `DELETE FROM used_nonces WHERE expires_at <= ?`
 	insertNonce   = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
