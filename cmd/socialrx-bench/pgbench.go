@@ -24,7 +24,7 @@ type pgbenchResult struct {
 
 // pgbenchRun measures PostgreSQL itself doing what one CreateReferral does, as a pgbench script: a fresh
 // schema is migrated by the real store (postgres.Open), one referral is posted through the real server, and
-// its rows become the script's literals (pgbenchScript); then pgbench -c clients -j min(clients, 2) -T dur
+// its rows become the script's literals (pgbenchPrepare); then pgbench -c clients -j min(clients, 2) -T dur
 // runs it in that schema (PGOPTIONS=-csearch_path=…), prepared statements as pgx uses them.
 func pgbenchRun(o deliveryOptions, bin string, clients int, dur time.Duration) (pgbenchResult, error) {
 	name := fmt.Sprintf("pgbench-%d", clients)
@@ -33,27 +33,50 @@ func pgbenchRun(o deliveryOptions, bin string, clients int, dur time.Duration) (
 		return pgbenchResult{}, err
 	}
 	defer r.close()
-	id, err := r.post(o.ctx, 1)
+	path, err := pgbenchPrepare(o, r, name, clients)
 	if err != nil {
-		return pgbenchResult{}, fmt.Errorf("pgbench sample: %w", err)
-	}
-	db, err := openRaw(r)
-	if err != nil {
-		return pgbenchResult{}, err
-	}
-	script, err := pgbenchScript(o.ctx, db, id)
-	_ = db.Close()
-	if err != nil {
-		return pgbenchResult{}, fmt.Errorf("pgbench script: %w", err)
-	}
-	path := filepath.Join(o.dir, name+".sql")
-	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
 		return pgbenchResult{}, err
 	}
 	defer os.Remove(path)
 	secs := max(int(dur.Round(time.Second)/time.Second), 1)
-	cmd := exec.CommandContext(o.ctx, bin, "-n", "-M", "prepared", "-c", strconv.Itoa(clients),
-		"-j", strconv.Itoa(min(clients, 2)), "-T", strconv.Itoa(secs), "-f", path, o.postgres)
+	return runPgbench(o, bin, name, path, clients, "-T", strconv.Itoa(secs))
+}
+
+// pgbenchPrepare posts one referral through rig r's server and writes its pgbench script (pgbenchScript) to
+// a file of o.dir, whose path it returns; when the create appended its audit record, it also starts the
+// chain each of clients pgbench clients appends to (pgbenchChains).
+func pgbenchPrepare(o deliveryOptions, r *rig, name string, clients int) (string, error) {
+	id, err := r.post(o.ctx, 1)
+	if err != nil {
+		return "", fmt.Errorf("pgbench sample: %w", err)
+	}
+	db, err := openRaw(r)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	script, audited, err := pgbenchScript(o.ctx, db, id)
+	if err != nil {
+		return "", fmt.Errorf("pgbench script: %w", err)
+	}
+	if audited {
+		if _, err := db.ExecContext(o.ctx, `INSERT INTO audit_chains (chain, instance, started_at, head_seq, head_hash)
+			SELECT 'pgbench-' || g, 'pgbench', 0, 0, 'genesis' FROM generate_series(0, $1::int - 1) g`, clients); err != nil {
+			return "", fmt.Errorf("pgbench chains: %w", err)
+		}
+	}
+	path := filepath.Join(o.dir, name+".sql")
+	if err := os.WriteFile(path, []byte(script), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// runPgbench runs the script at path with clients clients in rig name's schema, for as long as limit says
+// (-T seconds, or -t transactions per client).
+func runPgbench(o deliveryOptions, bin, name, path string, clients int, limit ...string) (pgbenchResult, error) {
+	args := append([]string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 2))}, limit...)
+	cmd := exec.CommandContext(o.ctx, bin, append(args, "-f", path, o.postgres)...)
 	cmd.Env = append(os.Environ(), "PGOPTIONS=-csearch_path="+benchSchema(o.schemaPrefix, name))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -113,6 +136,7 @@ func readSample(ctx context.Context, db *sql.DB, srID string) ([]sampleRows, err
 	for _, t := range []struct{ table, where string }{
 		{"referrals", "id = $1"}, {"referral_identifiers", "referral_id = $1"},
 		{"outbox_messages", "referral_id = $1"}, {"referral_events", "referral_id = $1"},
+		{"audit_records", "referral_id = $1 AND action = 'create'"},
 	} {
 		cols, err := tableColumns(ctx, db, true, t.table)
 		if err != nil {
@@ -151,15 +175,19 @@ func readSample(ctx context.Context, db *sql.DB, srID string) ([]sampleRows, err
 // separate autocommit connection; here it is an autocommit statement before the transaction, with its own
 // transaction id), then in one transaction the identifier's advisory lock, the lookup of an existing
 // referral by identifier, the transaction id, the referral row, its identifier, its outbox message(s), the
-// fan-out's subscription query, its timeline entry and the NOTIFY that wakes other instances. Row values
-// are ServiceRequest srID's referral's rows (literals; ids made unique per transaction from :client_id and a random :n).
-func pgbenchScript(ctx context.Context, db *sql.DB, srID string) (string, error) {
+// fan-out's subscription query, its timeline entry, the audit record of its creation when the create
+// appended one (audited; one statement moving the head of the pgbench client's own chain, 'pgbench-' and
+// :client_id, and inserting the record after it, as the store's append after a known head does; its hashes
+// are the sample's) and the
+// NOTIFY that wakes other instances. Row values are ServiceRequest srID's referral's rows (literals; ids made
+// unique per transaction from :client_id and a random :n).
+func pgbenchScript(ctx context.Context, db *sql.DB, srID string) (script string, audited bool, err error) {
 	rows, err := readSample(ctx, db, srID)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if len(rows) < 4 {
-		return "", fmt.Errorf("the sample referral has %d rows, want at least 4", len(rows))
+		return "", false, fmt.Errorf("the sample referral has %d rows, want at least 4", len(rows))
 	}
 	ids := map[string]string{} // a sample id → its per-transaction expression
 	var practice, system, value string
@@ -188,7 +216,7 @@ func pgbenchScript(ctx context.Context, db *sql.DB, srID string) (string, error)
 	}
 	var channel string
 	if err := db.QueryRowContext(ctx, `SELECT 'socialrx_pgbench_' || current_schema()`).Scan(&channel); err != nil {
-		return "", err
+		return "", false, err
 	}
 	insert := func(r sampleRows) string {
 		vals := make([]string, len(r.vals))
@@ -223,9 +251,33 @@ func pgbenchScript(ctx context.Context, db *sql.DB, srID string) (string, error)
 			b.WriteString(insert(r) + "\n")
 		}
 	}
+	for _, r := range rows {
+		if r.table != "audit_records" {
+			continue
+		}
+		audited = true
+		vals := make([]string, len(r.vals))
+		var hash string
+		for i, v := range r.vals {
+			switch r.cols[i] {
+			case "chain":
+				vals[i] = "h.chain"
+			case "chain_seq":
+				vals[i] = "h.head_seq"
+			default:
+				vals[i] = sqlLiteral(v, ids)
+			}
+			if r.cols[i] == "hash" {
+				hash = vals[i]
+			}
+		}
+		fmt.Fprintf(&b, "WITH h AS (UPDATE audit_chains SET head_seq = head_seq + 1, head_hash = %s "+
+			"WHERE chain = 'pgbench-' || :client_id::text RETURNING chain, head_seq) "+
+			"INSERT INTO audit_records (%s) SELECT %s FROM h;\n", hash, strings.Join(r.cols, ", "), strings.Join(vals, ", "))
+	}
 	fmt.Fprintf(&b, "SELECT pg_notify('%s', 'pgbench');\n", channel)
 	b.WriteString("END;\n")
-	return b.String(), nil
+	return b.String(), audited, nil
 }
 
 // sqlLiteral spells v as an SQL literal; a string that is one of ids' keys becomes its expression.

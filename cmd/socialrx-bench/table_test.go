@@ -1,9 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
 	"math"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/socialrx/socialrx/outbox/postgres/pgtest"
 )
 
 func TestSummarize(t *testing.T) {
@@ -175,6 +183,63 @@ func TestCloneSQL(t *testing.T) {
 		"a.seq + s.c * 10", "CAST(replace(", " AS BLOB)"} {
 		if !strings.Contains(lite, want) {
 			t.Errorf("SQLite clone lacks %q:\n%s", want, lite)
+		}
+	}
+}
+
+// TestPgbenchScriptWritesWhatACreateWrites: pgbench running the script of a real referral's create, on a real
+// PostgreSQL server, writes per transaction what the create wrote: a referral, its message and its timeline
+// entry, and (the server auditing as serve does) one audit record on the pgbench client's own chain, whose
+// head follows it; no transaction fails.
+func TestPgbenchScriptWritesWhatACreateWrites(t *testing.T) {
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("pgbench not found")
+		}
+		t.Skip("pgbench not found")
+	}
+	pgtest.FreshSchema(t) // skips without a server (fails under CI)
+	o := deliveryOptions{timeout: time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: t.TempDir(),
+		ctx: t.Context(), postgres: pgtest.ServerURL(), audit: true,
+		schemaPrefix: fmt.Sprintf("socialrx_pgbenchtest_%d_", os.Getpid())}
+	r, err := newRig(o, "script", 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	const clients, each = 2, 3
+	path, err := pgbenchPrepare(o, r, "script", clients)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runPgbench(o, bin, "script", path, clients, "-t", fmt.Sprint(each))
+	if err != nil || res.failed != 0 {
+		t.Fatalf("pgbench: %+v, %v", res, err)
+	}
+	db, err := openRaw(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var perReferral int // the sample's messages
+	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM outbox_messages WHERE referral_id = (SELECT min(id) FROM referrals WHERE id NOT LIKE 'r-%')`).Scan(&perReferral); err != nil || perReferral == 0 {
+		t.Fatalf("the sample's messages: %d, %v", perReferral, err)
+	}
+	for _, c := range []struct {
+		query string
+		want  int
+	}{
+		{`SELECT count(*) FROM referrals`, 1 + clients*each},
+		{`SELECT count(*) FROM referral_events WHERE cause = 'create'`, 1 + clients*each},
+		{`SELECT count(*) FROM outbox_messages`, perReferral * (1 + clients*each)},
+		{`SELECT count(*) FROM audit_records WHERE chain LIKE 'pgbench-%' AND action = 'create'`, clients * each},
+		{`SELECT count(DISTINCT chain) FROM audit_records WHERE chain LIKE 'pgbench-%'`, clients},
+		{`SELECT count(*) FROM audit_chains WHERE chain LIKE 'pgbench-%' AND head_seq = ` + fmt.Sprint(each), clients},
+	} {
+		var n int
+		if err := db.QueryRowContext(t.Context(), c.query).Scan(&n); err != nil || n != c.want {
+			t.Errorf("%s: %d, %v; want %d", c.query, n, err, c.want)
 		}
 	}
 }
