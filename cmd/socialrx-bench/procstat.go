@@ -90,5 +90,37 @@ func checkpoint(ctx context.Context, db *sql.DB) {
 	}
 }
 
+// settler quiets the disk before each of the table's measurements (settle), so that no row's writes land in
+// the next row's: the PostgreSQL server's dirty buffers (a drain leaves hundreds of megabytes of them, which
+// its checkpointer would otherwise write during whatever runs next, SQLite's fsyncs included) and the
+// kernel's dirty pages (a previous row's SQLite files).
+type settler struct{ db *sql.DB }
+
+// newSettler opens a connection pool to server ("": the kernel's pages only).
+func newSettler(server string) settler {
+	if server == "" {
+		return settler{}
+	}
+	db, err := sql.Open("pgx", server)
+	if err != nil {
+		return settler{}
+	}
+	db.SetMaxOpenConns(1)
+	return settler{db: db}
+}
+
+// settle takes a checkpoint (best effort: see checkpoint) and then writes the kernel's dirty pages out
+// (sync(2)), and returns once both are done.
+func (s settler) settle(ctx context.Context) {
+	checkpoint(ctx, s.db)
+	syscall.Sync()
+}
+
+func (s settler) close() {
+	if s.db != nil {
+		_ = s.db.Close()
+	}
+}
+
 // walPositionQuery reads the server's WAL position in bytes.
 const walPositionQuery = `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint`

@@ -85,3 +85,25 @@ func TestWALPositionCountsWrites(t *testing.T) {
 		t.Error("a WAL position read without a database")
 	}
 }
+
+// TestSettleTakesACheckpoint: settling before a measurement makes the real PostgreSQL server checkpoint (its
+// requested checkpoints count up), and a settler without a server only syncs.
+func TestSettleTakesACheckpoint(t *testing.T) {
+	ctx := t.Context()
+	s := newSettler(pgtest.ServerURL())
+	defer s.close()
+	pgtest.FreshSchema(t) // skips without a server (fails under CI)
+	requested := func() int64 {
+		var n int64
+		if err := s.db.QueryRowContext(ctx, `SELECT checkpoints_req FROM pg_stat_bgwriter`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := requested()
+	s.settle(ctx)
+	if after := requested(); after <= before {
+		t.Errorf("requested checkpoints %d before settling, %d after; want more", before, after)
+	}
+	newSettler("").settle(ctx) // the kernel's pages alone: must not fail or block
+}

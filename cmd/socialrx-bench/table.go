@@ -107,10 +107,13 @@ func runTable(ctx context.Context, o tableOptions) error {
 	results := make(map[string][]metrics) // key → per round
 	var failures []string
 	var loads []roundLoad
+	quiet := newSettler(o.postgres)
+	defer quiet.close()
 	for round := 1; round <= o.rounds; round++ {
 		start := time.Now()
 		l := roundLoad{start: loadavg()}
 		for i, m := range p.measures {
+			quiet.settle(ctx)
 			t0 := time.Now()
 			o.log.Info("measuring", "round", round, "of", o.rounds, "step", fmt.Sprintf("%d/%d", i+1, len(p.measures)), "what", m.what)
 			res, err := m.run(ctx)
@@ -129,7 +132,7 @@ func runTable(ctx context.Context, o tableOptions) error {
 		l.end, l.took = loadavg(), time.Since(start)
 		loads = append(loads, l)
 	}
-	fmt.Fprintf(o.out, "\n%d round(s), each running every measurement once in the order of the table (rounds interleave the rows); figures are medians [min–max] over the rounds\n", o.rounds)
+	fmt.Fprintf(o.out, "\n%d round(s), each running every measurement once in the order of the table (rounds interleave the rows), each measurement after a PostgreSQL checkpoint and a sync of the kernel's dirty pages (no row's writes land in the next); figures are medians [min–max] over the rounds\n", o.rounds)
 	for i, l := range loads {
 		fmt.Fprintf(o.out, "round %d: load average (1, 5, 15 min) %s at start, %s at end; %s\n", i+1, l.start, l.end, l.took.Round(time.Second))
 	}
