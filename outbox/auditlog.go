@@ -44,7 +44,8 @@ type AuditLog struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// lanes are the chains Lend lends that no one holds now (names; at most maxIdleLanes).
+	// lanes are the chains Lend lends that no one holds now, each with the head it was left at (at most
+	// maxIdleLanes).
 	lanes chan *laneHead
 
 	mu     sync.Mutex
