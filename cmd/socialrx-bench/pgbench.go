@@ -44,7 +44,7 @@ func pgbenchRun(o deliveryOptions, bin string, clients int, dur time.Duration) (
 
 // pgbenchPrepare posts one referral through rig r's server and writes its pgbench script (pgbenchScript) to
 // a file of o.dir, whose path it returns; when the create appended its audit record, it also starts the
-// chain each of clients pgbench clients appends to (pgbenchChains).
+// chain ('pgbench-' and its client id) each of clients pgbench clients appends to.
 func pgbenchPrepare(o deliveryOptions, r *rig, name string, clients int) (string, error) {
 	id, err := r.post(o.ctx, 1)
 	if err != nil {
@@ -264,11 +264,11 @@ func pgbenchScript(ctx context.Context, db *sql.DB, srID string) (script string,
 				vals[i] = "h.chain"
 			case "chain_seq":
 				vals[i] = "h.head_seq"
+			case "hash":
+				vals[i] = sqlLiteral(v, ids)
+				hash = vals[i]
 			default:
 				vals[i] = sqlLiteral(v, ids)
-			}
-			if r.cols[i] == "hash" {
-				hash = vals[i]
 			}
 		}
 		fmt.Fprintf(&b, "WITH h AS (UPDATE audit_chains SET head_seq = head_seq + 1, head_hash = %s "+

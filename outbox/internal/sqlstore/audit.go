@@ -118,17 +118,11 @@ func (s *Store) moveAuditHead(ctx context.Context, w *Tx, recs []outbox.AuditRec
 	return nil
 }
 
-// appendDisclosures appends ds (the disclosures of attempts w records, outbox.AttemptResult.Audit) in w,
-// chain by chain in the order given: it reads the chain's head, locked until commit (a chain not yet written
-// is started for its disclosure's Instance), numbers and hashes the records after it, moves the head and
-// inserts them.
-func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclosure) error {
-	_, err := s.appendDisclosuresAs(ctx, w, ds)
-	return err
-}
-
-// appendDisclosuresAs is appendDisclosures, returning the records as appended, chain by chain.
-func (s *Store) appendDisclosuresAs(ctx context.Context, w *Tx, ds []outbox.Disclosure) ([]outbox.AuditRecord, error) {
+// appendDisclosures appends ds (the disclosures of attempts w records, outbox.AttemptResult.Audit, or of a
+// creation it writes) in w, chain by chain in the order given: it reads the chain's head, locked until
+// commit (a chain not yet written is started for its disclosure's Instance), numbers and hashes the records
+// after it, moves the head and inserts them. It returns the records as appended, chain by chain.
+func (s *Store) appendDisclosures(ctx context.Context, w *Tx, ds []outbox.Disclosure) ([]outbox.AuditRecord, error) {
 	d := s.d
 	var appended []outbox.AuditRecord
 	for len(ds) > 0 {
@@ -191,7 +185,7 @@ func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure) 
 		}
 	}
 	d.Record.ChainSeq, d.Record.PrevHash = 0, ""
-	recs, err := s.appendDisclosuresAs(ctx, w, []outbox.Disclosure{d})
+	recs, err := s.appendDisclosures(ctx, w, []outbox.Disclosure{d})
 	if err != nil {
 		return outbox.AuditRecord{}, notAudited(err)
 	}
@@ -205,6 +199,14 @@ func notAudited(err error) error {
 		return fmt.Errorf("%w: %w", errCreationNotAudited, err)
 	}
 	return err
+}
+
+// checkDisclosure refuses a disclosure no store may append: one without its chain, or an invalid record.
+func checkDisclosure(d outbox.Disclosure) error {
+	if d.Record.Chain == "" {
+		return errors.New("a disclosure needs its chain")
+	}
+	return d.Record.Validate()
 }
 
 // AuditAppender is a Backend that appends records to an existing chain and moves its head in one

@@ -111,7 +111,7 @@ type Dialect struct {
 
 // OldestPending is the statement CountMessages reads the oldest pending message's creation time with.
 func (d Dialect) OldestPending() string {
-	return strings.Replace(OldestPending, "FROM outbox_messages", "FROM outbox_messages"+d.PendingCreatedIndex, 1)
+	return oldestPendingHead + d.PendingCreatedIndex + oldestPendingTail
 }
 
 // Compile returns d with the static statements of the shared scripts rebound once, so that a hot write

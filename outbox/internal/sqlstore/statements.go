@@ -90,9 +90,12 @@ const (
 	// OldestPending is the oldest pending message's creation time (CountMessages) as PostgreSQL reads it; a
 	// dialect may name the index to read after the table (Dialect.OldestPending). Exported for the backends'
 	// plan tests.
-	OldestPending = `SELECT MIN(created_at) FROM outbox_messages WHERE state = 'pending'`
-	expireNonces  = `DELETE FROM used_nonces WHERE expires_at <= ?`
-	insertNonce   = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
+	OldestPending = oldestPendingHead + oldestPendingTail
+	// oldestPendingHead and oldestPendingTail surround Dialect.PendingCreatedIndex.
+	oldestPendingHead = `SELECT MIN(created_at) FROM outbox_messages`
+	oldestPendingTail = ` WHERE state = 'pending'`
+	expireNonces      = `DELETE FROM used_nonces WHERE expires_at <= ?`
+	insertNonce       = `INSERT INTO used_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`
 
 	upsertProbe = `INSERT INTO health_probes (instance, at) VALUES (?, ?)
 			ON CONFLICT (instance) DO UPDATE SET at = excluded.at`

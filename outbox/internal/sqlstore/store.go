@@ -120,11 +120,8 @@ func (s *Store) CreateReferral(ctx context.Context, in mapping.Intake) (outbox.C
 // CreateAuditedReferral is CreateReferral that appends audit on its chain in the creating transaction when it
 // creates the referral (outbox.Referrals).
 func (s *Store) CreateAuditedReferral(ctx context.Context, in mapping.Intake, audit outbox.Disclosure) (outbox.CreateResult, error) {
-	if err := audit.Record.Validate(); err != nil {
+	if err := checkDisclosure(audit); err != nil {
 		return outbox.CreateResult{}, fmt.Errorf("%s: create referral: a bug: %w", s.d.Name, err)
-	}
-	if audit.Record.Chain == "" || audit.Instance == "" {
-		return outbox.CreateResult{}, fmt.Errorf("%s: create referral: a bug: the audit record names no chain or instance", s.d.Name)
 	}
 	return s.createReferral(ctx, in, &audit)
 }
@@ -634,7 +631,7 @@ func (s *Store) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []
 				ds = append(ds, *a)
 			}
 		}
-		if err := s.appendDisclosures(ctx, w, ds); err != nil {
+		if _, err := s.appendDisclosures(ctx, w, ds); err != nil {
 			return err
 		}
 		w.Changed = f.moved && !f.quiet
@@ -666,10 +663,7 @@ func (s *Store) checkCompletion(res outbox.AttemptResult) error {
 		return fmt.Errorf("%s: complete attempt: pending needs NextAttemptAt", s.d.Name)
 	}
 	if a := res.Audit; a != nil {
-		if a.Record.Chain == "" {
-			return fmt.Errorf("%s: complete attempt: a disclosure needs its chain", s.d.Name)
-		}
-		if err := a.Record.Validate(); err != nil {
+		if err := checkDisclosure(*a); err != nil {
 			return fmt.Errorf("%s: complete attempt: %w", s.d.Name, err)
 		}
 	}
