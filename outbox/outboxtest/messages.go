@@ -843,6 +843,42 @@ func testChanges(t *testing.T, open Opener) {
 	if !signalled(s) {
 		t.Error("Changes not signalled after a delivery that released the next message of its chain")
 	}
+	// The same, for deliveries recorded in one batch: two that free nothing are quiet; one that releases the
+	// next message of its chain signals, whatever the others in its batch.
+	addEvents(t, s, "ref-001", now, event("msg-001-4", mapping.EventReferralUpdated, walks))
+	create(t, s, intake(3))
+	create(t, s, intake(4))
+	if got := slices.Sorted(slices.Values(ids(claim(t, s, "a", now, lease, 10)))); !slices.Equal(got,
+		[]string{"msg-001-3", "msg-003-1", "msg-004-1"}) {
+		t.Fatalf("claimed %v, want msg-001-3, msg-003-1 and msg-004-1", got)
+	}
+	delivered := func(ids ...string) {
+		t.Helper()
+		var cs []outbox.Completion
+		for _, id := range ids {
+			cs = append(cs, outbox.Completion{ID: id, Now: now, Result: outbox.AttemptResult{Owner: "a",
+				State: outbox.StateDelivered, Attempt: outbox.Attempt{StatusCode: 200}}})
+		}
+		for i, err := range s.CompleteAttempts(ctx, cs) {
+			if err != nil {
+				t.Fatalf("delivery %d of %v: %v", i, ids, err)
+			}
+		}
+	}
+	drain(s)
+	delivered("msg-003-1", "msg-004-1")
+	if signalled(s) {
+		t.Error("Changes signalled after a batch of deliveries that free nothing")
+	}
+	create(t, s, intake(5))
+	if got := ids(claim(t, s, "a", now, lease, 10)); !slices.Equal(got, []string{"msg-005-1"}) {
+		t.Fatalf("claimed %v, want msg-005-1", got)
+	}
+	drain(s)
+	delivered("msg-005-1", "msg-001-3")
+	if !signalled(s) {
+		t.Error("Changes not signalled after a batch with a delivery that released the next message of its chain")
+	}
 	if cap(s.Changes()) != 1 {
 		t.Errorf("Changes capacity %d, want 1", cap(s.Changes()))
 	}

@@ -281,7 +281,7 @@ var recordAttemptsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::b
 // among the attempts that read theirs, is recorded one attempt at a time, in order (never seen from the
 // dispatcher, whose leases are its own; kept exact all the same).
 func (s *Store) recordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstore.AttemptRow) ([]sqlstore.Recorded, error) {
-	if len(as) == 1 || !distinctMessages(as) {
+	if len(as) == 1 || !sqlstore.DistinctMessages(as) {
 		recs := make([]sqlstore.Recorded, len(as))
 		for i, a := range as {
 			var err error
@@ -345,18 +345,6 @@ func (s *Store) recordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstor
 		recs[i] = rec
 	}
 	return recs, nil
-}
-
-// distinctMessages reports whether no message is named twice in as.
-func distinctMessages(as []sqlstore.AttemptRow) bool {
-	seen := make(map[string]bool, len(as))
-	for _, a := range as {
-		if seen[a.MessageID] {
-			return false
-		}
-		seen[a.MessageID] = true
-	}
-	return true
 }
 
 // optMicros is an AttemptRow's optional time (nil, or unix microseconds) as a nullable array element.

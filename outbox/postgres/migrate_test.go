@@ -12,6 +12,8 @@ import (
 
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
+	"github.com/socialrx/socialrx/outbox/outboxtest"
 	"github.com/socialrx/socialrx/outbox/postgres/pgtest"
 )
 
@@ -104,4 +106,23 @@ func TestMigration20(t *testing.T) {
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox_messages`).Scan(&messages); err != nil || messages != 1 {
 		t.Errorf("after down: %d messages (the handshake must go), %v", messages, err)
 	}
+}
+
+// TestMigration98DownRestoresCopies: going down from migration 98 writes every timeline entry's copy back
+// (outboxtest.RunTimelineCopiesDown).
+func TestMigration98DownRestoresCopies(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("pgx", pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	p := gooseOn(t, db)
+	if _, err := p.UpTo(t.Context(), 98); err != nil {
+		t.Fatal(err)
+	}
+	outboxtest.RunTimelineCopiesDown(t, db, sqlstore.RebindDollar, func() error {
+		_, err := p.DownTo(t.Context(), 97)
+		return err
+	})
 }

@@ -297,15 +297,9 @@ func TestPauseAcrossInstances(t *testing.T) {
 func TestAuditTamper(t *testing.T) {
 	t.Parallel()
 	outboxtest.RunAuditTamper(t, func(t *testing.T) (outbox.Store, outboxtest.Exec) {
-		dsn := freshSchema(t)
-		s := openStore(t, dsn, postgres.Options{})
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return s, func(ctx context.Context, q string, args ...any) error {
-			_, err := db.ExecContext(ctx, sqlstore.RebindDollar(q), args...)
+		r := openRaw(t)
+		return r.Store, func(ctx context.Context, q string, args ...any) error {
+			_, err := r.DB.ExecContext(ctx, sqlstore.RebindDollar(q), args...)
 			return err
 		}
 	})

@@ -114,12 +114,15 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 }
 
 // versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $14: the
-// referral's JSON is $10, its id $13), its timeline entry with that JSON (cause $15, status reason $16) and
-// whether its practice has any subscription that gets notifications.
+// referral's JSON is $10, its id $13), its timeline entry (cause $15, status reason $16) with that JSON, or
+// with none when $17 (sqlstore.Version.AsPrevious), and whether its practice has any subscription that gets
+// notifications.
 func versionStatement() string {
 	return `WITH u AS (` + sqlstore.RebindDollar(sqlstore.UpdateReferral) + ` RETURNING 1),
-		e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
-			SELECT $13, $8, $9, $15, $3, $4, $16, $10 FROM u RETURNING 1)
+		e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason,
+				referral, as_previous)
+			SELECT $13, $8, $9, $15, $3, $4, $16, CASE WHEN $17::boolean THEN ''::bytea ELSE $10 END, $17 FROM u
+			RETURNING 1)
 		SELECT (SELECT count(*) FROM e), EXISTS (SELECT 1 FROM subscriptions
 			WHERE lower(practice_ods) = lower($1) AND status IN ('active', 'error'))`
 }
@@ -129,20 +132,21 @@ func versionStatement() string {
 // trip, not three (sqlstore.Backend.WriteVersion).
 func (s *Store) writeVersion(ctx context.Context, w *sqlstore.Tx, v sqlstore.Version) (updated, subscribed bool, err error) {
 	var n int
-	if err := w.QueryRowContext(ctx, s.version, append(v.UpdateArgs(), string(v.Cause), v.Reason)...).Scan(&n, &subscribed); err != nil {
+	if err := w.QueryRowContext(ctx, s.version, append(v.UpdateArgs(), string(v.Cause), v.Reason, v.AsPrevious)...).Scan(&n, &subscribed); err != nil {
 		return false, false, s.d.DriverErr("update referral", err)
 	}
 	return n == 1, subscribed, nil
 }
 
 // versionsStatement is writeVersions' statement: versionStatement for a batch of versions given as arrays
-// ($1 to $16 in the order of versionStatement's arguments), returning the id of each referral updated and
+// ($1 to $17 in the order of versionStatement's arguments), returning the id of each referral updated and
 // whether its practice has any subscription that gets notifications.
 const versionsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
 			$6::text[], $7::text[], $8::int[], $9::bigint[], $10::bytea[], $11::text[], $12::text[], $13::text[],
-			$14::int[], $15::text[], $16::text[])
+			$14::int[], $15::text[], $16::text[], $17::boolean[])
 		AS v(practice_ods, service_id, status, business_status, patient_ref, patient_nhs_number, requester_ref,
-			version, updated_at, referral, service_request_status, deadline_step, id, from_version, cause, reason)),
+			version, updated_at, referral, service_request_status, deadline_step, id, from_version, cause, reason,
+			as_previous)),
 	u AS (UPDATE referrals r SET practice_ods = v.practice_ods, service_id = v.service_id, status = v.status,
 			business_status = v.business_status, patient_ref = v.patient_ref,
 			patient_nhs_number = v.patient_nhs_number, requester_ref = v.requester_ref, version = v.version,
@@ -150,8 +154,10 @@ const versionsStatement = `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[
 			deadline_step = v.deadline_step
 		FROM v WHERE r.id = v.id AND r.version = v.from_version
 		RETURNING r.id, r.practice_ods),
-	e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
-		SELECT v.id, v.version, v.updated_at, v.cause, v.status, v.business_status, v.reason, v.referral
+	e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason,
+			referral, as_previous)
+		SELECT v.id, v.version, v.updated_at, v.cause, v.status, v.business_status, v.reason,
+			CASE WHEN v.as_previous THEN ''::bytea ELSE v.referral END, v.as_previous
 		FROM v JOIN u ON u.id = v.id ORDER BY v.updated_at)
 	SELECT u.id, EXISTS (SELECT 1 FROM subscriptions
 		WHERE lower(practice_ods) = lower(u.practice_ods) AND status IN ('active', 'error'))
@@ -176,6 +182,7 @@ func (s *Store) writeVersions(ctx context.Context, w *sqlstore.Tx, vs []sqlstore
 		version, from                       = make([]int32, n), make([]int32, n)
 		at                                  = make([]int64, n)
 		referral                            = make([][]byte, n)
+		asPrevious                          = make([]bool, n)
 	)
 	for i, v := range vs {
 		r := v.Row
@@ -183,9 +190,10 @@ func (s *Store) writeVersions(ctx context.Context, w *sqlstore.Tx, vs []sqlstore
 		patient[i], nhs[i], requester[i], srStatus[i] = r.PatientRef, r.PatientNHS, r.RequesterRef, r.SRStatus
 		deadline[i], causes[i], reasons[i] = r.Deadline, string(v.Cause), v.Reason
 		version[i], from[i], at[i], referral[i] = int32(r.Version), int32(v.From), r.UpdatedAt, r.Referral
+		asPrevious[i] = v.AsPrevious
 	}
 	rows, err := w.QueryContext(ctx, versionsStatement, practice, service, status, business, patient, nhs, requester,
-		version, at, referral, srStatus, deadline, ids, from, causes, reasons)
+		version, at, referral, srStatus, deadline, ids, from, causes, reasons, asPrevious)
 	if err != nil {
 		return nil, nil, s.d.DriverErr("update referrals", err)
 	}

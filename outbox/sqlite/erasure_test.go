@@ -17,3 +17,10 @@ func TestErasure(t *testing.T) {
 		return outboxtest.Raw{Store: s, DB: rawDB(t, path)}
 	})
 }
+
+// TestTimelineCopies runs the timeline-copy conformance tests on a real SQLite file, reading its timeline
+// entries directly and writing one as an old version of socialrx did (outboxtest.RunTimelineCopies).
+func TestTimelineCopies(t *testing.T) {
+	t.Parallel()
+	outboxtest.RunTimelineCopies(t, openWritableRaw)
+}

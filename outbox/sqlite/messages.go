@@ -64,14 +64,24 @@ func (s *Store) claim(ctx context.Context, owner string, now time.Time, lease ti
 		slices.SortFunc(all, func(a, b outbox.Message) int {
 			return cmp.Or(a.NextAttemptAt.Compare(b.NextAttemptAt), cmp.Compare(a.Seq, b.Seq))
 		})
+		if len(all) == 0 {
+			return nil
+		}
+		// One statement leases them all, its ids padded with NULLs to a power of two (a few texts for claims
+		// of every size): one statement a message cost as much as the claim's reads (issue 12).
+		k := sqlstore.Padded(len(all))
+		args := make([]any, 0, k+2)
+		args = append(args, owner, until)
 		for i := range all {
-			if _, err := w.ExecContext(w.ctx, `UPDATE outbox_messages SET state = 'inflight', lease_owner = ?,
-				lease_until = ? WHERE id = ?`, owner, until, all[i].ID); err != nil {
-				return s.d.DriverErr("claim", err)
-			}
+			args = append(args, all[i].ID)
 			all[i].State = outbox.StateInflight
 			all[i].LeaseOwner = owner
 			all[i].LeaseUntil = sqlstore.FromMicros(until)
+		}
+		args = append(args, make([]any, k-len(all))...)
+		if _, err := w.ExecContext(w.ctx, `UPDATE outbox_messages SET state = 'inflight', lease_owner = ?,
+			lease_until = ? WHERE id IN (`+sqlstore.Placeholders(k)+`)`, args...); err != nil {
+			return s.d.DriverErr("claim", err)
 		}
 		out = all
 		return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/socialrx/socialrx/mapping"
 	"github.com/socialrx/socialrx/outbox"
+	"github.com/socialrx/socialrx/outbox/outboxtest"
 )
 
 // gooseAt opens the file's write connection and a goose provider over the embedded migrations.
@@ -299,4 +300,18 @@ func indexesOf(t *testing.T, db *sql.DB, table string, auto bool) []string {
 		t.Fatal(err)
 	}
 	return names
+}
+
+// TestMigration91DownRestoresCopies: going down from migration 91 writes every timeline entry's copy back
+// (outboxtest.RunTimelineCopiesDown).
+func TestMigration91DownRestoresCopies(t *testing.T) {
+	t.Parallel()
+	db, p := gooseAt(t, filepath.Join(t.TempDir(), "db"))
+	if _, err := p.UpTo(t.Context(), 91); err != nil {
+		t.Fatal(err)
+	}
+	outboxtest.RunTimelineCopiesDown(t, db, func(q string) string { return q }, func() error {
+		_, err := p.DownTo(t.Context(), 90)
+		return err
+	})
 }

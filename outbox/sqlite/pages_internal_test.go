@@ -331,6 +331,36 @@ func TestVersionRewritesKeysTheRowDoesNotHold(t *testing.T) {
 	}
 }
 
+// TestBatchedVersionsRewriteKeysTheRowDoesNotHold: in a batch of deliveries written together (sqlstore's
+// writeBatch), a version whose row holds keys other than its referral decodes to (set behind the store's back)
+// is written alone with every column, as TestVersionRewritesKeysTheRowDoesNotHold's single version is; the
+// others of the batch are written by the batch's statements. Each referral ends at version 2, delivered, with
+// its timeline entry, and the stale row's keys match its referral again.
+func TestBatchedVersionsRewriteKeysTheRowDoesNotHold(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openQuiet(t)
+	createReferrals(t, s, 1, 3, nil)
+	if _, err := s.wdb.ExecContext(ctx, `UPDATE referrals SET service_id = 'stale' WHERE id = 'ref-2'`); err != nil {
+		t.Fatal(err)
+	}
+	at := pagesBase().Add(time.Hour)
+	deliver(t, s, claimN(t, s, at, 3), at, outbox.MarkDelivered)
+	for _, id := range []string{"ref-1", "ref-2", "ref-3"} {
+		var service, business string
+		var version, events int
+		if err := s.wdb.QueryRowContext(ctx, `SELECT service_id, business_status, version,
+			(SELECT count(*) FROM referral_events WHERE referral_id = r.id) FROM referrals r WHERE id = ?`, id).Scan(
+			&service, &business, &version, &events); err != nil {
+			t.Fatal(err)
+		}
+		if service != "walks" || business != string(mapping.BusinessDelivered) || version != 2 || events != 2 {
+			t.Errorf("%s after the batch: service %q, %s, version %d, %d timeline entries; want walks, delivered, 2, 2",
+				id, service, business, version, events)
+		}
+	}
+}
+
 // TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages, read from the WAL of a real database file: a claim
 // of ten messages of ten referrals, and the batch that records their deliveries, each write at most two
 // pages of every index of outbox_messages: the entries they move sit together (by state, destination,

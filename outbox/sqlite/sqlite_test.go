@@ -267,16 +267,23 @@ func TestPauseAcrossInstances(t *testing.T) {
 func TestAuditTamper(t *testing.T) {
 	t.Parallel()
 	outboxtest.RunAuditTamper(t, func(t *testing.T) (outbox.Store, outboxtest.Exec) {
-		path := filepath.Join(t.TempDir(), "socialrx.db")
-		s := openStore(t, path, sqlite.Options{})
-		db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(5000)")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return s, func(ctx context.Context, q string, args ...any) error {
-			_, err := db.ExecContext(ctx, q, args...)
+		r := openWritableRaw(t)
+		return r.Store, func(ctx context.Context, q string, args ...any) error {
+			_, err := r.DB.ExecContext(ctx, q, args...)
 			return err
 		}
 	})
+}
+
+// openWritableRaw opens a store on a new SQLite file and a second connection to the file that may write to
+// it behind the store's back.
+func openWritableRaw(t *testing.T) outboxtest.Raw {
+	path := filepath.Join(t.TempDir(), "socialrx.db")
+	s := openStore(t, path, sqlite.Options{})
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return outboxtest.Raw{Store: s, DB: db}
 }

@@ -560,8 +560,13 @@ type Recorded struct {
 	Successor bool
 }
 
-// RecordAttempts is the plain Backend.RecordAttempts: RecordAttempt for each attempt, in order.
+// RecordAttempts is the plain Backend.RecordAttempts, for a backend that runs one write transaction at a
+// time: one attempt in RecordAttempt's statements, a batch of distinct messages in recordBatch's (a
+// statement per step for the whole batch), a batch naming a message twice one attempt at a time, in order.
 func (d Dialect) RecordAttempts(ctx context.Context, w Querier, as []AttemptRow) ([]Recorded, error) {
+	if len(as) > 1 && DistinctMessages(as) {
+		return d.recordBatch(ctx, w, as)
+	}
 	recs := make([]Recorded, len(as))
 	for i, a := range as {
 		var err error
@@ -570,6 +575,136 @@ func (d Dialect) RecordAttempts(ctx context.Context, w Querier, as []AttemptRow)
 		}
 	}
 	return recs, nil
+}
+
+// DistinctMessages reports whether no message is named twice in as.
+func DistinctMessages(as []AttemptRow) bool {
+	seen := make(map[string]bool, len(as))
+	for _, a := range as {
+		if seen[a.MessageID] {
+			return false
+		}
+		seen[a.MessageID] = true
+	}
+	return true
+}
+
+// recordBatch records a batch of attempts of distinct messages as RecordAttempt records each, with one
+// statement per step for them all instead of one per attempt (on SQLite a statement's fixed cost, paid in
+// the one writer, was as large as the work of a claim's or a completion's row: issue 12): it moves on every
+// message whose lease its attempt's owner still holds (an UPDATE … FROM the batch's VALUES, RETURNING what
+// moved and, for a delivery, whether a later message waits behind it), records those attempts in one
+// INSERT, and reads the referrals asked for in one SELECT. An attempt whose message did not move (lease lost, or
+// no such message) is then recorded alone by RecordAttempt, which tells the two apart.
+func (d Dialect) recordBatch(ctx context.Context, w Querier, as []AttemptRow) ([]Recorded, error) {
+	n := len(as)
+	rows := Padded(n) // each statement's text names a power of two of rows, padded with NULLs
+	args := make([]any, 0, 6*rows)
+	for _, a := range as {
+		args = append(args, a.MessageID, string(a.State), a.Error, a.Next, a.Delivered, a.Owner)
+	}
+	args = append(args, make([]any, 6*(rows-n))...)
+	moved, err := w.QueryContext(ctx, d.rebind(`WITH v (id, state, error, next_at, delivered_at, owner) AS (VALUES `+
+		valueRows(6, rows)+`)
+		UPDATE outbox_messages SET state = v.state, attempts = attempts + 1, last_error = v.error, lease_owner = '',
+			lease_until = 0, next_attempt_at = COALESCE(v.next_at, outbox_messages.next_attempt_at),
+			delivered_at = COALESCE(v.delivered_at, outbox_messages.delivered_at)
+		FROM v WHERE outbox_messages.id = v.id AND outbox_messages.state = 'inflight'
+			AND outbox_messages.lease_owner = v.owner
+		RETURNING outbox_messages.id, COALESCE(outbox_messages.referral_id, ''),
+			outbox_messages.state <> 'delivered' OR `+successorOf("outbox_messages", d.ChainIndex)), args...)
+	if err != nil {
+		return nil, d.DriverErr("complete attempts", err)
+	}
+	referralOf := make(map[string]string, n) // moved message → its referral
+	successor := make(map[string]bool, n)    // … → Recorded.Successor
+	for moved.Next() {
+		var id, ref string
+		var succ bool
+		if err := moved.Scan(&id, &ref, &succ); err != nil {
+			_ = moved.Close()
+			return nil, d.DriverErr("complete attempts", err)
+		}
+		referralOf[id], successor[id] = ref, succ
+	}
+	if err := moved.Err(); err != nil {
+		_ = moved.Close()
+		return nil, d.DriverErr("complete attempts", err)
+	}
+	if err := moved.Close(); err != nil {
+		return nil, d.DriverErr("complete attempts", err)
+	}
+	recs := make([]Recorded, n)
+	args = args[:0]
+	var readIDs []any
+	for i, a := range as {
+		if _, ok := referralOf[a.MessageID]; !ok {
+			if recs[i], err = d.RecordAttempt(ctx, w, a); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		recs[i] = Recorded{Moved: true, Successor: successor[a.MessageID]}
+		args = append(args, a.MessageID, a.StartedUS, a.LatencyUS, a.StatusCode, a.Error, a.Response)
+		if a.WithReferral {
+			readIDs = append(readIDs, referralOf[a.MessageID])
+		}
+	}
+	if k := len(args) / 6; k > 0 {
+		args = append(args, make([]any, 6*(Padded(k)-k))...)
+		if _, err := w.ExecContext(ctx, d.rebind(`WITH v (id, started_at, latency_us, status_code, error, response)
+			AS (VALUES `+valueRows(6, Padded(k))+`)
+			INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
+			SELECT v.id, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = v.id), v.started_at,
+				v.latency_us, v.status_code, v.error, v.response
+			FROM v WHERE v.id IS NOT NULL`), args...); err != nil {
+			return nil, d.DriverErr("record attempts", err)
+		}
+	}
+	read := map[string]outbox.Referral{}
+	if k := len(readIDs); k > 0 {
+		readIDs = append(readIDs, make([]any, Padded(k)-k)...)
+		if err := d.each(ctx, w, selectReferrals+` WHERE id IN (`+Placeholders(Padded(k))+`)`, readIDs,
+			func(sc Scanner) error {
+				r, err := d.ScanReferral(sc)
+				if err == nil {
+					read[r.Record.ID] = r
+				}
+				return err
+			}); err != nil {
+			return nil, d.DriverErr("read referrals", err)
+		}
+	}
+	for i, a := range as {
+		ref, ok := referralOf[a.MessageID]
+		if !ok {
+			continue
+		}
+		if a.WithReferral {
+			r, found := read[ref]
+			if !found {
+				return nil, fmt.Errorf("%s: complete attempt: message %s: its referral: %w", d.Name, a.MessageID, outbox.ErrNotFound)
+			}
+			recs[i].Referral = r
+		}
+	}
+	return recs, nil
+}
+
+// Padded is the number of rows a batch statement of n rows is written for: the least power of two at least
+// n, so that batches of every size share a few statement texts (a statement cache holds them all).
+func Padded(n int) int {
+	p := 1
+	for p < n {
+		p *= 2
+	}
+	return p
+}
+
+// valueRows is rows rows of cols ? placeholders each, for a VALUES list.
+func valueRows(cols, rows int) string {
+	row := "(" + Placeholders(cols) + ")"
+	return strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ")
 }
 
 // RecordAttempt records one attempt, one statement per step, for a backend that runs one

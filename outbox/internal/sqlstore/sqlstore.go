@@ -128,7 +128,7 @@ func (d Dialect) Compile() Dialect {
 	}
 	d.insertMessage = d.rebind(insertMessageHead + d.NextSeq + insertMessageTail)
 	d.fanOut = d.rebind(selectSubscriptions + d.Subscribers + ` ORDER BY id`)
-	d.selectSuccessor = d.rebind(selectSuccessorHead + d.ChainIndex + selectSuccessorTail)
+	d.selectSuccessor = d.rebind(selectSuccessor(d.ChainIndex))
 	return d
 }
 

@@ -23,10 +23,10 @@ const (
 	VALUES (?, `
 	insertMessageTail = `, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)`
 
-	// insertEvent writes a referral version's timeline entry with the referral as it was (arguments:
-	// Version.EventArgs).
+	// insertEvent writes a referral version's timeline entry with the referral as it was, or with none and
+	// as_previous set (arguments: Version.EventArgs).
 	insertEvent = `INSERT INTO referral_events (referral_id, version, at, cause, status, business_status,
-	status_reason, referral) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	status_reason, referral, as_previous) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	selectReferrals = `SELECT ` + ReferralCols + ` FROM referrals`
 	selectReferral  = selectReferrals + ` WHERE `
@@ -38,11 +38,17 @@ const (
 	selectTimeline   = `SELECT version, at, cause, status, business_status, status_reason
 		FROM referral_events WHERE referral_id = ? ORDER BY version`
 	// selectVersions and selectVersion read the kept versions (versions written before migration 20 have an
-	// empty referral).
-	selectVersions = `SELECT version, at, referral FROM referral_events
-		WHERE referral_id = ? AND length(referral) > 0 ORDER BY version`
-	selectVersion = `SELECT version, at, referral FROM referral_events
-		WHERE referral_id = ? AND version = ? AND length(referral) > 0`
+	// empty referral and as_previous unset). An entry with as_previous set holds no referral: its version is
+	// the latest full copy before it with the entry's status, business status and status reason
+	// (Version.AsPrevious); selectVersion reads that copy with it (base), selectVersions in its order.
+	selectVersions = `SELECT version, at, referral, as_previous, status, business_status, status_reason
+		FROM referral_events WHERE referral_id = ? AND (length(referral) > 0 OR as_previous) ORDER BY version`
+	selectVersion = `SELECT e.version, e.at, COALESCE(b.referral, e.referral), e.as_previous, e.status,
+		e.business_status, e.status_reason
+		FROM referral_events e LEFT JOIN referral_events b ON e.as_previous AND b.referral_id = e.referral_id
+			AND b.version = (SELECT max(p.version) FROM referral_events p
+				WHERE p.referral_id = e.referral_id AND p.version < e.version AND length(p.referral) > 0)
+		WHERE e.referral_id = ? AND e.version = ? AND (length(e.referral) > 0 OR b.referral IS NOT NULL)`
 	selectTimelineMessages = `SELECT id, referral_version, withdrawn_version FROM outbox_messages
 		WHERE referral_id = ? ORDER BY seq`
 	selectCreated = `SELECT id, state FROM outbox_messages WHERE referral_id = ?
@@ -61,19 +67,6 @@ const (
 	insertAttempt = `INSERT INTO outbox_attempts (message_id, n, started_at, latency_us,
 			status_code, error, response) VALUES (?, (SELECT COALESCE(MAX(n), 0) + 1 FROM outbox_attempts WHERE message_id = ?),
 			?, ?, ?, ?, ?)`
-	// selectSuccessorHead and selectSuccessorTail surround Dialect.ChainIndex; the statement says whether a
-	// later unfinished message waits behind message ? (the id given twice): in its referral's chain at its
-	// destination, or at its subscription destination whatever the referral. The state terms are spelled as
-	// the unfinished-message indexes' WHERE.
-	selectSuccessorHead = `SELECT EXISTS (SELECT 1 FROM outbox_messages o, outbox_messages e`
-	selectSuccessorTail = ` WHERE o.id = ?
-			AND e.referral_id = o.referral_id AND e.destination_kind = o.destination_kind
-			AND e.destination_id = o.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled'
-			AND e.state <> 'discarded' AND e.seq > o.seq)
-		OR EXISTS (SELECT 1 FROM outbox_messages o, outbox_messages e WHERE o.id = ?
-			AND o.destination_kind = 'subscription' AND e.destination_kind = o.destination_kind
-			AND e.destination_id = o.destination_id AND e.state <> 'delivered' AND e.state <> 'cancelled'
-			AND e.state <> 'discarded' AND e.seq > o.seq)`
 	// moveLeased moves message ? on if owner ? still holds its lease, and returns its referral.
 	moveLeased = `UPDATE outbox_messages SET state = ?, attempts = attempts + 1,
 			last_error = ?, lease_owner = '', lease_until = 0,
@@ -144,4 +137,37 @@ func statements() []string {
 		selectDiscard, discardMessage, insertDiscard, selectActivePause, insertPause, endPause, resumeMessages,
 		selectPauses, CountByDestination, countDelivered, inboxStats,
 	}, append(append(append(sessionStatements(), auditStatements()...), erasureStatements()...), retentionStatements()...)...)
+}
+
+// selectSuccessor is the statement (chainIndex: Dialect.ChainIndex) that says whether a later unfinished
+// message waits behind message ? (the id given twice): successorOf for o, the message of that id.
+func selectSuccessor(chainIndex string) string {
+	return `SELECT EXISTS (SELECT 1 FROM outbox_messages o, outbox_messages e` + chainIndex + ` WHERE o.id = ?
+			AND ` + chainSuccessor("o") + `)
+		OR EXISTS (SELECT 1 FROM outbox_messages o, outbox_messages e WHERE o.id = ? AND ` + subscriptionSuccessor("o") + `)`
+}
+
+// successorOf is the term that says whether a later unfinished message waits behind message o (an alias, or
+// the table's name in an UPDATE's RETURNING): in its referral's chain at its destination, or at its
+// subscription destination whatever the referral. The state terms are spelled as the unfinished-message
+// indexes' WHERE; chainIndex (Dialect.ChainIndex) follows the chain probe's table.
+func successorOf(o, chainIndex string) string {
+	return `(EXISTS (SELECT 1 FROM outbox_messages e` + chainIndex + ` WHERE ` + chainSuccessor(o) + `)
+		OR EXISTS (SELECT 1 FROM outbox_messages e WHERE ` + subscriptionSuccessor(o) + `))`
+}
+
+// chainSuccessor and subscriptionSuccessor are the conditions on e, an unfinished message after o, in o's
+// chain, and at o's subscription destination.
+func chainSuccessor(o string) string {
+	return `e.referral_id = ` + o + `.referral_id AND e.destination_kind = ` + o + `.destination_kind
+			AND e.destination_id = ` + o + `.destination_id AND ` + unfinishedAfter(o)
+}
+
+func subscriptionSuccessor(o string) string {
+	return o + `.destination_kind = 'subscription' AND e.destination_kind = ` + o + `.destination_kind
+			AND e.destination_id = ` + o + `.destination_id AND ` + unfinishedAfter(o)
+}
+
+func unfinishedAfter(o string) string {
+	return `e.state <> 'delivered' AND e.state <> 'cancelled' AND e.state <> 'discarded' AND e.seq > ` + o + `.seq`
 }

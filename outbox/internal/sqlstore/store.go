@@ -463,7 +463,7 @@ func (s *Store) applyUpdate(ctx context.Context, w *Tx, cur outbox.Referral, now
 func (ch Change) version(cur outbox.Referral, cause outbox.TimelineCause) Version {
 	prev := ch.Prev
 	return Version{Row: ch.Row, From: cur.Record.Version, Cause: cause, Reason: ch.Next.Record.StatusReason,
-		Prev: &prev}
+		Prev: &prev, AsPrevious: ch.AsPrevious}
 }
 
 // afterVersion writes what follows ch's new version of cur once it is written: its messages (due at now), the
