@@ -590,8 +590,8 @@ func DistinctMessages(as []AttemptRow) bool {
 }
 
 // recordBatch records a batch of attempts of distinct messages as RecordAttempt records each, with one
-// statement per step for them all instead of one per attempt (on SQLite a statement's fixed cost, paid in
-// the one writer, was as large as the work of a claim's or a completion's row: issue 12): it moves on every
+// statement per step for them all instead of one per attempt (every statement has a fixed cost, paid in
+// SQLite's one writer: issue 12): it moves on every
 // message whose lease its attempt's owner still holds (an UPDATE … FROM the batch's VALUES, RETURNING what
 // moved and, for a delivery, whether a later message waits behind it), records those attempts in one
 // INSERT, and reads the referrals asked for in one SELECT. An attempt whose message did not move (lease lost, or

@@ -863,7 +863,7 @@ type Version struct {
 	// AsPrevious: the referral is the version From's but for its status, business status and status reason
 	// (Change.AsPrevious). The timeline entry then holds no copy of it (an empty referral, as_previous set,
 	// migrations 91 and 98): the kept version is read back as the latest full copy before it with the
-	// entry's own status, business status and status reason (scanVersion). A delivery's version, about 2 KB
+	// entry's own status, business status and status reason (versionOf). A delivery's version, about 2 KB
 	// a copy, no longer writes one.
 	AsPrevious bool
 }
@@ -914,8 +914,8 @@ func keysKept(vs []Version) bool {
 }
 
 // writeBatch writes versions that keep their RowKeys (keysKept) as WriteVersion writes each, with one
-// statement per step for them all (a statement's fixed cost in the one SQLite writer was a fifth of a
-// version's: issue 12): one UPDATE … FROM the batch's VALUES assigns what changed (updateChanged's
+// statement per step for them all (every statement has a fixed cost, paid in SQLite's one writer: issue 12):
+// one UPDATE … FROM the batch's VALUES assigns what changed (updateChanged's
 // assignments, on the same condition that every key still holds its value), RETURNING what it updated and
 // whether its practice has any subscription that gets notifications (d.Subscribers: else the fan-out has
 // nothing to do, as PostgreSQL's statements say); one INSERT writes their timeline entries. A version it did
@@ -947,9 +947,11 @@ func (d Dialect) writeBatch(ctx context.Context, w Querier, vs []Version) (updat
 		strings.Replace(d.Subscribers, "?", "referrals.practice_ods", 1)+`)`, args, func(sc Scanner) error {
 		var id string
 		var sub bool
-		err := sc.Scan(&id, &sub)
+		if err := sc.Scan(&id, &sub); err != nil {
+			return err
+		}
 		done[id] = sub
-		return err
+		return nil
 	}); err != nil {
 		return nil, nil, d.DriverErr("update referrals", err)
 	}
