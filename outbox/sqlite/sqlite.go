@@ -473,12 +473,12 @@ func (b backend) Due(ctx context.Context, paused []mapping.Destination) (pending
 	return b.s.due(ctx, paused)
 }
 
-// RecordAttempts is the plain spelling (sqlstore.Dialect.RecordAttempts): statements are cheap in process.
+// RecordAttempts is the plain spelling (sqlstore.Dialect.RecordAttempts): a statement per step for a batch.
 func (b backend) RecordAttempts(ctx context.Context, w *sqlstore.Tx, as []sqlstore.AttemptRow) ([]sqlstore.Recorded, error) {
 	return b.s.d.RecordAttempts(ctx, w, as)
 }
 
-// WriteVersions is the plain spelling (sqlstore.Dialect.WriteVersions): statements are cheap in process.
+// WriteVersions is the plain spelling (sqlstore.Dialect.WriteVersions): a statement per step for a batch.
 func (b backend) WriteVersions(ctx context.Context, w *sqlstore.Tx, vs []sqlstore.Version) (updated, subscribed []bool, err error) {
 	return b.s.d.WriteVersions(ctx, w, vs)
 }

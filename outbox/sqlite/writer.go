@@ -50,8 +50,10 @@ func (w *wtx) stmt(q string) *sql.Stmt {
 	return w.tx.StmtContext(w.ctx, st)
 }
 
-// maxStmts caps the statement cache (statements built from a filter vary a little in shape).
-const maxStmts = 128
+// maxStmts caps the statement cache (statements built from a filter vary a little in shape). The batched
+// claim and completions write one text per power of two of rows (up to about 45 texts in all: issue 12), so
+// the cap leaves them room beside the static statements.
+const maxStmts = 256
 
 // prepareMissed prepares, on the idle write connection, the statements the last transaction missed.
 func (s *Store) prepareMissed(ctx context.Context) {

@@ -692,7 +692,8 @@ func (d Dialect) recordBatch(ctx context.Context, w Querier, as []AttemptRow) ([
 }
 
 // Padded is the number of rows a batch statement of n rows is written for: the least power of two at least
-// n, so that batches of every size share a few statement texts (a statement cache holds them all).
+// n, so that batches of every size share a few statement texts (SQLite's statement cache, maxStmts, has
+// room for them all).
 func Padded(n int) int {
 	p := 1
 	for p < n {

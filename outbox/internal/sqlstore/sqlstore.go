@@ -11,8 +11,9 @@
 //     and deadlocks, NOTIFY to other instances), the claim, and the two
 //     steps PostgreSQL does in fewer round trips (recording a batch of attempts in one statement; writing a new
 //     version with its timeline entry and the "practice has subscriptions" probe in one). The plain spelling
-//     of those two steps, one statement per step, is here (Dialect.RecordAttempts, Dialect.WriteVersion):
-//     SQLite's, in process, needs no better.
+//     of those two steps is here (Dialect.RecordAttempts, Dialect.WriteVersions): one statement per step for
+//     a whole batch, or per attempt and version when the batch cannot be written together. SQLite's: every
+//     statement has a fixed cost, paid in its one writer (issue 12).
 //
 // The backends keep only what is theirs: opening and migrating the database (their own migration files),
 // SQLite's writer goroutine and statement cache, PostgreSQL's queue pool, LISTEN/NOTIFY and advisory locks,
