@@ -878,8 +878,16 @@ func TestDispatchRetryBudgetExhausted(t *testing.T) {
 		t.Errorf("businessStatus %q version %d", ref.BusinessStatus, ref.Record.Version)
 	}
 
-	// A replay (the admin path) gives it a new budget and shows it queued again; then it is delivered.
-	e.serve("walks", newReceiver(t, e.clock.Now, nil))
+	// A replay (the admin path) gives it a new budget and shows it queued again; then it is delivered. The
+	// fixed receiver answers only once the queued status has been read: the running dispatcher takes the
+	// replayed message at once, and its delivery could otherwise be recorded before the read.
+	gate := make(chan struct{})
+	e.serve("walks", newReceiver(t, e.clock.Now, func(_ int, _ hit, w http.ResponseWriter, _ *http.Request, _ <-chan struct{}) {
+		<-gate
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	open := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(open) // before the receiver closes, whatever fails below
 	replayed, err := e.store.ReplayMessages(context.Background(), e.clock.Now(), outbox.ReplayRequest{
 		IDs: ids, Reason: "receiver fixed", Actor: "ops", Update: outbox.QueuedAgain,
 	})
@@ -889,6 +897,7 @@ func TestDispatchRetryBudgetExhausted(t *testing.T) {
 	if ref := e.referral("r1"); ref.BusinessStatus != mapping.BusinessQueued {
 		t.Errorf("after replay businessStatus %q", ref.BusinessStatus)
 	}
+	open()
 	a := r.expect(ids[0], outbox.OutcomeDelivered, http.StatusNoContent)
 	if a.Attempt != 5 {
 		t.Errorf("attempt %d after replay, want 5", a.Attempt)
