@@ -140,11 +140,7 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 // messages: the least power of two at least limit, so that the claims of a dispatcher with 32 places share 6
 // statements (1, 2, 4, 8, 16, 32).
 func claimBucket(limit int) int {
-	b := 1
-	for b < limit {
-		b *= 2
-	}
-	return b
+	return sqlstore.Padded(limit)
 }
 
 // claim leases up to limit (in (0, sqlstore.MaxLimit]) deliverable messages to owner until now+lease, on

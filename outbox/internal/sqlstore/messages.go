@@ -177,11 +177,7 @@ func ExactLimit(n int) string { return " LIMIT " + strconv.Itoa(n) }
 // about 4% of the process; issue 12). A literal from a handful of values keeps each statement text prepared
 // once. The caller reads no more rows than it needs.
 func LimitLiteral(n int) string {
-	b := 1
-	for b < n {
-		b *= 2
-	}
-	return " LIMIT " + strconv.Itoa(b)
+	return " LIMIT " + strconv.Itoa(Padded(n))
 }
 
 // Heads reads up to limit claimable messages of one kind (pending and due, or inflight with an expired
