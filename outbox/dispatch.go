@@ -73,12 +73,15 @@ type DispatcherOptions struct {
 	// (Timeout × (QuickRetries+1) + QuickRetries × QuickRetryWait). Default: twice the longest attempt, at least
 	// DefaultLease (60 s).
 	Lease time.Duration
-	// Concurrency is the total number of messages in flight (delivering or waiting for room). Default
-	// DefaultConcurrency (32).
+	// Concurrency is the total number of messages in flight: requests not yet answered, and messages claimed
+	// and waiting for room. An attempt that has its answer and waits to be recorded (a batch of attempts is one
+	// transaction) no longer counts: the dispatcher goes on sending while the store commits. Up to one full
+	// batch (64) of those waits beyond Concurrency; then the dispatcher claims nothing more until some are
+	// recorded. Default DefaultConcurrency (32).
 	Concurrency int
 	// PerDestination caps the requests in flight to one destination, so that a slow or dead service never
 	// takes every worker and a small one is never sent more at once. A delivery whose request is answered
-	// and whose attempt is being recorded no longer counts (it still counts in Concurrency). For a destination
+	// and whose attempt is being recorded no longer counts. For a destination
 	// that answered requests since the last claim, a claim also takes up to as many more of its messages
 	// (at most another PerDestination), held until one of its requests is answered: they are leased and count
 	// in Concurrency, but are never sent beyond the cap. Default DefaultPerDestination (8).
@@ -453,6 +456,13 @@ func (st *loopState) finish(f finished) {
 	st.running--
 }
 
+// free is how many more messages the loop may claim: Concurrency less the requests in flight and the
+// messages held, and never so many that more than recordingAhead answered attempts would wait to be
+// recorded beyond the Concurrency.
+func (st *loopState) free(concurrency int) int {
+	return min(concurrency-len(st.calling)-st.nHeld, concurrency+recordingAhead-st.running-st.nHeld)
+}
+
 // fill starts held messages that have room, then claims as many messages as there is capacity for, and
 // arms the due timer for the next pending message when capacity is left. It returns the store's error when
 // the store could not be asked (the loop then backs off: storePause).
@@ -480,7 +490,7 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 		st.exhausted = false // a message has come due since the last claim
 	}
 	for {
-		free := d.opts.Concurrency - st.running - st.nHeld
+		free := st.free(d.opts.Concurrency)
 		if free <= 0 {
 			return nil
 		}
@@ -674,9 +684,10 @@ func (d *Dispatcher) pausedNow(ctx context.Context, log *slog.Logger) map[mappin
 	return out
 }
 
-// start delivers m in a goroutine of its own. Its destination's slot is taken until the destination has
-// answered: recording the attempt (which holds the lease, and so the message's chain) no longer keeps a
-// small service from its next request.
+// start delivers m in a goroutine of its own. Its destination's slot, and its place of Concurrency, are
+// taken until the destination has answered: recording the attempt (which holds the lease, and so the
+// message's chain) keeps neither a small service from its next request nor the dispatcher from its next
+// claim (free).
 func (d *Dispatcher) start(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, m Message) {
 	st.running++
 	st.perDest[m.Destination]++

@@ -1376,6 +1376,66 @@ func TestDispatchClaimsInBatchesUnderBacklog(t *testing.T) {
 	t.Logf("%d deliveries, claims for %v messages", n, claims)
 }
 
+// slowRecords holds every CompleteAttempts call until the test closes open: a store slow to commit.
+type slowRecords struct {
+	outbox.Store
+	open chan struct{}
+}
+
+func (s *slowRecords) CompleteAttempts(ctx context.Context, cs []outbox.Completion) []error {
+	select {
+	case <-s.open:
+	case <-ctx.Done():
+	}
+	return s.Store.CompleteAttempts(ctx, cs)
+}
+
+// TestDispatchSendsWhileAttemptsWaitToBeRecorded: an attempt that has its answer and waits to be recorded
+// holds no place of Concurrency. With the store holding every record back, the dispatcher goes on sending
+// until one batch (64) of answered attempts waits beyond Concurrency, then sends nothing more until they are
+// recorded; each message is then delivered once. Before, it sent Concurrency requests and waited: a
+// PostgreSQL drain ran at half River's rate, its commits of 15 attempts each (issue 12).
+func TestDispatchSendsWhileAttemptsWaitToBeRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t, time.Now, nil)
+	e.serve("walks", rc)
+	slow := &slowRecords{open: make(chan struct{})}
+	e.wrap = func(s outbox.Store) outbox.Store { slow.Store = s; return slow }
+	const concurrency, batch = 2, 64
+	const n = concurrency + batch + 6
+	for i := range n {
+		e.refer(fmt.Sprintf("r%d", i), created("walks"))
+	}
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.Concurrency, o.PerDestination = concurrency, concurrency
+	})
+	seen := map[string]int{}
+	for range concurrency + batch {
+		seen[rc.next(t).ID]++
+	}
+	select {
+	case h := <-rc.hits:
+		t.Fatalf("request %s sent with %d answered attempts waiting to be recorded; want at most Concurrency + %d", h.ID,
+			concurrency+batch, batch)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(slow.open)
+	r.delivered(n)
+	for range n - concurrency - batch {
+		seen[rc.next(t).ID]++
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct messages sent, want %d", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Errorf("message %s sent %d times, want once", id, k)
+		}
+	}
+}
+
 // roomLog records, for every claim, the room it gave one destination (ClaimFilter.Room; -1: none named) and
 // what seen reported as the claim began (the receiver's requests in flight).
 type roomLog struct {
