@@ -73,21 +73,21 @@ type DispatcherOptions struct {
 	// (Timeout × (QuickRetries+1) + QuickRetries × QuickRetryWait). Default: twice the longest attempt, at least
 	// DefaultLease (60 s).
 	Lease time.Duration
-	// Concurrency is the total number of messages in flight: requests not yet answered, and messages claimed
-	// and waiting for room. An attempt that has its answer and waits to be recorded (a batch of attempts is one
-	// transaction) no longer counts: the dispatcher goes on sending while the store commits. Up to one full
-	// batch (64) of those waits beyond Concurrency; then the dispatcher claims nothing more until some are
-	// recorded. Default DefaultConcurrency (32).
+	// Concurrency caps the requests in flight plus the messages claimed and waiting for room. An attempt that
+	// has its answer and waits to be recorded (a batch of attempts is one transaction) does not count: the
+	// dispatcher goes on claiming and sending while the store commits. All the messages it holds (requests,
+	// waiting for room, answered and not yet recorded) are at most Concurrency plus one completion batch (64);
+	// at that bound it claims nothing more until some are recorded. Default DefaultConcurrency (32).
 	Concurrency int
 	// PerDestination caps the requests in flight to one destination, so that a slow or dead service never
 	// takes every worker and a small one is never sent more at once. A delivery whose request is answered
-	// and whose attempt is being recorded no longer counts. For a destination
-	// that answered requests since the last claim, a claim also takes up to as many more of its messages
+	// and whose attempt is being recorded no longer counts. For a destination that answered requests since
+	// the last claim, a claim also takes up to as many more of its messages
 	// (at most another PerDestination), held until one of its requests is answered: they are leased and count
 	// in Concurrency, but are never sent beyond the cap. Default DefaultPerDestination (8).
 	PerDestination int
-	// ClaimBatch is how many free places (Concurrency less the messages in flight or held) the dispatcher
-	// waits for before it claims again while deliveries are in flight: under a backlog it then claims
+	// ClaimBatch is how many free places (Concurrency less the requests in flight and the messages held) the
+	// dispatcher waits for before it claims again while deliveries are in flight: under a backlog it then claims
 	// several messages at a time, not one or two after each completion (every claim is a database round
 	// trip with a fixed cost). With nothing in flight it claims at once, and it never waits longer than
 	// ClaimWait after its last claim. Default Concurrency/4, at least 1 (1: claim whenever a place is free);
@@ -378,8 +378,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// Deliveries outlive ctx by up to ShutdownTimeout; store writes of finished attempts are never cut short.
 	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
-	done := make(chan finished, 2*d.opts.Concurrency) // each delivery sends answered, then finished
-	rec, stopRecording := newCompleter(ctx, d.store, d.opts.Concurrency)
+	// Each delivery sends answered, then finished; at most Concurrency+recordingAhead run at once (free).
+	done := make(chan finished, 2*(d.opts.Concurrency+recordingAhead))
+	rec, stopRecording := newCompleter(ctx, d.store, d.opts.Concurrency+recordingAhead)
 	defer stopRecording() // after shutdown: no delivery is left to record an attempt
 	st := &loopState{
 		active: map[string]bool{}, calling: map[string]bool{}, again: map[string]Message{},
@@ -457,8 +458,8 @@ func (st *loopState) finish(f finished) {
 }
 
 // free is how many more messages the loop may claim: Concurrency less the requests in flight and the
-// messages held, and never so many that more than recordingAhead answered attempts would wait to be
-// recorded beyond the Concurrency.
+// messages held, and never so many that the messages it holds in all (those, and the answered attempts
+// waiting to be recorded) would exceed Concurrency+recordingAhead.
 func (st *loopState) free(concurrency int) int {
 	return min(concurrency-len(st.calling)-st.nHeld, concurrency+recordingAhead-st.running-st.nHeld)
 }
@@ -686,16 +687,16 @@ func (d *Dispatcher) pausedNow(ctx context.Context, log *slog.Logger) map[mappin
 
 // start delivers m in a goroutine of its own. Its destination's slot, and its place of Concurrency, are
 // taken until the destination has answered: recording the attempt (which holds the lease, and so the
-// message's chain) keeps neither a small service from its next request nor the dispatcher from its next
-// claim (free).
+// message's chain) keeps neither a small service from its next request nor, until recordingAhead attempts
+// wait, the dispatcher from its next claim (free).
 func (d *Dispatcher) start(dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, m Message) {
 	st.running++
 	st.perDest[m.Destination]++
 	st.calling[m.ID] = true
-	rec := st.rec
+	rec, id, dest := st.rec, m.ID, m.Destination
 	go func() {
-		defer func() { done <- finished{id: m.ID, dest: m.Destination} }()
-		d.deliver(dctx, log, rec, m, func() { done <- finished{id: m.ID, dest: m.Destination, answered: true} })
+		defer func() { done <- finished{id: id, dest: dest} }()
+		d.deliver(dctx, log, rec, m, func() { done <- finished{id: id, dest: dest, answered: true} })
 	}()
 }
 

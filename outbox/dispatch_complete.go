@@ -8,8 +8,8 @@ import (
 // maxCompletionBatch caps how many finished attempts one store transaction records.
 const maxCompletionBatch = 64
 
-// recordingAhead is how many answered attempts, waiting to be recorded, a dispatcher keeps beyond its
-// Concurrency: one full batch.
+// recordingAhead is how far beyond its Concurrency the messages a dispatcher holds may go with answered
+// attempts waiting to be recorded: one full batch.
 const recordingAhead = maxCompletionBatch
 
 // completion is a finished attempt waiting to be recorded, and where its result goes.

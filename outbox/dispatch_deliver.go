@@ -270,6 +270,7 @@ func (d *Dispatcher) deliver(dctx context.Context, log *slog.Logger, rec *comple
 	default:
 		out = d.post(dctx, m, ep, started)
 	}
+	m.Payload = nil // sent: an attempt waiting to be recorded does not keep its body
 
 	rep := AttemptReport{
 		MessageID: m.ID, ReferralID: m.ReferralID, Destination: m.Destination, Type: m.Type, Attempt: n,

@@ -1392,7 +1392,7 @@ func (s *slowRecords) CompleteAttempts(ctx context.Context, cs []outbox.Completi
 
 // TestDispatchSendsWhileAttemptsWaitToBeRecorded: an attempt that has its answer and waits to be recorded
 // holds no place of Concurrency. With the store holding every record back, the dispatcher goes on sending
-// until one batch (64) of answered attempts waits beyond Concurrency, then sends nothing more until they are
+// until Concurrency plus one batch (64) of answered attempts wait, then sends nothing more until they are
 // recorded; each message is then delivered once. Before, it sent Concurrency requests and waited: a
 // PostgreSQL drain ran at half River's rate, its commits of 15 attempts each (issue 12).
 func TestDispatchSendsWhileAttemptsWaitToBeRecorded(t *testing.T) {
@@ -1433,6 +1433,49 @@ func TestDispatchSendsWhileAttemptsWaitToBeRecorded(t *testing.T) {
 		if k != 1 {
 			t.Errorf("message %s sent %d times, want once", id, k)
 		}
+	}
+}
+
+// TestDispatchRequestsInFlightStayWithinConcurrency: however many places answered attempts free, the
+// requests in flight never exceed Concurrency. Three services that never answer, each with room for
+// PerDestination requests (6 in all), get Concurrency (4) between them, and no fifth while theirs hang.
+func TestDispatchRequestsInFlightStayWithinConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const concurrency, perDest = 4, 2
+	var hits []chan hit
+	for _, id := range []string{"walks", "debt", "museum"} {
+		rc := newReceiver(t, time.Now, blockAll)
+		e.serve(id, rc)
+		hits = append(hits, rc.hits)
+		for i := range 3 {
+			e.refer(fmt.Sprintf("%s%d", id, i), created(id))
+		}
+	}
+	e.start(func(o *outbox.DispatcherOptions) {
+		o.Clock = time.Now
+		o.Concurrency, o.PerDestination = concurrency, perDest
+		o.Timeout = 2 * guard // the hanging requests outlast the test
+	})
+	next := func(wait time.Duration) (hit, bool) {
+		select {
+		case h := <-hits[0]:
+			return h, true
+		case h := <-hits[1]:
+			return h, true
+		case h := <-hits[2]:
+			return h, true
+		case <-time.After(wait):
+			return hit{}, false
+		}
+	}
+	for i := range concurrency {
+		if _, ok := next(guard); !ok {
+			t.Fatalf("%d requests sent, want Concurrency (%d)", i, concurrency)
+		}
+	}
+	if h, ok := next(300 * time.Millisecond); ok {
+		t.Fatalf("request %s sent with %d in flight; want at most Concurrency (%d)", h.ID, concurrency, concurrency)
 	}
 }
 
