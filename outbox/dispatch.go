@@ -82,9 +82,9 @@ type DispatcherOptions struct {
 	// PerDestination caps the requests in flight to one destination, so that a slow or dead service never
 	// takes every worker and a small one is never sent more at once. A delivery whose request is answered
 	// and whose attempt is being recorded no longer counts. For a destination that answered requests since
-	// the last claim, a claim also takes up to as many more of its messages
-	// (at most another PerDestination), held until one of its requests is answered: they are leased and count
-	// in Concurrency, but are never sent beyond the cap. Default DefaultPerDestination (8).
+	// the last claim, a claim also takes up to as many more of its messages (at most another PerDestination),
+	// held until one of its requests is answered: they are leased and count in Concurrency, but are never sent
+	// beyond the cap. Default DefaultPerDestination (8).
 	PerDestination int
 	// ClaimBatch is how many free places (Concurrency less the requests in flight and the messages held) the
 	// dispatcher waits for before it claims again while deliveries are in flight: under a backlog it then claims
@@ -378,9 +378,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	// Deliveries outlive ctx by up to ShutdownTimeout; store writes of finished attempts are never cut short.
 	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeliveries()
-	// Each delivery sends answered, then finished; at most Concurrency+recordingAhead run at once (free).
-	done := make(chan finished, 2*(d.opts.Concurrency+recordingAhead))
-	rec, stopRecording := newCompleter(ctx, d.store, d.opts.Concurrency+recordingAhead)
+	// At most Concurrency+recordingAhead deliveries run at once (free); each sends answered, then finished.
+	most := d.opts.Concurrency + recordingAhead
+	done := make(chan finished, 2*most)
+	rec, stopRecording := newCompleter(ctx, d.store, most)
 	defer stopRecording() // after shutdown: no delivery is left to record an attempt
 	st := &loopState{
 		active: map[string]bool{}, calling: map[string]bool{}, again: map[string]Message{},

@@ -51,8 +51,9 @@ func (s *Store) heads(ctx context.Context, w *sqlstore.Tx, state outbox.MessageS
 // generically (queueSettings), and a generic plan made without the limit cost 3.6–4.3 ms a claim against
 // 0.5 ms (pg_stat_statements) in 2 of 8 20,000-message drains, which then ran at 600–700 msg/s instead of
 // 1,400–1,600. None of 12 drains showed it with the limit written in (issue 12). What is written is the
-// limit's bucket (claimBucket), and the rows it keeps are numbered in order so that only the first limit are
-// leased: the dispatcher asks for as many as it has free places (up to its concurrency, 32 by default; every
+// limit's bucket (sqlstore.Padded: the least power of two at least limit, so that the claims of a
+// dispatcher with 32 places share 6 statements), and the rows it keeps are numbered in order so that only
+// the first limit are leased: the dispatcher asks for as many as it has free places (up to its concurrency, 32 by default; every
 // limit from 1 to 31 was seen at 200 referrals/s), and one text per limit made each queue session plan up to
 // 32 statements, 8–17 ms each on a small server, in its first seconds, on the path of a delivery.
 func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, nowUS int64, limit int, r *sqlstore.Room, owner string, until int64, guard bool) (ms []outbox.Message, expired bool, err error) {
@@ -111,7 +112,7 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 					AND m.next_attempt_at <= $5 AND `+headOnly+`
 				ORDER BY m.next_attempt_at, m.seq LIMIT room.rn FOR UPDATE OF m SKIP LOCKED) m
 			WHERE room.rn > 0`+guardTerm+`
-			ORDER BY m.next_attempt_at, m.seq LIMIT `+strconv.Itoa(claimBucket(limit))+`) top
+			ORDER BY m.next_attempt_at, m.seq LIMIT `+strconv.Itoa(sqlstore.Padded(limit))+`) top
 	), leased AS (
 		UPDATE outbox_messages SET state = 'inflight', lease_owner = $6, lease_until = $7
 		FROM picked WHERE id = picked.pid AND picked.k <= $8
@@ -134,13 +135,6 @@ func (s *Store) pendingByDestination(ctx context.Context, q sqlstore.Querier, no
 		r.Used[m.Destination]++
 	}
 	return ms, expired, nil
-}
-
-// claimBucket is the limit pendingByDestination writes into its statement for a claim of up to limit
-// messages: the least power of two at least limit, so that the claims of a dispatcher with 32 places share 6
-// statements (1, 2, 4, 8, 16, 32).
-func claimBucket(limit int) int {
-	return sqlstore.Padded(limit)
 }
 
 // claim leases up to limit (in (0, sqlstore.MaxLimit]) deliverable messages to owner until now+lease, on

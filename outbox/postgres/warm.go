@@ -143,14 +143,14 @@ func warmPool(ctx context.Context, db *sql.DB, n int, warm func(ctx context.Cont
 }
 
 // warmClaims runs, on a queue session c, the claim as the dispatcher makes it (pendingByDestination) once
-// for each limit it writes into the statement up to outbox.DefaultConcurrency (claimBucket), as of the
+// for each limit it writes into the statement up to outbox.DefaultConcurrency (sqlstore.Padded), as of the
 // earliest time there is, in a transaction it rolls back: nothing is due then and no lease has expired, and
 // whatever a claim took would be given back. Each statement stays prepared and planned on the session. A
 // dispatcher asks for 1 to 32 places; unprepared, each claim bucket's first use on a session planned for
 // 8–17 ms on the path of a delivery.
 func (s *Store) warmClaims(ctx context.Context, c *sql.Conn) error {
 	return rolledBack(ctx, c, func(tx *sql.Tx) error {
-		for limit := 1; limit <= claimBucket(outbox.DefaultConcurrency); limit *= 2 {
+		for limit := 1; limit <= sqlstore.Padded(outbox.DefaultConcurrency); limit *= 2 {
 			r := sqlstore.NewRoom(outbox.ClaimFilter{PerDestination: 1})
 			if _, _, err := s.pendingByDestination(ctx, tx, math.MinInt64, limit, r, "warm-up", 0, true); err != nil {
 				return err
