@@ -521,9 +521,12 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 			if st.active[m.ID] {
 				// Claimed again before the loop saw its previous attempt finish (the attempt was recorded,
 				// and the message became due again), or under a running attempt whose lease ran out (the
-				// clock jumped): start it once that attempt is over, never twice at once.
+				// clock jumped): start it once that attempt is over, never twice at once. Claimed yet again
+				// meanwhile, it is still held once, with the latest claim's lease.
+				if _, held := st.again[m.ID]; !held {
+					st.nHeld++
+				}
 				st.again[m.ID] = m
-				st.nHeld++
 				continue
 			}
 			st.active[m.ID] = true

@@ -1214,6 +1214,90 @@ func TestDispatchLeaseLost(t *testing.T) {
 	}
 }
 
+// claimWatch is a store that reports every time a claim returns message id.
+type claimWatch struct {
+	outbox.Store
+	id      string
+	claimed chan struct{} // one send per claim that returned id
+}
+
+func (c *claimWatch) ClaimMessages(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int,
+	f outbox.ClaimFilter) ([]outbox.Message, error) {
+	ms, err := c.Store.ClaimMessages(ctx, owner, now, lease, limit, f)
+	for _, m := range ms {
+		if m.ID == c.id {
+			c.claimed <- struct{}{}
+		}
+	}
+	return ms, err
+}
+
+// TestDispatchClaimedThreeTimesDuringOneAttemptKeepsConcurrency: a message whose lease runs out twice while
+// its first request hangs (the clock jumped) is claimed a second and a third time by its own dispatcher. It is
+// held once, to start when that attempt is over, and holds one place of Concurrency, not two: afterwards the
+// dispatcher still sends Concurrency requests at once. Before, the third claim counted the message as held a
+// second time, and that place was lost until the process restarted.
+func TestDispatchClaimedThreeTimesDuringOneAttemptKeepsConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	walks := newReceiver(t, e.clock.Now, func(n int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		if n == 0 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	e.serve("walks", walks)
+	debt := newReceiver(t, time.Now, blockAll)
+	e.serve("debt", debt)
+	x := e.refer("r1", created("walks"))[0]
+	watch := &claimWatch{id: x, claimed: make(chan struct{}, 8)}
+	e.wrap = func(s outbox.Store) outbox.Store { watch.Store = s; return watch }
+	const concurrency = 3
+	r := e.start(func(o *outbox.DispatcherOptions) {
+		o.Concurrency = concurrency
+		o.SafetyPoll = 20 * time.Millisecond // nothing commits while the clock jumps: the poll claims
+		o.Timeout = 2 * guard                // the hanging requests outlast the test
+	})
+	claims := 0
+	claimed := func() {
+		t.Helper()
+		select {
+		case <-watch.claimed:
+			claims++
+		case <-time.After(guard):
+			t.Fatalf("message claimed %d times, waited for claim %d", claims, claims+1)
+		}
+	}
+	claimed()
+	walks.next(t)
+	e.clock.Advance(10 * time.Minute) // the first lease has run out (Lease: 2 × Timeout)
+	claimed()
+	e.clock.Advance(10 * time.Minute) // and the second
+	claimed()
+
+	close(release)
+	r.waitFor(x) // the first attempt, over
+	r.waitFor(x) // the second, from the claim held meanwhile
+	if d := e.message(x); d.Message.State != outbox.StateDelivered {
+		t.Fatalf("message %s is %s, want delivered", x, d.Message.State)
+	}
+	for i := range concurrency {
+		e.refer(fmt.Sprintf("d%d", i), created("debt"))
+	}
+	for i := range concurrency {
+		select {
+		case <-debt.hits:
+		case <-time.After(guard):
+			t.Fatalf("%d requests in flight, want Concurrency (%d): a place was lost to the claims made during the attempt", i, concurrency)
+		}
+	}
+}
+
 // countingDue is a store that counts the dispatcher's reads of the next due time.
 type countingDue struct {
 	outbox.Store
