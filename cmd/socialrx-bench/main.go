@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -84,6 +85,10 @@ func main() {
 	tPgbench := flag.String("pgbench", "pgbench", "table: the pgbench binary")
 	tOnly := flag.String("table-only", "", "table: run only the measurements whose key contains this (e.g. drain.postgres; for debugging)")
 	flag.Parse()
+	// The garbage collector's target as serve sets it (its in-process servers and dispatchers stand for serve).
+	if p := config.GCPercent(os.Getenv); p > 0 {
+		debug.SetGCPercent(p)
+	}
 	if *cpuProfile != "" && *drainProfile != "" {
 		fmt.Fprintln(os.Stderr, "socialrx-bench: -cpuprofile and -cpuprofile-drains cannot be used together (one CPU profile at a time)")
 		os.Exit(2)

@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+
+	"github.com/socialrx/socialrx/config"
 )
 
 // defaultMemoryLimit is the Go runtime's soft memory limit socialrx sets when GOMEMLIMIT is not set: three
@@ -43,4 +45,15 @@ func applyMemoryLimit(log *slog.Logger, getenv func(string) string, readFile fun
 		return
 	}
 	log.Info("memory soft limit from GOMEMLIMIT", "GOMEMLIMIT", getenv("GOMEMLIMIT"))
+}
+
+// applyGCPercent sets the garbage collector's target to config.DefaultGCPercent when GOGC is not set, and logs
+// what applies.
+func applyGCPercent(log *slog.Logger, getenv func(string) string) {
+	if p := config.GCPercent(getenv); p > 0 {
+		debug.SetGCPercent(p)
+		log.Info("garbage collector target (GOGC unset)", "percent", p)
+		return
+	}
+	log.Info("garbage collector target from GOGC", "GOGC", getenv("GOGC"))
 }

@@ -75,6 +75,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log := newLogger(settings, stderr)
 	applyMemoryLimit(log, getenv, os.ReadFile)
+	applyGCPercent(log, getenv)
 	cfg, err := loadConfig(settings, log)
 	if err != nil {
 		return err

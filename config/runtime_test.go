@@ -1,0 +1,25 @@
+package config
+
+import "testing"
+
+func TestGCPercent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, gogc string
+		want       int
+	}{
+		{"GOGC unset: socialrx's default", "", DefaultGCPercent},
+		{"GOGC set: the operator decides", "100", 0},
+		{"GOGC off: the operator decides", "off", 0},
+	} {
+		got := GCPercent(func(k string) string {
+			if k == "GOGC" {
+				return tc.gogc
+			}
+			return ""
+		})
+		if got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
