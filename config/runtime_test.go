@@ -2,6 +2,7 @@ package config
 
 import "testing"
 
+// TestGCPercent: serve sets DefaultGCPercent unless GOGC holds a setting the Go runtime takes.
 func TestGCPercent(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -11,6 +12,7 @@ func TestGCPercent(t *testing.T) {
 		{"GOGC unset: socialrx's default", "", DefaultGCPercent},
 		{"GOGC set: the operator decides", "100", 0},
 		{"GOGC off: the operator decides", "off", 0},
+		{"GOGC the runtime ignores: as unset", "lots", DefaultGCPercent},
 	} {
 		got := GCPercent(func(k string) string {
 			if k == "GOGC" {

@@ -458,6 +458,19 @@ func (st *loopState) finish(f finished) {
 	st.running--
 }
 
+// replaceHeld puts m in the place of the held message with its id, if one waits for room, and reports whether
+// one did.
+func (st *loopState) replaceHeld(m Message) bool {
+	q := st.held[m.Destination]
+	for i := range q {
+		if q[i].ID == m.ID {
+			q[i] = m
+			return true
+		}
+	}
+	return false
+}
+
 // free is how many more messages the loop may claim: Concurrency less the requests in flight and the
 // messages held, and never so many that the messages it holds in all (those, and the answered attempts
 // waiting to be recorded) would exceed Concurrency+recordingAhead.
@@ -519,6 +532,11 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 		st.exhausted = len(msgs) < free && !roomBound(f, msgs)
 		for _, m := range msgs {
 			if st.active[m.ID] {
+				// Claimed again while held for room (its lease ran out: the clock jumped): the new claim,
+				// with its lease, takes the held one's place.
+				if st.replaceHeld(m) {
+					continue
+				}
 				// Claimed again before the loop saw its previous attempt finish (the attempt was recorded,
 				// and the message became due again), or under a running attempt whose lease ran out (the
 				// clock jumped): start it once that attempt is over, never twice at once. Claimed yet again

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -321,6 +322,100 @@ func TestRoomBound(t *testing.T) {
 	} {
 		if got := roomBound(c.f, c.got); got != c.want {
 			t.Errorf("%s: roomBound = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// scriptedClaims is a store whose claims return, one call each, the message lists queued on claims (nothing
+// once they run out).
+type scriptedClaims struct {
+	nopStore
+	claims chan []Message
+}
+
+func (s scriptedClaims) ClaimMessages(context.Context, string, time.Time, time.Duration, int, ClaimFilter) ([]Message, error) {
+	select {
+	case ms := <-s.claims:
+		return ms, nil
+	default:
+		return nil, nil
+	}
+}
+
+// TestHeldMessageClaimedAgainStartsWithItsNewLease: a message held for its destination's room (claimed ahead)
+// whose lease ran out while it waited (the clock jumped) is claimed again by its own dispatcher: the
+// destination answered twice since the last claim, so the claim gives it room. The new claim takes the held
+// one's place, and the message is sent, with its new lease, once a request to the destination is answered.
+// Before, the new claim waited for an attempt of the message that was not running, the held copy was dropped
+// for its old lease, and the message was sent by no one until its new lease ran out too, with a place of
+// Concurrency lost meanwhile.
+func TestHeldMessageClaimedAgainStartsWithItsNewLease(t *testing.T) {
+	t.Parallel()
+	sent := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sent <- r.Header.Get(HeaderWebhookID)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	walks := mapping.Destination{Kind: mapping.DestinationService, ID: "walks"}
+	now := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	store := scriptedClaims{claims: make(chan []Message, 1)}
+	d := NewDispatcher(store, EndpointFunc(func(mapping.Destination) (Endpoint, bool) {
+		return Endpoint{URL: srv.URL, Secret: "whsec_c29jaWFscngtdGVzdC1zaWduaW5nLWtleS0zMmJ5dGU="}, true
+	}), DispatcherOptions{Concurrency: 8, PerDestination: 2, Clock: func() time.Time { return now },
+		Jitter: func(time.Duration) time.Duration { return 0 }, QuickRetries: -1, Logger: testLogger(io.Discard)})
+	if d.optsErr != nil {
+		t.Fatal(d.optsErr)
+	}
+	held := Message{ID: "h", ReferralID: "r", Destination: walks, Type: "referral.created",
+		Payload: []byte(`{}`), LeaseUntil: now.Add(-time.Minute)} // its lease ran out while it waited
+	again := held
+	again.LeaseUntil = now.Add(d.opts.Lease)
+	store.claims <- []Message{again}
+
+	ctx := context.Background()
+	rec, stopRecording := newCompleter(ctx, store, 8)
+	defer stopRecording()
+	// Two requests in flight to walks (a and b, never answered here), the message held behind them, and two
+	// requests answered since the last claim: the claim gives walks room for one more.
+	st := &loopState{
+		active: map[string]bool{"a": true, "b": true, "h": true}, calling: map[string]bool{"a": true, "b": true},
+		again: map[string]Message{}, running: 2, perDest: map[mapping.Destination]int{walks: 2},
+		answered: map[mapping.Destination]int{walks: 2}, held: map[mapping.Destination][]Message{walks: {held}},
+		nHeld: 1, rec: rec,
+	}
+	done := make(chan finished, 16)
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
+	log := d.opts.Logger
+	if err := d.fill(ctx, ctx, log, st, done, due); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.claims) != 0 {
+		t.Fatal("the loop did not claim")
+	}
+	st.finish(finished{id: "a", dest: walks, answered: true}) // walks answers a: its place is free
+	d.startHeld(ctx, ctx, log, st, done, now)
+	if !st.calling["h"] {
+		t.Fatalf("h not sent once walks had room (held %v, again %v, nHeld %d)", st.held, st.again, st.nHeld)
+	}
+	if st.nHeld != 0 || len(st.again) != 0 || len(st.held) != 0 {
+		t.Errorf("h sent: nHeld %d, again %v, held %v; want nothing held", st.nHeld, st.again, st.held)
+	}
+	select {
+	case id := <-sent:
+		if id != "h" {
+			t.Fatalf("sent %q, want h", id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("h's request never reached walks")
+	}
+	for over := false; !over; { // its attempt is recorded before the completer stops
+		select {
+		case f := <-done:
+			over = f.id == "h" && !f.answered
+		case <-time.After(20 * time.Second):
+			t.Fatal("h's attempt never ended")
 		}
 	}
 }

@@ -143,6 +143,7 @@ func main() {
 	if *hostile {
 		fmt.Fprintf(os.Stdout, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", strings.Join(os.Args, " "), runtime.GOOS, runtime.GOARCH,
 			runtime.NumCPU(), runtime.Version())
+		fmt.Fprintln(os.Stdout, gcSetting())
 		if err := runHostile(ctx, hostileOptions{binary: *hostileBin, duration: *hostileDur, bodies: *hostileBodies,
 			badTokens: *hostileBad, legitRate: max(*hostileRate, 1), bodySize: *hostileSize, out: os.Stdout}); err != nil {
 			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
@@ -171,6 +172,7 @@ func main() {
 		}
 	} else {
 		fmt.Fprintf(os.Stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+		fmt.Fprintln(os.Stdout, gcSetting())
 	}
 	if *delivery {
 		o.dir, err = os.MkdirTemp("", "socialrx-bench-delivery-")
@@ -243,6 +245,7 @@ func run(ctx context.Context, o intakeOptions, clientList string, out io.Writer)
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	fmt.Fprintln(out, gcSetting())
 
 	raw, err := rawInsertLoop(filepath.Join(dir, "raw.db"), dur)
 	if err != nil {
@@ -460,3 +463,12 @@ const referralTemplate = `{
   "supportingInfo": [{"reference": "#consent"}],
   "patientInstruction": "Prefers mornings; uses a walking stick"
 }`
+
+// gcSetting says, for a benchmark's header, the garbage collector's target of this process (which stands for
+// serve) and of the peers it starts (river-bench, pgbench and serve processes take GOGC from the environment).
+func gcSetting() string {
+	if p := config.GCPercent(os.Getenv); p > 0 {
+		return fmt.Sprintf("garbage collector: GOGC %d in this process (serve's default); processes it starts: GOGC unset", p)
+	}
+	return fmt.Sprintf("garbage collector: GOGC %s (from the environment) here and in the processes it starts", os.Getenv("GOGC"))
+}

@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/socialrx/socialrx/config"
 	"github.com/socialrx/socialrx/outbox"
 )
 
@@ -102,11 +101,7 @@ func runTable(ctx context.Context, o tableOptions) error {
 		p.rows = slices.DeleteFunc(p.rows, func(r rowDef) bool { return !strings.Contains(r.ours, o.only) })
 	}
 	fmt.Fprintf(o.out, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", o.command, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	gc := os.Getenv("GOGC")
-	if p := config.GCPercent(os.Getenv); p > 0 {
-		gc = fmt.Sprintf("%d (serve's default)", p)
-	}
-	fmt.Fprintf(o.out, "garbage collector: GOGC %s in this process (socialrx's servers and dispatchers); River's process at its own\n", gc)
+	fmt.Fprintln(o.out, gcSetting())
 	for _, n := range p.notes {
 		fmt.Fprintln(o.out, "note:", n)
 	}

@@ -14,7 +14,7 @@ import (
 // quarters of the container's memory limit (cgroup v2 memory.max, or v1 memory.limit_in_bytes) when there is
 // one, at most 512 MiB. Request memory is bounded by the body slots (SOCIALRX_MAX_CONCURRENT_BODIES × what a
 // maximum-size body costs, about 16 MiB), far below that; the soft limit makes the garbage collector return
-// memory before the heap doubles past it. 0: leave the runtime's default (GOMEMLIMIT is set: the operator
+// memory before the heap grows past it. 0: leave the runtime's default (GOMEMLIMIT is set: the operator
 // decides).
 func defaultMemoryLimit(getenv func(string) string, readFile func(string) ([]byte, error)) int64 {
 	const ceiling = 512 << 20
@@ -47,12 +47,12 @@ func applyMemoryLimit(log *slog.Logger, getenv func(string) string, readFile fun
 	log.Info("memory soft limit from GOMEMLIMIT", "GOMEMLIMIT", getenv("GOMEMLIMIT"))
 }
 
-// applyGCPercent sets the garbage collector's target to config.DefaultGCPercent when GOGC is not set, and logs
+// applyGCPercent sets the garbage collector's target to config.DefaultGCPercent unless GOGC sets it, and logs
 // what applies.
 func applyGCPercent(log *slog.Logger, getenv func(string) string) {
 	if p := config.GCPercent(getenv); p > 0 {
 		debug.SetGCPercent(p)
-		log.Info("garbage collector target (GOGC unset)", "percent", p)
+		log.Info("garbage collector target (socialrx's default)", "percent", p)
 		return
 	}
 	log.Info("garbage collector target from GOGC", "GOGC", getenv("GOGC"))
