@@ -1,6 +1,9 @@
 package config
 
-import "strconv"
+import (
+	"runtime/debug"
+	"strconv"
+)
 
 // DefaultGCPercent is the garbage collector's target (GOGC) of a socialrx server when GOGC is not set: the heap
 // may grow to three times what the last collection left live before the next one starts (Go's default, 100,
@@ -24,4 +27,14 @@ func GCPercent(getenv func(string) string) int {
 		}
 	}
 	return DefaultGCPercent
+}
+
+// ApplyGCPercent sets the garbage collector's target to GCPercent's, when it gives one, and returns what it set
+// (0: nothing, GOGC decides).
+func ApplyGCPercent(getenv func(string) string) int {
+	p := GCPercent(getenv)
+	if p > 0 {
+		debug.SetGCPercent(p)
+	}
+	return p
 }

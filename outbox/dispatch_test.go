@@ -146,6 +146,21 @@ func blockFirst(n int, _ hit, w http.ResponseWriter, r *http.Request, release <-
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// holdFirst returns a respondFunc that holds the first request until the test closes release (or the client
+// gives up), and answers every request code.
+func holdFirst(release <-chan struct{}, code int) respondFunc {
+	return func(n int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		if n == 0 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.WriteHeader(code)
+	}
+}
+
 // blockAll blocks every request until the client gives up (or cleanup).
 func blockAll(_ int, _ hit, w http.ResponseWriter, r *http.Request, release <-chan struct{}) {
 	select {
@@ -1179,16 +1194,7 @@ func TestDispatchLeaseLost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	release := make(chan struct{})
-	rc := newReceiver(t, e.clock.Now, func(n int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
-		if n == 0 {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		w.WriteHeader(http.StatusOK)
-	})
+	rc := newReceiver(t, e.clock.Now, holdFirst(release, http.StatusOK))
 	e.serve("walks", rc)
 	ids := e.refer("r1", created("walks"))
 	stalled := &fakeClock{now: base()}
@@ -1244,16 +1250,7 @@ func TestDispatchClaimedThreeTimesDuringOneAttemptKeepsConcurrency(t *testing.T)
 	t.Parallel()
 	e := newEnv(t)
 	release := make(chan struct{})
-	walks := newReceiver(t, e.clock.Now, func(n int, _ hit, w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
-		if n == 0 {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
+	walks := newReceiver(t, e.clock.Now, holdFirst(release, http.StatusNoContent))
 	e.serve("walks", walks)
 	debt := newReceiver(t, time.Now, blockAll)
 	e.serve("debt", debt)

@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -86,9 +85,7 @@ func main() {
 	tOnly := flag.String("table-only", "", "table: run only the measurements whose key contains this (e.g. drain.postgres; for debugging)")
 	flag.Parse()
 	// The garbage collector's target as serve sets it (its in-process servers and dispatchers stand for serve).
-	if p := config.GCPercent(os.Getenv); p > 0 {
-		debug.SetGCPercent(p)
-	}
+	config.ApplyGCPercent(os.Getenv)
 	if *cpuProfile != "" && *drainProfile != "" {
 		fmt.Fprintln(os.Stderr, "socialrx-bench: -cpuprofile and -cpuprofile-drains cannot be used together (one CPU profile at a time)")
 		os.Exit(2)
@@ -141,9 +138,7 @@ func main() {
 		return
 	}
 	if *hostile {
-		fmt.Fprintf(os.Stdout, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", strings.Join(os.Args, " "), runtime.GOOS, runtime.GOARCH,
-			runtime.NumCPU(), runtime.Version())
-		fmt.Fprintln(os.Stdout, gcSetting())
+		fmt.Fprintf(os.Stdout, "command: %s\n%s", strings.Join(os.Args, " "), machine())
 		if err := runHostile(ctx, hostileOptions{binary: *hostileBin, duration: *hostileDur, bodies: *hostileBodies,
 			badTokens: *hostileBad, legitRate: max(*hostileRate, 1), bodySize: *hostileSize, out: os.Stdout}); err != nil {
 			fmt.Fprintln(os.Stderr, "socialrx-bench:", err)
@@ -171,8 +166,7 @@ func main() {
 			os.Exit(1)
 		}
 	} else {
-		fmt.Fprintf(os.Stdout, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-		fmt.Fprintln(os.Stdout, gcSetting())
+		fmt.Fprint(os.Stdout, machine())
 	}
 	if *delivery {
 		o.dir, err = os.MkdirTemp("", "socialrx-bench-delivery-")
@@ -244,8 +238,7 @@ func run(ctx context.Context, o intakeOptions, clientList string, out io.Writer)
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Fprintf(out, "machine: %s/%s, %d CPUs, %s\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	fmt.Fprintln(out, gcSetting())
+	fmt.Fprint(out, machine())
 
 	raw, err := rawInsertLoop(filepath.Join(dir, "raw.db"), dur)
 	if err != nil {
@@ -464,11 +457,14 @@ const referralTemplate = `{
   "patientInstruction": "Prefers mornings; uses a walking stick"
 }`
 
-// gcSetting says, for a benchmark's header, the garbage collector's target of this process (which stands for
-// serve) and of the peers it starts (river-bench, pgbench and serve processes take GOGC from the environment).
-func gcSetting() string {
+// machine is a benchmark's header lines about the machine: its platform, and the garbage collector's target of
+// this process (which stands for serve) and of the peers it starts (river-bench, pgbench and serve processes
+// take GOGC from the environment).
+func machine() string {
+	gc := fmt.Sprintf("GOGC %s (from the environment) here and in the processes it starts", os.Getenv("GOGC"))
 	if p := config.GCPercent(os.Getenv); p > 0 {
-		return fmt.Sprintf("garbage collector: GOGC %d in this process (serve's default); processes it starts: GOGC unset", p)
+		gc = fmt.Sprintf("GOGC %d in this process (serve's default); processes it starts: GOGC unset", p)
 	}
-	return fmt.Sprintf("garbage collector: GOGC %s (from the environment) here and in the processes it starts", os.Getenv("GOGC"))
+	return fmt.Sprintf("machine: %s/%s, %d CPUs, %s\ngarbage collector: %s\n", runtime.GOOS, runtime.GOARCH,
+		runtime.NumCPU(), runtime.Version(), gc)
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,8 +99,7 @@ func runTable(ctx context.Context, o tableOptions) error {
 		p.measures = slices.DeleteFunc(p.measures, func(m measure) bool { return !strings.Contains(m.key, o.only) })
 		p.rows = slices.DeleteFunc(p.rows, func(r rowDef) bool { return !strings.Contains(r.ours, o.only) })
 	}
-	fmt.Fprintf(o.out, "command: %s\nmachine: %s/%s, %d CPUs, %s\n", o.command, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	fmt.Fprintln(o.out, gcSetting())
+	fmt.Fprintf(o.out, "command: %s\n%s", o.command, machine())
 	for _, n := range p.notes {
 		fmt.Fprintln(o.out, "note:", n)
 	}

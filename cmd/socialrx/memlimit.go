@@ -50,8 +50,7 @@ func applyMemoryLimit(log *slog.Logger, getenv func(string) string, readFile fun
 // applyGCPercent sets the garbage collector's target to config.DefaultGCPercent unless GOGC sets it, and logs
 // what applies.
 func applyGCPercent(log *slog.Logger, getenv func(string) string) {
-	if p := config.GCPercent(getenv); p > 0 {
-		debug.SetGCPercent(p)
+	if p := config.ApplyGCPercent(getenv); p > 0 {
 		log.Info("garbage collector target (socialrx's default)", "percent", p)
 		return
 	}
