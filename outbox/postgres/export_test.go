@@ -8,6 +8,9 @@ import (
 // RecordAttemptsStatement is the statement that records a batch of attempts, for tests of its plan.
 var RecordAttemptsStatement = recordAttemptsStatement
 
+// FindIdentifiersStatement is intake's lookup of a create's identifiers, for tests of its plan.
+const FindIdentifiersStatement = findIdentifiersStatement
+
 // SelectDueClosed is retention's scan of the closed referrals, as this backend spells it, for tests of its
 // plan.
 var SelectDueClosed = dialect().SelectDueClosed()

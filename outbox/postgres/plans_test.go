@@ -95,6 +95,74 @@ func TestRecordingAttemptsNeverScansAttempts(t *testing.T) {
 	}
 }
 
+// TestFindingIdentifiersReadsOnlyTheirs: intake's lookup of a create's identifiers, run on a generic plan
+// made while referral_identifiers held one row (a new deployment, or any schema before autovacuum analyzes
+// it) and kept while the practice's identifiers grow to 5,000, reads the identifiers it looks for only.
+// Before migration 99 that plan read every identifier of the practice for each lookup (10,004 rows for the
+// two lookups here; about 1,500 a lookup after 3,000 referrals in the 8-client intake benchmark).
+func TestFindingIdentifiersReadsOnlyTheirs(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	_, conn := oneReferral(t)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	var practice, system, value, referral string
+	if err := conn.QueryRowContext(ctx, `SELECT practice_ods, system, value, referral_id FROM referral_identifiers`).
+		Scan(&practice, &system, &value, &referral); err != nil {
+		t.Fatal(err)
+	}
+	type found struct{ first, last sql.NullString }
+	find := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}, values ...string) found {
+		t.Helper()
+		systems := make([]string, len(values))
+		for i := range systems {
+			systems[i] = system
+		}
+		// EXECUTE takes no parameters: the arguments are literals (the test's own values, no quotes in them).
+		array := func(xs []string) string { return `'{"` + strings.Join(xs, `","`) + `"}'` }
+		var xid string
+		var f found
+		if err := q.QueryRowContext(ctx, `EXECUTE find('`+practice+`', `+array(systems)+`, `+array(values)+`)`).
+			Scan(&xid, &f.first, &f.last); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	exec(`ANALYZE referral_identifiers`)
+	exec(`SET plan_cache_mode = force_generic_plan`)
+	exec(`PREPARE find (text, text[], text[]) AS ` + postgres.FindIdentifiersStatement)
+	find(conn, "absent")
+	exec(`INSERT INTO referral_identifiers (practice_ods, system, value, referral_id)
+		SELECT $1, $2, 'bulk-' || g, $3 FROM generate_series(1, 5000) g`, practice, system, referral)
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if f := find(tx, "absent"); f.first.Valid || f.last.Valid {
+		t.Errorf("an identifier no referral holds: found %v", f)
+	}
+	if f := find(tx, value, "bulk-7", "absent"); f.first.String != referral || f.last.String != referral {
+		t.Errorf("identifiers one referral holds: found %v, want %s", f, referral)
+	}
+	// pg_stat_xact_user_tables: this transaction's own reads, read at once.
+	var seqRead, idxFetched int64
+	if err := tx.QueryRowContext(ctx, `SELECT seq_tup_read, COALESCE(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
+		WHERE relid = 'referral_identifiers'::regclass`).Scan(&seqRead, &idxFetched); err != nil {
+		t.Fatal(err)
+	}
+	if seqRead+idxFetched > 4 {
+		t.Errorf("two lookups of four identifiers read %d rows of referral_identifiers by sequential scans and %d by index scans; want at most 4 in all",
+			seqRead, idxFetched)
+	}
+}
+
 // TestPartialIndexesServeTheirReaders: since migration 95, referrals_unscrubbed holds only closed
 // referrals and referrals_parent only forwarded ones; retention's scan and the GP's Task?part-of= search can
 // still use them, on generic plans too (the query spells each predicate; a parameter alone proves nothing).

@@ -14,6 +14,12 @@ import (
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 )
 
+// findIdentifiersStatement looks a create's identifiers ($2 systems, $3 values) up under its practice ($1):
+// the transaction's id, and the lowest and highest referral holding any of them. socialrx_identified
+// (migration 99) probes each identifier by the primary key, whatever plan the connection has cached.
+const findIdentifiersStatement = `SELECT pg_current_xact_id()::text, i.first, i.last
+	FROM socialrx_identified($1, $2::text[], $3::text[]) AS i`
+
 // findIdentifiers returns the distinct referrals that hold any of ids under practice
 // (sqlstore.IdentifierFinder), and notes the transaction's id with them: the referral's stamp needs it next
 // (stamp), and this saves intake a round trip. No lock is taken: a concurrent create of one of the
@@ -25,9 +31,7 @@ func (s *Store) findIdentifiers(ctx context.Context, w *sqlstore.Tx, practice st
 		xid         string
 		first, last sql.NullString
 	)
-	err := w.QueryRowContext(ctx, `SELECT pg_current_xact_id()::text, min(referral_id), max(referral_id)
-		FROM referral_identifiers WHERE practice_ods = $1 AND (system, value) IN (SELECT * FROM unnest($2::text[], $3::text[]))`,
-		practice, systems, values).Scan(&xid, &first, &last)
+	err := w.QueryRowContext(ctx, findIdentifiersStatement, practice, systems, values).Scan(&xid, &first, &last)
 	if err != nil {
 		return nil, s.d.DriverErr("find identifier", err)
 	}
