@@ -16,7 +16,7 @@ import (
 
 // findIdentifiersStatement looks a create's identifiers ($2 systems, $3 values) up under its practice ($1):
 // the transaction's id, and the lowest and highest referral holding any of them. socialrx_identified
-// (migration 99) probes each identifier by the primary key, whatever plan the connection has cached.
+// (migration 99) seeks each identifier in the primary key, whatever plan the connection has cached.
 const findIdentifiersStatement = `SELECT pg_current_xact_id()::text, i.first, i.last
 	FROM socialrx_identified($1, $2::text[], $3::text[]) AS i`
 

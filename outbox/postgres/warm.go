@@ -29,11 +29,12 @@ const warmTimeout = 10 * time.Second
 
 // warmUp opens every pool's sessions before the first request (Options.Warm). A new PostgreSQL session
 // loads the catalog entries of each table and index its statements touch, plans the foreign-key checks of
-// its first inserts and the SQL inside the stamp function, and (pgx) prepares each statement, all on first
-// use: a cold session's first intake took 35–60 ms instead of 5–10. A service started under load opened its
-// sessions one by one as requests queued, each request waiting for a cold session, and the first stamp
-// reservations held the stamp lock while they planned. In the paced 200/s benchmark, the first second's
-// deliveries took 100–700 ms from commit to arrival, which made the run's p99 (issue 12).
+// its first inserts and the SQL inside the stamp and identifier-lookup functions, and (pgx) prepares each
+// statement, all on first use: a cold session's first intake took 35–60 ms instead of 5–10. A service
+// started under load opened its sessions one by one as requests queued, each request waiting for a cold
+// session, and the first stamp reservations held the stamp lock while they planned. In the paced 200/s
+// benchmark, the first second's deliveries took 100–700 ms from commit to arrival, which made the run's p99
+// (issue 12).
 //
 // So each session the writers' pool may open (warmWriterCount) reads every table once and writes a referral's
 // creation (the intake's statements, warmCreation) in a transaction it rolls back; each session of the

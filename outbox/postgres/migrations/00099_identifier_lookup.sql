@@ -1,5 +1,5 @@
--- socialrx migration 99 (issue 12): looking up a create's identifiers reads those identifiers only, whatever
--- the planner's statistics say.
+-- socialrx migration 99 (issue 12): looking up a create's identifiers reads those identifiers' keys only,
+-- whatever the planner's statistics say.
 --
 -- Intake looks a create's identifiers up under its practice (findIdentifiers): practice_ods = $1 AND
 -- (system, value) IN (the create's pairs). Each connection runs that statement on a cached generic plan. A
@@ -9,20 +9,25 @@
 -- fresh schema, each lookup read about 1,500 identifiers after 3,000 referrals (pg_stat_user_indexes), and
 -- its mean time rose with the table.
 --
--- socialrx_identified probes each pair by the primary key (practice_ods, system, value): a lateral subquery
--- with LIMIT 1 is planned per pair, never flattened into a join over the practice, and sequential scans are
--- off for it (as in migrations 93 and 96). It is PL/pgSQL, so each connection keeps its plan. It answers the
--- same: the lowest and highest referral holding any of the pairs (NULL, NULL when none does).
+-- socialrx_identified seeks each pair in the primary key (practice_ods, system, value): the first key at or
+-- after the pair, a lateral subquery planned per pair, which is the pair's row when the practice holds it.
+-- Equality on the three columns would let the planner probe referral_identifiers_value instead, which holds
+-- the value under every practice and system (another practice may reuse it); a row comparison ordered as the
+-- key is served by the key alone, and with sequential scans, sorts and bitmap scans off for the function no
+-- other plan is left. It is PL/pgSQL, so each connection keeps its plan. It answers as the statement did:
+-- the lowest and highest referral holding any of the pairs (NULL, NULL when none does).
 
 -- +goose Up
 -- +goose StatementBegin
 CREATE FUNCTION socialrx_identified(practice TEXT, systems TEXT[], vals TEXT[], OUT first TEXT, OUT last TEXT)
-    LANGUAGE plpgsql STABLE SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql STABLE SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off AS $$
 BEGIN
     SELECT min(i.referral_id), max(i.referral_id) INTO first, last
         FROM unnest(systems, vals) AS x (system, value)
-        CROSS JOIN LATERAL (SELECT r.referral_id FROM referral_identifiers r
-            WHERE r.practice_ods = practice AND r.system = x.system AND r.value = x.value LIMIT 1) i;
+        CROSS JOIN LATERAL (SELECT r.practice_ods, r.system, r.value, r.referral_id FROM referral_identifiers r
+            WHERE (r.practice_ods, r.system, r.value) >= (practice, x.system, x.value)
+            ORDER BY r.practice_ods, r.system, r.value LIMIT 1) i
+        WHERE i.practice_ods = practice AND i.system = x.system AND i.value = x.value;
 END
 $$;
 -- +goose StatementEnd
