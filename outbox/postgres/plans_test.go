@@ -35,12 +35,7 @@ func TestRecordingAttemptsNeverScansAttempts(t *testing.T) {
 	}
 	msg := msgs[0]
 	conn := rawConn(t, dsn)
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := execOn(t, conn)
 	attempts := func(from, to int) {
 		t.Helper()
 		exec(`INSERT INTO outbox_attempts (message_id, n, started_at, latency_us, status_code, error, response)
@@ -106,12 +101,7 @@ func TestFindingIdentifiersReadsOnlyTheirs(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	_, conn := oneReferral(t)
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	exec := execOn(t, conn)
 	var practice, system, value, referral string
 	if err := conn.QueryRowContext(ctx, `SELECT practice_ods, system, value, referral_id FROM referral_identifiers`).
 		Scan(&practice, &system, &value, &referral); err != nil {
@@ -246,6 +236,16 @@ func explain(t *testing.T, conn *sql.Conn, stmt string) string {
 		t.Fatal(err)
 	}
 	return strings.Join(plan, "\n")
+}
+
+// execOn runs a statement on conn for t, failing t if it fails.
+func execOn(t *testing.T, conn *sql.Conn) func(q string, args ...any) {
+	return func(q string, args ...any) {
+		t.Helper()
+		if _, err := conn.ExecContext(t.Context(), q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 }
 
 // rawConn is one connection of its own to dsn (session settings and prepared statements stay on it), closed
