@@ -680,8 +680,9 @@ func (b backend) AppendAuditIn(ctx context.Context, w *sqlstore.Tx, recs []outbo
 	return b.s.appendAudit(ctx, w, recs)
 }
 
-// WriteCreation writes a new referral's rows in one round trip (see writeCreation).
-func (b backend) WriteCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (bool, error) {
+// WriteCreation writes a new referral's rows, and its audit record when it can, in one round trip (see
+// writeCreation).
+func (b backend) WriteCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (subscribed, audited bool, err error) {
 	return b.s.writeCreation(ctx, w, c, v)
 }
 

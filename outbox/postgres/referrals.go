@@ -59,13 +59,12 @@ func identifierArrays(ids []mapping.Identifier) (systems, values []string) {
 	return systems, values
 }
 
-// creationStatement is writeCreation's statement: the referral (sqlstore.InsertReferral, $1 to $20), its
-// identifiers ($21 the practice key, $22 and $23 systems and values, inserted in their order), its messages
-// ($24 to $28: ids, destination kinds and ids, types, payloads; seqs in their order), its timeline entry
-// (cause $29, status reason $30, the rest from the row) and whether its practice has any subscription that
-// gets notifications. The referral's row comes first in the statement, so every other row's reference to it
-// holds when the statement ends.
-var creationStatement = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertReferral) + ` RETURNING id),
+// creationRows are the CTEs of writeCreation's statements: the referral (sqlstore.InsertReferral, $1 to
+// $20), its identifiers ($21 the practice key, $22 and $23 systems and values, inserted in their order), its
+// messages ($24 to $28: ids, destination kinds and ids, types, payloads; seqs in their order) and its
+// timeline entry (cause $29, status reason $30, the rest from the row). The referral's row comes first in the
+// statement, so every other row's reference to it holds when the statement ends.
+var creationRows = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertReferral) + ` RETURNING id),
 	i AS (INSERT INTO referral_identifiers (practice_ods, system, value, referral_id)
 		SELECT $21, x.system, x.value, r.id FROM r, unnest($22::text[], $23::text[]) WITH ORDINALITY
 			AS x (system, value, n)
@@ -77,14 +76,29 @@ var creationStatement = `WITH r AS (` + sqlstore.RebindDollar(sqlstore.InsertRef
 			AS x (id, kind, dest, type, payload, n)
 		ORDER BY x.n),
 	e AS (INSERT INTO referral_events (referral_id, version, at, cause, status, business_status, status_reason, referral)
-		SELECT r.id, $11, $13, $29, $6, $7, $30, $16 FROM r)
-	SELECT EXISTS (SELECT 1 FROM subscriptions WHERE lower(practice_ods) = lower($4) AND status IN ('active', 'error'))`
+		SELECT r.id, $11, $13, $29, $6, $7, $30, $16 FROM r)`
+
+// subscribedTerm says whether the referral's practice has any subscription that gets notifications.
+const subscribedTerm = `EXISTS (SELECT 1 FROM subscriptions WHERE lower(practice_ods) = lower($4) AND status IN ('active', 'error'))`
+
+// creationStatement is writeCreation's statement without an audit record: creationRows, and whether the
+// practice has any subscription that gets notifications.
+var creationStatement = creationRows + ` SELECT ` + subscribedTerm
+
+// auditedCreationStatement is creationStatement that also appends the create's audit record after the head
+// of its chain it names ($31 to $51: appendAuditStatement's $1 to $21), when the head is there, and says how
+// many records it inserted: the record costs no round trip of its own (formerly one more statement in the
+// transaction, issue 12).
+var auditedCreationStatement = creationRows + `, ` + auditHeadCTE(31) + `,
+	a AS (` + auditInsert(31) + ` RETURNING 1)
+	SELECT ` + subscribedTerm + `, (SELECT count(*) FROM a)`
 
 // writeCreation writes a new referral's rows in one statement (sqlstore.CreationWriter): with its stamp
-// reserved before, one round trip for the referral, its identifiers, its messages, its timeline entry and
-// whether the fan-out has anything to do. Formerly six round trips. The other instances are told after the
+// reserved before, one round trip for the referral, its identifiers, its messages, its timeline entry,
+// c.Audit's records (when their chain's head is where they say: audited) and whether the fan-out has anything
+// to do. Formerly six round trips, then seven with the audit record. The other instances are told after the
 // commit (announce), not by a NOTIFY inside it.
-func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (bool, error) {
+func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Creation, v sqlstore.Version) (subscribed, audited bool, err error) {
 	systems, values := identifierArrays(c.Identifiers)
 	n := len(c.Events)
 	ids, kinds, dests, types := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -97,24 +111,32 @@ func (s *Store) writeCreation(ctx context.Context, w *sqlstore.Tx, c sqlstore.Cr
 	}
 	args := append(c.Row.InsertArgs(), c.Practice, systems, values, ids, kinds, dests, types, payloads,
 		string(v.Cause), v.Reason)
-	var subscribed bool
-	if err := w.QueryRowContext(ctx, creationStatement, args...).Scan(&subscribed); err != nil {
+	if len(c.Audit) == 0 {
+		err = w.QueryRowContext(ctx, creationStatement, args...).Scan(&subscribed)
+	} else {
+		var appended int
+		err = w.QueryRowContext(ctx, auditedCreationStatement, append(args, auditArgs(c.Audit)...)...).Scan(&subscribed, &appended)
+		audited = appended == len(c.Audit)
+	}
+	if err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" {
 			switch pe.TableName {
 			case "referral_identifiers":
 				// A concurrent create of one of the identifiers committed first (findIdentifiers): a fresh
 				// run of the transaction finds its referral.
-				return false, fmt.Errorf("postgres: insert identifier: %w: %w", sqlstore.ErrRetry, err)
+				return false, false, fmt.Errorf("postgres: insert identifier: %w: %w", sqlstore.ErrRetry, err)
 			case "outbox_messages":
-				return false, fmt.Errorf("postgres: insert message: duplicate message id: %w", err)
+				return false, false, fmt.Errorf("postgres: insert message: duplicate message id: %w", err)
 			case "referrals":
-				return false, fmt.Errorf("postgres: insert referral: referral, task or service request id already exists: %w", err)
+				return false, false, fmt.Errorf("postgres: insert referral: referral, task or service request id already exists: %w", err)
+			case "audit_records":
+				return false, false, errAuditNumberTaken(c.Audit[0].Chain)
 			}
 		}
-		return false, s.d.DriverErr("insert referral", err)
+		return false, false, s.d.DriverErr("insert referral", err)
 	}
-	return subscribed, nil
+	return subscribed, audited, nil
 }
 
 // versionStatement is writeVersion's statement: the new version (sqlstore.UpdateReferral, $1 to $14: the

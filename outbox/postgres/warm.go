@@ -162,23 +162,29 @@ func (s *Store) warmClaims(ctx context.Context, c *sql.Conn) error {
 }
 
 // warmCreation runs an intake's statements (the identifiers' lookup, the creation of a referral with one
-// identifier and one message) on c, in a transaction it rolls back. The referral is made up: no patient, no
-// practice that exists, ids no other row has.
+// identifier and one message, without and with an audit record) on c, in a transaction it rolls back. The
+// referrals are made up: no patient, no practice that exists, ids no other row has.
 func (s *Store) warmCreation(ctx context.Context, c *sql.Conn) error {
 	return rolledBack(ctx, c, func(tx *sql.Tx) error {
 		w := &sqlstore.Tx{Querier: tx}
-		id := "warm-up-" + uuid.NewString()
-		ids := []mapping.Identifier{{System: "urn:socialrx:warm-up", Value: id}}
-		if _, err := s.findIdentifiers(ctx, w, warmPractice, ids); err != nil {
-			return err
+		// Twice: without an audit record, and with one (auditedCreationStatement: serve's creates), whose
+		// made-up chain has no head to move, so it appends nothing.
+		for _, audit := range [][]outbox.AuditRecord{nil, {{Chain: "warm-up", ChainSeq: 2, Hash: "warm-up"}}} {
+			id := "warm-up-" + uuid.NewString()
+			ids := []mapping.Identifier{{System: "urn:socialrx:warm-up", Value: id}}
+			if _, err := s.findIdentifiers(ctx, w, warmPractice, ids); err != nil {
+				return err
+			}
+			row := sqlstore.ReferralRow{ID: id, TaskID: id, SRID: id, Practice: warmPractice, Service: "warm-up",
+				Status: "requested", Business: "queued", SRStatus: "active", Version: 1,
+				Identifiers: []byte("[]"), Referral: []byte("{}"), ServiceRequest: []byte("{}")}
+			if _, _, err := s.writeCreation(ctx, w, sqlstore.Creation{Row: row, Practice: warmPractice, Identifiers: ids,
+				Events: []sqlstore.EventRow{{ID: id, Kind: string(mapping.DestinationService), Dest: "warm-up",
+					Type: "warm-up", Payload: []byte("{}")}}, Audit: audit}, sqlstore.Version{Row: row, Cause: outbox.CauseCreate}); err != nil {
+				return err
+			}
 		}
-		row := sqlstore.ReferralRow{ID: id, TaskID: id, SRID: id, Practice: warmPractice, Service: "warm-up",
-			Status: "requested", Business: "queued", SRStatus: "active", Version: 1,
-			Identifiers: []byte("[]"), Referral: []byte("{}"), ServiceRequest: []byte("{}")}
-		_, err := s.writeCreation(ctx, w, sqlstore.Creation{Row: row, Practice: warmPractice, Identifiers: ids,
-			Events: []sqlstore.EventRow{{ID: id, Kind: string(mapping.DestinationService), Dest: "warm-up",
-				Type: "warm-up", Payload: []byte("{}")}}}, sqlstore.Version{Row: row, Cause: outbox.CauseCreate})
-		return err
+		return nil
 	})
 }
 

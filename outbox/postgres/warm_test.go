@@ -30,8 +30,12 @@ func TestWarmUp(t *testing.T) {
 		t.Fatalf("%d sessions open while %d are held, want %d (a held session was opened now)", opened, conns, conns)
 	}
 	for i, c := range held {
-		if n := preparedLike(t, c, "WITH r AS (INSERT INTO referrals %"); n != 1 {
-			t.Errorf("writer session %d has %d creation statements prepared, want 1", i, n)
+		// The creation, and the creation that appends its audit record (serve's creates).
+		if n := preparedLike(t, c, "WITH r AS (INSERT INTO referrals %"); n != 2 {
+			t.Errorf("writer session %d has %d creation statements prepared, want 2", i, n)
+		}
+		if n := preparedLike(t, c, "WITH r AS (INSERT INTO referrals %INSERT INTO audit_records%"); n != 1 {
+			t.Errorf("writer session %d has %d creation statements with an audit record prepared, want 1", i, n)
 		}
 	}
 	// Each queue session has the claim prepared for every limit it is written with (1 to 32).
@@ -44,7 +48,8 @@ func TestWarmUp(t *testing.T) {
 			t.Errorf("queue session %d has %d claims prepared, want 6", i, n)
 		}
 	}
-	for _, table := range []string{"referrals", "referral_identifiers", "referral_events", "outbox_messages", "stamp_reservations"} {
+	for _, table := range []string{"referrals", "referral_identifiers", "referral_events", "outbox_messages",
+		"stamp_reservations", "audit_records", "audit_chains"} {
 		var n int
 		if err := held[0].QueryRowContext(t.Context(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)

@@ -169,13 +169,12 @@ var errCreationNotAudited = fault.Sentinel(fault.Unavailable, "the creation's au
 
 // appendCreation appends a creation's record d in w (outbox.Referrals.CreateAuditedReferral) and returns it
 // as appended. A record numbered by its caller is appended after the head it names if the chain's head is
-// there (one statement, nothing read first); when the head is not there (no row moved, nothing written), or
-// the record is not numbered, after the head read locked (appendDisclosures). An append that fails
-// otherwise fails the creation with errCreationNotAudited (outbox.ErrAuditHead still matches it).
-func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure) (outbox.AuditRecord, error) {
-	if r := d.Record; r.ChainSeq > 1 && r.PrevHash != "" {
-		recs := []outbox.AuditRecord{r}
-		outbox.ChainAudit(recs, r.ChainSeq-1, r.PrevHash)
+// there (one statement, nothing read first; unless headTried: the creation's own statement tried that,
+// CreationWriter); when the head is not there (no row moved, nothing written), or the record is not
+// numbered, after the head read locked (appendDisclosures). An append that fails otherwise fails the
+// creation with errCreationNotAudited (outbox.ErrAuditHead still matches it).
+func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure, headTried bool) (outbox.AuditRecord, error) {
+	if recs := headKnown(d); recs != nil && !headTried {
 		err := s.moveAuditHead(ctx, w, recs)
 		if err == nil {
 			return recs[0], nil
@@ -190,6 +189,18 @@ func (s *Store) appendCreation(ctx context.Context, w *Tx, d outbox.Disclosure) 
 		return outbox.AuditRecord{}, notAudited(err)
 	}
 	return recs[0], nil
+}
+
+// headKnown is d's record numbered and hashed after the head its caller names, to be appended there if the
+// chain's head is still there; nil when d names no head (its record is then appended after the head read).
+func headKnown(d outbox.Disclosure) []outbox.AuditRecord {
+	r := d.Record
+	if r.ChainSeq <= 1 || r.PrevHash == "" {
+		return nil
+	}
+	recs := []outbox.AuditRecord{r}
+	outbox.ChainAudit(recs, r.ChainSeq-1, r.PrevHash)
+	return recs
 }
 
 // notAudited is err, an append's failure that the audit chain caused, as the failure of the creation it

@@ -590,6 +590,9 @@ type Creation struct {
 	Events []EventRow
 	// Result is what the create returns when the referral is new.
 	Result outbox.CreateResult
+	// Audit is the create's audit record, numbered and hashed after the head its chain's lane knows, for a
+	// CreationWriter to append with the rows (nil: the record, if any, is appended after them).
+	Audit []outbox.AuditRecord
 }
 
 // NewCreation checks an intake (record id, task id, ServiceRequest id and CreatedAt required) and encodes

@@ -285,8 +285,14 @@ func holdsPauses(b Backend) bool {
 // notifications (the fan-out is then skipped). Its errors are the script's: a referral, task or
 // ServiceRequest id that exists, an identifier taken (ErrRetry on a backend with several writers), a
 // duplicate message id, or the driver's error with its kind.
+//
+// With c.Audit (one chain's records, numbered and hashed after a head), it also moves that chain's head to
+// the last record and inserts them, in the same round trip, when the head is at the first record's
+// predecessor (audited); when it is not, it writes none of them and the rest stands, for the caller to append
+// them the script's way. A record's number already taken fails the whole write with an error wrapping
+// outbox.ErrAuditHead and ErrAuditNumberTaken.
 type CreationWriter interface {
-	WriteCreation(ctx context.Context, w *Tx, c Creation, v Version) (subscribed bool, err error)
+	WriteCreation(ctx context.Context, w *Tx, c Creation, v Version) (subscribed, audited bool, err error)
 }
 
 // IdentifierFinder is a Backend with several writers that looks a create's identifiers up in one round

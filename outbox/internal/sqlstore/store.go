@@ -139,6 +139,9 @@ func (s *Store) createReferral(ctx context.Context, in mapping.Intake, audit *ou
 		}
 		return s.cfg.FailAfter(stage, in)
 	}
+	if _, ok := s.b.(CreationWriter); ok && audit != nil {
+		c.Audit = headKnown(*audit)
+	}
 	var res outbox.CreateResult
 	err = s.write(ctx, func(ctx context.Context, w *Tx) error {
 		var err error
@@ -146,11 +149,13 @@ func (s *Store) createReferral(ctx context.Context, in mapping.Intake, audit *ou
 		if err != nil || !res.Created || audit == nil {
 			return err
 		}
-		rec, err := s.appendCreation(ctx, w, *audit)
-		if err != nil {
-			return err
+		if res.Audit == nil { // not appended with the rows
+			rec, err := s.appendCreation(ctx, w, *audit, c.Audit != nil)
+			if err != nil {
+				return err
+			}
+			res.Audit = &rec
 		}
-		res.Audit = &rec
 		return hook(stageAudit)
 	})
 	if err != nil {
@@ -226,7 +231,11 @@ func (s *Store) createIn(ctx context.Context, w *Tx, c Creation, fingerprint str
 		res = cc.Result
 		v := Version{Row: row, Cause: outbox.CauseCreate, Reason: cc.Result.Referral.Record.StatusReason}
 		if cw, ok := s.b.(CreationWriter); ok {
-			return s.writeCreation(ctx, w, cw, cc, v, hook)
+			audited, err := s.writeCreation(ctx, w, cw, cc, v, hook)
+			if audited {
+				res.Audit = &cc.Audit[0]
+			}
+			return err
 		}
 		if _, err := w.ExecContext(ctx, d.rebind(InsertReferral), row.InsertArgs()...); err != nil {
 			if d.IsUnique(err) {
@@ -291,31 +300,34 @@ func (s *Store) existing(ctx context.Context, w *Tx, c Creation, fingerprint str
 	return s.d.existingReferral(ctx, w, found[0], fingerprint)
 }
 
-// writeCreation is the rest of createIn on a backend that writes a creation's rows at once (cw): the rows,
-// then the fan-out when the practice may have subscriptions, with hook run after each stage as createIn
-// runs it.
-func (s *Store) writeCreation(ctx context.Context, w *Tx, cw CreationWriter, c Creation, v Version, hook func(string) error) error {
-	subscribed, err := cw.WriteCreation(ctx, w, c, v)
+// writeCreation is the rest of createIn on a backend that writes a creation's rows at once (cw): the rows
+// (with c.Audit's records when their chain's head is where they say: audited), then the fan-out when the
+// practice may have subscriptions, with hook run after each stage as createIn runs it.
+func (s *Store) writeCreation(ctx context.Context, w *Tx, cw CreationWriter, c Creation, v Version, hook func(string) error) (audited bool, err error) {
+	subscribed, audited, err := cw.WriteCreation(ctx, w, c, v)
+	if errors.Is(err, ErrAuditNumberTaken) {
+		return false, notAudited(err) // as appendCreation fails
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(c.Events) > 0 {
 		w.Changed = true
 	}
 	for _, stage := range []string{stageReferral, stageIdentifiers} {
 		if err := hook(stage); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if subscribed {
 		if err := s.fanOut(ctx, w, c.Result.Referral, c.Row.CreatedAt); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if err := hook(stageMessages); err != nil {
-		return err
+		return false, err
 	}
-	return hook(stageEvents)
+	return audited, hook(stageEvents)
 }
 
 // insertMessages writes events as pending messages due at now, for the referral's given version (referralID
