@@ -55,9 +55,38 @@ func (s OverdueSweeper) markOverdue(ctx context.Context, now time.Time) (int, er
 	changed := 0
 	// Only candidates are read (and decoded): still requested, created at or before now-Deadline, with a
 	// transport fact MarkOverdue marks. Reading every open referral each minute cost most of the CPU with a
-	// large backlog (issue 12).
-	q := outbox.ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested}, CreatedUntil: now.Add(-s.Deadline),
-		BusinessStatuses: mapping.OverdueFrom(), Limit: 500}
+	// large backlog (issue 12). One search for each deadline rung (none yet, then each rung), so that each
+	// is one range of the stores' referrals_deadline index (status, deadline_step, created_at), as the
+	// climb's are: the stores keep no index on (status, created_at) for this search alone (every create
+	// wrote it; on PostgreSQL every version too).
+	for _, q := range s.OverdueSearches(now) {
+		n, err := s.markOverdueIn(ctx, q, now)
+		changed += n
+		if err != nil {
+			return changed, err
+		}
+	}
+	return changed, nil
+}
+
+// OverdueSearches are the searches the sweep at now reads its overdue candidates with (their first pages):
+// the requested referrals created at or before now-Deadline, with a transport fact MarkOverdue marks, on
+// one deadline rung each (none yet, then each rung).
+func (s OverdueSweeper) OverdueSearches(now time.Time) []outbox.ReferralQuery {
+	steps := append([]mapping.DeadlineStep{mapping.DeadlineNone}, mapping.AllDeadlineSteps()...)
+	qs := make([]outbox.ReferralQuery, len(steps))
+	for i, step := range steps {
+		qs[i] = outbox.ReferralQuery{Statuses: []mapping.TaskStatus{mapping.StatusRequested},
+			DeadlineSteps: []mapping.DeadlineStep{step}, CreatedUntil: now.Add(-s.Deadline),
+			BusinessStatuses: mapping.OverdueFrom(), Limit: 500}
+	}
+	return qs
+}
+
+// markOverdueIn marks every referral q finds that is overdue at now, page by page, and returns how many it
+// changed.
+func (s OverdueSweeper) markOverdueIn(ctx context.Context, q outbox.ReferralQuery, now time.Time) (int, error) {
+	changed := 0
 	for {
 		refs, next, err := s.Store.SearchReferrals(ctx, q)
 		if err != nil {

@@ -32,6 +32,16 @@ func TestOverdueSweep(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// r4 stands on a deadline rung (its service was reminded): the sweep searches each rung apart, and marks
+	// it as it marks r0.
+	mk("r4", mapping.BusinessDelivered)
+	if _, err := st.UpdateReferral(ctx, "r4", 0, t0.Add(time.Hour), func(cur outbox.Referral) (mapping.Referral, []mapping.Event, error) {
+		next := cur.Referral
+		next.Record.DeadlineStep = mapping.DeadlineReminded
+		return next, nil, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	deadline := 72 * time.Hour
 	sweep := func(at time.Time) int {
 		n, err := referral.OverdueSweeper{Store: st, Deadline: deadline, Clock: func() time.Time { return at }}.SweepOnce(ctx)
@@ -43,8 +53,8 @@ func TestOverdueSweep(t *testing.T) {
 	if n := sweep(t0.Add(deadline - time.Second)); n != 0 {
 		t.Fatalf("before the deadline: marked %d", n)
 	}
-	if n := sweep(t0.Add(deadline)); n != 2 {
-		t.Fatalf("at the deadline: want r0 and r1 marked, got %d", n)
+	if n := sweep(t0.Add(deadline)); n != 3 {
+		t.Fatalf("at the deadline: want r0, r1 and r4 marked, got %d", n)
 	}
 	if n := sweep(t0.Add(deadline + time.Minute)); n != 0 {
 		t.Fatalf("second sweep must change nothing, changed %d", n)
@@ -55,6 +65,7 @@ func TestOverdueSweep(t *testing.T) {
 	}{
 		"r0": {mapping.BusinessOverdue, 2}, "r1": {mapping.BusinessOverdue, 2},
 		"r2": {mapping.BusinessDeliveryFailed, 1}, "r3": {mapping.BusinessDelivered, 2},
+		"r4": {mapping.BusinessOverdue, 3},
 	}
 	for id, w := range want {
 		r, err := st.GetReferral(ctx, id)

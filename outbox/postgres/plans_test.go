@@ -12,6 +12,7 @@ import (
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 	"github.com/socialrx/socialrx/outbox/postgres"
+	"github.com/socialrx/socialrx/referral"
 )
 
 // TestRecordingAttemptsNeverScansAttempts: the statement that records a batch of attempts, run on a generic
@@ -393,41 +394,7 @@ func TestMessageIndexEntries(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s, conn := oneReferral(t)
-	var preds []sql.NullString
-	rows, err := conn.QueryContext(ctx, `SELECT pg_get_expr(indpred, indrelid) FROM pg_index
-		WHERE indrelid = 'outbox_messages'::regclass`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var p sql.NullString
-		if err := rows.Scan(&p); err != nil {
-			t.Fatal(err)
-		}
-		preds = append(preds, p)
-	}
-	if err := rows.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// entries counts the indexes that hold message id's row as it is now.
-	entries := func(id string) int {
-		n := 0
-		for _, p := range preds {
-			if !p.Valid {
-				n++
-				continue
-			}
-			var holds bool
-			if err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM outbox_messages WHERE id = $1 AND (`+p.String+`))`,
-				id).Scan(&holds); err != nil {
-				t.Fatal(err)
-			}
-			if holds {
-				n++
-			}
-		}
-		return n
-	}
+	entries := func(id string) int { return indexEntries(t, conn, "outbox_messages", id) }
 	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
 	ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, 10, outbox.ClaimFilter{PerDestination: 8})
 	if err != nil || len(ms) != 1 {
@@ -461,6 +428,117 @@ func TestMessageIndexEntries(t *testing.T) {
 	} {
 		if plan := explain(t, conn, c.query); !strings.Contains(plan, c.want) {
 			t.Errorf("%s\nplan:\n%s\nwant %q", c.query, plan, c.want)
+		}
+	}
+}
+
+// indexEntries counts the indexes of table that hold its row id (by primary key id) as it is now: every
+// index without a predicate, and each partial index whose predicate the row meets. A non-HOT update writes
+// an entry in each of them.
+func indexEntries(t *testing.T, conn *sql.Conn, table, id string) int {
+	t.Helper()
+	ctx := t.Context()
+	var preds []sql.NullString
+	rows, err := conn.QueryContext(ctx, `SELECT pg_get_expr(indpred, indrelid) FROM pg_index
+		WHERE indrelid = $1::regclass`, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p sql.NullString
+		if err := rows.Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		preds = append(preds, p)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range preds {
+		if !p.Valid {
+			n++
+			continue
+		}
+		var holds bool
+		if err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+table+` WHERE id = $1 AND (`+p.String+`))`,
+			id).Scan(&holds); err != nil {
+			t.Fatal(err)
+		}
+		if holds {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReferralIndexEntries: a delivery's Task version of a requested referral is not a HOT update (its
+// updated_at is in most indexes of referrals), so it writes an entry in every index of referrals that holds
+// the row: 12 since migration 100 dropped referrals_status_created (13 before), and so does a create.
+func TestReferralIndexEntries(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, conn := oneReferral(t)
+	id := testIntake(1).Referral.Record.ID
+	if n := indexEntries(t, conn, "referrals", id); n != 12 {
+		t.Errorf("a new referral is in %d indexes, want 12", n)
+	}
+	now := time.Date(2025, 3, 4, 0, 0, 0, 0, time.UTC)
+	ms, err := s.ClaimMessages(ctx, "owner", now, time.Minute, 10, outbox.ClaimFilter{PerDestination: 8})
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("claim: %d messages, %v", len(ms), err)
+	}
+	if err := s.CompleteAttempt(ctx, ms[0].ID, now, outbox.AttemptResult{Owner: "owner", State: outbox.StateDelivered,
+		Attempt: outbox.Attempt{StatusCode: 204}, Update: outbox.MarkDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	var version int
+	if err := conn.QueryRowContext(ctx, `SELECT version FROM referrals WHERE id = $1`, id).Scan(&version); err != nil || version != 2 {
+		t.Fatalf("the referral after its delivery: version %d, %v; want 2", version, err)
+	}
+	if n := indexEntries(t, conn, "referrals", id); n != 12 {
+		t.Errorf("a delivered requested referral is in %d indexes, want 12", n)
+	}
+}
+
+// TestOverdueSweepReadsTheDeadlineIndex: each search the overdue sweep reads its candidates with
+// (referral.OverdueSweeper.OverdueSearches) reads referrals_deadline (status, deadline_step, created_at)
+// when few referrals are overdue among many requested (5,000, analysed), on the plan made for its values
+// (the first executions of a prepared statement, and every later one whose generic plan costs more), not
+// every requested referral in another index's order. Migration 100 dropped the (status, created_at) index
+// the sweep's single search read; that search, without a rung, reads every requested referral's entry of
+// referrals_deadline.
+func TestOverdueSweepReadsTheDeadlineIndex(t *testing.T) {
+	t.Parallel()
+	_, conn := oneReferral(t)
+	exec := execOn(t, conn)
+	// 5,000 requested referrals created a second apart after the first, analysed.
+	exec(`INSERT INTO referrals (id, task_id, service_request_id, practice_ods, service_id, status,
+			business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at, updated_at,
+			fingerprint, identifiers, referral, service_request, service_request_status, deadline_step, parent_task_id)
+		SELECT id || '-' || g, task_id || '-' || g, service_request_id || '-' || g, practice_ods, service_id, status,
+			business_status, patient_ref, patient_nhs_number, requester_ref, version, created_at + g * 1000000::bigint,
+			updated_at + g * 1000000::bigint, fingerprint, identifiers, referral, service_request, service_request_status,
+			deadline_step, parent_task_id
+		FROM referrals, generate_series(1, 5000) g`)
+	exec(`ANALYZE referrals`)
+	var first int64
+	if err := conn.QueryRowContext(t.Context(), `SELECT min(created_at) FROM referrals`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep when the first 50 are overdue.
+	now := time.UnixMicro(first).Add(72*time.Hour + 50*time.Second)
+	for i, q := range (referral.OverdueSweeper{Deadline: 72 * time.Hour}).OverdueSearches(now) {
+		search, args, _, _ := sqlstore.ReferralSearch(q)
+		params := make([]string, len(args))
+		for j, a := range args {
+			params[j] = fmt.Sprintf("'%v'", a)
+		}
+		name := fmt.Sprintf("overdue%d", i)
+		exec(`PREPARE ` + name + ` AS ` + sqlstore.RebindDollar(search))
+		plan := explain(t, conn, `EXECUTE `+name+`(`+strings.Join(params, ", ")+`)`)
+		if !strings.Contains(plan, "referrals_deadline on referrals") || !strings.Contains(plan, "deadline_step = ") {
+			t.Errorf("the overdue search on rung %q:\n%s\nwant it to read one range of referrals_deadline (status, rung, created before)", q.DeadlineSteps, plan)
 		}
 	}
 }

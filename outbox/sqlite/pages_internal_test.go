@@ -15,6 +15,7 @@ import (
 	"github.com/socialrx/socialrx/outbox"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore"
 	"github.com/socialrx/socialrx/outbox/internal/sqlstore/sqlstoretest"
+	"github.com/socialrx/socialrx/referral"
 )
 
 // walPages follows, on a real database file, which b-trees (tables and indexes, by name) the transactions
@@ -132,7 +133,6 @@ func TestIntakeAndDeliveryWriteOnlyTheIndexesTheyNeed(t *testing.T) {
 // patient's index, on a real database file.
 func TestPartialIndexesServeTheirReaders(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	s := openQuiet(t)
 	search, args, _, _ := sqlstore.ReferralSearch(outbox.ReferralQuery{ParentTaskID: "task-1"})
 	for _, c := range []struct {
@@ -150,23 +150,7 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 		patientSearch(outbox.ReferralQuery{PatientNHSNumber: "9000000009",
 			Statuses: []mapping.TaskStatus{mapping.StatusRequested}}, "referrals_patient_nhs"),
 	} {
-		rows, err := s.wdb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.query, c.args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		if err := rows.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(strings.Join(plan, "; "), " INDEX "+c.index) {
+		if plan := queryPlan(t, s, c.query, c.args); !strings.Contains(plan, " INDEX "+c.index) {
 			t.Errorf("%s\nplan %q; want it to use %s", c.query, plan, c.index)
 		}
 	}
@@ -268,9 +252,8 @@ func openQuiet(t *testing.T) *Store {
 
 // TestVersionsWriteNoPagesOfUnchangedKeys, read from the WAL of a real database file: a batch of ten
 // deliveries (a version each of a requested referral, each referral with a patient of its own) writes no
-// page of the patient's two indexes (migration 88: the key alone, without updated_at) nor of the indexes of
-// columns a delivery does not change (referrals_status_created, referrals_deadline: the version assigns only
-// what changed). A version that changes the patient does write the patient's index (the attribution is
+// page of the patient's two indexes (migration 88: the key alone, without updated_at) nor of the index of
+// columns a delivery does not change (referrals_deadline: the version assigns only what changed). A version that changes the patient does write the patient's index (the attribution is
 // live). Before, the ten wrote 9 pages of referrals_patient_ref, and one each of the others.
 func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
 	t.Parallel()
@@ -290,7 +273,7 @@ func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
 		t.Fatalf("10 deliveries wrote no timeline or referrals_updated page (%v): their versions were not written", after)
 	}
 	wantNoPages(t, after, "10 deliveries (a version of an open referral each)",
-		"referrals_patient_ref", "referrals_patient_nhs", "referrals_status_created", "referrals_deadline")
+		"referrals_patient_ref", "referrals_patient_nhs", "referrals_deadline")
 
 	written := pagesOfVersion(t, s, pages, claimed[0].ReferralID, at.Add(time.Minute), func(next *mapping.Referral) {
 		next.Patient.Reference = "Patient/moved"
@@ -402,4 +385,51 @@ func TestClaimsAndDeliveriesWriteEachQueueIndexOnAFewPages(t *testing.T) {
 	pages.reset()
 	deliver(t, s, claimed, at, nil)
 	check("recording 10 deliveries")
+}
+
+// TestOverdueSweepReadsTheDeadlineIndex: each search the overdue sweep reads its candidates with
+// (referral.OverdueSweeper.OverdueSearches) is one range of referrals_deadline (status, deadline_step,
+// created_at) on a real database file, before and after ANALYZE, not a walk of every requested referral
+// through referrals_status_updated. Migration 92 dropped the (status, created_at) index the sweep's single
+// search read, which every intake wrote; that search, without a rung, now reads referrals_status_updated.
+func TestOverdueSweepReadsTheDeadlineIndex(t *testing.T) {
+	t.Parallel()
+	s := openQuiet(t)
+	createReferrals(t, s, 1, 3000, nil)
+	sweep := referral.OverdueSweeper{Deadline: 72 * time.Hour}
+	for _, analyzed := range []bool{false, true} {
+		if analyzed {
+			if _, err := s.wdb.ExecContext(t.Context(), "ANALYZE"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, q := range sweep.OverdueSearches(pagesBase().Add(72*time.Hour + 100*time.Second)) {
+			query, args, _, _ := dialect().SearchStatement(q)
+			if plan := queryPlan(t, s, query, args); !strings.Contains(plan, "INDEX referrals_deadline (status=? AND deadline_step=? AND created_at<?)") {
+				t.Errorf("analyzed %v: the overdue search on rung %q: plan %q; want one range of referrals_deadline", analyzed, q.DeadlineSteps, plan)
+			}
+		}
+	}
+}
+
+// queryPlan is SQLite's plan for query with args on s's writer (EXPLAIN QUERY PLAN's details, joined).
+func queryPlan(t *testing.T, s *Store, query string, args []any) string {
+	t.Helper()
+	rows, err := s.wdb.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(plan, "; ")
 }
