@@ -191,15 +191,7 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 		{postgres.SelectDueClosed, "referrals_unscrubbed", []any{int64(1), 100}},
 		{search, "referrals_parent", args},
 	} {
-		name := fmt.Sprintf("plan%d", i)
-		if _, err := conn.ExecContext(ctx, `PREPARE `+name+` AS `+sqlstore.RebindDollar(c.query)); err != nil {
-			t.Fatal(err)
-		}
-		params := make([]string, len(c.args))
-		for j, a := range c.args {
-			params[j] = fmt.Sprintf("'%v'", a)
-		}
-		plan := explain(t, conn, `EXECUTE `+name+`(`+strings.Join(params, ", ")+`)`)
+		plan := explainPrepared(t, conn, fmt.Sprintf("plan%d", i), c.query, c.args)
 		if !strings.Contains(plan, "using "+c.index+" on referrals") {
 			t.Errorf("%s\ngeneric plan:\n%s\nwant it to use %s", c.query, plan, c.index)
 		}
@@ -237,6 +229,18 @@ func explain(t *testing.T, conn *sql.Conn, stmt string) string {
 		t.Fatal(err)
 	}
 	return strings.Join(plan, "\n")
+}
+
+// explainPrepared prepares query (with ? placeholders) on conn as name and returns the plan of its execution
+// with args, written as literals (the tests' own values, without quotes).
+func explainPrepared(t *testing.T, conn *sql.Conn, name, query string, args []any) string {
+	t.Helper()
+	execOn(t, conn)(`PREPARE ` + name + ` AS ` + sqlstore.RebindDollar(query))
+	params := make([]string, len(args))
+	for j, a := range args {
+		params[j] = fmt.Sprintf("'%v'", a)
+	}
+	return explain(t, conn, `EXECUTE `+name+`(`+strings.Join(params, ", ")+`)`)
 }
 
 // execOn runs a statement on conn for t, failing t if it fails.
@@ -530,13 +534,7 @@ func TestOverdueSweepReadsTheDeadlineIndex(t *testing.T) {
 	now := time.UnixMicro(first).Add(72*time.Hour + 50*time.Second)
 	for i, q := range (referral.OverdueSweeper{Deadline: 72 * time.Hour}).OverdueSearches(now) {
 		search, args, _, _ := sqlstore.ReferralSearch(q)
-		params := make([]string, len(args))
-		for j, a := range args {
-			params[j] = fmt.Sprintf("'%v'", a)
-		}
-		name := fmt.Sprintf("overdue%d", i)
-		exec(`PREPARE ` + name + ` AS ` + sqlstore.RebindDollar(search))
-		plan := explain(t, conn, `EXECUTE `+name+`(`+strings.Join(params, ", ")+`)`)
+		plan := explainPrepared(t, conn, fmt.Sprintf("overdue%d", i), search, args)
 		if !strings.Contains(plan, "referrals_deadline on referrals") || !strings.Contains(plan, "deadline_step = ") {
 			t.Errorf("the overdue search on rung %q:\n%s\nwant it to read one range of referrals_deadline (status, rung, created before)", q.DeadlineSteps, plan)
 		}

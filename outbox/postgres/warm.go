@@ -167,14 +167,15 @@ func (s *Store) warmClaims(ctx context.Context, c *sql.Conn) error {
 func (s *Store) warmCreation(ctx context.Context, c *sql.Conn) error {
 	return rolledBack(ctx, c, func(tx *sql.Tx) error {
 		w := &sqlstore.Tx{Querier: tx}
-		// Twice: without an audit record, and with one (auditedCreationStatement: serve's creates), whose
-		// made-up chain has no head to move, so it appends nothing.
+		if _, err := s.findIdentifiers(ctx, w, warmPractice,
+			[]mapping.Identifier{{System: "urn:socialrx:warm-up", Value: "warm-up-" + uuid.NewString()}}); err != nil {
+			return err
+		}
+		// Two creations: without an audit record, and with one (auditedCreationStatement: serve's creates),
+		// whose made-up chain has no head to move, so it appends nothing.
 		for _, audit := range [][]outbox.AuditRecord{nil, {{Chain: "warm-up", ChainSeq: 2, Hash: "warm-up"}}} {
 			id := "warm-up-" + uuid.NewString()
 			ids := []mapping.Identifier{{System: "urn:socialrx:warm-up", Value: id}}
-			if _, err := s.findIdentifiers(ctx, w, warmPractice, ids); err != nil {
-				return err
-			}
 			row := sqlstore.ReferralRow{ID: id, TaskID: id, SRID: id, Practice: warmPractice, Service: "warm-up",
 				Status: "requested", Business: "queued", SRStatus: "active", Version: 1,
 				Identifiers: []byte("[]"), Referral: []byte("{}"), ServiceRequest: []byte("{}")}

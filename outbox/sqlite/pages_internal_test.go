@@ -253,8 +253,9 @@ func openQuiet(t *testing.T) *Store {
 // TestVersionsWriteNoPagesOfUnchangedKeys, read from the WAL of a real database file: a batch of ten
 // deliveries (a version each of a requested referral, each referral with a patient of its own) writes no
 // page of the patient's two indexes (migration 88: the key alone, without updated_at) nor of the index of
-// columns a delivery does not change (referrals_deadline: the version assigns only what changed). A version that changes the patient does write the patient's index (the attribution is
-// live). Before, the ten wrote 9 pages of referrals_patient_ref, and one each of the others.
+// columns a delivery does not change (referrals_deadline: the version assigns only what changed). A version
+// that changes the patient does write the patient's index (the attribution is live). Before, the ten wrote 9
+// pages of referrals_patient_ref, and one each of the others.
 func TestVersionsWriteNoPagesOfUnchangedKeys(t *testing.T) {
 	t.Parallel()
 	s := openQuiet(t)
