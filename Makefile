@@ -80,7 +80,7 @@ bench: river-bench socialrx-bin ## the comparison table: socialrx vs bare SQLite
 
 bench-smoke: river-bench socialrx-bin ## the comparison table at smoke sizes (1 round, 2 s runs, 500/2,000 backlogs, no 1M): checks that it works, in 2–3 minutes
 	$(GO) run ./cmd/socialrx-bench -table -table-rounds=1 -table-intake-duration=2s -table-paced-duration=2s \
-		-table-backlogs=500,2000 -table-instances-backlog=2000 -table-huge=false \
+		-table-backlogs=500,2000 -table-instances-backlog=2000 -table-default-drain=2000 -table-huge=false \
 		-table-postgres='$(BENCH_PG)' -river-bench=$(RIVER_BENCH) -socialrx-bin=$(SOCIALRX_BIN) $(TABLE_FLAGS)
 
 bench-old: ## the former `make bench`: the store's go benchmarks, then socialrx-bench's intake and delivery tables

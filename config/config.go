@@ -192,6 +192,9 @@ type fileService struct {
 		URL        string `yaml:"url"`
 		Secret     string `yaml:"secret"`
 		SecretFile string `yaml:"secret_file"`
+		// MaxInFlight caps the webhook requests in flight to the service at once (1 to
+		// mapping.MaxDeliveryInFlight); left out: the dispatcher's default (8).
+		MaxInFlight *int `yaml:"max_in_flight"`
 	} `yaml:"delivery"`
 }
 
@@ -423,7 +426,17 @@ func (p *parser) delivery(at string, s fileService) mapping.Delivery {
 		if s.Delivery.Secret != "" || s.Delivery.SecretFile != "" {
 			p.bad("%s.delivery: a secret without a url (pull-only services need neither)", at)
 		}
+		if s.Delivery.MaxInFlight != nil {
+			p.bad("%s.delivery.max_in_flight: without a url (pull-only services are sent nothing)", at)
+		}
 		return mapping.Delivery{}
+	}
+	inFlight := 0
+	if n := s.Delivery.MaxInFlight; n != nil {
+		if *n < 1 || *n > mapping.MaxDeliveryInFlight {
+			p.bad("%s.delivery.max_in_flight: %d must be from 1 to %d (requests in flight at once)", at, *n, mapping.MaxDeliveryInFlight)
+		}
+		inFlight = *n
 	}
 	u, err := url.Parse(s.Delivery.URL)
 	switch {
@@ -452,7 +465,7 @@ func (p *parser) delivery(at string, s fileService) mapping.Delivery {
 	if err := ValidateSecret(secret); err != nil {
 		p.bad("%s.delivery.secret: %w", at, err)
 	}
-	return mapping.Delivery{URL: s.Delivery.URL, Secret: secret}
+	return mapping.Delivery{URL: s.Delivery.URL, Secret: secret, MaxInFlight: inFlight}
 }
 
 // client checks one clients[] entry (after every service: a community client names one).

@@ -42,7 +42,14 @@ func (s Service) ResponseDeadlines() Deadlines {
 type Delivery struct {
 	URL    string
 	Secret string // Standard Webhooks secret, "whsec_<base64>"
+	// MaxInFlight > 0 caps the service's webhook requests in flight at once, per dispatcher (each serve
+	// process), in place of the dispatcher's default (8): lower for a small group's endpoint, higher for one
+	// that takes parallel requests. At most MaxDeliveryInFlight. 0: the default.
+	MaxInFlight int
 }
+
+// MaxDeliveryInFlight is the most requests in flight a service's delivery may ask for (Delivery.MaxInFlight).
+const MaxDeliveryInFlight = 64
 
 // Directory is the community directory: the services referrals can be routed to.
 type Directory struct {

@@ -77,7 +77,8 @@ type DispatcherOptions struct {
 	// has its answer and waits to be recorded (a batch of attempts is one transaction) does not count: the
 	// dispatcher goes on claiming and sending while the store commits. All the messages it holds (requests,
 	// waiting for room, answered and not yet recorded) are at most Concurrency plus one completion batch (64);
-	// at that bound it claims nothing more until some are recorded. Default DefaultConcurrency (32).
+	// at that bound it claims nothing more until some are recorded. Default DefaultConcurrency (32), or the
+	// largest cap (PerDestination, InFlight) if that is more.
 	Concurrency int
 	// PerDestination caps the requests in flight to one destination, so that a slow or dead service never
 	// takes every worker and a small one is never sent more at once. A delivery whose request is answered
@@ -86,6 +87,10 @@ type DispatcherOptions struct {
 	// held until one of its requests is answered: they are leased and count in Concurrency, but are never sent
 	// beyond the cap. Default DefaultPerDestination (8).
 	PerDestination int
+	// InFlight overrides PerDestination for the destinations it names (each cap at least 1): a service's
+	// own cap (mapping.Delivery.MaxInFlight; DirectoryInFlight reads them from the directory), lower for a
+	// small group's endpoint, higher for one that takes parallel requests. The dispatcher keeps a copy.
+	InFlight map[mapping.Destination]int
 	// ClaimBatch is how many free places (Concurrency less the requests in flight and the messages held) the
 	// dispatcher waits for before it claims again while deliveries are in flight: under a backlog it then claims
 	// several messages at a time, not one or two after each completion (every claim is a database round
@@ -166,8 +171,18 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 	dur("QuickRetryWait", &o.QuickRetryWait, DefaultQuickRetryWait)
 	// An unset lease follows the attempt limit, so a longer Timeout alone never makes the options invalid.
 	dur("Lease", &o.Lease, max(DefaultLease, 2*attemptLimit(o)))
-	count("Concurrency", &o.Concurrency, DefaultConcurrency)
 	count("PerDestination", &o.PerDestination, DefaultPerDestination)
+	widest := o.PerDestination // the most requests one destination may have in flight
+	inFlight := make(map[mapping.Destination]int, len(o.InFlight))
+	for dest, n := range o.InFlight {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("InFlight[%s] must be at least 1 (got %d)", dest, n))
+		}
+		inFlight[dest], widest = n, max(widest, n)
+	}
+	o.InFlight = inFlight
+	// An unset Concurrency leaves room for the widest destination's cap.
+	count("Concurrency", &o.Concurrency, max(DefaultConcurrency, widest))
 	count("ClaimBatch", &o.ClaimBatch, max(o.Concurrency/4, 1))
 	o.ClaimBatch = min(o.ClaimBatch, max(o.Concurrency, 1))
 	dur("ClaimWait", &o.ClaimWait, DefaultClaimWait)
@@ -186,12 +201,12 @@ func (o DispatcherOptions) withDefaults() (DispatcherOptions, error) {
 	// (and, over TLS, handshakes) the connections beyond them again.
 	if o.HTTPClient == nil {
 		t := cleanhttp.DefaultPooledTransport()
-		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, o.PerDestination)
+		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, widest)
 		o.HTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, t)
 	}
 	if o.GuardedHTTPClient == nil {
 		t := o.Egress.Transport()
-		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, o.PerDestination)
+		t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, widest)
 		o.GuardedHTTPClient = newHTTPClient(o.Timeout, o.QuickRetries, o.QuickRetryWait, t)
 	}
 	if limit := attemptLimit(o); o.Lease <= limit {
@@ -373,7 +388,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.running.Store(false)
 
 	log := d.opts.Logger.With("owner", d.opts.Owner)
-	log.Info("outbox dispatcher started", "concurrency", d.opts.Concurrency, "per_destination", d.opts.PerDestination)
+	log.Info("outbox dispatcher started", "concurrency", d.opts.Concurrency, "per_destination", d.opts.PerDestination,
+		"own_caps", len(d.opts.InFlight))
 
 	// Deliveries outlive ctx by up to ShutdownTimeout; store writes of finished attempts are never cut short.
 	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
@@ -548,7 +564,7 @@ func (d *Dispatcher) fill(ctx, dctx context.Context, log *slog.Logger, st *loopS
 				continue
 			}
 			st.active[m.ID] = true
-			if st.perDest[m.Destination] < d.opts.PerDestination {
+			if st.perDest[m.Destination] < d.inFlight(m.Destination) {
 				d.start(dctx, log, st, done, m)
 				continue
 			}
@@ -599,9 +615,11 @@ func (st *loopState) armDue(due *time.Timer, now time.Time) {
 	}
 }
 
-// claim leases up to limit messages, no more of a destination than it has room for: PerDestination less
+// claim leases up to limit messages, no more of a destination than it has room for: its cap (inFlight) less
 // what is in flight or held, and, for a destination that answered requests since the last claim, as many
-// more as it answered, up to another PerDestination. Those are held, and start the moment a request to it is
+// more as it answered, up to another cap. A destination with a cap of its own is named in every claim, so
+// that not even its first gives it PerDestination: below its cap, the loop would not claim again until a
+// request was answered; above it, the messages beyond its cap would be held. Those are held, and start the moment a request to it is
 // answered. A claim is a round trip to the store, during which the loop starts nothing: with nothing held, a
 // service that answers quickly had its slots free and idle while each claim ran (a 20,000-message drain on
 // SQLite spent most of its time so, on a machine half idle: issue 12). A destination that answers slowly, or
@@ -611,9 +629,13 @@ func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *lo
 	f := ClaimFilter{PerDestination: d.opts.PerDestination, Room: map[mapping.Destination]int{}}
 	room := func(dest mapping.Destination) {
 		if _, ok := f.Room[dest]; !ok {
-			ahead := min(st.answered[dest], d.opts.PerDestination)
-			f.Room[dest] = max(d.opts.PerDestination+ahead-st.perDest[dest]-len(st.held[dest]), 0)
+			n := d.inFlight(dest)
+			ahead := min(st.answered[dest], n)
+			f.Room[dest] = max(n+ahead-st.perDest[dest]-len(st.held[dest]), 0)
 		}
+	}
+	for dest := range d.opts.InFlight { // never given PerDestination, not even by its first claim
+		room(dest)
 	}
 	for dest := range st.perDest {
 		room(dest)
@@ -627,6 +649,14 @@ func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *lo
 	clear(st.answered)
 	msgs, err := d.store.ClaimMessages(ctx, d.opts.Owner, now, d.opts.Lease, limit, f)
 	return msgs, f, err
+}
+
+// inFlight is the most requests dest may have in flight at once: its own cap (InFlight), else PerDestination.
+func (d *Dispatcher) inFlight(dest mapping.Destination) int {
+	if n, ok := d.opts.InFlight[dest]; ok {
+		return n
+	}
+	return d.opts.PerDestination
 }
 
 // roomBound reports whether filter f may have kept a claim that returned msgs from messages it would
@@ -661,7 +691,7 @@ const heldRecheck = time.Second
 func (d *Dispatcher) startHeld(ctx, dctx context.Context, log *slog.Logger, st *loopState, done chan<- finished, now time.Time) {
 	var paused map[mapping.Destination]bool // read at most once, when a held message is that old
 	for dest, q := range st.held {
-		for len(q) > 0 && st.perDest[dest] < d.opts.PerDestination {
+		for len(q) > 0 && st.perDest[dest] < d.inFlight(dest) {
 			m := q[0]
 			q = q[1:]
 			st.nHeld--

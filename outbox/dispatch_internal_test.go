@@ -419,3 +419,34 @@ func TestHeldMessageClaimedAgainStartsWithItsNewLease(t *testing.T) {
 		}
 	}
 }
+
+// TestOptionsInFlight: a destination's own cap must be at least 1; an unset Concurrency makes room for the
+// widest cap, and the default transports keep that many idle connections; the dispatcher keeps its own copy.
+func TestOptionsInFlight(t *testing.T) {
+	t.Parallel()
+	wide, narrow := mapping.Destination{Kind: mapping.DestinationService, ID: "wide"},
+		mapping.Destination{Kind: mapping.DestinationService, ID: "narrow"}
+	caps := map[mapping.Destination]int{wide: 48, narrow: 1}
+	o, err := DispatcherOptions{InFlight: caps}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Concurrency != 48 || o.PerDestination != DefaultPerDestination {
+		t.Errorf("concurrency %d, per destination %d; want 48 and %d", o.Concurrency, o.PerDestination, DefaultPerDestination)
+	}
+	if tr, ok := o.HTTPClient.HTTPClient.Transport.(*http.Transport); !ok || tr.MaxIdleConnsPerHost < 48 {
+		t.Errorf("default transport keeps %d idle connections per host, want at least 48", tr.MaxIdleConnsPerHost)
+	}
+	caps[wide] = 2
+	if o.InFlight[wide] != 48 {
+		t.Errorf("the caller's map changed the dispatcher's cap: %d", o.InFlight[wide])
+	}
+	if o, err := (DispatcherOptions{Concurrency: 4, InFlight: caps}).withDefaults(); err != nil || o.Concurrency != 4 {
+		t.Errorf("a Concurrency given is kept: %d, %v", o.Concurrency, err)
+	}
+	caps[narrow] = 0
+	err = DispatcherOptions{InFlight: caps}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "InFlight[service:narrow] must be at least 1 (got 0)") {
+		t.Errorf("a cap of 0: %v", err)
+	}
+}

@@ -1591,6 +1591,15 @@ func (c *roomLog) log() [][2]int {
 	return slices.Clone(c.rooms)
 }
 
+// serveLoggingRoom serves the service id with a gated receiver, and logs the room every claim gives it.
+func (e *env) serveLoggingRoom(id string) (*gatedReceiver, *roomLog) {
+	rc := newGatedReceiver(e.t)
+	e.serve(id, rc.receiver)
+	log := &roomLog{dest: created(id).dest, seen: func() int { n, _ := rc.counts(); return n }}
+	e.wrap = func(s outbox.Store) outbox.Store { log.Store = s; return log }
+	return rc, log
+}
+
 // gatedReceiver answers each request once the test sends on gate, and counts the requests in flight and their
 // peak.
 type gatedReceiver struct {
@@ -1638,10 +1647,7 @@ func (g *gatedReceiver) counts() (inFlight, maxSeen int) {
 func TestDispatchClaimsAheadForAServiceThatAnswers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	rc := newGatedReceiver(t)
-	e.serve("walks", rc.receiver)
-	log := &roomLog{dest: created("walks").dest, seen: func() int { n, _ := rc.counts(); return n }}
-	e.wrap = func(s outbox.Store) outbox.Store { log.Store = s; return log }
+	rc, log := e.serveLoggingRoom("walks")
 	const n, perDest = 12, 2
 	for i := range n {
 		e.refer(fmt.Sprintf("r%d", i), created("walks"))

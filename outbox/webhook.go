@@ -169,6 +169,18 @@ type noEndpointError struct{ dest mapping.Destination }
 func (e noEndpointError) Error() string        { return "no endpoint for destination " + e.dest.String() }
 func (e noEndpointError) Is(target error) bool { return target == ErrUnknownDestination }
 
+// DirectoryInFlight is the directory's services' own caps on requests in flight (mapping.Delivery.MaxInFlight),
+// for DispatcherOptions.InFlight: a service that sets none is left out, and gets PerDestination.
+func DirectoryInFlight(dir mapping.Directory) map[mapping.Destination]int {
+	caps := map[mapping.Destination]int{}
+	for _, s := range dir.Services {
+		if s.Delivery.URL != "" && s.Delivery.MaxInFlight > 0 {
+			caps[mapping.Destination{Kind: mapping.DestinationService, ID: s.ID}] = s.Delivery.MaxInFlight
+		}
+	}
+	return caps
+}
+
 // DirectoryEndpoints resolves service destinations from the community directory's delivery settings
 // (a pull-only service resolves to an Endpoint with an empty URL). Other destination kinds are not found.
 func DirectoryEndpoints(dir mapping.Directory) EndpointResolver {

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"strconv"
 	"testing"
@@ -142,6 +143,25 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 	h.Set(HeaderWebhookSignature, sig)
 	if err := Verify(ownSecret, h, body, now, time.Minute); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDirectoryInFlight: the services that set their own cap are named with it; one that sets none, or is
+// pull-only, is left out (PerDestination applies).
+func TestDirectoryInFlight(t *testing.T) {
+	t.Parallel()
+	dir := mapping.Directory{Services: []mapping.Service{
+		{ID: "small", Delivery: mapping.Delivery{URL: "https://small.example/hook", Secret: ownSecret, MaxInFlight: 1}},
+		{ID: "council", Delivery: mapping.Delivery{URL: "https://council.example/hook", Secret: ownSecret, MaxInFlight: 24}},
+		{ID: "walks", Delivery: mapping.Delivery{URL: "https://walks.example/hook", Secret: ownSecret}},
+		{ID: "inbox-only"},
+	}}
+	want := map[mapping.Destination]int{
+		{Kind: mapping.DestinationService, ID: "small"}:   1,
+		{Kind: mapping.DestinationService, ID: "council"}: 24,
+	}
+	if got := DirectoryInFlight(dir); !maps.Equal(got, want) {
+		t.Errorf("DirectoryInFlight = %v, want %v", got, want)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 type drainSpec struct {
 	name     string
 	messages int // the backlog (one referral, one webhook each)
-	perDest  int // the dispatcher's PerDestination cap (Concurrency = max(default, cap))
+	inFlight int // the service's delivery.max_in_flight (0: none; the dispatcher's PerDestination)
 	// seed > 0: pre-load seed referrals through HTTP and clone them in SQL up to messages (seed must divide
 	// messages); 0: every referral through HTTP.
 	seed int
@@ -46,7 +46,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 	if sp.window > 0 {
 		target = min(sp.window, sp.messages)
 	}
-	r, err := newRig(o, sp.name, target, sp.perDest)
+	r, err := newRig(o, sp.name, target, sp.inFlight)
 	if err != nil {
 		return drainResult{}, err
 	}
@@ -95,7 +95,7 @@ func drainRun(o deliveryOptions, sp drainSpec) (drainResult, error) {
 		}
 		d := outbox.NewDispatcher(&timedStore{Store: st, t: r.claims}, outbox.DirectoryEndpoints(r.cfg.Directory),
 			outbox.DispatcherOptions{Logger: o.log, Owner: fmt.Sprintf("bench-instance-%d", i+1),
-				Concurrency: max(outbox.DefaultConcurrency, sp.perDest), PerDestination: sp.perDest, Audit: audit})
+				InFlight: outbox.DirectoryInFlight(r.cfg.Directory), Audit: audit})
 		stops = append(stops, runDispatcher(o.ctx, d))
 	}
 	var raw *sql.DB // PostgreSQL: reads the server's WAL position around the drain

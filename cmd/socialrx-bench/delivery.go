@@ -33,7 +33,7 @@ type deliveryOptions struct {
 	messages  int             // throughput: referrals pre-loaded before the dispatcher starts
 	rates     []int           // latency: paced intake rates (referrals/s)
 	duration  time.Duration   // latency: how long each paced run posts
-	perDest   []int           // dispatcher PerDestination caps to run (Concurrency = max(default, cap))
+	perDest   []int           // the service's in-flight caps to run (its delivery.max_in_flight; Concurrency = max(default, cap))
 	saveEvent string          // write one received webhook body here (the river benchmark posts the same bytes)
 	timeout   time.Duration   // bound for one run to deliver everything
 	log       *slog.Logger    // the dispatcher's and server's logger (discard)
@@ -60,20 +60,25 @@ const (
 	benchService = "bench-hooks"
 )
 
-func benchDirectory(sinkURL string) (*config.Config, error) {
-	return config.Parse([]byte(benchDirectoryYAML(sinkURL)), "")
+func benchDirectory(sinkURL string, inFlight int) (*config.Config, error) {
+	return config.Parse([]byte(benchDirectoryYAML(sinkURL, inFlight)), "")
 }
 
-// benchDirectoryYAML is benchDirectory's text (a `socialrx serve` process reads it from a file).
-func benchDirectoryYAML(sinkURL string) string {
+// benchDirectoryYAML is benchDirectory's text (a `socialrx serve` process reads it from a file). inFlight > 0
+// is the service's delivery.max_in_flight (0: none, the dispatcher's PerDestination).
+func benchDirectoryYAML(sinkURL string, inFlight int) string {
+	own := ""
+	if inFlight > 0 {
+		own = fmt.Sprintf(", max_in_flight: %d", inFlight)
+	}
 	return fmt.Sprintf(`clients:
   - {id: bench-gp, role: gp, token_sha256: %q, practices: [A81001]}
 services:
   - id: %s
     name: Benchmark receiver
     identifiers: [{system: "https://socialrx.dev/Id/community-service", value: %q}]
-    delivery: {url: %q, secret: %q}
-`, config.HashToken(benchGPToken), benchService, benchService, sinkURL, benchSecret)
+    delivery: {url: %q, secret: %q%s}
+`, config.HashToken(benchGPToken), benchService, benchService, sinkURL, benchSecret, own)
 }
 
 // deliveryReferral is the intake benchmark's ~3 KB referral, routed to the webhook service.
@@ -172,13 +177,17 @@ type rig struct {
 	sink    *sink
 	sinkURL string // the sink's webhook URL (the directory's one service)
 	cfg     *config.Config
-	disp    *outbox.Dispatcher
-	claims  *claimTimer // times the dispatcher's claims
-	closers []func()
+	// inFlight is the service's delivery.max_in_flight in cfg (0: none): every dispatcher of the rig, and
+	// every serve process, takes it from the directory as serve does (outbox.DirectoryInFlight).
+	inFlight int
+	disp     *outbox.Dispatcher
+	claims   *claimTimer // times the dispatcher's claims
+	closers  []func()
 }
 
-func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
-	r := &rig{sink: newSink(target), claims: &claimTimer{}}
+// newRig starts the rig; inFlight is the service's delivery.max_in_flight (0: the dispatcher's PerDestination).
+func newRig(o deliveryOptions, name string, target, inFlight int) (*rig, error) {
+	r := &rig{sink: newSink(target), claims: &claimTimer{}, inFlight: inFlight}
 	sl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -188,7 +197,7 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 	r.closers = append(r.closers, func() { _ = ss.Close() })
 
 	r.sinkURL = "http://" + sl.Addr().String() + "/hooks/referrals"
-	cfg, err := benchDirectory(r.sinkURL)
+	cfg, err := benchDirectory(r.sinkURL, inFlight)
 	if err != nil {
 		r.close()
 		return nil, err
@@ -228,8 +237,7 @@ func newRig(o deliveryOptions, name string, target, perDest int) (*rig, error) {
 	r.intake = "http://" + hl.Addr().String() + "/fhir/ServiceRequest"
 	r.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second}
 	r.disp = outbox.NewDispatcher(&timedStore{Store: r.store, t: r.claims}, outbox.DirectoryEndpoints(cfg.Directory),
-		outbox.DispatcherOptions{Logger: o.log, Concurrency: max(outbox.DefaultConcurrency, perDest), PerDestination: perDest,
-			Audit: audit})
+		outbox.DispatcherOptions{Logger: o.log, InFlight: outbox.DirectoryInFlight(cfg.Directory), Audit: audit})
 	return r, nil
 }
 
@@ -352,7 +360,7 @@ func runDelivery(o deliveryOptions) error {
 				return err
 			}
 		}
-		label := fmt.Sprintf("  per-destination %d, concurrency %d", pd, max(outbox.DefaultConcurrency, pd))
+		label := fmt.Sprintf("  %d in flight, concurrency %d", pd, max(outbox.DefaultConcurrency, pd))
 		fmt.Fprintf(o.out, "%-38s %9d %8.2f %8.0f %6d %7d\n", label, d.delivered, d.elapsed.Seconds(), d.rate, d.dups, len(d.sample))
 	}
 	fmt.Fprintf(o.out, "\n%-38s %8s %8s %9s %9s %9s %9s %6s\n", "latency (paced intake)", "target/s", "got/s", "c→r p50", "c→r p99", "c→r max", "post p50", "early")
@@ -362,7 +370,7 @@ func runDelivery(o deliveryOptions) error {
 			if err != nil {
 				return err
 			}
-			label := fmt.Sprintf("  per-destination %d", pd)
+			label := fmt.Sprintf("  %d in flight", pd)
 			fmt.Fprintf(o.out, "%-38s %8d %8.0f %9s %9s %9s %9s %6d\n", label, rate, p.gotRate,
 				p.p50, p.p99, p.max, p.postP50, p.early)
 		}
@@ -396,7 +404,7 @@ type drainResult struct {
 
 // throughputRun pre-loads o.messages referrals through HTTP and measures how fast one dispatcher delivers them.
 func throughputRun(o deliveryOptions, perDest int) (drainResult, error) {
-	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", perDest), messages: o.messages, perDest: perDest, timeout: o.timeout})
+	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", perDest), messages: o.messages, inFlight: perDest, timeout: o.timeout})
 }
 
 // pacedResult is one paced intake run's figures.

@@ -48,7 +48,7 @@ func main() {
 	rates := flag.String("delivery-rates", "50,200", "delivery latency: paced intake rates (referrals/s)")
 	ddur := flag.Duration("delivery-duration", 5*time.Second, "delivery latency: how long each paced run posts")
 	perDest := flag.String("delivery-per-destination", fmt.Sprintf("%d,16", outbox.DefaultPerDestination),
-		"dispatcher PerDestination caps to run (concurrency = max(16, cap)); the first is the shipped default")
+		"the benchmark service's in-flight caps to run (its delivery.max_in_flight; concurrency = max(32, cap)); the first is the shipped default (PerDestination)")
 	pgURL := flag.String("delivery-postgres", "", "run the delivery benchmark on this PostgreSQL server (a fresh schema per run) instead of SQLite, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 	saveEvent := flag.String("save-event", "", "write one received webhook body to this file (bench/river posts the same bytes)")
 	hostile := flag.Bool("hostile", false, "run only the hostile-load benchmark (make bench-hostile): the real binary under maximum-size bodies and bad tokens, peak RSS and a legitimate client's latency")
@@ -76,6 +76,8 @@ func main() {
 	tHugeWindowTime := flag.Duration("table-huge-window-time", 30*time.Second, "table: …or this long, whichever ends first")
 	tInstances := flag.Int("table-instances", 3, "table: dispatchers (each with its own store) compared with one on one PostgreSQL schema (0: no row)")
 	tInstancesSize := flag.Int("table-instances-backlog", 20_000, "table: the backlog the instances drain")
+	tInFlight := flag.Int("table-in-flight", 16, "table: the benchmark service's delivery.max_in_flight in every socialrx row, and River's MaxWorkers (as many webhooks in flight on each side)")
+	tDefaultDrain := flag.Int("table-default-drain", 20_000, "table: also drain this many at the shipped default (8 in flight, no max_in_flight) beside River with 8 workers (0: no such row)")
 	tPG := flag.String("table-postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "table: the PostgreSQL server (\"\": PostgreSQL rows skipped)")
 	tServe := flag.String("socialrx-bin", "", "table: the socialrx binary (go build ./cmd/socialrx); row 5 then also drains with that many `socialrx serve` processes (\"\": no such row)")
 	tRiver := flag.String("river-bench", "", "table: the river-bench binary (go build in bench/river; \"\": River columns empty)")
@@ -105,6 +107,7 @@ func main() {
 	if *table {
 		o := tableOptions{rounds: max(*tRounds, 1), intakeDur: *tIntake, pacedDur: *tPaced, cloneAbove: *tCloneAbove,
 			hugeWindow: *tHugeWindow, hugeWindowTime: *tHugeWindowTime, instances: *tInstances, instancesSize: *tInstancesSize, socialrxBin: *tServe,
+			inFlight: *tInFlight, defaultDrain: *tDefaultDrain,
 			postgres: *tPG, riverBench: *tRiver, riverDatabase: *tRiverDB, riverEvent: *tRiverEvent, pgbench: *tPgbench,
 			only: *tOnly, drainProfile: *drainProfile, command: strings.Join(os.Args, " "), out: os.Stdout,
 			log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}

@@ -28,14 +28,15 @@ type serveProcs struct {
 
 // startServe starts n `socialrx serve` processes of the binary bin on r's schema (r.dsn) with r's directory
 // (written to a file in dir), each on a free loopback port, logging warnings and errors to a file in dir. They
-// run the product's defaults (Concurrency, PerDestination, lease) and skip nothing: migrations (already
+// run the product's defaults (Concurrency, PerDestination, lease) with the directory's max_in_flight for the
+// service (r.inFlight), as serve reads it, and skip nothing: migrations (already
 // applied), listeners, sweepers.
 func startServe(ctx context.Context, bin, dir string, r *rig, n int) (*serveProcs, error) {
 	if r.dsn == "" {
 		return nil, errors.New("serve processes need PostgreSQL")
 	}
 	directory := filepath.Join(dir, "serve-directory.yaml")
-	if err := os.WriteFile(directory, []byte(benchDirectoryYAML(r.sinkURL)), 0o600); err != nil {
+	if err := os.WriteFile(directory, []byte(benchDirectoryYAML(r.sinkURL, r.inFlight)), 0o600); err != nil {
 		return nil, err
 	}
 	pctx, cancel := context.WithCancel(ctx)

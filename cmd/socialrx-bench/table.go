@@ -37,18 +37,24 @@ type tableOptions struct {
 	hugeWindowTime  time.Duration
 	instances       int // row 5: this many dispatchers vs one
 	instancesSize   int
-	socialrxBin     string // the socialrx binary: row 5 also drains with that many `serve` processes ("": no such row)
-	postgres        string // "" or unreachable: PostgreSQL rows skipped
-	riverBench      string // the river-bench binary ("": River rows skipped)
-	riverDatabase   string
-	riverEvent      string // the webhook body River posts ("": the one socialrx delivered in this run)
-	pgbench         string // the pgbench binary
-	only            string // run only the measurements whose key contains this (debugging)
-	drainProfile    string // each drain's CPU profile goes to this path + "." + its name ("": none)
-	command         string
-	out             io.Writer
-	dir             string
-	log             *slog.Logger
+	// inFlight is the benchmark service's delivery.max_in_flight in every socialrx row, and River's MaxWorkers:
+	// each side has as many webhooks in flight to the one receiver.
+	inFlight int
+	// defaultDrain > 0: one more drain of this many, at the shipped default (PerDestination, no
+	// max_in_flight) beside River with as many workers.
+	defaultDrain  int
+	socialrxBin   string // the socialrx binary: row 5 also drains with that many `serve` processes ("": no such row)
+	postgres      string // "" or unreachable: PostgreSQL rows skipped
+	riverBench    string // the river-bench binary ("": River rows skipped)
+	riverDatabase string
+	riverEvent    string // the webhook body River posts ("": the one socialrx delivered in this run)
+	pgbench       string // the pgbench binary
+	only          string // run only the measurements whose key contains this (debugging)
+	drainProfile  string // each drain's CPU profile goes to this path + "." + its name ("": none)
+	command       string
+	out           io.Writer
+	dir           string
+	log           *slog.Logger
 }
 
 // metrics are one measurement's figures by name (rates per second, durations in seconds, RSS in KiB).
@@ -232,7 +238,7 @@ type planner struct {
 	p                              plan
 	sqliteO, pgO                   deliveryOptions
 	havePG, haveRiver, havePgbench bool
-	perDest                        int
+	inFlight                       int                    // the service's delivery.max_in_flight in every row (and River's workers)
 	event                          atomic.Pointer[string] // the webhook body socialrx delivered, for River
 }
 
@@ -241,7 +247,7 @@ func newPlanner(ctx context.Context, o *tableOptions) *planner {
 	// Every row records the audit trail as serve does; the schemas are never another run's.
 	base := deliveryOptions{timeout: 10 * time.Minute, log: slog.New(slog.DiscardHandler), out: io.Discard, dir: o.dir, ctx: ctx,
 		audit: true, schemaPrefix: fmt.Sprintf("socialrx_table_%d_", os.Getpid()), drainProfile: o.drainProfile}
-	pl := &planner{o: o, sqliteO: base, pgO: base, havePG: o.postgres != "", perDest: outbox.DefaultPerDestination}
+	pl := &planner{o: o, sqliteO: base, pgO: base, havePG: o.postgres != "", inFlight: o.inFlight}
 	pl.pgO.postgres = o.postgres
 	if pl.havePG {
 		if err := postgresReachable(ctx, o.postgres); err != nil {
@@ -377,64 +383,80 @@ var drainMetricDefs = []metricDef{{"msg/s", "rate", unitRate, true}, {"claim p50
 
 // drainSpecFor is the drain of size pending messages (seeded and cloned above -table-clone-above).
 func (pl *planner) drainSpecFor(name string, size, instances int) drainSpec {
-	sp := drainSpec{name: name, messages: size, perDest: pl.perDest, instances: instances, timeout: 10 * time.Minute}
+	sp := drainSpec{name: name, messages: size, inFlight: pl.inFlight, instances: instances, timeout: 10 * time.Minute}
 	if size > pl.o.cloneAbove && size%100 == 0 {
 		sp.seed = 100
 	}
 	return sp
 }
 
-// drains is section 3: backlog drains beside River draining as many jobs.
+// drains is section 3: backlog drains beside River draining as many jobs, with as many webhooks in flight
+// (the service's max_in_flight, River's MaxWorkers); then, with -table-default-drain, one at the shipped
+// default (PerDestination) beside River with as many workers.
 func (pl *planner) drains() {
 	o := pl.o
-	sec := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (per-destination %d, concurrency %d, each delivery audited as serve does) on a pre-loaded backlog vs River (MaxWorkers 16, FetchCooldown 1ms) draining as many jobs; backlogs above %d are %s",
-		pl.perDest, max(outbox.DefaultConcurrency, pl.perDest), o.cloneAbove, "100 referrals posted through HTTP, cloned in SQL")
+	sec := fmt.Sprintf("3. Backlog drain (msg/s): socialrx's dispatcher (the service's max_in_flight %d, concurrency %d, each delivery audited as serve does) on a pre-loaded backlog vs River (MaxWorkers %[1]d, FetchCooldown 1ms) draining as many jobs; backlogs above %[3]d are %[4]s",
+		pl.inFlight, max(outbox.DefaultConcurrency, pl.inFlight), o.cloneAbove, "100 referrals posted through HTTP, cloned in SQL")
 	sizes := slices.Clone(o.backlogs)
 	if o.huge > 0 {
 		sizes = append(sizes, o.huge)
 	}
 	for _, size := range sizes {
-		huge := o.huge > 0 && size == o.huge
 		sp := pl.drainSpecFor(fmt.Sprintf("drain-%d", size), size, 0)
 		label := fmt.Sprintf("%d pending", size)
-		if huge {
+		if o.huge > 0 && size == o.huge {
 			sp.window, sp.windowTime = o.hugeWindow, o.hugeWindowTime
 			label = fmt.Sprintf("%d pending (rate over the first %d deliveries or %s)", size, o.hugeWindow, o.hugeWindowTime)
 		}
-		riverKey := ""
-		if pl.haveRiver {
-			riverKey = fmt.Sprintf("drain.river.%d", size)
-		}
-		for _, b := range pl.backends() {
-			key := fmt.Sprintf("drain.%s.%d", b.name, size)
-			pl.add(key, fmt.Sprintf("socialrx drain, %s, %d", b.name, size), func(ctx context.Context) (metrics, error) {
-				d, err := drainRun(b.o, sp)
-				if err != nil {
-					return nil, err
-				}
-				pl.saveSample(d)
-				return drainMetrics(d), nil
-			})
-			pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: b.label + ", " + label, ours: key, peer: riverKey, metrics: drainMetricDefs})
-		}
-		if pl.haveRiver {
-			args := []string{"-mode", "throughput", "-messages", strconv.Itoa(size)}
-			if huge {
-				args = append(args, "-window", strconv.Itoa(o.hugeWindow), "-window-time", o.hugeWindowTime.String())
-			}
-			pl.add(riverKey, fmt.Sprintf("River drain, %d", size), func(ctx context.Context) (metrics, error) {
-				ms, err := runRiver(ctx, *o, pl.eventPath(), args...)
-				if err != nil {
-					return nil, err
-				}
-				m := metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}
-				setPerMessage(m, "app_cpu_per_msg", float64(ms[0].AppCPUUS)/1e6, ms[0].Delivered)
-				setPerMessage(m, "db_cpu_per_msg", float64(ms[0].DBCPUUS)/1e6, ms[0].Delivered)
-				setPerMessage(m, "wal_per_msg", float64(ms[0].WALBytes), ms[0].Delivered)
-				return m, nil
-			})
-		}
+		pl.drainRows(sec, "drain", label, sp, pl.inFlight)
 	}
+	if o.defaultDrain > 0 {
+		sec := fmt.Sprintf("3b. Backlog drain at the shipped default: %d in flight to the one service (PerDestination; no max_in_flight), concurrency %d, vs River with MaxWorkers %[1]d (FetchCooldown 1ms)",
+			outbox.DefaultPerDestination, outbox.DefaultConcurrency)
+		sp := pl.drainSpecFor(fmt.Sprintf("drain-default-%d", o.defaultDrain), o.defaultDrain, 0)
+		sp.inFlight = 0
+		pl.drainRows(sec, "drain-default", fmt.Sprintf("%d pending", o.defaultDrain), sp, outbox.DefaultPerDestination)
+	}
+}
+
+// drainRows adds the drain sp on every backend, as rows of section sec beside River draining as many jobs
+// with workers workers; their keys are prefix.BACKEND.SIZE and prefix.river.SIZE.
+func (pl *planner) drainRows(sec, prefix, label string, sp drainSpec, workers int) {
+	o := pl.o
+	riverKey := ""
+	if pl.haveRiver {
+		riverKey = fmt.Sprintf("%s.river.%d", prefix, sp.messages)
+	}
+	for _, b := range pl.backends() {
+		key := fmt.Sprintf("%s.%s.%d", prefix, b.name, sp.messages)
+		pl.add(key, fmt.Sprintf("socialrx %s, %s, %d", prefix, b.name, sp.messages), func(ctx context.Context) (metrics, error) {
+			d, err := drainRun(b.o, sp)
+			if err != nil {
+				return nil, err
+			}
+			pl.saveSample(d)
+			return drainMetrics(d), nil
+		})
+		pl.p.rows = append(pl.p.rows, rowDef{section: sec, label: b.label + ", " + label, ours: key, peer: riverKey, metrics: drainMetricDefs})
+	}
+	if !pl.haveRiver {
+		return
+	}
+	args := []string{"-mode", "throughput", "-messages", strconv.Itoa(sp.messages)}
+	if sp.window > 0 {
+		args = append(args, "-window", strconv.Itoa(sp.window), "-window-time", sp.windowTime.String())
+	}
+	pl.add(riverKey, fmt.Sprintf("River %s, %d", prefix, sp.messages), func(ctx context.Context) (metrics, error) {
+		ms, err := runRiver(ctx, *o, pl.eventPath(), workers, args...)
+		if err != nil {
+			return nil, err
+		}
+		m := metrics{"rate": ms[0].PerSecond, "dups": float64(ms[0].Dups)}
+		setPerMessage(m, "app_cpu_per_msg", float64(ms[0].AppCPUUS)/1e6, ms[0].Delivered)
+		setPerMessage(m, "db_cpu_per_msg", float64(ms[0].DBCPUUS)/1e6, ms[0].Delivered)
+		setPerMessage(m, "wal_per_msg", float64(ms[0].WALBytes), ms[0].Delivered)
+		return m, nil
+	})
 }
 
 // pacedMetricDefs are a paced row's figures.
@@ -456,7 +478,7 @@ func (pl *planner) paced() {
 			bo := b.o
 			bo.duration, bo.allowRejects = o.pacedDur, true
 			pl.add(key, fmt.Sprintf("socialrx paced, %s, %d/s", b.name, rate), func(ctx context.Context) (metrics, error) {
-				r, err := latencyRun(bo, pl.perDest, rate)
+				r, err := latencyRun(bo, pl.inFlight, rate)
 				if err != nil {
 					return nil, err
 				}
@@ -468,7 +490,7 @@ func (pl *planner) paced() {
 		}
 		if pl.haveRiver {
 			pl.add(riverKey, fmt.Sprintf("River paced, %d/s", rate), func(ctx context.Context) (metrics, error) {
-				ms, err := runRiver(ctx, *o, pl.eventPath(), "-mode", "latency", "-rates", strconv.Itoa(rate), "-duration", o.pacedDur.String())
+				ms, err := runRiver(ctx, *o, pl.eventPath(), pl.inFlight, "-mode", "latency", "-rates", strconv.Itoa(rate), "-duration", o.pacedDur.String())
 				if err != nil {
 					return nil, err
 				}
@@ -642,10 +664,10 @@ func parseRiverJSON(out []byte) ([]riverMeasurement, error) {
 	return ms, nil
 }
 
-// runRiver runs river-bench -json with River's table settings (MaxWorkers 16, FetchCooldown 1ms) and args.
-func runRiver(ctx context.Context, o tableOptions, event string, args ...string) ([]riverMeasurement, error) {
+// runRiver runs river-bench -json with River's table settings (MaxWorkers workers, FetchCooldown 1ms) and args.
+func runRiver(ctx context.Context, o tableOptions, event string, workers int, args ...string) ([]riverMeasurement, error) {
 	args = append([]string{"-json", "-server", o.postgres, "-database", o.riverDatabase, "-event", event,
-		"-workers", "16", "-fetch-cooldowns", "1ms"}, args...)
+		"-workers", strconv.Itoa(workers), "-fetch-cooldowns", "1ms"}, args...)
 	cmd := exec.CommandContext(ctx, o.riverBench, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -64,6 +64,12 @@ func startMain(t *testing.T, env map[string]string) (string, <-chan int, context
 // writeDirectory writes a directory file with one GP client and one webhook service pointing at url.
 func writeDirectory(t *testing.T, url string) string {
 	t.Helper()
+	return writeDirectoryWith(t, url, "")
+}
+
+// writeDirectoryWith is writeDirectory with more of the service's delivery block (delivery, "key: value, …").
+func writeDirectoryWith(t *testing.T, url, delivery string) string {
+	t.Helper()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "directory.yaml")
 	y := fmt.Sprintf(`clients:
@@ -73,8 +79,8 @@ services:
   - id: frome-walks
     name: Frome Walking for Health
     identifiers: [{system: "https://fhir.nhs.uk/Id/ods-organization-code", value: "XYZ01"}]
-    delivery: {url: %q, secret_file: secret.txt}
-`, config.HashToken("gp-secret-token"), config.HashToken("walks-secret-token"), url)
+    delivery: {url: %q, secret_file: secret.txt%s}
+`, config.HashToken("gp-secret-token"), config.HashToken("walks-secret-token"), url, delivery)
 	if err := os.WriteFile(p, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}

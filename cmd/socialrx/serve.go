@@ -185,6 +185,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Version:     version,
 		Observer:    deliveries,
 		Egress:      outbox.EgressPolicy{AllowLoopback: cfg.Outbound.AllowLoopback},
+		InFlight:    outbox.DirectoryInFlight(cfg.Directory),
 	}
 	if err := dispOpts.Validate(); err != nil { // refuse bad delivery settings before serving anything
 		return usageError{fmt.Sprintf("delivery settings (SOCIALRX_DELIVERY_TIMEOUT, SOCIALRX_DELIVERY_LEASE): %v", err)}
