@@ -617,14 +617,14 @@ func (st *loopState) armDue(due *time.Timer, now time.Time) {
 
 // claim leases up to limit messages, no more of a destination than it has room for: its cap (inFlight) less
 // what is in flight or held, and, for a destination that answered requests since the last claim, as many
-// more as it answered, up to another cap. A destination with a cap of its own is named in every claim, so
-// that not even its first gives it PerDestination: below its cap, the loop would not claim again until a
-// request was answered; above it, the messages beyond its cap would be held. Those are held, and start the moment a request to it is
-// answered. A claim is a round trip to the store, during which the loop starts nothing: with nothing held, a
-// service that answers quickly had its slots free and idle while each claim ran (a 20,000-message drain on
-// SQLite spent most of its time so, on a machine half idle: issue 12). A destination that answers slowly, or
-// not at all, answers nothing between claims, and so is never claimed ahead, and holds no more of
-// Concurrency than its own requests.
+// more as it answered, up to another cap. Those are held, and start the moment a request to it is answered.
+// A destination with a cap of its own is named in every claim, so that not even its first gives it
+// PerDestination: with a cap above it, the loop would not claim again until a request was answered; with
+// one below it, the messages beyond its cap would be held. A claim is a round trip to the store, during
+// which the loop starts nothing: with nothing held, a service that answers quickly had its slots free and
+// idle while each claim ran (a 20,000-message drain on SQLite spent most of its time so, on a machine half
+// idle: issue 12). A destination that answers slowly, or not at all, answers nothing between claims, and so
+// is never claimed ahead, and holds no more of Concurrency than its own requests.
 func (d *Dispatcher) claim(ctx context.Context, now time.Time, limit int, st *loopState) ([]Message, ClaimFilter, error) {
 	f := ClaimFilter{PerDestination: d.opts.PerDestination, Room: map[mapping.Destination]int{}}
 	room := func(dest mapping.Destination) {
