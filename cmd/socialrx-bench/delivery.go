@@ -33,7 +33,7 @@ type deliveryOptions struct {
 	messages  int             // throughput: referrals pre-loaded before the dispatcher starts
 	rates     []int           // latency: paced intake rates (referrals/s)
 	duration  time.Duration   // latency: how long each paced run posts
-	perDest   []int           // the service's in-flight caps to run (its delivery.max_in_flight; Concurrency = max(default, cap))
+	inFlight  []int           // the service's in-flight caps to run (its delivery.max_in_flight; Concurrency = max(default, cap))
 	saveEvent string          // write one received webhook body here (the river benchmark posts the same bytes)
 	timeout   time.Duration   // bound for one run to deliver everything
 	log       *slog.Logger    // the dispatcher's and server's logger (discard)
@@ -350,8 +350,8 @@ func runDelivery(o deliveryOptions) error {
 	}
 	fmt.Fprintf(o.out, "socialrx server + dispatcher in-process, %s\n", backend)
 	fmt.Fprintf(o.out, "\n%-38s %9s %8s %8s %6s %7s\n", "throughput (pre-loaded backlog)", "messages", "seconds", "msg/s", "dups", "body B")
-	for _, pd := range o.perDest {
-		d, err := throughputRun(o, pd)
+	for _, n := range o.inFlight {
+		d, err := throughputRun(o, n)
 		if err != nil {
 			return err
 		}
@@ -360,17 +360,17 @@ func runDelivery(o deliveryOptions) error {
 				return err
 			}
 		}
-		label := fmt.Sprintf("  %d in flight, concurrency %d", pd, max(outbox.DefaultConcurrency, pd))
+		label := fmt.Sprintf("  %d in flight, concurrency %d", n, max(outbox.DefaultConcurrency, n))
 		fmt.Fprintf(o.out, "%-38s %9d %8.2f %8.0f %6d %7d\n", label, d.delivered, d.elapsed.Seconds(), d.rate, d.dups, len(d.sample))
 	}
 	fmt.Fprintf(o.out, "\n%-38s %8s %8s %9s %9s %9s %9s %6s\n", "latency (paced intake)", "target/s", "got/s", "c→r p50", "c→r p99", "c→r max", "post p50", "early")
-	for _, pd := range o.perDest {
+	for _, n := range o.inFlight {
 		for _, rate := range o.rates {
-			p, err := latencyRun(o, pd, rate)
+			p, err := latencyRun(o, n, rate)
 			if err != nil {
 				return err
 			}
-			label := fmt.Sprintf("  %d in flight", pd)
+			label := fmt.Sprintf("  %d in flight", n)
 			fmt.Fprintf(o.out, "%-38s %8d %8.0f %9s %9s %9s %9s %6d\n", label, rate, p.gotRate,
 				p.p50, p.p99, p.max, p.postP50, p.early)
 		}
@@ -403,8 +403,8 @@ type drainResult struct {
 }
 
 // throughputRun pre-loads o.messages referrals through HTTP and measures how fast one dispatcher delivers them.
-func throughputRun(o deliveryOptions, perDest int) (drainResult, error) {
-	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", perDest), messages: o.messages, inFlight: perDest, timeout: o.timeout})
+func throughputRun(o deliveryOptions, inFlight int) (drainResult, error) {
+	return drainRun(o, drainSpec{name: fmt.Sprintf("throughput-%d", inFlight), messages: o.messages, inFlight: inFlight, timeout: o.timeout})
 }
 
 // pacedResult is one paced intake run's figures.
@@ -421,9 +421,9 @@ type pacedResult struct {
 	dups          int
 }
 
-func latencyRun(o deliveryOptions, perDest, rate int) (pacedResult, error) {
+func latencyRun(o deliveryOptions, inFlight, rate int) (pacedResult, error) {
 	total := max(int(o.duration.Seconds()*float64(rate)), 1)
-	r, err := newRig(o, fmt.Sprintf("latency-%d-%d", perDest, rate), total, perDest)
+	r, err := newRig(o, fmt.Sprintf("latency-%d-%d", inFlight, rate), total, inFlight)
 	if err != nil {
 		return pacedResult{}, err
 	}

@@ -153,7 +153,7 @@ func main() {
 		log: slog.New(slog.DiscardHandler), out: os.Stdout, ctx: ctx, postgres: *pgURL, audit: *audit}
 	var err error
 	if o.rates, err = intList("-delivery-rates", *rates); err == nil {
-		o.perDest, err = intList("-delivery-per-destination", *perDest)
+		o.inFlight, err = intList("-delivery-per-destination", *perDest)
 	}
 	if err == nil && o.messages < 1 {
 		err = errors.New("-delivery-messages must be positive")
