@@ -540,3 +540,30 @@ func TestOverdueSweepReadsTheDeadlineIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentifierSearchReadsTheValueIndex: a search by identifier, with a system or without, reads
+// referral_identifiers_value (value) among 5,000 identifiers of five systems (analysed), on the plan made
+// for its values, and an identifier is in three indexes: the primary key (practice_ods, system, value), that
+// one and the referral's. Before migration 101 the search with a system read
+// referral_identifiers_system_value (system, value), and every identifier a create added was in four.
+func TestIdentifierSearchReadsTheValueIndex(t *testing.T) {
+	t.Parallel()
+	_, conn := oneReferral(t)
+	exec := execOn(t, conn)
+	exec(`INSERT INTO referral_identifiers (practice_ods, system, value, referral_id)
+		SELECT i.practice_ods, 'https://fhir.example.org/system-' || (g % 5), 'value-' || g, i.referral_id
+		FROM referral_identifiers i, generate_series(1, 5000) g`)
+	exec(`ANALYZE referral_identifiers`)
+	for i, id := range []mapping.Identifier{{System: "https://fhir.example.org/system-1", Value: "value-11"}, {Value: "value-11"}} {
+		search, args, _, _ := sqlstore.ReferralSearch(outbox.ReferralQuery{Identifier: &id})
+		plan := explainPrepared(t, conn, fmt.Sprintf("identifier%d", i), search, args)
+		if !strings.Contains(plan, "using referral_identifiers_value on referral_identifiers") {
+			t.Errorf("the search by identifier %+v:\n%s\nwant it to read referral_identifiers_value", id, plan)
+		}
+	}
+	var n int
+	if err := conn.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_index
+		WHERE indrelid = 'referral_identifiers'::regclass`).Scan(&n); err != nil || n != 3 {
+		t.Errorf("referral_identifiers has %d indexes (%v), want 3: the primary key, value and referral_id", n, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,42 @@ func TestPartialIndexesServeTheirReaders(t *testing.T) {
 		if plan := queryPlan(t, s, c.query, c.args); !strings.Contains(plan, " INDEX "+c.index) {
 			t.Errorf("%s\nplan %q; want it to use %s", c.query, plan, c.index)
 		}
+	}
+}
+
+// TestIdentifierSearchReadsTheValueIndex: a search by identifier, with a system or without, reads
+// referral_identifiers_value (value), and an intake writes pages of no other index of referral_identifiers
+// than its primary key, that index and the referral's (referral_id), on a real database file. Before migration
+// 93 the search with a system read referral_identifiers_system_value (system, value), and every intake wrote
+// a page of it.
+func TestIdentifierSearchReadsTheValueIndex(t *testing.T) {
+	t.Parallel()
+	s := openQuiet(t)
+	for _, id := range []mapping.Identifier{{System: "https://fhir.example.org/referrals", Value: "ref-1"}, {Value: "ref-1"}} {
+		query, args, _, _ := dialect().SearchStatement(outbox.ReferralQuery{Identifier: &id})
+		if plan := queryPlan(t, s, query, args); !strings.Contains(plan, " INDEX referral_identifiers_value ") {
+			t.Errorf("the search by identifier %+v:\nplan %q; want it to read referral_identifiers_value", id, plan)
+		}
+	}
+
+	pages := newWALPages(t, s)
+	createReferrals(t, s, 1, 500, nil)
+	pages.reset()
+	createReferrals(t, s, 501, 510, nil)
+	allowed := []string{"referral_identifiers", "sqlite_autoindex_referral_identifiers_1", "referral_identifiers_value",
+		"referral_identifiers_referral"}
+	wrote := 0
+	for name, n := range pages.written() {
+		if !strings.HasPrefix(name, "referral_identifiers") && !strings.HasPrefix(name, "sqlite_autoindex_referral_identifiers") {
+			continue
+		}
+		wrote += n
+		if !slices.Contains(allowed, name) {
+			t.Errorf("10 intakes wrote %d pages of %s; want pages of %v only", n, name, allowed)
+		}
+	}
+	if wrote == 0 {
+		t.Fatal("10 intakes wrote no page of referral_identifiers: the attribution is broken")
 	}
 }
 
