@@ -234,7 +234,7 @@ func Parse(b []byte, base string) (*Config, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("parse YAML: %w", err)
+		return nil, namedYAMLErrors(b, err)
 	}
 	p := &parser{base: base, serviceIDs: map[string]bool{}, clientIDs: map[string]bool{}, hashes: map[string]string{}}
 	c := &Config{}

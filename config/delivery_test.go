@@ -30,7 +30,7 @@ func TestDirectoryDeliveryInFlight(t *testing.T) {
 		{`{url: "https://one.example/hook", secret: "` + secret + `", max_in_flight: -3}`, "services[0].delivery.max_in_flight: -3 must be from 1 to 64"},
 		{`{url: "https://one.example/hook", secret: "` + secret + `", max_in_flight: 65}`, "services[0].delivery.max_in_flight: 65 must be from 1 to 64"},
 		{`{max_in_flight: 4}`, "services[0].delivery.max_in_flight: without a url"},
-		{`{url: "https://one.example/hook", secret: "` + secret + `", max_in_flight: lots}`, "line 2: cannot unmarshal !!str `lots` into int"},
+		{`{url: "https://one.example/hook", secret: "` + secret + `", max_in_flight: lots}`, `services[0].delivery.max_in_flight: "lots" must be a whole number (line 2)`},
 	} {
 		_, err := Parse([]byte("services:\n  - {id: s1, name: One, delivery: "+tc.delivery+"}\n"), "")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
