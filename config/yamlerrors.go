@@ -126,7 +126,16 @@ func placeYAMLError(msg string, places []yamlPlace) string {
 	case "!!seq":
 		return fmt.Sprintf("%s: must be %s, not a list (line %d)", p.path, expected(into), line)
 	}
-	return fmt.Sprintf("%s: %q must be %s (line %d)", p.path, p.value, expected(into), line)
+	return fmt.Sprintf("%s: %q must be %s (line %d)", p.path, shownValue(p.value), expected(into), line)
+}
+
+// shownValue is v as an error shows it: cut to its first 7 characters when longer than 10, as the decoder
+// cuts it, so that a secret written in the wrong place is not copied whole into a log.
+func shownValue(v string) string {
+	if r := []rune(v); len(r) > 10 {
+		return string(r[:7]) + "…"
+	}
+	return v
 }
 
 // onePlace is the one place in places that match accepts; ok is false when none or several do.

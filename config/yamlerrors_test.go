@@ -7,8 +7,9 @@ import (
 
 // TestParseNamesThePlaceOfAValueOfTheWrongType: a value the YAML decoder cannot read as its setting's type,
 // and a key the file format does not have, are reported at their place in the file (as every other problem
-// Parse finds), with what the setting takes and the line, every one of them; where a line holds two such
-// values alike, the decoder's own message is kept rather than a guess.
+// Parse finds), with what the setting takes and the line, every one of them; a value longer than 10 characters
+// is shown cut, as the decoder cuts it (a secret in the wrong place is not logged whole); where a line holds
+// two such values alike, the decoder's own message is kept rather than a guess.
 func TestParseNamesThePlaceOfAValueOfTheWrongType(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -29,7 +30,7 @@ func TestParseNamesThePlaceOfAValueOfTheWrongType(t *testing.T) {
 			`services[0].delivery.retries: not a setting of the directory file (line 8)`,
 		}},
 		{"flow style, a long value", "services:\n  - {id: s1, name: One, capacity: {status: open, max_open: twelve-hundred}}\n",
-			[]string{`services[0].capacity.max_open: "twelve-hundred" must be a whole number (line 2)`}},
+			[]string{`services[0].capacity.max_open: "twelve-…" must be a whole number (line 2)`}},
 		{"a list and a mapping", "services:\n  - id: s1\n    name: [One, Two]\n    codes: {a: b}\n", []string{
 			`services[0].name: must be a single value (text), not a list (line 3)`,
 			`services[0].codes: must be a list, not a mapping (line 4)`,
