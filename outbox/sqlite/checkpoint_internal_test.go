@@ -62,9 +62,12 @@ func TestCheckpointerCopiesTheWALOffTheWriter(t *testing.T) {
 	}
 	// The intake that passed 64 frames leads to a checkpoint; so may an earlier one, which the checkpointer
 	// can finish before that intake is answered (after its sync): every checkpoint reported is checked,
-	// until the wal-index says everything is copied.
+	// until one copies every frame and the wal-index says so. Such an earlier checkpoint can run while the
+	// next intake reads on the read pool, and a read that began when every frame was copied reads the
+	// database file alone: until it ends, a PASSIVE checkpoint can copy none of the frames written since (CI
+	// saw 0 of 90 once). So an earlier checkpoint may copy fewer; one after the last intake copies all.
 	guard := time.After(10 * time.Second) // a guard against hanging, not a wait
-	for checked := 0; checked == 0 || backlog() != 0; checked++ {
+	for {
 		var got report
 		select {
 		case got = <-reports:
@@ -74,14 +77,17 @@ func TestCheckpointerCopiesTheWALOffTheWriter(t *testing.T) {
 		if got.err != nil {
 			t.Fatalf("checkpoint: %v", got.err)
 		}
-		if got.c.busy != 0 || got.c.checkpoints != got.c.log {
-			t.Errorf("checkpoint copied %d of %d frames (busy %d); want all, nothing else was running", got.c.checkpoints, got.c.log, got.c.busy)
+		if got.c.busy != 0 {
+			t.Errorf("checkpoint blocked (busy %d, %d of %d frames copied); want none, nothing else writes or checkpoints", got.c.busy, got.c.checkpoints, got.c.log)
 		}
 		if got.c.backlog < 64 || got.c.backlog > int64(got.c.log) {
 			t.Errorf("the checkpoint ran at a backlog of %d frames (WAL %d frames); want 64 or more, at most the WAL", got.c.backlog, got.c.log)
 		}
 		if got.c.log >= checkpointBackstop*64 {
 			t.Errorf("the WAL reached %d frames: the writer's backstop (%d) may have checkpointed, not the checkpointer", got.c.log, checkpointBackstop*64)
+		}
+		if got.c.checkpoints == got.c.log && backlog() == 0 {
+			return
 		}
 	}
 }
